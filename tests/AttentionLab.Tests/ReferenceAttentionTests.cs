@@ -1,0 +1,101 @@
+using AttentionLab.Attention;
+using AttentionLab.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Tests;
+
+public class ReferenceAttentionTests
+{
+    /// <summary>Direct float64 loops: o_i = Σ_j softmax_j(scale·q_i·k_j) v_j over the visible keys.</summary>
+    static double[,,,] LoopAttention(Tensor q, Tensor k, Tensor v, bool causal)
+    {
+        long b = q.shape[0], tq = q.shape[1], h = q.shape[2], d = q.shape[3], tk = k.shape[1], hkv = k.shape[2], dv = v.shape[3];
+        var qa = q.to(float64).data<double>().ToArray(); var ka = k.to(float64).data<double>().ToArray(); var va = v.to(float64).data<double>().ToArray();
+        var o = new double[b, tq, h, dv];
+        double scale = 1 / Math.Sqrt(d);
+        for (long bi = 0; bi < b; bi++)
+        for (long hi = 0; hi < h; hi++)
+        for (long i = 0; i < tq; i++)
+        {
+            long kvh = hi / (h / hkv);
+            var s = new List<(double score, long j)>();
+            for (long j = 0; j < tk; j++)
+            {
+                if (causal && j > i + (tk - tq)) continue;
+                double dot = 0;
+                for (long x = 0; x < d; x++) dot += qa[((bi * tq + i) * h + hi) * d + x] * ka[((bi * tk + j) * hkv + kvh) * d + x];
+                s.Add((dot * scale, j));
+            }
+            double m = s.Max(t => t.score), z = s.Sum(t => Math.Exp(t.score - m));
+            foreach (var (score, j) in s)
+                for (long x = 0; x < dv; x++)
+                    o[bi, i, hi, x] += Math.Exp(score - m) / z * va[((bi * tk + j) * hkv + kvh) * dv + x];
+        }
+        return o;
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1, 1, 1, 3, false)]
+    [InlineData(2, 5, 5, 4, 2, 7, true)]
+    [InlineData(1, 3, 8, 2, 1, 5, true)]   // decode-style: fewer queries than keys, end-aligned
+    [InlineData(2, 6, 6, 3, 3, 4, false)]
+    public void MatchesFloat64Loops(int b, int tq, int tk, int hq, int hkv, int d, bool causal)
+    {
+        torch.manual_seed(1);
+        using var scope = NewDisposeScope();
+        var q = torch.randn(b, tq, hq, d, dtype: float64);
+        var k = torch.randn(b, tk, hkv, d, dtype: float64);
+        var v = torch.randn(b, tk, hkv, d + 1, dtype: float64);
+        using var r = ReferenceAttention.Softmax(q, k, v, causal);
+        var loops = LoopAttention(q, k, v, causal);
+        var expected = torch.tensor(loops.Cast<double>().ToArray(), dtype: float64).reshape(r.Output.shape);
+        AssertClose.Tensors(r.Output, expected, atol: 1e-12, rtol: 0, what: "output");
+        AssertClose.Tensors(r.Probabilities.sum(-1), torch.ones_like(r.LogSumExp), atol: 1e-12, rtol: 0, what: "row sums");
+    }
+
+    [Fact]
+    public void CausalEntriesAreZeroAndFullyMaskedRowsAreZeroNotNaN()
+    {
+        using var scope = NewDisposeScope();
+        var q = torch.randn(1, 4, 2, 8); var k = torch.randn(1, 4, 2, 8); var v = torch.randn(1, 4, 2, 8);
+        using var r = ReferenceAttention.Softmax(q, k, v, causal: true);
+        var upper = torch.ones(4, 4, dtype: ScalarType.Bool).triu(1);
+        Assert.Equal(0.0, r.Probabilities.masked_select(upper.expand_as(r.Probabilities)).abs().max().item<float>());
+
+        var none = torch.zeros(1, 1, 4, 4, dtype: ScalarType.Bool);
+        using var masked = ReferenceAttention.Softmax(q, k, v, mask: none);
+        Assert.False(masked.Output.isnan().any().item<bool>());
+        Assert.Equal(0f, masked.Output.abs().max().item<float>());
+        Assert.True(masked.LogSumExp.isneginf().all().item<bool>());
+    }
+
+    [Fact]
+    public void MatchesSdpaInFloat32()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(2);
+        var q = torch.randn(2, 33, 4, 16); var k = torch.randn(2, 33, 4, 16); var v = torch.randn(2, 33, 4, 16);
+        foreach (bool causal in new[] { false, true })
+        {
+            using var r = ReferenceAttention.Softmax(q, k, v, causal);
+            AssertClose.Tensors(r.Output, SdpaBaseline.Forward(q, k, v, causal), atol: 1e-5, rtol: 1e-5, what: $"causal={causal}");
+        }
+    }
+
+    [Fact]
+    public void BadInputsNameTheArgument()
+    {
+        using var scope = NewDisposeScope();
+        var q = torch.randn(1, 4, 2, 8);
+        var e1 = Assert.Throws<ArgumentException>(() => ReferenceAttention.Softmax(q, torch.randn(4, 2, 8), torch.randn(1, 4, 2, 8)));
+        Assert.Equal("k", e1.ParamName);
+        Assert.Contains("[4, 2, 8]", e1.Message);
+        var e2 = Assert.Throws<ArgumentException>(() => ReferenceAttention.Softmax(q, torch.randn(1, 4, 3, 8), torch.randn(1, 4, 3, 8)));
+        Assert.Contains("multiple", e2.Message);
+        var e3 = Assert.Throws<ArgumentException>(() => ReferenceAttention.Softmax(q, torch.randn(1, 4, 2, 8, dtype: float64), torch.randn(1, 4, 2, 8)));
+        Assert.Equal("k", e3.ParamName);
+        var e4 = Assert.Throws<ArgumentException>(() => ReferenceAttention.Softmax(q.to(int64), q.to(int64), q.to(int64)));
+        Assert.Equal("q", e4.ParamName);
+    }
+}

@@ -1,0 +1,13 @@
+using System.Runtime.CompilerServices;
+using TorchSharp;
+
+namespace AttentionLab.Tests;
+
+/// <summary>One torch thread for the whole test run (two measured 2–10× slower on the 2-core machines).</summary>
+static class TestSetup
+{
+#pragma warning disable CA2255
+    [ModuleInitializer]
+#pragma warning restore CA2255
+    internal static void Initialize() => torch.set_num_threads(1);
+}
