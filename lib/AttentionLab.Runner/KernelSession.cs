@@ -40,7 +40,10 @@ public sealed class KernelSession : IDisposable
     public static string[] Arguments(string workingDir) =>
         ["tool", "run", "dotnet-interactive", "--", "stdio", "--default-kernel", "csharp", "--working-dir", workingDir];
 
-    /// <summary>Starts the kernel and waits for KernelReady; kills it and throws when that does not come.</summary>
+    /// <summary>
+    /// Starts the kernel, waits for KernelReady, then warms the C# compiler with a trivial submission (the first
+    /// submission costs 2–4 s, which would otherwise count against the first cell's timeout). Kills it and throws on failure.
+    /// </summary>
     public static async Task<KernelSession> StartAsync(string repoRoot, string workingDir,
         IReadOnlyDictionary<string, string?> environment, CancellationToken cancel)
     {
@@ -68,9 +71,14 @@ public sealed class KernelSession : IDisposable
         var session = new KernelSession(Process.Start(psi) ?? throw new InvalidOperationException("could not start dotnet"));
         try
         {
+            bool ready = false;
             await foreach (var e in session.events.Reader.ReadAllAsync(cancel))
-                if (e.EventType == "KernelReady") return session;
-            throw new KernelExitedException(session.ExitMessage("before KernelReady"));
+                if (e.EventType == "KernelReady") { ready = true; break; }
+            if (!ready) throw new KernelExitedException(session.ExitMessage("before KernelReady"));
+            var warm = await session.SubmitCodeAsync("warmup", "0", _ => { }, cancel);
+            if (warm.EventType != "CommandSucceeded")
+                throw new KernelExitedException($"the kernel failed its warm-up submission: {warm.Body["message"]}");
+            return session;
         }
         catch
         {
