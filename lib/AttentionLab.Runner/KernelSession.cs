@@ -68,7 +68,16 @@ public sealed class KernelSession : IDisposable
             else psi.Environment[k] = v;
         }
 
-        var session = new KernelSession(Process.Start(psi) ?? throw new InvalidOperationException("could not start dotnet"));
+        Process process;
+        try
+        {
+            process = Process.Start(psi) ?? throw new KernelExitedException("could not start `dotnet`");
+        }
+        catch (System.ComponentModel.Win32Exception e)
+        {
+            throw new KernelExitedException($"could not start `dotnet` (is the .NET SDK on PATH?): {e.Message}");
+        }
+        var session = new KernelSession(process);
         try
         {
             bool ready = false;
