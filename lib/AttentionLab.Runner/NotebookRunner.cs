@@ -122,12 +122,12 @@ public sealed partial class NotebookRunner(RunOptions options, Action<string>? l
         }
         catch (OperationCanceledException) when (cell is not null)
         {
-            kernel?.Dispose(); // kill first: the timeout is measured up to here
+            double s = cellClock.Elapsed.TotalSeconds; // how long the cell had run (for a notebook timeout)
+            kernel?.Dispose();
             kernel = null;
-            double s = cellClock.Elapsed.TotalSeconds;
-            string why = cancel.IsCancellationRequested ? "cancelled"
+            string why = cancel.IsCancellationRequested ? $"cancelled in cell {cell.Number}"
                 : notebookCts.IsCancellationRequested ? $"timed out in cell {cell.Number} after {s:0} s (notebook timeout {options.NotebookTimeout.TotalSeconds:0} s)"
-                : $"timed out in cell {cell.Number} after {s:0} s (cell timeout {options.CellTimeout.TotalSeconds:0} s)";
+                : $"timed out in cell {cell.Number} after {options.CellTimeout.TotalSeconds:0} s (cell timeout)";
             if (ran.Contains(cell.Number)) collector.AddError($"TimeoutError: {why}; the kernel was killed.");
             return (why, cell.Number, ran);
         }

@@ -69,7 +69,7 @@ public sealed class CliAndUnitTests : IDisposable
             Assert.Equal(2, result.FailedCell);
             Assert.Equal("cell 2: kernel 'fsharp' is not supported; the runner runs C# cells only.", result.Error);
             Assert.Empty(result.CellsRun);
-            Assert.True(result.Seconds < 3);
+            Assert.True(result.Seconds < 10, $"{result.Seconds} s: no kernel should have started");
         }
         finally
         {
