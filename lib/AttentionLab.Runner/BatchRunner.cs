@@ -1,0 +1,44 @@
+namespace AttentionLab.Runner;
+
+/// <summary>The results of one batch, in notebook-name order.</summary>
+public sealed record BatchResult(IReadOnlyList<NotebookResult> Results, DateTimeOffset RunAt, string SummaryPath, string GalleryPath)
+{
+    public int Passed => Results.Count(r => r.Passed);
+    public int Failed => Results.Count(r => !r.Passed);
+}
+
+/// <summary>Runs several notebooks (up to <c>jobs</c> kernels at once), then writes summary.csv and the gallery.</summary>
+public sealed class BatchRunner(RunOptions options, int jobs = 1, Action<string>? log = null)
+{
+    /// <summary>*.ipynb and *.dib files directly in <paramref name="folder"/> whose file name contains <paramref name="filter"/>, sorted.</summary>
+    public static IReadOnlyList<string> FindNotebooks(string folder, string? filter = null)
+    {
+        if (!Directory.Exists(folder)) return [];
+        var found = Directory.EnumerateFiles(folder)
+            .Where(p => p.EndsWith(".ipynb", StringComparison.OrdinalIgnoreCase) || p.EndsWith(".dib", StringComparison.OrdinalIgnoreCase))
+            .Where(p => string.IsNullOrEmpty(filter) || Path.GetFileName(p).Contains(filter, StringComparison.OrdinalIgnoreCase))
+            .Order(StringComparer.Ordinal)
+            .ToList();
+        var twice = found.GroupBy(Path.GetFileNameWithoutExtension).FirstOrDefault(g => g.Count() > 1);
+        if (twice is not null)
+            throw new ArgumentException($"two notebooks would write the same pages: {string.Join(" and ", twice.Select(Path.GetFileName))}.");
+        return found;
+    }
+
+    public async Task<BatchResult> RunAsync(IReadOnlyList<string> notebooks, CancellationToken cancel = default)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(jobs, 1);
+        options.Validate();
+        var runAt = DateTimeOffset.Now;
+        PlotlyAsset.EnsureWritten(Path.Combine(options.OutDir, "notebooks"));
+        var runner = new NotebookRunner(options, log);
+        var results = new NotebookResult?[notebooks.Count];
+        await Parallel.ForEachAsync(Enumerable.Range(0, notebooks.Count),
+            new ParallelOptions { MaxDegreeOfParallelism = jobs, CancellationToken = cancel },
+            async (i, token) => results[i] = await runner.RunAsync(notebooks[i], token));
+        var done = results.Select(r => r!).OrderBy(r => r.Notebook, StringComparer.Ordinal).ToList();
+        string summary = SummaryCsv.Write(options.OutDir, done);
+        string gallery = Gallery.Update(options.OutDir, done, runAt);
+        return new BatchResult(done, runAt, summary, gallery);
+    }
+}

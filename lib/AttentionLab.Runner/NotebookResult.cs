@@ -1,0 +1,40 @@
+namespace AttentionLab.Runner;
+
+/// <summary>The outcome of one notebook. <see cref="FailedCell"/> is the 1-based cell number in the notebook.</summary>
+public sealed record NotebookResult
+{
+    public required string Notebook { get; init; }
+    public required bool Passed { get; init; }
+    public required double Seconds { get; init; }
+    public required string Device { get; init; }
+    public required string Size { get; init; }
+    /// <summary>"cell 7: first lines of the error", or null when it passed.</summary>
+    public string? Error { get; init; }
+    public int? FailedCell { get; init; }
+    public DateTimeOffset StartedAt { get; init; }
+    /// <summary>Cells that were sent to the kernel, in order (1-based numbers).</summary>
+    public IReadOnlyList<int> CellsRun { get; init; } = [];
+    public string? IpynbPath { get; init; }
+    public string? HtmlPath { get; init; }
+
+    public string Status => Passed ? "passed" : "failed";
+
+    /// <summary>The error on one line (for summary.csv and the gallery), at most <paramref name="max"/> characters.</summary>
+    public string OneLineError(int max = 400)
+    {
+        if (Error is null) return "";
+        string line = string.Join(" | ", Error.Replace("\r\n", "\n").Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries));
+        return line.Length <= max ? line : line[..(max - 1)] + "…";
+    }
+}
+
+/// <summary>Shortens kernel error messages to the lines a reader needs.</summary>
+public static class ErrorText
+{
+    /// <summary>The first <paramref name="lines"/> non-empty lines, without stack frames.</summary>
+    public static string FirstLines(string message, int lines = 4) =>
+        string.Join('\n', message.Replace("\r\n", "\n").Split('\n')
+            .Where(l => l.Trim().Length > 0)
+            .Where(l => !l.TrimStart().StartsWith("at ", StringComparison.Ordinal) && !l.TrimStart().StartsWith("--- End of", StringComparison.Ordinal))
+            .Take(lines));
+}

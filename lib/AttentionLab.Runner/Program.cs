@@ -1,0 +1,98 @@
+using System.CommandLine;
+using System.CommandLine.Parsing;
+using Spectre.Console;
+
+namespace AttentionLab.Runner;
+
+/// <summary>
+/// The CLI: runs the notebooks headless, one kernel each, and writes executed copies, HTML pages, summary.csv and the
+/// gallery. Ends with the line "N passed, N failed"; exits 1 when any notebook failed, 2 when none matched.
+/// </summary>
+public static class Program
+{
+    public static Task<int> Main(string[] args) => RunAsync(args, Console.Out, Console.Error);
+
+    /// <summary>The whole CLI, with its output sent to <paramref name="output"/> (tests call this in-process).</summary>
+    public static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancel = default)
+    {
+        var size = new Option<string>("--size") { Description = "smoke (default) or full; passed to notebooks as ATTNLAB_SIZE", DefaultValueFactory = _ => RunOptions.Smoke };
+        size.AcceptOnlyFromAmong(RunOptions.Smoke, RunOptions.Full);
+        var filter = new Option<string?>("--filter") { Description = "run only notebooks whose file name contains this text" };
+        var jobs = new Option<int>("--jobs", "-j") { Description = "kernels at once (each ~450 MB and CPU-bound)", DefaultValueFactory = _ => 1 };
+        jobs.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError("--jobs must be at least 1."); });
+        var notebooks = new Option<DirectoryInfo?>("--notebooks") { Description = "the notebooks folder [default: <repo>/notebooks]" };
+        var outDir = new Option<DirectoryInfo?>("--out") { Description = "the output folder [default: <repo>/artifacts]" };
+        var repoRoot = new Option<DirectoryInfo?>("--repo-root") { Description = "the repository root [default: the folder above holding Notebooks.sln]" };
+        var cellTimeout = new Option<int>("--cell-timeout") { Description = "seconds one cell may run before the kernel is killed", DefaultValueFactory = _ => 600 };
+        var notebookTimeout = new Option<int>("--notebook-timeout") { Description = "seconds one notebook may run (kernel start included)", DefaultValueFactory = _ => 1200 };
+        foreach (var o in new[] { cellTimeout, notebookTimeout })
+            o.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError($"{r.Option.Name} must be at least 1 second."); });
+
+        var root = new RootCommand("Runs AttentionLab's notebooks headless in the pinned dotnet-interactive kernel and publishes an HTML gallery.")
+        {
+            size, filter, jobs, notebooks, outDir, repoRoot, cellTimeout, notebookTimeout,
+        };
+        root.SetAction(async (parse, token) =>
+        {
+            string repo = parse.GetValue(repoRoot)?.FullName ?? RepoLocator.Find();
+            var options = new RunOptions
+            {
+                RepoRoot = repo,
+                OutDir = parse.GetValue(outDir)?.FullName ?? Path.Combine(repo, "artifacts"),
+                Size = parse.GetValue(size)!,
+                CellTimeout = TimeSpan.FromSeconds(parse.GetValue(cellTimeout)),
+                NotebookTimeout = TimeSpan.FromSeconds(parse.GetValue(notebookTimeout)),
+            };
+            string folder = parse.GetValue(notebooks)?.FullName ?? Path.Combine(repo, "notebooks");
+            return await RunBatchAsync(options, folder, parse.GetValue(filter), parse.GetValue(jobs), output, error, token);
+        });
+        return root.Parse(args).InvokeAsync(new InvocationConfiguration { Output = output, Error = error }, cancel);
+    }
+
+    static async Task<int> RunBatchAsync(RunOptions options, string folder, string? filter, int jobs,
+        TextWriter output, TextWriter error, CancellationToken cancel)
+    {
+        IReadOnlyList<string> found;
+        try
+        {
+            options.Validate();
+            if (RepoLocator.IsInside(options.OutDir, folder))
+                throw new ArgumentException($"--out '{options.OutDir}' is inside the notebooks folder '{folder}'; the runner never writes there.");
+            found = BatchRunner.FindNotebooks(folder, filter);
+        }
+        catch (ArgumentException e)
+        {
+            error.WriteLine($"error: {e.Message}");
+            return 2;
+        }
+        if (found.Count == 0)
+        {
+            error.WriteLine(Directory.Exists(folder)
+                ? $"No notebooks (*.ipynb, *.dib) in {folder}{(string.IsNullOrEmpty(filter) ? "" : $" match --filter '{filter}'")}."
+                : $"The notebooks folder {folder} does not exist.");
+            output.WriteLine("0 passed, 0 failed");
+            return 2;
+        }
+
+        output.WriteLine($"Running {found.Count} notebook(s) from {folder} at size {options.Size}, {jobs} at a time; output in {options.OutDir}");
+        var gate = new object();
+        void Log(string line) { lock (gate) { output.WriteLine($"{DateTime.Now:HH:mm:ss} {line}"); output.Flush(); } }
+        var batch = await new BatchRunner(options, jobs, Log).RunAsync(found, cancel);
+
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(output),
+            Ansi = output == Console.Out ? AnsiSupport.Detect : AnsiSupport.No,
+            ColorSystem = output == Console.Out ? ColorSystemSupport.Detect : ColorSystemSupport.NoColors,
+        });
+        var table = new Table().AddColumns("notebook", "status", "seconds", "device", "error");
+        foreach (var r in batch.Results)
+            table.AddRow(Markup.Escape(r.Notebook), r.Passed ? "[green]passed[/]" : "[red]failed[/]",
+                r.Seconds.ToString("0.0", System.Globalization.CultureInfo.InvariantCulture), Markup.Escape(r.Device), Markup.Escape(r.OneLineError(100)));
+        console.Write(table);
+        output.WriteLine($"Summary: {batch.SummaryPath}");
+        output.WriteLine($"Gallery: {batch.GalleryPath}");
+        output.WriteLine($"{batch.Passed} passed, {batch.Failed} failed");
+        return batch.Failed == 0 ? 0 : 1;
+    }
+}
