@@ -99,3 +99,28 @@ public class ReferenceAttentionTests
         Assert.Equal("q", e4.ParamName);
     }
 }
+
+public class AttentionStatsTests
+{
+    [Fact]
+    public void EntropyIsZeroForOneHotAndLogNForUniform()
+    {
+        using var scope = NewDisposeScope();
+        var p = torch.tensor(new double[] { 1, 0, 0, 0, 0.25, 0.25, 0.25, 0.25 }, dtype: float64).reshape(2, 4);
+        var h = AttentionStats.RowEntropy(p).data<double>().ToArray();
+        Assert.Equal(0.0, h[0], 12);
+        Assert.Equal(Math.Log(4), h[1], 12);
+        Assert.Throws<ArgumentException>(() => AttentionStats.RowEntropy(torch.ones(3)));
+    }
+
+    [Fact]
+    public void MeanDistanceOfCausalUniformRowIsHalfThePosition()
+    {
+        using var scope = NewDisposeScope();
+        // Row i uniform over keys 0..i → mean |i − j| = i/2.
+        var keep = ReferenceAttention.CausalKeepMask(5, 5).to(float64);
+        var p = keep / keep.sum(-1, keepdim: true);
+        var d = AttentionStats.MeanDistance(p).data<double>().ToArray();
+        for (int i = 0; i < 5; i++) Assert.Equal(i / 2.0, d[i], 12);
+    }
+}

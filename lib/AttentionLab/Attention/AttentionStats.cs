@@ -1,0 +1,33 @@
+using AttentionLab.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Attention;
+
+/// <summary>Per-row summaries of attention probabilities [..., Tq, Tk].</summary>
+public static class AttentionStats
+{
+    /// <summary>H_i = −Σ_j p_ij log p_ij in nats (0·log 0 = 0); shape [..., Tq].</summary>
+    public static Tensor RowEntropy(Tensor probabilities)
+    {
+        Guard.NotNull(probabilities, nameof(probabilities));
+        if (probabilities.dim() < 2) throw new ArgumentException($"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
+        using var scope = NewDisposeScope();
+        var p = probabilities;
+        var plogp = torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p));
+        return (-plogp.sum(-1)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Mean of |i − j| under p for each query (end-aligned positions when Tq &lt; Tk); shape [..., Tq].</summary>
+    public static Tensor MeanDistance(Tensor probabilities)
+    {
+        Guard.NotNull(probabilities, nameof(probabilities));
+        if (probabilities.dim() < 2) throw new ArgumentException($"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
+        using var scope = NewDisposeScope();
+        long tq = probabilities.shape[^2], tk = probabilities.shape[^1];
+        var i = torch.arange(tq, device: probabilities.device).unsqueeze(1) + (tk - tq);
+        var j = torch.arange(tk, device: probabilities.device).unsqueeze(0);
+        var distance = (i - j).abs().to(probabilities.dtype);
+        return (probabilities * distance).sum(-1).MoveToOuterDisposeScope();
+    }
+}
