@@ -1,3 +1,4 @@
+using AttentionLab.Attention;
 using AttentionLab.Core;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -7,7 +8,7 @@ namespace AttentionLab.Models;
 
 /// <summary>
 /// A small causal (decoder-only) sequence model with a pluggable mixer per block: continuous inputs
-/// [B, T, InputFeatures] → Linear embed → blocks (pre-norm mixer + MLP) → final LayerNorm → Linear head
+/// [B, T, InputFeatures] → Linear embed (+ positions) → blocks (pre-norm mixer + MLP) → final LayerNorm → Linear head
 /// [B, T, OutputFeatures]. The mixer of block ℓ comes from <c>mixers(ℓ)</c>; the default is
 /// <see cref="CausalSelfAttention"/>. When every mixer is an <see cref="IStreamingMixer"/>, <see cref="Step"/>
 /// runs it one token at a time and reproduces the forward pass.
@@ -45,9 +46,19 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>
         Guard.Rank(x, 3, nameof(x), "B, T, features");
         Guard.Dim(x, 2, Config.InputFeatures, nameof(x), "features");
         using var scope = NewDisposeScope();
-        var h = embed.call(x);
+        var h = Embedded(x, start: 0);
         foreach (var block in blocks) h = block.call(h);
         return head.call(ln_final.call(h)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Input embedding of x [B, T, InputFeatures] at positions start…start+T−1, positions added.</summary>
+    public Tensor Embedded(Tensor x, long start)
+    {
+        using var scope = NewDisposeScope();
+        var h = embed.call(x);
+        if (Config.Positions == PositionKind.Sinusoidal)
+            h = h + Positions.Sinusoidal(start, x.shape[1], Config.DModel, h.dtype, h.device);
+        return h.MoveToOuterDisposeScope();
     }
 
     /// <summary>An empty streaming state (one <see cref="MixerState"/> per block) for <paramref name="batch"/> sequences.</summary>
@@ -66,7 +77,7 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>
         ArgumentNullException.ThrowIfNull(state);
         if (state.Layers.Count != blocks.Count) throw new ArgumentException($"state has {state.Layers.Count} layers, the model {blocks.Count}.", nameof(state));
         using var scope = NewDisposeScope();
-        var h = embed.call(xT);
+        var h = Embedded(xT.unsqueeze(1), start: state.Position).squeeze(1);
         for (int i = 0; i < blocks.Count; i++) h = blocks[i].Step(h, state.Layers[i]);
         return head.call(ln_final.call(h)).MoveToOuterDisposeScope();
     }

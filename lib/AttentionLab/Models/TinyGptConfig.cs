@@ -1,11 +1,13 @@
+using AttentionLab.Attention;
+
 namespace AttentionLab.Models;
 
 /// <summary>
 /// Size of a <see cref="TinyGpt"/>: blocks, width, heads, MLP width ratio, and the continuous input/output
-/// features per position (a token vocabulary will join these as another input kind).
+/// features per position (a token vocabulary will join these as another input kind), and the position encoding.
 /// </summary>
 public sealed record TinyGptConfig(int Layers = 2, int DModel = 32, int Heads = 4, double MlpRatio = 4,
-    int InputFeatures = 1, int OutputFeatures = 1)
+    int InputFeatures = 1, int OutputFeatures = 1, PositionKind Positions = PositionKind.None)
 {
     /// <summary>DModel / Heads.</summary>
     public int HeadDim => DModel / Heads;

@@ -223,13 +223,17 @@ public class AarenTests
                 for (int t = 0; t < 7; t++) model.Step(x.select(1, t), state);
             using (var scope = NewDisposeScope())
             {
-                var (o, f) = AarenAttention.Recurrent(model.Blocks[0].Mixer is AarenLayer l ? l.Query : throw new InvalidOperationException(),
-                    torch.randn(2, 5, 3, 4), torch.randn(2, 5, 3, 4));
+                var (q, k, v) = Inputs(2, 5, 3, 4, 4, float32, grad: true);
+                var o = AarenAttention.Recurrent(q, k, v).Output + AarenAttention.Scan(q, k, v) + AarenAttention.Naive(q, k, v).Output
+                        + AarenAttention.Scan(q, k, v, algo: ScanAlgo.Blelloch);
+                o.sum().backward();
             }
         }
         Round();                                                    // gradients are allocated on the first round
         long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         for (int i = 0; i < 3; i++) Round();
         Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+        using (var probe = torch.zeros(1))                          // the counter does see a live tensor
+            Assert.Equal(before + 1, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
 }
