@@ -35,6 +35,10 @@ public class AarenExperimentTests(ITestOutputHelper output)
         Assert.Single(aaren.Select(p => p.StateBytes).Distinct());
         Assert.Equal(kv[0].StateBytes * config.StreamLength, kv[^1].StateBytes);
         Assert.True(result.StepVsForwardMaxAbs < 1e-4, $"Step vs Forward {result.StepVsForwardMaxAbs}");
+        var curve = result.StreamingCurve(AarenExperiment.TransformerName, points: 16);
+        Assert.Equal(16, curve.T.Length);
+        Assert.Equal(config.StreamLength, curve.T[^1]);
+        Assert.True(curve.StateBytes.Zip(curve.StateBytes.Skip(1)).All(p => p.First < p.Second));
 
         // forms vs length: every form at every length; query weights sum to 1 per row
         Assert.Equal(4 * config.ScalingLengths.Length, result.Scaling.Count);

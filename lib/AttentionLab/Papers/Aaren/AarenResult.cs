@@ -8,6 +8,9 @@ public sealed record MetricRow(string Model, string Task, string Metric, double 
 /// <summary>One streaming step: the t-th token's Step latency and the state size after it.</summary>
 public sealed record StreamPoint(string Model, int T, double LatencyMs, long StateBytes);
 
+/// <summary>A streaming curve summarised in windows: t, median latency (ms) and state bytes per window.</summary>
+public sealed record StreamCurve(string Model, int[] T, double[] LatencyMs, long[] StateBytes);
+
 /// <summary>Forward time (median) and peak memory growth of one form at one sequence length.</summary>
 public sealed record ScalingPoint(string Form, int SeqLen, double MedianMs, double? PeakMiB, string MemoryMethod);
 
@@ -15,6 +18,19 @@ public sealed record ScalingPoint(string Form, int SeqLen, double MedianMs, doub
 public sealed record QueryWeightMap(IReadOnlyList<string> RowLabels, IReadOnlyList<double[]> Weights, double[] Sample);
 
 /// <summary>Everything <see cref="AarenExperiment.Run"/> measured, as tables and as series for the plots.</summary>
+/// <param name="Config">The sizes it ran with.</param>
+/// <param name="Metrics">Final metrics (see <see cref="ToDataFrame"/>).</param>
+/// <param name="AarenTestMse">Aaren's forecast test MSE at t = N after each epoch.</param>
+/// <param name="TransformerTestMse">The causal Transformer's, same schedule and batches.</param>
+/// <param name="LastValueMse">Repeat x_{N−1} for every horizon (a horizontal line on the MSE plot).</param>
+/// <param name="AarenTrainLoss">Training loss per step (forecast MSE + bucket cross-entropy).</param>
+/// <param name="TransformerTrainLoss">The Transformer's.</param>
+/// <param name="Streaming">Every Step of both models on one long series (latency, state bytes).</param>
+/// <param name="Scaling">Time and peak memory of naive / recurrent / scan forms per sequence length.</param>
+/// <param name="QueryWeights">The learned queries' weights over t on the first test series.</param>
+/// <param name="StepVsForwardMaxAbs">max |Step − Forward| of the trained Aaren stack on the streamed series.</param>
+/// <param name="Seconds">Wall-clock time of the run.</param>
+/// <param name="PhaseSeconds">Wall-clock time per phase.</param>
 public sealed record AarenResult(
     AarenExperiment.Config Config,
     IReadOnlyList<MetricRow> Metrics,
@@ -51,27 +67,38 @@ public sealed record AarenResult(
         new DoubleDataFrameColumn("median_ms", Scaling.Select(p => p.MedianMs)),
         new DoubleDataFrameColumn("peak_mib", Scaling.Select(p => p.PeakMiB)));
 
-    /// <summary>Streaming at a few t: columns model, t, latency_ms (median of the steps up to t since the previous row), state_bytes.</summary>
+    /// <summary>
+    /// One model's streaming curve in <paramref name="points"/> windows of consecutive steps: t at each window's end,
+    /// the median Step latency inside the window, and the state bytes at its end (for line plots of long streams).
+    /// </summary>
+    public StreamCurve StreamingCurve(string model, int points = 64)
+    {
+        var steps = Streaming.Where(p => p.Model == model).ToList();
+        if (steps.Count == 0) throw new ArgumentException($"no streaming points for model '{model}'.", nameof(model));
+        if (points <= 0) throw new ArgumentOutOfRangeException(nameof(points), points, "points must be positive.");
+        var ends = Enumerable.Range(1, points).Select(i => Math.Max(1, (int)((long)steps.Count * i / points))).Distinct().ToList();
+        var (t, ms, bytes) = (new List<int>(), new List<double>(), new List<long>());
+        int from = 0;
+        foreach (int end in ends)
+        {
+            var window = steps.Skip(from).Take(end - from).Select(p => p.LatencyMs).OrderBy(x => x).ToList();
+            t.Add(steps[end - 1].T);
+            ms.Add(window[window.Count / 2]);
+            bytes.Add(steps[end - 1].StateBytes);
+            from = end;
+        }
+        return new StreamCurve(model, t.ToArray(), ms.ToArray(), bytes.ToArray());
+    }
+
+    /// <summary>Streaming at a few t (see <see cref="StreamingCurve"/>): columns model, t, latency_ms, state_bytes.</summary>
     public DataFrame StreamingFrame(int rowsPerModel = 8)
     {
-        var rows = new List<(string Model, int T, double Ms, long Bytes)>();
-        foreach (var group in Streaming.GroupBy(p => p.Model))
-        {
-            var points = group.ToList();
-            var marks = Enumerable.Range(1, rowsPerModel).Select(i => Math.Max(1, points.Count * i / rowsPerModel)).Distinct().ToList();
-            int from = 0;
-            foreach (int to in marks)
-            {
-                var ms = points.Skip(from).Take(to - from).Select(p => p.LatencyMs).OrderBy(x => x).ToList();
-                rows.Add((group.Key, points[to - 1].T, ms.Count == 0 ? double.NaN : ms[ms.Count / 2], points[to - 1].StateBytes));
-                from = to;
-            }
-        }
+        var curves = Streaming.Select(p => p.Model).Distinct().Select(m => StreamingCurve(m, rowsPerModel)).ToList();
         return new DataFrame(
-            new StringDataFrameColumn("model", rows.Select(r => r.Model)),
-            new Int32DataFrameColumn("t", rows.Select(r => r.T)),
-            new DoubleDataFrameColumn("latency_ms", rows.Select(r => r.Ms)),
-            new Int64DataFrameColumn("state_bytes", rows.Select(r => r.Bytes)));
+            new StringDataFrameColumn("model", curves.SelectMany(c => c.T.Select(_ => c.Model))),
+            new Int32DataFrameColumn("t", curves.SelectMany(c => c.T)),
+            new DoubleDataFrameColumn("latency_ms", curves.SelectMany(c => c.LatencyMs)),
+            new Int64DataFrameColumn("state_bytes", curves.SelectMany(c => c.StateBytes)));
     }
 
     /// <summary>
