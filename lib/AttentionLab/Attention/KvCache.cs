@@ -1,0 +1,77 @@
+using AttentionLab.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Attention;
+
+/// <summary>
+/// Keys and values of every token seen so far, [B, T, H, D], for decoding one step at a time. Memory grows
+/// linearly with T (capacity doubles when full). Stores detached copies: decoding is inference.
+/// </summary>
+public sealed class KvCache : IDisposable
+{
+    Tensor keys, values;   // [B, capacity, H, D] buffers owned by this cache
+
+    public KvCache(long batch, long heads, long keyDim, long valueDim, ScalarType dtype = ScalarType.Float32, Device? device = null, long initialCapacity = 16)
+    {
+        Guard.Positive(batch, nameof(batch)); Guard.Positive(heads, nameof(heads));
+        Guard.Positive(keyDim, nameof(keyDim)); Guard.Positive(valueDim, nameof(valueDim));
+        Guard.Positive(initialCapacity, nameof(initialCapacity));
+        keys = torch.zeros(new[] { batch, initialCapacity, heads, keyDim }, dtype: dtype, device: device).DetachFromDisposeScope();
+        values = torch.zeros(new[] { batch, initialCapacity, heads, valueDim }, dtype: dtype, device: device).DetachFromDisposeScope();
+    }
+
+    /// <summary>Tokens stored.</summary>
+    public long Length { get; private set; }
+    /// <summary>Bytes of the stored keys and values (Length tokens).</summary>
+    public long Bytes => Length * (PerToken(keys) + PerToken(values));
+    /// <summary>Bytes of the buffers, including unused capacity.</summary>
+    public long AllocatedBytes => keys.shape[1] * (PerToken(keys) + PerToken(values));
+
+    static long PerToken(Tensor t) => t.shape[0] * t.shape[2] * t.shape[3] * t.ElementSize;
+
+    /// <summary>Appends k [B, Tnew, H, D] and v [B, Tnew, H, Dv].</summary>
+    public void Append(Tensor k, Tensor v)
+    {
+        Guard.Rank(k, 4, nameof(k), "B, T, H, D");
+        Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
+        if (k.shape[0] != keys.shape[0] || k.shape[2] != keys.shape[2] || k.shape[3] != keys.shape[3])
+            throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit the cache's keys {Guard.ShapeText(keys)}.", nameof(k));
+        if (v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != values.shape[2] || v.shape[3] != values.shape[3])
+            throw new ArgumentException($"v {Guard.ShapeText(v)} does not fit k {Guard.ShapeText(k)} and the cache's values {Guard.ShapeText(values)}.", nameof(v));
+        long n = k.shape[1];
+        if (Length + n > keys.shape[1]) Grow(Math.Max(2 * keys.shape[1], Length + n));
+        using var scope = NewDisposeScope();
+        using (torch.no_grad())
+        {
+            keys.narrow(1, Length, n).copy_(k.detach());
+            values.narrow(1, Length, n).copy_(v.detach());
+        }
+        Length += n;
+    }
+
+    /// <summary>The stored keys [B, Length, H, D] (a view; a new handle in the caller's scope).</summary>
+    public Tensor Keys => keys.narrow(1, 0, Length);
+    /// <summary>The stored values [B, Length, H, Dv].</summary>
+    public Tensor Values => values.narrow(1, 0, Length);
+
+    void Grow(long capacity)
+    {
+        using var scope = NewDisposeScope();
+        Tensor Bigger(Tensor old)
+        {
+            var shape = old.shape.ToArray(); shape[1] = capacity;
+            var t = torch.zeros(shape, dtype: old.dtype, device: old.device);
+            t.narrow(1, 0, Length).copy_(old.narrow(1, 0, Length));
+            return t.DetachFromDisposeScope();
+        }
+        var (k, v) = (Bigger(keys), Bigger(values));
+        keys.Dispose(); values.Dispose();
+        (keys, values) = (k, v);
+    }
+
+    public void Dispose()
+    {
+        keys.Dispose(); values.Dispose();
+    }
+}

@@ -1,0 +1,90 @@
+using System.Diagnostics;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Bench;
+
+/// <summary>Wall-clock time of repeated calls, in milliseconds.</summary>
+public sealed record TimingStats(double MedianMs, double MinMs, double MaxMs, int Repeats)
+{
+    public override string ToString() => $"median {MedianMs:F3} ms (min {MinMs:F3}, max {MaxMs:F3}, n={Repeats})";
+}
+
+/// <summary>
+/// Peak memory of one call, as far as the platform lets us see it. <see cref="Method"/> says what was measured;
+/// null bytes mean "not available".
+/// </summary>
+public sealed record MemoryStats(long? PeakBytes, long? BaselineBytes, string Method)
+{
+    /// <summary>Peak − baseline: the growth during the call (null when unavailable).</summary>
+    public long? DeltaBytes => PeakBytes is { } p && BaselineBytes is { } b ? Math.Max(0, p - b) : null;
+    public override string ToString() => DeltaBytes is { } d ? $"+{d / 1048576.0:F1} MiB ({Method})" : $"not available ({Method})";
+}
+
+/// <summary>
+/// A minimal benchmark harness: warm-up, repeats, median/min/max (with a CUDA synchronize around each call), and
+/// the process's peak resident memory during a call. Benchmarks print tables; tests never assert timings.
+/// </summary>
+public static class Benchmark
+{
+    /// <summary>Times <paramref name="action"/>: <paramref name="warmup"/> untimed calls, then <paramref name="repeats"/> timed ones.</summary>
+    public static TimingStats Time(Action action, int warmup = 1, int repeats = 5, Device? device = null)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        if (repeats <= 0) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, "repeats must be positive.");
+        if (warmup < 0) throw new ArgumentOutOfRangeException(nameof(warmup), warmup, "warmup must be ≥ 0.");
+        bool cuda = device?.type == DeviceType.CUDA;
+        for (int i = 0; i < warmup; i++) Run(action, cuda);
+        var ms = new double[repeats];
+        for (int i = 0; i < repeats; i++)
+        {
+            if (cuda) torch.cuda.synchronize();
+            var clock = Stopwatch.StartNew();
+            Run(action, cuda);
+            ms[i] = clock.Elapsed.TotalMilliseconds;
+        }
+        Array.Sort(ms);
+        double median = repeats % 2 == 1 ? ms[repeats / 2] : 0.5 * (ms[repeats / 2 - 1] + ms[repeats / 2]);
+        return new TimingStats(median, ms[0], ms[^1], repeats);
+    }
+
+    static void Run(Action action, bool cuda)
+    {
+        using (var scope = NewDisposeScope()) action();
+        if (cuda) torch.cuda.synchronize();
+    }
+
+    /// <summary>
+    /// On Linux: resets the process's resident-set high-water mark (writes "5" to /proc/self/clear_refs), runs the
+    /// call, and reads VmHWM from /proc/self/status. This is the whole process (libtorch's CPU allocations, the .NET
+    /// heap, anything else running), page-granular, and blind to memory that the allocator reuses without touching
+    /// new pages; GPU memory is not in it. Elsewhere (or when /proc is not writable) it reports "not available".
+    /// </summary>
+    public static MemoryStats PeakMemory(Action action)
+    {
+        ArgumentNullException.ThrowIfNull(action);
+        const string method = "process peak RSS (Linux VmHWM) minus RSS before the call";
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        long? baseline = ReadStatusKb("VmRSS");
+        bool reset = baseline is not null && TryResetPeak();
+        using (var scope = NewDisposeScope()) action();
+        if (!reset) return new MemoryStats(null, null, OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
+        return new MemoryStats(ReadStatusKb("VmHWM") * 1024, baseline * 1024, method);
+    }
+
+    static bool TryResetPeak()
+    {
+        try { File.WriteAllText("/proc/self/clear_refs", "5"); return true; }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException) { return false; }
+    }
+
+    static long? ReadStatusKb(string key)
+    {
+        if (!OperatingSystem.IsLinux() || !File.Exists("/proc/self/status")) return null;
+        foreach (var line in File.ReadLines("/proc/self/status"))
+            if (line.StartsWith(key + ":", StringComparison.Ordinal))
+                return long.Parse(line[(key.Length + 1)..].Trim().Split(' ')[0]);
+        return null;
+    }
+}
