@@ -25,11 +25,20 @@ public static class Charts
         long rows = matrix.shape[0], cols = matrix.shape[1];
         var values = matrix.detach().to(ScalarType.Float64, CPU).data<double>().ToArray();
         var z = Enumerable.Range(0, (int)rows).Select(r => values.Skip(r * (int)cols).Take((int)cols).ToArray()).ToArray();
+        return Heatmap(z, title, xLabels, yLabels, xTitle, yTitle);
+    }
+
+    /// <summary>Rows of equal length as a heatmap (row 0 at the top); labels default to indices.</summary>
+    public static GenericChart Heatmap(IReadOnlyList<double[]> rows, string title, IReadOnlyList<string>? xLabels = null, IReadOnlyList<string>? yLabels = null,
+        string xTitle = "key", string yTitle = "query")
+    {
+        if (rows.Count == 0) throw new ArgumentException("no rows to plot.", nameof(rows));
+        int cols = rows[0].Length;
+        if (rows.Any(r => r.Length != cols)) throw new ArgumentException("rows differ in length.", nameof(rows));
         var x = Labels(xLabels, cols, nameof(xLabels));
-        var y = Labels(yLabels, rows, nameof(yLabels));
-        var chart = CsChart.Heatmap<double, string, string, string>(
-            zData: z, X: x, Y: y, ColorScale: StyleParam.Colorscale.Viridis, ReverseYAxis: true);
-        return Finish(chart, title, xTitle, yTitle);
+        var y = Labels(yLabels, rows.Count, nameof(yLabels));
+        var chart = CsChart.Heatmap<double, string, string, string>(zData: rows, X: x, Y: y, ColorScale: StyleParam.Colorscale.Viridis, ReverseYAxis: true);
+        return Finish(chart, title, xTitle, yTitle, StyleParam.AxisType.Category, StyleParam.AxisType.Category);
     }
 
     /// <summary>Several lines on one set of axes; optional log axes.</summary>
@@ -42,7 +51,7 @@ public static class Charts
         }).ToList();
         if (charts.Count == 0) throw new ArgumentException("no series to plot.", nameof(series));
         var chart = CsChart.Combine(charts);
-        return Finish(chart, title, xTitle, yTitle, logX, logY);
+        return Finish(chart, title, xTitle, yTitle, AxisOf(logX), AxisOf(logY));
     }
 
     /// <summary>One bar per name.</summary>
@@ -50,13 +59,15 @@ public static class Charts
     {
         if (names.Count != values.Count) throw new ArgumentException($"{names.Count} names but {values.Count} values.", nameof(values));
         var chart = CsChart.Column<double, string, string>(values: values.ToArray(), Keys: names.ToArray());
-        return Finish(chart, title, "", yTitle, logY: logY);
+        return Finish(chart, title, "", yTitle, StyleParam.AxisType.Category, AxisOf(logY));
     }
 
-    static GenericChart Finish(GenericChart chart, string title, string xTitle, string yTitle, bool logX = false, bool logY = false)
+    static StyleParam.AxisType AxisOf(bool log) => log ? StyleParam.AxisType.Log : StyleParam.AxisType.Linear;
+
+    static GenericChart Finish(GenericChart chart, string title, string xTitle, string yTitle, StyleParam.AxisType xAxis, StyleParam.AxisType yAxis)
     {
-        chart = chart.WithXAxisStyle<double, double, string>(TitleText: xTitle, AxisType: logX ? StyleParam.AxisType.Log : StyleParam.AxisType.Linear)
-                     .WithYAxisStyle<double, double, string>(TitleText: yTitle, AxisType: logY ? StyleParam.AxisType.Log : StyleParam.AxisType.Linear);
+        chart = chart.WithXAxisStyle<double, double, string>(TitleText: xTitle, AxisType: xAxis)
+                     .WithYAxisStyle<double, double, string>(TitleText: yTitle, AxisType: yAxis);
         return Plotly.NET.Chart.withTitle(title, FSharpOption<Font>.None).Invoke(chart);
     }
 

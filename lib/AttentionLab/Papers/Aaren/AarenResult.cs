@@ -60,12 +60,13 @@ public sealed record AarenResult(
         new Int64DataFrameColumn("params", Metrics.Select(m => m.Params)),
         new Int64DataFrameColumn("state_bytes_at_N", Metrics.Select(m => m.StateBytesAtN)));
 
-    /// <summary>Columns: form, seq_len, median_ms, peak_mib (empty where memory was not measurable).</summary>
+    /// <summary>Columns: form, seq_len, median_ms, peak_mib (empty where memory was not measurable), memory (what was measured).</summary>
     public DataFrame ScalingFrame() => new(
         new StringDataFrameColumn("form", Scaling.Select(p => p.Form)),
         new Int32DataFrameColumn("seq_len", Scaling.Select(p => p.SeqLen)),
         new DoubleDataFrameColumn("median_ms", Scaling.Select(p => p.MedianMs)),
-        new DoubleDataFrameColumn("peak_mib", Scaling.Select(p => p.PeakMiB)));
+        new DoubleDataFrameColumn("peak_mib", Scaling.Select(p => p.PeakMiB)),
+        new StringDataFrameColumn("memory", Scaling.Select(p => p.MemoryMethod)));
 
     /// <summary>
     /// One model's streaming curve in <paramref name="points"/> windows of consecutive steps: t at each window's end,
