@@ -64,6 +64,7 @@ public static class Benchmark
     {
         ArgumentNullException.ThrowIfNull(action);
         const string method = "process peak RSS (Linux VmHWM) minus RSS before the call";
+        FixMallocThreshold();
         GC.Collect();
         GC.WaitForPendingFinalizers();
         long? baseline = ReadStatusKb("VmRSS");
@@ -72,6 +73,26 @@ public static class Benchmark
         if (!reset) return new MemoryStats(null, null, OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
         return new MemoryStats(ReadStatusKb("VmHWM") * 1024, baseline * 1024, method);
     }
+
+    /// <summary>
+    /// glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped block is freed, after which large
+    /// tensors come from the heap and are reused without touching new pages: peak RSS would then miss them. Fixing the
+    /// threshold at 1 MiB (which also stops the dynamic adjustment) keeps every large tensor in its own mapping, so its
+    /// pages count in the peak. Done once; harmless elsewhere (skipped when libc has no mallopt).
+    /// </summary>
+    static void FixMallocThreshold()
+    {
+        if (mallocFixed || !OperatingSystem.IsLinux()) return;
+        mallocFixed = true;
+        try { mallopt(MmapThreshold, 1 << 20); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+    }
+
+    const int MmapThreshold = -3;   // M_MMAP_THRESHOLD
+    static bool mallocFixed;
+
+    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallopt")]
+    static extern int mallopt(int param, int value);
 
     static bool TryResetPeak()
     {
