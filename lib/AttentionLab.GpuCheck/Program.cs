@@ -47,7 +47,7 @@ public static class Program
         string? dir = Environment.GetEnvironmentVariable(TorchRuntime.LibDirVariable);
         try
         {
-            var libraries = TorchRuntime.ExternalLibraries;
+            var libraries = TouchLibrary();
             if (verbose)
             {
                 Console.WriteLine(string.IsNullOrWhiteSpace(dir)
@@ -66,10 +66,24 @@ public static class Program
             error = $"{TorchRuntime.LibDirVariable}='{dir}'. {string.Join(" <- ", messages)}\n" +
                     "Check that the folder is libtorch's lib/ (libc10.so, libtorch_cpu.so, libtorch.so) and run " +
                     "`ldd -r libLibTorchSharp.so` with LD_LIBRARY_PATH set to it: undefined symbols mean this libtorch is " +
-                    "not ABI-compatible with TorchSharp's native bridge (built for libtorch " + torch.__version__ + ").";
+                    $"not ABI-compatible with TorchSharp's native bridge (TorchSharp {typeof(torch).Assembly.GetName().Version}, built for libtorch {BuiltFor()}).";
             return false;
         }
     }
+
+    /// <summary>
+    /// The libtorch version TorchSharp was built for, from the build (not from TorchSharp: when its native library does
+    /// not load, touching the torch class makes TorchSharp copy ~480 MB of natives from a NuGet cache beside itself).
+    /// </summary>
+    static string BuiltFor() => typeof(Program).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
+        .FirstOrDefault(a => a.Key == "LibTorchVersion")?.Value ?? "?";
+
+    /// <summary>
+    /// The first use of the AttentionLab assembly, in a method of its own: the module initializer then runs (and may
+    /// throw) inside this call, not in the caller's prolog outside its try.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    static IReadOnlyList<string> TouchLibrary() => TorchRuntime.ExternalLibraries;
 
     /// <summary>The libLibTorchSharp.so this process mapped (Linux), or null.</summary>
     public static string? NativeBridgePath() => LoadedLibraries().FirstOrDefault(p => p.EndsWith("libLibTorchSharp.so", StringComparison.Ordinal));
