@@ -84,6 +84,21 @@ public class ReferenceAttentionTests
     }
 
     [Fact]
+    public void RunsInBfloat16AndStaysCloseToFloat32()
+    {
+        // The GPU check benchmarks reference attention and SDPA in bf16 too (flash kernels need a 16-bit dtype).
+        using var scope = NewDisposeScope();
+        torch.manual_seed(3);
+        var q = torch.randn(2, 40, 4, 16); var k = torch.randn(2, 40, 2, 16); var v = torch.randn(2, 40, 2, 16);
+        using var full = ReferenceAttention.Softmax(q, k, v, causal: true);
+        using var half = ReferenceAttention.Softmax(q.to(bfloat16), k.to(bfloat16), v.to(bfloat16), causal: true);
+        Assert.Equal(bfloat16, half.Output.dtype);
+        Assert.Equal(0, half.Probabilities.triu(1).count_nonzero().item<long>());              // causal entries stay exactly 0
+        AssertClose.Tensors(half.Output.to(float32), full.Output, atol: 3e-2, rtol: 3e-2, what: "bf16 output");
+        AssertClose.Tensors(half.LogSumExp.to(float32), full.LogSumExp, atol: 5e-2, rtol: 2e-2, what: "bf16 log-sum-exp");
+    }
+
+    [Fact]
     public void BadInputsNameTheArgument()
     {
         using var scope = NewDisposeScope();

@@ -27,13 +27,17 @@ public sealed record MemoryStats(long? PeakBytes, long? BaselineBytes, string Me
 /// </summary>
 public static class Benchmark
 {
-    /// <summary>Times <paramref name="action"/>: <paramref name="warmup"/> untimed calls, then <paramref name="repeats"/> timed ones.</summary>
+    /// <summary>
+    /// Times <paramref name="action"/>: <paramref name="warmup"/> untimed calls, then <paramref name="repeats"/> timed ones.
+    /// On CUDA the device is synchronised before the clock starts and before it is read (kernels run asynchronously).
+    /// <paramref name="device"/> is where the action runs; null synchronises CUDA whenever CUDA is available.
+    /// </summary>
     public static TimingStats Time(Action action, int warmup = 1, int repeats = 5, Device? device = null)
     {
         ArgumentNullException.ThrowIfNull(action);
         if (repeats <= 0) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, "repeats must be positive.");
         if (warmup < 0) throw new ArgumentOutOfRangeException(nameof(warmup), warmup, "warmup must be ≥ 0.");
-        bool cuda = device?.type == DeviceType.CUDA;
+        bool cuda = device is null ? cudaAvailable.Value : device.type == DeviceType.CUDA;
         for (int i = 0; i < warmup; i++) Run(action, cuda);
         var ms = new double[repeats];
         for (int i = 0; i < repeats; i++)
@@ -47,6 +51,8 @@ public static class Benchmark
         double median = repeats % 2 == 1 ? ms[repeats / 2] : 0.5 * (ms[repeats / 2 - 1] + ms[repeats / 2]);
         return new TimingStats(median, ms[0], ms[^1], repeats);
     }
+
+    static readonly Lazy<bool> cudaAvailable = new(() => torch.cuda.is_available());
 
     static void Run(Action action, bool cuda)
     {

@@ -26,7 +26,11 @@ public sealed record EpochMetrics(int Epoch, int Step, IReadOnlyDictionary<strin
 public sealed record TrainHistory(IReadOnlyList<double> Losses, IReadOnlyList<double> LearningRates, IReadOnlyList<double> GradNorms,
     IReadOnlyList<EpochMetrics> Epochs, TimeSpan Elapsed, bool StoppedEarly);
 
-/// <summary>A plain training loop: one dispose scope per step, so the tensors of a step never outlive it.</summary>
+/// <summary>
+/// A plain training loop: one dispose scope per step, so the tensors of a step never outlive it. Nothing in a step
+/// waits for the device: the loss and the gradient norm stay on it (clipping is computed there too) and are read back
+/// in one transfer at each progress report, evaluation and at the end, so a CUDA step is never a host round trip.
+/// </summary>
 public static class Trainer
 {
     /// <summary>
@@ -45,6 +49,7 @@ public static class Trainer
         int perEpoch = options.StepsPerEpoch > 0 ? options.StepsPerEpoch : options.Steps;
         var clock = Stopwatch.StartNew();
         bool stopped = false;
+        using var pending = new PendingScalars();                  // this run's losses and norms, still on the device
         model.train();
         for (int step = 0; step < options.Steps; step++)
         {
@@ -55,21 +60,78 @@ public static class Trainer
                 optimizer.zero_grad();
                 var value = loss(step);
                 value.backward();
-                double norm = options.ClipNorm > 0 ? nn.utils.clip_grad_norm_(parameters, options.ClipNorm) : double.NaN;
+                var norm = options.ClipNorm > 0 ? ClipGradNorm(parameters, options.ClipNorm) : null;
                 optimizer.step();
-                losses.Add(value.item<float>());
+                pending.Add(value, norm);
                 rates.Add(lr);
-                norms.Add(norm);
             }
             bool last = step == options.Steps - 1;
             stopped = !last && options.TimeLimit is { } limit && clock.Elapsed > limit;
-            if (progress is not null && ((step + 1) % options.ReportEvery == 0 || last || stopped))
-                progress.Report(new TrainProgress(step + 1, options.Steps, losses[^1], lr, clock.Elapsed));
-            if (evaluate is not null && ((step + 1) % perEpoch == 0 || last || stopped))
-                epochs.Add(new EpochMetrics(epochs.Count + 1, step + 1, Evaluate(model, evaluate, epochs.Count + 1)));
+            bool report = progress is not null && ((step + 1) % options.ReportEvery == 0 || last || stopped);
+            bool epochEnd = evaluate is not null && ((step + 1) % perEpoch == 0 || last || stopped);
+            if (report || epochEnd || last || stopped || pending.Count >= 256) pending.ReadInto(losses, norms);
+            if (report) progress!.Report(new TrainProgress(step + 1, options.Steps, losses[^1], lr, clock.Elapsed));
+            if (epochEnd) epochs.Add(new EpochMetrics(epochs.Count + 1, step + 1, Evaluate(model, evaluate!, epochs.Count + 1)));
             if (stopped) break;
         }
         return new TrainHistory(losses, rates, norms, epochs, clock.Elapsed, stopped);
+    }
+
+    /// <summary>
+    /// Scales the gradients so that their joint 2-norm is at most <paramref name="maxNorm"/> (as torch.nn.utils.clip_grad_norm_:
+    /// coefficient min(1, maxNorm / (norm + 1e-6))) and returns the norm before clipping — as a device scalar, without
+    /// reading it back (libtorch's clip_grad_norm_ returns a double, which would wait for the device every step).
+    /// </summary>
+    public static Tensor ClipGradNorm(IReadOnlyList<Tensor> parameters, double maxNorm)
+    {
+        ArgumentNullException.ThrowIfNull(parameters);
+        using var scope = NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var grads = parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!).ToList();
+        if (grads.Count == 0) return torch.zeros(Array.Empty<long>(), device: parameters.Count > 0 ? parameters[0].device : null).MoveToOuterDisposeScope();
+        var total = torch.stack(grads.Select(g => g.norm().to(ScalarType.Float32)).ToArray()).norm();      // ‖(‖g₁‖, …, ‖gₙ‖)‖₂
+        var coefficient = (maxNorm / (total + 1e-6)).clamp_max(1.0);
+        foreach (var g in grads) g.mul_(coefficient.to(g.dtype));
+        return total.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Per-step scalars kept on the device until they are read back, all at once.</summary>
+    sealed class PendingScalars : IDisposable
+    {
+        readonly List<Tensor> losses = new();
+        readonly List<Tensor?> norms = new();
+
+        public int Count => losses.Count;
+
+        /// <summary>Keeps detached copies of this step's loss and norm beyond the step's dispose scope.</summary>
+        public void Add(Tensor loss, Tensor? norm)
+        {
+            losses.Add(loss.detach().reshape(Array.Empty<long>()).DetachFromDisposeScope());
+            norms.Add(norm?.detach().DetachFromDisposeScope());
+        }
+
+        /// <summary>One device-to-host transfer for everything pending; appends to the lists and frees the tensors.</summary>
+        public void ReadInto(List<double> lossValues, List<double> normValues)
+        {
+            if (losses.Count == 0) return;
+            using var scope = NewDisposeScope();
+            var device = losses[0].device;
+            var all = torch.stack(losses.Concat(norms.Select(n => n ?? torch.full(Array.Empty<long>(), double.NaN, device: device)))
+                .Select(t => t.to(ScalarType.Float64)).ToArray());
+            var values = all.cpu().data<double>().ToArray();
+            int n = losses.Count;
+            lossValues.AddRange(values.Take(n));
+            normValues.AddRange(values.Skip(n));
+            Dispose();
+        }
+
+        public void Dispose()
+        {
+            foreach (var t in losses) t.Dispose();
+            foreach (var t in norms) t?.Dispose();
+            losses.Clear();
+            norms.Clear();
+        }
     }
 
     /// <summary>lr(i): linear warm-up over WarmupSteps, then cosine from LearningRate down to MinLearningRateRatio·LearningRate.</summary>

@@ -116,9 +116,13 @@ public static class AarenExperiment
         double accuracy = double.NaN;
         var options = new TrainOptions(c.Epochs * c.StepsPerEpoch, c.LearningRate, WarmupSteps: c.WarmupSteps,
             StepsPerEpoch: c.StepsPerEpoch, ReportEvery: c.StepsPerEpoch);
+        // Every step's batch rows, drawn up front and copied to the device once (not one host-to-device copy per step).
+        var rows = new long[options.Steps * (long)c.BatchSize];
+        for (long i = 0; i < rows.Length; i++) rows[i] = rng.Next((int)train.Count);
+        using var batches = torch.tensor(rows, new long[] { options.Steps, c.BatchSize }, device: train.Inputs.device);
         var history = Trainer.Fit(model, step =>
         {
-            var index = torch.tensor(Enumerable.Range(0, c.BatchSize).Select(_ => (long)rng.Next((int)train.Count)).ToArray(), device: train.Inputs.device);
+            var index = batches[step];
             var (x, y, label) = train.Rows(index);
             return Loss(model, x, y, label, c.Horizon);
         }, options, progress is null ? null : new InlineProgress<TrainProgress>(p => progress.Report($"  {name}: {p}")),
