@@ -6,12 +6,14 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.GpuCheck;
 
+/// <summary>One memory probe: MiB (null when not measured), how it was measured, and "ok" or why not.</summary>
+public sealed record MemoryResult(double? MiB, string How, string Status);
+
 /// <summary>One benchmark case's result. Peak memory comes later, from a memory probe (null until then or when unavailable).</summary>
 public sealed record BenchRow(BenchMethod Method, string Device, BenchShape Shape, TimingStats? Time, string Status, string Note)
 {
     public double? PeakMemMiB { get; set; }
     public string MemMethod { get; set; } = "";
-    public double? ProbeSeconds { get; init; }
     public double TokensPerSecond => Time is { MedianMs: > 0 } t ? Shape.Tokens / (t.MedianMs / 1000) : double.NaN;
 }
 
@@ -40,17 +42,25 @@ public sealed class BenchRunner
         "max_ms", "repeats", "tokens_per_s", "peak_mem_mib", "mem_method", "status", "note",
     };
 
-    /// <summary>Benchmarks stop at 70% of the budget; memory probes use the rest (up to 95%).</summary>
-    double BenchDeadline => 0.70 * options.Budget;
-    double MemoryDeadline => 0.95 * options.Budget;
+    /// <summary>
+    /// Memory probes run first (the parent then holds almost no GPU memory: torch's caching allocator never gives back
+    /// what a benchmark reserved, so probing after the benchmarks would starve the probes) and stop at 40% of the
+    /// budget; the benchmarks stop at 95%.
+    /// </summary>
+    double MemoryDeadline => 0.40 * options.Budget;
+    double BenchDeadline => 0.95 * options.Budget;
+    /// <summary>A probe (process start included) longer than this ends that method's probes at longer T.</summary>
+    double MaxProbeSeconds => options.Quick ? 30 : 25;
     /// <summary>A single call longer than this ends that method's sweep (longer T would take longer still).</summary>
     double MaxCallSeconds => options.Quick ? 5 : 8;
     /// <summary>Timed calls of one case stay within this many seconds.</summary>
     double CaseSeconds => options.Quick ? 3 : 15;
 
-    public List<BenchRow> Run(string csvPath)
+    IReadOnlyList<BenchMethod> Methods() => BenchSuite.Methods().Where(m => cuda || !m.CudaOnly).ToList();
+
+    public List<BenchRow> Run(string csvPath, IReadOnlyDictionary<(string Key, long SeqLen), MemoryResult> memory)
     {
-        var methods = BenchSuite.Methods().Where(m => cuda || !m.CudaOnly).ToList();
+        var methods = Methods();
         double available = AvailableBytes(out string availableFrom);
         Console.WriteLine($"benchmarks on {device}: {methods.Count} methods × T = {string.Join(", ", BenchSuite.SeqLens(options.Quick))}; " +
                           $"memory for workspaces {available / 1073741824.0:F1} GiB ({availableFrom})");
@@ -69,6 +79,7 @@ public sealed class BenchRunner
                     foreach (var method in group)
                     {
                         var row = Case(method, shape, available, tooSlow, ref inputs);
+                        if (memory.TryGetValue((method.Key, seqLen), out var m) && m.MiB is { } mib) { row.PeakMemMiB = mib; row.MemMethod = m.How; }
                         rows.Add(row);
                         Write(csv, row);
                         Console.WriteLine($"  {method.Key,-24} T={seqLen,-6} B={shape.Batch,-4} {row.Status,-8} " +
@@ -101,13 +112,13 @@ public sealed class BenchRunner
             {
                 tooSlow[method.Key] = $"T={shape.SeqLen} took {probe:F1} s per call";
                 return new BenchRow(method, dev, shape, new TimingStats(probe * 1000, probe * 1000, probe * 1000, 1), "ok",
-                    $"one call only (the warm-up call): longer than {MaxCallSeconds:F0} s; longer T skipped") { ProbeSeconds = probe };
+                    $"one call only (the warm-up call): longer than {MaxCallSeconds:F0} s; longer T skipped");
             }
             int repeats = probe < 0.05 ? 10 : probe < 0.5 ? 5 : 3;
             double left = BenchDeadline - clock.Elapsed.TotalSeconds;
             repeats = (int)Math.Max(1, Math.Min(repeats, Math.Floor(Math.Min(CaseSeconds, left) / Math.Max(probe, 1e-6))));
             var time = Benchmark.Time(Call, warmup: 0, repeats: repeats, device: device);
-            return new BenchRow(method, dev, shape, time, "ok", "") { ProbeSeconds = probe };
+            return new BenchRow(method, dev, shape, time, "ok", "");
         }
         catch (Exception e)
         {
@@ -154,42 +165,44 @@ public sealed class BenchRunner
 
     /// <summary>
     /// Peak memory of one call per (method, T in <see cref="BenchSuite.MemorySeqLens"/>), each in a fresh process of this
-    /// program (<see cref="MemoryProbe"/>): on CUDA torch's caching allocator never returns memory, so only a fresh
-    /// process shows one call's growth. Probes run until the memory deadline; the rest say so.
+    /// program (<see cref="MemoryProbe"/>): on CUDA torch's caching allocator keeps what it reserved, so only a fresh
+    /// process shows one call's growth. Sizes that cannot fit are skipped; probes stop at the memory deadline.
     /// </summary>
-    public void ProbeMemory(List<BenchRow> rows, string csvPath)
+    public Dictionary<(string Key, long SeqLen), MemoryResult> ProbeMemory(string csvPath)
     {
+        var results = new Dictionary<(string, long), MemoryResult>();
         using var csv = new CsvFile(csvPath, "key", "dtype", "seq_len", "batch", "peak_mem_mib", "mem_method", "status", "seconds");
-        var wanted = BenchSuite.MemorySeqLens(options.Quick);
-        Console.WriteLine($"memory probes (one fresh process per case) at T = {string.Join(", ", wanted)}");
-        foreach (long seqLen in wanted)
-            foreach (var row in rows.Where(r => r.Shape.SeqLen == seqLen && r.Status == "ok"))
+        var lengths = BenchSuite.MemorySeqLens(options.Quick);
+        double available = AvailableBytes(out _);
+        var tooSlow = new Dictionary<string, string>();
+        Console.WriteLine($"memory probes (one fresh process per case) at T = {string.Join(", ", lengths)}");
+        foreach (long seqLen in lengths)
+            foreach (var method in Methods())
             {
+                var shape = BenchSuite.Shape(options.Quick, seqLen);
                 var watch = Stopwatch.StartNew();
-                string status;
-                if (row.ProbeSeconds > MaxCallSeconds / 2) status = "skipped: one call is too slow for a probe";
-                else if (clock.Elapsed.TotalSeconds > MemoryDeadline) status = $"skipped: time budget ({MemoryDeadline:F0} s)";
+                double need = method.WorkspaceBytes(shape, BenchSuite.ElementSize(method.Dtype));
+                MemoryResult result;
+                if (tooSlow.TryGetValue(method.Key, out string? why)) result = new(null, "", $"skipped: {why}");
+                else if (need > available) result = new(null, "", $"skipped: needs ~{need / 1073741824.0:F1} GiB");
+                else if (clock.Elapsed.TotalSeconds > MemoryDeadline) result = new(null, "", $"skipped: time budget (probes stop at {MemoryDeadline:F0} s)");
                 else
                 {
-                    var (bytes, how, error) = MemoryProbe.Spawn(options, row.Method.Key, seqLen, TimeSpan.FromSeconds(Math.Min(120, MemoryDeadline - clock.Elapsed.TotalSeconds + 30)));
-                    row.MemMethod = how;
-                    if (bytes is { } b) { row.PeakMemMiB = b / 1048576.0; status = "ok"; }
-                    else status = error;
+                    var timeout = TimeSpan.FromSeconds(3 * MaxProbeSeconds);
+                    var (bytes, how, error) = MemoryProbe.Spawn(options, method.Key, seqLen, timeout);
+                    result = bytes is { } b ? new(b / 1048576.0, how, "ok") : new(null, "", error);
+                    if (watch.Elapsed.TotalSeconds > MaxProbeSeconds) tooSlow[method.Key] = $"the probe at T={seqLen} took {watch.Elapsed.TotalSeconds:F0} s";
                 }
-                csv.Row(row.Method.Key, row.Method.Dtype.ToString(), seqLen, row.Shape.Batch, row.PeakMemMiB, row.MemMethod, status, watch.Elapsed.TotalSeconds);
-                Console.WriteLine($"  {row.Method.Key,-24} T={seqLen,-6} " + (row.PeakMemMiB is { } mib ? $"{mib,10:F1} MiB" : status) + $"  ({watch.Elapsed.TotalSeconds:F1} s)");
+                results[(method.Key, seqLen)] = result;
+                csv.Row(method.Key, method.Dtype.ToString(), seqLen, shape.Batch, result.MiB, result.How, result.Status, watch.Elapsed.TotalSeconds);
+                Console.WriteLine($"  {method.Key,-24} T={seqLen,-6} " + (result.MiB is { } mib ? $"{mib,10:F1} MiB" : result.Status) + $"  ({watch.Elapsed.TotalSeconds:F1} s)");
             }
-    }
-
-    public void WriteMerged(List<BenchRow> rows, string csvPath)
-    {
-        using var csv = new CsvFile(csvPath, Header);
-        foreach (var row in rows) Write(csv, row);
+        return results;
     }
 
     static void Write(CsvFile csv, BenchRow r) => csv.Row(r.Method.Name, r.Method.Key, r.Method.Family, r.Device, r.Method.Dtype.ToString(),
         r.Shape.Batch, r.Shape.SeqLen, r.Shape.Heads, r.Shape.HeadDim, r.Shape.Tokens, r.Time?.MedianMs, r.Time?.MinMs, r.Time?.MaxMs,
-        r.Time?.Repeats, r.TokensPerSecond, r.PeakMemMiB, r.MemMethod, r.Status, r.Note);
+        r.Time?.Repeats, double.IsNaN(r.TokensPerSecond) ? null : (object)(long)Math.Round(r.TokensPerSecond), r.PeakMemMiB, r.MemMethod, r.Status, r.Note);
 
     /// <summary>A plain-text table: median ms per method (rows) and T (columns), then peak MiB where probed.</summary>
     public static IEnumerable<string> Table(IReadOnlyList<BenchRow> rows)

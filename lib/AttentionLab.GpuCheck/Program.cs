@@ -154,9 +154,9 @@ sealed class CheckRun
         if (options.Bench)
         {
             var bench = new BenchRunner(options, device, nvml, clock);
-            var rows = bench.Run(Path.Combine(outDir, "bench.csv"));
-            if (options.Memory) bench.ProbeMemory(rows, Path.Combine(outDir, "memory.csv"));
-            bench.WriteMerged(rows, Path.Combine(outDir, "bench.csv"));
+            var memory = options.Memory ? bench.ProbeMemory(Path.Combine(outDir, "memory.csv"))
+                                        : new Dictionary<(string Key, long SeqLen), MemoryResult>();
+            var rows = bench.Run(Path.Combine(outDir, "bench.csv"), memory);
             foreach (var line in BenchRunner.Table(rows)) Say(line);
         }
 
