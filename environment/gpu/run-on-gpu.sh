@@ -13,10 +13,11 @@
 #                                                              -> bundle.log, environment.csv, correctness.csv,
 #                                                                 bench.csv, memory.csv, summary.txt, xcheck/
 #   5. Python torch recomputes one reference-attention case    -> xcheck.txt, python-xcheck.csv
-# Everything printed also goes to run.log. Exit status: 0 all passed; 3 libtorch does not fit the bundle (step 3);
-# otherwise the bundle's or the cross-check's failure.
+# Everything printed also goes to run.log. Exit status: 0 all passed; 1 a correctness check failed; 2 no libtorch, no
+# bundle, or libtorch did not load; 3 the bundle failed otherwise; 4 the Python cross-check disagrees; 5 libtorch does
+# not fit the bundle (step 3: undefined symbols, missing libraries); 124/137 the bundle ran past ATTNLAB_GPU_TIMEOUT.
 # Overrides: ATTNLAB_GPU_TORCH_LIB (a libtorch lib/ folder instead of Python torch's), ATTNLAB_GPU_BUNDLE (the bundle
-# folder), ATTNLAB_GPU_TIMEOUT (seconds for step 4, default 540).
+# folder), ATTNLAB_GPU_TIMEOUT (seconds for step 4, default 420).
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 out="${OUT:-./gpu-out}"
@@ -98,7 +99,7 @@ if [ "$undefined" -gt 0 ] || [ -n "$missing_libs" ] || [ -n "$strong_versions" ]
     head -60 "$out/undefined-symbols.txt" | sed 's/^/  /'
     [ "$undefined" -gt 60 ] && echo "  ... all $undefined in undefined-symbols.txt"
   fi
-  finish "FAILED: TorchSharp's native bridge does not fit this libtorch (see undefined-symbols.txt)" 3
+  finish "FAILED: TorchSharp's native bridge does not fit this libtorch (see undefined-symbols.txt)" 5
 fi
 echo "ldd -r: every library found, no undefined symbols"
 
@@ -108,7 +109,7 @@ if [ ! -x "$exe" ]; then
   chmod +x "$exe" 2>/dev/null || { cp -r "$bundle" "${TMPDIR:-/tmp}/attnlab-bundle" && exe="${TMPDIR:-/tmp}/attnlab-bundle/attnlab-gpucheck" && chmod +x "$exe"; }
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_gcServer=0
-timeout --kill-after=10 "${ATTNLAB_GPU_TIMEOUT:-540}" "$exe" --out "$out" "$@" 2>&1 | tee "$out/bundle.log"
+timeout --kill-after=10 "${ATTNLAB_GPU_TIMEOUT:-420}" "$exe" --out "$out" "$@" 2>&1 | tee "$out/bundle.log"
 bundle_rc=${PIPESTATUS[0]}
 echo "bundle exit code: $bundle_rc"
 
@@ -126,7 +127,7 @@ if [ "$bundle_rc" -ne 0 ]; then
   case "$bundle_rc" in
     1) why="a correctness check failed (correctness.csv)";;
     2) why="libtorch did not load or bad arguments (bundle.log)";;
-    124|137) why="the bundle ran past ${ATTNLAB_GPU_TIMEOUT:-540} s (partial CSVs kept)";;
+    124|137) why="the bundle ran past ${ATTNLAB_GPU_TIMEOUT:-420} s (partial CSVs kept)";;
     *) why="the bundle failed with exit code $bundle_rc (bundle.log)";;
   esac
   finish "FAILED: $why" "$bundle_rc"

@@ -179,7 +179,7 @@ public sealed class BundleTests(BundleFixture fx, ITestOutputHelper output)
         var r = fx.Run("bash environment/gpu/run-on-gpu.sh --quick", TimeSpan.FromMinutes(2),
             new Dictionary<string, string> { ["OUT"] = outDir, ["ATTNLAB_GPU_TORCH_LIB"] = stub });
         Show(r);
-        Assert.Equal(3, r.ExitCode);
+        Assert.Equal(5, r.ExitCode);
         Assert.Contains("STOP: libLibTorchSharp.so does not link against this libtorch", r.Output);
         Assert.Matches(@"\d+ undefined symbol\(s\)", r.Output);
         Assert.Contains("GPU CHECK FAILED: TorchSharp's native bridge does not fit this libtorch", r.Output);
