@@ -69,7 +69,11 @@ if [ -z "$torch_lib" ] || [ ! -f "$torch_lib/libtorch_cpu.so" ]; then
 fi
 echo "libtorch lib folder: $torch_lib"
 ls -la "$torch_lib" | grep -E 'lib(c10|torch)[a-z_]*\.so' | tee -a "$out/python-torch.txt"
-export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# pip's CUDA libraries (site-packages/nvidia/*/lib) are found through libtorch_cuda's RUNPATH; Python torch also
+# preloads them by path when that fails, so put them on the search path too, as Python would find them.
+nvidia_dirs=$(ls -d "$torch_lib"/../../nvidia/*/lib 2>/dev/null | xargs -r -n1 realpath 2>/dev/null | paste -sd: -)
+[ -n "$nvidia_dirs" ] && echo "pip CUDA library folders: $nvidia_dirs" | tee -a "$out/python-torch.txt"
+export LD_LIBRARY_PATH="$torch_lib${nvidia_dirs:+:$nvidia_dirs}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export ATTNLAB_TORCH_LIB_DIR="$torch_lib"
 
 step "3. ldd -r $bundle/libLibTorchSharp.so (TorchSharp 0.107's native bridge, built for libtorch 2.10)"
