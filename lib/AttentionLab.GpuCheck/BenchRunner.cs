@@ -190,8 +190,12 @@ public sealed class BenchRunner
                 else
                 {
                     var timeout = TimeSpan.FromSeconds(3 * MaxProbeSeconds);
-                    var (bytes, how, error) = MemoryProbe.Spawn(options, method.Key, seqLen, timeout);
-                    result = bytes is { } b ? new(b / 1048576.0, how, "ok") : new(null, "", error);
+                    try
+                    {
+                        var (bytes, how, error) = MemoryProbe.Spawn(options, method.Key, seqLen, timeout);
+                        result = bytes is { } b ? new(b / 1048576.0, how, "ok") : new(null, "", error);
+                    }
+                    catch (Exception e) { result = new(null, "", $"probe failed: {FirstLine(e)}"); }
                     if (watch.Elapsed.TotalSeconds > MaxProbeSeconds) tooSlow[method.Key] = $"the probe at T={seqLen} took {watch.Elapsed.TotalSeconds:F0} s";
                 }
                 results[(method.Key, seqLen)] = result;

@@ -144,9 +144,23 @@ public static class Correctness
         foreach (var c in cases)
         {
             using var scope = NewDisposeScope();
-            var reference = Evaluate(c, CPU);
-            var sides = new List<(string Compare, IReadOnlyList<NamedValue> Values, Tolerance Tol)> { ("cpu vs cpu (repeat)", Evaluate(c, CPU), new Tolerance(0, 0)) };
-            if (cuda is not null) sides.Add(("cuda vs cpu", Evaluate(c, cuda), c.Tol));
+            CheckRow Error(string compare, Exception e)
+            {
+                var row = new CheckRow(c.Check, c.Case, $"error: {e.GetType().Name}: {e.Message.Split('\n')[0].Trim()}", compare, double.NaN, double.NaN, double.NaN, "", false);
+                rows.Add(row);
+                report(row);
+                return row;
+            }
+            IReadOnlyList<NamedValue> reference;
+            try { reference = Evaluate(c, CPU); }
+            catch (Exception e) { Error("cpu", e); continue; }         // one broken check must not end the run
+            var sides = new List<(string Compare, IReadOnlyList<NamedValue> Values, Tolerance Tol)>();
+            foreach (var (compare, device, tol) in new[] { ("cpu vs cpu (repeat)", (Device?)CPU, new Tolerance(0, 0)), ("cuda vs cpu", cuda, c.Tol) })
+            {
+                if (device is null) continue;
+                try { sides.Add((compare, Evaluate(c, device), tol)); }
+                catch (Exception e) { Error(compare, e); }
+            }
             foreach (var (compare, values, tol) in sides)
                 for (int i = 0; i < reference.Count; i++)
                 {

@@ -107,12 +107,21 @@ sealed class CheckRun
 
     public CheckRun(Options options) => this.options = options;
 
-    void Say(string line) { Console.WriteLine(line); summary.Add(line); }
+    string? summaryPath;
+
+    /// <summary>Prints a line and keeps it in summary.txt (rewritten each time: a run cut short still has its summary).</summary>
+    void Say(string line)
+    {
+        Console.WriteLine(line);
+        summary.Add(line);
+        if (summaryPath is not null) File.WriteAllLines(summaryPath, summary);
+    }
 
     public int Run()
     {
         string outDir = Path.GetFullPath(options.OutDir);
         Directory.CreateDirectory(outDir);
+        summaryPath = Path.Combine(outDir, "summary.txt");
         Console.WriteLine($"output: {outDir} · mode {(options.Quick ? "quick" : "full")} · time budget {options.Budget:F0} s");
         int threads = Environment.GetEnvironmentVariable(Lab.ThreadsVariable) is { Length: > 0 } t && int.TryParse(t, out int n) && n > 0
             ? n : Environment.ProcessorCount <= 2 ? 1 : torch.get_num_threads();
@@ -147,8 +156,12 @@ sealed class CheckRun
             Say($"correctness: {rows.Count - failures.Count}/{rows.Count} comparisons within tolerance" +
                 (isCuda ? $"; largest CUDA-vs-CPU max|Δ| {rows.Where(r => r.Compare.StartsWith("cuda")).Select(r => r.MaxAbsDiff).DefaultIfEmpty(0).Max():E2}" : ""));
         }
-        CrossCheck.Export(Path.Combine(outDir, "xcheck"), device);
-        Console.WriteLine($"cross-check inputs for Python torch: {Path.Combine(outDir, "xcheck")}");
+        try
+        {
+            CrossCheck.Export(Path.Combine(outDir, "xcheck"), device);
+            Console.WriteLine($"cross-check inputs for Python torch: {Path.Combine(outDir, "xcheck")}");
+        }
+        catch (Exception e) { Say($"cross-check export failed: {e.GetType().Name}: {e.Message}"); }
 
         // (d) benchmarks
         if (options.Bench)
@@ -168,7 +181,6 @@ sealed class CheckRun
                 Say($"  {f.Check} [{f.Case}] {f.Value}, {f.Compare}: max|Δ| {f.MaxAbsDiff:E3} > allowed {f.Allowed:E2}");
         }
         else Say("OK: every correctness check passed.");
-        File.WriteAllLines(Path.Combine(outDir, "summary.txt"), summary);
         return failures.Count > 0 ? 1 : 0;
     }
 
