@@ -73,6 +73,26 @@ public sealed class MiniLmTokenizer
         return new MiniLmTokenizer(bert, lines.ToArray(), maxLength);
     }
 
+    // Latin letters with diacritics (U+00C0–U+024F) whose canonical decomposition is an ASCII letter + non-spacing marks
+    // (generated with Python's unicodedata NFD). Hugging Face strips accents by NFD + dropping marks; .NET's
+    // string.Normalize does nothing under InvariantGlobalization (the test host), so BertTokenizer's
+    // RemoveNonSpacingMarks alone would turn "café" into [UNK] there but "cafe" in the notebook kernel. Folding these
+    // first gives the same ids everywhere; other scripts still rely on BertTokenizer's own normalisation.
+    const string Precomposed = "ÀÁÂÃÄÅÇÈÉÊËÌÍÎÏÑÒÓÔÕÖÙÚÛÜÝàáâãäåçèéêëìíîïñòóôõöùúûüýÿĀāĂăĄąĆćĈĉĊċČčĎďĒēĔĕĖėĘęĚěĜĝĞğĠġĢģĤĥĨĩĪīĬĭĮįİĴĵĶķĹĺĻļĽľŃńŅņŇňŌōŎŏŐőŔŕŖŗŘřŚśŜŝŞşŠšŢţŤťŨũŪūŬŭŮůŰűŲųŴŵŶŷŸŹźŻżŽžƠơƯưǍǎǏǐǑǒǓǔǕǖǗǘǙǚǛǜǞǟǠǡǦǧǨǩǪǫǬǭǰǴǵǸǹǺǻȀȁȂȃȄȅȆȇȈȉȊȋȌȍȎȏȐȑȒȓȔȕȖȗȘșȚțȞȟȦȧȨȩȪȫȬȭȮȯȰȱȲȳ";
+    const string Decomposed = "AAAAAACEEEEIIIINOOOOOUUUUYaaaaaaceeeeiiiinooooouuuuyyAaAaAaCcCcCcCcDdEeEeEeEeEeGgGgGgGgHhIiIiIiIiIJjKkLlLlLlNnNnNnOoOoOoRrRrRrSsSsSsSsTtTtUuUuUuUuUuUuWwYyYZzZzZzOoUuAaIiOoUuUuUuUuUuAaAaGgKkOoOojGgNnAaAaAaEeEeIiIiOoOoRrRrUuUuSsTtHhAaEeOoOoOoOoYy";
+    static readonly Dictionary<char, char> Fold = Precomposed.Zip(Decomposed).ToDictionary(p => p.First, p => p.Second);
+
+    /// <summary>Replaces Latin letters with diacritics by their base letter (the part of HF's strip_accents .NET can lose).</summary>
+    public static string FoldLatinAccents(string text)
+    {
+        ArgumentNullException.ThrowIfNull(text);
+        if (!text.Any(c => c >= '\u00C0' && c <= '\u024F')) return text;
+        return string.Create(text.Length, text, (span, t) =>
+        {
+            for (int i = 0; i < t.Length; i++) span[i] = Fold.TryGetValue(t[i], out var b) ? b : t[i];
+        });
+    }
+
     /// <summary>Most tokens one text may have, [CLS] and [SEP] included (the model's position table: 512).</summary>
     public int MaxLength { get; }
     public int VocabSize => vocabulary.Length;
@@ -88,7 +108,7 @@ public sealed class MiniLmTokenizer
     public IReadOnlyList<int> EncodeToIds(string text)
     {
         ArgumentNullException.ThrowIfNull(text);
-        var ids = bert.EncodeToIds(text, addSpecialTokens: true);
+        var ids = bert.EncodeToIds(FoldLatinAccents(text), addSpecialTokens: true);
         if (ids.Count > MaxLength)
             throw new ArgumentException($"text has {ids.Count} tokens with [CLS] and [SEP]; at most {MaxLength} fit the model.", nameof(text));
         return ids;
@@ -105,7 +125,7 @@ public sealed class MiniLmTokenizer
         for (int i = 0; i < list.Count; i++)
         {
             if (list[i] is null) throw new ArgumentException($"texts[{i}] is null.", nameof(texts));
-            var one = bert.EncodeToIds(list[i], addSpecialTokens: true);
+            var one = bert.EncodeToIds(FoldLatinAccents(list[i]), addSpecialTokens: true);
             if (one.Count > MaxLength)
                 throw new ArgumentException($"texts[{i}] has {one.Count} tokens with [CLS] and [SEP]; at most {MaxLength} fit the model.", nameof(texts));
             ids.Add(one);

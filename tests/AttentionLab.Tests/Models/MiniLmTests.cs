@@ -110,6 +110,61 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
     }
 
     [Fact]
+    public void TokenizerFollowsHuggingFaceUncasedRules()
+    {
+        var tok = Model.Tokenizer!;
+        string[] Tokens(string text) => tok.EncodeToIds(text).Select(tok.IdToToken).ToArray();
+        Assert.Equal(new[] { "[CLS]", "cafe", "naive", "[SEP]" }, Tokens("Café NAÏVE"));             // lowercase, accents stripped
+        Assert.Equal(new[] { "[CLS]", "cafe", "[SEP]" }, Tokens("cafe\u0301"));                       // a combining mark is dropped
+        Assert.Equal("Angstrom, Dvorak", MiniLmTokenizer.FoldLatinAccents("Ångström, Dvořák"));
+        Assert.Equal(new[] { "[CLS]", "hello", ",", "world", "!", "[SEP]" }, Tokens("Hello,\tworld!"));  // whitespace and punctuation split
+        Assert.Equal(new[] { "[CLS]", "[SEP]" }, Tokens(""));
+        Assert.Equal((101, 102, 0, 30522), (tok.ClsId, tok.SepId, tok.PadId, tok.VocabSize));
+        using var enc = tok.Encode(new[] { "a b c", "a" });
+        var (ids, mask, tokens) = enc;
+        Assert.Equal(new long[] { 101, 1037, 1038, 1039, 102, 101, 1037, 102, 0, 0 }, ids.data<long>().ToArray());
+        Assert.Equal(new long[] { 1, 1, 1, 1, 1, 1, 1, 1, 0, 0 }, mask.data<long>().ToArray());
+        Assert.Equal(new[] { "[CLS]", "a", "[SEP]" }, tokens[1]);
+    }
+
+    [Fact]
+    public void AttentionPatternsMatchTheGraphsSoftmaxOutputs()
+    {
+        // Expose each layer's Softmax output as a graph output and read it with ONNX Runtime.
+        var model = Onnx.ModelProto.Parser.ParseFrom(fx.Files.Onnx);
+        var softmax = model.Graph.Node.Where(n => n.OpType == "Softmax").Select(n => n.Output[0]).ToList();
+        foreach (var name in softmax)
+            model.Graph.Output.Add(new Onnx.ValueInfoProto
+            {
+                Name = name,
+                Type = new Onnx.TypeProto { TensorType = new Onnx.TypeProto.Types.Tensor { ElemType = (int)Onnx.TensorProto.Types.DataType.Float } },
+            });
+        using var options = new SessionOptions { IntraOpNumThreads = 1, InterOpNumThreads = 1 };
+        using var session = new InferenceSession(Google.Protobuf.MessageExtensions.ToByteArray(model), options);
+
+        using var scope = NewDisposeScope();
+        using var enc = Model.Tokenize(Sentences.Take(3));
+        using var ours = Model.Run(enc.InputIds, enc.AttentionMask);
+        long b = enc.BatchSize, t = enc.Length;
+        var shape = new[] { b, t };
+        using var idsV = OrtValue.CreateTensorValueFromMemory(enc.InputIds.data<long>().ToArray(), shape);
+        using var maskV = OrtValue.CreateTensorValueFromMemory(enc.AttentionMask.data<long>().ToArray(), shape);
+        using var typeV = OrtValue.CreateTensorValueFromMemory(new long[b * t], shape);
+        using var run = new RunOptions();
+        using var results = session.Run(run, new[] { "input_ids", "attention_mask", "token_type_ids" }, new[] { idsV, maskV, typeV }, softmax);
+        var realQuery = enc.AttentionMask.view(b, 1, t, 1).ne(0).expand(b, 12, t, t);
+        double worst = 0;
+        for (int l = 0; l < 6; l++)
+        {
+            var theirs = torch.tensor(results[l].GetTensorDataAsSpan<float>().ToArray(), new[] { b, 12L, t, t });
+            // padding query rows are meaningless on both sides; the graph's additive −10000 leaves ~0 on padding keys
+            var stats = AssertClose.Tensors(ours.Attentions[l].masked_select(realQuery), theirs.masked_select(realQuery), atol: 1e-5, rtol: 0, what: $"layer {l} pattern");
+            worst = Math.Max(worst, stats.MaxAbs);
+        }
+        log.WriteLine($"attention patterns vs the graph's Softmax outputs (6 layers, 3 sentences, padded batch): worst max|Δ| {worst:E2}");
+    }
+
+    [Fact]
     public void LastHiddenStateMatchesOnnxRuntimePerSentence()
     {
         double worst = 0;
@@ -125,6 +180,10 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
             log.WriteLine($"T={enc.Length,2} hidden {stats}; pooler {pool}  '{s}'");
         }
         log.WriteLine($"worst max|Δ| vs ONNX Runtime: {worst:E2}");
+        using var timing = Model.Tokenize(new[] { Sentences[1] });
+        var sw = System.Diagnostics.Stopwatch.StartNew();
+        for (int i = 0; i < 10; i++) { using var o = Model.Run(timing.InputIds, timing.AttentionMask, capture: false); }
+        log.WriteLine($"forward of {timing.Length} tokens: {sw.Elapsed.TotalMilliseconds / 10:F1} ms (1 torch thread; not asserted)");
     }
 
     [Fact]
