@@ -64,9 +64,17 @@ public static class HookedModel
         ArgumentNullException.ThrowIfNull(filter);
         ArgumentNullException.ThrowIfNull(fn);
         var scope = new HookScope();
-        foreach (var (name, point) in model.HookPoints)
-            if (filter(name)) scope.Add(point.AddHook(fn));
-        return scope;
+        try
+        {
+            foreach (var (name, point) in model.HookPoints)
+                if (filter(name)) scope.Add(point.AddHook(fn));
+            return scope;
+        }
+        catch
+        {
+            scope.Dispose();                                                            // a throwing filter leaves no hook behind
+            throw;
+        }
     }
 
     static void CheckName(IHookedModel model, string name, string argument)

@@ -1,3 +1,4 @@
+using AttentionLab.Attention;
 using AttentionLab.Core;
 using AttentionLab.Interp;
 using AttentionLab.Models;

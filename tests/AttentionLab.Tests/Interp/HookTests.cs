@@ -39,10 +39,10 @@ public class HookTests
         var keep = model.RunWithHooks(x, model.HookPoints.Keys.Select(n => (n, (Func<Tensor, HookPoint, Tensor?>)((_, _) => { calls++; return null; }))).ToArray());
         var copy = model.RunWithHooks(x, model.HookPoints.Keys.Select(n => (n, (Func<Tensor, HookPoint, Tensor?>)((t, _) => t.clone()))).ToArray());
         Assert.Equal(model.HookPoints.Count, calls);                               // every point fired once
-        Assert.True(plain.equal(keep), "null-returning hooks changed the logits");
-        Assert.True(plain.equal(copy), "hooks returning a copy changed the logits");
+        Assert.True(TensorBits.Same(plain, keep), "null-returning hooks changed the logits");
+        Assert.True(TensorBits.Same(plain, copy), "hooks returning a copy changed the logits");
         var (cached, cache) = model.RunWithCache(x);
-        using (cache) Assert.True(plain.equal(cached), "RunWithCache changed the logits");
+        using (cache) Assert.True(TensorBits.Same(plain, cached), "RunWithCache changed the logits");
         Assert.Equal(0, HookCount(model));
     }
 
@@ -131,7 +131,7 @@ public class HookTests
         using var edit = model.Hooks(("blocks.0.attn.hook_pattern", (_, _) => uniform));
         var (edited, cache) = model.RunWithCache(x);
         using var _ = cache;
-        Assert.True(cache["pattern", 0].equal(uniform), "the cache sees the edited pattern");
+        Assert.True(TensorBits.Same(cache["pattern", 0], uniform), "the cache sees the edited pattern");
         var v = cache["v", 0];                                                            // [B, T, H, Dh], unaffected by the edit
         var z = torch.einsum("bhij,bjhd->bihd", uniform, v);                              // z_i = Σ_j P_ij v_j
         AssertClose.Tensors(cache["z", 0], z, atol: 1e-6, rtol: 1e-6, what: "z = P·V");
@@ -146,12 +146,12 @@ public class HookTests
         using var model = Model();
         using var scope = NewDisposeScope();
         var x = Tokens();
-        Assert.Throws<InvalidOperationException>(() =>
+        Assert.Throws<InvalidOperationException>((Action)(() =>
         {
             using var h = model.Hooks(("blocks.0.hook_resid_pre", (t, _) => t * 0), ("hook_embed", (_, _) => null));
             Assert.Equal(2, HookCount(model));
             throw new InvalidOperationException("body failed");
-        });
+        }));
         Assert.Equal(0, HookCount(model));
         Assert.Throws<InvalidOperationException>(() => model.RunWithHooks(x, ("blocks.1.attn.hook_z", (_, _) => throw new InvalidOperationException("hook failed"))));
         Assert.Equal(0, HookCount(model));
@@ -160,7 +160,7 @@ public class HookTests
         var e = Assert.Throws<ArgumentException>(() => model.Hooks(("hook_embed", (_, _) => null), ("blocks.9.hook_nothing", (_, _) => null)));
         Assert.Equal("hooks", e.ParamName);
         Assert.Equal(0, HookCount(model));
-        Assert.True(model.call(x).equal(model.call(x)));
+        Assert.True(TensorBits.Same(model.call(x), model.call(x)));
     }
 
     [Fact]
