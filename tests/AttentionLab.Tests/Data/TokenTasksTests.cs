@@ -103,6 +103,27 @@ public class TokenTasksTests
         }
     }
 
+    [Fact]
+    public void InductionWithVariableSegmentLengthsMovesTheCopies()
+    {
+        var task = new InductionTask(VocabSize: 30, SegmentLength: 8, MinSegmentLength: 3);
+        using var batch = task.Generate(40, seed: 7);
+        var lengths = new HashSet<int>();
+        foreach (var (row, labels) in Rows(batch.Tokens).Zip(Rows(batch.Labels)))
+        {
+            var scored = Enumerable.Range(0, row.Length).Where(t => labels[t] != TokenBatch.Ignore).ToArray();
+            int ln = scored.Length + 1, sn = scored[0], on = sn - ln;                    // L_n − 1 labels from the second copy's start
+            Assert.InRange(ln, 3, 8);
+            Assert.Equal(task.Length - 1, sn + ln - 1);                                  // the second copy ends the sequence
+            Assert.Equal(1 + 2 * (8 - ln), on);                                          // filler fills 2(L − L_n) slots after BOS
+            Assert.Equal(row.Skip(on).Take(ln), row.Skip(sn).Take(ln));
+            foreach (var t in scored) Assert.Equal(row[t + 1], labels[t]);
+            lengths.Add(ln);
+        }
+        Assert.True(lengths.Count >= 4, $"segment lengths drawn: {string.Join(", ", lengths)}");
+        Assert.Equal("MinSegmentLength", Assert.Throws<ArgumentException>(() => (task with { MinSegmentLength = 9 }).Generate(1, 0)).ParamName);
+    }
+
     [Theory]
     [InlineData(0.0)]
     [InlineData(0.5)]
