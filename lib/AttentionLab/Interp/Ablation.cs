@@ -63,7 +63,7 @@ public static class Ablation
                 var hook = kind == AblationKind.Zero ? ZeroHead(model, l, h) : MeanHead(model, l, h, means![l]);
                 effects[l * model.HeadCount + h] = Measure(metric, model.RunWithHooks(tokens, hook)) - clean;
             }
-        return torch.tensor(effects, dtype: ScalarType.Float64).view(model.LayerCount, model.HeadCount).MoveToOuterDisposeScope();
+        return torch.tensor(effects, dtype: ScalarType.Float64, device: tokens.device).view(model.LayerCount, model.HeadCount).MoveToOuterDisposeScope();
     }
 
     internal static double Measure(Func<Tensor, double> metric, Tensor logits)

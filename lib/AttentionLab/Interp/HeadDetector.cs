@@ -44,6 +44,7 @@ public static class HeadDetector
         bool excludeBos = false, bool excludeCurrentToken = false)
     {
         ArgumentNullException.ThrowIfNull(model);
+        Guard.NotNull(detectionPattern, nameof(detectionPattern));
         using var scope = NewDisposeScope();
         var batch = Batched(tokens);
         using var noGrad = torch.no_grad();
@@ -51,7 +52,7 @@ public static class HeadDetector
         using (cache)
         {
             var rows = Enumerable.Range(0, model.LayerCount)
-                .Select(l => Score(cache["pattern", l], detectionPattern, metric, excludeBos, excludeCurrentToken)).ToArray();
+                .Select(l => Score(cache["pattern", l], detectionPattern.to(batch.device), metric, excludeBos, excludeCurrentToken)).ToArray();
             return torch.stack(rows).MoveToOuterDisposeScope();
         }
     }

@@ -34,7 +34,7 @@ public static class Patching
                     var patched = model.RunWithHooks(corruptTokens, (names[l], (x, _) => Put(x, 1, pos, source.select(1, pos))));
                     result[l * t + p] = Normalise(Ablation.Measure(metric, patched), clean, corrupt);
                 }
-            return torch.tensor(result, dtype: ScalarType.Float64).view(model.LayerCount, t).MoveToOuterDisposeScope();
+            return torch.tensor(result, dtype: ScalarType.Float64, device: cleanTokens.device).view(model.LayerCount, t).MoveToOuterDisposeScope();
         }
     }
 
@@ -57,7 +57,7 @@ public static class Patching
                     var patched = model.RunWithHooks(corruptTokens, (ActName.Get("z", l), (z, _) => Put(z, 2, head, source.select(2, head))));
                     result[l * model.HeadCount + h] = Normalise(Ablation.Measure(metric, patched), clean, corrupt);
                 }
-            return torch.tensor(result, dtype: ScalarType.Float64).view(model.LayerCount, model.HeadCount).MoveToOuterDisposeScope();
+            return torch.tensor(result, dtype: ScalarType.Float64, device: cleanTokens.device).view(model.LayerCount, model.HeadCount).MoveToOuterDisposeScope();
         }
     }
 
