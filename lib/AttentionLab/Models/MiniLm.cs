@@ -1,4 +1,5 @@
 using AttentionLab.Core;
+using AttentionLab.Interp;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -21,14 +22,14 @@ namespace AttentionLab.Models;
 /// blocks.{L}.mlp.hook_pre/hook_post, blocks.{L}.hook_mlp_out, blocks.{L}.hook_resid_post, blocks.{L}.hook_normalized_resid_post.
 /// BERT is post-LN: resid_post = LN1(resid_mid) + mlp_out, and the layer's output is LN2(resid_post).
 /// </remarks>
-public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>
+public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
 {
     readonly Embedding word_embeddings, position_embeddings, token_type_embeddings;
     readonly LayerNorm ln_embed;
     readonly ModuleList<MiniLmBlock> blocks;
     readonly Linear pooler;
-    readonly MiniLmHookPoint hook_embed, hook_pos_embed, hook_token_type_embed;
-    readonly Dictionary<string, MiniLmHookPoint> points;
+    readonly HookPoint hook_embed, hook_pos_embed, hook_token_type_embed;
+    readonly Dictionary<string, HookPoint> points;
 
     /// <summary>A randomly initialised model of this shape (use <see cref="LoadPretrained"/> for the real weights).</summary>
     public MiniLm(MiniLmConfig config) : base(nameof(MiniLm))
@@ -42,11 +43,11 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>
         blocks = new ModuleList<MiniLmBlock>();
         for (int l = 0; l < config.Layers; l++) blocks.Add(new MiniLmBlock(config));
         pooler = nn.Linear(config.Hidden, config.Hidden);
-        hook_embed = new MiniLmHookPoint(); hook_pos_embed = new MiniLmHookPoint(); hook_token_type_embed = new MiniLmHookPoint();
+        hook_embed = new HookPoint(); hook_pos_embed = new HookPoint(); hook_token_type_embed = new HookPoint();
         RegisterComponents();
-        points = new Dictionary<string, MiniLmHookPoint>();
+        points = new Dictionary<string, HookPoint>();
         foreach (var (name, module) in named_modules())
-            if (module is MiniLmHookPoint point) { point.Name = name; points[name] = point; }
+            if (module is HookPoint point) { point.Name = name; points[name] = point; }
         eval();
     }
 
@@ -262,11 +263,23 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>
 
     // ---------------------------------------------------------------- hooks
 
+    int IHookedModel.LayerCount => Config.Layers;
+    int IHookedModel.HeadCount => Config.Heads;
+    IReadOnlyDictionary<string, HookPoint> IHookedModel.HookPoints => points;
+
+    /// <summary>IHookedModel: last_hidden_state [B, T, D] for unpadded ids [B, T] (every position attended).</summary>
+    Tensor IHookedModel.Run(Tensor input)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        return this.call(input, torch.ones_like(input)).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Every hook point name, in module order (e.g. "hook_embed", "blocks.3.attn.hook_pattern").</summary>
     public IReadOnlyList<string> HookNames => points.Keys.ToList();
 
     /// <summary>The hook point called <paramref name="name"/>.</summary>
-    public MiniLmHookPoint HookPoint(string name)
+    public HookPoint GetHookPoint(string name)
     {
         ArgumentNullException.ThrowIfNull(name);
         return points.TryGetValue(name, out var p) ? p
@@ -277,7 +290,7 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>
     public IDisposable AddHook(string name, Func<Tensor, Tensor?> fn)
     {
         ArgumentNullException.ThrowIfNull(fn);
-        return HookPoint(name).AddHook((t, _) => fn(t));
+        return GetHookPoint(name).AddHook((t, _) => fn(t));
     }
 
     /// <summary>Adds several hooks; disposing the result removes all of them (use with <c>using</c>).</summary>

@@ -1,4 +1,5 @@
 using AttentionLab.Attention;
+using AttentionLab.Interp;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -13,7 +14,7 @@ namespace AttentionLab.Models;
 public sealed class MiniLmAttention : nn.Module<Tensor, Tensor, Tensor>
 {
     internal readonly Linear query, key, value, output;
-    readonly MiniLmHookPoint hook_q, hook_k, hook_v, hook_pattern, hook_z;
+    readonly HookPoint hook_q, hook_k, hook_v, hook_pattern, hook_z;
     readonly int heads;
 
     public MiniLmAttention(MiniLmConfig config) : base(nameof(MiniLmAttention))
@@ -23,8 +24,8 @@ public sealed class MiniLmAttention : nn.Module<Tensor, Tensor, Tensor>
         key = nn.Linear(config.Hidden, config.Hidden);
         value = nn.Linear(config.Hidden, config.Hidden);
         output = nn.Linear(config.Hidden, config.Hidden);
-        hook_q = new MiniLmHookPoint(); hook_k = new MiniLmHookPoint(); hook_v = new MiniLmHookPoint();
-        hook_pattern = new MiniLmHookPoint(); hook_z = new MiniLmHookPoint();
+        hook_q = new HookPoint(); hook_k = new HookPoint(); hook_v = new HookPoint();
+        hook_pattern = new HookPoint(); hook_z = new HookPoint();
         RegisterComponents();
     }
 
@@ -50,13 +51,13 @@ public sealed class MiniLmAttention : nn.Module<Tensor, Tensor, Tensor>
 public sealed class MiniLmMlp : nn.Module<Tensor, Tensor>
 {
     internal readonly Linear fc_in, fc_out;
-    readonly MiniLmHookPoint hook_pre, hook_post;
+    readonly HookPoint hook_pre, hook_post;
 
     public MiniLmMlp(MiniLmConfig config) : base(nameof(MiniLmMlp))
     {
         fc_in = nn.Linear(config.Hidden, config.Intermediate);
         fc_out = nn.Linear(config.Intermediate, config.Hidden);
-        hook_pre = new MiniLmHookPoint(); hook_post = new MiniLmHookPoint();
+        hook_pre = new HookPoint(); hook_post = new HookPoint();
         RegisterComponents();
     }
 
@@ -79,7 +80,7 @@ public sealed class MiniLmBlock : nn.Module<Tensor, Tensor, Tensor>
     internal readonly MiniLmAttention attn;
     internal readonly MiniLmMlp mlp;
     internal readonly LayerNorm ln1, ln2;
-    readonly MiniLmHookPoint hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out, hook_resid_post, hook_normalized_resid_post;
+    readonly HookPoint hook_resid_pre, hook_attn_out, hook_resid_mid, hook_mlp_out, hook_resid_post, hook_normalized_resid_post;
 
     public MiniLmBlock(MiniLmConfig config) : base(nameof(MiniLmBlock))
     {
@@ -87,8 +88,8 @@ public sealed class MiniLmBlock : nn.Module<Tensor, Tensor, Tensor>
         mlp = new MiniLmMlp(config);
         ln1 = nn.LayerNorm(config.Hidden, config.LayerNormEps);
         ln2 = nn.LayerNorm(config.Hidden, config.LayerNormEps);
-        hook_resid_pre = new MiniLmHookPoint(); hook_attn_out = new MiniLmHookPoint(); hook_resid_mid = new MiniLmHookPoint();
-        hook_mlp_out = new MiniLmHookPoint(); hook_resid_post = new MiniLmHookPoint(); hook_normalized_resid_post = new MiniLmHookPoint();
+        hook_resid_pre = new HookPoint(); hook_attn_out = new HookPoint(); hook_resid_mid = new HookPoint();
+        hook_mlp_out = new HookPoint(); hook_resid_post = new HookPoint(); hook_normalized_resid_post = new HookPoint();
         RegisterComponents();
     }
 

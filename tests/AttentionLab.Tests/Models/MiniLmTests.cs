@@ -1,4 +1,5 @@
 using AttentionLab.Core;
+using AttentionLab.Interp;
 using AttentionLab.Models;
 using Microsoft.ML.OnnxRuntime;
 using TorchSharp;
@@ -272,7 +273,7 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
             foreach (var n in new[] { "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z",
                                       "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post", "hook_normalized_resid_post" })
                 Assert.Contains($"blocks.{l}.{n}", names);
-        Assert.Equal("blocks.2.attn.hook_pattern", Model.HookPoint("blocks.2.attn.hook_pattern").Name);
+        Assert.Equal("blocks.2.attn.hook_pattern", Model.GetHookPoint("blocks.2.attn.hook_pattern").Name);
 
         using var scope = NewDisposeScope();
         using var enc = Model.Tokenize(Sentences.Take(2));
@@ -284,7 +285,7 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
             Assert.True(plain.eq(hooked).all().item<bool>(), "identity hooks must leave the output bitwise equal");
         }
         Assert.Equal(names.Count, seen.Distinct().Count());                                // every point fired
-        Assert.All(names, n => Assert.Equal(0, Model.HookPoint(n).HookCount));              // and the scope removed them
+        Assert.All(names, n => Assert.Equal(0, Model.GetHookPoint(n).HookCount));              // and the scope removed them
 
         // hook_z has TransformerLens's [B, T, H, Dh] and hook_resid_post = LN1(resid_mid) + mlp_out (post-LN BERT)
         Tensor? z = null;
@@ -371,5 +372,22 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
         Assert.Equal(MiniLmFiles.OnnxSha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(fx.Files.Onnx)));
         Assert.Equal(MiniLmFiles.VocabSha256, Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(fx.Files.Vocab)));
         Assert.Equal(90_893_304, fx.Files.Onnx.Length);
+    }
+
+    [Fact]
+    public void SharedInterpToolsWorkOnMiniLm()
+    {
+        using var scope = NewDisposeScope();
+        using var enc = Model.Tokenizer!.Encode("the quick brown fox jumps over the lazy dog");
+        var (hidden, cache) = ((AttentionLab.Interp.IHookedModel)Model).RunWithCache(enc.InputIds);
+        using (cache)
+        {
+            Assert.Equal(new long[] { 1, enc.Length, Model.Config.Hidden }, hidden.shape);
+            Assert.Equal(new long[] { 1, Model.Config.Heads, enc.Length, enc.Length }, cache["pattern", -1].shape);
+            // Encoder sink score of [CLS] (mean over all queries): same rule the 47 notebook uses; a strong sink here.
+            var sink = AttentionLab.Interp.HeadScores.SinkScore(cache, key: 0, causal: false);
+            Assert.Equal(new long[] { Model.Config.Layers, Model.Config.Heads }, sink.shape);
+            Assert.True(AttentionLab.Interp.HeadScores.SinkRate(sink) > 0.5, $"sink rate {AttentionLab.Interp.HeadScores.SinkRate(sink)}");
+        }
     }
 }
