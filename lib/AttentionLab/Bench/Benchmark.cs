@@ -63,14 +63,17 @@ public static class Benchmark
     public static MemoryStats PeakMemory(Action action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        const string method = "process peak RSS (Linux VmHWM) minus RSS before the call";
+        const string method = "process peak RSS (Linux VmHWM) minus RSS at the start of the call";
         FixMallocThreshold();
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        long? baseline = ReadStatusKb("VmRSS");
-        bool reset = baseline is not null && TryResetPeak();
+        GC.Collect();
+        // Reset first, then read the baseline from the reset high-water mark itself (= RSS at the reset): reading RSS
+        // before the reset let memory freed in between (finalizers, other threads) hide the call's growth.
+        bool reset = OperatingSystem.IsLinux() && TryResetPeak();
+        long? baseline = reset ? ReadStatusKb("VmHWM") : null;
         using (var scope = NewDisposeScope()) action();
-        if (!reset) return new MemoryStats(null, null, OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
+        if (!reset || baseline is null) return new MemoryStats(null, null, OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
         return new MemoryStats(ReadStatusKb("VmHWM") * 1024, baseline * 1024, method);
     }
 
@@ -84,14 +87,17 @@ public static class Benchmark
     {
         if (mallocFixed || !OperatingSystem.IsLinux()) return;
         mallocFixed = true;
-        try { mallopt(MmapThreshold, 1 << 20); }
+        try { MallocThresholdFixed = mallopt(MmapThreshold, 1 << 20) == 1; }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
     }
 
     const int MmapThreshold = -3;   // M_MMAP_THRESHOLD
     static bool mallocFixed;
 
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallopt")]
+    /// <summary>True once glibc accepted the fixed mmap threshold (Linux only).</summary>
+    public static bool MallocThresholdFixed { get; private set; }
+
+    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "mallopt")]
     static extern int mallopt(int param, int value);
 
     static bool TryResetPeak()
