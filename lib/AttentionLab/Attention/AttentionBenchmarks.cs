@@ -1,0 +1,68 @@
+using AttentionLab.Bench;
+using Microsoft.Data.Analysis;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Attention;
+
+/// <summary>One row of <see cref="AttentionBenchmarks.ReferenceVsSdpa"/>.</summary>
+public sealed record AttentionBenchRow(int SeqLen, string Method, TimingStats Time, MemoryStats Memory, double MaxAbsVsReference);
+
+/// <summary>Benchmarks of the attention block (tables, never assertions).</summary>
+public static class AttentionBenchmarks
+{
+    /// <summary>
+    /// Forward time and peak memory of <see cref="ReferenceAttention.Softmax"/> (explicit scores, probabilities, LSE)
+    /// against the fused <see cref="SdpaBaseline"/> for each sequence length, on random q, k, v [B, T, H, D].
+    /// Columns: seq_len, method, median_ms, min_ms, max_ms, repeats, peak_mib (growth of the process's peak RSS
+    /// during one call; empty where not measurable), max_abs_vs_reference, memory (what was measured).
+    /// </summary>
+    public static DataFrame ReferenceVsSdpa(IEnumerable<int> lengths, int batch = 1, int heads = 4, int headDim = 64, bool causal = true,
+        int warmup = 1, int repeats = 3, ScalarType dtype = ScalarType.Float32, Device? device = null, IProgress<AttentionBenchRow>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(lengths);
+        var ts = lengths.ToArray();
+        if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
+        if (batch <= 0) throw new ArgumentException($"batch must be positive, got {batch}.", nameof(batch));
+        if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
+        if (headDim <= 0) throw new ArgumentException($"headDim must be positive, got {headDim}.", nameof(headDim));
+        var rows = new List<AttentionBenchRow>();
+        foreach (int t in ts)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            var q = torch.randn(new long[] { batch, t, heads, headDim }, dtype: dtype, device: device);
+            var k = torch.randn(new long[] { batch, t, heads, headDim }, dtype: dtype, device: device);
+            var v = torch.randn(new long[] { batch, t, heads, headDim }, dtype: dtype, device: device);
+            Tensor reference;
+            using (var r = ReferenceAttention.Softmax(q, k, v, causal)) reference = r.Output.clone();
+            var methods = new (string Name, Func<Tensor> Run)[]
+            {
+                ("reference", () => { using var r = ReferenceAttention.Softmax(q, k, v, causal); return r.Output.clone(); }),
+                ("sdpa", () => SdpaBaseline.Forward(q, k, v, causal)),
+            };
+            foreach (var (name, run) in methods)
+            {
+                double maxAbs;
+                using (var inner = NewDisposeScope()) maxAbs = (run() - reference).abs().max().ToDouble();
+                var time = Benchmark.Time(() => run(), warmup, repeats, device);
+                var memory = Benchmark.PeakMemory(() => run());
+                var row = new AttentionBenchRow(t, name, time, memory, maxAbs);
+                rows.Add(row);
+                progress?.Report(row);
+            }
+        }
+        return ToDataFrame(rows);
+    }
+
+    public static DataFrame ToDataFrame(IReadOnlyList<AttentionBenchRow> rows) => new(
+        new Int32DataFrameColumn("seq_len", rows.Select(r => r.SeqLen)),
+        new StringDataFrameColumn("method", rows.Select(r => r.Method)),
+        new DoubleDataFrameColumn("median_ms", rows.Select(r => r.Time.MedianMs)),
+        new DoubleDataFrameColumn("min_ms", rows.Select(r => r.Time.MinMs)),
+        new DoubleDataFrameColumn("max_ms", rows.Select(r => r.Time.MaxMs)),
+        new Int32DataFrameColumn("repeats", rows.Select(r => r.Time.Repeats)),
+        new DoubleDataFrameColumn("peak_mib", rows.Select(r => r.Memory.DeltaBytes is { } d ? d / 1048576.0 : (double?)null)),
+        new DoubleDataFrameColumn("max_abs_vs_reference", rows.Select(r => r.MaxAbsVsReference)),
+        new StringDataFrameColumn("memory", rows.Select(r => r.Memory.Method)));
+}
