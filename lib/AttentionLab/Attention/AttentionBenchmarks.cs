@@ -6,7 +6,13 @@ using static TorchSharp.torch;
 namespace AttentionLab.Attention;
 
 /// <summary>One row of <see cref="AttentionBenchmarks.ReferenceVsSdpa"/>.</summary>
-public sealed record AttentionBenchRow(int SeqLen, string Method, TimingStats Time, MemoryStats Memory, double MaxAbsVsReference);
+/// <param name="SeqLen">T.</param>
+/// <param name="Method">reference or sdpa.</param>
+/// <param name="Time">forward wall-clock time.</param>
+/// <param name="Memory">peak memory growth during one forward.</param>
+/// <param name="MaxAbsVsReference">max |o − o_reference| (a sanity check, not a claim).</param>
+/// <param name="ScoreMatrixBytes">bytes of one [B, H, T, T] score matrix in the benchmark's dtype (analytic).</param>
+public sealed record AttentionBenchRow(int SeqLen, string Method, TimingStats Time, MemoryStats Memory, double MaxAbsVsReference, long ScoreMatrixBytes);
 
 /// <summary>Benchmarks of the attention block (tables, never assertions).</summary>
 public static class AttentionBenchmarks
@@ -15,7 +21,8 @@ public static class AttentionBenchmarks
     /// Forward time and peak memory of <see cref="ReferenceAttention.Softmax"/> (explicit scores, probabilities, LSE)
     /// against the fused <see cref="SdpaBaseline"/> for each sequence length, on random q, k, v [B, T, H, D].
     /// Columns: seq_len, method, median_ms, min_ms, max_ms, repeats, peak_mib (growth of the process's peak RSS
-    /// during one call; empty where not measurable), max_abs_vs_reference, memory (what was measured).
+    /// during one call; empty where not measurable), score_matrix_mib (one [B, H, T, T] matrix, analytic),
+    /// max_abs_vs_reference, memory (what was measured).
     /// </summary>
     public static DataFrame ReferenceVsSdpa(IEnumerable<int> lengths, int batch = 1, int heads = 4, int headDim = 64, bool causal = true,
         int warmup = 1, int repeats = 3, ScalarType dtype = ScalarType.Float32, Device? device = null, IProgress<AttentionBenchRow>? progress = null)
@@ -47,7 +54,8 @@ public static class AttentionBenchmarks
                 using (var inner = NewDisposeScope()) maxAbs = (run() - reference).abs().max().ToDouble();
                 var time = Benchmark.Time(() => run(), warmup, repeats, device);
                 var memory = Benchmark.PeakMemory(() => run());
-                var row = new AttentionBenchRow(t, name, time, memory, maxAbs);
+                long scoreBytes = (long)batch * heads * t * t * q.ElementSize;
+                var row = new AttentionBenchRow(t, name, time, memory, maxAbs, scoreBytes);
                 rows.Add(row);
                 progress?.Report(row);
             }
@@ -63,6 +71,7 @@ public static class AttentionBenchmarks
         new DoubleDataFrameColumn("max_ms", rows.Select(r => r.Time.MaxMs)),
         new Int32DataFrameColumn("repeats", rows.Select(r => r.Time.Repeats)),
         new DoubleDataFrameColumn("peak_mib", rows.Select(r => r.Memory.DeltaBytes is { } d ? d / 1048576.0 : (double?)null)),
+        new DoubleDataFrameColumn("score_matrix_mib", rows.Select(r => r.ScoreMatrixBytes / 1048576.0)),
         new DoubleDataFrameColumn("max_abs_vs_reference", rows.Select(r => r.MaxAbsVsReference)),
         new StringDataFrameColumn("memory", rows.Select(r => r.Memory.Method)));
 }
