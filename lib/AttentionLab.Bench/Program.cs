@@ -5,18 +5,19 @@ using AttentionLab.Core;
 using TorchSharp;
 
 // dotnet run --project lib/AttentionLab.Bench -c Release -- reference-vs-sdpa [--lengths 256,512,1024,2048,4096]
-//     [--batch 1] [--heads 4] [--dim 64] [--warmup 1] [--repeats 3] [--threads 1] [--device cpu|cuda] [--no-causal]
+//     [--batch 1] [--heads 4] [--dim 64] [--warmup 1] [--repeats 3] [--threads 1] [--device cpu|cuda] [--no-causal] [--no-memory]
 // Prints the run's date, device and command, then a markdown table (progress goes to stderr).
 
 const string usage = "usage: AttentionLab.Bench reference-vs-sdpa [--lengths 256,512,1024,2048,4096] [--batch 1] [--heads 4] [--dim 64] " +
-                     "[--warmup 1] [--repeats 3] [--threads 1] [--device cpu|cuda] [--no-causal]";
+                     "[--warmup 1] [--repeats 3] [--threads 1] [--device cpu|cuda] [--no-causal] [--no-memory]";
 if (args.Length == 0 || args[0] != "reference-vs-sdpa") { Console.Error.WriteLine(usage); return 2; }
 
 var options = new Dictionary<string, string>();
-bool causal = true;
+bool causal = true, measureMemory = true;
 for (int i = 1; i < args.Length; i++)
 {
     if (args[i] == "--no-causal") { causal = false; continue; }
+    if (args[i] == "--no-memory") { measureMemory = false; continue; }
     if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length) { Console.Error.WriteLine($"bad argument '{args[i]}'\n{usage}"); return 2; }
     options[args[i][2..]] = args[++i];
 }
@@ -30,7 +31,7 @@ torch.manual_seed(0);
 var device = Lab.ChooseDevice(Opt("device", "cpu"));
 
 var df = AttentionBenchmarks.ReferenceVsSdpa(lengths, Int("batch", 1), Int("heads", 4), Int("dim", 64), causal,
-    Int("warmup", 1), Int("repeats", 3), torch.ScalarType.Float32, device,
+    Int("warmup", 1), Int("repeats", 3), torch.ScalarType.Float32, device, measureMemory,
     new InlineProgress<AttentionBenchRow>(r => Console.Error.WriteLine($"T = {r.SeqLen,5} {r.Method,-9} {r.Time} · {r.Memory}")));
 
 Console.WriteLine($"date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");

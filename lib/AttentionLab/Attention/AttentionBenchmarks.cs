@@ -22,10 +22,12 @@ public static class AttentionBenchmarks
     /// against the fused <see cref="SdpaBaseline"/> for each sequence length, on random q, k, v [B, T, H, D].
     /// Columns: seq_len, method, median_ms, min_ms, max_ms, repeats, peak_mib (growth of the process's peak RSS
     /// during one call; empty where not measurable), score_matrix_mib (one [B, H, T, T] matrix, analytic),
-    /// max_abs_vs_reference, memory (what was measured).
+    /// max_abs_vs_reference, memory (what was measured). Memory is measured for all lengths before any timing (see the
+    /// comment inside); pass <paramref name="measureMemory"/> = false for timings of a process the probe never touched.
     /// </summary>
     public static DataFrame ReferenceVsSdpa(IEnumerable<int> lengths, int batch = 1, int heads = 4, int headDim = 64, bool causal = true,
-        int warmup = 1, int repeats = 3, ScalarType dtype = ScalarType.Float32, Device? device = null, IProgress<AttentionBenchRow>? progress = null)
+        int warmup = 1, int repeats = 3, ScalarType dtype = ScalarType.Float32, Device? device = null, bool measureMemory = true,
+        IProgress<AttentionBenchRow>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(lengths);
         var ts = lengths.ToArray();
@@ -33,24 +35,23 @@ public static class AttentionBenchmarks
         if (batch <= 0) throw new ArgumentException($"batch must be positive, got {batch}.", nameof(batch));
         if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
         if (headDim <= 0) throw new ArgumentException($"headDim must be positive, got {headDim}.", nameof(headDim));
-        // Pass 1 times every (T, method); pass 2 measures memory. PeakMemory fixes glibc's mmap threshold for the whole
-        // process (every large tensor then gets fresh, page-faulted pages), so timing first keeps the timings those of
-        // an ordinary process.
-        var timed = new List<(int T, string Method, TimingStats Time, double MaxAbs)>();
+        // Pass 1 measures memory, pass 2 times. The memory probe fixes glibc's mmap threshold at 1 MiB for the whole
+        // process so that large tensors get fresh pages it can see; measured after a timing pass, the heap would already
+        // hold the freed pages (glibc's adaptive threshold reaches 32 MiB) and the probe would report ~0 for them. The
+        // cost: timings then include a page fault per large temporary (measureMemory: false times a clean process).
+        var memory = new Dictionary<(int, string), MemoryStats>();
+        if (measureMemory)
+            foreach (int t in ts)
+                ForEachMethod(t, (name, run, _) => memory[(t, name)] = Benchmark.PeakMemory(() => run()));
+        var rows = new List<AttentionBenchRow>();
         foreach (int t in ts)
             ForEachMethod(t, (name, run, reference) =>
             {
                 double maxAbs;
                 using (var inner = NewDisposeScope()) maxAbs = (run() - reference).abs().max().ToDouble();
-                timed.Add((t, name, Benchmark.Time(() => run(), warmup, repeats, device), maxAbs));
-            });
-        var rows = new List<AttentionBenchRow>();
-        foreach (int t in ts)
-            ForEachMethod(t, (name, run, _) =>
-            {
-                var (_, _, time, maxAbs) = timed.Single(x => x.T == t && x.Method == name);
+                var time = Benchmark.Time(() => run(), warmup, repeats, device);
                 long scoreBytes = (long)batch * heads * t * t * (dtype == ScalarType.Float64 ? 8 : dtype == ScalarType.Float32 ? 4 : 2);
-                var row = new AttentionBenchRow(t, name, time, Benchmark.PeakMemory(() => run()), maxAbs, scoreBytes);
+                var row = new AttentionBenchRow(t, name, time, memory.GetValueOrDefault((t, name), NotMeasured), maxAbs, scoreBytes);
                 rows.Add(row);
                 progress?.Report(row);
             });
@@ -70,6 +71,8 @@ public static class AttentionBenchmarks
             body("sdpa", () => SdpaBaseline.Forward(q, k, v, causal), reference);
         }
     }
+
+    static readonly MemoryStats NotMeasured = new(null, null, "not measured");
 
     public static DataFrame ToDataFrame(IReadOnlyList<AttentionBenchRow> rows) => new(
         new Int32DataFrameColumn("seq_len", rows.Select(r => r.SeqLen)),
