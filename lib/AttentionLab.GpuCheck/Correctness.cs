@@ -57,6 +57,18 @@ public static class Correctness
                 return values;
             }));
         }
+        // Masks and the attention-sink variants built on the same scores (masks made on the inputs' device).
+        list.Add(new CheckCase("reference attention f32, sliding-window mask", "B2 T128 H4 D32 w32", ForwardTol, device =>
+        {
+            using var r = ReferenceAttention.Softmax(Input(11, device, 2, 128, 4, 32), Input(12, device, 2, 128, 4, 32), Input(13, device, 2, 128, 4, 32),
+                mask: AttentionMasks.SlidingWindow(128, 128, 32, device));
+            return new[] { Cpu("output", r.Output), Cpu("lse", r.LogSumExp) };
+        }));
+        list.Add(new CheckCase("softmax-off-by-one f32 causal", "B2 T128 H4 D32", ForwardTol, device =>
+        {
+            using var r = AttentionVariants.Softmax1(Input(11, device, 2, 128, 4, 32), Input(12, device, 2, 128, 4, 32), Input(13, device, 2, 128, 4, 32), causal: true);
+            return new[] { Cpu("output", r.Output), Cpu("lse", r.LogSumExp) };
+        }));
         list.Add(new CheckCase("SDPA baseline f32 causal", "B2 T128 H4 D32", ForwardTol, device =>
             new[] { Cpu("output", SdpaBaseline.Forward(Input(11, device, 2, 128, 4, 32), Input(12, device, 2, 128, 4, 32), Input(13, device, 2, 128, 4, 32), causal: true)) }));
 

@@ -84,9 +84,9 @@ public static class ReferenceAttention
         return (j <= i + (tk - tq)).MoveToOuterDisposeScope();
     }
 
-    static Tensor RepeatKv(Tensor x, long groups) => groups == 1 ? x : x.repeat_interleave(groups, dim: 1);
+    internal static Tensor RepeatKv(Tensor x, long groups) => groups == 1 ? x : x.repeat_interleave(groups, dim: 1);
 
-    static void Validate(Tensor q, Tensor k, Tensor v)
+    internal static void Validate(Tensor q, Tensor k, Tensor v)
     {
         Guard.Rank(q, 4, nameof(q), "B, Tq, Hq, D");
         Guard.Rank(k, 4, nameof(k), "B, Tk, Hkv, D");

@@ -63,20 +63,24 @@ public static class Benchmark
     /// <summary>
     /// On Linux: resets the process's resident-set high-water mark (writes "5" to /proc/self/clear_refs), runs the
     /// call, and reads VmHWM from /proc/self/status. This is the whole process (libtorch's CPU allocations, the .NET
-    /// heap, anything else running), page-granular, and blind to memory that the allocator reuses without touching
-    /// new pages; GPU memory is not in it. Elsewhere (or when /proc is not writable) it reports "not available".
+    /// heap, anything else running) and page-granular; free heap pages are returned to the OS first (malloc_trim) and
+    /// large blocks always get their own mapping, so reused memory still counts; GPU memory is not in it. Elsewhere (or when /proc is not writable) it reports "not available".
     /// </summary>
     public static MemoryStats PeakMemory(Action action)
     {
         ArgumentNullException.ThrowIfNull(action);
-        const string method = "process peak RSS (Linux VmHWM) minus RSS before the call";
+        const string method = "process peak RSS (Linux VmHWM) minus RSS at the start of the call";
         FixMallocThreshold();
         GC.Collect();
         GC.WaitForPendingFinalizers();
-        long? baseline = ReadStatusKb("VmRSS");
-        bool reset = baseline is not null && TryResetPeak();
+        GC.Collect();
+        ReleaseFreeHeapPages();
+        // Reset first, then read the baseline from the reset high-water mark itself (= RSS at the reset): reading RSS
+        // before the reset let memory freed in between (finalizers, other threads) hide the call's growth.
+        bool reset = OperatingSystem.IsLinux() && TryResetPeak();
+        long? baseline = reset ? ReadStatusKb("VmHWM") : null;
         using (var scope = NewDisposeScope()) action();
-        if (!reset) return new MemoryStats(null, null, OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
+        if (!reset || baseline is null) return new MemoryStats(null, null, OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
         return new MemoryStats(ReadStatusKb("VmHWM") * 1024, baseline * 1024, method);
     }
 
@@ -90,14 +94,32 @@ public static class Benchmark
     {
         if (mallocFixed || !OperatingSystem.IsLinux()) return;
         mallocFixed = true;
-        try { mallopt(MmapThreshold, 1 << 20); }
+        try { MallocThresholdFixed = mallopt(MmapThreshold, 1 << 20) == 1; }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
     }
+
+    /// <summary>
+    /// malloc_trim(0): glibc hands the pages of free heap chunks back to the OS. Without it a call that reuses memory
+    /// freed earlier (a free chunk in the arena is used before any new mapping, whatever the mmap threshold) touches no
+    /// new pages and its peak reads as 0.
+    /// </summary>
+    static void ReleaseFreeHeapPages()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        try { malloc_trim(UIntPtr.Zero); }
+        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
+    }
+
+    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "malloc_trim")]
+    static extern int malloc_trim(UIntPtr pad);
 
     const int MmapThreshold = -3;   // M_MMAP_THRESHOLD
     static bool mallocFixed;
 
-    [System.Runtime.InteropServices.DllImport("libc", EntryPoint = "mallopt")]
+    /// <summary>True once glibc accepted the fixed mmap threshold (Linux only).</summary>
+    public static bool MallocThresholdFixed { get; private set; }
+
+    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "mallopt")]
     static extern int mallopt(int param, int value);
 
     static bool TryResetPeak()

@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
+using AttentionLab.Interp;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,28 +8,50 @@ using static TorchSharp.torch;
 namespace AttentionLab.Models;
 
 /// <summary>
-/// Causal multi-head self-attention on <see cref="ReferenceAttention"/>: x [B, T, d] → [B, T, d]. Streams one
-/// token at a time with a <see cref="KvCache"/> (state grows linearly with t).
+/// Causal multi-head self-attention with TransformerLens hook points: x [B, T, d] → [B, T, d]. Streams one token at a
+/// time with a <see cref="KvCache"/> that holds <b>un-rotated</b> keys; RoPE rotates them at use with the positions the
+/// cache assigns (0 … Length−1), so an eviction policy may re-index them.
 /// </summary>
+/// <remarks>
+/// q, k, v = hook_q/k/v(split(W_qkv x)) [B, T, H, Dh];  RoPE: q, k = hook_rot_q/k(R_p q, R_p k)
+/// s_ij = hook_attn_scores(q_i·k_j / √Dh + ALiBi_h(i, j), −∞ where j &gt; i)  [B, H, Tq, Tk]
+/// A = hook_pattern(softmax_j s_ij) — edits here flow into z = A·V
+/// z = hook_z(A·V) [B, T, H, Dh];  y = W_O concat_h(z_h).
+/// </remarks>
 public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
 {
     readonly Linear qkv, proj;
+    readonly HookPoint hook_q = new(), hook_k = new(), hook_v = new(), hook_attn_scores = new(), hook_pattern = new(), hook_z = new();
+    readonly HookPoint? hook_rot_q, hook_rot_k;
     readonly int heads;
+    readonly PositionKind positions;
+    readonly double ropeBase;
+    readonly double[]? alibiSlopes;
 
-    public CausalSelfAttention(int dModel, int heads) : base(nameof(CausalSelfAttention))
+    /// <summary>d = dModel split into heads; RoPE and ALiBi act here, other position kinds live in the embeddings (nothing to do).</summary>
+    public CausalSelfAttention(int dModel, int heads, PositionKind positions = PositionKind.None, double ropeBase = 10000) : base(nameof(CausalSelfAttention))
     {
         Guard.Positive(dModel, nameof(dModel));
         Guard.Positive(heads, nameof(heads));
         if (dModel % heads != 0) throw new ArgumentException($"dModel {dModel} must be a multiple of heads {heads}.", nameof(heads));
-        this.heads = heads;
+        if (positions == PositionKind.Rope && (dModel / heads) % 2 != 0) throw new ArgumentException($"RoPE needs an even head dim, got {dModel}/{heads}.", nameof(positions));
+        (this.heads, this.positions, this.ropeBase) = (heads, positions, ropeBase);
         qkv = nn.Linear(dModel, 3 * dModel);
         proj = nn.Linear(dModel, dModel);
+        if (positions == PositionKind.Rope) (hook_rot_q, hook_rot_k) = (new HookPoint(), new HookPoint());
+        if (positions == PositionKind.Alibi) alibiSlopes = Positions.AlibiSlopes(heads);
         RegisterComponents();
     }
 
-    /// <summary>A mixer factory for <see cref="TinyGpt"/>: one attention layer per block.</summary>
+    /// <summary>A mixer factory for <see cref="TinyGpt"/>: one attention layer per block, with the config's positions.</summary>
     public static Func<int, nn.Module<Tensor, Tensor>> Factory(TinyGptConfig config) =>
-        _ => new CausalSelfAttention(config.DModel, config.Heads);
+        _ => new CausalSelfAttention(config.DModel, config.Heads, config.Positions, config.RopeBase);
+
+    public int Heads => heads;
+    /// <summary>W_qkv: [3d, d] (rows q, k, v, each head-major).</summary>
+    public Linear Qkv => qkv;
+    /// <summary>W_O: [d, d].</summary>
+    public Linear Proj => proj;
 
     public override Tensor forward(Tensor x)
     {
@@ -36,8 +59,10 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>, IStreamingM
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1], d = x.shape[2];
         var parts = qkv.call(x).view(b, t, 3, heads, d / heads).unbind(2);         // q, k, v [B, T, H, Dh]
-        using var att = ReferenceAttention.Softmax(parts[0], parts[1], parts[2], causal: true);
-        return proj.call(att.Output.reshape(b, t, d)).MoveToOuterDisposeScope();
+        var (q, k, v) = (hook_q.call(parts[0]), hook_k.call(parts[1]), hook_v.call(parts[2]));
+        var pos = torch.arange(t, device: x.device);
+        var z = Attend(q, k, v, pos, pos);
+        return proj.call(z.reshape(b, t, d)).MoveToOuterDisposeScope();
     }
 
     public MixerState NewState(long batch, ScalarType dtype, Device device)
@@ -53,13 +78,37 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>, IStreamingM
         using var scope = NewDisposeScope();
         long b = xT.shape[0], d = xT.shape[1];
         var parts = qkv.call(xT).view(b, 1, 3, heads, d / heads).unbind(2);        // [B, 1, H, Dh] each
-        kv.Cache.Append(parts[1], parts[2]);
+        var (q, k, v) = (hook_q.call(parts[0]), hook_k.call(parts[1]), hook_v.call(parts[2]));
+        kv.Cache.Append(k, v);                                                      // un-rotated keys
         kv.Advance();
-        using var att = ReferenceAttention.Softmax(parts[0], kv.Cache.Keys, kv.Cache.Values, causal: true);
-        return proj.call(att.Output.reshape(b, d)).MoveToOuterDisposeScope();
+        long tk = kv.Cache.Length;
+        var keyPos = torch.arange(tk, device: xT.device);                          // positions inside the cache
+        var z = Attend(q, kv.Cache.Keys, kv.Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos);
+        return proj.call(z.reshape(b, d)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The KV cache of one attention layer.</summary>
+    /// <summary>z [B, Tq, H, Dh] for q [B, Tq, H, Dh] at integer positions qPos [Tq] over k, v [B, Tk, H, Dh] at kPos [Tk].</summary>
+    Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor qPos, Tensor kPos)
+    {
+        if (positions == PositionKind.Rope)
+        {
+            q = hook_rot_q!.call(Positions.Rope(q, qPos, ropeBase));                // R_p q
+            k = hook_rot_k!.call(Positions.Rope(k, kPos, ropeBase));                // R_s k (rotated at use)
+        }
+        var qh = q.permute(0, 2, 1, 3);                                             // [B, H, Tq, Dh]
+        var kh = k.permute(0, 2, 1, 3);
+        var vh = v.permute(0, 2, 1, 3);
+        var scores = qh.matmul(kh.transpose(-2, -1)) * (1.0 / Math.Sqrt(q.shape[3])); // q_i·k_j / √Dh
+        if (alibiSlopes is not null) scores = scores + Positions.AlibiBias(alibiSlopes, qPos, kPos, scores.dtype);   // − m_h (i − j)
+        var visible = kPos.unsqueeze(0) <= qPos.unsqueeze(1);                      // causal: j ≤ i
+        scores = hook_attn_scores.call(scores.masked_fill(visible.logical_not(), double.NegativeInfinity));
+        var lse = torch.logsumexp(scores, -1, keepdim: true);
+        var pattern = hook_pattern.call(torch.exp(scores - lse));                  // A = softmax_j(s)
+        var z = pattern.matmul(vh).permute(0, 2, 1, 3).contiguous();               // z_i = Σ_j A_ij v_j
+        return hook_z.call(z);
+    }
+
+    /// <summary>The KV cache of one attention layer (un-rotated keys).</summary>
     public sealed class KvState : MixerState
     {
         public KvState(KvCache cache) => Cache = cache;

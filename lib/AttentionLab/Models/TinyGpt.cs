@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
+using AttentionLab.Interp;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -7,79 +8,141 @@ using static TorchSharp.torch;
 namespace AttentionLab.Models;
 
 /// <summary>
-/// A small causal (decoder-only) sequence model with a pluggable mixer per block: continuous inputs
-/// [B, T, InputFeatures] → Linear embed (+ positions) → blocks (pre-norm mixer + MLP) → final LayerNorm → Linear head
-/// [B, T, OutputFeatures]. The mixer of block ℓ comes from <c>mixers(ℓ)</c>; the default is
-/// <see cref="CausalSelfAttention"/>. When every mixer is an <see cref="IStreamingMixer"/>, <see cref="Step"/>
-/// runs it one token at a time and reproduces the forward pass.
+/// A small causal (decoder-only) model with a pluggable mixer per block and TransformerLens hook points.
+/// Token inputs (VocabSize &gt; 0): ids [B, T] → hook_embed(W_E[x]) (+ hook_pos_embed) → blocks → ln_final → logits
+/// [B, T, V] (W_U, or W_Eᵀ when tied). Continuous inputs: x [B, T, InputFeatures] → Linear embed → … → Linear head
+/// [B, T, OutputFeatures]. The mixer of block ℓ comes from <c>mixers(ℓ)</c> (default <see cref="CausalSelfAttention"/>);
+/// when every mixer is an <see cref="IStreamingMixer"/>, <see cref="Step"/> runs one token at a time and reproduces
+/// the forward pass.
 /// </summary>
-public sealed class TinyGpt : nn.Module<Tensor, Tensor>
+/// <remarks>Token and learned-position embeddings start at N(0, 0.02²) (GPT-2); linear layers keep TorchSharp's default init.</remarks>
+public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
 {
-    readonly Linear embed, head;
+    readonly nn.Module<Tensor, Tensor> embed;        // Linear (continuous) or Embedding (tokens)
+    readonly Embedding? pos_embed;
+    readonly HookPoint hook_embed = new();
+    readonly HookPoint? hook_pos_embed;
     readonly ModuleList<TinyGptBlock> blocks;
-    readonly LayerNorm ln_final;
+    readonly HookedLayerNorm ln_final;
+    readonly Linear? head, unembed;
+    readonly Dictionary<string, HookPoint> hookPoints;
 
     public TinyGpt(TinyGptConfig config, Func<int, nn.Module<Tensor, Tensor>>? mixers = null) : base(nameof(TinyGpt))
     {
+        ArgumentNullException.ThrowIfNull(config);
         Config = config.Validate();
         mixers ??= CausalSelfAttention.Factory(config);
-        embed = nn.Linear(config.InputFeatures, config.DModel);
+        if (config.TokenInputs)
+        {
+            embed = nn.Embedding(config.VocabSize, config.DModel);
+            using (torch.no_grad()) nn.init.normal_(((Embedding)embed).weight!, 0, 0.02);
+        }
+        else embed = nn.Linear(config.InputFeatures, config.DModel);
+        if (config.Positions == PositionKind.Learned)
+        {
+            pos_embed = nn.Embedding(config.MaxLength, config.DModel);
+            using (torch.no_grad()) nn.init.normal_(pos_embed.weight!, 0, 0.02);
+        }
+        if (config.Positions is PositionKind.Learned or PositionKind.Sinusoidal) hook_pos_embed = new HookPoint();
         blocks = new ModuleList<TinyGptBlock>();
         for (int layer = 0; layer < config.Layers; layer++) blocks.Add(new TinyGptBlock(config, mixers(layer)));
-        ln_final = nn.LayerNorm(config.DModel);
-        head = nn.Linear(config.DModel, config.OutputFeatures);
+        ln_final = new HookedLayerNorm(config.DModel);
+        if (!config.TokenInputs) head = nn.Linear(config.DModel, config.OutputFeatures);
+        else if (!config.TiedEmbeddings) unembed = nn.Linear(config.DModel, config.VocabSize);
         RegisterComponents();
+        hookPoints = new Dictionary<string, HookPoint>();
+        foreach (var (name, module) in named_modules())
+            if (module is HookPoint hp) { hp.Name = name; hookPoints[name] = hp; }
     }
 
     public TinyGptConfig Config { get; }
-    public Linear Embed => embed;
+    /// <summary>The input embedding: an Embedding W_E [V, d] for tokens, a Linear for continuous inputs.</summary>
+    public nn.Module<Tensor, Tensor> Embed => embed;
+    /// <summary>Learned positions W_pos [MaxLength, d], or null.</summary>
+    public Embedding? PosEmbed => pos_embed;
     public IReadOnlyList<TinyGptBlock> Blocks => blocks.ToList();
-    public LayerNorm FinalNorm => ln_final;
-    public Linear Head => head;
+    public HookedLayerNorm FinalNorm => ln_final;
+    /// <summary>The continuous-output head (null for token inputs).</summary>
+    public Linear? Head => head;
+    /// <summary>The unembedding W_U (null for continuous inputs or tied embeddings).</summary>
+    public Linear? Unembed => unembed;
 
     /// <summary>Number of trainable parameters.</summary>
     public long ParameterCount => parameters().Sum(p => p.numel());
 
-    /// <summary>x [B, T, InputFeatures] → [B, T, OutputFeatures], causal.</summary>
+    public int LayerCount => Config.Layers;
+    public int HeadCount => Config.Heads;
+    public IReadOnlyDictionary<string, HookPoint> HookPoints => hookPoints;
+    /// <summary>Logits through <c>.call</c> (hooks fire).</summary>
+    public Tensor Run(Tensor input) => call(input);
+
+    /// <summary>Token ids [B, T] (int64, in [0, V)) or features [B, T, InputFeatures] → [B, T, OutputSize], causal.</summary>
     public override Tensor forward(Tensor x)
     {
-        Guard.Rank(x, 3, nameof(x), "B, T, features");
-        Guard.Dim(x, 2, Config.InputFeatures, nameof(x), "features");
         using var scope = NewDisposeScope();
+        CheckInput(x, sequence: true, nameof(x));
         var h = Embedded(x, start: 0);
         foreach (var block in blocks) h = block.call(h);
-        return head.call(ln_final.call(h)).MoveToOuterDisposeScope();
+        return Output(ln_final.call(h)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Input embedding of x [B, T, InputFeatures] at positions start…start+T−1, positions added.</summary>
+    /// <summary>Embedding of x ([B, T] ids or [B, T, F] features) at positions start…start+T−1, absolute positions added: [B, T, d].</summary>
     public Tensor Embedded(Tensor x, long start)
     {
         using var scope = NewDisposeScope();
-        var h = embed.call(x);
-        if (Config.Positions == PositionKind.Sinusoidal)
-            h = h + Positions.Sinusoidal(start, x.shape[1], Config.DModel, h.dtype, h.device);
+        long b = x.shape[0], t = x.shape[1];
+        var h = hook_embed.call(embed.call(x));                                            // W_E[x]
+        if (Config.Positions == PositionKind.Learned)
+        {
+            if (start + t > Config.MaxLength)
+                throw new ArgumentException($"positions {start}…{start + t - 1} exceed MaxLength {Config.MaxLength} (learned positions).", nameof(x));
+            var p = pos_embed!.call(torch.arange(start, start + t, device: x.device));     // W_pos[p]
+            h = h + hook_pos_embed!.call(p.unsqueeze(0).expand(b, t, Config.DModel));
+        }
+        else if (Config.Positions == PositionKind.Sinusoidal)
+            h = h + hook_pos_embed!.call(Positions.Sinusoidal(start, t, Config.DModel, h.dtype, h.device).unsqueeze(0).expand(b, t, Config.DModel));
         return h.MoveToOuterDisposeScope();
     }
 
     /// <summary>An empty streaming state (one <see cref="MixerState"/> per block) for <paramref name="batch"/> sequences.</summary>
     public TinyGptState NewState(long batch = 1)
     {
-        var w = embed.weight!;
+        var w = ln_final.Weight;
         return new TinyGptState(blocks.Select(b => b.Mixer is IStreamingMixer s ? s.NewState(batch, w.dtype, w.device)
             : throw new InvalidOperationException($"the mixer {b.Mixer.GetType().Name} cannot stream.")).ToList());
     }
 
-    /// <summary>One position x_t [B, InputFeatures] → y_t [B, OutputFeatures]; equals forward's output at position t.</summary>
+    /// <summary>One position — ids x_t [B] or features x_t [B, InputFeatures] — → y_t [B, OutputSize]; equals forward's output at position t.</summary>
     public Tensor Step(Tensor xT, TinyGptState state)
     {
-        Guard.Rank(xT, 2, nameof(xT), "B, features");
-        Guard.Dim(xT, 1, Config.InputFeatures, nameof(xT), "features");
         ArgumentNullException.ThrowIfNull(state);
         if (state.Layers.Count != blocks.Count) throw new ArgumentException($"state has {state.Layers.Count} layers, the model {blocks.Count}.", nameof(state));
         using var scope = NewDisposeScope();
+        CheckInput(xT, sequence: false, nameof(xT));
         var h = Embedded(xT.unsqueeze(1), start: state.Position).squeeze(1);
         for (int i = 0; i < blocks.Count; i++) h = blocks[i].Step(h, state.Layers[i]);
-        return head.call(ln_final.call(h)).MoveToOuterDisposeScope();
+        return Output(ln_final.call(h)).MoveToOuterDisposeScope();
+    }
+
+    Tensor Output(Tensor normalized) =>
+        head is not null ? head.call(normalized)
+        : unembed is not null ? unembed.call(normalized)
+        : nn.functional.linear(normalized, ((Embedding)embed).weight!);                  // tied: h W_Eᵀ
+
+    void CheckInput(Tensor x, bool sequence, string name)
+    {
+        if (Config.TokenInputs)
+        {
+            Guard.Rank(x, sequence ? 2 : 1, name, sequence ? "B, T token ids" : "B token ids");
+            if (x.dtype != ScalarType.Int64) throw new ArgumentException($"{name} must hold int64 token ids, got {x.dtype}.", name);
+            if (x.numel() > 0 && (x.min().item<long>() < 0 || x.max().item<long>() >= Config.VocabSize))
+                throw new ArgumentException($"{name} token ids must be in [0, {Config.VocabSize}), got [{x.min().item<long>()}, {x.max().item<long>()}].", name);
+        }
+        else
+        {
+            Guard.Rank(x, sequence ? 3 : 2, name, sequence ? "B, T, features" : "B, features");
+            Guard.Dim(x, sequence ? 2 : 1, Config.InputFeatures, name, "features");
+        }
     }
 }
 

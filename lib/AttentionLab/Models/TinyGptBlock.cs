@@ -1,49 +1,78 @@
 using AttentionLab.Core;
+using AttentionLab.Interp;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Models;
 
-/// <summary>Pre-norm residual block: h = x + mixer(LN₁(x)); y = h + MLP(LN₂(h)), MLP = Linear → GELU → Linear.</summary>
+/// <summary>
+/// Pre-norm residual block with TransformerLens hook points. x = resid_pre, a = attn_out = mixer(LN₁(x)):
+/// sequential: resid_mid = x + a; resid_post = resid_mid + MLP(LN₂(resid_mid));
+/// parallel:   resid_post = x + a + MLP(LN₂(x));
+/// attention-only: resid_post = x + a (no LN₂, MLP, resid_mid or mlp_out).
+/// </summary>
 public sealed class TinyGptBlock : nn.Module<Tensor, Tensor>
 {
-    readonly LayerNorm ln1, ln2;
-    readonly nn.Module<Tensor, Tensor> mixer;
-    readonly Sequential mlp;
+    readonly HookedLayerNorm ln1;
+    readonly nn.Module<Tensor, Tensor> attn;
+    readonly HookedLayerNorm? ln2;
+    readonly TinyMlp? mlp;
+    readonly HookPoint hook_resid_pre = new(), hook_attn_out = new(), hook_resid_post = new();
+    readonly HookPoint? hook_resid_mid, hook_mlp_out;
+    readonly bool parallel;
 
     public TinyGptBlock(TinyGptConfig config, nn.Module<Tensor, Tensor> mixer) : base(nameof(TinyGptBlock))
     {
         config.Validate();
         ArgumentNullException.ThrowIfNull(mixer);
-        ln1 = nn.LayerNorm(config.DModel);
-        this.mixer = mixer;
-        ln2 = nn.LayerNorm(config.DModel);
-        mlp = nn.Sequential(nn.Linear(config.DModel, config.MlpDim), nn.GELU(), nn.Linear(config.MlpDim, config.DModel));
+        ln1 = new HookedLayerNorm(config.DModel);
+        attn = mixer;
+        parallel = config.ParallelBlock;
+        if (config.Mlp)
+        {
+            ln2 = new HookedLayerNorm(config.DModel);
+            mlp = new TinyMlp(config.DModel, config.MlpDim);
+            hook_mlp_out = new HookPoint();
+            if (!parallel) hook_resid_mid = new HookPoint();
+        }
         RegisterComponents();
     }
 
-    public LayerNorm Norm1 => ln1;
-    public nn.Module<Tensor, Tensor> Mixer => mixer;
-    public LayerNorm Norm2 => ln2;
-    public Sequential Mlp => mlp;
+    public HookedLayerNorm Norm1 => ln1;
+    /// <summary>The sequence mixer (named "attn" for TransformerLens hook names).</summary>
+    public nn.Module<Tensor, Tensor> Mixer => attn;
+    public HookedLayerNorm? Norm2 => ln2;
+    /// <summary>The MLP, or null in an attention-only block.</summary>
+    public TinyMlp? Mlp => mlp;
 
     /// <summary>x [B, T, d] → [B, T, d].</summary>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var h = x + mixer.call(ln1.call(x));              // h = x + mixer(LN₁(x))
-        return (h + mlp.call(ln2.call(h))).MoveToOuterDisposeScope();   // y = h + MLP(LN₂(h))
+        return Residual(x, h => attn.call(ln1.call(h)), (hp, t) => hp.call(t)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>One token x_t [B, d] → [B, d], with the mixer's streaming state.</summary>
+    /// <summary>One token x_t [B, d] → [B, d], with the mixer's streaming state. Hooks see T = 1 ([B, 1, …]).</summary>
     public Tensor Step(Tensor xT, MixerState state)
     {
-        if (mixer is not IStreamingMixer streaming)
-            throw new InvalidOperationException($"the mixer {mixer.GetType().Name} cannot stream (it does not implement IStreamingMixer).");
+        if (attn is not IStreamingMixer streaming)
+            throw new InvalidOperationException($"the mixer {attn.GetType().Name} cannot stream (it does not implement IStreamingMixer).");
         Guard.Rank(xT, 2, nameof(xT), "B, d");
         using var scope = NewDisposeScope();
-        var h = xT + streaming.Step(ln1.call(xT), state);
-        return (h + mlp.call(ln2.call(h))).MoveToOuterDisposeScope();
+        return Residual(xT, h => streaming.Step(ln1.call(h), state), (hp, t) => hp.call(t.unsqueeze(1)).squeeze(1)).MoveToOuterDisposeScope();
+    }
+
+    Tensor Residual(Tensor x, Func<Tensor, Tensor> mix, Func<HookPoint, Tensor, Tensor> hook)
+    {
+        x = hook(hook_resid_pre, x);
+        var a = hook(hook_attn_out, mix(x));                                    // a = mixer(LN₁(x))
+        if (mlp is null) return hook(hook_resid_post, x + a);                   // attention-only
+        if (parallel)
+        {
+            var m = hook(hook_mlp_out!, mlp.call(ln2!.call(x)));                // MLP(LN₂(x))
+            return hook(hook_resid_post, x + a + m);
+        }
+        var h = hook(hook_resid_mid!, x + a);                                   // h = x + a
+        return hook(hook_resid_post, h + hook(hook_mlp_out!, mlp.call(ln2!.call(h))));   // h + MLP(LN₂(h))
     }
 }

@@ -3,24 +3,43 @@ using AttentionLab.Attention;
 namespace AttentionLab.Models;
 
 /// <summary>
-/// Size of a <see cref="TinyGpt"/>: blocks, width, heads, MLP width ratio, and the continuous input/output
-/// features per position (a token vocabulary will join these as another input kind), and the position encoding.
+/// Size and shape of a <see cref="TinyGpt"/>. Inputs are continuous features [B, T, InputFeatures] → [B, T, OutputFeatures]
+/// when <see cref="VocabSize"/> = 0, or token ids [B, T] → logits [B, T, VocabSize] when VocabSize &gt; 0 (embedding and
+/// unembedding, optionally tied). <see cref="Positions"/>: none, sinusoidal or learned (added to the embeddings; learned
+/// needs <see cref="MaxLength"/>), RoPE (q, k rotated, base <see cref="RopeBase"/>) or ALiBi (per-head score bias).
+/// <see cref="Mlp"/> = false gives attention-only blocks; <see cref="ParallelBlock"/> = true computes attention and MLP
+/// from the same block input (GPT-J / NeoX).
 /// </summary>
 public sealed record TinyGptConfig(int Layers = 2, int DModel = 32, int Heads = 4, double MlpRatio = 4,
-    int InputFeatures = 1, int OutputFeatures = 1, PositionKind Positions = PositionKind.None)
+    int InputFeatures = 1, int OutputFeatures = 1, PositionKind Positions = PositionKind.None,
+    int VocabSize = 0, int MaxLength = 256, bool TiedEmbeddings = false, bool Mlp = true, bool ParallelBlock = false,
+    double RopeBase = 10000)
 {
     /// <summary>DModel / Heads.</summary>
     public int HeadDim => DModel / Heads;
     /// <summary>Hidden width of the MLP.</summary>
     public int MlpDim => (int)Math.Round(DModel * MlpRatio);
+    /// <summary>True when the model reads token ids (VocabSize &gt; 0).</summary>
+    public bool TokenInputs => VocabSize > 0;
+    /// <summary>Width of the output: VocabSize for tokens, else OutputFeatures.</summary>
+    public int OutputSize => TokenInputs ? VocabSize : OutputFeatures;
 
     /// <summary>Throws ArgumentException naming the bad field.</summary>
     public TinyGptConfig Validate()
     {
-        void Pos(double v, string name) { if (!(v > 0)) throw new ArgumentException($"{name} must be positive, got {v}.", name); }
-        Pos(Layers, nameof(Layers)); Pos(DModel, nameof(DModel)); Pos(Heads, nameof(Heads)); Pos(MlpRatio, nameof(MlpRatio));
-        Pos(InputFeatures, nameof(InputFeatures)); Pos(OutputFeatures, nameof(OutputFeatures));
-        if (DModel % Heads != 0) throw new ArgumentException($"DModel {DModel} must be a multiple of Heads {Heads}.", nameof(Heads));
+        static void Fail(string name, string why) => throw new ArgumentException($"{name} {why}", name);
+        void Pos(double v, string name) { if (!(v > 0)) Fail(name, $"must be positive, got {v}."); }
+        Pos(Layers, nameof(Layers)); Pos(DModel, nameof(DModel)); Pos(Heads, nameof(Heads));
+        if (Mlp) Pos(MlpRatio, nameof(MlpRatio));
+        if (VocabSize < 0) Fail(nameof(VocabSize), $"must be ≥ 0 (0 = continuous inputs), got {VocabSize}.");
+        if (!TokenInputs) { Pos(InputFeatures, nameof(InputFeatures)); Pos(OutputFeatures, nameof(OutputFeatures)); }
+        if (TiedEmbeddings && !TokenInputs) Fail(nameof(TiedEmbeddings), "needs token inputs (VocabSize > 0).");
+        if (DModel % Heads != 0) Fail(nameof(Heads), $"must divide DModel {DModel}, got {Heads}.");
+        if (!Enum.IsDefined(Positions)) Fail(nameof(Positions), $"is not a known PositionKind: {(int)Positions}.");
+        if (Positions == PositionKind.Learned) Pos(MaxLength, nameof(MaxLength));
+        if (Positions == PositionKind.Rope && HeadDim % 2 != 0) Fail(nameof(Positions), $"Rope needs an even head dim, got DModel/Heads = {HeadDim}.");
+        if (Positions == PositionKind.Rope && !(RopeBase > 1)) Fail(nameof(RopeBase), $"must be > 1, got {RopeBase}.");
+        if (ParallelBlock && !Mlp) Fail(nameof(ParallelBlock), "needs an MLP (Mlp = true).");
         return this;
     }
 }
