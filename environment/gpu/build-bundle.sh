@@ -44,10 +44,13 @@ else
   echo "publishing the GPU check bundle (TorchBackend=external, self-contained, trimmed) ..."
   rm -rf "$staging"
   # AttnLabBuildTag keeps this publish's obj/bin under artifacts/gpu-bundle/, away from the normal cpu build.
-  # The trim warnings of the non-annotated dependencies are silenced only for this publish (see the csproj).
+  # The trim warnings of the non-annotated dependencies are silenced only for this publish (see the csproj), and
+  # EnableTrimAnalyzer=false keeps the compiler's trim analyzer (switched on by PublishTrimmed, which reaches the
+  # referenced library too) from failing the library's build on reflection the check never reaches (e.g. JSON in
+  # CheckpointStore): the trimmer drops that code, and the CPU proof runs what is left.
   dotnet publish lib/AttentionLab.GpuCheck/AttentionLab.GpuCheck.csproj -c Release -r linux-x64 --self-contained \
     -p:TorchBackend=external -p:PublishTrimmed=true -p:TrimMode=partial -p:InvariantGlobalization=true \
-    -p:AttnLabBuildTag=gpu-bundle -o "$staging" --nologo
+    -p:EnableTrimAnalyzer=false -p:AttnLabBuildTag=gpu-bundle -o "$staging" --nologo
   # Nothing else belongs in the bundle: no libtorch (it comes from the GPU machine), no debugger-only runtime parts.
   rm -f "$staging"/*.pdb "$staging"/*.xml "$staging"/createdump
   if ls "$staging" | grep -qE '^lib(torch|torch_cpu|c10)\.so$'; then
