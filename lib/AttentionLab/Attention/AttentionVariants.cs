@@ -48,7 +48,7 @@ public static class AttentionVariants
         Guard.SameDtype(q, nameof(q), sinkLogits, nameof(sinkLogits));
         Guard.SameDevice(q, nameof(q), sinkLogits, nameof(sinkLogits));
         using var scope = NewDisposeScope();
-        if ((sinkLogits.isnan() | sinkLogits.isposinf()).any().item<bool>())
+        if (Guard.ShouldReadValues(sinkLogits) && (sinkLogits.isnan() | sinkLogits.isposinf()).any().item<bool>())
             throw new ArgumentException("sinkLogits must not contain NaN or +∞.", nameof(sinkLogits));
         var (scores, vh) = Scores(q, k, v, causal, scale, mask);
         var b = sinkLogits.view(1, -1, 1, 1);                                         // b_h per query head

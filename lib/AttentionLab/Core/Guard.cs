@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Core;
@@ -45,6 +46,26 @@ public static class Guard
         if (t.shape[dim] != expected)
             throw new ArgumentException($"{name} {what} (dim {dim}) must be {expected}, got shape {ShapeText(t)}.", name);
     }
+
+    /// <summary>
+    /// Checks token ids lie in [0, vocab). On the CPU always; on an accelerator only when
+    /// <see cref="CheckValuesOnAccelerators"/> is set, because reading min/max back is a host round trip per call
+    /// (there an out-of-range id trips CUDA's own device-side assertion instead).
+    /// </summary>
+    public static void TokenIds(Tensor ids, long vocab, string name)
+    {
+        if (ids.numel() == 0 || !ShouldReadValues(ids)) return;
+        using var scope = NewDisposeScope();
+        var range = torch.stack(new[] { ids.min(), ids.max() }).to(ScalarType.Int64).cpu().data<long>().ToArray();   // one read-back
+        if (range[0] < 0 || range[1] >= vocab)
+            throw new ArgumentException($"{name} token ids must be in [0, {vocab}), got [{range[0]}, {range[1]}].", name);
+    }
+
+    /// <summary>Value checks that need a read-back (ids in range, no NaN) also run on CUDA tensors when true (default false).</summary>
+    public static bool CheckValuesOnAccelerators { get; set; }
+
+    /// <summary>True when a value check on <paramref name="t"/> costs no device synchronisation, or is asked for anyway.</summary>
+    public static bool ShouldReadValues(Tensor t) => t.device.type == DeviceType.CPU || CheckValuesOnAccelerators;
 
     public static void Positive(long value, string name)
     {

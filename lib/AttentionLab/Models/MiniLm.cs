@@ -251,11 +251,7 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
             throw new ArgumentException($"inputIds must hold at least one token, got {Guard.ShapeText(inputIds)}.", nameof(inputIds));
         if (inputIds.shape[1] > Config.MaxPositions)
             throw new ArgumentException($"inputIds has {inputIds.shape[1]} positions; the model has {Config.MaxPositions}.", nameof(inputIds));
-        using var lo = inputIds.min();
-        using var hi = inputIds.max();
-        long min = lo.item<long>(), max = hi.item<long>();
-        if (min < 0 || max >= Config.VocabSize)
-            throw new ArgumentException($"inputIds must lie in [0, {Config.VocabSize}), got [{min}, {max}].", nameof(inputIds));
+        Guard.TokenIds(inputIds, Config.VocabSize, nameof(inputIds));
     }
 
     MiniLmTokenizer RequireTokenizer() => Tokenizer

@@ -135,8 +135,7 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
         {
             Guard.Rank(x, sequence ? 2 : 1, name, sequence ? "B, T token ids" : "B token ids");
             if (x.dtype != ScalarType.Int64) throw new ArgumentException($"{name} must hold int64 token ids, got {x.dtype}.", name);
-            if (x.numel() > 0 && (x.min().item<long>() < 0 || x.max().item<long>() >= Config.VocabSize))
-                throw new ArgumentException($"{name} token ids must be in [0, {Config.VocabSize}), got [{x.min().item<long>()}, {x.max().item<long>()}].", name);
+            Guard.TokenIds(x, Config.VocabSize, name);
         }
         else
         {
