@@ -114,10 +114,7 @@ public class DecodeLoopTests
             using (DecodeLoop.Run(model.Step, tokens, _ => KvPolicy.SinkWindow(3, 2))) { }
             using (DecodeLoop.Generate(model.CountingStep, tokens, 3, _ => KvPolicy.H2O(2, 2))) { }
         }
-        Use();
-        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        Use();
-        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+        LeakCheck.AssertNoLeak(Use, "decode loop");
     }
 
     [Fact]

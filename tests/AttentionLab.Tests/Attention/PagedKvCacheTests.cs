@@ -129,10 +129,7 @@ public class PagedKvCacheTests
             using var g = paged.Gather();
             paged.Gather(1);
         }
-        Use();
-        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        Use();
-        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+        LeakCheck.AssertNoLeak(Use, "paged KV cache");
     }
 
     [Fact]

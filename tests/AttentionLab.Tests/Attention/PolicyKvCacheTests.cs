@@ -239,10 +239,7 @@ public class PolicyKvCacheTests
                 Decode(cache, q, k, v);
             }
         }
-        Use();
-        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
-        Use();
-        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
+        LeakCheck.AssertNoLeak(Use, "policy KV caches");
     }
 
     [Fact]

@@ -72,3 +72,16 @@ public class LabSetupTests
         finally { empty.Delete(); }
     }
 }
+
+public class LeakCheckTests
+{
+    [Fact]
+    public void ALeakingActionIsCaughtAndACleanOneIsNot()
+    {
+        var kept = new List<TorchSharp.torch.Tensor>();
+        var e = Assert.Throws<InvalidOperationException>(() => LeakCheck.AssertNoLeak(() => kept.Add(TorchSharp.torch.zeros(2)), "hoarder"));
+        Assert.Contains("hoarder leaks: 2 more", e.Message);
+        foreach (var t in kept) t.Dispose();
+        LeakCheck.AssertNoLeak(() => { using var scope = TorchSharp.torch.NewDisposeScope(); TorchSharp.torch.ones(3).add(1); }, "scoped");
+    }
+}
