@@ -77,25 +77,8 @@ public static class AttentionVariants
     }
 
     /// <summary>s_ij = scale · q_i·k_j with −∞ where masked, [B, Hq, Tq, Tk]; values per query head [B, Hq, Tk, Dv].</summary>
-    internal static (Tensor Scores, Tensor Values) Scores(Tensor q, Tensor k, Tensor v, bool causal, double? scale, Tensor? mask)
-    {
-        ReferenceAttention.Validate(q, k, v);
-        long tq = q.shape[1], tk = k.shape[1], hq = q.shape[2], hkv = k.shape[2];
-        var qh = q.permute(0, 2, 1, 3);
-        var kh = ReferenceAttention.RepeatKv(k.permute(0, 2, 1, 3), hq / hkv);
-        var vh = ReferenceAttention.RepeatKv(v.permute(0, 2, 1, 3), hq / hkv);
-        var scores = qh.matmul(kh.transpose(-2, -1)) * (scale ?? 1.0 / Math.Sqrt(q.shape[3]));
-        if (mask is not null)
-        {
-            Guard.SameDevice(q, nameof(q), mask, nameof(mask));
-            scores = mask.dtype == ScalarType.Bool
-                ? scores.masked_fill(mask.logical_not(), double.NegativeInfinity)
-                : scores + mask.to(scores.dtype);
-        }
-        if (causal)
-            scores = scores.masked_fill(ReferenceAttention.CausalKeepMask(tq, tk, q.device).logical_not(), double.NegativeInfinity);
-        return (scores, vh);
-    }
+    internal static (Tensor Scores, Tensor Values) Scores(Tensor q, Tensor k, Tensor v, bool causal, double? scale, Tensor? mask) =>
+        ReferenceAttention.MaskedScores(q, k, v, causal, scale, mask);
 
     /// <summary>Softmax over [s, b] with the virtual key's column dropped and a zero value for it.</summary>
     static AttentionResult WithVirtualKey(Tensor scores, Tensor vh, Tensor b)

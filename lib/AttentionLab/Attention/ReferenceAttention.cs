@@ -49,8 +49,24 @@ public static class ReferenceAttention
     /// <param name="mask">optional keep-mask, boolean (true = may attend) or additive float, broadcastable to [B, Hq, Tq, Tk].</param>
     public static AttentionResult Softmax(Tensor q, Tensor k, Tensor v, bool causal = false, double? scale = null, Tensor? mask = null)
     {
-        Validate(q, k, v);
         using var scope = NewDisposeScope();
+        var (scores, vh) = MaskedScores(q, k, v, causal, scale, mask);   // validates q, k, v
+
+        var lse = torch.logsumexp(scores, -1, keepdim: true);              // LSE_i = log Σ_j exp(s_ij)
+        var finite = lse.isfinite();
+        var probs = torch.exp(scores - torch.where(finite, lse, torch.zeros_like(lse)));  // p_ij = exp(s_ij − LSE_i)
+        probs = torch.where(finite, probs, torch.zeros_like(probs));       // fully masked row → p = 0
+        var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j p_ij v_j → [B, Tq, Hq, Dv]
+        return new AttentionResult(output, probs, lse.squeeze(-1)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The masked, scaled scores [B, Hq, Tq, Tk] (−∞ where masked) and the values per query head [B, Hq, Tk, Dv]: the part
+    /// every softmax variant shares (<see cref="AttentionVariants"/> changes only the normalisation). Validates first.
+    /// </summary>
+    internal static (Tensor Scores, Tensor Values) MaskedScores(Tensor q, Tensor k, Tensor v, bool causal, double? scale, Tensor? mask)
+    {
+        Validate(q, k, v);
         long tq = q.shape[1], tk = k.shape[1], hq = q.shape[2], hkv = k.shape[2];
         var qh = q.permute(0, 2, 1, 3);                        // [B, Hq, Tq, D]
         var kh = RepeatKv(k.permute(0, 2, 1, 3), hq / hkv);   // [B, Hq, Tk, D]
@@ -66,13 +82,7 @@ public static class ReferenceAttention
         }
         if (causal)
             scores = scores.masked_fill(CausalKeepMask(tq, tk, q.device).logical_not(), double.NegativeInfinity);
-
-        var lse = torch.logsumexp(scores, -1, keepdim: true);              // LSE_i = log Σ_j exp(s_ij)
-        var finite = lse.isfinite();
-        var probs = torch.exp(scores - torch.where(finite, lse, torch.zeros_like(lse)));  // p_ij = exp(s_ij − LSE_i)
-        probs = torch.where(finite, probs, torch.zeros_like(probs));       // fully masked row → p = 0
-        var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j p_ij v_j → [B, Tq, Hq, Dv]
-        return new AttentionResult(output, probs, lse.squeeze(-1)).MoveToOuterDisposeScope();
+        return (scores, vh);
     }
 
     /// <summary>[Tq, Tk] boolean: true where query i may see key j, i.e. j ≤ i + (Tk − Tq).</summary>
