@@ -390,4 +390,20 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
             Assert.True(AttentionLab.Interp.HeadScores.SinkRate(sink) > 0.5, $"sink rate {AttentionLab.Interp.HeadScores.SinkRate(sink)}");
         }
     }
+
+    [Fact]
+    public void SinkMeasurementsRunOnTheRealEncoder()
+    {
+        using var scope = NewDisposeScope();
+        using var enc = Model.Tokenizer!.Encode("attention sinks appear in most pretrained transformers");
+        var (_, cache) = ((IHookedModel)Model).RunWithCache(enc.InputIds);
+        using (cache)
+        {
+            var table = AttentionLab.Papers.AttentionSinks.SinkMeasurements.HeadTable(cache, causal: false);
+            Assert.Equal(Model.Config.Layers * Model.Config.Heads, (int)table.Rows.Count);
+            var massive = AttentionLab.Papers.AttentionSinks.SinkMeasurements.MassiveActivation(cache, residual: "normalized_resid_post");
+            Assert.Equal(Model.Config.Layers, massive.Length);
+            Assert.All(massive, r => Assert.True(double.IsFinite(r) && r > 0, $"ratio {r}"));
+        }
+    }
 }
