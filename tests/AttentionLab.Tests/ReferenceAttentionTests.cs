@@ -112,6 +112,8 @@ public class ReferenceAttentionTests
         Assert.Equal("k", e3.ParamName);
         var e4 = Assert.Throws<ArgumentException>(() => ReferenceAttention.Softmax(q.to(int64), q.to(int64), q.to(int64)));
         Assert.Equal("q", e4.ParamName);
+        var e5 = Assert.Throws<ArgumentException>(() => ReferenceAttention.Softmax(q, torch.randn(1, 3, 2, 8), torch.randn(1, 3, 2, 8), causal: true));
+        Assert.Equal("q", e5.ParamName);   // more queries than keys has no end-aligned causal meaning
     }
 }
 

@@ -52,12 +52,25 @@ public static class ReferenceAttention
         using var scope = NewDisposeScope();
         var (scores, vh) = MaskedScores(q, k, v, causal, scale, mask);   // validates q, k, v
 
+        var (probs, lse) = Normalize(scores);
+        var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j p_ij v_j → [B, Tq, Hq, Dv]
+        return new AttentionResult(output, probs, lse).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Softmax of masked scores [..., Tq, Tk] through the log-sum-exp: probabilities [..., Tq, Tk] and LSE [..., Tq].
+    /// A row with every key masked (all −∞) gets p = 0 and LSE = −∞, never NaN. The normalisation every softmax-attention
+    /// path in the library shares (reference attention, TinyGpt's hooked attention).
+    /// </summary>
+    public static (Tensor Probabilities, Tensor LogSumExp) Normalize(Tensor scores)
+    {
+        Guard.NotNull(scores, nameof(scores));
+        using var scope = NewDisposeScope();
         var lse = torch.logsumexp(scores, -1, keepdim: true);              // LSE_i = log Σ_j exp(s_ij)
         var finite = lse.isfinite();
         var probs = torch.exp(scores - torch.where(finite, lse, torch.zeros_like(lse)));  // p_ij = exp(s_ij − LSE_i)
         probs = torch.where(finite, probs, torch.zeros_like(probs));       // fully masked row → p = 0
-        var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j p_ij v_j → [B, Tq, Hq, Dv]
-        return new AttentionResult(output, probs, lse.squeeze(-1)).MoveToOuterDisposeScope();
+        return (probs.MoveToOuterDisposeScope(), lse.squeeze(-1).MoveToOuterDisposeScope());
     }
 
     /// <summary>
@@ -81,18 +94,15 @@ public static class ReferenceAttention
                 : scores + mask.to(scores.dtype);
         }
         if (causal)
+        {
+            if (tq > tk) throw new ArgumentException($"causal attention needs Tq ≤ Tk (queries end-aligned to the keys), got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(q));
             scores = scores.masked_fill(CausalKeepMask(tq, tk, q.device).logical_not(), double.NegativeInfinity);
+        }
         return (scores, vh);
     }
 
-    /// <summary>[Tq, Tk] boolean: true where query i may see key j, i.e. j ≤ i + (Tk − Tq).</summary>
-    public static Tensor CausalKeepMask(long tq, long tk, Device? device = null)
-    {
-        using var scope = NewDisposeScope();
-        var i = torch.arange(tq, device: device).unsqueeze(1);
-        var j = torch.arange(tk, device: device).unsqueeze(0);
-        return (j <= i + (tk - tq)).MoveToOuterDisposeScope();
-    }
+    /// <summary>[Tq, Tk] boolean: true where query i may see key j, i.e. j ≤ i + (Tk − Tq) (same as <see cref="AttentionMasks.Causal"/>).</summary>
+    public static Tensor CausalKeepMask(long tq, long tk, Device? device = null) => AttentionMasks.Causal(tq, tk, device);
 
     internal static Tensor RepeatKv(Tensor x, long groups) => groups == 1 ? x : x.repeat_interleave(groups, dim: 1);
 

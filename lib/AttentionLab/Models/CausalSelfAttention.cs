@@ -95,15 +95,12 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>, IStreamingM
             q = hook_rot_q!.call(Positions.Rope(q, qPos, ropeBase));                // R_p q
             k = hook_rot_k!.call(Positions.Rope(k, kPos, ropeBase));                // R_s k (rotated at use)
         }
-        var qh = q.permute(0, 2, 1, 3);                                             // [B, H, Tq, Dh]
-        var kh = k.permute(0, 2, 1, 3);
-        var vh = v.permute(0, 2, 1, 3);
-        var scores = qh.matmul(kh.transpose(-2, -1)) * (1.0 / Math.Sqrt(q.shape[3])); // q_i·k_j / √Dh
-        if (alibiSlopes is not null) scores = scores + Positions.AlibiBias(alibiSlopes, qPos, kPos, scores.dtype);   // − m_h (i − j)
-        var visible = kPos.unsqueeze(0) <= qPos.unsqueeze(1);                      // causal: j ≤ i
-        scores = hook_attn_scores.call(scores.masked_fill(visible.logical_not(), double.NegativeInfinity));
-        var lse = torch.logsumexp(scores, -1, keepdim: true);
-        var pattern = hook_pattern.call(torch.exp(scores - lse));                  // A = softmax_j(s)
+        var visible = kPos.unsqueeze(0) <= qPos.unsqueeze(1);                      // causal by position: j ≤ i
+        var mask = alibiSlopes is null ? visible                                     // − m_h (i − j) where visible, −∞ elsewhere
+            : Positions.AlibiBias(alibiSlopes, qPos, kPos, q.dtype).masked_fill(visible.logical_not(), double.NegativeInfinity);
+        var (raw, vh) = ReferenceAttention.MaskedScores(q, k, v, causal: false, scale: 1.0 / Math.Sqrt(q.shape[3]), mask);   // q_i·k_j / √Dh
+        var scores = hook_attn_scores.call(raw);
+        var pattern = hook_pattern.call(ReferenceAttention.Normalize(scores).Probabilities);   // A = softmax_j(s)
         var z = pattern.matmul(vh).permute(0, 2, 1, 3).contiguous();               // z_i = Σ_j A_ij v_j
         return hook_z.call(z);
     }
