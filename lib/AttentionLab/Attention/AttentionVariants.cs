@@ -24,7 +24,7 @@ public static class AttentionVariants
     public static AttentionResult Softmax1(Tensor q, Tensor k, Tensor v, bool causal = false, double? scale = null, Tensor? mask = null)
     {
         using var scope = NewDisposeScope();
-        var (scores, vh) = Scores(q, k, v, causal, scale, mask);
+        var (scores, vh) = ReferenceAttention.MaskedScores(q, k, v, causal, scale, mask);
         var b = torch.zeros(1, dtype: scores.dtype, device: scores.device);         // b = 0
         return WithVirtualKey(scores, vh, b).MoveToOuterDisposeScope();
     }
@@ -50,7 +50,7 @@ public static class AttentionVariants
         using var scope = NewDisposeScope();
         if (Guard.ShouldReadValues(sinkLogits) && (sinkLogits.isnan() | sinkLogits.isposinf()).any().item<bool>())
             throw new ArgumentException("sinkLogits must not contain NaN or +∞.", nameof(sinkLogits));
-        var (scores, vh) = Scores(q, k, v, causal, scale, mask);
+        var (scores, vh) = ReferenceAttention.MaskedScores(q, k, v, causal, scale, mask);
         var b = sinkLogits.view(1, -1, 1, 1);                                         // b_h per query head
         return WithVirtualKey(scores, vh, b).MoveToOuterDisposeScope();
     }
@@ -76,9 +76,6 @@ public static class AttentionVariants
         return (headOutputs * torch.sigmoid(g)).MoveToOuterDisposeScope();           // Y′ = Y ⊙ σ(g)
     }
 
-    /// <summary>s_ij = scale · q_i·k_j with −∞ where masked, [B, Hq, Tq, Tk]; values per query head [B, Hq, Tk, Dv].</summary>
-    internal static (Tensor Scores, Tensor Values) Scores(Tensor q, Tensor k, Tensor v, bool causal, double? scale, Tensor? mask) =>
-        ReferenceAttention.MaskedScores(q, k, v, causal, scale, mask);
 
     /// <summary>Softmax over [s, b] with the virtual key's column dropped and a zero value for it.</summary>
     static AttentionResult WithVirtualKey(Tensor scores, Tensor vh, Tensor b)
