@@ -77,9 +77,16 @@ public static class AttentionVariants
     }
 
 
-    /// <summary>Softmax over [s, b] with the virtual key's column dropped and a zero value for it.</summary>
-    static AttentionResult WithVirtualKey(Tensor scores, Tensor vh, Tensor b)
+    /// <summary>
+    /// The sink-logit normaliser on ready scores s [B, H, Tq, Tk] (−∞ = masked) with logits b broadcastable to
+    /// [B, H, Tq, 1] (e.g. [1, H, 1, 1]): A = e^{s − m} / (e^{b − m} + Σ_k e^{s_k − m}), m = max(b, max_k s), and the full
+    /// log-normaliser log(e^{b} + Σ_k e^{s_k}) [B, H, Tq]. b = 0 is softmax₁; b = −∞ is softmax.
+    /// </summary>
+    public static (Tensor Probabilities, Tensor LogSumExp) NormalizeWithSink(Tensor scores, Tensor b)
     {
+        Guard.Rank(scores, 4, nameof(scores), "B, H, Tq, Tk");
+        Guard.SameDtype(scores, nameof(scores), b, nameof(b));
+        using var scope = NewDisposeScope();
         var rowMax = scores.amax(new long[] { -1 }, keepdim: true);                   // max_k s_ik  [B, H, Tq, 1]
         var m = torch.maximum(rowMax, b.expand_as(rowMax));                          // m = max(b, max_k s_ik)
         m = torch.where(m.isneginf(), torch.zeros_like(m), m);                       // b = −∞ and all masked: any finite m
@@ -88,6 +95,13 @@ public static class AttentionVariants
         var positive = z > 0;                                                        // z = 0 only when b = −∞ and all masked
         var probs = torch.where(positive, e / torch.where(positive, z, torch.ones_like(z)), torch.zeros_like(e)); // A = e^{s − m} / z
         var lse = (m + torch.log(z)).squeeze(-1);                                    // log(e^{b} + Σ_k e^{s_k})
+        return (probs.MoveToOuterDisposeScope(), lse.MoveToOuterDisposeScope());
+    }
+
+    /// <summary>Softmax over [s, b] with the virtual key's column dropped and a zero value for it.</summary>
+    static AttentionResult WithVirtualKey(Tensor scores, Tensor vh, Tensor b)
+    {
+        var (probs, lse) = NormalizeWithSink(scores, b);
         var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();             // o_i = Σ_j A_ij v_j
         return new AttentionResult(output, probs, lse);
     }

@@ -13,13 +13,15 @@ namespace AttentionLab.Models;
 /// [B, T, V] (W_U, or W_Eᵀ when tied). Continuous inputs: x [B, T, InputFeatures] → Linear embed → … → Linear head
 /// [B, T, OutputFeatures]. The mixer of block ℓ comes from <c>mixers(ℓ)</c> (default <see cref="CausalSelfAttention"/>);
 /// when every mixer is an <see cref="IStreamingMixer"/>, <see cref="Step"/> runs one token at a time and reproduces
-/// the forward pass.
+/// the forward pass. With <see cref="AttentionKind.Register"/> a learned vector r sits at position 0 in front of the
+/// tokens (which take positions 1 … T); hooks see T + 1 positions and the output drops r's.
 /// </summary>
 /// <remarks>Token and learned-position embeddings start at N(0, 0.02²) (GPT-2); linear layers keep TorchSharp's default init.</remarks>
 public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
 {
     readonly nn.Module<Tensor, Tensor> embed;        // Linear (continuous) or Embedding (tokens)
     readonly Embedding? pos_embed;
+    readonly Parameter? register;              // r [d] (AttentionKind.Register)
     readonly HookPoint hook_embed = new();
     readonly HookPoint? hook_pos_embed;
     readonly ModuleList<TinyGptBlock> blocks;
@@ -44,6 +46,7 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
             using (torch.no_grad()) nn.init.normal_(pos_embed.weight!, 0, 0.02);
         }
         if (config.Positions is PositionKind.Learned or PositionKind.Sinusoidal) hook_pos_embed = new HookPoint();
+        if (config.Attention == AttentionKind.Register) register = nn.Parameter(torch.randn(config.DModel) * 0.02);
         blocks = new ModuleList<TinyGptBlock>();
         for (int layer = 0; layer < config.Layers; layer++) blocks.Add(new TinyGptBlock(config, mixers(layer)));
         ln_final = new HookedLayerNorm(config.DModel);
@@ -60,6 +63,10 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
     public nn.Module<Tensor, Tensor> Embed => embed;
     /// <summary>Learned positions W_pos [MaxLength, d], or null.</summary>
     public Embedding? PosEmbed => pos_embed;
+    /// <summary>The register vector r [d] of a Register model, or null.</summary>
+    public Parameter? RegisterToken => register;
+    /// <summary>Positions in front of the input (1 with a register, else 0).</summary>
+    public int Prefix => register is null ? 0 : 1;
     public IReadOnlyList<TinyGptBlock> Blocks => blocks.ToList();
     public HookedLayerNorm FinalNorm => ln_final;
     /// <summary>The continuous-output head (null for token inputs).</summary>
@@ -81,8 +88,10 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
     {
         using var scope = NewDisposeScope();
         CheckInput(x, sequence: true, nameof(x));
-        var h = Embedded(x, start: 0);
+        var h = Embedded(x, start: Prefix);
+        if (register is not null) h = torch.cat(new[] { register.view(1, 1, -1).expand(h.shape[0], 1, h.shape[2]), h }, 1);   // [r; x]
         foreach (var block in blocks) h = block.call(h);
+        if (register is not null) h = h.narrow(1, 1, h.shape[1] - 1);                      // drop r's position
         return Output(ln_final.call(h)).MoveToOuterDisposeScope();
     }
 
@@ -104,12 +113,34 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
         return h.MoveToOuterDisposeScope();
     }
 
-    /// <summary>An empty streaming state (one <see cref="MixerState"/> per block) for <paramref name="batch"/> sequences.</summary>
-    public TinyGptState NewState(long batch = 1)
+    /// <summary>
+    /// An empty streaming state (one <see cref="MixerState"/> per block) for <paramref name="batch"/> sequences; a Register
+    /// model's state already holds r. With <paramref name="kvPolicy"/> (layer → policy) every attention layer keeps an
+    /// evicting <see cref="PolicyKvCache"/> whose keys take positions inside the cache (StreamingLLM) — which needs
+    /// RoPE, ALiBi or no positions: absolute position embeddings are added before the cache and cannot be re-indexed.
+    /// </summary>
+    public TinyGptState NewState(long batch = 1, Func<int, IKvPolicy>? kvPolicy = null)
     {
+        Guard.Positive(batch, nameof(batch));
+        if (kvPolicy is not null && Config.Positions is PositionKind.Learned or PositionKind.Sinusoidal)
+            throw new ArgumentException($"kvPolicy re-indexes positions inside the cache, which {Config.Positions} position embeddings cannot follow; use RoPE, ALiBi or None.", nameof(kvPolicy));
         var w = ln_final.Weight;
-        return new TinyGptState(blocks.Select(b => b.Mixer is IStreamingMixer s ? s.NewState(batch, w.dtype, w.device)
-            : throw new InvalidOperationException($"the mixer {b.Mixer.GetType().Name} cannot stream.")).ToList());
+        var layers = new List<MixerState>();
+        for (int layer = 0; layer < blocks.Count; layer++)
+        {
+            var mixer = blocks[layer].Mixer;
+            layers.Add(kvPolicy is null
+                ? mixer is IStreamingMixer s ? s.NewState(batch, w.dtype, w.device) : throw new InvalidOperationException($"the mixer {mixer.GetType().Name} cannot stream.")
+                : mixer is CausalSelfAttention a ? a.NewState(kvPolicy(layer), layer) : throw new InvalidOperationException($"kvPolicy needs CausalSelfAttention mixers, block {layer} has {mixer.GetType().Name}."));
+        }
+        var state = new TinyGptState(layers);
+        if (register is not null)
+            using (var scope = NewDisposeScope())
+            {
+                var h = register.view(1, -1).expand(batch, register.shape[0]);      // r enters every sequence first
+                for (int i = 0; i < blocks.Count; i++) h = blocks[i].Step(h, layers[i]);
+            }
+        return state;
     }
 
     /// <summary>One position — ids x_t [B] or features x_t [B, InputFeatures] — → y_t [B, OutputSize]; equals forward's output at position t.</summary>

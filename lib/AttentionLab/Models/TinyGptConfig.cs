@@ -8,12 +8,13 @@ namespace AttentionLab.Models;
 /// unembedding, optionally tied). <see cref="Positions"/>: none, sinusoidal or learned (added to the embeddings; learned
 /// needs <see cref="MaxLength"/>), RoPE (q, k rotated, base <see cref="RopeBase"/>) or ALiBi (per-head score bias).
 /// <see cref="Mlp"/> = false gives attention-only blocks; <see cref="ParallelBlock"/> = true computes attention and MLP
-/// from the same block input (GPT-J / NeoX).
+/// from the same block input (GPT-J / NeoX). <see cref="Attention"/> picks the normaliser or gate of every attention
+/// layer (P47's variants); <see cref="AttentionKind.Register"/> prepends a learned register vector at position 0.
 /// </summary>
 public sealed record TinyGptConfig(int Layers = 2, int DModel = 32, int Heads = 4, double MlpRatio = 4,
     int InputFeatures = 1, int OutputFeatures = 1, PositionKind Positions = PositionKind.None,
     int VocabSize = 0, int MaxLength = 256, bool TiedEmbeddings = false, bool Mlp = true, bool ParallelBlock = false,
-    double RopeBase = 10000)
+    double RopeBase = 10000, AttentionKind Attention = AttentionKind.Softmax)
 {
     /// <summary>DModel / Heads.</summary>
     public int HeadDim => DModel / Heads;
@@ -39,6 +40,7 @@ public sealed record TinyGptConfig(int Layers = 2, int DModel = 32, int Heads = 
         if (Positions == PositionKind.Learned) Pos(MaxLength, nameof(MaxLength));
         if (Positions == PositionKind.Rope && HeadDim % 2 != 0) Fail(nameof(Positions), $"Rope needs an even head dim, got DModel/Heads = {HeadDim}.");
         if (Positions == PositionKind.Rope && !(RopeBase > 1)) Fail(nameof(RopeBase), $"must be > 1, got {RopeBase}.");
+        if (!Enum.IsDefined(Attention)) Fail(nameof(Attention), $"is not a known AttentionKind: {(int)Attention}.");
         if (ParallelBlock && !Mlp) Fail(nameof(ParallelBlock), "needs an MLP (Mlp = true).");
         return this;
     }

@@ -1,4 +1,3 @@
-using System.Security.Cryptography;
 using System.Text.Json;
 using System.Text.Json.Serialization;
 using TorchSharp;
@@ -44,13 +43,7 @@ public sealed class CheckpointStore
     /// data/models/ of this repository: found by walking up from the AttentionLab assembly (artifacts/lib/ in notebooks,
     /// a bin folder in tests) to the folder that holds Notebooks.sln.
     /// </summary>
-    public static CheckpointStore Default()
-    {
-        for (var dir = new DirectoryInfo(Path.GetDirectoryName(typeof(CheckpointStore).Assembly.Location) ?? "."); dir is not null; dir = dir.Parent)
-            if (System.IO.File.Exists(Path.Combine(dir.FullName, "Notebooks.sln")))
-                return new CheckpointStore(Path.Combine(dir.FullName, "data", "models"));
-        throw new DirectoryNotFoundException("no Notebooks.sln above the AttentionLab assembly: pass the data/models folder to new CheckpointStore(folder).");
-    }
+    public static CheckpointStore Default() => new(Path.Combine(Core.RepositoryData.Folder(), "models"));
 
     /// <summary>Every entry of the manifest (empty when there is none yet).</summary>
     public IReadOnlyList<CheckpointEntry> Entries()
@@ -101,11 +94,7 @@ public sealed class CheckpointStore
     }
 
     /// <summary>Lower-case hex sha256 of a file.</summary>
-    public static string Digest(string path)
-    {
-        using var stream = System.IO.File.OpenRead(path);
-        return Convert.ToHexStringLower(SHA256.HashData(stream));
-    }
+    public static string Digest(string path) => Core.RepositoryData.Sha256(path);
 
     static string CheckName(string name)
     {
