@@ -137,6 +137,19 @@ public class LinearAttentionApiTests
         q.Dispose(); k.Dispose(); v.Dispose(); ld.Dispose(); qg.Dispose();
     }
 
+    /// <summary>The benchmark table's shape and the forms' agreement; never the timings.</summary>
+    [Fact]
+    public void LinearFormsBenchmarkReturnsOneRowPerLengthAndForm()
+    {
+        var rows = new List<AttentionBenchRow>();
+        var df = AttentionBenchmarks.LinearForms(new[] { 5, 20 }, batch: 2, heads: 2, headDim: 8, chunkSize: 8, featureMap: FeatureMaps.EluPlusOne,
+            normalize: true, warmup: 0, repeats: 1, measureMemory: false, progress: new InlineProgress<AttentionBenchRow>(rows.Add));
+        Assert.Equal(6, df.Rows.Count);
+        Assert.Equal(new[] { "linear-parallel", "linear-recurrent", "linear-chunked-8", "linear-parallel", "linear-recurrent", "linear-chunked-8" }, df["method"].Cast<string>());
+        Assert.All(rows, r => Assert.True(r.MaxAbsVsReference < 1e-5, $"{r.Method} at T = {r.SeqLen}: {r.MaxAbsVsReference}"));
+        Assert.Equal(2, AttentionBenchmarks.LinearForms(new[] { 4 }, headDim: 4, includeRecurrent: false, warmup: 0, repeats: 1, measureMemory: false).Rows.Count);
+    }
+
     static void Throws(string param, Action action)
     {
         var e = Assert.ThrowsAny<ArgumentException>(action);
