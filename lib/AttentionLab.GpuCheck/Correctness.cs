@@ -115,7 +115,7 @@ public static class Correctness
                     if (grads)
                     {
                         (r.Output * Input(46, device, b, t, h, d)).sum().backward();
-                        values.AddRange(new[] { Grad("dq", q), Grad("dk", k), Grad("dv", v), Grad("dlogλ", logDecay) });
+                        values.AddRange(new[] { Grad("dq", q), Grad("dk", k), Grad("dv", v), Grad("dlogdecay", logDecay) });
                     }
                     return values;
                 }));
