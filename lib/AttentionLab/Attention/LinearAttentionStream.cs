@@ -36,7 +36,8 @@ public sealed class LinearAttentionStream : IDisposable
         Options = options ?? LinearAttentionOptions.Default;
         Batch = batch; Heads = heads; KeyDim = keyDim; ValueDim = valueDim; Dtype = dtype;
         Device = device ?? CPU;
-        FeatureDim = Options.FeatureMap.OutputDim(keyDim);
+        try { FeatureDim = Options.FeatureMap.OutputDim(keyDim); }
+        catch (ArgumentException e) { throw new ArgumentException($"keyDim {keyDim} does not fit the feature map {Options.FeatureMap.Name}: {e.Message}", nameof(keyDim), e); }
         using var scope = NewDisposeScope();
         var probe = torch.empty(new[] { batch, 1, heads, keyDim }, dtype: dtype, device: Device);   // shapes for the guards
         Guard.FloatingPoint(probe, nameof(dtype));

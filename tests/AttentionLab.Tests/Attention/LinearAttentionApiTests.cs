@@ -202,5 +202,6 @@ public class LinearAttentionApiTests
         Throws("q", () => stream.Step(torch.randn(1, 2, 4), torch.randn(1, 2, 3), torch.randn(1, 2, 4)));
         Throws("v", () => stream.Step(torch.randn(1, 2, 3), torch.randn(1, 2, 3), torch.randn(1, 2, 4, dtype: float64)));
         Throws("logDecay", () => new LinearAttentionStream(1, 2, 3, 4, logDecay: torch.ones(2)).Dispose());
+        Throws("keyDim", () => new LinearAttentionStream(1, 2, 3, 4, options: new LinearAttentionOptions { FeatureMap = FeatureMaps.Taylor(4) }).Dispose());
     }
 }
