@@ -42,8 +42,8 @@ public sealed record BenchMethod(string Key, string Name, string Family, ScalarT
     Func<BenchShape, long, double> WorkspaceBytes, bool CudaOnly = false);
 
 /// <summary>
-/// The benchmark set, data-driven: every efficient method in the library and its baselines. A new method (the
-/// linear-attention engine's forms, a sparse kernel, …) is one more <see cref="BenchMethod"/> in <see cref="Methods"/>.
+/// The benchmark set, data-driven: every efficient method in the library and its baselines. A new method (a sparse
+/// kernel, …) is one more <see cref="BenchMethod"/> in <see cref="Methods"/>.
 /// All calls are forward passes without gradients, causal.
 /// </summary>
 public static class BenchSuite
@@ -72,6 +72,17 @@ public static class BenchSuite
             list.Add(new BenchMethod($"sdpa-{tag}", "SDPA (libtorch fused)", "softmax baseline", dtype,
                 x => SdpaBaseline.Forward(x.Q, x.K, x.V, causal: true), Linear, cudaOnly));
         }
+        // The linear-attention engine (identity map, per-head decay): quadratic parallel form, chunked, and the token loop.
+        var decayed = new LinearAttentionOptions { ChunkSize = 64 };
+        static Tensor LogDecay(BenchInputs x) => -torch.linspace(0.01, 0.5, x.Shape.Heads, dtype: ScalarType.Float32, device: x.Q.device);
+        static double Chunked(BenchShape s, long e) => Linear(s, e) + 8.0 * s.Batch * s.Heads * s.SeqLen * 64 * 4;   // [B, H, T, C] float32 scores
+        foreach (var (dtype, tag, cudaOnly) in new[] { (ScalarType.Float32, "f32", false), (ScalarType.BFloat16, "bf16", true) })
+            list.Add(new BenchMethod($"linear-chunked-{tag}", "linear attention, chunked (C = 64)", "linear attention", dtype,
+                x => { using var r = LinearAttention.Chunked(x.Q, x.K, x.V, LogDecay(x), options: decayed); }, Chunked, cudaOnly));
+        list.Add(new BenchMethod("linear-parallel-f32", "linear attention, parallel (masked T×T)", "linear attention", ScalarType.Float32,
+            x => { using var r = LinearAttention.Parallel(x.Q, x.K, x.V, LogDecay(x), options: decayed); }, Quadratic));
+        list.Add(new BenchMethod("linear-recurrent-f32", "linear attention, recurrent (token loop)", "linear attention", ScalarType.Float32,
+            x => { using var r = LinearAttention.Recurrent(x.Q, x.K, x.V, LogDecay(x), options: decayed); }, Linear));
         list.Add(new BenchMethod("aaren-naive-f32", "Aaren naive (masked softmax)", "Aaren", ScalarType.Float32,
             x => { using var r = AarenAttention.Naive(x.Query, x.K, x.V); }, Quadratic));
         list.Add(new BenchMethod("aaren-recurrent-f32", "Aaren recurrent (RNN loop)", "Aaren", ScalarType.Float32,

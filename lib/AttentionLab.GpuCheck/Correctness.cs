@@ -29,7 +29,7 @@ public sealed record CheckRow(string Check, string Case, string Value, string Co
 
 /// <summary>
 /// The correctness list. Data-driven: add a <see cref="CheckCase"/> to <see cref="Cases"/> (for example the linear-attention
-/// engine's parallel / recurrent / chunked forms when it arrives) and it runs CPU-repeat and CUDA-vs-CPU like the rest.
+/// engine's forms below) and it runs CPU-repeat and CUDA-vs-CPU like the rest.
 /// </summary>
 public static class Correctness
 {
@@ -96,6 +96,30 @@ public static class Correctness
                 return new[] { Cpu("output", o), Cpu("final lse", SoftmaxMonoid.LogSumExp(final)), Cpu("final w", final.W) };
             }));
         }
+
+        // The linear-attention engine: each form with elu+1, normalisation, per-head decay and h0; a chunk that does not
+        // divide T, D not a power of two, and T = 1. Gradients through the chunked and parallel forms (incl. log λ).
+        foreach (var (b, t, h, d, chunk) in new (long, long, long, long, int)[] { (2, 200, 4, 24, 64), (3, 1, 2, 8, 16) })
+            foreach (var form in new[] { LinearForm.Parallel, LinearForm.Recurrent, LinearForm.Chunked })
+            {
+                bool grads = form != LinearForm.Recurrent;
+                list.Add(new CheckCase($"linear attention {form.ToString().ToLowerInvariant()} f32", $"B{b} T{t} H{h} D{d} chunk{chunk} elu+1 normalised decay h0", grads ? GradTol : ForwardTol, device =>
+                {
+                    var (q, k, v) = (Input(41, device, b, t, h, d), Input(42, device, b, t, h, d), Input(43, device, b, t, h, d));
+                    var logDecay = -torch.linspace(0.01, 0.5, h, dtype: ScalarType.Float32).to(device);
+                    foreach (var x in new[] { q, k, v, logDecay }) x.requires_grad_(grads);
+                    using var h0 = new LinearState(Input(44, device, b, h, d, d).abs(), Input(45, device, b, h, d).abs());
+                    var options = new LinearAttentionOptions { FeatureMap = FeatureMaps.EluPlusOne, Normalize = true, ChunkSize = chunk };
+                    using var r = LinearAttention.Run(form, q, k, v, logDecay, h0, options);
+                    var values = new List<NamedValue> { Cpu("output", r.Output), Cpu("final S", r.FinalState.S), Cpu("final z", r.FinalState.Z!) };
+                    if (grads)
+                    {
+                        (r.Output * Input(46, device, b, t, h, d)).sum().backward();
+                        values.AddRange(new[] { Grad("dq", q), Grad("dk", k), Grad("dv", v), Grad("dlogdecay", logDecay) });
+                    }
+                    return values;
+                }));
+            }
 
         // One training step of TinyGpt (causal attention mixer, and Aaren mixer): same seed, same batch.
         var config = new TinyGptConfig(Layers: 2, DModel: 64, Heads: 4, MlpRatio: 2, InputFeatures: 8, OutputFeatures: 8, Positions: PositionKind.Sinusoidal);

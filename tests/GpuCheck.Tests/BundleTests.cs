@@ -17,7 +17,8 @@ public sealed class BundleTests(BundleFixture fx, ITestOutputHelper output)
         "max_ms", "repeats", "tokens_per_s", "peak_mem_mib", "mem_method", "status", "note",
     };
     static readonly string[] MemoryHeader = { "key", "dtype", "seq_len", "batch", "peak_mem_mib", "mem_method", "status", "seconds" };
-    static readonly string[] CpuMethods = { "reference-f32", "sdpa-f32", "aaren-naive-f32", "aaren-recurrent-f32", "aaren-scan-hs-f32", "aaren-scan-blelloch-f32" };
+    static readonly string[] CpuMethods = { "reference-f32", "sdpa-f32", "aaren-naive-f32", "aaren-recurrent-f32", "aaren-scan-hs-f32", "aaren-scan-blelloch-f32",
+        "linear-chunked-f32", "linear-parallel-f32", "linear-recurrent-f32" };
 
     string Exe => Path.Combine(fx.Bundle, "attnlab-gpucheck");
 

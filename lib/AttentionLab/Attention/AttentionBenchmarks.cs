@@ -35,27 +35,8 @@ public static class AttentionBenchmarks
         if (batch <= 0) throw new ArgumentException($"batch must be positive, got {batch}.", nameof(batch));
         if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
         if (headDim <= 0) throw new ArgumentException($"headDim must be positive, got {headDim}.", nameof(headDim));
-        // Pass 1 measures memory, pass 2 times. The memory probe fixes glibc's mmap threshold at 1 MiB for the whole
-        // process so that large tensors get fresh pages it can see; measured after a timing pass, the heap would already
-        // hold the freed pages (glibc's adaptive threshold reaches 32 MiB) and the probe would report ~0 for them. The
-        // cost: timings then include a page fault per large temporary (measureMemory: false times a clean process).
-        var memory = new Dictionary<(int, string), MemoryStats>();
-        if (measureMemory)
-            foreach (int t in ts)
-                ForEachMethod(t, (name, run, _) => memory[(t, name)] = Benchmark.PeakMemory(() => run()));
-        var rows = new List<AttentionBenchRow>();
-        foreach (int t in ts)
-            ForEachMethod(t, (name, run, reference) =>
-            {
-                double maxAbs;
-                using (var inner = NewDisposeScope()) maxAbs = (run() - reference).abs().max().ToDouble();
-                var time = Benchmark.Time(() => run(), warmup, repeats, device);
-                long scoreBytes = (long)batch * heads * t * t * (dtype == ScalarType.Float64 ? 8 : dtype == ScalarType.Float32 ? 4 : 2);
-                var row = new AttentionBenchRow(t, name, time, memory.GetValueOrDefault((t, name), NotMeasured), maxAbs, scoreBytes);
-                rows.Add(row);
-                progress?.Report(row);
-            });
-        return ToDataFrame(rows);
+        return Sweep(ts, warmup, repeats, device, measureMemory, progress, ForEachMethod,
+            t => (long)batch * heads * t * t * (dtype == ScalarType.Float64 ? 8 : dtype == ScalarType.Float32 ? 4 : 2));
 
         // Random q, k, v [B, T, H, D] and the reference output; calls body once per method.
         void ForEachMethod(int t, Action<string, Func<Tensor>, Tensor> body)
@@ -70,6 +51,72 @@ public static class AttentionBenchmarks
             body("reference", () => { using var r = ReferenceAttention.Softmax(q, k, v, causal); return r.Output.clone(); }, reference);
             body("sdpa", () => SdpaBaseline.Forward(q, k, v, causal), reference);
         }
+    }
+
+    /// <summary>
+    /// Forward time and peak memory of the linear-attention engine's forms (<see cref="LinearAttention"/>: parallel,
+    /// recurrent, chunked; causal, with a per-head decay) for each sequence length, on random q, k, v [B, T, H, D].
+    /// Same columns as <see cref="ReferenceVsSdpa"/>; max_abs_vs_reference is against the parallel form, and
+    /// score_matrix_mib is the [B, H, T, T] matrix the parallel form materialises (the chunked form's is [B, H, T, C]).
+    /// The recurrent form is a T-step loop: leave it out (<paramref name="includeRecurrent"/>) for long sequences.
+    /// </summary>
+    public static DataFrame LinearForms(IEnumerable<int> lengths, int batch = 1, int heads = 4, int headDim = 64, int chunkSize = 64,
+        IFeatureMap? featureMap = null, bool normalize = false, bool includeRecurrent = true,
+        int warmup = 1, int repeats = 3, ScalarType dtype = ScalarType.Float32, Device? device = null, bool measureMemory = true,
+        IProgress<AttentionBenchRow>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(lengths);
+        var ts = lengths.ToArray();
+        if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
+        if (batch <= 0) throw new ArgumentException($"batch must be positive, got {batch}.", nameof(batch));
+        if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
+        if (headDim <= 0) throw new ArgumentException($"headDim must be positive, got {headDim}.", nameof(headDim));
+        var options = new LinearAttentionOptions { FeatureMap = featureMap ?? FeatureMaps.Identity, Normalize = normalize, ChunkSize = chunkSize };
+        return Sweep(ts, warmup, repeats, device, measureMemory, progress, ForEachMethod,
+            t => (long)batch * heads * t * t * (dtype == ScalarType.Float64 ? 8 : 4));
+
+        void ForEachMethod(int t, Action<string, Func<Tensor>, Tensor> body)
+        {
+            using var scope = NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            var q = torch.randn(new long[] { batch, t, heads, headDim }, dtype: dtype, device: device) / Math.Sqrt(headDim);
+            var k = torch.randn(new long[] { batch, t, heads, headDim }, dtype: dtype, device: device);
+            var v = torch.randn(new long[] { batch, t, heads, headDim }, dtype: dtype, device: device);
+            var logDecay = -torch.linspace(0.01, 0.5, heads, dtype: ScalarType.Float32, device: device);   // λ_h from 0.99 to 0.61
+            Func<Tensor> Form(LinearForm form) => () => { using var r = LinearAttention.Run(form, q, k, v, logDecay, options: options); return r.Output.clone(); };
+            var reference = Form(LinearForm.Parallel)();
+            body("linear-parallel", Form(LinearForm.Parallel), reference);
+            if (includeRecurrent) body("linear-recurrent", Form(LinearForm.Recurrent), reference);
+            body($"linear-chunked-{chunkSize}", Form(LinearForm.Chunked), reference);
+        }
+    }
+
+    /// <summary>
+    /// The two passes behind every table here: pass 1 measures memory, pass 2 times. The memory probe fixes glibc's mmap
+    /// threshold at 1 MiB for the whole process so that large tensors get fresh pages it can see; measured after a timing
+    /// pass, the heap would already hold the freed pages (glibc's adaptive threshold reaches 32 MiB) and the probe would
+    /// report ~0 for them. The cost: timings then include a page fault per large temporary (measureMemory: false times a
+    /// clean process).
+    /// </summary>
+    static DataFrame Sweep(int[] ts, int warmup, int repeats, Device? device, bool measureMemory, IProgress<AttentionBenchRow>? progress,
+        Action<int, Action<string, Func<Tensor>, Tensor>> forEachMethod, Func<int, long> scoreBytes)
+    {
+        var memory = new Dictionary<(int, string), MemoryStats>();
+        if (measureMemory)
+            foreach (int t in ts)
+                forEachMethod(t, (name, run, _) => memory[(t, name)] = Benchmark.PeakMemory(() => run()));
+        var rows = new List<AttentionBenchRow>();
+        foreach (int t in ts)
+            forEachMethod(t, (name, run, reference) =>
+            {
+                double maxAbs;
+                using (var inner = NewDisposeScope()) maxAbs = (run() - reference).abs().max().ToDouble();
+                var time = Benchmark.Time(() => run(), warmup, repeats, device);
+                var row = new AttentionBenchRow(t, name, time, memory.GetValueOrDefault((t, name), NotMeasured), maxAbs, scoreBytes(t));
+                rows.Add(row);
+                progress?.Report(row);
+            });
+        return ToDataFrame(rows);
     }
 
     static readonly MemoryStats NotMeasured = new(null, null, "not measured");

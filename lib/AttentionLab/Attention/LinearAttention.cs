@@ -1,0 +1,190 @@
+using AttentionLab.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Attention;
+
+/// <summary>Which form of <see cref="LinearAttention"/> computes the causal output (all give the same numbers).</summary>
+public enum LinearForm
+{
+    /// <summary>Quadratic masked form ((φQ φKᵀ) ⊙ D) V: O(T²) memory, one shot.</summary>
+    Parallel,
+    /// <summary>Token loop over the state: the naive twin, O(T) steps.</summary>
+    Recurrent,
+    /// <summary>Intra-chunk parallel + inter-chunk state (Lightning Attention-2 / fla chunk form).</summary>
+    Chunked,
+}
+
+/// <summary>
+/// The shared linear-attention engine (BASED, Lightning Attention, Flowformer's causal dot product, …): causal linear
+/// attention with a feature map, optional per-head decay, optional normalisation and a carried state, in three forms
+/// with identical signatures and identical results. Layout [B, T, H, D] like <see cref="ReferenceAttention"/>.
+/// </summary>
+/// <remarks>
+/// With φ the feature map, λ_h = exp(log λ_h) ∈ [0, 1] per head (1 without decay) and q ← scale·q:
+///   S_t = λ_h S_{t−1} + φ(k_t) v_tᵀ          [F, Dv] per head,  S_{−1} = h0.S (0 without h0)
+///   z_t = λ_h z_{t−1} + φ(k_t)               [F] per head (normalised form only)
+///   o_t = φ(q_t)ᵀ S_t                         or, normalised, φ(q_t)ᵀ S_t / (φ(q_t)ᵀ z_t + ε)
+/// i.e. o_t = Σ_{s≤t} λ^{t−s} (φ(q_t)·φ(k_s)) v_s (+ λ^{t+1} φ(q_t)ᵀ S_{−1}). The final state hT = (S_{T−1}, z_{T−1})
+/// continues the sequence: running two halves with the state equals running the whole.
+/// Accumulation: float16/bfloat16 inputs are computed in float32 (φ, scores, states); outputs return in the input dtype
+/// and states stay in the accumulation dtype. Log-decays below −10⁴ (−∞ included) are clamped to −10⁴, where λ is 0 in
+/// every dtype already.
+/// </remarks>
+public static class LinearAttention
+{
+    /// <summary>Quadratic masked form: o = ((φQ φKᵀ) ⊙ D) V (+ the h0 term), D_ij = λ^{i−j} for i ≥ j, built in log space.</summary>
+    /// <param name="q">[B, T, H, D]</param>
+    /// <param name="k">[B, T, H, D]</param>
+    /// <param name="v">[B, T, H, Dv]</param>
+    /// <param name="logDecay">log λ_h per head [H], ≤ 0 and not NaN (any floating dtype; −∞ allowed); null: no decay.</param>
+    /// <param name="h0">state before the first token (F = the feature map's output dim); z required iff normalised; null: zero.</param>
+    /// <param name="options">feature map, normalisation, ε, q scale, chunk size; null: <see cref="LinearAttentionOptions.Default"/>.</param>
+    public static LinearAttentionResult Parallel(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null, LinearAttentionOptions? options = null) =>
+        Run(LinearForm.Parallel, q, k, v, logDecay, h0, options);
+
+    /// <summary>Token-by-token recurrence S_t = λ S_{t−1} + φ(k_t) v_tᵀ; o_t = φ(q_t)ᵀ S_t. Arguments as <see cref="Parallel"/>.</summary>
+    public static LinearAttentionResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null, LinearAttentionOptions? options = null) =>
+        Run(LinearForm.Recurrent, q, k, v, logDecay, h0, options);
+
+    /// <summary>
+    /// Chunks of <see cref="LinearAttentionOptions.ChunkSize"/> tokens: quadratic inside a chunk, the state carried between
+    /// chunks; the chunk need not divide T (the last chunk is shorter). Arguments as <see cref="Parallel"/>.
+    /// </summary>
+    public static LinearAttentionResult Chunked(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null, LinearAttentionOptions? options = null) =>
+        Run(LinearForm.Chunked, q, k, v, logDecay, h0, options);
+
+    /// <summary>The causal output and final state by the chosen <paramref name="form"/>. Arguments as <see cref="Parallel"/>.</summary>
+    public static LinearAttentionResult Run(LinearForm form, Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null, LinearAttentionOptions? options = null)
+    {
+        options ??= LinearAttentionOptions.Default;
+        ValidateCausal(q, k, v, logDecay, h0, options);
+        using var scope = NewDisposeScope();
+        var acc = AccumulationDtype(q.dtype);
+        var qf = MapHeads(q, acc, options.FeatureMap, options.Scale);                  // φ(scale·q) [B, H, T, F]
+        var kf = MapHeads(k, acc, options.FeatureMap, 1.0);                            // φ(k)       [B, H, T, F]
+        var vh = v.to(acc).permute(0, 2, 1, 3);                                        // v          [B, H, T, Dv]
+        var ld = HeadLogDecay(logDecay, acc);                                          // log λ [1, H, 1, 1] or null
+        var s0 = h0?.S.to(acc);
+        var z0 = options.Normalize ? h0?.Z!.to(acc) : null;
+        bool norm = options.Normalize;
+        var (o, s, z) = form switch
+        {
+            LinearForm.Parallel => LinearAttentionForms.Block(qf, kf, vh, ld, s0, z0, norm, options.Eps),
+            LinearForm.Recurrent => LinearAttentionForms.Recurrent(qf, kf, vh, ld, s0, z0, norm, options.Eps),
+            LinearForm.Chunked => LinearAttentionForms.Chunked(qf, kf, vh, ld, s0, z0, norm, options.Eps, options.ChunkSize),
+            _ => throw new ArgumentOutOfRangeException(nameof(form), form, "unknown linear-attention form."),
+        };
+        var output = o.permute(0, 2, 1, 3).to(q.dtype).contiguous();                 // [B, T, H, Dv], input dtype
+        return new LinearAttentionResult(output, new LinearState(s.contiguous(), z?.contiguous())).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Non-causal (bidirectional) linear attention: o_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ (/ (φ(q_i)·Σ_j φ(k_j) + ε)), every query
+    /// seeing every key; cost O((Tq + Tk)·F·Dv). No decay, no state.
+    /// </summary>
+    /// <param name="q">[B, Tq, H, D]</param>
+    /// <param name="k">[B, Tk, H, D]</param>
+    /// <param name="v">[B, Tk, H, Dv]</param>
+    /// <param name="options">feature map, normalisation, ε, q scale (chunk size unused).</param>
+    public static Tensor Bidirectional(Tensor q, Tensor k, Tensor v, LinearAttentionOptions? options = null)
+    {
+        options ??= LinearAttentionOptions.Default;
+        ValidateQkv(q, k, v, causal: false);
+        FeatureDim(options.FeatureMap, q);
+        using var scope = NewDisposeScope();
+        var acc = AccumulationDtype(q.dtype);
+        var qf = MapHeads(q, acc, options.FeatureMap, options.Scale);                  // φ(Q) [B, H, Tq, F]
+        var kf = MapHeads(k, acc, options.FeatureMap, 1.0);                            // φ(K) [B, H, Tk, F]
+        var vh = v.to(acc).permute(0, 2, 1, 3);
+        var num = qf.matmul(kf.transpose(-2, -1).matmul(vh));                          // φ(Q) (φ(K)ᵀ V)
+        Tensor? den = options.Normalize ? qf.matmul(kf.sum(-2).unsqueeze(-1)).squeeze(-1) : null;   // φ(Q) Σ_j φ(k_j)
+        var o = LinearAttentionForms.Finish(num, den, options.Eps);
+        return o.permute(0, 2, 1, 3).to(q.dtype).contiguous().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The dtype states and sums are kept in: float64 for float64 inputs, float32 otherwise (half types accumulate in float32).</summary>
+    public static ScalarType AccumulationDtype(ScalarType inputDtype) =>
+        inputDtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+
+    /// <summary>Bytes of the recurrent state for these sizes (see <see cref="LinearState.BytesFor"/>).</summary>
+    public static long StateBytes(long batch, long heads, long keyDim, long valueDim, LinearAttentionOptions? options = null, ScalarType inputDtype = ScalarType.Float32)
+    {
+        options ??= LinearAttentionOptions.Default;
+        return LinearState.BytesFor(batch, heads, options.FeatureMap.OutputDim(keyDim), valueDim, options.Normalize, inputDtype);
+    }
+
+    /// <summary>φ(scale·x) for x [B, T, H, D] → [B, H, T, F] in <paramref name="acc"/>.</summary>
+    internal static Tensor MapHeads(Tensor x, ScalarType acc, IFeatureMap map, double scale)
+    {
+        var xa = x.to(acc);
+        if (scale != 1.0) xa = xa * scale;                                              // q ← scale·q (before φ)
+        return map.Apply(xa).permute(0, 2, 1, 3);
+    }
+
+    /// <summary>log λ [H] → clamped to ≥ −10⁴, in <paramref name="acc"/>, shaped [1, H, 1, 1]; null stays null.</summary>
+    internal static Tensor? HeadLogDecay(Tensor? logDecay, ScalarType acc) =>
+        logDecay?.to(acc).clamp_min(LinearAttentionForms.LogDecayFloor).view(1, -1, 1, 1);
+
+    static void ValidateCausal(Tensor q, Tensor k, Tensor v, Tensor? logDecay, LinearState? h0, LinearAttentionOptions options)
+    {
+        ValidateQkv(q, k, v, causal: true);
+        long f = FeatureDim(options.FeatureMap, q);
+        ValidateLogDecay(logDecay, q);
+        if (h0 is not null) ValidateState(h0, nameof(h0), q.shape[0], q.shape[2], f, v.shape[3], options.Normalize, q);
+    }
+
+    internal static void ValidateQkv(Tensor q, Tensor k, Tensor v, bool causal)
+    {
+        Guard.Rank(q, 4, nameof(q), "B, T, H, D");
+        Guard.Rank(k, 4, nameof(k), "B, T, H, D");
+        Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
+        Guard.FloatingPoint(q, nameof(q));
+        Guard.SameDtype(q, nameof(q), k, nameof(k));
+        Guard.SameDtype(q, nameof(q), v, nameof(v));
+        Guard.SameDevice(q, nameof(q), k, nameof(k));
+        Guard.SameDevice(q, nameof(q), v, nameof(v));
+        bool kOk = k.shape[0] == q.shape[0] && k.shape[2] == q.shape[2] && k.shape[3] == q.shape[3] && (!causal || k.shape[1] == q.shape[1]);
+        if (!kOk)
+            throw new ArgumentException($"k {Guard.ShapeText(k)} must match q {Guard.ShapeText(q)} in batch, heads, head dim{(causal ? " and length (causal)" : "")}.", nameof(k));
+        if (v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != k.shape[2])
+            throw new ArgumentException($"v {Guard.ShapeText(v)} must match k {Guard.ShapeText(k)} in batch, length and heads.", nameof(v));
+        if (q.shape[1] == 0 || k.shape[1] == 0) throw new ArgumentException($"q and k need at least one token (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(q));
+    }
+
+    internal static long FeatureDim(IFeatureMap map, Tensor q)
+    {
+        ArgumentNullException.ThrowIfNull(map);
+        try { return map.OutputDim(q.shape[^1]); }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"q head dim {q.shape[^1]} (q {Guard.ShapeText(q)}) does not fit the feature map {map.Name}: {e.Message}", nameof(q), e);
+        }
+    }
+
+    internal static void ValidateLogDecay(Tensor? logDecay, Tensor q)
+    {
+        if (logDecay is null) return;
+        Guard.Rank(logDecay, 1, nameof(logDecay), "H");
+        Guard.Dim(logDecay, 0, q.shape[2], nameof(logDecay), "length (one log-decay per head)");
+        Guard.FloatingPoint(logDecay, nameof(logDecay));
+        Guard.SameDevice(q, nameof(q), logDecay, nameof(logDecay));
+        if (!Guard.ShouldReadValues(logDecay)) return;
+        using var scope = NewDisposeScope();
+        if ((logDecay.isnan() | logDecay.gt(0)).any().item<bool>())
+            throw new ArgumentException("logDecay must be ≤ 0 (λ = exp(log λ) ≤ 1) and not NaN.", nameof(logDecay));
+    }
+
+    internal static void ValidateState(LinearState state, string name, long batch, long heads, long featureDim, long valueDim, bool normalize, Tensor q)
+    {
+        if (state.S.IsInvalid) throw new ArgumentException($"{name}.S is a disposed tensor.", name);
+        long[] expected = { batch, heads, featureDim, valueDim };
+        if (!state.S.shape.SequenceEqual(expected))
+            throw new ArgumentException($"{name}.S must be [B, H, F, Dv] = [{string.Join(", ", expected)}] (F from the feature map), got {Guard.ShapeText(state.S)}.", name);
+        if (!state.S.is_floating_point()) throw new ArgumentException($"{name}.S must be floating-point, got {state.S.dtype}.", name);
+        if (state.S.device.ToString() != q.device.ToString()) throw new ArgumentException($"{name} is on {state.S.device} but q is on {q.device}.", name);
+        if (normalize && state.Z is null) throw new ArgumentException($"{name} has no z but the attention is normalised.", name);
+        if (!normalize && state.Z is not null) throw new ArgumentException($"{name} carries z but the attention is not normalised.", name);
+        if (state.Z is not null && state.Z.IsInvalid) throw new ArgumentException($"{name}.Z is a disposed tensor.", name);
+    }
+}

@@ -1,0 +1,173 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Attention;
+
+/// <summary>
+/// The arithmetic of the linear-attention forms, on head-major tensors in the accumulation dtype:
+/// φq, φk [..., L, F], v [..., L, Dv], states S [..., F, Dv] and z [..., F]. "..." is [B, H] for a sequence or
+/// [B, H, N] for N chunks at once. The log-decay <c>ld</c> is null (λ = 1) or shaped [1, H, 1, 1] ([1, H, 1, 1, 1]
+/// for chunks), so that it broadcasts against [..., L, L] and [..., L, 1].
+/// </summary>
+/// <remarks>
+/// One block of length L that starts from state (S₀, z₀) and positions 0 … L−1 inside it:
+///   intra  o_i  ⟵ Σ_{j≤i} λ^{i−j} (φq_i·φk_j) v_j          = ((φQ φKᵀ) ⊙ D) V,   D_ij = λ^{i−j} for i ≥ j, else 0
+///   inter  o_i  ⟵ λ^{i+1} φq_iᵀ S₀                           (S₀ is the state just before the block)
+///   state  S_L  = λ^{L} S₀ + Σ_j λ^{L−1−j} φk_j v_jᵀ,   z_L = λ^{L} z₀ + Σ_j λ^{L−1−j} φk_j
+/// and with normalisation the same three with v → 1 give the denominator. Offsets check: a token s of an earlier block
+/// sits in S₀ with weight λ^{(c−1)−s} (c = the block's first position); query i of the block (t = c + i) multiplies it
+/// by λ^{i+1}, giving λ^{c+i−s} = λ^{t−s}, as the recurrence does (Lightning's offset convention).
+/// Decay masks are built tril → exp → tril in log space: (i−j)·log λ is set to −∞ above the diagonal before exp, so no
+/// positive exponent (overflow, then inf·0 = NaN in values or gradients) is ever formed.
+/// </remarks>
+static class LinearAttentionForms
+{
+    /// <summary>Lowest log λ used: e^{−10⁴} is 0 in float64 already, so clamping −∞ (and anything below) here changes nothing but avoids 0·(−∞).</summary>
+    internal const double LogDecayFloor = -1e4;
+
+    /// <summary>D [.., L, L] with D_ij = λ^{i−j} (i ≥ j), 0 above the diagonal; plain lower-triangular ones without decay.</summary>
+    internal static Tensor DecayMask(long length, Tensor? ld, ScalarType dtype, Device device)
+    {
+        var pos = torch.arange(length, dtype: dtype, device: device);
+        var rel = pos.unsqueeze(1) - pos.unsqueeze(0);                                  // i − j
+        var above = rel.lt(0);
+        if (ld is null) return torch.ones_like(rel).masked_fill(above, 0.0);            // tril(1)
+        var logD = (rel * ld).masked_fill(above, double.NegativeInfinity);              // tril: (i−j)·log λ, −∞ above
+        return logD.exp();                                                               // exp; exp(−∞) = 0 keeps it tril
+    }
+
+    /// <summary>λ^{offset + i} for i = 0 … L−1 as a column [.., L, 1] (null without decay).</summary>
+    internal static Tensor? PowerColumn(long length, long offset, long step, Tensor? ld, ScalarType dtype, Device device)
+    {
+        if (ld is null) return null;
+        var exponent = torch.arange(length, dtype: dtype, device: device) * step + offset; // offset + step·i
+        return (exponent.unsqueeze(-1) * ld).exp();                                         // λ^{offset + step·i}
+    }
+
+    /// <summary>Numerator Σ_{j≤i} D_ij (φq_i·φk_j) v_j [.., L, Dv] and, when asked, denominator Σ_{j≤i} D_ij φq_i·φk_j [.., L].</summary>
+    internal static (Tensor Num, Tensor? Den) Intra(Tensor qf, Tensor kf, Tensor v, Tensor? ld, bool normalize)
+    {
+        long length = qf.shape[^2];
+        var scores = qf.matmul(kf.transpose(-2, -1)) * DecayMask(length, ld, qf.dtype, qf.device);   // (φQ φKᵀ) ⊙ D
+        return (scores.matmul(v), normalize ? scores.sum(-1) : null);                                  // (· ) V,  row sums
+    }
+
+    /// <summary>Adds the carried state's share λ^{i+1} φq_iᵀ S₀ (and λ^{i+1} φq_i·z₀) to numerator and denominator.</summary>
+    internal static (Tensor Num, Tensor? Den) Inter(Tensor num, Tensor? den, Tensor qf, Tensor? ld, Tensor s0, Tensor? z0)
+    {
+        var decay = PowerColumn(qf.shape[^2], 1, 1, ld, qf.dtype, qf.device);          // λ^{i+1}
+        var qd = decay is null ? qf : qf * decay;
+        num = num + qd.matmul(s0);                                                       // + λ^{i+1} φq_iᵀ S₀
+        if (den is not null && z0 is not null) den = den + qd.matmul(z0.unsqueeze(-1)).squeeze(-1);   // + λ^{i+1} φq_i·z₀
+        return (num, den);
+    }
+
+    /// <summary>The block's own contribution to the state after it: ΔS = Σ_j λ^{L−1−j} φk_j v_jᵀ, Δz = Σ_j λ^{L−1−j} φk_j.</summary>
+    internal static (Tensor DeltaS, Tensor? DeltaZ) StateDelta(Tensor kf, Tensor v, Tensor? ld, bool normalize)
+    {
+        long length = kf.shape[^2];
+        var weight = ld is null ? null : (torch.arange(length - 1, -1, -1, dtype: kf.dtype, device: kf.device).unsqueeze(-1) * ld).exp(); // λ^{L−1−j}
+        var kw = weight is null ? kf : kf * weight;
+        return (kw.transpose(-2, -1).matmul(v), normalize ? kw.sum(-2) : null);          // (φK ⊙ w)ᵀ V,  Σ_j w_j φk_j
+    }
+
+    /// <summary>λ^{L} with <paramref name="ld"/> [1, H, 1, 1]: [1, H, 1, 1] (for S) — squeeze the last dim for z.</summary>
+    internal static Tensor? BlockDecay(long length, Tensor? ld) => ld is null ? null : (ld * length).exp();
+
+    /// <summary>S_L = γ S₀ + ΔS (S₀ may be null: zero state).</summary>
+    internal static Tensor Carry(Tensor? s0, Tensor? gamma, Tensor delta) =>
+        s0 is null ? delta : (gamma is null ? s0 : gamma * s0) + delta;
+
+    /// <summary>o = num / (den + ε) when normalised, else num.</summary>
+    internal static Tensor Finish(Tensor num, Tensor? den, double eps) =>
+        den is null ? num : num / (den + eps).unsqueeze(-1);
+
+    /// <summary>
+    /// One block (a whole sequence for the parallel form, the short last chunk for the chunked form): output and state
+    /// after it. <paramref name="s0"/> null means a zero start state.
+    /// </summary>
+    internal static (Tensor O, Tensor S, Tensor? Z) Block(Tensor qf, Tensor kf, Tensor v, Tensor? ld, Tensor? s0, Tensor? z0, bool normalize, double eps)
+    {
+        var (num, den) = Intra(qf, kf, v, ld, normalize);
+        if (s0 is not null) (num, den) = Inter(num, den, qf, ld, s0, z0);
+        var (dS, dZ) = StateDelta(kf, v, ld, normalize);
+        var gamma = BlockDecay(qf.shape[^2], ld);
+        var s = Carry(s0, gamma, dS);                                                   // S_L = λ^L S₀ + ΔS
+        var z = dZ is null ? null : Carry(z0, gamma?.squeeze(-1), dZ);                 // z_L = λ^L z₀ + Δz
+        return (Finish(num, den, eps), s, z);
+    }
+
+    /// <summary>
+    /// Chunked: full chunks of <paramref name="chunk"/> tokens all at once (intra parts batched as [B, H, N, C, ·], the
+    /// inter-chunk state carried by a loop over N), then the short last chunk (T mod C tokens) as one more block.
+    /// No padding: the tail block builds its own, shorter decay mask.
+    /// </summary>
+    internal static (Tensor O, Tensor S, Tensor? Z) Chunked(Tensor qf, Tensor kf, Tensor v, Tensor? ld, Tensor? s0, Tensor? z0, bool normalize, double eps, int chunk)
+    {
+        long b = qf.shape[0], h = qf.shape[1], t = qf.shape[2], f = qf.shape[3], dv = v.shape[3];
+        long n = t / chunk, rem = t % chunk;
+        var outputs = new List<Tensor>();
+        Tensor? s = s0, z = z0;
+        if (n > 0)
+        {
+            long full = n * chunk;
+            var qc = qf.narrow(2, 0, full).reshape(b, h, n, chunk, f);
+            var kc = kf.narrow(2, 0, full).reshape(b, h, n, chunk, f);
+            var vc = v.narrow(2, 0, full).reshape(b, h, n, chunk, dv);
+            var ld5 = ld?.unsqueeze(-1);                                                 // [1, H, 1, 1, 1]
+            var (num, den) = Intra(qc, kc, vc, ld5, normalize);                          // every chunk's intra part
+            var (dS, dZ) = StateDelta(kc, vc, ld5, normalize);                           // [B, H, N, F, Dv], [B, H, N, F]
+            var gamma = BlockDecay(chunk, ld);                                           // λ^C
+            s ??= torch.zeros(new[] { b, h, f, dv }, dtype: qf.dtype, device: qf.device);
+            if (normalize) z ??= torch.zeros(new[] { b, h, f }, dtype: qf.dtype, device: qf.device);
+            var sIn = new Tensor[n];
+            var zIn = new Tensor[normalize ? n : 0];
+            for (long c = 0; c < n; c++)                                                 // S_(c+1) = λ^C S_(c) + ΔS_c
+            {
+                sIn[c] = s;
+                s = Carry(s, gamma, dS.select(2, c));
+                if (normalize)
+                {
+                    zIn[c] = z!;
+                    z = Carry(z, gamma?.squeeze(-1), dZ!.select(2, c));
+                }
+            }
+            (num, den) = Inter(num, den, qc, ld5, torch.stack(sIn, 2), normalize ? torch.stack(zIn, 2) : null);
+            outputs.Add(Finish(num, den, eps).reshape(b, h, full, dv));
+        }
+        if (rem > 0)
+        {
+            var tail = Block(qf.narrow(2, t - rem, rem), kf.narrow(2, t - rem, rem), v.narrow(2, t - rem, rem), ld, s, z, normalize, eps);
+            outputs.Add(tail.O);
+            s = tail.S; z = tail.Z;
+        }
+        return (outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 2), s!, z);
+    }
+
+    /// <summary>
+    /// One token: S_t = λ S_{t−1} + φk_t v_tᵀ, z_t = λ z_{t−1} + φk_t, o_t = φq_tᵀ S_t (/ (φq_t·z_t + ε)).
+    /// φq, φk [B, H, F], v [B, H, Dv], S [B, H, F, Dv], z [B, H, F]; <paramref name="lambda"/> = λ [1, H, 1, 1] or null.
+    /// </summary>
+    internal static (Tensor O, Tensor S, Tensor? Z) Step(Tensor qf, Tensor kf, Tensor v, Tensor? lambda, Tensor s, Tensor? z, double eps)
+    {
+        s = (lambda is null ? s : lambda * s) + kf.unsqueeze(-1) * v.unsqueeze(-2);     // S_t = λ S_{t−1} + φk_t v_tᵀ
+        var num = qf.unsqueeze(-2).matmul(s).squeeze(-2);                                 // φq_tᵀ S_t
+        if (z is null) return (num, s, null);
+        z = (lambda is null ? z : lambda.squeeze(-1) * z) + kf;                          // z_t = λ z_{t−1} + φk_t
+        var den = (qf * z).sum(-1, keepdim: true);                                       // φq_t·z_t
+        return (num / (den + eps), s, z);
+    }
+
+    /// <summary>Token loop over [B, H, T, ·] (the naive twin of the parallel and chunked forms).</summary>
+    internal static (Tensor O, Tensor S, Tensor? Z) Recurrent(Tensor qf, Tensor kf, Tensor v, Tensor? ld, Tensor? s0, Tensor? z0, bool normalize, double eps)
+    {
+        long b = qf.shape[0], h = qf.shape[1], t = qf.shape[2], f = qf.shape[3], dv = v.shape[3];
+        var s = s0 ?? torch.zeros(new[] { b, h, f, dv }, dtype: qf.dtype, device: qf.device);
+        var z = normalize ? z0 ?? torch.zeros(new[] { b, h, f }, dtype: qf.dtype, device: qf.device) : null;
+        var lambda = ld?.exp();                                                          // λ = e^{log λ}
+        var outputs = new Tensor[t];
+        for (long i = 0; i < t; i++)
+            (outputs[i], s, z) = Step(qf.select(2, i), kf.select(2, i), v.select(2, i), lambda, s, z, eps);
+        return (torch.stack(outputs, 2), s, z);
+    }
+}

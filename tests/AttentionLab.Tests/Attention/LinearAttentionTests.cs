@@ -1,0 +1,298 @@
+using AttentionLab.Attention;
+using AttentionLab.Core;
+using TorchSharp;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Tests.Attention;
+
+/// <summary>
+/// The linear-attention engine's three forms against each other and against an independent oracle: outputs, final
+/// states, gradients, state carry-over, decay extremes, causality, a hand-computed case.
+/// </summary>
+public class LinearAttentionTests(ITestOutputHelper log)
+{
+    static readonly LinearForm[] Forms = { LinearForm.Parallel, LinearForm.Recurrent, LinearForm.Chunked };
+
+    internal static IFeatureMap Map(string name, int d) => name switch
+    {
+        "identity" => FeatureMaps.Identity,
+        "elu+1" => FeatureMaps.EluPlusOne,
+        "sigmoid" => FeatureMaps.Sigmoid,
+        "taylor" => FeatureMaps.Taylor(d),
+        "taylor-packed" => FeatureMaps.Taylor(d, packSymmetric: true),
+        _ => throw new ArgumentException(name),
+    };
+
+    /// <summary>log λ_h spread over heads: −0.05, −0.3, −1, −0.01, …</summary>
+    internal static double[] LogDecays(int heads) =>
+        Enumerable.Range(0, heads).Select(h => new[] { -0.05, -0.3, -1.0, -0.01 }[h % 4]).ToArray();
+
+    internal static (Tensor Q, Tensor K, Tensor V) Qkv(int seed, int b, int t, int h, int d, int dv, ScalarType dtype)
+    {
+        torch.manual_seed(seed);
+        return (torch.randn(b, t, h, d, dtype: dtype), torch.randn(b, t, h, d, dtype: dtype), torch.randn(b, t, h, dv, dtype: dtype));
+    }
+
+    // B, T, H, D, Dv, chunk, map, normalise, decay, h0, scale — T = 1, odd T, odd D, chunks not dividing T, chunk > T, chunk = 1.
+    public static IEnumerable<object[]> Cases => new object[][]
+    {
+        new object[] { 1, 1, 2, 4, 3, 4, "identity", false, true, true, 1.0 },
+        new object[] { 2, 7, 3, 5, 3, 3, "elu+1", true, true, true, 1.0 },
+        new object[] { 1, 5, 2, 3, 4, 8, "sigmoid", true, true, false, 1.0 },
+        new object[] { 1, 6, 1, 4, 2, 1, "identity", false, true, true, 0.7 },
+        new object[] { 2, 12, 2, 4, 4, 4, "identity", false, false, true, 1.0 },
+        new object[] { 1, 13, 2, 3, 5, 4, "taylor", true, true, true, 1.0 },
+        new object[] { 2, 9, 1, 4, 3, 5, "taylor-packed", true, false, true, 1.0 },
+        new object[] { 1, 11, 4, 7, 5, 11, "elu+1", false, true, false, 0.5 },
+    };
+
+    [Theory, MemberData(nameof(Cases))]
+    public void FormsEqualTheOracleOnOutputsAndFinalStates(int b, int t, int h, int d, int dv, int chunk, string map, bool normalize, bool decay, bool withH0, double scale)
+    {
+        using var scope = NewDisposeScope();
+        var fm = Map(map, d);
+        long f = fm.OutputDim(d);
+        var options = new LinearAttentionOptions { FeatureMap = fm, Normalize = normalize, ChunkSize = chunk, Scale = scale };
+        double[]? ld = decay ? LogDecays(h) : null;
+        foreach (var dtype in new[] { float64, float32 })
+        {
+            var (q, k, v) = Qkv(7 + t, b, t, h, d, dv, dtype);
+            torch.manual_seed(99);
+            var s0 = withH0 ? torch.randn(b, h, f, dv, dtype: LinearAttention.AccumulationDtype(dtype)) : null;
+            var z0 = withH0 && normalize ? torch.rand(b, h, f, dtype: LinearAttention.AccumulationDtype(dtype)) : null;   // a z of positive features is ≥ 0
+            using var h0 = s0 is null ? null : new LinearState(s0, z0);
+            var oracle = LinearAttentionOracle.Run(q, k, v, fm, ld, normalize, options.Eps, s0, z0, scale);
+            var logDecay = ld is null ? null : torch.tensor(ld, dtype);
+            // float64: 1e-10 absolute; float32: 1e-5 of the largest reference value.
+            double atol = dtype == float64 ? 1e-10 : 0, rtol = dtype == float64 ? 1e-10 : 1e-5;
+            foreach (var form in Forms)
+            {
+                using var r = LinearAttention.Run(form, q, k, v, logDecay, h0, options);
+                Assert.Equal(dtype, r.Output.dtype);
+                Assert.Equal(new long[] { b, t, h, dv }, r.Output.shape);
+                string what = $"{form} {dtype} {map} T{t} chunk{chunk}";
+                var so = AssertClose.Tensors(r.Output, oracle.Output, atol, rtol, $"{what} output");
+                var ss = AssertClose.Tensors(r.FinalState.S, oracle.S, atol, rtol, $"{what} S_T");
+                Assert.Equal(normalize, r.FinalState.Z is not null);
+                if (normalize) AssertClose.Tensors(r.FinalState.Z!, oracle.Z!, atol, rtol, $"{what} z_T");
+                log.WriteLine($"{what}: output {so}; state {ss}");
+            }
+        }
+    }
+
+    [Theory]
+    [InlineData(LinearForm.Parallel, 9, 4)]
+    [InlineData(LinearForm.Recurrent, 9, 4)]
+    [InlineData(LinearForm.Chunked, 9, 4)]
+    [InlineData(LinearForm.Chunked, 1, 3)]
+    [InlineData(LinearForm.Chunked, 10, 3)]
+    public void RunningTwoPiecesWithTheStateEqualsRunningTheWhole(LinearForm form, int t, int chunk)
+    {
+        using var scope = NewDisposeScope();
+        const int h = 2, d = 3;
+        var (q, k, v) = Qkv(11, 2, t + 5, h, d, 4, float64);
+        var options = new LinearAttentionOptions { FeatureMap = FeatureMaps.Taylor(d), Normalize = true, ChunkSize = chunk };
+        var logDecay = torch.tensor(LogDecays(h), float64);
+        using var whole = LinearAttention.Run(form, q, k, v, logDecay, options: options);
+        using var first = LinearAttention.Run(form, q.narrow(1, 0, t), k.narrow(1, 0, t), v.narrow(1, 0, t), logDecay, options: options);
+        using var second = LinearAttention.Run(form, q.narrow(1, t, 5), k.narrow(1, t, 5), v.narrow(1, t, 5), logDecay, first.FinalState, options);
+        AssertClose.Tensors(torch.cat(new[] { first.Output, second.Output }, 1), whole.Output, 1e-10, 1e-10, $"{form}: halves vs whole");
+        AssertClose.Tensors(second.FinalState.S, whole.FinalState.S, 1e-10, 1e-10, $"{form}: S_T");
+        AssertClose.Tensors(second.FinalState.Z!, whole.FinalState.Z!, 1e-10, 1e-10, $"{form}: z_T");
+    }
+
+    public static TheoryData<int, int, int, string, bool> GradCases => new()
+    {
+        { 1, 2, 3, "identity", false },
+        { 7, 3, 5, "elu+1", true },
+        { 10, 4, 3, "taylor", true },
+        { 6, 6, 4, "sigmoid", false },
+    };
+
+    /// <summary>d/d(q, k, v, log λ, h0) of a random linear functional of output and final state: equal across forms.</summary>
+    [Theory, MemberData(nameof(GradCases))]
+    public void GradientsOfTheFormsAgree(int t, int chunk, int d, string map, bool normalize)
+    {
+        using var scope = NewDisposeScope();
+        const int b = 2, h = 3, dv = 2;
+        var fm = Map(map, d);
+        long f = fm.OutputDim(d);
+        var (q0, k0, v0) = Qkv(21, b, t, h, d, dv, float64);
+        torch.manual_seed(22);
+        var ld0 = torch.tensor(LogDecays(h), float64);
+        var s00 = torch.randn(b, h, f, dv, dtype: float64); var z00 = torch.rand(b, h, f, dtype: float64);
+        var wo = torch.randn(b, t, h, dv, dtype: float64); var ws = torch.randn(b, h, f, dv, dtype: float64); var wz = torch.randn(b, h, f, dtype: float64);
+        var options = new LinearAttentionOptions { FeatureMap = fm, Normalize = normalize, ChunkSize = chunk };
+        Tensor[]? first = null;
+        foreach (var form in Forms)
+        {
+            var leaves = new[] { q0, k0, v0, ld0, s00, z00 }.Select(x => x.clone().requires_grad_()).ToArray();
+            using var h0 = new LinearState(leaves[4], normalize ? leaves[5] : null);
+            using var r = LinearAttention.Run(form, leaves[0], leaves[1], leaves[2], leaves[3], h0, options);
+            var loss = (r.Output * wo).sum() + (r.FinalState.S * ws).sum();
+            if (normalize) loss = loss + (r.FinalState.Z! * wz).sum();
+            loss.backward();
+            var grads = leaves.Select(x => x.grad ?? torch.zeros_like(x)).ToArray();
+            Assert.True(grads[3].abs().sum().item<double>() > 0, "log λ gets a gradient");
+            if (first is null) { first = grads; continue; }
+            string[] names = { "q", "k", "v", "log λ", "S0", "z0" };
+            for (int i = 0; i < grads.Length; i++)
+            {
+                var e = AssertClose.Tensors(grads[i], first[i], 1e-10, 1e-10, $"{form} vs Parallel: d/d{names[i]}");
+                log.WriteLine($"{form} vs Parallel {map} T{t} chunk{chunk}: d/d{names[i]} {e}");
+            }
+        }
+    }
+
+    /// <summary>One directional finite difference in log λ (float64): autograd through the tril → exp → tril masks is right.</summary>
+    [Fact]
+    public void ChunkedLogDecayGradientMatchesAFiniteDifference()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Qkv(31, 1, 9, 2, 3, 2, float64);
+        var options = new LinearAttentionOptions { FeatureMap = FeatureMaps.EluPlusOne, Normalize = true, ChunkSize = 4 };
+        var w = torch.randn(1, 9, 2, 2, dtype: float64);
+        double Loss(Tensor ld) { using var r = LinearAttention.Chunked(q, k, v, ld, options: options); return (r.Output * w).sum().item<double>(); }
+        var ld = torch.tensor(new[] { -0.2, -0.7 }, float64).requires_grad_();
+        using (var r = LinearAttention.Chunked(q, k, v, ld, options: options)) (r.Output * w).sum().backward();
+        var dir = torch.tensor(new[] { 0.6, -0.8 }, float64);
+        double eps = 1e-6;
+        double fd;
+        using (torch.no_grad()) fd = (Loss(ld + eps * dir) - Loss(ld - eps * dir)) / (2 * eps);
+        double ad = (ld.grad! * dir).sum().item<double>();
+        Assert.True(Math.Abs(fd - ad) <= 1e-7 * Math.Max(1, Math.Abs(ad)), $"finite difference {fd} vs autograd {ad}");
+    }
+
+    /// <summary>Long decay products (T = 300, products down to e^{−300}) in float32 stay within 1e-4 of the float64 oracle.</summary>
+    [Fact]
+    public void Float32FormsStayCloseOverLongDecayProducts()
+    {
+        using var scope = NewDisposeScope();
+        const int t = 300, h = 4;
+        var (q, k, v) = Qkv(41, 1, t, h, 8, 8, float32);
+        double[] ld = { -1e-3, -0.02, -0.2, -1.0 };
+        var options = new LinearAttentionOptions { FeatureMap = FeatureMaps.EluPlusOne, ChunkSize = 32 };
+        var oracle = LinearAttentionOracle.Run(q, k, v, options.FeatureMap, ld, false, 0);
+        foreach (var form in Forms)
+        {
+            using var r = LinearAttention.Run(form, q, k, v, torch.tensor(ld, float32), options: options);
+            var e = AssertClose.Tensors(r.Output, oracle.Output, 0, 1e-4, $"{form} float32 T{t}");
+            AssertClose.Tensors(r.FinalState.S, oracle.S, 0, 1e-4, $"{form} float32 S_T");
+            log.WriteLine($"{form} float32 T{t} decay: {e}");
+        }
+    }
+
+    [Fact]
+    public void DecayExtremes()
+    {
+        using var scope = NewDisposeScope();
+        const int t = 10, h = 2;
+        var (q, k, v) = Qkv(51, 1, t, h, 4, 3, float64);
+        var options = new LinearAttentionOptions { FeatureMap = FeatureMaps.EluPlusOne, Normalize = true, ChunkSize = 4, Eps = 0 };
+        using var none = LinearAttention.Parallel(q, k, v, options: options);
+        foreach (var form in Forms)
+        {
+            // λ = 1 exactly is no decay; λ → 1 approaches it.
+            using var one = LinearAttention.Run(form, q, k, v, torch.zeros(h, dtype: float64), options: options);
+            AssertClose.Tensors(one.Output, none.Output, 1e-12, 0, $"{form}: log λ = 0 is no decay");
+            using var near = LinearAttention.Run(form, q, k, v, torch.full(h, -1e-9, dtype: float64), options: options);
+            AssertClose.Tensors(near.Output, none.Output, 1e-7, 0, $"{form}: λ → 1");
+
+            // λ → 0 (and λ = 0 as −∞): each token sees only itself: normalised o_t = v_t, S_T = φ(k_T) v_Tᵀ.
+            var kfLast = FeatureMaps.EluPlusOne.Apply(k.select(1, t - 1));                 // [B, H, F]
+            var sLast = kfLast.unsqueeze(-1) * v.select(1, t - 1).unsqueeze(-2);
+            foreach (double l in new[] { -50.0, double.NegativeInfinity })
+            {
+                var ld = torch.full(h, l, dtype: float64).requires_grad_();
+                var qg = q.clone().requires_grad_();
+                using var zero = LinearAttention.Run(form, qg, k, v, ld, options: options);
+                AssertClose.Tensors(zero.Output, v, 1e-9, 0, $"{form}: log λ = {l}, o_t = v_t");
+                AssertClose.Tensors(zero.FinalState.S, sLast, 1e-12, 0, $"{form}: log λ = {l}, S_T = φ(k_T) v_Tᵀ");
+                zero.Output.sum().backward();
+                Assert.True(ld.grad!.isfinite().all().item<bool>() && qg.grad!.isfinite().all().item<bool>(), $"{form}: finite gradients at log λ = {l}");
+            }
+        }
+        // large decay in float32: no NaN (Lightning's a = 10)
+        var (q32, k32, v32) = Qkv(52, 1, 70, h, 4, 3, float32);
+        foreach (var form in Forms)
+        {
+            using var r = LinearAttention.Run(form, q32, k32, v32, torch.full(h, -10f), options: options with { ChunkSize = 16 });
+            Assert.True(r.Output.isfinite().all().item<bool>(), $"{form}: finite at log λ = −10");
+        }
+    }
+
+    /// <summary>Perturbing tokens from t₀ on leaves outputs before t₀ unchanged and changes the rest.</summary>
+    [Theory]
+    [InlineData(LinearForm.Parallel)]
+    [InlineData(LinearForm.Recurrent)]
+    [InlineData(LinearForm.Chunked)]
+    public void CausalityProbe(LinearForm form)
+    {
+        using var scope = NewDisposeScope();
+        const int t = 11, t0 = 6;
+        var (q, k, v) = Qkv(61, 2, t, 2, 3, 3, float64);
+        var options = new LinearAttentionOptions { FeatureMap = FeatureMaps.Taylor(3), Normalize = true, ChunkSize = 4 };
+        var ld = torch.tensor(LogDecays(2), float64);
+        var bump = torch.zeros(1, t, 1, 1, dtype: float64);
+        bump.narrow(1, t0, t - t0).fill_(1.0);
+        using var a = LinearAttention.Run(form, q, k, v, ld, options: options);
+        using var b = LinearAttention.Run(form, q + 3 * bump, k - 2 * bump, v + 5 * bump, ld, options: options);
+        var past = ErrorStats.Of(b.Output.narrow(1, 0, t0), a.Output.narrow(1, 0, t0));
+        var future = ErrorStats.Of(b.Output.narrow(1, t0, t - t0), a.Output.narrow(1, t0, t - t0));
+        Assert.True(past.MaxAbs <= 1e-13, $"{form}: past outputs moved by {past}");
+        Assert.True(future.MaxAbs > 1e-3, $"{form}: the probe did not reach the future outputs ({future})");
+    }
+
+    /// <summary>
+    /// Identity map, positive inputs, normalised, ε = 0, by hand: q = (1,2), (3,1), (½,½); k = (1,0), (1,1), (2,1); v = 1, 2, 3.
+    /// No decay: o₀ = 1; o₁ = (3·1 + 4·2)/(3 + 4) = 11/7; o₂ = (½·1 + 1·2 + 1½·3)/(½ + 1 + 1½) = 7/3; S = (9, 5), z = (4, 2).
+    /// λ = ½: o₁ = (½·3·1 + 4·2)/(½·3 + 4) = 19/11; o₂ = (¼·½·1 + ½·1·2 + 1½·3)/(¼·½ + ½·1 + 1½) = 45/17;
+    /// S = ¼(1,0) + ½(2,2) + (6,3) = (7¼, 4), z = ¼(1,0) + ½(1,1) + (2,1) = (2¾, 1½).
+    /// </summary>
+    [Fact]
+    public void NormalisedIdentityMapMatchesAHandComputedCase()
+    {
+        using var scope = NewDisposeScope();
+        var q = torch.tensor(new[] { 1.0, 2, 3, 1, 0.5, 0.5 }, float64).view(1, 3, 1, 2);
+        var k = torch.tensor(new[] { 1.0, 0, 1, 1, 2, 1 }, float64).view(1, 3, 1, 2);
+        var v = torch.tensor(new[] { 1.0, 2, 3 }, float64).view(1, 3, 1, 1);
+        var options = new LinearAttentionOptions { Normalize = true, Eps = 0, ChunkSize = 2 };
+        var cases = new (Tensor? Ld, double[] O, double[] S, double[] Z)[]
+        {
+            (null, new[] { 1.0, 11.0 / 7, 7.0 / 3 }, new[] { 9.0, 5 }, new[] { 4.0, 2 }),
+            (torch.tensor(new[] { Math.Log(0.5) }, float64), new[] { 1.0, 19.0 / 11, 45.0 / 17 }, new[] { 7.25, 4 }, new[] { 2.75, 1.5 }),
+        };
+        foreach (var (ld, o, s, z) in cases)
+            foreach (var form in Forms)
+            {
+                using var r = LinearAttention.Run(form, q, k, v, ld, options: options);
+                AssertClose.Tensors(r.Output.flatten(), torch.tensor(o, float64), 1e-14, 0, $"{form} output");
+                AssertClose.Tensors(r.FinalState.S.flatten(), torch.tensor(s, float64), 1e-14, 0, $"{form} S");
+                AssertClose.Tensors(r.FinalState.Z!.flatten(), torch.tensor(z, float64), 1e-14, 0, $"{form} z");
+            }
+    }
+
+    /// <summary>Half-precision inputs accumulate in float32: float32 state, input-dtype output, close to the float32 run.</summary>
+    [Theory]
+    [InlineData(ScalarType.Float16)]
+    [InlineData(ScalarType.BFloat16)]
+    public void HalfInputsAccumulateInFloat32(ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Qkv(71, 1, 20, 2, 4, 4, float32);
+        var (qh, kh, vh) = (q.to(dtype), k.to(dtype), v.to(dtype));
+        var options = new LinearAttentionOptions { FeatureMap = FeatureMaps.EluPlusOne, Normalize = true, ChunkSize = 8 };
+        var ld = torch.tensor(new[] { -0.1f, -0.5f });
+        var oracle = LinearAttentionOracle.Run(qh, kh, vh, options.FeatureMap, new[] { -0.1, -0.5 }, true, options.Eps);
+        foreach (var form in Forms)
+        {
+            using var r = LinearAttention.Run(form, qh, kh, vh, ld, options: options);
+            Assert.Equal(dtype, r.Output.dtype);
+            Assert.Equal(float32, r.FinalState.S.dtype);
+            Assert.Equal(float32, r.FinalState.Z!.dtype);
+            AssertClose.Tensors(r.FinalState.S, oracle.S, 0, 1e-5, $"{form} {dtype} state (float32 accumulation)");
+            AssertClose.Tensors(r.Output.to(float64), oracle.Output, 0, dtype == ScalarType.Float16 ? 2e-3 : 1e-2, $"{form} {dtype} output (one final rounding)");
+        }
+    }
+}
