@@ -9,7 +9,7 @@ namespace AttentionLab.Interp;
 /// </summary>
 public static class ActName
 {
-    static readonly HashSet<string> AttnNames = new() { "k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores" };
+    static readonly HashSet<string> AttnNames = new() { "k", "v", "q", "z", "rot_k", "rot_q", "result", "pattern", "attn_scores", "gate" };
     static readonly HashSet<string> MlpNames = new() { "pre", "post", "mid", "pre_linear" };
     static readonly Dictionary<string, string> Alias = new()
     {

@@ -21,15 +21,15 @@ public static class SinkExperiment
     /// <summary>Sizes of one run. Smoke fits a CPU notebook; Full is the spec's GPU run.</summary>
     public sealed record Config(int Layers, int DModel, int Heads, double MlpRatio, int SeqLen, int BatchSize, int Steps,
         double LearningRate, int WarmupSteps, int EvalEvery, int EvalBatch, AttentionKind[] Variants, int[] Seeds,
-        int StreamFactor, int SinkTokens, double Epsilon = 0.3)
+        int StreamFactor, int SinkTokens, int[] SweepBudgets, double Epsilon = 0.3)
     {
         public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 4, MlpRatio: 2, SeqLen: 64, BatchSize: 16, Steps: 240,
             LearningRate: 3e-3, WarmupSteps: 24, EvalEvery: 40, EvalBatch: 16, Variants: Enum.GetValues<AttentionKind>(),
-            Seeds: new[] { 0 }, StreamFactor: 4, SinkTokens: 4);
+            Seeds: new[] { 0 }, StreamFactor: 4, SinkTokens: 4, SweepBudgets: new[] { 8, 16, 32 });
 
         public static Config Full => new(Layers: 4, DModel: 128, Heads: 8, MlpRatio: 4, SeqLen: 256, BatchSize: 32, Steps: 20000,
             LearningRate: 1e-3, WarmupSteps: 500, EvalEvery: 500, EvalBatch: 32, Variants: Enum.GetValues<AttentionKind>(),
-            Seeds: new[] { 0, 1, 2 }, StreamFactor: 32, SinkTokens: 4);
+            Seeds: new[] { 0, 1, 2 }, StreamFactor: 32, SinkTokens: 4, SweepBudgets: new[] { 16, 32, 64, 128, 256 });
 
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
 
@@ -46,6 +46,7 @@ public static class SinkExperiment
             if (Variants.Length == 0) throw new ArgumentException("Variants must not be empty.", nameof(Variants));
             if (Seeds.Length == 0) throw new ArgumentException("Seeds must not be empty.", nameof(Seeds));
             if (StreamFactor < 1) throw new ArgumentException($"StreamFactor must be ≥ 1, got {StreamFactor}.", nameof(StreamFactor));
+            if (SweepBudgets.Any(b => b <= SinkTokens)) throw new ArgumentException($"every SweepBudgets entry must exceed SinkTokens {SinkTokens}.", nameof(SweepBudgets));
             if (SinkTokens < 1 || SinkTokens >= Window) throw new ArgumentException($"SinkTokens must be in [1, {Window}), got {SinkTokens}.", nameof(SinkTokens));
             return this;
         }
@@ -87,13 +88,15 @@ public static class SinkExperiment
         }, options, new InlineProgress<TrainProgress>(p => progress?.Report($"  {kind}: {p}")), epoch =>
         {
             var m = Measure(model, eval, config.Epsilon);
-            curve.Add(new CurvePoint((epoch + 1) * config.EvalEvery, m.ValidationLoss, m.SinkRate, m.MaxSinkScore));
+            curve.Add(new CurvePoint(epoch * config.EvalEvery, m.ValidationLoss, m.SinkRate, m.MaxSinkScore));
             return new Dictionary<string, double> { ["validation loss"] = m.ValidationLoss, ["sink rate"] = m.SinkRate };
         });
         var final = Measure(model, eval, config.Epsilon);
         progress?.Report($"  {kind}: streaming {config.StreamFactor}× the training length");
+        var streamClock = Stopwatch.StartNew();
         var streaming = Stream(model, corpus, config, device);
-        return new VariantRun(kind, seed, history.Losses[^1], final, curve, streaming, history.Elapsed);
+        var sweep = kind == config.Variants[0] && seed == config.Seeds[0] ? CacheSweep(model, corpus, config, device) : Array.Empty<CacheSweepPoint>();
+        return new VariantRun(kind, seed, history.Losses[^1], final, curve, streaming, history.Elapsed, streamClock.Elapsed, sweep);
     }
 
     /// <summary>Validation loss and every sink measurement of <paramref name="model"/> on <paramref name="eval"/>.</summary>
@@ -103,14 +106,19 @@ public static class SinkExperiment
         ArgumentNullException.ThrowIfNull(eval);
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
-        var (logits, cache) = model.RunWithCache(eval.Tokens, n => n.EndsWith("hook_pattern") || n.EndsWith("hook_v") || n.EndsWith("hook_resid_post"));
+        var (logits, cache) = model.RunWithCache(eval.Tokens, n => n.EndsWith("hook_pattern") || n.EndsWith("hook_v") || n.EndsWith("hook_resid_post") || n.EndsWith("hook_gate"));
         using (cache)
         {
             var scores = HeadScores.SinkScore(cache, 0, causal: true).to(ScalarType.Float64).cpu();           // a_0 [L, H]
             var ratio = SinkMeasurements.ValueNormRatio(cache).cpu();                                       // ρ [L, H]
             var (pattern, head) = StrongestSinkPattern(cache, scores);
+            var patterns = HeadScores.Patterns(cache).to(ScalarType.Float64);                              // [L, B, H, T, T]
+            double nowhere = (1 - patterns.sum(-1)).mean().item<double>();                                 // mean 1 − Σ_j A_ij (0 for softmax)
+            double gateClosed = cache.Contains("blocks.0.attn.hook_gate")
+                ? Enumerable.Range(0, cache.LayerCount).Average(l => 1 - cache["gate", l].to(ScalarType.Float64).mean().item<double>())   // mean 1 − σ(g)
+                : double.NaN;
             return new SinkMeasurement(eval.Loss(logits).item<float>(), Rows(scores), HeadScores.SinkRate(scores, epsilon),
-                scores.max().item<double>(), SinkMeasurements.MassiveActivation(cache), Rows(ratio), head, pattern);
+                scores.max().item<double>(), SinkMeasurements.MassiveActivation(cache), Rows(ratio), head, pattern, nowhere, gateClosed);
         }
     }
 
@@ -136,6 +144,18 @@ public static class SinkExperiment
             [SinkWindow] = StreamingEval.PolicyLoss(model, stream, w, _ => KvPolicy.SinkWindow(w, config.SinkTokens)),
             [Recompute] = StreamingEval.RecomputeWindowLoss(model, stream, w, w + config.SinkTokens),
         };
+    }
+
+    /// <summary>Mean streaming loss over 4× (StreamFactor×) the training length at several cache budgets: window vs sink + window.</summary>
+    static CacheSweepPoint[] CacheSweep(TinyGpt model, TextCorpus corpus, Config config, Device device)
+    {
+        int n = config.StreamFactor * config.SeqLen;
+        using var stream = corpus.Contiguous(n, CorpusSplit.Validation, device: device);
+        return config.SweepBudgets.SelectMany(budget => new[]
+        {
+            new CacheSweepPoint(WindowOnly, budget, StreamingEval.PolicyLoss(model, stream, n, _ => KvPolicy.SinkWindow(budget, nSink: 0))[0]),
+            new CacheSweepPoint(SinkWindow, budget, StreamingEval.PolicyLoss(model, stream, n, _ => KvPolicy.SinkWindow(budget - config.SinkTokens, config.SinkTokens))[0]),
+        }).ToArray();
     }
 
     /// <summary>The first sequence's pattern [T, T] of the head with the largest sink score, and that head.</summary>
