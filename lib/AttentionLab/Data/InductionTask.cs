@@ -16,13 +16,20 @@ namespace AttentionLab.Data;
 /// fills the first 2(L − L_n) positions after BOS with random tokens, so the distance between the copies varies
 /// (a fixed distance lets one layer solve the task by position alone, without an induction circuit); the layout
 /// above then holds with o = 1 + 2(L − L_n) and L = L_n.
+/// In that layout the second copy always ends the sequence and the copy distance is tied to the filler length.
+/// <see cref="MaxGap"/> &gt; 0 puts g_n ∈ [0, MaxGap] random tokens between the copies, and <see cref="RandomOffset"/>
+/// splits the row's slack 2(L − L_n) + MaxGap − g_n at random between filler before the first copy (a_n ∈ [0, slack])
+/// and filler after the second: the copies sit anywhere among random tokens, and only the token after an earlier copy
+/// of the current token (induction) predicts the next one. Then the first copy starts at o + a_n, the second at
+/// o + a_n + L_n + g_n (+1 with SEP); sequence length o + 2L + MaxGap (+1 with SEP). Filler tokens are drawn from [c, V)
+/// with replacement, so they may repeat segment tokens. Both default off, so earlier seeds give earlier data.
 /// </remarks>
 public sealed record InductionTask(int VocabSize = 64, int SegmentLength = 16, bool Bos = true, bool Separator = false, bool Distinct = true,
-    int? MinSegmentLength = null)
+    int? MinSegmentLength = null, int MaxGap = 0, bool RandomOffset = false)
 {
-    /// <summary>Sequence length: o + 2L (+1 with SEP).</summary>
-    public int Length => (Bos ? 1 : 0) + 2 * SegmentLength + (Separator ? 1 : 0);
-    /// <summary>First position of the second copy (of a full-length segment).</summary>
+    /// <summary>Sequence length: o + 2L + MaxGap (+1 with SEP).</summary>
+    public int Length => (Bos ? 1 : 0) + 2 * SegmentLength + MaxGap + (Separator ? 1 : 0);
+    /// <summary>First position of the second copy of a full-length segment without gap or random offset.</summary>
     public int SecondCopyStart => (Bos ? 1 : 0) + SegmentLength + (Separator ? 1 : 0);
     /// <summary>The separator token (1) when <see cref="Separator"/>.</summary>
     public const long SeparatorToken = 1;
@@ -35,7 +42,7 @@ public sealed record InductionTask(int VocabSize = 64, int SegmentLength = 16, b
         Validate();
         Sampling.CheckCount(count);
         var rng = new Random(seed);
-        int t = Length, l = SegmentLength, o = Bos ? 1 : 0, s = SecondCopyStart;
+        int t = Length, l = SegmentLength, o = Bos ? 1 : 0;
         long first = Separator ? 2 : 1;
         var tokens = new long[count * t];
         var labels = new long[count * t];
@@ -43,13 +50,18 @@ public sealed record InductionTask(int VocabSize = 64, int SegmentLength = 16, b
         int minL = MinSegmentLength ?? l;
         for (int n = 0; n < count; n++)
         {
-            int ln = minL == l ? l : rng.Next(minL, l + 1);                              // this row's segment length
-            int on = o + 2 * (l - ln), sn = s + (l - ln);                                 // first and second copy start
+            int ln = minL == l ? l : rng.Next(minL, l + 1);                              // this row's segment length L_n
+            int gap = MaxGap > 0 ? rng.Next(0, MaxGap + 1) : 0;                           // g_n random tokens between the copies
+            int slack = 2 * (l - ln) + MaxGap - gap;                                      // filler slots outside the copies
+            int before = RandomOffset ? rng.Next(0, slack + 1) : slack;                   // a_n of them before the first copy
+            int on = o + before, sn = on + ln + gap + (Separator ? 1 : 0);                // first and second copy start
             var segment = Distinct ? Sampling.Distinct(rng, first, VocabSize, ln)
                 : Enumerable.Range(0, ln).Select(_ => rng.NextInt64(first, VocabSize)).ToArray();
             var row = new long[t];
             if (Bos) row[0] = BosToken;
-            for (int i = o; i < on; i++) row[i] = rng.NextInt64(first, VocabSize);      // filler before a shorter segment
+            for (int i = o; i < on; i++) row[i] = rng.NextInt64(first, VocabSize);      // filler before the first copy
+            for (int i = on + ln; i < on + ln + gap; i++) row[i] = rng.NextInt64(first, VocabSize);   // the gap
+            for (int i = sn + ln; i < t; i++) row[i] = rng.NextInt64(first, VocabSize); // filler after the second copy
             for (int i = 0; i < ln; i++) { row[on + i] = segment[i]; row[sn + i] = segment[i]; }   // S … S
             if (Separator) row[sn - 1] = SeparatorToken;
             Array.Copy(row, 0, tokens, n * t, t);
@@ -64,6 +76,7 @@ public sealed record InductionTask(int VocabSize = 64, int SegmentLength = 16, b
         if (SegmentLength < 2) throw new ArgumentException($"SegmentLength must be ≥ 2, got {SegmentLength}.", nameof(SegmentLength));
         if (MinSegmentLength is { } m && (m < 2 || m > SegmentLength))
             throw new ArgumentException($"MinSegmentLength must be in [2, SegmentLength = {SegmentLength}], got {m}.", nameof(MinSegmentLength));
+        if (MaxGap < 0) throw new ArgumentException($"MaxGap must be ≥ 0, got {MaxGap}.", nameof(MaxGap));
         long first = Separator ? 2 : 1;
         if (VocabSize <= first) throw new ArgumentException($"VocabSize must be > {first}, got {VocabSize}.", nameof(VocabSize));
         if (Distinct && VocabSize - first < SegmentLength)

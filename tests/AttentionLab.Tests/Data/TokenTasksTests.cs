@@ -124,6 +124,34 @@ public class TokenTasksTests
         Assert.Equal("MinSegmentLength", Assert.Throws<ArgumentException>(() => (task with { MinSegmentLength = 9 }).Generate(1, 0)).ParamName);
     }
 
+    [Fact]
+    public void InductionWithAGapAndARandomOffsetPutsTheCopiesAnywhereAmongRandomTokens()
+    {
+        var task = new InductionTask(VocabSize: 16, SegmentLength: 8, MinSegmentLength: 3, MaxGap: 6, RandomOffset: true);
+        Assert.Equal(1 + 2 * 8 + 6, task.Length);
+        using var batch = task.Generate(60, seed: 8);
+        var (gaps, firstStarts, secondEnds) = (new HashSet<int>(), new HashSet<int>(), new HashSet<int>());
+        foreach (var (row, labels) in Rows(batch.Tokens).Zip(Rows(batch.Labels)))
+        {
+            Assert.Equal(InductionTask.BosToken, row[0]);
+            Assert.DoesNotContain(InductionTask.BosToken, row.Skip(1));
+            var scored = Enumerable.Range(0, row.Length).Where(t => labels[t] != TokenBatch.Ignore).ToArray();
+            int ln = scored.Length + 1, sn = scored[0];
+            Assert.InRange(ln, 3, 8);
+            Assert.Equal(Enumerable.Range(sn, ln - 1), scored);
+            int on = Enumerable.Range(1, sn - ln).Last(o => row.Skip(o).Take(ln).SequenceEqual(row.Skip(sn).Take(ln)));   // the earlier copy
+            int gap = sn - on - ln;
+            Assert.InRange(gap, 0, 6);                                                     // g_n random tokens between the copies
+            Assert.Equal(ln, row.Skip(on).Take(ln).Distinct().Count());
+            foreach (var t in scored) Assert.Equal(row[t + 1], labels[t]);
+            gaps.Add(gap); firstStarts.Add(on); secondEnds.Add(sn + ln - 1);
+        }
+        Assert.True(gaps.Count >= 5, $"gaps drawn: {string.Join(", ", gaps)}");
+        Assert.True(firstStarts.Contains(1) && firstStarts.Count >= 8, $"first copy starts: {string.Join(", ", firstStarts)}");
+        Assert.True(secondEnds.Count >= 8, $"the second copy must not always end the sequence; ends: {string.Join(", ", secondEnds)}");
+        Assert.Equal("MaxGap", Assert.Throws<ArgumentException>(() => (task with { MaxGap = -1 }).Generate(1, 0)).ParamName);
+    }
+
     [Theory]
     [InlineData(0.0)]
     [InlineData(0.5)]
