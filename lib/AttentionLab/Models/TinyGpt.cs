@@ -46,7 +46,7 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
             using (torch.no_grad()) nn.init.normal_(pos_embed.weight!, 0, 0.02);
         }
         if (config.Positions is PositionKind.Learned or PositionKind.Sinusoidal) hook_pos_embed = new HookPoint();
-        if (config.Attention == AttentionKind.Register) register = nn.Parameter(torch.randn(config.DModel) * 0.02);
+        if (config.Attention == AttentionKind.Register) register = nn.Parameter(torch.randn(config.DModel).mul_(0.02));
         blocks = new ModuleList<TinyGptBlock>();
         for (int layer = 0; layer < config.Layers; layer++) blocks.Add(new TinyGptBlock(config, mixers(layer)));
         ln_final = new HookedLayerNorm(config.DModel);

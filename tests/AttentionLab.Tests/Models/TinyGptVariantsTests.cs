@@ -141,6 +141,21 @@ public class TinyGptVariantsTests
     }
 
     [Fact]
+    public void StreamingWithAnEvictingCacheOwnsItsTensors()
+    {
+        torch.manual_seed(66);
+        using var model = new TinyGpt(Config(AttentionKind.Register));
+        using var x = torch.randint(0, 11, new long[] { 2, 20 });
+        void Use()
+        {
+            using var _ = torch.no_grad();
+            using var state = model.NewState(2, layer => layer == 0 ? KvPolicy.SinkWindow(window: 5, nSink: 2) : KvPolicy.H2O(heavy: 3, recent: 4));
+            for (int t = 0; t < 20; t++) { using var xt = x.select(1, t); model.Step(xt, state).Dispose(); }
+        }
+        LeakCheck.AssertNoLeak(Use, "TinyGpt streaming through evicting caches");
+    }
+
+    [Fact]
     public void EvictingPoliciesRefuseAbsolutePositionEmbeddings()
     {
         using var model = new TinyGpt(Config(AttentionKind.Softmax, PositionKind.Learned));
