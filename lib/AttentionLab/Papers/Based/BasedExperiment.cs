@@ -27,7 +27,7 @@ public static class BasedExperiment
                 new MqarModel(BasedLayerKind.Attention), new MqarModel(BasedLayerKind.LinearAttention, 4), new MqarModel(BasedLayerKind.LinearAttention, 16),
                 new MqarModel(BasedLayerKind.SlidingWindow, 8), new MqarModel(BasedLayerKind.SlidingWindow, 16),
             },
-            DecodeLength: 1024, DecodeWindow: 128, PrefillLengths: new[] { 256, 512, 1024 }, PrefillRepeats: 2, MaxReferenceLength: 1024, Seed: 0);
+            DecodeLength: 512, DecodeWindow: 64, PrefillLengths: new[] { 256, 512, 1024 }, PrefillRepeats: 2, MaxReferenceLength: 1024, Seed: 0);
 
         public static Config Full => new(new[] { 4, 8, 16, 24, 32, 48 }, new[] { 32, 64, 128, 256 }, new[] { 8, 16, 32, 64, 128 }, 100,
             new BasedMqar.Settings(Vocab: 8192, SeqLen: 256, Pairs: 32, DModel: 128, Steps: 4000, BatchSize: 256, LearningRate: 3e-3, TestCount: 1000, Seed: 0),
