@@ -1,0 +1,114 @@
+using AttentionLab.Attention;
+using AttentionLab.Core;
+using AttentionLab.Models;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Papers.Based;
+
+/// <summary>
+/// BASED's local mixer: exact causal softmax attention over the last <see cref="Window"/> tokens (zoology
+/// <c>slide_attn.py</c>, based <c>slide_attention.py</c>). x [B, T, d] → [B, T, d]. Streams with a KV cache that keeps
+/// only the last w keys and values, so its state is 2·w·d floats at most.
+/// </summary>
+/// <remarks>
+/// q, k, v = split(W_qkv x) [B, T, H, d/H];  y_t = W_O concat_h Σ_{t−w &lt; s ≤ t} softmax_s(q_t·k_s/√(d/H)) v_s
+/// (mask: <see cref="AttentionMasks.SlidingWindow"/>; no positions here — TinyGpt's embeddings carry them).
+/// </remarks>
+public sealed class SlidingWindowAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
+{
+    readonly Linear qkv, proj;
+
+    /// <param name="dModel">d.</param>
+    /// <param name="heads">H; must divide d.</param>
+    /// <param name="window">w: keys p − w &lt; s ≤ p (BASED README: 64; the 360M config: 128).</param>
+    public SlidingWindowAttention(int dModel, int heads, int window = 64) : base(nameof(SlidingWindowAttention))
+    {
+        Guard.Positive(dModel, nameof(dModel));
+        Guard.Positive(heads, nameof(heads));
+        Guard.Positive(window, nameof(window));
+        if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
+        (DModel, Heads, Window) = (dModel, heads, window);
+        qkv = nn.Linear(dModel, 3 * dModel);
+        proj = nn.Linear(dModel, dModel);
+        RegisterComponents();
+    }
+
+    public int DModel { get; }
+    public int Heads { get; }
+    public int Window { get; }
+
+    /// <summary>Exact softmax over the last <paramref name="window"/> keys: q, k [B, T, H, D], v [B, T, H, Dv] → [B, T, H, Dv].</summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, int window)
+    {
+        Guard.Positive(window, nameof(window));
+        Guard.Rank(q, 4, nameof(q), "B, T, H, D");
+        Guard.Rank(k, 4, nameof(k), "B, T, H, D");
+        using var scope = NewDisposeScope();
+        var keep = AttentionMasks.SlidingWindow(q.shape[1], k.shape[1], window, q.device);   // p − w < s ≤ p
+        using var r = ReferenceAttention.Softmax(q, k, v, causal: false, mask: keep);
+        return r.Output.alias().MoveToOuterDisposeScope();
+    }
+
+    public override Tensor forward(Tensor x)
+    {
+        Guard.Rank(x, 3, nameof(x), "B, T, d");
+        Guard.Dim(x, 2, DModel, nameof(x), "width");
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Split(x);
+        return proj.call(Attend(q, k, v, Window).reshape(x.shape[0], x.shape[1], DModel)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Bytes of a full window's keys and values for <paramref name="batch"/> sequences (float32): 2·w·d·4.</summary>
+    public long StateBytes(long batch = 1) => batch * 2L * Window * DModel * sizeof(float);
+
+    public MixerState NewState(long batch, ScalarType dtype, Device device) => new WindowKvState(Window);
+
+    /// <summary>One token: append (k_t, v_t), drop what fell out of the window, attend over what is left.</summary>
+    public Tensor Step(Tensor xT, MixerState state)
+    {
+        Guard.Rank(xT, 2, nameof(xT), "B, d");
+        Guard.Dim(xT, 1, DModel, nameof(xT), "width");
+        if (state is not WindowKvState s) throw new ArgumentException($"state must come from SlidingWindowAttention.NewState, got {state?.GetType().Name}.", nameof(state));
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Split(xT.unsqueeze(1));                                            // [B, 1, H, Dh]
+        s.Append(k, v);
+        using var r = ReferenceAttention.Softmax(q, s.Keys!, s.Values!, causal: false);   // every kept key is visible
+        s.Advance();
+        return proj.call(r.Output.reshape(xT.shape[0], DModel)).MoveToOuterDisposeScope();
+    }
+
+    (Tensor Q, Tensor K, Tensor V) Split(Tensor x)
+    {
+        long b = x.shape[0], t = x.shape[1];
+        var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
+        return (parts[0], parts[1], parts[2]);
+    }
+}
+
+/// <summary>The last w keys and values [B, ≤w, H, Dh] (detached; decoding is inference).</summary>
+public sealed class WindowKvState : MixerState
+{
+    readonly int window;
+
+    public WindowKvState(int window) => this.window = window;
+    public Tensor? Keys { get; private set; }
+    public Tensor? Values { get; private set; }
+    public override long Bytes => Keys is null ? 0 : Keys.NumberOfElements * Keys.ElementSize + Values!.NumberOfElements * Values.ElementSize;
+
+    /// <summary>Appends k_t, v_t [B, 1, H, Dh] and keeps the last w.</summary>
+    public void Append(Tensor k, Tensor v)
+    {
+        using var scope = NewDisposeScope();
+        var keys = Keys is null ? k.detach() : torch.cat(new[] { Keys, k.detach() }, 1);
+        var values = Values is null ? v.detach() : torch.cat(new[] { Values, v.detach() }, 1);
+        long n = keys.shape[1], drop = Math.Max(0, n - window);
+        var nextK = keys.narrow(1, drop, n - drop).contiguous().DetachFromDisposeScope();
+        var nextV = values.narrow(1, drop, n - drop).contiguous().DetachFromDisposeScope();
+        Keys?.Dispose(); Values?.Dispose();
+        (Keys, Values) = (nextK, nextV);
+    }
+
+    public override void Dispose() { Keys?.Dispose(); Values?.Dispose(); }
+}

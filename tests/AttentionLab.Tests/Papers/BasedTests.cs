@@ -1,0 +1,282 @@
+using AttentionLab.Attention;
+using AttentionLab.Core;
+using AttentionLab.Models;
+using AttentionLab.Papers.Based;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Tests.Papers;
+
+/// <summary>BASED's forms against the naive twin (values, states, gradients), the mixers' streaming, and bad inputs.</summary>
+public class BasedTests
+{
+    public static TheoryData<int, int, int, int, int, int> Shapes => new()
+    {
+        { 1, 1, 1, 4, 3, 4 },      // T = 1
+        { 2, 7, 2, 3, 5, 4 },      // T not a multiple of the chunk, d′ odd
+        { 1, 13, 3, 5, 2, 8 },     // chunk does not divide T, d′ not a power of two
+        { 2, 16, 1, 6, 4, 16 },    // one full chunk
+        { 1, 33, 2, 4, 3, 5 },     // several chunks + tail
+    };
+
+    static (Tensor q, Tensor k, Tensor v) Inputs(int b, int t, int h, int d, int dv, ScalarType dtype, double spread = 1)
+    {
+        var q = torch.randn(b, t, h, d, dtype: dtype) * spread;
+        var k = torch.randn(b, t, h, d, dtype: dtype) * spread;
+        var v = torch.randn(b, t, h, dv, dtype: dtype);
+        return (q, k, v);
+    }
+
+    static IEnumerable<(string Name, Func<Tensor, Tensor, Tensor, Tensor> Form)> Forms(int chunk) => new (string, Func<Tensor, Tensor, Tensor, Tensor>)[]
+    {
+        ("parallel/packed", (q, k, v) => BasedAttention.Linear(LinearForm.Parallel, q, k, v).Output),
+        ("recurrent/packed", (q, k, v) => BasedAttention.Linear(LinearForm.Recurrent, q, k, v).Output),
+        ("chunked/packed", (q, k, v) => BasedAttention.Linear(LinearForm.Chunked, q, k, v, chunkSize: chunk).Output),
+        ("chunked/full", (q, k, v) => BasedAttention.Linear(LinearForm.Chunked, q, k, v, packSymmetric: false, chunkSize: chunk).Output),
+        ("taylor-chunked (fla)", (q, k, v) => BasedAttention.TaylorChunked(q, k, v, chunk).Output),
+    };
+
+    [Fact]
+    public void FeatureMapGivesTheTaylorKernelPackedOrNot()
+    {
+        torch.manual_seed(1);
+        using var scope = NewDisposeScope();
+        var q = torch.randn(5, 16, dtype: float64);
+        var k = torch.randn(7, 16, dtype: float64);
+        var s = q.matmul(k.t()) / 4.0;                                              // s = q·k/√16
+        var expected = 1 + s + s * s / 2;
+        foreach (bool packed in new[] { false, true })
+        {
+            var map = FeatureMaps.Taylor(16, packed);
+            AssertClose.Tensors(map.Apply(q).matmul(map.Apply(k).t()), expected, atol: 1e-12, rtol: 1e-12, what: $"packed={packed}");
+        }
+        AssertClose.Tensors(BasedAttention.Kernel(q, k), expected, atol: 1e-12, rtol: 1e-12, what: "Kernel");
+        Assert.Equal(1 + 16 + 136, FeatureMaps.Taylor(16, true).FeatureDim);
+        Assert.True(BasedAttention.Kernel(q, k).min().item<double>() >= 0.5);      // 1 + s + s²/2 ≥ 1/2
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void AllFormsAgreeWithTheNaiveTwinInFloat64(int b, int t, int h, int d, int dv, int chunk)
+    {
+        torch.manual_seed(100 + t);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Inputs(b, t, h, d, dv, float64, spread: 1.5);
+        var naive = BasedAttention.Naive(q, k, v);
+        foreach (var (name, form) in Forms(chunk))
+            AssertClose.Tensors(form(q, k, v), naive, atol: 1e-10, rtol: 1e-10, what: name);
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void Float32FormsMatchTheFloat64Twin(int b, int t, int h, int d, int dv, int chunk)
+    {
+        torch.manual_seed(200 + t);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Inputs(b, t, h, d, dv, float32);
+        var reference = BasedAttention.Naive(q.to(float64), k.to(float64), v.to(float64));
+        foreach (var (name, form) in Forms(chunk).Append(("naive float32", (q, k, v) => BasedAttention.Naive(q, k, v))))
+        {
+            var o = form(q, k, v);
+            Assert.Equal(ScalarType.Float32, o.dtype);
+            var err = ErrorStats.Of(o, reference);
+            Assert.True(err.RmsRelative < 1e-5, $"{name}: {err}");
+        }
+    }
+
+    [Fact]
+    public void FinalStatesAgreeAndCarryOver()
+    {
+        torch.manual_seed(3);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Inputs(2, 23, 2, 5, 3, float64);
+        var whole = BasedAttention.Naive(q, k, v);
+        var engine = BasedAttention.Linear(LinearForm.Chunked, q, k, v, packSymmetric: false, chunkSize: 4);
+        var fla = BasedAttention.TaylorChunked(q, k, v, chunkSize: 6);
+        AssertClose.Tensors(fla.FinalState.S, engine.FinalState.S, atol: 1e-10, rtol: 1e-10, what: "S");
+        AssertClose.Tensors(fla.FinalState.Z!, engine.FinalState.Z!, atol: 1e-10, rtol: 1e-10, what: "z");
+
+        // split at 10: the first half's state (from either implementation) continues the second half in the other
+        Tensor Half(Tensor x, bool first) => first ? x.narrow(1, 0, 10) : x.narrow(1, 10, 13);
+        var a = BasedAttention.TaylorChunked(Half(q, true), Half(k, true), Half(v, true), chunkSize: 4);
+        var bEngine = BasedAttention.Linear(LinearForm.Recurrent, Half(q, false), Half(k, false), Half(v, false), a.FinalState, packSymmetric: false);
+        AssertClose.Tensors(torch.cat(new[] { a.Output, bEngine.Output }, 1), whole, atol: 1e-10, rtol: 1e-10, what: "fla → engine");
+        var c = BasedAttention.Linear(LinearForm.Parallel, Half(q, true), Half(k, true), Half(v, true), packSymmetric: false);
+        var dFla = BasedAttention.TaylorChunked(Half(q, false), Half(k, false), Half(v, false), chunkSize: 5, h0: c.FinalState);
+        AssertClose.Tensors(torch.cat(new[] { c.Output, dFla.Output }, 1), whole, atol: 1e-10, rtol: 1e-10, what: "engine → fla");
+        AssertClose.Tensors(dFla.FinalState.S, engine.FinalState.S, atol: 1e-10, rtol: 1e-10, what: "S after the split run");
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void GradientsAgreeAcrossForms(int b, int t, int h, int d, int dv, int chunk)
+    {
+        torch.manual_seed(300 + t);
+        using var scope = NewDisposeScope();
+        var (q0, k0, v0) = Inputs(b, t, h, d, dv, float64);
+        var weight = torch.randn(b, t, h, dv, dtype: float64);                      // loss = Σ weight · o
+        var forms = Forms(chunk).Prepend(("naive", (q, k, v) => BasedAttention.Naive(q, k, v)));
+        Tensor[]? expected = null;
+        foreach (var (name, form) in forms)
+        {
+            var (q, k, v) = (q0.clone().requires_grad_(), k0.clone().requires_grad_(), v0.clone().requires_grad_());
+            (form(q, k, v) * weight).sum().backward();
+            var grads = new[] { q, k, v }.Select(x => x.grad ?? torch.zeros_like(x)).ToArray();
+            if (expected is null) { expected = grads; continue; }
+            for (int i = 0; i < 3; i++)
+                AssertClose.Tensors(grads[i], expected[i], atol: 1e-9, rtol: 1e-9, what: $"{name} d/d{"qkv"[i]}");
+        }
+    }
+
+    [Fact]
+    public void OutputsAreCausalAndWeightsAreRowNormalised()
+    {
+        torch.manual_seed(4);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Inputs(1, 12, 2, 4, 3, float64);
+        var (q2, k2, v2) = (q.clone(), k.clone(), v.clone());
+        q2[0, 8] = torch.randn(2, 4, dtype: float64); k2[0, 9] = torch.randn(2, 4, dtype: float64); v2[0, 11] = torch.randn(2, 3, dtype: float64);
+        foreach (var (name, form) in Forms(5))
+            AssertClose.Tensors(form(q2, k2, v2).narrow(1, 0, 8), form(q, k, v).narrow(1, 0, 8), atol: 1e-12, rtol: 1e-12, what: $"{name}: prefix");
+        var w = BasedAttention.Weights(q, k);
+        AssertClose.Tensors(w.sum(-1), torch.ones(1, 2, 12, dtype: float64), atol: 1e-10, rtol: 0, what: "row sums");
+        Assert.Equal(0.0, w.triu(1).abs().max().item<double>());
+        Assert.True(w.tril().masked_select(AttentionMasks.Causal(12, 12)).min().item<double>() > 0);   // K ≥ 1/2 on every visible pair
+    }
+
+    static TinyGptConfig SmallConfig => new(Layers: 5, DModel: 12, Heads: 2, MlpRatio: 2, VocabSize: 23, Positions: PositionKind.Learned, MaxLength: 32);
+
+    [Fact]
+    public void PaperStackStepReproducesForward()
+    {
+        torch.manual_seed(5);
+        using var scope = NewDisposeScope();
+        using var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M, new BasedMixerConfig(FeatureDim: 5, Window: 4, ConvKernel: 3));
+        var x = torch.randint(0, 23, new long[] { 2, 15 });
+        using var _ = torch.no_grad();
+        var full = model.call(x);
+        using var state = model.NewState(batch: 2);
+        var steps = Enumerable.Range(0, 15).Select(t => model.Step(x.select(1, t), state)).ToArray();
+        AssertClose.Tensors(torch.stack(steps, 1), full, atol: 2e-5, rtol: 2e-5, what: "Step vs Forward");
+        Assert.Equal(15, state.Position);
+        Assert.IsType<BaseConv>(model.Blocks[0].Mixer);
+        Assert.IsType<BasedLinearAttention>(model.Blocks[1].Mixer);
+        Assert.IsType<SlidingWindowAttention>(model.Blocks[2].Mixer);
+    }
+
+    [Fact]
+    public void MixerStepsMatchForwardAndStateSizesAreBounded()
+    {
+        torch.manual_seed(6);
+        using var scope = NewDisposeScope();
+        using var _ = torch.no_grad();
+        var x = torch.randn(2, 19, 12);
+        var mixers = new (nn.Module<Tensor, Tensor> Mixer, long FinalBytes)[]
+        {
+            (new BasedLinearAttention(12, featureDim: 3, heads: 3) { Form = LinearForm.Chunked }, 2L * 3 * (1 + 3 + 6) * (4 + 1) * 4),
+            (new SlidingWindowAttention(12, 2, window: 5), 2L * 2 * 5 * 12 * 4),
+            (new BaseConv(12, kernel: 4), 2L * 3 * 12 * 4),
+        };
+        foreach (var (mixer, finalBytes) in mixers)
+        {
+            var streaming = (IStreamingMixer)mixer;
+            var full = mixer.call(x);
+            using var state = streaming.NewState(2, float32, CPU);
+            var steps = Enumerable.Range(0, 19).Select(t => streaming.Step(x.select(1, t), state)).ToArray();
+            AssertClose.Tensors(torch.stack(steps, 1), full, atol: 1e-5, rtol: 1e-5, what: mixer.GetType().Name);
+            Assert.Equal(finalBytes, state.Bytes);
+            Assert.Equal(19, state.Position);
+        }
+        Assert.Equal(2L * 3 * (1 + 3 + 6) * (4 + 1) * 4, ((BasedLinearAttention)mixers[0].Mixer).StateBytes(2));
+        Assert.Equal(2L * 2 * 5 * 12 * 4, ((SlidingWindowAttention)mixers[1].Mixer).StateBytes(2));
+        Assert.Equal(2L * 3 * 12 * 4, ((BaseConv)mixers[2].Mixer).StateBytes(2));
+    }
+
+    [Fact]
+    public void SlidingWindowIsSoftmaxInsideTheWindowAndBaseConvIsACausalConvolution()
+    {
+        torch.manual_seed(7);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Inputs(1, 9, 2, 4, 3, float64);
+        using var full = ReferenceAttention.Softmax(q, k, v, causal: true);
+        AssertClose.Tensors(SlidingWindowAttention.Attend(q, k, v, window: 9), full.Output, atol: 1e-12, rtol: 1e-12, what: "w = T");
+        var w3 = SlidingWindowAttention.Attend(q, k, v, window: 3);
+        for (int t = 0; t < 9; t++)                                                  // each row: softmax over its own last 3 keys
+        {
+            int from = Math.Max(0, t - 2);
+            using var r = ReferenceAttention.Softmax(q.narrow(1, t, 1), k.narrow(1, from, t - from + 1), v.narrow(1, from, t - from + 1));
+            AssertClose.Tensors(w3.narrow(1, t, 1), r.Output, atol: 1e-12, rtol: 1e-12, what: $"row {t}");
+        }
+
+        using var conv = new BaseConv(4, kernel: 3);
+        var u = torch.randn(2, 6, 4);
+        var y = conv.Convolve(u);
+        var wts = conv.parameters().First();                                        // w [d, 1, k]
+        var bias = conv.parameters().Skip(1).First();
+        for (int t = 0; t < 6; t++)
+        {
+            var expected = bias.clone();
+            for (int j = 0; j < 3; j++)
+            {
+                int src = t - 2 + j;
+                if (src >= 0) expected = expected + wts[.., 0, j] * u[.., src];
+            }
+            AssertClose.Tensors(y[.., t], expected, atol: 1e-6, rtol: 1e-6, what: $"conv t={t}");
+        }
+    }
+
+    [Fact]
+    public void BadInputsNameTheArgument()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Inputs(2, 5, 2, 4, 3, float32);
+        var e = Assert.Throws<ArgumentException>(() => BasedAttention.Naive(q, k.flatten(0, 1), v));
+        Assert.Equal("k", e.ParamName);
+        Assert.Contains("[10, 2, 4]", e.Message);
+        Assert.Equal("v", Assert.Throws<ArgumentException>(() => BasedAttention.TaylorChunked(q, k, torch.randn(2, 6, 2, 3))).ParamName);
+        Assert.Equal("k", Assert.Throws<ArgumentException>(() => BasedAttention.Linear(LinearForm.Chunked, q, k.to(float64), v)).ParamName);
+        Assert.Equal("q", Assert.Throws<ArgumentException>(() => BasedAttention.Linear(LinearForm.Parallel, q.flatten(2, 3), k, v)).ParamName);
+        Assert.Equal("chunkSize", Assert.Throws<ArgumentException>(() => BasedAttention.TaylorChunked(q, k, v, chunkSize: 0)).ParamName);
+        Assert.Equal("h0", Assert.Throws<ArgumentException>(() => BasedAttention.TaylorChunked(q, k, v, h0: LinearState.Zeros(2, 2, 5, 3, true))).ParamName);
+        Assert.Equal("k", Assert.Throws<ArgumentException>(() => BasedAttention.Kernel(torch.randn(3, 4), torch.randn(3, 5))).ParamName);
+
+        using var layer = new BasedLinearAttention(8, featureDim: 4, heads: 2);
+        var e2 = Assert.Throws<ArgumentException>(() => layer.call(torch.randn(1, 4, 6)));
+        Assert.Equal("x", e2.ParamName);
+        Assert.Contains("[1, 4, 6]", e2.Message);
+        using var swa = new SlidingWindowAttention(8, 2, 4);
+        using var foreign = swa.NewState(1, float32, CPU);
+        Assert.Equal("state", Assert.Throws<ArgumentException>(() => layer.Step(torch.randn(1, 8), foreign)).ParamName);
+        Assert.Equal("xT", Assert.Throws<ArgumentException>(() => swa.Step(torch.randn(1, 7), foreign)).ParamName);
+        Assert.Equal("heads", Assert.Throws<ArgumentException>(() => new BasedLinearAttention(8, 4, heads: 3)).ParamName);
+        Assert.Equal("u", Assert.Throws<ArgumentException>(() => new BaseConv(8).call(torch.randn(2, 8))).ParamName);
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SlidingWindowAttention(8, 2, window: 0));
+        Assert.Equal("pattern", Assert.Throws<ArgumentException>(() => BasedStack.Mixers(SmallConfig, Array.Empty<BasedLayerKind>())).ParamName);
+    }
+
+    [Fact]
+    public void NoTensorsLeakAcrossForwardBackwardAndStep()
+    {
+        torch.manual_seed(8);
+        using var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M, new BasedMixerConfig(FeatureDim: 4, Window: 3));
+        using var x = torch.randint(0, 23, new long[] { 2, 9 });
+        LeakCheck.AssertNoLeak(() =>
+        {
+            using (var scope = NewDisposeScope())
+            {
+                model.zero_grad();
+                model.call(x).square().mean().backward();
+            }
+            using (var scope = NewDisposeScope())
+            using (torch.no_grad())
+            using (var state = model.NewState(2))
+                for (int t = 0; t < 9; t++) model.Step(x.select(1, t), state);
+            using (var scope = NewDisposeScope())
+            {
+                var (q, k, v) = Inputs(1, 7, 2, 3, 2, float32);
+                q.requires_grad_();
+                (BasedAttention.TaylorChunked(q, k, v, 3).Output.sum() + BasedAttention.Naive(q, k, v).sum()).backward();
+            }
+        }, "BASED forward/backward/step");
+    }
+}
