@@ -23,8 +23,8 @@ public static class SinkExperiment
         double LearningRate, int WarmupSteps, int EvalEvery, int EvalBatch, AttentionKind[] Variants, int[] Seeds,
         int StreamFactor, int SinkTokens, int[] SweepBudgets, double Epsilon = 0.3)
     {
-        public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 4, MlpRatio: 2, SeqLen: 64, BatchSize: 16, Steps: 120,
-            LearningRate: 3e-3, WarmupSteps: 12, EvalEvery: 20, EvalBatch: 16, Variants: Enum.GetValues<AttentionKind>(),
+        public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 4, MlpRatio: 2, SeqLen: 64, BatchSize: 16, Steps: 100,
+            LearningRate: 3e-3, WarmupSteps: 10, EvalEvery: 20, EvalBatch: 16, Variants: Enum.GetValues<AttentionKind>(),
             Seeds: new[] { 0 }, StreamFactor: 4, SinkTokens: 4, SweepBudgets: new[] { 8, 32 });
 
         public static Config Full => new(Layers: 4, DModel: 128, Heads: 8, MlpRatio: 4, SeqLen: 256, BatchSize: 32, Steps: 20000,
