@@ -27,7 +27,7 @@ public class LightningExperimentTests(ITestOutputHelper output)
             Assert.Equal(expected, result.Of(m).Count);
         }
         Assert.All(result.Speed, r => Assert.Equal(config.TokensPerBatch, r.Batch * r.SeqLen));
-        Assert.Equal(new[] { "n", "batch", "method", "ms", "tokens_per_s", "ms_per_seq", "bytes" }, result.ToDataFrame().Columns.Select(c => c.Name));
+        Assert.Equal(new[] { "n", "batch", "method", "ms", "median_ms", "tokens_per_s", "ms_per_seq", "bytes" }, result.ToDataFrame().Columns.Select(c => c.Name));
         // the LMs trained on the same batches; TNL decodes with a constant state, the softmax KV cache grows
         Assert.Equal(2, result.Lms.Count);
         Assert.All(result.Lms, l => Assert.Equal(config.LmSteps, l.TrainLoss.Count));

@@ -65,16 +65,20 @@ public sealed record LightningResult(
     /// <summary>The smallest n where <paramref name="method"/> is faster than <paramref name="baseline"/> (null: never, at these lengths).</summary>
     public int? Crossover(string method, string baseline)
     {
-        var b = Of(baseline).ToDictionary(r => r.SeqLen, r => r.Time.MedianMs);
-        return Of(method).Where(r => b.TryGetValue(r.SeqLen, out double ms) && r.Time.MedianMs < ms).Select(r => (int?)r.SeqLen).FirstOrDefault();
+        var b = Of(baseline).ToDictionary(r => r.SeqLen, r => r.Ms);
+        return Of(method).Where(r => b.TryGetValue(r.SeqLen, out double ms) && r.Ms < ms).Select(r => (int?)r.SeqLen).FirstOrDefault();
     }
 
-    /// <summary>The speed sweep: columns n, batch, method, ms, tokens_per_s, ms_per_seq, bytes (peak RSS growth; empty where not measured).</summary>
+    /// <summary>
+    /// The speed sweep: columns n, batch, method, ms (best of the repeats), median_ms, tokens_per_s and ms_per_seq (from the
+    /// best time), bytes (peak RSS growth of one call; empty where not measured).
+    /// </summary>
     public DataFrame ToDataFrame() => new(
         new Int32DataFrameColumn("n", Speed.Select(r => r.SeqLen)),
         new Int32DataFrameColumn("batch", Speed.Select(r => r.Batch)),
         new StringDataFrameColumn("method", Speed.Select(r => r.Method)),
-        new DoubleDataFrameColumn("ms", Speed.Select(r => Math.Round(r.Time.MedianMs, 2))),
+        new DoubleDataFrameColumn("ms", Speed.Select(r => Math.Round(r.Ms, 2))),
+        new DoubleDataFrameColumn("median_ms", Speed.Select(r => Math.Round(r.Time.MedianMs, 2))),
         new DoubleDataFrameColumn("tokens_per_s", Speed.Select(r => Math.Round(r.TokensPerSecond))),
         new DoubleDataFrameColumn("ms_per_seq", Speed.Select(r => Math.Round(r.MsPerSequence, 3))),
         new Int64DataFrameColumn("bytes", Speed.Select(r => r.PeakBytes)));
