@@ -12,6 +12,7 @@ using TorchSharp;
 const string usage = "usage: AttentionLab.Bench reference-vs-sdpa [--lengths 256,512,1024,2048,4096] [--batch 1] [--heads 4] [--dim 64] " +
                      "[--warmup 1] [--repeats 3] [--threads 1] [--device cpu|cuda] [--no-causal] [--no-memory]";
 if (args.Length > 0 && args[0] == "based") return BasedCommand.Run(args[1..]);
+if (args.Length > 0 && args[0] == "lightning") return AttentionLab.Bench.Commands.LightningCommand.Run(args);   // P39, see LightningCommand.cs
 if (args.Length == 0 || args[0] != "reference-vs-sdpa") { Console.Error.WriteLine(usage); return 2; }
 
 var options = new Dictionary<string, string>();

@@ -98,6 +98,17 @@ public sealed class TextCorpus
         return Windows(new[] { lo + offset }, length, bos, device);
     }
 
+    /// <summary>
+    /// Cross-entropy (nats) of the validation characters under the training split's character frequencies: what a model
+    /// that ignores context reaches. A character unseen in training gets probability 1 / TrainLength.
+    /// </summary>
+    public double UnigramLoss()
+    {
+        var counts = Text[..TrainLength].GroupBy(c => c).ToDictionary(g => g.Key, g => (double)g.Count());
+        double total = TrainLength;
+        return Text[TrainLength..].Average(c => -Math.Log(counts.TryGetValue(c, out double n) ? n / total : 1 / total));
+    }
+
     (int Lo, int Hi) Range(CorpusSplit split) => split switch
     {
         CorpusSplit.Train => (0, TrainLength),

@@ -94,7 +94,7 @@ public class SinkExperimentTests
         Assert.NotNull(result.SinkRateCurves());
         Assert.NotNull(result.CacheSweepChart());
         Assert.NotNull(result.StreamingChart(AttentionKind.Register));
-        Assert.True(SinkExperiment.UnigramLoss(Corpus) is > 2.5 and < 3.5);
+        Assert.True(Corpus.UnigramLoss() is > 2.5 and < 3.5);
     }
 
     [Fact]

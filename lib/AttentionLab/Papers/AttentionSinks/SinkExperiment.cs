@@ -69,7 +69,7 @@ public static class SinkExperiment
                 progress?.Report($"{kind}, seed {seed}: training {config.Steps} steps");
                 runs.Add(RunOne(config, corpus, kind, seed, device, progress));
             }
-        return new SinkResult(config, runs, UnigramLoss(corpus), clock.Elapsed);
+        return new SinkResult(config, runs, corpus.UnigramLoss(), clock.Elapsed);
     }
 
     static VariantRun RunOne(Config config, TextCorpus corpus, AttentionKind kind, int seed, Device device, IProgress<string>? progress)
@@ -120,17 +120,6 @@ public static class SinkExperiment
             return new SinkMeasurement(eval.Loss(logits).item<float>(), Rows(scores), HeadScores.SinkRate(scores, epsilon),
                 scores.max().item<double>(), SinkMeasurements.MassiveActivation(cache), Rows(ratio), head, pattern, nowhere, gateClosed);
         }
-    }
-
-    /// <summary>Cross-entropy of the training split's character frequencies: what a model that ignores context reaches.</summary>
-    public static double UnigramLoss(TextCorpus corpus)
-    {
-        ArgumentNullException.ThrowIfNull(corpus);
-        var train = corpus.Text[..corpus.TrainLength];
-        var counts = train.GroupBy(c => c).ToDictionary(g => g.Key, g => (double)g.Count());
-        var valid = corpus.Text[corpus.TrainLength..];
-        double total = train.Length, unseen = 1.0 / total;
-        return valid.Average(c => -Math.Log(counts.TryGetValue(c, out double n) ? n / total : unseen));
     }
 
     static Dictionary<string, double[]> Stream(TinyGpt model, TextCorpus corpus, Config config, Device device)

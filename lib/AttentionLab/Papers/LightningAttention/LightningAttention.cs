@@ -1,0 +1,216 @@
+using AttentionLab.Attention;
+using AttentionLab.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Papers.LightningAttention;
+
+/// <summary>
+/// Lightning Attention-2 (Qin et al., ICML 2024): causal linear attention with a fixed per-head decay, computed in tiles —
+/// a masked quadratic product inside each block (left product), a carried d×d state between blocks (right product) —
+/// so no sequence-wide cumulative sum is ever formed. Layout [B, T, H, D] like the shared engine.
+/// </summary>
+/// <remarks>
+/// Output (no softmax, no normaliser, no 1/√d):  o_t = Σ_{s≤t} λ^{t−s} (q_t·k_s) v_s,   λ_h = e^{−a_h} = e^{log λ_h}.
+/// Recurrence: S_t = λ S_{t−1} + k_tᵀ v_t,  o_t = q_t S_t.
+/// Tiled (block size B, block i covers positions iB … iB + B − 1, j the position inside the block), as the Triton
+/// kernel <c>lightning_attn2.py</c> writes it:
+///   O_intra = [(Q_i K_iᵀ) ⊙ D] V_i,          D_{jl} = λ^{j−l} (j ≥ l), 0 otherwise      (left product)
+///   O_inter = diag(λ^{j}) · Q_i · KV_(i),      KV_(i) = Σ_{s&lt;iB} λ^{iB−s} k_sᵀ v_s      (right product)
+///   KV_(i+1) = λ^{B} · KV_(i) + (diag(λ^{B−j}) K_i)ᵀ V_i
+/// check: λ^{j} · λ^{iB−s} = λ^{t−s} for t = iB + j. The kernel's KV_(i) is the state decayed to the block's first
+/// position, one factor λ more than the engine's state after the previous token (Algorithm 1 of the paper writes
+/// Λ = diag(λ, …, λ^B) and λ^B Λ^{−1} instead — the same numbers with both offsets shifted by one).
+/// <see cref="Tiled"/> is that loop; <see cref="Forward"/> is the shared engine's chunked form (all intra blocks in one
+/// batched matmul, Algorithm 1's offsets); <see cref="Naive"/> is the masked quadratic reference
+/// (<c>lightning_attn/ops/torch/linear_attention.py</c>); <see cref="Recurrent"/> the token loop. All four return the
+/// same output and the same final state hT = S_{T−1} (the engine's convention, so it continues any of them).
+/// </remarks>
+public static class LightningAttention
+{
+    /// <summary>The Triton kernel's block size.</summary>
+    public const int DefaultBlock = 64;
+
+    /// <summary>
+    /// The fast form: the shared engine's chunked linear attention (<see cref="LinearAttention.Chunked"/>) with the
+    /// identity feature map, no normaliser and scale 1 — a thin wrapper.
+    /// </summary>
+    /// <param name="q">[B, T, H, D]</param>
+    /// <param name="k">[B, T, H, D]</param>
+    /// <param name="v">[B, T, H, Dv]</param>
+    /// <param name="logDecay">log λ_h [H] (≤ 0; −a_h of <see cref="DecaySchedules"/>); null: no decay (plain causal linear attention).</param>
+    /// <param name="block">block (chunk) length B &gt; 0; need not divide T.</param>
+    /// <param name="h0">state before the first token S_{−1} [B, H, D, Dv]; null: zero.</param>
+    public static LinearAttentionResult Forward(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, int block = DefaultBlock, LinearState? h0 = null)
+    {
+        CheckBlock(block);
+        return LinearAttention.Chunked(q, k, v, logDecay, h0, new LinearAttentionOptions { ChunkSize = block });
+    }
+
+    /// <summary>The token loop S_t = λ S_{t−1} + k_tᵀ v_t, o_t = q_t S_t (the engine's recurrent form). Arguments as <see cref="Forward"/>.</summary>
+    public static LinearAttentionResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null) =>
+        LinearAttention.Recurrent(q, k, v, logDecay, h0);
+
+    /// <summary>
+    /// Lightning Attention-2's forward loop as the kernel runs it: T padded with zeros to a multiple of the block
+    /// (zero keys and values add nothing to the state, padded outputs are dropped), then per block the intra (masked
+    /// left product) and inter (state right product) parts and the state update with λ^B, λ^{j}, λ^{B−j}. Differentiable
+    /// (autograd through the loop). Arguments as <see cref="Forward"/>.
+    /// </summary>
+    public static LinearAttentionResult Tiled(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, int block = DefaultBlock, LinearState? h0 = null)
+    {
+        Validate(q, k, v, logDecay, h0);
+        CheckBlock(block);
+        using var scope = NewDisposeScope();
+        var acc = LinearAttention.AccumulationDtype(q.dtype);
+        long b = q.shape[0], t = q.shape[1], h = q.shape[2], d = q.shape[3], dv = v.shape[3];
+        long blocks = (t + block - 1) / block, pad = blocks * block - t;
+        var (qh, kh, vh) = (Heads(q, acc, pad), Heads(k, acc, pad), Heads(v, acc, pad));         // [B, H, N·B, ·], zero-padded
+        var ld = LinearAttention.HeadLogDecay(logDecay, acc);                                     // log λ [1, H, 1, 1] or null
+        var f = BlockFactors(ld, block, acc, q.device);
+        var kv = h0 is null ? torch.zeros(new[] { b, h, d, dv }, dtype: acc, device: q.device)
+            : Decay(h0.S.to(acc), ld, 1);                                                         // KV_(0) = λ·S_{−1}
+        var outputs = new Tensor[blocks];
+        Tensor? hT = null;
+        for (long i = 0; i < blocks; i++)
+        {
+            var (qi, ki, vi) = (qh.narrow(2, i * block, block), kh.narrow(2, i * block, block), vh.narrow(2, i * block, block));
+            var intra = (qi.matmul(ki.transpose(-2, -1)) * f.Diag).matmul(vi);                   // [(Q_i K_iᵀ) ⊙ D] V_i
+            var inter = qi.matmul(kv) * f.QDecay;                                                 // diag(λ^j) Q_i KV_(i)
+            outputs[i] = intra + inter;
+            if (i < blocks - 1)
+                kv = f.BlockDecay * kv + (ki * f.KDecay).transpose(-2, -1).matmul(vi);           // KV_(i+1) = λ^B KV_(i) + (λ^{B−j} K_i)ᵀ V_i
+            else
+            {
+                long r = t - i * block;                                                           // real tokens in the last block
+                var kr = ki.narrow(2, 0, r);
+                var w = ld is null ? null : (torch.arange(r - 1, -1, -1, dtype: acc, device: q.device).unsqueeze(-1) * ld).exp(); // λ^{r−1−j}
+                hT = Decay(kv, ld, r - 1) + (w is null ? kr : kr * w).transpose(-2, -1).matmul(vi.narrow(2, 0, r)); // S_{T−1} = λ^{r−1} KV_(i) + Σ_j λ^{r−1−j} k_jᵀ v_j
+            }
+        }
+        var o = torch.cat(outputs, 2).narrow(2, 0, t).permute(0, 2, 1, 3).to(q.dtype).contiguous();   // drop the padding → [B, T, H, Dv]
+        return new LinearAttentionResult(o, new LinearState(hT!.contiguous())).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The naive twin: O = [(Q Kᵀ) ⊙ D] V over the whole sequence with D_ts = λ^{t−s} for t ≥ s and 0 above the diagonal
+    /// (built tril → exp → tril in log space), plus λ^{t+1} q_t S_{−1} from h0; hT = Σ_s λ^{T−1−s} k_sᵀ v_s + λ^T S_{−1}.
+    /// O(T²) memory; float64 stays float64. Arguments as <see cref="Forward"/>.
+    /// </summary>
+    public static LinearAttentionResult Naive(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null)
+    {
+        Validate(q, k, v, logDecay, h0);
+        using var scope = NewDisposeScope();
+        var acc = LinearAttention.AccumulationDtype(q.dtype);
+        long t = q.shape[1];
+        var (qh, kh, vh) = (Heads(q, acc, 0), Heads(k, acc, 0), Heads(v, acc, 0));                // [B, H, T, ·]
+        var ld = LinearAttention.HeadLogDecay(logDecay, acc) ?? torch.zeros(1, q.shape[2], 1, 1, dtype: acc, device: q.device); // no decay: log λ = 0
+        var mask = Mask(t, ld);                                                                    // D [1, H, T, T]
+        var o = (qh.matmul(kh.transpose(-2, -1)) * mask).matmul(vh);                               // [(Q Kᵀ) ⊙ D] V
+        var pos = torch.arange(t, dtype: acc, device: q.device).unsqueeze(-1);                     // t as a column
+        var toEnd = ((t - 1 - pos) * ld).exp();                                                     // λ^{T−1−s}
+        var s = (kh * toEnd).transpose(-2, -1).matmul(vh);                                          // Σ_s λ^{T−1−s} k_sᵀ v_s
+        if (h0 is not null)
+        {
+            var s0 = h0.S.to(acc);
+            o = o + qh.matmul(s0) * ((pos + 1) * ld).exp();                                          // + λ^{t+1} q_t S_{−1}
+            s = s + (ld * t).exp() * s0;                                                            // + λ^T S_{−1}
+        }
+        var output = o.permute(0, 2, 1, 3).to(q.dtype).contiguous();
+        return new LinearAttentionResult(output, new LinearState(s.contiguous())).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The decay mask D [H, L, L] of every head: D_ts = λ_h^{t−s} for t ≥ s, 0 above the diagonal (tril → exp → tril,
+    /// so strong decay underflows to 0 and never overflows). For heatmaps and tests.
+    /// </summary>
+    /// <param name="logDecay">log λ [H] (≤ 0).</param>
+    /// <param name="length">L &gt; 0.</param>
+    public static Tensor DecayMask(Tensor logDecay, long length)
+    {
+        Guard.Rank(logDecay, 1, nameof(logDecay), "H");
+        Guard.FloatingPoint(logDecay, nameof(logDecay));
+        Guard.Positive(length, nameof(length));
+        using var scope = NewDisposeScope();
+        var acc = LinearAttention.AccumulationDtype(logDecay.dtype);
+        return Mask(length, LinearAttention.HeadLogDecay(logDecay, acc)!).squeeze(0).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The block-level decay factors of <see cref="Tiled"/> for a block of B tokens (see <see cref="LightningBlockFactors"/>).</summary>
+    /// <param name="logDecay">log λ [H] (≤ 0).</param>
+    /// <param name="block">B &gt; 0.</param>
+    public static LightningBlockFactors BlockFactors(Tensor logDecay, int block)
+    {
+        Guard.Rank(logDecay, 1, nameof(logDecay), "H");
+        Guard.FloatingPoint(logDecay, nameof(logDecay));
+        CheckBlock(block);
+        using var scope = NewDisposeScope();
+        var acc = LinearAttention.AccumulationDtype(logDecay.dtype);
+        var f = BlockFactors(LinearAttention.HeadLogDecay(logDecay, acc), block, acc, logDecay.device);
+        return new LightningBlockFactors(f.BlockDecay.reshape(-1), f.QDecay.squeeze(-1).squeeze(0), f.KDecay.squeeze(-1).squeeze(0), f.Diag.squeeze(0))
+            .MoveToOuterDisposeScope();
+    }
+
+    /// <summary>λ^B [1, H, 1, 1], λ^{j} and λ^{B−j} [1, H, B, 1], D [1, H, B, B] (all ones / tril ones without decay).</summary>
+    static (Tensor BlockDecay, Tensor QDecay, Tensor KDecay, Tensor Diag) BlockFactors(Tensor? ld, int block, ScalarType acc, Device device)
+    {
+        var heads = ld?.shape[1] ?? 1;
+        var l = ld ?? torch.zeros(1, heads, 1, 1, dtype: acc, device: device);
+        var j = torch.arange(block, dtype: acc, device: device).unsqueeze(-1);                     // j = 0 … B−1 as a column
+        return ((l * block).exp(),                                                                  // λ^B
+                (j * l).exp(),                                                                      // λ^{j}
+                ((block - j) * l).exp(),                                                            // λ^{B−j}
+                Mask(block, l));                                                                    // D_{jl} = λ^{j−l}, j ≥ l
+    }
+
+    /// <summary>D [1, H, L, L] from log λ [1, H, 1, 1]: (t−s)·log λ, −∞ above the diagonal, then exp.</summary>
+    static Tensor Mask(long length, Tensor ld)
+    {
+        var pos = torch.arange(length, dtype: ld.dtype, device: ld.device);
+        var rel = pos.unsqueeze(1) - pos.unsqueeze(0);                                              // t − s
+        return (rel * ld).masked_fill(rel.lt(0), double.NegativeInfinity).exp();                    // tril → exp → tril
+    }
+
+    /// <summary>λ^{n} · x for a state x [B, H, ·, ·] (x itself without decay).</summary>
+    static Tensor Decay(Tensor x, Tensor? ld, long n) => ld is null || n == 0 ? x : (ld * n).exp() * x;
+
+    /// <summary>x [B, T, H, ·] → [B, H, T + pad, ·] in <paramref name="acc"/>, zero rows appended.</summary>
+    static Tensor Heads(Tensor x, ScalarType acc, long pad)
+    {
+        var xh = x.to(acc).permute(0, 2, 1, 3);
+        return pad == 0 ? xh : nn.functional.pad(xh, new long[] { 0, 0, 0, pad });
+    }
+
+    static void Validate(Tensor q, Tensor k, Tensor v, Tensor? logDecay, LinearState? h0)
+    {
+        LinearAttention.ValidateQkv(q, k, v, causal: true);
+        LinearAttention.ValidateLogDecay(logDecay, q);
+        if (h0 is not null) LinearAttention.ValidateState(h0, nameof(h0), q.shape[0], q.shape[2], q.shape[3], v.shape[3], false, q);
+    }
+
+    static void CheckBlock(int block)
+    {
+        if (block <= 0) throw new ArgumentOutOfRangeException(nameof(block), block, "block must be positive.");
+    }
+}
+
+/// <summary>
+/// The block-level decay factors of Lightning Attention-2's tiled loop for a block of B tokens, per head:
+/// λ^B (<see cref="BlockDecay"/>, [H]) decays the carried state across a whole block; λ^{j} (<see cref="QDecay"/>, [H, B])
+/// scales the inter-block output of the query at offset j; λ^{B−j} (<see cref="KDecay"/>, [H, B]) weights key j's
+/// contribution to the next state; D (<see cref="Diag"/>, [H, B, B]) is the intra-block mask λ^{j−l}.
+/// </summary>
+public sealed record LightningBlockFactors(Tensor BlockDecay, Tensor QDecay, Tensor KDecay, Tensor Diag) : IDisposable
+{
+    /// <summary>Moves every tensor out of the current dispose scope.</summary>
+    public LightningBlockFactors MoveToOuterDisposeScope()
+    {
+        BlockDecay.MoveToOuterDisposeScope(); QDecay.MoveToOuterDisposeScope(); KDecay.MoveToOuterDisposeScope(); Diag.MoveToOuterDisposeScope();
+        return this;
+    }
+
+    public void Dispose()
+    {
+        BlockDecay.Dispose(); QDecay.Dispose(); KDecay.Dispose(); Diag.Dispose();
+    }
+}
