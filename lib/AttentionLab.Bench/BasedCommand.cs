@@ -13,27 +13,15 @@ static class BasedCommand
 {
     public static int Run(string[] args)
     {
-        var options = new Dictionary<string, string>();
-        bool measureMemory = true;
-        for (int i = 0; i < args.Length; i++)
-        {
-            if (args[i] == "--no-memory") { measureMemory = false; continue; }
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length) { Console.Error.WriteLine($"bad argument '{args[i]}'"); return 2; }
-            options[args[i][2..]] = args[++i];
-        }
-        string Opt(string name, string fallback) => options.TryGetValue(name, out var v) ? v : fallback;
-        int Int(string name, int fallback) => int.Parse(Opt(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-        var lengths = Opt("lengths", "256,512,1024,2048,4096,8192,16384").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        torch.set_num_threads(Int("threads", 1));
-        torch.manual_seed(0);
-        var device = Lab.ChooseDevice(Opt("device", "cpu"));
+        if (BenchArgs.Parse(args, "usage: AttentionLab.Bench based [--lengths 256,…] [--heads 4] [--feature-dim 16] [--dim 64] [--chunk 64] [--repeats 3] [--max-reference 4096] [--threads 1] [--device cpu|cuda] [--no-memory]", "no-memory") is not { } o) return 2;
+        var lengths = o.Lengths("256,512,1024,2048,4096,8192,16384");
+        bool measureMemory = !o.Flag("no-memory");
+        int Int(string name, int fallback) => o.Int(name, fallback);
+        var device = o.SetUp();
         var points = BasedBenchmark.Prefill(lengths, 1, Int("heads", 4), Int("feature-dim", 16), Int("dim", 64), Int("chunk", 64), warmup: 1,
             repeats: Int("repeats", 3), maxReferenceLength: Int("max-reference", 4096), includeFla: true, measureMemory: measureMemory, device: device,
             progress: new InlineProgress<PrefillPoint>(p => Console.Error.WriteLine($"T = {p.SeqLen,6} {p.Method,-18} {p.MedianMs,10:F2} ms  {p.PeakMiB:F1} MiB")));
-        Console.WriteLine($"date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
-        Console.WriteLine($"device: {device} · {Machine.CpuModel()} · {Environment.ProcessorCount} cores visible · torch threads {torch.get_num_threads()} · load average {Machine.LoadAverage()}");
-        Console.WriteLine($"library: {BuildInfo.Current.Describe(DateTimeOffset.UtcNow)}");
-        Console.WriteLine($"command: dotnet run --project lib/AttentionLab.Bench -c Release -- based {string.Join(' ', args)}");
+        o.PrintHeader(device);
         Console.WriteLine();
         Console.WriteLine(MarkdownTable.From(BasedBenchmark.ToDataFrame(points), new Dictionary<string, string> { ["peak_mib"] = "F1", ["median_ms"] = "F2" }));
         Console.WriteLine();

@@ -16,30 +16,18 @@ static class LightningCommand
 {
     public static int Run(string[] args)
     {
-        var options = new Dictionary<string, string>();
-        bool backward = false, memory = true;
-        for (int i = 1; i < args.Length; i++)
-        {
-            if (args[i] == "--backward") { backward = true; continue; }
-            if (args[i] == "--no-memory") { memory = false; continue; }
-            if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length) { Console.Error.WriteLine($"bad argument '{args[i]}'"); return 2; }
-            options[args[i][2..]] = args[++i];
-        }
-        string Opt(string name, string fallback) => options.TryGetValue(name, out var v) ? v : fallback;
-        int Int(string name, int fallback) => int.Parse(Opt(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-        var lengths = Opt("lengths", "256,512,1024,2048,4096,8192,16384").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-        torch.set_num_threads(Int("threads", 1));
-        var device = Lab.ChooseDevice(Opt("device", "cpu"));
+        if (BenchArgs.Parse(args, "usage: AttentionLab.Bench lightning [--lengths 256,…] [--batch 1] [--heads 4] [--dim 64] [--block 64] [--max-quadratic 8192] [--warmup 1] [--repeats 3] [--threads 1] [--backward] [--no-memory]", "backward", "no-memory") is not { } o) return 2;
+        var lengths = o.Lengths("256,512,1024,2048,4096,8192,16384");
+        bool backward = o.Flag("backward"), memory = !o.Flag("no-memory");
+        int Int(string name, int fallback) => o.Int(name, fallback);
+        var device = o.SetUp();
         var rows = LightningBenchmarks.Sweep(lengths, null, Int("batch", 1), Int("heads", 4), Int("dim", 64), Int("block", 64), backward,
             Int("max-quadratic", 8192), null, Int("warmup", 1), Int("repeats", 3), memory, 0, device,
             new InlineProgress<SpeedRow>(r => Console.Error.WriteLine($"T = {r.SeqLen,6} {r.Method,-22} {r.Time} · peak {(r.PeakBytes ?? 0) / 1048576.0:F1} MiB")));
         var result = new LightningResult(LightningExperiment.Config.Smoke with { Lengths = lengths }, rows, 0, new TimingStats(0, 0, 0, 0),
             new TimingStats(0, 0, 0, 0), Array.Empty<LmSummary>(), double.NaN, Array.Empty<DecodePoint>(), double.NaN, 0, new Dictionary<string, double>());
 
-        Console.WriteLine($"date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
-        Console.WriteLine($"device: {device} · {Machine.CpuModel()} · {Environment.ProcessorCount} cores visible · torch threads {torch.get_num_threads()} · load average {Machine.LoadAverage()}");
-        Console.WriteLine($"library: {BuildInfo.Current.Describe(DateTimeOffset.UtcNow)}");
-        Console.WriteLine($"command: dotnet run --project lib/AttentionLab.Bench -c Release -- {string.Join(' ', args)}");
+        o.PrintHeader(device);
         Console.WriteLine($"timed: {(backward ? "forward + backward" : "forward, no grad")}; ms = best of the repeats");
         Console.WriteLine();
         var df = result.ToDataFrame();

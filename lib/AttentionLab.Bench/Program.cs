@@ -11,36 +11,21 @@ using TorchSharp;
 
 const string usage = "usage: AttentionLab.Bench reference-vs-sdpa [--lengths 256,512,1024,2048,4096] [--batch 1] [--heads 4] [--dim 64] " +
                      "[--warmup 1] [--repeats 3] [--threads 1] [--device cpu|cuda] [--no-causal] [--no-memory]";
-if (args.Length > 0 && args[0] == "based") return BasedCommand.Run(args[1..]);
+if (args.Length > 0 && args[0] == "based") return BasedCommand.Run(args);
 if (args.Length > 0 && args[0] == "lightning") return AttentionLab.Bench.Commands.LightningCommand.Run(args);   // P39, see LightningCommand.cs
 if (args.Length == 0 || args[0] != "reference-vs-sdpa") { Console.Error.WriteLine(usage); return 2; }
 
-var options = new Dictionary<string, string>();
-bool causal = true, measureMemory = true;
-for (int i = 1; i < args.Length; i++)
-{
-    if (args[i] == "--no-causal") { causal = false; continue; }
-    if (args[i] == "--no-memory") { measureMemory = false; continue; }
-    if (!args[i].StartsWith("--", StringComparison.Ordinal) || i + 1 >= args.Length) { Console.Error.WriteLine($"bad argument '{args[i]}'\n{usage}"); return 2; }
-    options[args[i][2..]] = args[++i];
-}
-string Opt(string name, string fallback) => options.TryGetValue(name, out var v) ? v : fallback;
-int Int(string name, int fallback) => int.Parse(Opt(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-
-var lengths = Opt("lengths", "256,512,1024,2048,4096").Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
-int threads = Int("threads", 1);
-torch.set_num_threads(threads);
-torch.manual_seed(0);
-var device = Lab.ChooseDevice(Opt("device", "cpu"));
+if (BenchArgs.Parse(args, usage, "no-causal", "no-memory") is not { } o) return 2;
+bool causal = !o.Flag("no-causal"), measureMemory = !o.Flag("no-memory");
+int Int(string name, int fallback) => o.Int(name, fallback);
+var lengths = o.Lengths("256,512,1024,2048,4096");
+var device = o.SetUp();
 
 var df = AttentionBenchmarks.ReferenceVsSdpa(lengths, Int("batch", 1), Int("heads", 4), Int("dim", 64), causal,
     Int("warmup", 1), Int("repeats", 3), torch.ScalarType.Float32, device, measureMemory,
     new InlineProgress<AttentionBenchRow>(r => Console.Error.WriteLine($"T = {r.SeqLen,5} {r.Method,-9} {r.Time} · {r.Memory}")));
 
-Console.WriteLine($"date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
-Console.WriteLine($"device: {device} · {Machine.CpuModel()} · {Environment.ProcessorCount} cores visible · torch threads {torch.get_num_threads()} · load average {Machine.LoadAverage()}");
-Console.WriteLine($"library: {BuildInfo.Current.Describe(DateTimeOffset.UtcNow)}");
-Console.WriteLine($"command: dotnet run --project lib/AttentionLab.Bench -c Release -- {string.Join(' ', args)}");
+o.PrintHeader(device);
 Console.WriteLine($"memory: {df["memory"][0]}");
 Console.WriteLine();
 df.Columns.Remove("memory");

@@ -29,12 +29,7 @@ public static class AttentionBenchmarks
         int warmup = 1, int repeats = 3, ScalarType dtype = ScalarType.Float32, Device? device = null, bool measureMemory = true,
         IProgress<AttentionBenchRow>? progress = null)
     {
-        ArgumentNullException.ThrowIfNull(lengths);
-        var ts = lengths.ToArray();
-        if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
-        if (batch <= 0) throw new ArgumentException($"batch must be positive, got {batch}.", nameof(batch));
-        if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
-        if (headDim <= 0) throw new ArgumentException($"headDim must be positive, got {headDim}.", nameof(headDim));
+        var ts = CheckSweep(lengths, batch, heads, headDim);
         return Sweep(ts, warmup, repeats, device, measureMemory, progress, ForEachMethod,
             t => (long)batch * heads * t * t * (dtype == ScalarType.Float64 ? 8 : dtype == ScalarType.Float32 ? 4 : 2));
 
@@ -65,12 +60,7 @@ public static class AttentionBenchmarks
         int warmup = 1, int repeats = 3, ScalarType dtype = ScalarType.Float32, Device? device = null, bool measureMemory = true,
         IProgress<AttentionBenchRow>? progress = null)
     {
-        ArgumentNullException.ThrowIfNull(lengths);
-        var ts = lengths.ToArray();
-        if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
-        if (batch <= 0) throw new ArgumentException($"batch must be positive, got {batch}.", nameof(batch));
-        if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
-        if (headDim <= 0) throw new ArgumentException($"headDim must be positive, got {headDim}.", nameof(headDim));
+        var ts = CheckSweep(lengths, batch, heads, headDim);
         var options = new LinearAttentionOptions { FeatureMap = featureMap ?? FeatureMaps.Identity, Normalize = normalize, ChunkSize = chunkSize };
         return Sweep(ts, warmup, repeats, device, measureMemory, progress, ForEachMethod,
             t => (long)batch * heads * t * t * (dtype == ScalarType.Float64 ? 8 : 4));
@@ -132,4 +122,16 @@ public static class AttentionBenchmarks
         new DoubleDataFrameColumn("score_matrix_mib", rows.Select(r => r.ScoreMatrixBytes / 1048576.0)),
         new DoubleDataFrameColumn("max_abs_vs_reference", rows.Select(r => r.MaxAbsVsReference)),
         new StringDataFrameColumn("memory", rows.Select(r => r.Memory.Method)));
+
+    /// <summary>The lengths as an array; ArgumentException naming the first bad argument.</summary>
+    static int[] CheckSweep(IEnumerable<int> lengths, int batch, int heads, int headDim)
+    {
+        ArgumentNullException.ThrowIfNull(lengths);
+        var ts = lengths.ToArray();
+        if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
+        if (batch <= 0) throw new ArgumentException($"batch must be positive, got {batch}.", nameof(batch));
+        if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
+        if (headDim <= 0) throw new ArgumentException($"headDim must be positive, got {headDim}.", nameof(headDim));
+        return ts;
+    }
 }
