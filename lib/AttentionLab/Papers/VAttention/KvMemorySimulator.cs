@@ -1,11 +1,13 @@
 namespace AttentionLab.Papers.VAttention;
 
 /// <summary>One serving iteration of a simulation: batch, queue, memory and allocator activity after the step.</summary>
-public sealed record SimStep(int Step, int Running, int Waiting, long UsedBytes, long ReservedBytes, long DeferredBytes,
+public sealed record SimStep(int Step, int Running, int Waiting, long UsedBytes, long ReservedBytes, long ReclaimableBytes,
     long AllocationCalls, long FreeCalls, int Preemptions)
 {
-    /// <summary>reserved − used: memory held but holding no token.</summary>
-    public long WastedBytes => ReservedBytes - UsedBytes;
+    /// <summary>Bytes held for running requests: reserved − reclaimable (vAttention's deferred pages are unmapped on demand).</summary>
+    public long HeldBytes => ReservedBytes - ReclaimableBytes;
+    /// <summary>held − used: memory running requests hold but no token fills (internal fragmentation, over-reservation).</summary>
+    public long WastedBytes => HeldBytes - UsedBytes;
 }
 
 /// <summary>A whole trace under one policy: every step, and the occupancy snapshot of vAttention's slots (when the policy is virtual).</summary>
@@ -18,10 +20,12 @@ public sealed record SimulationRun(MemoryPolicy Policy, string Name, IReadOnlyLi
     public double MeanBatch => Busy.Average(s => s.Running);
     /// <summary>Largest reserved bytes.</summary>
     public long PeakReserved => Steps.Max(s => s.ReservedBytes);
-    /// <summary>Mean of 1 − used/reserved over steps that hold memory (internal fragmentation + over-reservation).</summary>
-    public double MeanFragmentation => Held.Average(s => 1 - (double)s.UsedBytes / s.ReservedBytes);
-    /// <summary>Mean reserved − used, bytes.</summary>
+    /// <summary>Mean of 1 − used/held over steps that hold memory (internal fragmentation + over-reservation).</summary>
+    public double MeanFragmentation => Held.Average(s => 1 - (double)s.UsedBytes / s.HeldBytes);
+    /// <summary>Mean held − used, bytes.</summary>
     public double MeanWastedBytes => Held.Average(s => (double)s.WastedBytes);
+    /// <summary>Mean reclaimable bytes (vAttention's deferred pages; 0 for the other policies).</summary>
+    public double MeanReclaimableBytes => Steps.Average(s => (double)s.ReclaimableBytes);
     /// <summary>Mean used / budget over steps with work (how much of the GPU holds tokens).</summary>
     public double MeanUtilisation => Busy.Average(s => (double)s.UsedBytes / BudgetBytes);
     /// <summary>Allocation events over the run.</summary>
@@ -36,7 +40,7 @@ public sealed record SimulationRun(MemoryPolicy Policy, string Name, IReadOnlyLi
     public int Makespan => Steps.Count;
 
     IEnumerable<SimStep> Busy => Steps.Where(s => s.Running > 0).DefaultIfEmpty(Steps[0]);
-    IEnumerable<SimStep> Held => Steps.Where(s => s.ReservedBytes > 0).DefaultIfEmpty(Steps[0] with { ReservedBytes = 1, UsedBytes = 1 });
+    IEnumerable<SimStep> Held => Steps.Where(s => s.HeldBytes > 0).DefaultIfEmpty(Steps[0] with { ReservedBytes = 1, ReclaimableBytes = 0, UsedBytes = 1 });
 }
 
 /// <summary>vAttention's slots at one step: pages mapped per layer tensor and tokens per slot (−1 = free), and the page size in tokens.</summary>
@@ -157,9 +161,9 @@ public sealed class KvMemorySimulator
                 running.Add((waiting.First.Value, waiting.First.Value.PromptLen));
                 waiting.RemoveFirst();
             }
-            long deferred = alloc is VirtualAllocator va ? va.DeferredBytes : 0;
+            long reclaimable = alloc is VirtualAllocator va ? va.ReclaimableBytes : 0;
             steps.Add(new SimStep(step, running.Count, waiting.Count, alloc.UsedBytes,
-                alloc.ReservedBytes, deferred, alloc.AllocationCalls, alloc.FreeCalls, preemptions));
+                alloc.ReservedBytes, reclaimable, alloc.AllocationCalls, alloc.FreeCalls, preemptions));
             if (alloc is VirtualAllocator v && (snapshotStep == step || (snapshotStep is null && running.Count > best)))
             {
                 best = running.Count;

@@ -54,8 +54,13 @@ public sealed class VirtualAllocator : KvAllocator
     public override long ReservedBytes => mappedPages * PageBytes;
     /// <summary>max_batch · max_ctx · bytes/token of address space (no physical memory).</summary>
     public override long VirtualBytes => (long)Slots * MaxContext * Geometry.BytesPerToken;
-    /// <summary>Pages held by free slots (deferred reclamation), bytes.</summary>
-    public long DeferredBytes => Enumerable.Range(0, Slots).Where(s => owner[s] is null).Sum(s => mapped[s]) * Geometry.Tensors * PageBytes;
+    /// <summary>
+    /// Mapped bytes no running request needs, which the allocator unmaps on demand: all pages of free slots (deferred
+    /// reclamation) and the pages of a reused slot beyond ⌈len / page_tokens⌉.
+    /// </summary>
+    public long ReclaimableBytes => Enumerable.Range(0, Slots).Sum(s => Excess(s)) * Geometry.Tensors * PageBytes;
+
+    long Excess(int slot) => owner[slot] is int id ? Math.Max(0, mapped[slot] - PagesPerTensor(Lengths[id])) : mapped[slot];
 
     /// <inheritdoc/>
     public override long CapacityAt(long tokens) =>
@@ -93,10 +98,13 @@ public sealed class VirtualAllocator : KvAllocator
         int slot = slotOf[id];
         slotOf.Remove(id);
         owner[slot] = null;                                                               // the slot's length is cleared
-        if (!DeferredReclaim) Unmap(slot);
+        if (!DeferredReclaim) Unmap(slot, mapped[slot]);
     }
 
-    /// <summary>step(seq_lens) for one slot: map pages until it holds <paramref name="pages"/> per tensor, reclaiming free slots' pages if needed.</summary>
+    /// <summary>
+    /// step(seq_lens) for one slot: map pages until it holds <paramref name="pages"/> per tensor. When the pool is short,
+    /// reclaim first the pages of free slots, then the excess pages of other running slots.
+    /// </summary>
     bool EnsurePages(int slot, long pages)
     {
         long missing = Geometry.Tensors * Math.Max(0, pages - mapped[slot]);
@@ -104,7 +112,9 @@ public sealed class VirtualAllocator : KvAllocator
         if (mappedPages + missing > poolPages)
         {
             for (int s = 0; s < Slots && mappedPages + missing > poolPages; s++)
-                if (owner[s] is null && s != slot && mapped[s] > 0) Unmap(s);
+                if (owner[s] is null && s != slot && mapped[s] > 0) Unmap(s, mapped[s]);
+            for (int s = 0; s < Slots && mappedPages + missing > poolPages; s++)
+                if (owner[s] is not null && s != slot && Excess(s) > 0) Unmap(s, Excess(s));
             if (mappedPages + missing > poolPages) return false;
         }
         mapped[slot] = pages;
@@ -113,11 +123,11 @@ public sealed class VirtualAllocator : KvAllocator
         return true;
     }
 
-    void Unmap(int slot)
+    void Unmap(int slot, long pagesPerTensor)
     {
-        long pages = Geometry.Tensors * mapped[slot];
+        long pages = Geometry.Tensors * pagesPerTensor;
         mappedPages -= pages;
         FreeCalls += pages;
-        mapped[slot] = 0;
+        mapped[slot] -= pagesPerTensor;
     }
 }
