@@ -134,6 +134,17 @@ public sealed class PagedKvCache : IDisposable
         return new PagedGather(All(keyPool), All(valuePool), lens, keep.view(b, 1, 1, lmax)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The key pool [blocks, β, H, D] and value pool [blocks, β, H, Dv] as views (new handles in the caller's scope), for
+    /// block-wise kernels that read through <see cref="BlockTable"/> instead of gathering. A view of the pool as it is
+    /// now: an <see cref="Append"/> that grows the pool replaces it.
+    /// </summary>
+    public (Tensor Keys, Tensor Values) Pools()
+    {
+        ObjectDisposedException.ThrowIf(disposed, this);
+        return (keyPool.alias(), valuePool.alias());
+    }
+
     /// <summary>Returns the blocks of <paramref name="sequence"/> to the pool; its length becomes 0.</summary>
     public void Free(int sequence)
     {
