@@ -38,7 +38,7 @@ public static class LseMerge
         var safe = torch.where(lse.isneginf(), torch.zeros_like(lse), lse);               // all parts empty: avoid −∞ − (−∞)
         var w = (lses - safe).exp();                                                       // exp(ℓ_p − ℓ)  [P, B, H, Tq]
         var outputs = torch.stack(parts.Select(p => p.Output).ToArray());                 // [P, B, Tq, H, Dv]
-        var o = (outputs * w.permute(0, 1, 3, 2).unsqueeze(-1)).sum(0);                   // o = Σ_p exp(ℓ_p − ℓ) o_p
+        var o = (outputs * w.permute(0, 1, 3, 2).unsqueeze(-1)).sum(dim: 0);                 // o = Σ_p exp(ℓ_p − ℓ) o_p
         return (o.MoveToOuterDisposeScope(), lse.MoveToOuterDisposeScope());
     }
 }
