@@ -8,7 +8,7 @@ namespace AttentionLab.Tests.Papers;
 /// <summary>The notebook's run with a tiny probe: tables and series have the right shape; the claim check reads well.</summary>
 public class OffloadingExperimentTests(ITestOutputHelper output)
 {
-    static readonly OffloadingExperiment.Config Tiny = OffloadingExperiment.Config.Smoke with { ProbeContexts = new[] { 64, 256, 1024 }, ProbeRepeats = 1 };
+    static readonly OffloadingExperiment.Config Tiny = OffloadingExperiment.Config.Smoke with { ProbeContexts = new[] { 64, 256, 1024 }, ProbeRepeats = 1, ProbeFitFromContext = 256 };
 
     [Fact]
     public void RunProducesEveryTableAndSeries()
@@ -28,17 +28,19 @@ public class OffloadingExperimentTests(ITestOutputHelper output)
         Assert.Equal(Tiny.ProbeContexts, r.Probe.Select(p => p.Context));
         Assert.All(r.Probe, p => Assert.Equal(2L * Tiny.ProbeBatch * p.Context * Tiny.ProbeHeads * Tiny.ProbeHeadDim * 4, p.KvBytes));
         Assert.Equal(Tiny.ProbeContexts.Length, r.ProbeFrame().Rows.Count);
+        Assert.Equal(new bool?[] { false, true, true }, ((Microsoft.Data.Analysis.BooleanDataFrameColumn)r.ProbeFrame()["in_fit"]).ToArray());
+        Assert.Equal("config", Assert.Throws<ArgumentException>(() => OffloadingExperiment.Run(Tiny with { ProbeFitFromContext = 1000 }, torch.CPU)).ParamName);
     }
 
     [Fact]
     public void FitRecoversAKnownBandwidth()
     {
-        // t = 0.05 ms + bytes / 5 GB/s, exactly
-        var points = new[] { 1L << 20, 1L << 22, 1L << 24 }.Select(b => new ProbePoint(0, b, 0.05 + b / 5e9 * 1e3, 0)).ToList();
+        // t = 0.05 ms + bytes / 5 GB/s, exactly, in the minimum (the fitted statistic); the median is ignored
+        var points = new[] { 1L << 20, 1L << 22, 1L << 24 }.Select(b => new ProbePoint(0, b, 1.0, 0.05 + b / 5e9 * 1e3)).ToList();
         var fit = DecodeBandwidthProbe.Fit(points);
         Assert.Equal(5.0, fit.BandwidthGBs, 9);
         Assert.Equal(0.05, fit.InterceptMs, 9);
-        var proportional = DecodeBandwidthProbe.Fit(points.Select(p => p with { MedianMs = p.KvBytes / 5e9 * 1e3 }).ToList());
+        var proportional = DecodeBandwidthProbe.Fit(points.Select(p => p with { MinMs = p.KvBytes / 5e9 * 1e3 }).ToList());
         Assert.Equal(1.0, proportional.LogLogSlope, 9);
         Assert.Equal("points", Assert.Throws<ArgumentException>(() => DecodeBandwidthProbe.Fit(points.Take(1).ToList())).ParamName);
         Assert.Equal("contexts", Assert.Throws<ArgumentException>(() => DecodeBandwidthProbe.Measure(new[] { 0 }, 1, 1, 1, torch.CPU)).ParamName);
@@ -48,7 +50,7 @@ public class OffloadingExperimentTests(ITestOutputHelper output)
     [Fact]
     public void ClaimCheckThrowsAReadableMessage()
     {
-        var r = OffloadingExperiment.Run(Tiny with { ProbeContexts = new[] { 16, 32 } }, torch.CPU);
+        var r = OffloadingExperiment.Run(Tiny with { ProbeContexts = new[] { 16, 32 }, ProbeFitFromContext = 0 }, torch.CPU);
         var good = r with { Fit = new ProbeFit(1.0, 1, 0, 5) };
         Assert.StartsWith("Claim holds", good.CheckClaim());
         Assert.Contains("not bandwidth-bound", Assert.Throws<InvalidOperationException>(() => (r with { Fit = new ProbeFit(0.3, 1, 0, 5) }).CheckClaim()).Message);

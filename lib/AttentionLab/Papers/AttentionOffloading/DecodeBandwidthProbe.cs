@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.AttentionOffloading;
 
-/// <summary>One measured decode-attention step: cache length, KV bytes read, median time.</summary>
+/// <summary>One measured decode-attention step: cache length, KV bytes read, median and minimum time over the repeats.</summary>
 public sealed record ProbePoint(int Context, long KvBytes, double MedianMs, double MinMs);
 
 /// <summary>
@@ -39,33 +39,59 @@ public static class DecodeBandwidthProbe
         if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
         if (headDim <= 0) throw new ArgumentException($"headDim must be positive, got {headDim}.", nameof(headDim));
         if (repeats <= 0) throw new ArgumentException($"repeats must be positive, got {repeats}.", nameof(repeats));
-        var points = new List<ProbePoint>();
+        // Every cache is built first, then the timed calls go round-robin over the lengths (repeat r of every length before
+        // repeat r + 1 of any): on a shared machine, load that comes and goes then hits all lengths alike, not one of them.
+        using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
-        foreach (int n in ns)
+        var gen = new Generator((ulong)seed, device);
+        var caches = new List<KvCache>();
+        try
         {
-            using var scope = NewDisposeScope();
-            var gen = new Generator((ulong)seed, device);
-            using var cache = new KvCache(batch, heads, headDim, headDim, device: device, initialCapacity: n);
-            cache.Append(torch.randn(new long[] { batch, n, heads, headDim }, generator: gen, device: device),
-                         torch.randn(new long[] { batch, n, heads, headDim }, generator: gen, device: device));
-            var q = torch.randn(new long[] { batch, 1, heads, headDim }, generator: gen, device: device);
-            var keys = cache.Keys;
-            var values = cache.Values;
-            var time = Benchmark.Time(() => { using var r = ReferenceAttention.Softmax(q, keys, values); }, warmup, repeats, device);
-            points.Add(new ProbePoint(n, cache.Bytes, time.MedianMs, time.MinMs));
-            progress?.Report($"  n = {n,6}: KV {cache.Bytes / 1048576.0,7:F1} MiB  {time}");
+            var queries = new List<Tensor>();
+            foreach (int n in ns)
+            {
+                var cache = new KvCache(batch, heads, headDim, headDim, device: device, initialCapacity: n);
+                caches.Add(cache);
+                using (var inner = NewDisposeScope())
+                    cache.Append(torch.randn(new long[] { batch, n, heads, headDim }, generator: gen, device: device),
+                                 torch.randn(new long[] { batch, n, heads, headDim }, generator: gen, device: device));
+                queries.Add(torch.randn(new long[] { batch, 1, heads, headDim }, generator: gen, device: device));
+            }
+            var keys = caches.Select(c => c.Keys).ToList();
+            var values = caches.Select(c => c.Values).ToList();
+            Action Call(int i) => () => { using var r = ReferenceAttention.Softmax(queries[i], keys[i], values[i]); };
+            for (int i = 0; i < ns.Length; i++) Benchmark.Time(Call(i), warmup: 0, repeats: warmup + 1, device: device);
+            var ms = ns.Select(_ => new List<double>()).ToList();
+            for (int r = 0; r < repeats; r++)
+                for (int i = 0; i < ns.Length; i++)
+                    ms[i].Add(Benchmark.Time(Call(i), warmup: 0, repeats: 1, device: device).MedianMs);
+            var points = new List<ProbePoint>();
+            for (int i = 0; i < ns.Length; i++)
+            {
+                var sorted = ms[i].OrderBy(x => x).ToList();
+                double median = sorted.Count % 2 == 1 ? sorted[sorted.Count / 2] : 0.5 * (sorted[sorted.Count / 2 - 1] + sorted[sorted.Count / 2]);
+                points.Add(new ProbePoint(ns[i], caches[i].Bytes, median, sorted[0]));
+                progress?.Report($"  n = {ns[i],6}: KV {caches[i].Bytes / 1048576.0,7:F1} MiB  median {median:F3} ms, min {sorted[0]:F3} ms (n={repeats})");
+            }
+            return points;
         }
-        return points;
+        finally
+        {
+            foreach (var c in caches) c.Dispose();
+        }
     }
 
-    /// <summary>Log-log slope of median time vs bytes, and the least-squares line t = t₀ + bytes/β.</summary>
+    /// <summary>
+    /// Log-log slope of time vs bytes, and the least-squares line t = t₀ + bytes/β. Fits the minimum of the repeats: on a
+    /// shared machine the fastest call is the one least disturbed by other work, the best view of the memory system.
+    /// </summary>
     public static ProbeFit Fit(IReadOnlyList<ProbePoint> points)
     {
         ArgumentNullException.ThrowIfNull(points);
         if (points.Count < 2 || points.Select(p => p.KvBytes).Distinct().Count() < 2)
             throw new ArgumentException("a fit needs at least 2 points with different byte counts.", nameof(points));
         var x = points.Select(p => (double)p.KvBytes).ToList();
-        var y = points.Select(p => p.MedianMs).ToList();
+        var y = points.Select(p => p.MinMs).ToList();
         var (slope, _, r2) = Numerics.LogLogFit(x, y);
         double mx = x.Average(), my = y.Average();
         double sxy = x.Zip(y, (a, b) => (a - mx) * (b - my)).Sum(), sxx = x.Sum(a => (a - mx) * (a - mx));

@@ -79,12 +79,13 @@ public sealed partial record OffloadingResult
     /// <summary>Measured decode attention time vs KV bytes (log-log, fitted slope in the legend) and the fitted line.</summary>
     public GenericChart ProbeChart()
     {
-        var bytes = Probe.Select(p => p.KvBytes / 1048576.0).ToArray();
-        var (chart, _) = AnalysisCharts.LogLogWithSlopes(new[]
-        {
-            new Series($"measured on {ProbeDevice} (median)", bytes, Probe.Select(p => p.MedianMs).ToArray()),
-            new Series($"t₀ + bytes / {Fit.BandwidthGBs:F1} GB/s", bytes, Probe.Select(p => Fit.PredictMs(p.KvBytes)).ToArray()),
-        }, "Decode attention time vs KV cache bytes (slope 1 = bandwidth-bound)", "KV cache (MiB)", "ms per step");
+        var fitted = Probe.Where(p => p.Context >= Config.ProbeFitFromContext).ToList();
+        var cached = Probe.Where(p => p.Context < Config.ProbeFitFromContext).ToList();
+        Series Of(string name, IReadOnlyList<ProbePoint> ps, Func<ProbePoint, double> y) => new(name, ps.Select(p => p.KvBytes / 1048576.0).ToArray(), ps.Select(y).ToArray());
+        var series = new List<Series> { Of($"measured on {ProbeDevice}, fitted range (min of repeats)", fitted, p => p.MinMs) };
+        if (cached.Count > 0) series.Add(Of("measured, smaller caches (not fitted)", cached, p => p.MinMs));
+        series.Add(Of($"t₀ + bytes / {Fit.BandwidthGBs:F1} GB/s", Probe, p => Fit.PredictMs(p.KvBytes)));
+        var (chart, _) = AnalysisCharts.LogLogWithSlopes(series, "Decode attention time vs KV cache bytes (slope 1 = bandwidth-bound)", "KV cache (MiB)", "ms per step");
         return chart;
     }
 

@@ -17,12 +17,14 @@ public static class OffloadingExperiment
     /// <summary>
     /// Sizes and assumptions of one run. Prices are user inputs (the defaults are illustrative: an H20 at half an H100's
     /// hourly price, so 4×H100 and 2×H100 + 4×H20 cost the same); network 50 GB/s (400 Gb/s) per attention device, 10 µs
-    /// round trip. Smoke and Full share the (instant) cost model; Full probes longer caches and more requests.
+    /// round trip. Smoke and Full share the (instant) cost model; Full probes more requests per step. The probe's fit uses
+    /// only caches of at least <c>ProbeFitFromContext</c> tokens: smaller ones fit in the CPU's last-level cache (32 MiB
+    /// L3 here; Smoke's 16k-token cache is 64 MiB) and are read faster than DRAM.
     /// </summary>
     public sealed record Config(ModelSpec Model, DeviceSpec Compute, DeviceSpec Memory, int HomogeneousDevices, int ModelDevices,
         int AttentionDevices, double NetworkGBs, double NetworkLatencyUs, int[] Contexts, int[] BatchCaps, int BatchCap,
         int[] AttentionDeviceCounts, int SweepContext, int[] ProbeContexts, int ProbeBatch, int ProbeHeads, int ProbeHeadDim,
-        int ProbeRepeats, int Seed)
+        int ProbeRepeats, int Seed, int ProbeFitFromContext = 0)
     {
         static readonly int[] contexts = { 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072 };
         static readonly int[] batchCaps = { 16, 32, 64, 128, 256, 512, 1024 };
@@ -30,10 +32,10 @@ public static class OffloadingExperiment
 
         public static Config Smoke => new(ModelSpec.Llama70B, DeviceSpec.H100(2.0), DeviceSpec.H20(1.0), HomogeneousDevices: 4,
             ModelDevices: 2, AttentionDevices: 4, NetworkGBs: 50, NetworkLatencyUs: 10, contexts, batchCaps, BatchCap: 1024,
-            deviceCounts, SweepContext: 16384, ProbeContexts: new[] { 1024, 2048, 4096, 8192, 16384, 32768 }, ProbeBatch: 1,
-            ProbeHeads: 8, ProbeHeadDim: 64, ProbeRepeats: 5, Seed: 0);
+            deviceCounts, SweepContext: 16384, ProbeContexts: new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 },
+            ProbeBatch: 1, ProbeHeads: 8, ProbeHeadDim: 64, ProbeRepeats: 5, Seed: 0, ProbeFitFromContext: 16384);
 
-        public static Config Full => Smoke with { ProbeContexts = new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 }, ProbeBatch = 8, ProbeRepeats = 10 };
+        public static Config Full => Smoke with { ProbeContexts = new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 }, ProbeBatch = 8, ProbeRepeats = 10, ProbeFitFromContext = 8192 };
 
         /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
@@ -56,7 +58,8 @@ public static class OffloadingExperiment
             Positive(Contexts, nameof(Contexts)); Positive(BatchCaps, nameof(BatchCaps)); Positive(AttentionDeviceCounts, nameof(AttentionDeviceCounts));
             Positive(ProbeContexts, nameof(ProbeContexts));
             Positive(new[] { BatchCap, SweepContext, ProbeBatch, ProbeHeads, ProbeHeadDim, ProbeRepeats }, "BatchCap/SweepContext/Probe sizes");
-            if (ProbeContexts.Distinct().Count() < 2) throw new ArgumentException($"{argumentName}.{nameof(ProbeContexts)} needs two different lengths for a fit.", argumentName);
+            if (ProbeFitFromContext < 0) throw new ArgumentException($"{argumentName}.{nameof(ProbeFitFromContext)} must be ≥ 0, got {ProbeFitFromContext}.", argumentName);
+            if (ProbeContexts.Where(n => n >= ProbeFitFromContext).Distinct().Count() < 2) throw new ArgumentException($"{argumentName}.{nameof(ProbeContexts)} needs two different lengths ≥ ProbeFitFromContext for a fit.", argumentName);
             return this;
         }
     }
@@ -89,7 +92,7 @@ public static class OffloadingExperiment
         progress?.Report($"(c) decode attention vs KV bytes on {device.type} (B = {config.ProbeBatch}, H = {config.ProbeHeads}, D = {config.ProbeHeadDim}, float32)");
         var probe = DecodeBandwidthProbe.Measure(config.ProbeContexts, config.ProbeBatch, config.ProbeHeads, config.ProbeHeadDim, device,
             repeats: config.ProbeRepeats, seed: config.Seed, progress: progress);
-        var fit = DecodeBandwidthProbe.Fit(probe);
+        var fit = DecodeBandwidthProbe.Fit(probe.Where(p => p.Context >= config.ProbeFitFromContext).ToList());
         progress?.Report($"done in {clock.Elapsed.TotalSeconds:F1} s");
         return new OffloadingResult(config, split, grid, best, devices, probe, fit, device.type.ToString(), clock.Elapsed.TotalSeconds);
     }

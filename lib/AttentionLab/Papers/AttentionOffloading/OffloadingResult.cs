@@ -23,7 +23,7 @@ public sealed record Comparison(CostEstimate Homogeneous, CostEstimate Offloaded
 /// <param name="Best">both setups at every context with the config's batch cap.</param>
 /// <param name="DeviceSweep">the offloaded setup with each number of attention devices at the sweep context.</param>
 /// <param name="Probe">measured decode attention time per cache length.</param>
-/// <param name="Fit">slope and bandwidth fitted to <paramref name="Probe"/>.</param>
+/// <param name="Fit">slope and bandwidth fitted to the probe points of at least <c>Config.ProbeFitFromContext</c> tokens.</param>
 /// <param name="ProbeDevice">where the probe ran.</param>
 /// <param name="Seconds">wall-clock time of the run.</param>
 public sealed partial record OffloadingResult(OffloadingExperiment.Config Config, IReadOnlyList<SplitError> Split, IReadOnlyList<CostEstimate> Grid,
@@ -50,14 +50,15 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
         new DoubleDataFrameColumn("throughput_ratio", Best.Select(c => c.ThroughputRatio)),
         new DoubleDataFrameColumn("per_dollar_ratio", Best.Select(c => c.Ratio)));
 
-    /// <summary>The probe: context, KV MiB, median/min ms, the fitted line's ms and the effective bandwidth per point.</summary>
+    /// <summary>The probe: context, KV MiB, median/min ms, the fitted line's ms and the effective bandwidth (from the min) per point.</summary>
     public DataFrame ProbeFrame() => new(
         new Int32DataFrameColumn("context", Probe.Select(p => p.Context)),
         new DoubleDataFrameColumn("kv_mib", Probe.Select(p => p.KvBytes / 1048576.0)),
         new DoubleDataFrameColumn("median_ms", Probe.Select(p => p.MedianMs)),
         new DoubleDataFrameColumn("min_ms", Probe.Select(p => p.MinMs)),
+        new BooleanDataFrameColumn("in_fit", Probe.Select(p => p.Context >= Config.ProbeFitFromContext)),
         new DoubleDataFrameColumn("fitted_ms", Probe.Select(p => Fit.PredictMs(p.KvBytes))),
-        new DoubleDataFrameColumn("effective_gb_per_s", Probe.Select(p => p.KvBytes / (p.MedianMs * 1e-3) / 1e9)));
+        new DoubleDataFrameColumn("effective_gb_per_s", Probe.Select(p => p.KvBytes / (p.MinMs * 1e-3) / 1e9)));
 
     /// <summary>Split attention errors.</summary>
     public DataFrame SplitFrame() => new(
