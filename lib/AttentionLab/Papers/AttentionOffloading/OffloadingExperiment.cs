@@ -1,0 +1,122 @@
+using System.Diagnostics;
+using AttentionLab.Bench.Systems;
+using AttentionLab.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Papers.AttentionOffloading;
+
+/// <summary>
+/// The notebook's experiment: (a) split attention (requests, KV heads, sequence + LSE merge) against the monolithic
+/// call; (b) the serving cost model (homogeneous vs offloaded) over context, batch cap and number of memory devices;
+/// (c) a real measurement of decode attention time vs KV bytes on this device, grounding the model's attention term.
+/// (a) and (b) are instant; (c) is the only part that takes time.
+/// </summary>
+public static class OffloadingExperiment
+{
+    /// <summary>
+    /// Sizes and assumptions of one run. Prices are user inputs (the defaults are illustrative: an H20 at half an H100's
+    /// hourly price, so 4×H100 and 2×H100 + 4×H20 cost the same); network 50 GB/s (400 Gb/s) per attention device, 10 µs
+    /// round trip. Smoke and Full share the (instant) cost model; Full probes more requests per step. The probe's fit uses
+    /// only caches of at least <c>ProbeFitFromContext</c> tokens: smaller ones fit in the CPU's last-level cache (32 MiB
+    /// L3 here; Smoke's 16k-token cache is 64 MiB) and are read faster than DRAM.
+    /// </summary>
+    public sealed record Config(ModelSpec Model, DeviceSpec Compute, DeviceSpec Memory, int HomogeneousDevices, int ModelDevices,
+        int AttentionDevices, double NetworkGBs, double NetworkLatencyUs, int[] Contexts, int[] BatchCaps, int BatchCap,
+        int[] AttentionDeviceCounts, int SweepContext, int[] ProbeContexts, int ProbeBatch, int ProbeHeads, int ProbeHeadDim,
+        int ProbeRepeats, int Seed, int ProbeFitFromContext = 0)
+    {
+        static readonly int[] contexts = { 1024, 2048, 4096, 8192, 16384, 32768, 65536, 131072 };
+        static readonly int[] batchCaps = { 16, 32, 64, 128, 256, 512, 1024 };
+        static readonly int[] deviceCounts = { 1, 2, 3, 4, 6, 8, 12, 16 };
+
+        public static Config Smoke => new(ModelSpec.Llama70B, DeviceSpec.H100(2.0), DeviceSpec.H20(1.0), HomogeneousDevices: 4,
+            ModelDevices: 2, AttentionDevices: 4, NetworkGBs: 50, NetworkLatencyUs: 10, contexts, batchCaps, BatchCap: 1024,
+            deviceCounts, SweepContext: 16384, ProbeContexts: new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 },
+            ProbeBatch: 1, ProbeHeads: 8, ProbeHeadDim: 64, ProbeRepeats: 5, Seed: 0, ProbeFitFromContext: 16384);
+
+        public static Config Full => Smoke with { ProbeContexts = new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 }, ProbeBatch = 8, ProbeRepeats = 10, ProbeFitFromContext = 8192 };
+
+        /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
+        public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
+
+        /// <summary>Everything on <see cref="HomogeneousDevices"/> compute devices.</summary>
+        public ClusterConfig Homogeneous => ClusterConfig.Homogeneous(Compute, HomogeneousDevices);
+        /// <summary>Lamina: <see cref="ModelDevices"/> compute devices + <see cref="AttentionDevices"/> memory devices.</summary>
+        public ClusterConfig Offloaded => ClusterConfig.Heterogeneous(Compute, ModelDevices, Memory, AttentionDevices, NetworkGBs, NetworkLatencyUs);
+
+        /// <summary>Throws an ArgumentException naming <paramref name="argumentName"/> for an inconsistent config.</summary>
+        public Config Validated(string argumentName = "config")
+        {
+            if (Model is null || Compute is null || Memory is null) throw new ArgumentException($"{argumentName}: Model, Compute and Memory must be given.", argumentName);
+            Model.Validated(argumentName); Homogeneous.Validated(argumentName); Offloaded.Validated(argumentName);
+            void Positive(int[]? values, string name)
+            {
+                if (values is null || values.Length == 0 || values.Any(v => v <= 0))
+                    throw new ArgumentException($"{argumentName}.{name} must be a non-empty list of positive numbers.", argumentName);
+            }
+            Positive(Contexts, nameof(Contexts)); Positive(BatchCaps, nameof(BatchCaps)); Positive(AttentionDeviceCounts, nameof(AttentionDeviceCounts));
+            Positive(ProbeContexts, nameof(ProbeContexts));
+            Positive(new[] { BatchCap, SweepContext, ProbeBatch, ProbeHeads, ProbeHeadDim, ProbeRepeats }, "BatchCap/SweepContext/Probe sizes");
+            if (ProbeFitFromContext < 0) throw new ArgumentException($"{argumentName}.{nameof(ProbeFitFromContext)} must be ≥ 0, got {ProbeFitFromContext}.", argumentName);
+            if (ProbeContexts.Where(n => n >= ProbeFitFromContext).Distinct().Count() < 2) throw new ArgumentException($"{argumentName}.{nameof(ProbeContexts)} needs two different lengths ≥ ProbeFitFromContext for a fit.", argumentName);
+            return this;
+        }
+    }
+
+    /// <summary>Runs (a), (b) and (c) on <paramref name="device"/> (only (a) and (c) touch it).</summary>
+    public static OffloadingResult Run(Config config, Device device, IProgress<string>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(config);
+        ArgumentNullException.ThrowIfNull(device);
+        config.Validated(nameof(config));
+        var clock = Stopwatch.StartNew();
+
+        progress?.Report("(a) split attention vs the monolithic call");
+        var split = SplitErrors(config.Seed, device);
+
+        progress?.Report($"(b) cost model: {config.Homogeneous.Hardware} vs {config.Offloaded.Hardware}, {config.Model.Name}");
+        var grid = new List<CostEstimate>();
+        foreach (int n in config.Contexts)
+            foreach (int b in config.BatchCaps)
+            {
+                grid.Add(ServingCostModel.AtBatchCap(config.Model, config.Homogeneous, n, b));
+                grid.Add(ServingCostModel.AtBatchCap(config.Model, config.Offloaded, n, b));
+            }
+        var best = config.Contexts.Select(n => new Comparison(
+            ServingCostModel.AtBatchCap(config.Model, config.Homogeneous, n, config.BatchCap),
+            ServingCostModel.AtBatchCap(config.Model, config.Offloaded, n, config.BatchCap))).ToList();
+        var devices = config.AttentionDeviceCounts.Select(a =>
+            ServingCostModel.AtBatchCap(config.Model, config.Offloaded.WithAttentionDevices(a), config.SweepContext, config.BatchCap)).ToList();
+
+        progress?.Report($"(c) decode attention vs KV bytes on {device.type} (B = {config.ProbeBatch}, H = {config.ProbeHeads}, D = {config.ProbeHeadDim}, float32)");
+        var probe = DecodeBandwidthProbe.Measure(config.ProbeContexts, config.ProbeBatch, config.ProbeHeads, config.ProbeHeadDim, device,
+            repeats: config.ProbeRepeats, seed: config.Seed, progress: progress);
+        var fit = DecodeBandwidthProbe.Fit(probe.Where(p => p.Context >= config.ProbeFitFromContext).ToList());
+        progress?.Report($"done in {clock.Elapsed.TotalSeconds:F1} s");
+        return new OffloadingResult(config, split, grid, best, devices, probe, fit, device.type.ToString(), clock.Elapsed.TotalSeconds);
+    }
+
+    /// <summary>max |split − monolithic| of output and LSE for each partition, and of the plain average (the pitfall).</summary>
+    static IReadOnlyList<SplitError> SplitErrors(int seed, Device device)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        var gen = new Generator((ulong)seed, device);
+        // awkward sizes: 5 requests, 8 query heads over 4 KV heads (GQA), 37 cached tokens, head dim 12
+        var q = torch.randn(new long[] { 5, 1, 8, 12 }, generator: gen, device: device);
+        var k = torch.randn(new long[] { 5, 37, 4, 12 }, generator: gen, device: device) * 2;
+        var v = torch.randn(new long[] { 5, 37, 4, 12 }, generator: gen, device: device);
+        var (o, lse) = SplitAttention.Monolithic(q, k, v);
+        double Err(Tensor a, Tensor b) => (a - b).abs().max().ToDouble();
+        var rows = new List<SplitError>();
+        foreach (var (name, parts, run) in new (string, int, Func<Tensor, Tensor, Tensor, int, (Tensor, Tensor)>)[]
+            { ("by requests", 3, SplitAttention.ByRequests), ("by KV heads", 4, SplitAttention.ByHeads), ("by sequence (LSE merge)", 3, SplitAttention.BySequence) })
+        {
+            var (so, sl) = run(q, k, v, parts);
+            rows.Add(new SplitError(name, parts, Err(so, o), Err(sl, lse)));
+        }
+        rows.Add(new SplitError("by sequence (plain average: wrong)", 3, Err(SplitAttention.BySequenceAveraged(q, k, v, 3), o), double.NaN));
+        return rows;
+    }
+}
