@@ -53,7 +53,7 @@ public class OffloadingExperimentTests(ITestOutputHelper output)
         var r = OffloadingExperiment.Run(Tiny with { ProbeContexts = new[] { 16, 32 }, ProbeFitFromContext = 0 }, torch.CPU);
         var good = r with { Fit = new ProbeFit(1.0, 1, 0, 5) };
         Assert.StartsWith("Claim holds", good.CheckClaim());
-        Assert.Contains("not bandwidth-bound", Assert.Throws<InvalidOperationException>(() => (r with { Fit = new ProbeFit(0.3, 1, 0, 5) }).CheckClaim()).Message);
+        Assert.Contains("reported, not asserted", (r with { Fit = new ProbeFit(0.3, 1, 0, 5) }).CheckClaim());          // a timing outside the range is reported, not thrown
         var flipped = good with { Best = good.Best.Reverse().ToList() };
         Assert.Contains("does not grow with context", Assert.Throws<InvalidOperationException>(() => flipped.CheckClaim()).Message);
         var broken = good with { Split = good.Split.Select((s, i) => i == 2 ? s with { OutputMaxAbs = 0.1 } : s).ToList() };
