@@ -36,6 +36,16 @@ public sealed record FlowResult(FlowExperiment.Config Config, IReadOnlyList<Atte
         new DoubleDataFrameColumn("ms_per_iter", ListOps.Select(r => r.MsPerStep).Concat(Speed.Select(p => p.MedianMs))),
         new Int64DataFrameColumn("peak_bytes", ListOps.Select(_ => (long?)null).Concat(Speed.Select(p => p.PeakMiB is { } m ? (long?)(m * 1048576) : null))));
 
+    /// <summary>Histogram of the competition weights C_j in <paramref name="bins"/> equal bins over [min, max]: bin labels and counts.</summary>
+    public (string[] Labels, double[] Counts) CompetitionHistogram(int bins = 12)
+    {
+        if (bins <= 0) throw new ArgumentException($"bins must be positive, got {bins}.", nameof(bins));
+        double lo = Competition.Min(), hi = Competition.Max(), width = Math.Max(hi - lo, 1e-12) / bins;
+        var counts = new double[bins];
+        foreach (var c in Competition) counts[Math.Min(bins - 1, (int)((c - lo) / width))]++;
+        return (Enumerable.Range(0, bins).Select(i => $"{lo + (i + 0.5) * width:F3}").ToArray(), counts);
+    }
+
     /// <summary>Mean of the first and last tenth of a loss curve.</summary>
     public static (double First, double Last) LossEnds(IReadOnlyList<double> losses)
     {
