@@ -27,7 +27,7 @@ public static class FlowExperiment
         double LearningRate, int TestCount, int[] Seeds, int[] SpeedLengths, int SpeedHeads, int SpeedDim, int SpeedRepeats, int MaxReferenceLength, int Seed)
     {
         public static Config Smoke => new(64, 16, new ListOpsLite(MaxLength: 48, MaxDepth: 3, MaxArgs: 4), Layers: 2, DModel: 64, Heads: 4,
-            Steps: 80, BatchSize: 48, LearningRate: 3e-3, TestCount: 512, Seeds: new[] { 0 },
+            Steps: 60, BatchSize: 32, LearningRate: 3e-3, TestCount: 512, Seeds: new[] { 0 },
             SpeedLengths: new[] { 256, 512, 1024, 2048 }, SpeedHeads: 4, SpeedDim: 32, SpeedRepeats: 1, MaxReferenceLength: 2048, Seed: 0);
 
         public static Config Full => new(256, 16, new ListOpsLite(MaxLength: 1024, MaxDepth: 6, MaxArgs: 6, LeafProbability: 0.5), Layers: 4, DModel: 128, Heads: 4,
