@@ -1,0 +1,207 @@
+using AttentionLab.Attention;
+using AttentionLab.Core;
+using AttentionLab.Papers.Flowformer;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Tests.Papers;
+
+/// <summary>Flow-Attention: fast forms vs the naive twin (values, gradients, awkward shapes), the flows' invariants, and bad inputs.</summary>
+public class FlowformerTests
+{
+    /// <summary>B, n, m, H, D, Dv (causal cases use n = m).</summary>
+    public static TheoryData<int, int, int, int, int, int> Shapes => new()
+    {
+        { 1, 1, 1, 1, 4, 3 },      // T = 1
+        { 2, 7, 7, 2, 3, 5 },      // odd T, odd D
+        { 1, 13, 13, 3, 5, 2 },    // T not a multiple of the chunk (4), D not a power of two
+        { 2, 16, 16, 1, 6, 4 },    // whole chunks
+        { 1, 9, 9, 2, 1, 1 },      // D = Dv = 1
+    };
+
+    static Tensor R(long b, long t, long h, long d, ScalarType dtype = ScalarType.Float64, double spread = 1) =>
+        torch.randn(new[] { b, t, h, d }, dtype: dtype) * spread;
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void CausalFormsAgreeWithTheNaiveTwinInFloat64(int b, int n, int m, int h, int d, int dv)
+    {
+        torch.manual_seed(n * 31 + d);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = (R(b, n, h, d, spread: 2), R(b, m, h, d, spread: 2), R(b, m, h, dv));
+        var naive = FlowAttentionNaive.Attend(q, k, v, causal: true);
+        Assert.Equal(new long[] { b, n, h, dv }, naive.shape);
+        foreach (var form in new[] { LinearForm.Parallel, LinearForm.Recurrent, LinearForm.Chunked })
+            AssertClose.Tensors(FlowAttention.Attend(q, k, v, causal: true, form: form, chunkSize: 4), naive, atol: 1e-10, rtol: 1e-10, what: $"causal {form}");
+        var w = FlowAttention.Materialize(q, k, causal: true);
+        AssertClose.Tensors(w, FlowAttentionNaive.Weights(q, k, causal: true), atol: 1e-10, rtol: 1e-10, what: "Materialize");
+        AssertClose.Tensors(w.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3), naive, atol: 1e-10, rtol: 1e-10, what: "Materialize·V");
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1, 1, 4, 3)]      // one sink, one source
+    [InlineData(2, 7, 11, 2, 5, 3)]     // n ≠ m, odd D
+    [InlineData(1, 12, 5, 3, 6, 1)]     // more sinks than sources
+    [InlineData(2, 9, 9, 1, 3, 7)]
+    public void NormalFormAgreesWithTheNaiveTwinAndItsMatrixInFloat64(int b, int n, int m, int h, int d, int dv)
+    {
+        torch.manual_seed(n * 17 + m);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = (R(b, n, h, d, spread: 2), R(b, m, h, d, spread: 2), R(b, m, h, dv));
+        var naive = FlowAttentionNaive.Attend(q, k, v, causal: false);
+        var fast = FlowAttention.Attend(q, k, v, causal: false);
+        Assert.Equal(new long[] { b, n, h, dv }, fast.shape);
+        AssertClose.Tensors(fast, naive, atol: 1e-10, rtol: 1e-10, what: "normal");
+        var w = FlowAttention.Materialize(q, k, causal: false);
+        AssertClose.Tensors(w.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3), fast, atol: 1e-10, rtol: 1e-10, what: "Materialize·V");
+    }
+
+    [Theory]
+    [InlineData(true, 1)]
+    [InlineData(true, 11)]
+    [InlineData(false, 7)]
+    public void GradientsAgreeWithTheNaiveTwin(bool causal, int t)
+    {
+        torch.manual_seed(t);
+        using var scope = NewDisposeScope();
+        var (q0, k0, v0) = (R(2, t, 2, 5), R(2, t, 2, 5), R(2, t, 2, 3));
+        var target = R(2, t, 2, 3);
+        Tensor[]? expected = null;
+        foreach (var (name, f) in new (string, Func<Tensor, Tensor, Tensor, Tensor>)[]
+                 {
+                     ("naive", (q, k, v) => FlowAttentionNaive.Attend(q, k, v, causal)),
+                     ("chunked", (q, k, v) => FlowAttention.Attend(q, k, v, causal, form: LinearForm.Chunked, chunkSize: 4)),
+                     ("parallel", (q, k, v) => FlowAttention.Attend(q, k, v, causal, form: LinearForm.Parallel)),
+                 })
+        {
+            var (q, k, v) = (q0.clone().requires_grad_(), k0.clone().requires_grad_(), v0.clone().requires_grad_());
+            (f(q, k, v) * target).sum().backward();
+            var grads = new[] { q, k, v }.Select(x => x.grad ?? torch.zeros_like(x)).ToArray();
+            if (expected is null) { expected = grads; continue; }
+            for (int i = 0; i < 3; i++)
+                AssertClose.Tensors(grads[i], expected[i], atol: 1e-9, rtol: 1e-9, what: $"{name} d/d{"qkv"[i]}");
+        }
+    }
+
+    [Fact]
+    public void Float32AgreesWithFloat64()
+    {
+        torch.manual_seed(3);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = (R(2, 37, 2, 8), R(2, 37, 2, 8), R(2, 37, 2, 8));
+        foreach (bool causal in new[] { false, true })
+        {
+            var reference = FlowAttention.Attend(q, k, v, causal);
+            var single = FlowAttention.Attend(q.to(float32), k.to(float32), v.to(float32), causal);
+            Assert.Equal(ScalarType.Float32, single.dtype);
+            AssertClose.Tensors(single.to(float64), reference, atol: 1e-5, rtol: 1e-4, what: $"causal={causal}");
+        }
+    }
+
+    [Fact]
+    public void FlowsKeepTheirInvariants()
+    {
+        torch.manual_seed(5);
+        using var scope = NewDisposeScope();
+        var (q, k) = (R(2, 10, 3, 6, spread: 3), R(2, 14, 3, 6, spread: 3));
+        using var w = FlowWeights.Compute(q, k, causal: false);
+        AssertClose.Tensors(w.Competition.sum(-1), torch.full(new long[] { 2, 3 }, 14.0, dtype: float64), atol: 1e-10, rtol: 1e-12, what: "Σ_j C_j = m");
+        Assert.True(w.Allocation.gt(0).all().item<bool>() && w.Allocation.lt(1).all().item<bool>(), "A ∈ (0, 1)");
+        Assert.True(w.ConservedSource.abs().le(1).all().item<bool>(), "Ô clamped to [−1, 1]");
+        var rows = w.ScaledQueries().matmul(w.PhiK.transpose(-2, -1)).sum(-1);          // rows of (φQ/I)φKᵀ
+        AssertClose.Tensors(rows, torch.ones_like(rows), atol: 1e-4, rtol: 0, what: "rows of (φQ/I)φKᵀ sum to ≈ 1");
+        using var c = FlowWeights.Compute(q.narrow(1, 0, 10), k.narrow(1, 0, 10), causal: true);
+        var count = torch.arange(1, 11, dtype: float64);
+        AssertClose.Tensors((c.ConservedSource.exp() / c.ConservedSource.exp().cumsum(-1)), c.Competition / count, atol: 1e-12, rtol: 1e-12, what: "causal competition: C_j/(j+1) = softmax over j′ ≤ j at j's own time");
+        Assert.True(c.Allocation.gt(0).all().item<bool>() && c.Allocation.lt(1).all().item<bool>(), "causal A ∈ (0, 1)");
+    }
+
+    [Fact]
+    public void NormalVariantIsQueryEquivariantAndKeyValueInvariant()
+    {
+        torch.manual_seed(7);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = (R(1, 9, 2, 4), R(1, 12, 2, 4), R(1, 12, 2, 3));
+        var o = FlowAttention.Attend(q, k, v, causal: false);
+        var pq = torch.randperm(9); var pk = torch.randperm(12);
+        AssertClose.Tensors(FlowAttention.Attend(q.index_select(1, pq), k, v, causal: false), o.index_select(1, pq), atol: 1e-12, rtol: 1e-10, what: "query permutation");
+        AssertClose.Tensors(FlowAttention.Attend(q, k.index_select(1, pk), v.index_select(1, pk), causal: false), o, atol: 1e-12, rtol: 1e-10, what: "joint (k, v) permutation");
+    }
+
+    [Fact]
+    public void CausalVariantIgnoresTheFuture()
+    {
+        torch.manual_seed(9);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = (R(1, 12, 2, 4), R(1, 12, 2, 4), R(1, 12, 2, 3));
+        var o = FlowAttention.Attend(q, k, v, causal: true);
+        var (q2, k2, v2) = (q.clone(), k.clone(), v.clone());
+        foreach (var x in new[] { q2, k2, v2 }) x.narrow(1, 8, 4).add_(torch.randn(new long[] { 1, 4, 2, x.shape[3] }, dtype: float64) * 3);
+        var o2 = FlowAttention.Attend(q2, k2, v2, causal: true);
+        AssertClose.Tensors(o2.narrow(1, 0, 8), o.narrow(1, 0, 8), atol: 1e-12, rtol: 1e-12, what: "prefix unchanged");
+        Assert.True((o2.narrow(1, 8, 4) - o.narrow(1, 8, 4)).abs().max().item<double>() > 1e-3, "the changed suffix changes the output");
+        var w = FlowAttention.Materialize(q, k, causal: true);
+        Assert.Equal(0.0, w.triu(1).abs().max().item<double>());
+    }
+
+    [Fact]
+    public void FlowConcentratesRowsMoreThanPlainLinearAtSeed0()
+    {
+        var (maps, competition, _) = FlowExperiment.Maps(64, 16, seed: 0);
+        double flow = maps.Single(m => m.Mechanism == "flow").MeanRowEntropy, linear = maps.Single(m => m.Mechanism == "linear (σ)").MeanRowEntropy;
+        Assert.True(flow < linear, $"flow {flow:F4} vs linear {linear:F4}");
+        Assert.True(linear < Math.Log(64) + 1e-12);
+        Assert.Equal(64.0, competition.Sum(), 9);
+    }
+
+    [Fact]
+    public void ModuleProjectsAttendsAndDoesNotLeak()
+    {
+        torch.manual_seed(11);
+        foreach (bool causal in new[] { false, true })
+        {
+            using var attn = new FlowAttention(12, 3, causal);
+            attn.eval();
+            using var scope = NewDisposeScope();
+            var x = torch.randn(2, 7, 12);
+            var y = attn.call(x, x, x);
+            Assert.Equal(new long[] { 2, 7, 12 }, y.shape);
+            var (q, k, v) = attn.Project(x, x, x);
+            var byHand = FlowAttentionNaive.Attend(q.to(float64), k.to(float64), v.to(float64), causal);
+            Assert.True(byHand.isfinite().all().item<bool>());
+            LeakCheck.AssertNoLeak(() => attn.call(x, x, x).Dispose(), $"FlowAttention causal={causal}");
+        }
+        using var cross = new FlowAttention(8, 2, causal: false);
+        using (var s = NewDisposeScope()) Assert.Equal(new long[] { 1, 3, 8 }, cross.call(torch.randn(1, 3, 8), torch.randn(1, 5, 8), torch.randn(1, 5, 8)).shape);
+        using var mixer = new FlowSelfAttention(8, 2);
+        using var lin = new SigmoidLinearAttention(8, 2);
+        using (var s = NewDisposeScope())
+        {
+            var x = torch.randn(1, 6, 8);
+            Assert.Equal(x.shape, mixer.call(x).shape);
+            Assert.Equal(x.shape, lin.call(x).shape);
+        }
+    }
+
+    [Fact]
+    public void BadInputsNameTheArgument()
+    {
+        using var scope = NewDisposeScope();
+        var q = torch.randn(1, 5, 2, 4);
+        void Throws(string name, Action a) => Assert.Equal(name, Assert.ThrowsAny<ArgumentException>(a).ParamName);
+        Throws("q", () => FlowAttention.Attend(torch.randn(5, 2, 4), q, q, false));
+        Throws("k", () => FlowAttention.Attend(q, torch.randn(1, 5, 2, 3), q, false));
+        Throws("k", () => FlowAttention.Attend(q, torch.randn(1, 6, 2, 4), torch.randn(1, 6, 2, 4), causal: true));
+        Throws("v", () => FlowAttention.Attend(q, q, torch.randn(1, 4, 2, 4), false));
+        Throws("k", () => FlowAttention.Attend(q, q.to(float64), q, false));
+        Throws("q", () => FlowAttention.Materialize(torch.ones(1, 5, 2, 4, dtype: int64), q, false));
+        Throws("eps", () => FlowAttention.Attend(q, q, q, false, eps: 0));
+        Throws("k", () => FlowAttentionNaive.Attend(q, torch.randn(2, 5, 2, 4), q, false));
+        Throws("heads", () => new FlowAttention(10, 3, false));
+        Throws("dModel", () => new FlowAttention(0, 1, false));
+        using var attn = new FlowAttention(8, 2, causal: true);
+        Throws("queries", () => attn.call(torch.randn(1, 5, 7), torch.randn(1, 5, 8), torch.randn(1, 5, 8)));
+        Throws("keys", () => attn.call(torch.randn(1, 5, 8), torch.randn(1, 6, 8), torch.randn(1, 6, 8)));
+        Throws("values", () => attn.call(torch.randn(1, 5, 8), torch.randn(1, 5, 8), torch.randn(1, 4, 8)));
+    }
+}
