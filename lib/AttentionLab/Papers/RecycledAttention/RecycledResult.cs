@@ -28,6 +28,25 @@ public sealed record RecycledResult(RecycledExperiment.Config Config, IReadOnlyL
         new DoubleDataFrameColumn("kv_bytes_read_per_token", Rows.Select(r => r.KvBytesReadPerToken)),
         new DoubleDataFrameColumn("ms_per_token", Rows.Select(r => r.MsPerToken)));
 
+    /// <summary>
+    /// The claim at this size, as a line; throws when it fails: the full model copies (accuracy ≥ 90 %), and at K = n/8
+    /// Recycled Attention with S = 4 reaches ≥ 2× StreamingLLM's accuracy while attending to fewer than half the tokens of
+    /// full attention per step.
+    /// </summary>
+    public string CheckClaim()
+    {
+        int k = Config.ClaimK, s = Config.Strides.Contains(4) ? 4 : Config.Strides.Max();
+        var full = Row("full", 0);
+        var recycled = Row("recycled", k, s);
+        var streaming = Row("streamingllm", k);
+        string line = $"K = {k} (n/8), S = {s}: recycled {recycled.TokenAccuracy:P1} vs StreamingLLM {streaming.TokenAccuracy:P1} " +
+            $"(full {full.TokenAccuracy:P1}); attended {recycled.AttendedMean:F1} vs {full.AttendedMean:F1} tokens per step";
+        if (full.TokenAccuracy < 0.9) throw new InvalidOperationException($"the checkpoint does not copy under full attention: {line}");
+        if (recycled.TokenAccuracy < 2 * streaming.TokenAccuracy) throw new InvalidOperationException($"recycled is not ≥ 2× StreamingLLM: {line}");
+        if (recycled.AttendedMean >= full.AttendedMean / 2) throw new InvalidOperationException($"recycled does not attend to a small subset: {line}");
+        return "claim holds: " + line;
+    }
+
     /// <summary>The row of <paramref name="policy"/> at K (and S for recycled).</summary>
     public PolicyRow Row(string policy, int k, int s = 0) => Rows.First(r => r.Policy == policy && r.TopK == k && r.Stride == s);
 
