@@ -19,7 +19,7 @@ namespace AttentionLab.Models;
 /// A = hook_pattern(softmax_j s_ij) — edits here flow into z = A·V  (Softmax1 / SinkLogit: e^{s_ij} / (e^{b_h} + Σ_k e^{s_ik}))
 /// z = hook_z(A·V) [B, T, H, Dh];  GatedG1: z′ = z ⊙ hook_gate(σ(x W_θ + b_θ));  y = W_O concat_h(z_h).
 /// </remarks>
-public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
+public sealed partial class CausalSelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
 {
     readonly Linear qkv, proj;
     readonly Linear? gate;                     // W_θ [H·Dh, d] (GatedG1)
@@ -111,6 +111,9 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>, IStreamingM
                 (z, var pattern) = Attend(q, ps.Cache.Keys, ps.Cache.Values, cachePos.narrow(0, ps.Cache.Count - 1, 1), cachePos);
                 ps.Cache.Observe(pattern);                                          // attention mass (H2O) and step stats
                 break;
+            case SelectiveState ss:
+                z = StepSelective(q, k, v, ss);                                     // full cache, attends a subset
+                break;
             default:
                 throw new ArgumentException($"state must come from this mixer's NewState, got {state?.GetType().Name}.", nameof(state));
         }
@@ -138,6 +141,12 @@ public sealed class CausalSelfAttention : nn.Module<Tensor, Tensor>, IStreamingM
         var mask = alibiSlopes is null ? visible                                     // − m_h (i − j) where visible, −∞ elsewhere
             : Positions.AlibiBias(alibiSlopes, qPos, kPos, q.dtype).masked_fill(visible.logical_not(), double.NegativeInfinity);
         var (raw, vh) = ReferenceAttention.MaskedScores(q, k, v, causal: false, scale: 1.0 / Math.Sqrt(q.shape[3]), mask);   // q_i·k_j / √Dh
+        return Mix(raw, vh);
+    }
+
+    /// <summary>z [B, Tq, H, Dh] and the pattern [B, H, Tq, Tk] from masked scores [B, H, Tq, Tk] and values [B, H, Tk, Dh].</summary>
+    (Tensor Z, Tensor Pattern) Mix(Tensor raw, Tensor vh)
+    {
         var scores = hook_attn_scores.call(raw);
         var probabilities = kind switch
         {

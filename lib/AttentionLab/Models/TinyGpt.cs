@@ -143,6 +143,22 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
         return state;
     }
 
+    /// <summary>
+    /// An empty streaming state whose attention layers keep every key and attend, per step, to the subset the layer's
+    /// selector (layer → <see cref="IKvSelector"/>) picks, e.g. Recycled Attention. Keys keep their own positions.
+    /// </summary>
+    public TinyGptState NewSelectiveState(long batch, Func<int, IKvSelector> selector)
+    {
+        Guard.Positive(batch, nameof(batch));
+        ArgumentNullException.ThrowIfNull(selector);
+        if (register is not null) throw new ArgumentException("selective decoding does not support a Register model.", nameof(selector));
+        var layers = new List<MixerState>();
+        for (int layer = 0; layer < blocks.Count; layer++)
+            layers.Add(blocks[layer].Mixer is CausalSelfAttention a ? a.NewState(selector(layer), layer)
+                : throw new InvalidOperationException($"selective decoding needs CausalSelfAttention mixers, block {layer} has {blocks[layer].Mixer.GetType().Name}."));
+        return new TinyGptState(layers);
+    }
+
     /// <summary>One position — ids x_t [B] or features x_t [B, InputFeatures] — → y_t [B, OutputSize]; equals forward's output at position t.</summary>
     public Tensor Step(Tensor xT, TinyGptState state)
     {
