@@ -51,10 +51,8 @@ public static class AarenExperiment
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
-        var clock = Stopwatch.StartNew();
-        var phases = new Dictionary<string, double>();
-        double mark = 0;
-        void Lap(string phase) { phases[phase] = clock.Elapsed.TotalSeconds - mark; mark = clock.Elapsed.TotalSeconds; }
+        var clock = new PhaseClock();
+        void Lap(string phase) => clock.Lap(phase);
         using var scope = NewDisposeScope();
         using var train = config.Task.Generate(config.TrainSeries, config.Seed, device).WithLags(config.Lags);
         using var test = config.Task.Generate(config.TestSeries, config.Seed + 1, device).WithLags(config.Lags);
@@ -92,9 +90,9 @@ public static class AarenExperiment
         Lap("forms vs length");
         var weights = QueryWeights(aaren, test);
         Lap("query weights");
-        progress?.Report($"done in {clock.Elapsed.TotalSeconds:F1} s");
+        progress?.Report($"done in {clock.Seconds:F1} s");
         return new AarenResult(config, metrics, aarenRun.Mse, transformerRun.Mse, lastValueMse, aarenRun.Losses, transformerRun.Losses,
-            streaming, scaling, weights, stepError, clock.Elapsed.TotalSeconds, phases);
+            streaming, scaling, weights, stepError, clock.Seconds, clock.Phases);
     }
 
     sealed record FitResult(IReadOnlyList<double> Mse, double Accuracy, IReadOnlyList<double> Losses);

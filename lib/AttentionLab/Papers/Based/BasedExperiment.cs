@@ -48,10 +48,8 @@ public static class BasedExperiment
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
-        var clock = Stopwatch.StartNew();
-        var phases = new Dictionary<string, double>();
-        double mark = 0;
-        void Lap(string phase) { phases[phase] = clock.Elapsed.TotalSeconds - mark; mark = clock.Elapsed.TotalSeconds; }
+        var clock = new PhaseClock();
+        void Lap(string phase) => clock.Lap(phase);
 
         progress?.Report($"probe: {config.ProbeTrials} trials per point");
         var probe = Probe(config);
@@ -69,8 +67,8 @@ public static class BasedExperiment
         progress?.Report($"prefill: T = {string.Join(", ", config.PrefillLengths)}");
         var prefill = BasedBenchmark.Prefill(config.PrefillLengths, repeats: config.PrefillRepeats, maxReferenceLength: config.MaxReferenceLength, device: device);
         Lap("prefill");
-        progress?.Report($"done in {clock.Elapsed.TotalSeconds:F1} s");
-        return new BasedResult(config, probe, runs, decode, prefill, clock.Elapsed.TotalSeconds, phases);
+        progress?.Report($"done in {clock.Seconds:F1} s");
+        return new BasedResult(config, probe, runs, decode, prefill, clock.Seconds, clock.Phases);
     }
 
     /// <summary>The probe grid: Taylor over d′, softmax / identity / elu+1 at d′ = 16, sliding windows at d′ = 16, for every N.</summary>

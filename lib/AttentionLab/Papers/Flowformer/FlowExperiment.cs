@@ -46,10 +46,8 @@ public static class FlowExperiment
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
-        var clock = Stopwatch.StartNew();
-        var phases = new Dictionary<string, double>();
-        double mark = 0;
-        void Lap(string phase) { phases[phase] = clock.Elapsed.TotalSeconds - mark; mark = clock.Elapsed.TotalSeconds; }
+        var clock = new PhaseClock();
+        void Lap(string phase) => clock.Lap(phase);
 
         progress?.Report($"maps: softmax, linear, flow on random q, k (n = {config.MapLength}, d = {config.MapDim})");
         var (maps, competition, allocation) = Maps(config.MapLength, config.MapDim, config.Seed);
@@ -64,8 +62,8 @@ public static class FlowExperiment
         var speed = FlowBenchmark.Speed(config.SpeedLengths, heads: config.SpeedHeads, headDim: config.SpeedDim, repeats: config.SpeedRepeats,
             maxReferenceLength: config.MaxReferenceLength, measureMemory: true, device: device);
         Lap("speed");
-        progress?.Report($"done in {clock.Elapsed.TotalSeconds:F1} s");
-        return new FlowResult(config, maps, competition, allocation, equivalence, runs, speed, clock.Elapsed.TotalSeconds, phases);
+        progress?.Report($"done in {clock.Seconds:F1} s");
+        return new FlowResult(config, maps, competition, allocation, equivalence, runs, speed, clock.Seconds, clock.Phases);
     }
 
     /// <summary>

@@ -45,10 +45,8 @@ public static class LightningExperiment
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
-        var clock = Stopwatch.StartNew();
-        var phases = new Dictionary<string, double>();
-        double mark = 0;
-        void Lap(string phase) { phases[phase] = clock.Elapsed.TotalSeconds - mark; mark = clock.Elapsed.TotalSeconds; }
+        var clock = new PhaseClock();
+        void Lap(string phase) => clock.Lap(phase);
 
         progress?.Report($"constant-speed sweep: {config.TokensPerBatch} tokens per batch, n = {string.Join(", ", config.Lengths)}, forward + backward");
         var speed = LightningBenchmarks.Sweep(config.Lengths, config.TokensPerBatch, heads: config.Heads, headDim: config.HeadDim, block: config.Block,
@@ -76,9 +74,9 @@ public static class LightningExperiment
         var (stream, stepError) = Stream(runs, corpus, config, device);
         foreach (var r in runs) r.Model.Dispose();
         Lap("decode");
-        progress?.Report($"done in {clock.Elapsed.TotalSeconds:F1} s");
+        progress?.Report($"done in {clock.Seconds:F1} s");
         return new LightningResult(config, speed, splitN, intra, inter, runs.Select(r => r.Summary).ToList(), corpus.UnigramLoss(),
-            stream, stepError, clock.Elapsed.TotalSeconds, phases);
+            stream, stepError, clock.Seconds, clock.Phases);
     }
 
     sealed record LmRun(TinyGpt Model, LmSummary Summary);
