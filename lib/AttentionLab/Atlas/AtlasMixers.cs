@@ -1,0 +1,52 @@
+using AttentionLab.Models;
+using AttentionLab.Papers.Aaren;
+using AttentionLab.Papers.Based;
+using AttentionLab.Papers.Flowformer;
+using AttentionLab.Papers.LightningAttention;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Atlas;
+
+/// <summary>
+/// One efficient mixer of the atlas: a name, its family (the colour of the plots) and how to build it at width d with H
+/// heads. Every model is zoology's 2-layer MQAR layout — a <see cref="BaseConv"/> (the local shift) and then this mixer —
+/// so only the mixer differs.
+/// </summary>
+public sealed record AtlasMixer(string Name, string Family, Func<int, int, nn.Module<Tensor, Tensor>> Build);
+
+/// <summary>
+/// The library's sequence mixers that can be trained on MQAR. Decode-time policies (Recycled Attention, DELTA, StreamingLLM,
+/// H2O) choose what a trained softmax model reads and are not mixers; the atlas leaves them out.
+/// </summary>
+/// <remarks>This folder sits above Papers/: it is the one place that combines papers (a paper folder never uses another).</remarks>
+public static class AtlasMixers
+{
+    /// <summary>Softmax attention: the KV cache grows with T.</summary>
+    public static AtlasMixer Softmax { get; } = new("softmax attention", "full attention", (d, h) => new CausalSelfAttention(d, h));
+    /// <summary>Exact softmax over the last <paramref name="window"/> tokens.</summary>
+    public static AtlasMixer SlidingWindow(int window) => new($"sliding window w={window}", "sliding window", (d, h) => new SlidingWindowAttention(d, h, window));
+    /// <summary>BASED's Taylor linear attention with feature dim d′.</summary>
+    public static AtlasMixer Based(int featureDim) => new($"BASED d′={featureDim}", "BASED", (d, h) => new BasedLinearAttention(d, featureDim, h));
+    /// <summary>TransNormer-LLM attention (Lightning Attention-2 with per-head decay).</summary>
+    public static AtlasMixer Lightning { get; } = new("Lightning (TNL)", "Lightning", (d, h) => new TnlAttention(d, h));
+    /// <summary>Flowformer's causal Flow-Attention (no streaming state).</summary>
+    public static AtlasMixer Flowformer { get; } = new("Flowformer (causal)", "Flowformer", (d, h) => new FlowSelfAttention(d, h, causal: true));
+    /// <summary>Plain causal linear attention with a sigmoid feature map (Flowformer's ablation).</summary>
+    public static AtlasMixer SigmoidLinear { get; } = new("σ-linear attention", "Flowformer", (d, h) => new SigmoidLinearAttention(d, h));
+    /// <summary>Aaren: attention with a learned query as an RNN.</summary>
+    public static AtlasMixer Aaren { get; } = new("Aaren", "Aaren", (d, h) => new AarenLayer(d, h));
+
+    /// <summary>The smoke set: one or two points per family.</summary>
+    public static IReadOnlyList<AtlasMixer> Smoke { get; } = new[]
+    {
+        Softmax, SlidingWindow(8), SlidingWindow(16), Based(4), Based(16), Lightning, Flowformer, SigmoidLinear, Aaren,
+    };
+
+    /// <summary>The full set: each family's state knob swept.</summary>
+    public static IReadOnlyList<AtlasMixer> Full { get; } = new[]
+    {
+        Softmax, SlidingWindow(16), SlidingWindow(32), SlidingWindow(64), SlidingWindow(128), Based(8), Based(16), Based(24),
+        Lightning, Flowformer, SigmoidLinear, Aaren,
+    };
+}

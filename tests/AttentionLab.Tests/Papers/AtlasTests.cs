@@ -1,0 +1,40 @@
+using AttentionLab.Atlas;
+using TorchSharp;
+
+namespace AttentionLab.Tests.Papers;
+
+/// <summary>The atlas plumbing on a tiny run: one point per mixer, streaming state where it exists, tables, charts, checks.</summary>
+public class AtlasTests
+{
+    [Fact]
+    public void ATinyAtlasMeasuresEveryMixer()
+    {
+        var config = MixerAtlas.Config.Smoke with
+        {
+            Steps = 4, BatchSize = 4, TestCount = 8, TimingRepeats = 1,
+            Mixers = new[] { AtlasMixers.Softmax, AtlasMixers.Based(4), AtlasMixers.Flowformer },
+        };
+        var result = MixerAtlas.Run(config, torch.CPU);
+        Assert.Equal(3, result.Points.Count);
+        var softmax = result.Points[0];
+        var based = result.Points[1];
+        Assert.NotNull(softmax.StateBytes);
+        Assert.True(softmax.StepVsForwardMaxAbs < 1e-3, $"softmax Step vs forward {softmax.StepVsForwardMaxAbs}");
+        Assert.True(based.StepVsForwardMaxAbs < 1e-3, $"BASED Step vs forward {based.StepVsForwardMaxAbs}");
+        Assert.Null(result.Points[2].StateBytes);                                 // Flowformer cannot stream
+        Assert.All(result.Points, p => Assert.InRange(p.Recall, 0, 1));
+        Assert.Equal(3, result.ToDataFrame().Rows.Count);
+        Assert.NotNull(result.RecallVsState());
+        Assert.NotNull(result.RecallVsSpeed());
+        Assert.NotEmpty(result.StateFront());
+        // four steps do not solve MQAR: the check must say so
+        Assert.Contains("softmax attention recall", Assert.Throws<InvalidOperationException>(() => result.CheckClaim()).Message);
+    }
+
+    [Fact]
+    public void BadConfigIsNamed()
+    {
+        Assert.Equal("Mixers", Assert.Throws<ArgumentException>(() => (MixerAtlas.Config.Smoke with { Mixers = Array.Empty<AtlasMixer>() }).Validate()).ParamName);
+        Assert.Equal("Heads", Assert.Throws<ArgumentException>(() => (MixerAtlas.Config.Smoke with { Heads = 3 }).Validate()).ParamName);
+    }
+}
