@@ -58,10 +58,26 @@ public sealed record S2Result(S2Experiment.Config Config, IReadOnlyList<NeedleCe
         return ib - jb >= Config.LocalBlocks && jb % Config.VertStride != r0;
     }
 
-    /// <summary>Per-head block masks of a variant plus their union (share of heads reading the block), at the shortest length.</summary>
-    public GenericChart MaskHeatmaps(string variant)
+    /// <summary>
+    /// The claim at this size: heterogeneous accuracy ≥ dense − 5 pts and ≥ 90 % on the needles the homogeneous pattern
+    /// cannot read, where homogeneous stays &lt; 50 %; heterogeneous union coverage 1.0 at density &lt; 1.
+    /// </summary>
+    public (bool Holds, string Line) Claim()
     {
-        var m = Masks[variant];
+        double dense = Accuracy("dense"), het = Accuracy("heterogeneous"), homoOff = OffStrideAccuracy("homogeneous"), hetOff = OffStrideAccuracy("heterogeneous");
+        var rows = Rows.Where(r => r.Variant == "heterogeneous").ToArray();
+        bool holds = het >= dense - 0.05 && hetOff >= 0.9 && homoOff < 0.5 && rows.All(r => r.Coverage == 1.0 && r.Density < 1);
+        return (holds, $"accuracy: dense {dense:P1}, heterogeneous {het:P1} (off-stride needles {hetOff:P1}), homogeneous off-stride {homoOff:P1}; " +
+                       $"heterogeneous density {string.Join(" / ", rows.Select(r => $"{r.Density:P1} at n = {r.Length}"))}, coverage {rows.Min(r => r.Coverage):P0}");
+    }
+
+    /// <summary>Per-head block masks of a variant plus their union (share of heads reading the block), at the shortest length.</summary>
+    public GenericChart MaskHeatmaps(string variant) => MaskChart(Masks[variant], variant);
+
+    /// <summary>Per-head block masks of a pattern plus their union (share of heads reading each block).</summary>
+    public static GenericChart MaskChart(BlockMask m, string variant)
+    {
+        ArgumentNullException.ThrowIfNull(m);
         var images = Enumerable.Range(0, m.Heads + 1).Select(h => torch.tensor(
             Enumerable.Range(0, m.Blocks * m.Blocks).Select(x => (x / m.Blocks, x % m.Blocks)).Select(ij => h < m.Heads
                 ? (m.Allows(h, ij.Item1, ij.Item2) ? 1.0 : 0.0)
