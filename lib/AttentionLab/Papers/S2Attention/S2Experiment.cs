@@ -21,7 +21,7 @@ public static class S2Experiment
         int Trials, double QueryGain, int TimingRepeats, int Seed)
     {
         /// <summary>n ≤ 512, b = 16, ℓ = 4, s = 4, H = 4 (spec smoke size).</summary>
-        public static Config Smoke => new(new[] { 256, 512 }, Enumerable.Range(0, 10).Select(i => i / 10.0).ToArray(), 4, 32, 16, 4, 4, 8, 3.0, 3, 0);
+        public static Config Smoke => new(new[] { 256, 512 }, Enumerable.Range(0, 10).Select(i => i / 10.0).ToArray(), 4, 32, 16, 4, 4, 4, 3.0, 2, 0);
         /// <summary>n up to 4k, b = 64, ℓ = 4, s = 8, H = 8 (spec full size).</summary>
         public static Config Full => new(new[] { 1024, 2048, 4096 }, Enumerable.Range(0, 20).Select(i => i / 20.0).ToArray(), 8, 64, 64, 4, 8, 16, 3.0, 5, 0);
         /// <summary>Smoke or Full.</summary>
