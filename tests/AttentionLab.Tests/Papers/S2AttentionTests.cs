@@ -132,6 +132,25 @@ public class S2AttentionTests
     }
 
     [Fact]
+    public void DensityAndDecodeRowsCountTheDenseMask()
+    {
+        using var scope = NewDisposeScope();
+        int t = 100;
+        var mask = S2Pattern.LocalStride(3, t, 8, 2, 4, denseHeads: 1);
+        var dense = mask.ToDense(t);
+        for (int h = 0; h < 3; h++)
+            Assert.Equal(dense[h].sum().item<long>() / (t * (t + 1) / 2.0), mask.Density(h, t), 12);
+        Assert.Equal(1.0, mask.Density(2, t), 12);                                          // the dense head
+        var rows = S2Experiment.DecodeRows(mask, t, 16, 8);
+        foreach (var r in rows)
+        {
+            Assert.Equal(dense.select(1, r.Step).sum().item<long>() / 3.0, r.AttendedPerHead, 9);
+            Assert.Equal(3L * (r.Step + 1) * 2 * 16 * 4, r.FullKvBytes);
+            Assert.True(r.KvBytes <= r.FullKvBytes);
+        }
+    }
+
+    [Fact]
     public void LseMergeOfPartitionsEqualsMonolithic()
     {
         using var scope = NewDisposeScope();
