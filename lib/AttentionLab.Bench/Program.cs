@@ -9,6 +9,7 @@ using TorchSharp;
 // dotnet run --project lib/AttentionLab.Bench -c Release -- based [--lengths 256,…,16384] …   (P13 BASED prefill vs softmax; BasedCommand.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- flowformer [--lengths 256,…,16384] …   (P19 Flow-Attention vs softmax; FlowformerCommand.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- recycled [--lengths 1024,…] [--topk 256] [--stride 8] …   (P05; RecycledCommand.cs)
+// dotnet run --project lib/AttentionLab.Bench -c Release -- s2 [--lengths 256,…,16384] [--stride 8] …   (P22 S2-Attention fwd+bwd; S2Command.cs)
 // Prints the run's date, device and command, then a markdown table (progress goes to stderr).
 
 const string usage = "usage: AttentionLab.Bench reference-vs-sdpa [--lengths 256,512,1024,2048,4096] [--batch 1] [--heads 4] [--dim 64] " +
@@ -17,6 +18,7 @@ if (args.Length > 0 && args[0] == "based") return BasedCommand.Run(args);
 if (args.Length > 0 && args[0] == "recycled") return AttentionLab.Bench.Commands.RecycledCommand.Run(args);     // P05, see RecycledCommand.cs
 if (args.Length > 0 && args[0] == "lightning") return AttentionLab.Bench.Commands.LightningCommand.Run(args);   // P39, see LightningCommand.cs
 if (args.Length > 0 && args[0] == "based") return BasedCommand.Run(args[1..]);
+if (args.Length > 0 && args[0] == "s2") return AttentionLab.Bench.Commands.S2Command.Run(args);                   // P22, see S2Command.cs
 if (args.Length > 0 && args[0] == "flowformer") return FlowformerCommand.Run(args);
 if (args.Length == 0 || args[0] != "reference-vs-sdpa") { Console.Error.WriteLine(usage); return 2; }
 

@@ -1,0 +1,65 @@
+using AttentionLab.Attention;
+using AttentionLab.Bench;
+using Microsoft.Data.Analysis;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Papers.S2Attention;
+
+/// <summary>One benchmark point: method, length, median ms of forward + backward, attention FLOP fraction vs dense causal.</summary>
+public sealed record S2BenchRow(string Method, int Length, double MedianMs, double FlopFraction);
+
+/// <summary>
+/// fwd+bwd speed of the heterogeneous S2 pattern (gather block-sparse and the strided+local LSE trick) vs full causal
+/// attention (reference and SDPA), batch 1, float32. Dense forms above <c>maxDense</c> tokens are skipped (the T² score
+/// matrix would not fit), as is the gather form above <c>maxGather</c>.
+/// </summary>
+public static class S2Benchmark
+{
+    /// <summary>Method names in table order.</summary>
+    public const string Reference = "reference", Sdpa = "sdpa", Gather = "s2 gather", Strided = "s2 strided+local";
+
+    /// <summary>Runs the sweep; one progress report per point.</summary>
+    public static IReadOnlyList<S2BenchRow> Run(int[] lengths, int heads, int dim, int block, int local, int stride, int repeats,
+        int maxDense, int maxGather, Device device, IProgress<S2BenchRow>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(lengths);
+        var rows = new List<S2BenchRow>();
+        foreach (int n in lengths)
+        {
+            var mask = S2Pattern.LocalStride(heads, n, block, local, stride);
+            var residues = S2Pattern.Residues(heads, stride);
+            double density = mask.Density(n);
+            var methods = new List<(string, double, Func<Tensor, Tensor>)>();
+            if (n <= maxDense)
+            {
+                methods.Add((Reference, 1.0, x => { using var r = ReferenceAttention.Softmax(x, x, x, causal: true); return r.Output.alias(); }));
+                methods.Add((Sdpa, 1.0, x => SdpaBaseline.Forward(x, x, x, causal: true)));
+            }
+            if (n <= maxGather) methods.Add((Gather, density, x => BlockSparseAttention.Forward(x, x, x, mask).Output));
+            methods.Add((Strided, density, x => StridedLocalAttention.Forward(x, x, x, block, local, stride, residues).Output));
+            foreach (var (name, fraction, f) in methods)
+            {
+                torch.manual_seed(0);
+                using var x = torch.randn(new long[] { 1, n, heads, dim }, device: device).requires_grad_(true);
+                var t = Benchmark.Time(() =>
+                {
+                    using var scope = NewDisposeScope();
+                    f(x).sum().backward();                                                   // fwd + bwd
+                    x.grad?.zero_();
+                }, warmup: 1, repeats: repeats, device: device);
+                var row = new S2BenchRow(name, n, t.MedianMs, fraction);
+                rows.Add(row);
+                progress?.Report(row);
+            }
+        }
+        return rows;
+    }
+
+    /// <summary>Columns: method, n, median_ms, flop_fraction.</summary>
+    public static DataFrame ToDataFrame(IReadOnlyList<S2BenchRow> rows) => new(
+        new StringDataFrameColumn("method", rows.Select(r => r.Method)),
+        new Int32DataFrameColumn("n", rows.Select(r => r.Length)),
+        new DoubleDataFrameColumn("median_ms", rows.Select(r => r.MedianMs)),
+        new DoubleDataFrameColumn("flop_fraction", rows.Select(r => r.FlopFraction)));
+}
