@@ -107,6 +107,16 @@ public sealed class OnlineKMeans : nn.Module
         Initialized = true;
     }
 
+    /// <summary>Sets μ [H, C, D] directly (a demo's chosen start); the EMA state restarts at count = 1, sum = μ.</summary>
+    public void SetMeans(Tensor mu)
+    {
+        Guard.Rank(mu, 3, nameof(mu), "H, C, D");
+        if (!mu.shape.SequenceEqual(means.shape)) throw new ArgumentException($"mu must be {Guard.ShapeText(means)}, got {Guard.ShapeText(mu)}.", nameof(mu));
+        using var noGrad = torch.no_grad();
+        means.copy_(mu); sums.copy_(mu); counts.fill_(1);
+        Initialized = true;
+    }
+
     /// <summary>β · mean ‖x − sg(μ_idx)‖² for x [B, T, H, D], idx [B, H, T]: pulls x towards its (fixed) centroid.</summary>
     public Tensor CommitmentLoss(Tensor x, Tensor idx)
     {
@@ -124,7 +134,7 @@ public sealed class OnlineKMeans : nn.Module
     {
         var xh = x.permute(0, 2, 1, 3);                                                    // [B, H, T, D]
         var oneHot = nn.functional.one_hot(idx, Clusters).to(x.dtype);                     // [B, H, T, C]
-        return (oneHot.sum(new long[] { 0, 2 }), oneHot.transpose(2, 3).matmul(xh).sum(0));
+        return (oneHot.sum(new long[] { 0, 2 }), torch.einsum("bhtc,bhtd->hcd", oneHot, xh));           // n_c, S_c = Σ_{c(t)=c} x_t
     }
 
     void Check(Tensor x, string name)
