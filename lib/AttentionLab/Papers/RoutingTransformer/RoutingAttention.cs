@@ -106,6 +106,18 @@ public sealed class RoutingAttention : nn.Module<Tensor, Tensor>
         return Routing.Mask(qs, ks, (int)Math.Min(Window, t), Balanced, Causal).MoveToOuterDisposeScope();
     }
 
+    /// <summary>The routing heads' query affinities [B, H_r, T, C] for x [B, T, d] (no EMA update).</summary>
+    public Tensor Scores(Tensor x)
+    {
+        Guard.Rank(x, 3, nameof(x), "B, T, d");
+        using var scope = NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        long b = x.shape[0], t = x.shape[1];
+        var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
+        var (qn, _) = Normalized(Heads_(parts[0], LocalHeads, RoutingHeads), Heads_(parts[1], LocalHeads, RoutingHeads));
+        return kmeans.Assign(qn).Scores.MoveToOuterDisposeScope();
+    }
+
     Tensor Route(Tensor q, Tensor k, Tensor v)
     {
         var (qn, kn) = Normalized(q, k);
