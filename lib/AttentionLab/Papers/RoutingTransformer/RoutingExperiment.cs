@@ -44,7 +44,7 @@ public static class RoutingExperiment
         public static Config Smoke => new(new MqarTask(VocabSize: 32, Length: 32, Pairs: 4, PowerA: 1.0), DModel: 32, Heads: 4, Layers: 2,
             Clusters: 4, Window: 8, LocalWindow: 4, Steps: 400, BatchSize: 32, LearningRate: 1e-2, TestCount: 256,
             new[] { RoutingVariant.LocalOnly, RoutingVariant.LocalPlusRouting, RoutingVariant.Full }, new KMeansDemo.Config(),
-            SpeedLengths: new[] { 256, 1024, 4096 }, MaxReferenceLength: 4096, Seed: 0, MinGain: 0.05);
+            SpeedLengths: new[] { 256, 512, 1024, 2048 }, MaxReferenceLength: 2048, Seed: 0, MinGain: 0.05);
 
         public static Config Full => new(new MqarTask(VocabSize: 256, Length: 4096, Pairs: 32, PowerA: 1.0), DModel: 128, Heads: 8, Layers: 2,
             Clusters: 64, Window: 64, LocalWindow: 64, Steps: 2000, BatchSize: 16, LearningRate: 3e-3, TestCount: 256,
