@@ -66,6 +66,6 @@ public static class RoutingBenchmark
     public static DataFrame ToDataFrame(IReadOnlyList<RoutingSpeedPoint> points) => new(
         new StringDataFrameColumn("method", points.Select(p => p.Method)),
         new Int32DataFrameColumn("seq_len", points.Select(p => p.SeqLen)),
-        new Int32DataFrameColumn("clusters", points.Select(p => p.Clusters)),
+        new Int32DataFrameColumn("clusters", points.Select(p => p.Method == RoutingMethod ? (int?)p.Clusters : null)),
         new DoubleDataFrameColumn("median_ms", points.Select(p => p.MedianMs)));
 }
