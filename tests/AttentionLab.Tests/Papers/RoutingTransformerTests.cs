@@ -158,6 +158,27 @@ public class RoutingTransformerTests
         LeakCheck.AssertNoLeak(() => attn.call(x).Dispose(), "RoutingAttention");
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TheMixerIsCausalWithNearestRoutingAndLeaksWithBalancedRouting(bool balanced)
+    {
+        torch.manual_seed(6);
+        using var scope = NewDisposeScope();
+        using var attn = new RoutingAttention(16, 2, clusters: 3, window: 4, balanced: balanced, localHeads: 1, localWindow: 2);
+        var x = torch.randn(1, 32, 16);
+        attn.call(x);                                                                     // training forward: k-means start + one EMA step
+        attn.eval();
+        var x2 = x.clone();
+        x2.narrow(1, 12, 20).copy_(torch.randn(1, 20, 16));                               // new future after position 11
+        double change = (attn.call(x) - attn.call(x2)).narrow(1, 0, 12).abs().max().item<float>();
+        if (balanced) Assert.True(change > 1e-5, $"balanced: past outputs moved by {change:E2}");
+        else Assert.Equal(0.0, change);
+        var y = attn.call(x);
+        y.sum().backward();
+        Assert.True(attn.parameters().All(p => p.grad is not null && p.grad.abs().sum().item<float>() > 0), "every projection gets a gradient");
+    }
+
     [Fact]
     public void BadShapesThrowArgumentExceptionsNamingTheArgument()
     {
