@@ -8,6 +8,7 @@ using TorchSharp;
 //     [--batch 1] [--heads 4] [--dim 64] [--warmup 1] [--repeats 3] [--threads 1] [--device cpu|cuda] [--no-causal] [--no-memory]
 // dotnet run --project lib/AttentionLab.Bench -c Release -- based [--lengths 256,…,16384] …   (P13 BASED prefill vs softmax; BasedCommand.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- flowformer [--lengths 256,…,16384] …   (P19 Flow-Attention vs softmax; FlowformerCommand.cs)
+// dotnet run --project lib/AttentionLab.Bench -c Release -- routing [--lengths 256,…,16384] …   (P28 routing attention vs softmax; RoutingCommand.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- recycled [--lengths 1024,…] [--topk 256] [--stride 8] …   (P05; RecycledCommand.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- s2 [--lengths 256,…,16384] [--stride 8] …   (P22 S2-Attention fwd+bwd; S2Command.cs)
 // Prints the run's date, device and command, then a markdown table (progress goes to stderr).
@@ -20,6 +21,7 @@ if (args.Length > 0 && args[0] == "lightning") return AttentionLab.Bench.Command
 if (args.Length > 0 && args[0] == "based") return BasedCommand.Run(args[1..]);
 if (args.Length > 0 && args[0] == "s2") return AttentionLab.Bench.Commands.S2Command.Run(args);                   // P22, see S2Command.cs
 if (args.Length > 0 && args[0] == "flowformer") return FlowformerCommand.Run(args);
+if (args.Length > 0 && args[0] == "routing") return RoutingCommand.Run(args);                                   // P28, see RoutingCommand.cs
 if (args.Length == 0 || args[0] != "reference-vs-sdpa") { Console.Error.WriteLine(usage); return 2; }
 
 if (BenchArgs.Parse(args, usage, "no-causal", "no-memory") is not { } o) return 2;
