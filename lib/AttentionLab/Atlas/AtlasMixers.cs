@@ -3,6 +3,7 @@ using AttentionLab.Papers.Aaren;
 using AttentionLab.Papers.Based;
 using AttentionLab.Papers.Flowformer;
 using AttentionLab.Papers.LightningAttention;
+using AttentionLab.Papers.RoutingTransformer;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -37,16 +38,23 @@ public static class AtlasMixers
     /// <summary>Aaren: attention with a learned query as an RNN.</summary>
     public static AtlasMixer Aaren { get; } = new("Aaren", "Aaren", (d, h) => new AarenLayer(d, h));
 
+    /// <summary>
+    /// Routing Transformer with the causal-correct nearest-centroid routing (balanced top-k leaks the future) on half the
+    /// heads and a local window on the other half; no streaming state.
+    /// </summary>
+    public static AtlasMixer Routing(int clusters = 4, int window = 8) => new($"Routing C={clusters}", "Routing",
+        (d, h) => new RoutingAttention(d, h, clusters, window, causal: true, balanced: false, localHeads: Math.Max(1, h / 2), localWindow: window, decay: 0.99));
+
     /// <summary>The smoke set: one or two points per family.</summary>
     public static IReadOnlyList<AtlasMixer> Smoke { get; } = new[]
     {
-        Softmax, SlidingWindow(8), SlidingWindow(16), Based(4), Based(16), Lightning, Flowformer, SigmoidLinear, Aaren,
+        Softmax, SlidingWindow(8), SlidingWindow(16), Based(4), Based(16), Lightning, Flowformer, SigmoidLinear, Aaren, Routing(),
     };
 
     /// <summary>The full set: each family's state knob swept.</summary>
     public static IReadOnlyList<AtlasMixer> Full { get; } = new[]
     {
         Softmax, SlidingWindow(16), SlidingWindow(32), SlidingWindow(64), SlidingWindow(128), Based(8), Based(16), Based(24),
-        Lightning, Flowformer, SigmoidLinear, Aaren,
+        Lightning, Flowformer, SigmoidLinear, Aaren, Routing(16, 32),
     };
 }
