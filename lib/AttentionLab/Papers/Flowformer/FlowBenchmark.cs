@@ -30,20 +30,7 @@ public static class FlowBenchmark
         if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
         Guard.Positive(batch, nameof(batch)); Guard.Positive(heads, nameof(heads)); Guard.Positive(headDim, nameof(headDim));
         Guard.Positive(chunkSize, nameof(chunkSize));
-        var memory = new Dictionary<(int, string), double?>();
-        if (measureMemory)
-            foreach (int t in ts)
-                ForEachMethod(t, (name, run) => memory[(t, name)] = Benchmark.PeakMemory(run).DeltaBytes is { } d ? d / 1048576.0 : null);
-        var points = new List<SpeedPoint>();
-        foreach (int t in ts)
-            ForEachMethod(t, (name, run) =>
-            {
-                var time = Benchmark.Time(run, warmup, repeats, device);
-                var point = new SpeedPoint(name, t, time.MedianMs, memory.GetValueOrDefault((t, name)));
-                points.Add(point);
-                progress?.Report(point);
-            });
-        return points;
+        return Benchmark.Sweep(ts, ForEachMethod, (name, t, time, mib) => new SpeedPoint(name, t, time.MedianMs, mib), warmup, repeats, device, measureMemory, progress);
 
         void ForEachMethod(int t, Action<string, Action> body)
         {
