@@ -43,4 +43,28 @@ public static class Numerics
             if (y[i] > best) { front.Add(i); best = y[i]; }                        // strictly better y than every smaller x
         return front;
     }
+
+    /// <summary>Fitted log-log slope of time against length per method, for benchmark rows (methods with ≥ 2 lengths).</summary>
+    public static IReadOnlyDictionary<string, double> SlopesByMethod<T>(IEnumerable<T> rows, Func<T, string> method, Func<T, int> length, Func<T, double> ms)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        return rows.GroupBy(method).Where(g => g.Count() >= 2)
+            .ToDictionary(g => g.Key, g => LogLogFit(g.Select(r => (double)length(r)).ToList(), g.Select(ms).ToList()).Slope);
+    }
+
+    /// <summary>
+    /// The smallest measured length from which <paramref name="candidate"/> is faster than <paramref name="baseline"/> at every
+    /// larger length both ran at; null when it never is (at these lengths).
+    /// </summary>
+    public static int? Crossover<T>(IEnumerable<T> rows, Func<T, string> method, Func<T, int> length, Func<T, double> ms, string candidate, string baseline)
+    {
+        ArgumentNullException.ThrowIfNull(rows);
+        var list = rows.ToList();
+        var a = list.Where(r => method(r) == candidate).ToDictionary(length, ms);
+        var b = list.Where(r => method(r) == baseline).ToDictionary(length, ms);
+        var common = a.Keys.Intersect(b.Keys).OrderBy(t => t).ToList();
+        int? result = null;
+        for (int i = common.Count - 1; i >= 0 && a[common[i]] < b[common[i]]; i--) result = common[i];
+        return result;
+    }
 }

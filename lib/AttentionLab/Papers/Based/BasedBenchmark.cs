@@ -102,22 +102,14 @@ public static class BasedBenchmark
 
     /// <summary>Fitted log-log slope of time vs T per method (needs ≥ 2 lengths).</summary>
     public static IReadOnlyDictionary<string, double> Slopes(IReadOnlyList<PrefillPoint> points) =>
-        points.GroupBy(p => p.Method).Where(g => g.Count() >= 2)
-            .ToDictionary(g => g.Key, g => Numerics.LogLogFit(g.Select(p => (double)p.SeqLen).ToList(), g.Select(p => p.MedianMs).ToList()).Slope);
+        Numerics.SlopesByMethod(points, p => p.Method, p => p.SeqLen, p => p.MedianMs);
 
     /// <summary>
     /// The smallest measured T from which <paramref name="method"/> is faster than <paramref name="baseline"/> at every
     /// larger measured T both ran at; null when it never is.
     /// </summary>
-    public static int? Crossover(IReadOnlyList<PrefillPoint> points, string method, string baseline)
-    {
-        var a = points.Where(p => p.Method == method).ToDictionary(p => p.SeqLen, p => p.MedianMs);
-        var b = points.Where(p => p.Method == baseline).ToDictionary(p => p.SeqLen, p => p.MedianMs);
-        var common = a.Keys.Intersect(b.Keys).OrderBy(t => t).ToList();
-        int? result = null;
-        for (int i = common.Count - 1; i >= 0 && a[common[i]] < b[common[i]]; i--) result = common[i];
-        return result;
-    }
+    public static int? Crossover(IReadOnlyList<PrefillPoint> points, string method, string baseline) =>
+        Numerics.Crossover(points, p => p.Method, p => p.SeqLen, p => p.MedianMs, method, baseline);
 
     /// <summary>Columns: method, seq_len, median_ms, peak_mib, speedup_vs_sdpa, speedup_vs_reference.</summary>
     public static DataFrame ToDataFrame(IReadOnlyList<PrefillPoint> points)

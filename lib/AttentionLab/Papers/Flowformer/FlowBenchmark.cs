@@ -51,19 +51,11 @@ public static class FlowBenchmark
 
     /// <summary>Fitted log-log slope of time vs T per method (methods with ≥ 2 lengths).</summary>
     public static IReadOnlyDictionary<string, double> Slopes(IReadOnlyList<SpeedPoint> points) =>
-        points.GroupBy(p => p.Method).Where(g => g.Count() >= 2)
-            .ToDictionary(g => g.Key, g => Numerics.LogLogFit(g.Select(p => (double)p.SeqLen).ToList(), g.Select(p => p.MedianMs).ToList()).Slope);
+        Numerics.SlopesByMethod(points, p => p.Method, p => p.SeqLen, p => p.MedianMs);
 
     /// <summary>The smallest measured T from which <paramref name="method"/> beats <paramref name="baseline"/> at every larger common T; null if never.</summary>
-    public static int? Crossover(IReadOnlyList<SpeedPoint> points, string method, string baseline)
-    {
-        var a = points.Where(p => p.Method == method).ToDictionary(p => p.SeqLen, p => p.MedianMs);
-        var b = points.Where(p => p.Method == baseline).ToDictionary(p => p.SeqLen, p => p.MedianMs);
-        var common = a.Keys.Intersect(b.Keys).OrderBy(t => t).ToList();
-        int? result = null;
-        for (int i = common.Count - 1; i >= 0 && a[common[i]] < b[common[i]]; i--) result = common[i];
-        return result;
-    }
+    public static int? Crossover(IReadOnlyList<SpeedPoint> points, string method, string baseline) =>
+        Numerics.Crossover(points, p => p.Method, p => p.SeqLen, p => p.MedianMs, method, baseline);
 
     /// <summary>baseline ms / method ms at T, or null when either was not run there.</summary>
     public static double? Speedup(IReadOnlyList<SpeedPoint> points, string method, string baseline, int seqLen) =>

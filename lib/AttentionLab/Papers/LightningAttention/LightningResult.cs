@@ -62,12 +62,9 @@ public sealed record LightningResult(
         return Numerics.LogLogFit(rows.Select(r => (double)r.SeqLen).ToList(), rows.Select(r => r.MsPerSequence).ToList()).Slope;
     }
 
-    /// <summary>The smallest n where <paramref name="method"/> is faster than <paramref name="baseline"/> (null: never, at these lengths).</summary>
-    public int? Crossover(string method, string baseline)
-    {
-        var b = Of(baseline).ToDictionary(r => r.SeqLen, r => r.Ms);
-        return Of(method).Where(r => b.TryGetValue(r.SeqLen, out double ms) && r.Ms < ms).Select(r => (int?)r.SeqLen).FirstOrDefault();
-    }
+    /// <summary>The smallest n from which <paramref name="method"/> is faster than <paramref name="baseline"/> at every larger n (null: never, at these lengths).</summary>
+    public int? Crossover(string method, string baseline) =>
+        Numerics.Crossover(Of(method).Concat(Of(baseline)), r => r.Method, r => r.SeqLen, r => r.Ms, method, baseline);
 
     /// <summary>
     /// The speed sweep: columns n, batch, method, ms (best of the repeats), median_ms, tokens_per_s and ms_per_seq (from the

@@ -59,8 +59,7 @@ public static class RoutingBenchmark
 
     /// <summary>Fitted log-log slope of time vs T per method (methods with ≥ 2 lengths).</summary>
     public static IReadOnlyDictionary<string, double> Slopes(IReadOnlyList<RoutingSpeedPoint> points) =>
-        points.GroupBy(p => p.Method).Where(g => g.Count() >= 2)
-            .ToDictionary(g => g.Key, g => Numerics.LogLogFit(g.Select(p => (double)p.SeqLen).ToList(), g.Select(p => p.MedianMs).ToList()).Slope);
+        Numerics.SlopesByMethod(points, p => p.Method, p => p.SeqLen, p => p.MedianMs);
 
     /// <summary>Columns: method, seq_len, clusters, median_ms.</summary>
     public static DataFrame ToDataFrame(IReadOnlyList<RoutingSpeedPoint> points) => new(
