@@ -67,8 +67,8 @@ public static class FeatureMaps
 /// </remarks>
 public sealed class TaylorFeatureMap : IFeatureMap
 {
-    readonly long[] packedIndex;    // flat indices m·d + n of the kept second-order terms (m ≤ n, row-major)
-    readonly double[] packedCoeff;  // 1/(√2·√d) on the diagonal, 1/√d off it
+    readonly long[] pairLeft, pairRight;  // φ_f = x̂[left_f] · x̂[right_f] · coeff_f with x̂ = [1, x]
+    readonly double[] pairCoeff;          // 1, 1/d^{1/4}, then 1/(√2·√d) (full form and packed diagonal) or 1/√d (packed, m < n)
 
     /// <param name="inputDim">d, the dimension of the projected q and k (BASED's d′, e.g. 16).</param>
     /// <param name="packSymmetric">keep only the d(d+1)/2 distinct second-order terms.</param>
@@ -77,17 +77,20 @@ public sealed class TaylorFeatureMap : IFeatureMap
         Guard.Positive(inputDim, nameof(inputDim));
         InputDim = inputDim;
         PackSymmetric = packSymmetric;
-        var index = new List<long>();
-        var coeff = new List<double>();
-        double rd = Math.Sqrt(inputDim);
+        double rd = Math.Sqrt(inputDim), rrd = Math.Sqrt(rd);
+        var left = new List<long> { 0 };                                                   // 1 = x̂₀ x̂₀
+        var right = new List<long> { 0 };
+        var coeff = new List<double> { 1.0 };
+        for (int n = 0; n < inputDim; n++) { left.Add(0); right.Add(n + 1); coeff.Add(1.0 / rrd); }   // x_n / d^{1/4}
         for (int m = 0; m < inputDim; m++)
-            for (int n = m; n < inputDim; n++)
+            for (int n = packSymmetric ? m : 0; n < inputDim; n++)                         // row-major m·d + n (m ≤ n when packed)
             {
-                index.Add((long)m * inputDim + n);
-                coeff.Add(m == n ? 1.0 / (Math.Sqrt(2) * rd) : 1.0 / rd);
+                left.Add(m + 1); right.Add(n + 1);
+                coeff.Add(packSymmetric && m != n ? 1.0 / rd : 1.0 / (Math.Sqrt(2) * rd));  // x_m x_n/√d, or /(√2·√d)
             }
-        packedIndex = index.ToArray();
-        packedCoeff = coeff.ToArray();
+        pairLeft = left.ToArray();
+        pairRight = right.ToArray();
+        pairCoeff = coeff.ToArray();
     }
 
     /// <summary>d: the map only takes inputs whose last dimension is d (the 1/√d temperature depends on it).</summary>
@@ -112,19 +115,12 @@ public sealed class TaylorFeatureMap : IFeatureMap
         if (x.dim() == 0 || x.shape[^1] != InputDim)
             throw new ArgumentException($"x must end in the Taylor map's input dimension {InputDim}, got shape {Guard.ShapeText(x)}.", nameof(x));
         using var scope = NewDisposeScope();
-        double rd = Math.Sqrt(InputDim), rrd = Math.Sqrt(rd);
-        var one = torch.ones_like(x.narrow(-1, 0, 1));                                   // 1
-        var first = x / rrd;                                                             // x / d^{1/4}
-        var outer = (x.unsqueeze(-1) * x.unsqueeze(-2)).flatten(-2);                     // vec(x xᵀ) [..., d²]
-        Tensor second;
-        if (PackSymmetric)
-        {
-            var idx = torch.tensor(packedIndex, device: x.device);
-            var c = torch.tensor(packedCoeff, dtype: x.dtype, device: x.device);
-            second = outer.index_select(-1, idx) * c;                                   // x_m x_n/√d (m<n), x_m²/(√2√d)
-        }
-        else
-            second = outer / (Math.Sqrt(2) * rd);                                       // vec(x xᵀ) / (√2·√d)
-        return torch.cat(new[] { one, first, second }, -1).MoveToOuterDisposeScope();
+        // Every feature is a product of two entries of x̂ = [1, x]: (0, 0) → 1, (0, n) → x_n, (m, n) → x_m x_n, each times
+        // its coefficient. Two gathers and two products build φ without the d² outer product or a concatenation.
+        var xHat = torch.cat(new[] { torch.ones_like(x.narrow(-1, 0, 1)), x }, -1);      // x̂ = [1, x]  [..., d+1]
+        var left = torch.tensor(pairLeft, device: x.device);
+        var right = torch.tensor(pairRight, device: x.device);
+        var coeff = torch.tensor(pairCoeff, dtype: x.dtype, device: x.device);
+        return (xHat.index_select(-1, left) * coeff * xHat.index_select(-1, right)).MoveToOuterDisposeScope();
     }
 }

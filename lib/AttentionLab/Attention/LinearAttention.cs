@@ -117,9 +117,9 @@ public static class LinearAttention
     /// <summary>φ(scale·x) for x [B, T, H, D] → [B, H, T, F] in <paramref name="acc"/>.</summary>
     internal static Tensor MapHeads(Tensor x, ScalarType acc, IFeatureMap map, double scale)
     {
-        var xa = x.to(acc);
-        if (scale != 1.0) xa = xa * scale;                                              // q ← scale·q (before φ)
-        return map.Apply(xa).permute(0, 2, 1, 3);
+        var xa = x.to(acc).permute(0, 2, 1, 3).contiguous();                           // heads first while x is narrow (D ≪ F),
+        if (scale != 1.0) xa = xa * scale;                                              // so φ comes out contiguous; q ← scale·q
+        return map.Apply(xa);                                                           // φ acts on the last dim only
     }
 
     /// <summary>log λ [H] → clamped to ≥ −10⁴, in <paramref name="acc"/>, shaped [1, H, 1, 1]; null stays null.</summary>

@@ -120,19 +120,23 @@ static class LinearAttentionForms
             var gamma = BlockDecay(chunk, ld);                                           // λ^C
             s ??= torch.zeros(new[] { b, h, f, dv }, dtype: qf.dtype, device: qf.device);
             if (normalize) z ??= torch.zeros(new[] { b, h, f }, dtype: qf.dtype, device: qf.device);
-            var sIn = new Tensor[n];
-            var zIn = new Tensor[normalize ? n : 0];
-            for (long c = 0; c < n; c++)                                                 // S_(c+1) = λ^C S_(c) + ΔS_c
+            var decay = PowerColumn(chunk, 1, 1, ld5, qf.dtype, qf.device);            // λ^{i+1} [1, H, 1, C, 1]
+            var qd = decay is null ? qc : qc * decay;
+            var nums = new Tensor[n];
+            var dens = new Tensor[normalize ? n : 0];
+            for (long c = 0; c < n; c++)                                                 // chunk by chunk: read S_(c), then carry it
             {
-                sIn[c] = s;
-                s = Carry(s, gamma, dS.select(2, c));
+                var qdc = qd.select(2, c);
+                nums[c] = num.select(2, c) + qdc.matmul(s);                              // + λ^{i+1} φq_iᵀ S_(c)
+                s = Carry(s, gamma, dS.select(2, c));                                    // S_(c+1) = λ^C S_(c) + ΔS_c
                 if (normalize)
                 {
-                    zIn[c] = z!;
+                    dens[c] = den!.select(2, c) + qdc.matmul(z!.unsqueeze(-1)).squeeze(-1);   // + λ^{i+1} φq_i·z_(c)
                     z = Carry(z, gamma?.squeeze(-1), dZ!.select(2, c));
                 }
             }
-            (num, den) = Inter(num, den, qc, ld5, torch.stack(sIn, 2), normalize ? torch.stack(zIn, 2) : null);
+            num = torch.stack(nums, 2);                                                  // the states are never stacked:
+            den = normalize ? torch.stack(dens, 2) : null;                               // [B, H, N, F, Dv] would be F/C× the output
             outputs.Add(Finish(num, den, eps).reshape(b, h, full, dv));
         }
         if (rem > 0)
