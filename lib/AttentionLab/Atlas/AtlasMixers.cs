@@ -4,6 +4,7 @@ using AttentionLab.Papers.Based;
 using AttentionLab.Papers.Flowformer;
 using AttentionLab.Papers.LightningAttention;
 using AttentionLab.Papers.RoutingTransformer;
+using AttentionLab.Papers.S2Attention;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -31,7 +32,7 @@ public static class AtlasMixers
     public static AtlasMixer Based(int featureDim) => new($"BASED d′={featureDim}", "BASED", (d, h) => new BasedLinearAttention(d, featureDim, h));
     /// <summary>TransNormer-LLM attention (Lightning Attention-2 with per-head decay).</summary>
     public static AtlasMixer Lightning { get; } = new("Lightning (TNL)", "Lightning", (d, h) => new TnlAttention(d, h));
-    /// <summary>Flowformer's causal Flow-Attention (no streaming state).</summary>
+    /// <summary>Flowformer's causal Flow-Attention (streams with five running sums and one linear state).</summary>
     public static AtlasMixer Flowformer { get; } = new("Flowformer (causal)", "Flowformer", (d, h) => new FlowSelfAttention(d, h, causal: true));
     /// <summary>Plain causal linear attention with a sigmoid feature map (Flowformer's ablation).</summary>
     public static AtlasMixer SigmoidLinear { get; } = new("σ-linear attention", "Flowformer", (d, h) => new SigmoidLinearAttention(d, h));
@@ -45,16 +46,23 @@ public static class AtlasMixers
     public static AtlasMixer Routing(int clusters = 4, int window = 8) => new($"Routing C={clusters}", "Routing",
         (d, h) => new RoutingAttention(d, h, clusters, window, causal: true, balanced: false, localHeads: Math.Max(1, h / 2), localWindow: window, decay: 0.99));
 
+    /// <summary>
+    /// S2-Attention: per-head local + vertical-stride block pattern (heterogeneous residues, so the heads together read
+    /// every block); streams with a full KV cache — it saves reads per token, not state.
+    /// </summary>
+    public static AtlasMixer S2(int block = 4, int localBlocks = 2, int vertStride = 2) => new($"S2 b={block} ℓ={localBlocks} s={vertStride}", "S2",
+        (d, h) => new S2SelfAttention(d, h, block, localBlocks, vertStride));
+
     /// <summary>The smoke set: one or two points per family.</summary>
     public static IReadOnlyList<AtlasMixer> Smoke { get; } = new[]
     {
-        Softmax, SlidingWindow(8), SlidingWindow(16), Based(4), Based(16), Lightning, Flowformer, SigmoidLinear, Aaren, Routing(),
+        Softmax, SlidingWindow(8), SlidingWindow(16), Based(4), Based(16), Lightning, Flowformer, SigmoidLinear, Aaren, Routing(), S2(),
     };
 
     /// <summary>The full set: each family's state knob swept.</summary>
     public static IReadOnlyList<AtlasMixer> Full { get; } = new[]
     {
         Softmax, SlidingWindow(16), SlidingWindow(32), SlidingWindow(64), SlidingWindow(128), Based(8), Based(16), Based(24),
-        Lightning, Flowformer, SigmoidLinear, Aaren, Routing(16, 32),
+        Lightning, Flowformer, SigmoidLinear, Aaren, Routing(16, 32), S2(16, 4, 4),
     };
 }

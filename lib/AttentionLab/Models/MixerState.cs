@@ -1,3 +1,4 @@
+using AttentionLab.Attention;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Models;
@@ -21,4 +22,14 @@ public interface IStreamingMixer
     MixerState NewState(long batch, ScalarType dtype, Device device);
     /// <summary>Output [B, d] for the next token x_t [B, d]; updates <paramref name="state"/>.</summary>
     Tensor Step(Tensor xT, MixerState state);
+}
+
+/// <summary>The streaming state of a linear-attention mixer: the engine's <see cref="LinearAttentionStream"/> (S, z per head).</summary>
+public sealed class LinearStreamState : MixerState
+{
+    public LinearStreamState(LinearAttentionStream stream) => Stream = stream ?? throw new ArgumentNullException(nameof(stream));
+    /// <summary>The engine's stream holding (S, z).</summary>
+    public LinearAttentionStream Stream { get; }
+    public override long Bytes => Stream.Bytes;
+    public override void Dispose() => Stream.Dispose();
 }

@@ -12,18 +12,19 @@ public class AtlasTests
         var config = MixerAtlas.Config.Smoke with
         {
             Steps = 4, BatchSize = 4, TestCount = 8, TimingRepeats = 1,
-            Mixers = new[] { AtlasMixers.Softmax, AtlasMixers.Based(4), AtlasMixers.Flowformer },
+            Mixers = new[] { AtlasMixers.Softmax, AtlasMixers.Based(4), AtlasMixers.Flowformer, AtlasMixers.Routing() },
         };
         var result = MixerAtlas.Run(config, torch.CPU);
-        Assert.Equal(3, result.Points.Count);
+        Assert.Equal(4, result.Points.Count);
         var softmax = result.Points[0];
         var based = result.Points[1];
         Assert.NotNull(softmax.StateBytes);
         Assert.True(softmax.StepVsForwardMaxAbs < 1e-3, $"softmax Step vs forward {softmax.StepVsForwardMaxAbs}");
         Assert.True(based.StepVsForwardMaxAbs < 1e-3, $"BASED Step vs forward {based.StepVsForwardMaxAbs}");
-        Assert.Null(result.Points[2].StateBytes);                                 // Flowformer cannot stream
+        Assert.True(result.Points[2].StepVsForwardMaxAbs < 1e-3, $"Flowformer Step vs forward {result.Points[2].StepVsForwardMaxAbs}");
+        Assert.Null(result.Points[3].StateBytes);                                 // Routing cannot stream
         Assert.All(result.Points, p => Assert.InRange(p.Recall, 0, 1));
-        Assert.Equal(3, result.ToDataFrame().Rows.Count);
+        Assert.Equal(4, result.ToDataFrame().Rows.Count);
         Assert.NotNull(result.RecallVsState());
         Assert.NotNull(result.RecallVsSpeed());
         Assert.NotEmpty(result.StateFront());

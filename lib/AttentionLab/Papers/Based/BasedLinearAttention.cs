@@ -79,14 +79,14 @@ public sealed class BasedLinearAttention : nn.Module<Tensor, Tensor>, IStreaming
     public long StateBytes(long batch = 1) => LinearAttention.StateBytes(batch, Heads, FeatureDim, HeadDim, options);
 
     public MixerState NewState(long batch, ScalarType dtype, Device device) =>
-        new BasedLinearState(new LinearAttentionStream(batch, Heads, FeatureDim, HeadDim, dtype, device, options: options));
+        new LinearStreamState(new LinearAttentionStream(batch, Heads, FeatureDim, HeadDim, dtype, device, options: options));
 
     /// <summary>One token x_t [B, d] → y_t [B, d]: S_t = S_{t−1} + φ(k_t) v_tᵀ, z_t = z_{t−1} + φ(k_t) (O(H·F·d/H) per token).</summary>
     public Tensor Step(Tensor xT, MixerState state)
     {
         Guard.Rank(xT, 2, nameof(xT), "B, d");
         Guard.Dim(xT, 1, DModel, nameof(xT), "width");
-        if (state is not BasedLinearState s) throw new ArgumentException($"state must come from BasedLinearAttention.NewState, got {state?.GetType().Name}.", nameof(state));
+        if (state is not LinearStreamState s) throw new ArgumentException($"state must come from BasedLinearAttention.NewState, got {state?.GetType().Name}.", nameof(state));
         using var scope = NewDisposeScope();
         var (q, k, v) = Project(xT.unsqueeze(1));
         var o = s.Stream.Step(q.squeeze(1), k.squeeze(1), v.squeeze(1));                  // [B, H, d/H]
@@ -99,14 +99,4 @@ public sealed class BasedLinearAttention : nn.Module<Tensor, Tensor>, IStreaming
         Guard.Rank(x, 3, nameof(x), "B, T, d");
         Guard.Dim(x, 2, DModel, nameof(x), "width");
     }
-}
-
-/// <summary>The streaming state of one <see cref="BasedLinearAttention"/>: (S, z) per head, whatever t is.</summary>
-public sealed class BasedLinearState : MixerState
-{
-    public BasedLinearState(LinearAttentionStream stream) => Stream = stream;
-    /// <summary>The engine's stream holding (S, z).</summary>
-    public LinearAttentionStream Stream { get; }
-    public override long Bytes => Stream.Bytes;
-    public override void Dispose() => Stream.Dispose();
 }

@@ -88,6 +88,26 @@ public sealed class FlowAttention : nn.Module<Tensor, Tensor, Tensor, Tensor>
                 value_projection.call(values).view(b, m, Heads, HeadDim));
     }
 
+    /// <summary>An empty decoding state (causal only: the normal variant's flows need the whole sequence).</summary>
+    public FlowStreamState NewState(long batch, ScalarType dtype, Device device)
+    {
+        if (!Causal) throw new InvalidOperationException("only causal Flow-Attention can decode token by token: the normal variant's flows sum over every key.");
+        return new FlowStreamState(batch, Heads, HeadDim, dtype, device, Eps);
+    }
+
+    /// <summary>One token of self-attention: x_t [B, d] → y_t [B, d], the causal forward's output at this position.</summary>
+    public Tensor Step(Tensor xT, FlowStreamState state)
+    {
+        Guard.Rank(xT, 2, nameof(xT), "B, d");
+        ArgumentNullException.ThrowIfNull(state);
+        if (!Causal) throw new InvalidOperationException("only causal Flow-Attention can decode token by token.");
+        using var scope = NewDisposeScope();
+        var x = xT.unsqueeze(1);
+        var (q, k, v) = Project(x, x, x);                                                // [B, 1, H, D]
+        var r = state.Step(q.squeeze(1), k.squeeze(1), v.squeeze(1));                   // [B, H, D]
+        return dropout.call(out_projection.call(r.reshape(xT.shape[0], DModel))).MoveToOuterDisposeScope();
+    }
+
     /// <summary>
     /// Flow-Attention of projected q [B, n, H, D], k [B, m, H, D] (before σ) and v [B, m, H, Dv] → R [B, n, H, Dv] in q's
     /// dtype. Causal (n = m): the engine's causal dot product by <paramref name="form"/>; normal: its bidirectional product.

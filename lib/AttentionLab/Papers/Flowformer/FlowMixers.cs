@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
+using AttentionLab.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -17,8 +18,8 @@ public enum FlowMixerKind
     Flow,
 }
 
-/// <summary>Self-attention adapter: x [B, T, d] → <see cref="FlowAttention"/>(x, x, x), a TinyGpt mixer.</summary>
-public sealed class FlowSelfAttention : nn.Module<Tensor, Tensor>
+/// <summary>Self-attention adapter: x [B, T, d] → <see cref="FlowAttention"/>(x, x, x), a TinyGpt mixer; the causal one streams.</summary>
+public sealed class FlowSelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
 {
     readonly FlowAttention attn;
 
@@ -36,13 +37,19 @@ public sealed class FlowSelfAttention : nn.Module<Tensor, Tensor>
     public FlowAttention Attention => attn;
 
     public override Tensor forward(Tensor x) => attn.call(x, x, x);
+
+    /// <summary>Five running sums and the linear state (<see cref="FlowStreamState"/>); causal only.</summary>
+    public MixerState NewState(long batch, ScalarType dtype, Device device) => attn.NewState(batch, dtype, device);
+
+    public Tensor Step(Tensor xT, MixerState state) => state is FlowStreamState s ? attn.Step(xT, s)
+        : throw new ArgumentException($"state must come from FlowSelfAttention.NewState, got {state?.GetType().Name}.", nameof(state));
 }
 
 /// <summary>
 /// The "plain linear" baseline: causal linear attention with the same σ feature map and no flow conservation, on the
 /// shared engine (normalised, chunked). o_t = φ(q_t)ᵀ S_t / (φ(q_t)ᵀ z_t + ε), then W_o.
 /// </summary>
-public sealed class SigmoidLinearAttention : nn.Module<Tensor, Tensor>
+public sealed class SigmoidLinearAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
 {
     readonly Linear qkv, proj;
     readonly LinearAttentionOptions options = new() { FeatureMap = FeatureMaps.Sigmoid, Normalize = true, Eps = 1e-6 };
@@ -73,6 +80,23 @@ public sealed class SigmoidLinearAttention : nn.Module<Tensor, Tensor>
         var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
         using var r = LinearAttention.Chunked(parts[0], parts[1], parts[2], options: options);
         return proj.call(r.Output.reshape(b, t, DModel)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>(S, z) per head: constant in t.</summary>
+    public MixerState NewState(long batch, ScalarType dtype, Device device) =>
+        new LinearStreamState(new LinearAttentionStream(batch, Heads, DModel / Heads, DModel / Heads, dtype, device, options: options));
+
+    /// <summary>One token x_t [B, d] → y_t [B, d] with the engine's stream (S_t = S_{t−1} + σ(k_t) v_tᵀ, z_t = z_{t−1} + σ(k_t)).</summary>
+    public Tensor Step(Tensor xT, MixerState state)
+    {
+        Guard.Rank(xT, 2, nameof(xT), "B, d");
+        Guard.Dim(xT, 1, DModel, nameof(xT), "width");
+        if (state is not LinearStreamState s) throw new ArgumentException($"state must come from SigmoidLinearAttention.NewState, got {state?.GetType().Name}.", nameof(state));
+        using var scope = NewDisposeScope();
+        var parts = qkv.call(xT).view(xT.shape[0], 3, Heads, DModel / Heads).unbind(1);   // [B, H, d/H] each
+        var o = s.Stream.Step(parts[0], parts[1], parts[2]);
+        s.Advance();
+        return proj.call(o.reshape(xT.shape[0], DModel)).MoveToOuterDisposeScope();
     }
 }
 
