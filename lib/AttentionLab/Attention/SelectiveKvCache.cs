@@ -6,7 +6,14 @@ namespace AttentionLab.Attention;
 
 /// <summary>What a <see cref="IKvSelector"/> sees before a query attends: the cache holds <paramref name="Count"/> tokens
 /// (the new one is Count − 1) of <paramref name="Batch"/> sequences and <paramref name="KvHeads"/> KV heads.</summary>
-public sealed record KvSelectQuery(long Count, long Batch, long KvHeads, Device Device);
+/// <param name="Count">entries cached, the new token's included (its index is Count − 1).</param>
+/// <param name="Batch">B.</param>
+/// <param name="KvHeads">Hkv.</param>
+/// <param name="Device">device of the cache.</param>
+/// <param name="Query">the new token's query q_t [B, Hq, D] as it meets the keys (rotated when the model rotates), detached;
+/// null when the caller has none (query-free selectors never need it).</param>
+/// <param name="Keys">every cached key [B, Count, Hkv, D] (a view valid during the call), for selectors that bound scores from keys.</param>
+public sealed record KvSelectQuery(long Count, long Batch, long KvHeads, Device Device, Tensor? Query = null, Tensor? Keys = null);
 
 /// <summary>
 /// A decode-time attention policy that keeps the whole KV cache but lets each step's query attend to a subset of it
@@ -104,10 +111,17 @@ public sealed class SelectiveKvCache : IDisposable
     }
 
     /// <summary>The selector's subset for the newest token, checked: [B, Hkv, n′] int64, or null for all entries.</summary>
-    public Tensor? Select()
+    /// <param name="query">the new token's query [B, Hq, D] (or [B, 1, Hq, D]) for query-aware selectors; may be null.</param>
+    public Tensor? Select(Tensor? query = null)
     {
-        _ = Live;
-        var selected = Selector.Select(new KvSelectQuery(Count, batch, kvHeads, device!));
+        var live = Live;
+        if (query is not null)
+        {
+            if (query.dim() == 4 && query.shape[1] == 1) query = query.squeeze(1);
+            if (query.dim() != 3 || query.shape[0] != batch || query.shape[1] % kvHeads != 0 || query.shape[2] != keyDim)
+                throw new ArgumentException($"query must be [B = {batch}, Hq (a multiple of {kvHeads}), D = {keyDim}], got {Guard.ShapeText(query)}.", nameof(query));
+        }
+        var selected = Selector.Select(new KvSelectQuery(Count, batch, kvHeads, device!, query?.detach(), live.Keys));
         if (selected is null) return null;
         if (selected.dim() != 3 || selected.shape[0] != batch || selected.shape[1] != kvHeads || selected.dtype != ScalarType.Int64 || selected.shape[2] == 0)
             throw new InvalidOperationException($"selector {Selector.Name} returned {Guard.ShapeText(selected)} ({selected.dtype}); expected int64 [{batch}, {kvHeads}, n′ ≥ 1].");
@@ -164,7 +178,7 @@ public sealed class SelectiveKvCache : IDisposable
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
         Append(k, v);
-        var (keys, values) = Gather(Select());
+        var (keys, values) = Gather(Select(q));
         using var att = ReferenceAttention.Softmax(q, keys, values, scale: scale);   // softmax over J_t only
         var stats = Observe(att.Probabilities);
         return new DecodeStepResult(att.Output.detach().MoveToOuterDisposeScope(), stats);

@@ -28,7 +28,7 @@ public sealed partial class CausalSelfAttention
             k = hook_rot_k!.call(Positions.Rope(k, pos, ropeBase));                 // R_t k, cached rotated
         }
         state.Cache.Append(k, v);
-        var selected = state.Cache.Select();                                        // [B, H, n′] or null (full step)
+        var selected = state.Cache.Select(q);                                       // [B, H, n′] or null (full step); q rotated
         var (keys, values) = state.Cache.Gather(selected);
         Tensor? mask = null;
         if (alibiSlopes is not null)

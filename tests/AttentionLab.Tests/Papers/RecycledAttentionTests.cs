@@ -174,3 +174,62 @@ public class RecycledAttentionTests
         ids.Dispose();
     }
 }
+
+public class RecycledDynamicScheduleTests
+{
+    static (Tensor Output, RecycledAttentionPolicy Policy, SelectiveKvCache Cache) Decode(Tensor q, Tensor k, Tensor v, RecycledAttentionPolicy policy)
+    {
+        var cache = new SelectiveKvCache(policy);
+        var outputs = new List<Tensor>();
+        for (int t = 0; t < q.shape[1]; t++) outputs.Add(cache.Attend(q.narrow(1, t, 1), k.narrow(1, t, 1), v.narrow(1, t, 1)).Output);
+        return (torch.cat(outputs, 1), policy, cache);
+    }
+
+    static (Tensor, Tensor, Tensor) Qkv()
+    {
+        torch.manual_seed(8);
+        return (torch.randn(2, 30, 4, 6, dtype: ScalarType.Float64), torch.randn(2, 30, 2, 6, dtype: ScalarType.Float64), torch.randn(2, 30, 2, 6, dtype: ScalarType.Float64));
+    }
+
+    [Fact]
+    public void TauMinusOneIsTheFixedStrideAndTauOneIsFullAttention()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Qkv();
+        var fixedStride = Decode(q, k, v, new RecycledAttentionPolicy(4, 5, prefill: 3));
+        var never = Decode(q, k, v, new RecycledAttentionPolicy(4, 5, prefill: 3, tau: -1));        // cos ≥ −1: never drifts
+        Assert.True((fixedStride.Output - never.Output).abs().max().item<double>() < 1e-14);
+        Assert.Equal(fixedStride.Policy.FullSteps, never.Policy.FullSteps);
+        var always = Decode(q, k, v, new RecycledAttentionPolicy(4, int.MaxValue, prefill: 3, tau: 1));   // random queries: cos < 1
+        var full = Decode(q, k, v, new RecycledAttentionPolicy(4, 1, prefill: 1));
+        Assert.True((always.Output - full.Output).abs().max().item<double>() < 1e-12);
+        Assert.Equal(30, always.Policy.FullSteps);
+        foreach (var c in new[] { fixedStride.Cache, never.Cache, always.Cache, full.Cache }) c.Dispose();
+    }
+
+    [Fact]
+    public void FullStepsFollowTheQueryCosine()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v) = Qkv();
+        double tau = 0.0;
+        var run = Decode(q, k, v, new RecycledAttentionPolicy(4, int.MaxValue, prefill: 3, tau: tau));
+        // replay the rule: after the prompt, a step is full iff min_b cos(q̄_t, q̄_{t₀}) < τ
+        int full = 3; long anchor = 2;
+        for (long t = 3; t < 30; t++)
+        {
+            var cos = RecycledAttentionPolicy.QueryCosine(q.select(1, t), q.select(1, anchor).mean(new long[] { 1 }));
+            if (cos.min().item<double>() < tau) { full++; anchor = t; }
+        }
+        Assert.Equal(full, run.Policy.FullSteps);
+        Assert.InRange(run.Policy.FullSteps, 4, 29);                                 // the rule fires sometimes, not always
+        run.Cache.Dispose();
+    }
+
+    [Fact]
+    public void BadTauIsNamed()
+    {
+        Assert.Equal("tau", Assert.Throws<ArgumentException>(() => new RecycledAttentionPolicy(4, 2, tau: 1.5)).ParamName);
+        Assert.Equal("tau", Assert.Throws<ArgumentException>(() => new RecycledAttentionPolicy(4, 2, tau: double.NaN)).ParamName);
+    }
+}

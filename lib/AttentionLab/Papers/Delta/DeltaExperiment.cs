@@ -10,8 +10,8 @@ namespace AttentionLab.Papers.Delta;
 
 /// <summary>
 /// The notebook's experiment (P35 §4): decode delayed-reference sequences (<see cref="DeltaCheckpoint.Task"/>) token by
-/// token with the shipped 4-layer model under full attention, DELTA (full [0], Δ [1], sparse [2, 3]) and the eviction
-/// baselines StreamingLLM and H2O and the per-layer oracle selection at the same token budgets; score the second copy (teacher forcing), count attended
+/// token with the shipped 4-layer model under full attention, DELTA (full [0], Δ [1], sparse [2, 3]), the eviction
+/// baselines StreamingLLM and H2O, the per-layer oracle selection and Quest-style page-bound selection at the same token budgets; score the second copy (teacher forcing), count attended
 /// tokens and KV bytes read per step, and record DELTA's page scores, selections, layer overlap and sparse-layer recall.
 /// </summary>
 public static class DeltaExperiment
@@ -42,7 +42,8 @@ public static class DeltaExperiment
     }
 
     /// <summary>Policy names in plot order.</summary>
-    public const string FullName = "full", DeltaName = "DELTA", PerLayerName = "per-layer top-K (oracle)", StreamingName = "StreamingLLM", H2OName = "H2O";
+    public const string FullName = "full", DeltaName = "DELTA", PerLayerName = "per-layer top-K (oracle)", QuestName = "Quest-like (page bounds)",
+        StreamingName = "StreamingLLM", H2OName = "H2O";
 
     /// <summary>Loads the checkpoint and runs every policy on <paramref name="device"/>.</summary>
     public static DeltaResult Run(Config config, Device device, IProgress<string>? progress = null)
@@ -75,6 +76,8 @@ public static class DeltaExperiment
                 rows.Add(RunDelta(model, config.Policy(k), batch, PerLayerName, k, false, out var oracle, perLayer: true));
                 oracle.Dispose();
                 progress?.Report(rows[^1].ToString());
+                rows.Add(RunQuest(model, config, k, batch));
+                progress?.Report(rows[^1].ToString());
                 rows.Add(RunEvicting(model, KvPolicy.SinkWindow(tokens - config.SinkTokens, config.SinkTokens), batch, StreamingName, k));
                 progress?.Report(rows[^1].ToString());
                 rows.Add(RunEvicting(model, KvPolicy.H2O(tokens / 2, tokens - tokens / 2), batch, H2OName, k));
@@ -94,6 +97,21 @@ public static class DeltaExperiment
         for (long t = 1; t < batch.Length; t++) steps.Add(dec.Step(batch.Tokens.select(1, t)));
         watch.Stop();
         return Row(name, budget, batch, torch.stack(steps, 1), dec.Trace, watch.Elapsed, model.Config.Layers);
+    }
+
+    /// <summary>Quest-style per-layer selection from page key bounds (<see cref="QuestSelector"/>) on the sparse layers, the
+    /// full layers as in DELTA; same page size and page budget.</summary>
+    static DeltaRow RunQuest(TinyGpt model, Config config, int budget, TokenBatch batch)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        using var state = model.NewSelectiveState(batch.Count, layer => config.FullLayers.Contains(layer) ? new FullSelector() : new QuestSelector(config.PageSize, budget));
+        var watch = Stopwatch.StartNew();
+        var steps = new List<Tensor>();
+        for (long t = 0; t < batch.Length; t++) steps.Add(model.Step(batch.Tokens.select(1, t), state));
+        watch.Stop();
+        var trace = state.Layers.SelectMany(l => ((CausalSelfAttention.SelectiveState)l).Cache.Trace).Where(s => s.Step > 0).ToList();
+        return Row(QuestName, budget, batch, torch.stack(steps, 1), trace, watch.Elapsed, model.Config.Layers);
     }
 
     static DeltaRow RunEvicting(TinyGpt model, IKvPolicy policy, TokenBatch batch, string name, int budget)

@@ -18,18 +18,26 @@ namespace AttentionLab.Papers.RecycledAttention;
 /// Subtle points: the tokens after t₀ are always appended (a); selection is per KV head, never over all heads (b);
 /// prefill and the step that produces the first new token are full steps (c); I comes from this layer's own full-step
 /// probabilities (d); sinks are not special-cased (e). K ≥ t₀ + 1 (or S = 1) gives full attention.
+/// Dynamic schedule (optional τ): also a full step when cos(q̄_t, q̄_{t₀}) &lt; τ, q̄ = this layer's query averaged over
+/// heads (the paper's rule; it names one layer's query — here every layer decides from its own). With a batch the
+/// schedule is shared: a full step when any sequence's query has drifted (min over the batch). S stays an upper bound on
+/// the gap (pass a large S for the purely dynamic rule).
 /// </remarks>
 public sealed class RecycledAttentionPolicy : IKvSelector, IDisposable
 {
     Tensor? recycled;                      // I [B, Hkv, K′] ascending token indices
+    Tensor? anchor;                        // q̄_{t₀} [B, D]: the query of the last full step, averaged over heads (τ only)
     bool fullStep;
     long step, kvHeads;
 
     /// <param name="topK">K: tokens recycled per KV head.</param>
     /// <param name="stride">S: a full step every S tokens (1 = always full).</param>
     /// <param name="prefill">tokens 0 … prefill − 1 are full steps (the prompt; the last one produces the first new token).</param>
-    public RecycledAttentionPolicy(int topK, int stride, int prefill = 1)
+    /// <param name="tau">τ of the dynamic schedule (full step when cos(q̄_t, q̄_{t₀}) &lt; τ), in [−1, 1]; null: fixed stride only.</param>
+    public RecycledAttentionPolicy(int topK, int stride, int prefill = 1, double? tau = null)
     {
+        if (tau is { } t && !(t >= -1 && t <= 1)) throw new ArgumentException($"tau must be in [−1, 1], got {t}.", nameof(tau));
+        Tau = tau;
         if (topK <= 0) throw new ArgumentException($"topK must be positive, got {topK}.", nameof(topK));
         if (stride <= 0) throw new ArgumentException($"stride must be positive, got {stride}.", nameof(stride));
         if (prefill <= 0) throw new ArgumentException($"prefill must be positive (the first step is full), got {prefill}.", nameof(prefill));
@@ -39,7 +47,9 @@ public sealed class RecycledAttentionPolicy : IKvSelector, IDisposable
     public int TopK { get; }
     public int Stride { get; }
     public int Prefill { get; }
-    public string Name => $"recycled(K={TopK}, S={Stride})";
+    /// <summary>τ of the dynamic schedule, or null.</summary>
+    public double? Tau { get; }
+    public string Name => Tau is { } tau ? $"recycled(K={TopK}, S≤{Stride}, τ={tau})" : $"recycled(K={TopK}, S={Stride})";
     /// <summary>t₀: the token of the last full step (−1 before the first).</summary>
     public long LastFullStep { get; private set; } = -1;
     /// <summary>Full steps so far.</summary>
@@ -58,13 +68,42 @@ public sealed class RecycledAttentionPolicy : IKvSelector, IDisposable
         long t = query.Count - 1;                                                    // the new token
         step = query.Count;
         kvHeads = query.KvHeads;
-        fullStep = IsFull(t);
-        if (fullStep) return null;                                                   // attend to all j ≤ t
+        fullStep = IsFull(t) || Drifted(query);
+        if (fullStep)
+        {
+            if (Tau is not null) Anchor(query);
+            return null;                                                             // attend to all j ≤ t
+        }
         if (recycled!.shape[0] != query.Batch || recycled.shape[1] != query.KvHeads)
             throw new ArgumentException($"query has B = {query.Batch}, Hkv = {query.KvHeads}; the recycled set is {Guard.ShapeText(recycled)}.", nameof(query));
         var fresh = torch.arange(LastFullStep + 1, t + 1, dtype: ScalarType.Int64, device: query.Device)   // {t₀+1, …, t}: pitfall (a)
             .expand(query.Batch, query.KvHeads, t - LastFullStep);
         return torch.cat(new[] { recycled, fresh }, 2);                              // J = I ∪ {t₀+1 … t}
+    }
+
+    /// <summary>cos(q̄_t, q̄_{t₀}) per sequence [B] for the dynamic schedule (q [B, Hq, D] averaged over heads).</summary>
+    public static Tensor QueryCosine(Tensor query, Tensor anchor)
+    {
+        Guard.Rank(query, 3, nameof(query), "B, Hq, D");
+        var mean = query.mean(new long[] { 1 });                                     // q̄ [B, D]
+        return nn.functional.cosine_similarity(mean, anchor.to(mean.dtype), dim: -1);
+    }
+
+    bool Drifted(KvSelectQuery query)
+    {
+        if (Tau is not { } tau || anchor is null) return false;
+        if (query.Query is null) throw new ArgumentException("the dynamic schedule (tau) needs the step's query (KvSelectQuery.Query).", nameof(query));
+        using var scope = NewDisposeScope();
+        return QueryCosine(query.Query, anchor).min().to(ScalarType.Float64).item<double>() < tau;      // any sequence drifted → full step
+    }
+
+    void Anchor(KvSelectQuery query)
+    {
+        if (query.Query is null) throw new ArgumentException("the dynamic schedule (tau) needs the step's query (KvSelectQuery.Query).", nameof(query));
+        using var scope = NewDisposeScope();
+        var next = query.Query.mean(new long[] { 1 }).detach().DetachFromDisposeScope();
+        anchor?.Dispose();
+        anchor = next;
     }
 
     public void Observe(Tensor probabilities)
@@ -91,5 +130,5 @@ public sealed class RecycledAttentionPolicy : IKvSelector, IDisposable
         return probabilities.sum(2).view(b, kvHeads, hq / kvHeads, n).sum(2);
     }
 
-    public void Dispose() { recycled?.Dispose(); recycled = null; }
+    public void Dispose() { recycled?.Dispose(); recycled = null; anchor?.Dispose(); anchor = null; }
 }

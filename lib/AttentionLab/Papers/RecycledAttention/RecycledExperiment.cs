@@ -34,6 +34,9 @@ public static class RecycledExperiment
     /// <summary>Sizes of one run. Smoke fits a CPU notebook; Full sweeps more K and S over more queries.</summary>
     public sealed record Config(int Queries, int[] TopKs, int[] Strides, int SinkTokens, int Seed)
     {
+        /// <summary>τ values of the dynamic schedule (a full step when cos(q̄_t, q̄_{t₀}) &lt; τ; no stride cap); empty: none.</summary>
+        public double[] Taus { get; init; } = { 0.5, 0.8 };
+
         public static Config Smoke => new(Queries: 64, TopKs: new[] { 5, 10, 20 }, Strides: new[] { 2, 4 }, SinkTokens: 1, Seed: 0);
         public static Config Full => new(Queries: 1024, TopKs: new[] { 3, 5, 8, 10, 15, 20, 30 }, Strides: new[] { 1, 2, 4, 8, 16 }, SinkTokens: 1, Seed: 0);
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
@@ -46,10 +49,14 @@ public static class RecycledExperiment
             Guard.Positive(Queries, nameof(Queries));
             if (TopKs is null || TopKs.Length == 0 || TopKs.Any(k => k <= SinkTokens + 1)) throw new ArgumentException($"TopKs must be non-empty and each > SinkTokens + 1 = {SinkTokens + 1}.", nameof(TopKs));
             if (Strides is null || Strides.Length == 0 || Strides.Any(s => s <= 0)) throw new ArgumentException("Strides must be non-empty and positive.", nameof(Strides));
+            if (Taus is null || Taus.Any(t => !(t >= -1 && t <= 1))) throw new ArgumentException("Taus must be a list of values in [−1, 1] (possibly empty).", nameof(Taus));
             if (SinkTokens < 0) throw new ArgumentException($"SinkTokens must be ≥ 0, got {SinkTokens}.", nameof(SinkTokens));
             return this;
         }
     }
+
+    /// <summary>Policy names of the rows: fixed stride, dynamic τ schedule.</summary>
+    public const string Recycled = "recycled", RecycledDynamic = "recycled-tau";
 
     /// <summary>The prompt: tokens 0 … 29 (through the first token of the second copy) are prefill, all full steps.</summary>
     public static int Prefill => Task.SecondCopyStart + Task.MaxGap + 1;
@@ -70,17 +77,19 @@ public static class RecycledExperiment
         foreach (int k in config.TopKs)
         {
             foreach (int s in config.Strides)
-                rows.Add(Decode(model, batch, "recycled", k, s, b => model.NewSelectiveState(b, _ => new RecycledAttentionPolicy(k, s, Prefill))));
+                rows.Add(Decode(model, batch, Recycled, k, s, b => model.NewSelectiveState(b, _ => new RecycledAttentionPolicy(k, s, Prefill))));
+            foreach (double tau in config.Taus)
+                rows.Add(Decode(model, batch, RecycledDynamic, k, 0, b => model.NewSelectiveState(b, _ => new RecycledAttentionPolicy(k, int.MaxValue, Prefill, tau)), tau));
             rows.Add(Decode(model, batch, "streamingllm", k, 0, b => model.NewState(b, _ => KvPolicy.SinkWindow(k - config.SinkTokens, config.SinkTokens))));
             rows.Add(Decode(model, batch, "h2o", k, 0, b => model.NewState(b, _ => KvPolicy.H2O(k / 2, k - k / 2))));
-            foreach (var r in rows.Skip(rows.Count - config.Strides.Length - 2)) progress?.Report($"{r.Name}: accuracy {r.TokenAccuracy:P0}, attended {r.AttendedMean:F1}");
+            foreach (var r in rows.Skip(rows.Count - config.Strides.Length - config.Taus.Length - 2)) progress?.Report($"{r.Name}: accuracy {r.TokenAccuracy:P0}, attended {r.AttendedMean:F1}");
         }
         var probe = RecycledProbe.Measure(model, batch, Prefill, config.ClaimK, config.Strides.Max(), config.SinkTokens);
         return new RecycledResult(config, rows, probe, Task.Length, clock.Elapsed);
     }
 
     /// <summary>Teacher-forced decode of <paramref name="batch"/> under one state kind; scores the copy phase (t ≥ prefill).</summary>
-    static PolicyRow Decode(TinyGpt model, TokenBatch batch, string policy, int k, int s, Func<long, TinyGptState> newState)
+    static PolicyRow Decode(TinyGpt model, TokenBatch batch, string policy, int k, int s, Func<long, TinyGptState> newState, double tau = double.NaN)
     {
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
@@ -106,12 +115,12 @@ public static class RecycledExperiment
         double fullFraction = policy switch
         {
             "full" => 1,
-            "recycled" => state.Layers[0] is CausalSelfAttention.SelectiveState { Cache.Selector: RecycledAttentionPolicy r }
-                ? (r.FullSteps - Prefill) / (double)(n - Prefill) : double.NaN,                          // full steps after the prompt
+            Recycled or RecycledDynamic => state.Layers.Average(l => l is CausalSelfAttention.SelectiveState { Cache.Selector: RecycledAttentionPolicy r }
+                ? (r.FullSteps - Prefill) / (double)(n - Prefill) : double.NaN),                         // full steps after the prompt, mean over layers
             _ => 0,
         };
         double msPerToken = clock.Elapsed.TotalMilliseconds / (n - Prefill);
-        return new PolicyRow(policy, k, s, tokenAccuracy, exact, attended, fullFraction, bytesRead, msPerToken);
+        return new PolicyRow(policy, k, s, tokenAccuracy, exact, attended, fullFraction, bytesRead, msPerToken, tau);
     }
 
     static IEnumerable<DecodeStepStats> Trace(MixerState layer) => layer switch

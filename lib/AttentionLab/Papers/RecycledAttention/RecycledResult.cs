@@ -7,9 +7,15 @@ namespace AttentionLab.Papers.RecycledAttention;
 /// <summary>One policy's copy-phase result: accuracy, attended tokens per step (mean over layers and heads), fraction of
 /// full steps after the prompt, KV bytes read per decoded token (Σ layers, per sequence), ms per decoded token (the batch).</summary>
 public sealed record PolicyRow(string Policy, int TopK, int Stride, double TokenAccuracy, double ExactMatch, double AttendedMean,
-    double FullStepFraction, double KvBytesReadPerToken, double MsPerToken)
+    double FullStepFraction, double KvBytesReadPerToken, double MsPerToken, double Tau = double.NaN)
 {
-    public string Name => Policy switch { "recycled" => $"recycled K={TopK} S={Stride}", "full" => "full", _ => $"{Policy} K={TopK}" };
+    public string Name => Policy switch
+    {
+        RecycledExperiment.Recycled => $"recycled K={TopK} S={Stride}",
+        RecycledExperiment.RecycledDynamic => $"recycled K={TopK} τ={Tau}",
+        "full" => "full",
+        _ => $"{Policy} K={TopK}",
+    };
 }
 
 /// <summary>Everything the notebook shows for P05.</summary>
@@ -20,7 +26,7 @@ public sealed record RecycledResult(RecycledExperiment.Config Config, IReadOnlyL
         new StringDataFrameColumn("policy", Rows.Select(r => r.Policy)),
         new Int32DataFrameColumn("K", Rows.Select(r => r.TopK)),
         new Int32DataFrameColumn("S", Rows.Select(r => r.Stride)),
-        new DoubleDataFrameColumn("tau", Rows.Select(_ => double.NaN)),
+        new DoubleDataFrameColumn("tau", Rows.Select(r => r.Tau)),
         new DoubleDataFrameColumn("accuracy", Rows.Select(r => r.TokenAccuracy)),
         new DoubleDataFrameColumn("exact_match", Rows.Select(r => r.ExactMatch)),
         new DoubleDataFrameColumn("attended_mean", Rows.Select(r => r.AttendedMean)),
@@ -53,7 +59,12 @@ public sealed record RecycledResult(RecycledExperiment.Config Config, IReadOnlyL
     /// <summary>Accuracy vs attended tokens per step, one curve per policy family (recycled: one per S).</summary>
     public GenericChart AccuracyChart()
     {
-        var groups = Rows.Where(r => r.Policy != "full").GroupBy(r => r.Policy == "recycled" ? $"recycled S={r.Stride}" : r.Policy);
+        var groups = Rows.Where(r => r.Policy != "full").GroupBy(r => r.Policy switch
+        {
+            RecycledExperiment.Recycled => $"recycled S={r.Stride}",
+            RecycledExperiment.RecycledDynamic => $"recycled τ={r.Tau}",
+            _ => r.Policy,
+        });
         var series = groups.Select(g => new Series(g.Key, g.Select(r => r.AttendedMean).ToArray(), g.Select(r => r.TokenAccuracy).ToArray())).ToList();
         var full = Rows.First(r => r.Policy == "full");
         series.Add(new Series("full", new[] { full.AttendedMean }, new[] { full.TokenAccuracy }));
