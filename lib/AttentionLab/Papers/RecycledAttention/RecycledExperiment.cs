@@ -35,10 +35,10 @@ public static class RecycledExperiment
     public sealed record Config(int Queries, int[] TopKs, int[] Strides, int SinkTokens, int Seed)
     {
         /// <summary>τ values of the dynamic schedule (a full step when cos(q̄_t, q̄_{t₀}) &lt; τ; no stride cap); empty: none.</summary>
-        public double[] Taus { get; init; } = { 0.5, 0.8 };
+        public double[] Taus { get; init; } = { 0.2, 0.5 };
 
         public static Config Smoke => new(Queries: 64, TopKs: new[] { 5, 10, 20 }, Strides: new[] { 2, 4 }, SinkTokens: 1, Seed: 0);
-        public static Config Full => new(Queries: 1024, TopKs: new[] { 3, 5, 8, 10, 15, 20, 30 }, Strides: new[] { 1, 2, 4, 8, 16 }, SinkTokens: 1, Seed: 0);
+        public static Config Full => new(Queries: 1024, TopKs: new[] { 3, 5, 8, 10, 15, 20, 30 }, Strides: new[] { 1, 2, 4, 8, 16 }, SinkTokens: 1, Seed: 0) { Taus = new[] { 0.0, 0.2, 0.5, 0.8 } };
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
 
         /// <summary>K = n/8 (n = 41 → 5): the budget of the claim check.</summary>
