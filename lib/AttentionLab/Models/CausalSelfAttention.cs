@@ -114,6 +114,9 @@ public sealed partial class CausalSelfAttention : nn.Module<Tensor, Tensor>, ISt
             case SelectiveState ss:
                 z = StepSelective(q, k, v, ss);                                     // full cache, attends a subset
                 break;
+            case RemoteKvState rs:
+                z = StepRemote(q, k, v, rs);                                        // cache and attention on another device
+                break;
             default:
                 throw new ArgumentException($"state must come from this mixer's NewState, got {state?.GetType().Name}.", nameof(state));
         }

@@ -23,6 +23,31 @@ public sealed partial record OffloadingResult
         }, "Modelled time per decode step (each setup at its own batch)", "ms per step");
     }
 
+    /// <summary>(d) measured: ms per decode step on each side of the split (model device, attention device, copies), per cache length.</summary>
+    public GenericChart OffloadTimeChart()
+    {
+        if (Offload.Count == 0) throw new InvalidOperationException("the functional offload run (d) has no points.");
+        return BarCharts.Stacked(Offload.Select(p => $"n = {K(p.Context)}").ToList(), new[]
+        {
+            new BarSegment("model device (embed, projections, MLP)", Offload.Select(p => p.MsCompute).ToList()),
+            new BarSegment("attention device (append + attend)", Offload.Select(p => p.MsAttention).ToList()),
+            new BarSegment("copies both ways", Offload.Select(p => p.MsTransfer).ToList()),
+        }, $"Measured time per decode step, TinyGpt with offloaded attention (both sides on {ProbeDevice} here)", "ms per step");
+    }
+
+    /// <summary>(d) measured: bytes over the link per token (flat) vs KV bytes the attention side reads (∝ n).</summary>
+    public GenericChart OffloadTrafficChart()
+    {
+        if (Offload.Count == 0) throw new InvalidOperationException("the functional offload run (d) has no points.");
+        var ns = Offload.Select(p => (double)p.Context).ToArray();
+        return Charts.Lines(new[]
+        {
+            new Series("link bytes per token (measured)", ns, Offload.Select(p => p.NetworkBytesPerToken).ToArray()),
+            new Series("(2d + 2d_kv)·bytes·layers (formula)", ns, Offload.Select(p => p.FormulaBytesPerToken).ToArray()),
+            new Series("KV bytes read per token", ns, Offload.Select(p => p.KvBytesReadPerToken).ToArray()),
+        }, "TinyGpt offload: what crosses the link vs what the attention side reads", "cache length n", "bytes per token", logX: true, logY: true);
+    }
+
     /// <summary>Per token and layer: network bytes (constant) vs KV bytes read (∝ n), log-log.</summary>
     public GenericChart TrafficChart()
     {

@@ -35,7 +35,15 @@ public static class OffloadingExperiment
             deviceCounts, SweepContext: 16384, ProbeContexts: new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 },
             ProbeBatch: 1, ProbeHeads: 8, ProbeHeadDim: 64, ProbeRepeats: 5, Seed: 0, ProbeFitFromContext: 16384);
 
-        public static Config Full => Smoke with { ProbeContexts = new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 }, ProbeBatch = 8, ProbeRepeats = 10, ProbeFitFromContext = 8192 };
+        public static Config Full => Smoke with { ProbeContexts = new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 }, ProbeBatch = 8, ProbeRepeats = 10, ProbeFitFromContext = 8192,
+            OffloadContexts = new[] { 256, 1024, 4096 }, OffloadBatch = 8, OffloadSteps = 16 };
+
+        /// <summary>Cache lengths of the functional offload run (d): a TinyGpt decoding with its attention on another device.</summary>
+        public int[] OffloadContexts { get; init; } = { 64, 256, 1024 };
+        /// <summary>Sequences decoded together in (d).</summary>
+        public int OffloadBatch { get; init; } = 2;
+        /// <summary>Timed steps per context in (d) (after decoding the rest of the context).</summary>
+        public int OffloadSteps { get; init; } = 8;
 
         /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
@@ -58,13 +66,15 @@ public static class OffloadingExperiment
             Positive(Contexts, nameof(Contexts)); Positive(BatchCaps, nameof(BatchCaps)); Positive(AttentionDeviceCounts, nameof(AttentionDeviceCounts));
             Positive(ProbeContexts, nameof(ProbeContexts));
             Positive(new[] { BatchCap, SweepContext, ProbeBatch, ProbeHeads, ProbeHeadDim, ProbeRepeats }, "BatchCap/SweepContext/Probe sizes");
+            if (OffloadContexts is null || OffloadContexts.Length == 0 || OffloadContexts.Any(n => n <= OffloadSteps) || OffloadBatch <= 0 || OffloadSteps <= 0)
+                throw new ArgumentException($"{argumentName}.{nameof(OffloadContexts)} must be non-empty, each > OffloadSteps (> 0), with OffloadBatch > 0.", argumentName);
             if (ProbeFitFromContext < 0) throw new ArgumentException($"{argumentName}.{nameof(ProbeFitFromContext)} must be ≥ 0, got {ProbeFitFromContext}.", argumentName);
             if (ProbeContexts.Where(n => n >= ProbeFitFromContext).Distinct().Count() < 2) throw new ArgumentException($"{argumentName}.{nameof(ProbeContexts)} needs two different lengths ≥ ProbeFitFromContext for a fit.", argumentName);
             return this;
         }
     }
 
-    /// <summary>Runs (a), (b) and (c) on <paramref name="device"/> (only (a) and (c) touch it).</summary>
+    /// <summary>Runs (a), (b), (c) and (d) on <paramref name="device"/> ((b) is arithmetic; (d) keeps the model on it and the attention on the CPU).</summary>
     public static OffloadingResult Run(Config config, Device device, IProgress<string>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -93,8 +103,11 @@ public static class OffloadingExperiment
         var probe = DecodeBandwidthProbe.Measure(config.ProbeContexts, config.ProbeBatch, config.ProbeHeads, config.ProbeHeadDim, device,
             repeats: config.ProbeRepeats, seed: config.Seed, progress: progress);
         var fit = DecodeBandwidthProbe.Fit(probe.Where(p => p.Context >= config.ProbeFitFromContext).ToList());
+
+        progress?.Report($"(d) functional offload: TinyGpt on {device.type}, KV cache and attention on CPU");
+        var offload = FunctionalOffload.Run(config.OffloadContexts, config.OffloadBatch, config.OffloadSteps, device, CPU, config.Seed, progress);
         progress?.Report($"done in {clock.Elapsed.TotalSeconds:F1} s");
-        return new OffloadingResult(config, split, grid, best, devices, probe, fit, device.type.ToString(), clock.Elapsed.TotalSeconds);
+        return new OffloadingResult(config, split, grid, best, devices, probe, fit, device.type.ToString(), clock.Elapsed.TotalSeconds) { Offload = offload };
     }
 
     /// <summary>max |split − monolithic| of output and LSE for each partition, and of the plain average (the pitfall).</summary>

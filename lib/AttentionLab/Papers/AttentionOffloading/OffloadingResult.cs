@@ -29,6 +29,12 @@ public sealed record Comparison(CostEstimate Homogeneous, CostEstimate Offloaded
 public sealed partial record OffloadingResult(OffloadingExperiment.Config Config, IReadOnlyList<SplitError> Split, IReadOnlyList<CostEstimate> Grid,
     IReadOnlyList<Comparison> Best, IReadOnlyList<CostEstimate> DeviceSweep, IReadOnlyList<ProbePoint> Probe, ProbeFit Fit, string ProbeDevice, double Seconds)
 {
+    /// <summary>(d): the functional offload run, one point per cache length (empty when not run).</summary>
+    public IReadOnlyList<OffloadPoint> Offload { get; init; } = Array.Empty<OffloadPoint>();
+
+    /// <summary>(d) as a table (see <see cref="FunctionalOffload.ToDataFrame"/>).</summary>
+    public DataFrame OffloadFrame() => FunctionalOffload.ToDataFrame(Offload);
+
     /// <summary>Widest log-log slope band accepted as "time ∝ bytes" for the measured probe.</summary>
     public const double SlopeLow = 0.7, SlopeHigh = 1.3;
 
@@ -93,6 +99,13 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
         double traffic = ServingCostModel.NetworkToMemoryRatio(Config.Model, last.Context);
         if (!(traffic < 0.01))
             problems.Add($"network bytes are {traffic:P2} of the KV bytes read at context {last.Context} (not < 1 %)");
+        foreach (var p in Offload)
+        {
+            if (!(p.MaxAbsVsLocal <= 1e-5))
+                problems.Add($"offloaded decoding differs from local decoding at n = {p.Context} (max |Δlogit| {p.MaxAbsVsLocal:G3})");
+            if (Math.Abs(p.NetworkBytesPerToken - p.FormulaBytesPerToken) > 0.5)
+                problems.Add($"measured link bytes per token {p.NetworkBytesPerToken:N0} ≠ the formula (2d + 2d_kv)·bytes·layers = {p.FormulaBytesPerToken:N0} at n = {p.Context}");
+        }
         // The probe's slope is a timing: reported against [SlopeLow, SlopeHigh], never asserted (a run at load 15 read 1.32).
         bool slopeInRange = Fit.LogLogSlope >= SlopeLow && Fit.LogLogSlope <= SlopeHigh;
         if (problems.Count > 0)
@@ -101,6 +114,7 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
                $"{Config.Homogeneous.Hardware} = {first.Ratio:F2}× at {first.Context / 1024}k → {last.Ratio:F2}× at {last.Context / 1024}k " +
                $"(paper, v1: 1.48–12.1×); network/KV traffic {traffic:P3} at {last.Context / 1024}k; measured decode attention time ∝ bytes^{Fit.LogLogSlope:F2} " +
                $"({Fit.BandwidthGBs:F1} GB/s effective on {ProbeDevice}; " +
+               (Offload.Count > 0 ? $"functional offload: logits = local decoding, {Offload[0].NetworkBytesPerToken:N0} B/token over the link at every n; " : "") +
                (slopeInRange ? $"within [{SlopeLow}, {SlopeHigh}], bandwidth-bound)." : $"outside [{SlopeLow}, {SlopeHigh}] on this run — a timing, reported, not asserted).");
     }
 }
