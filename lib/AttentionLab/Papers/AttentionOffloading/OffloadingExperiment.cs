@@ -39,7 +39,7 @@ public static class OffloadingExperiment
             OffloadContexts = new[] { 256, 1024, 4096 }, OffloadBatch = 8, OffloadSteps = 16 };
 
         /// <summary>Cache lengths of the functional offload run (d): a TinyGpt decoding with its attention on another device.</summary>
-        public int[] OffloadContexts { get; init; } = { 64, 256, 1024 };
+        public int[] OffloadContexts { get; init; } = { 64, 256, 512 };
         /// <summary>Sequences decoded together in (d).</summary>
         public int OffloadBatch { get; init; } = 2;
         /// <summary>Timed steps per context in (d) (after decoding the rest of the context).</summary>
