@@ -23,7 +23,7 @@ public static class SyntheticVideoQkv
     /// <see cref="TileOrder.Hilbert3D"/>), then the text tokens. Same seed → same bits.
     /// </summary>
     public static (Tensor Q, Tensor K, Tensor V) Generate(int t, int h, int w, int d, double locality, double noise, int textTokens, int seed,
-        int heads = 1, double lengthScale = 1.5, double contentScale = 4.0, int[]? order = null, ScalarType dtype = ScalarType.Float64)
+        int heads = 1, double lengthScale = 1.0, double contentScale = 4.0, int[]? order = null, ScalarType dtype = ScalarType.Float64)
     {
         if (t <= 0) throw new ArgumentException($"t must be positive, got {t}.", nameof(t));
         if (h <= 0) throw new ArgumentException($"h must be positive, got {h}.", nameof(h));
