@@ -57,6 +57,42 @@ public class RectifiedSpaAttnTests
     }
 
     [Fact]
+    public void GradientsMatchFiniteDifferences()
+    {
+        // The selection is piecewise constant; away from its switching points the rectified output is smooth in q, k, v
+        // (R and the compensation depend on q, k through P; GAPR's verdicts are constant there too).
+        using var scope = NewDisposeScope();
+        var (q0, k0, v0) = Qkv(1, 29, 2, 5, 3, seed: 4);
+        var w = torch.randn(new long[] { 1, 29, 2, 3 }, ScalarType.Float64, generator: new Generator(11));
+        double Loss(Tensor q, Tensor k, Tensor v)
+        {
+            var (o, d) = RectifiedSparseAttention.Forward(q, k, v, 8, 0.5, isolatedTail: 3);
+            using (d) return (o * w).sum().item<double>();
+        }
+        var (q, k, v) = (q0.clone().requires_grad_(true), k0.clone().requires_grad_(true), v0.clone().requires_grad_(true));
+        var (out0, diag) = RectifiedSparseAttention.Forward(q, k, v, 8, 0.5, isolatedTail: 3);
+        diag.Dispose();
+        (out0 * w).sum().backward();
+        var gen = new Random(0);
+        foreach (var (x, g, name) in new[] { (q0, q.grad!, "q"), (k0, k.grad!, "k"), (v0, v.grad!, "v") })
+            for (int trial = 0; trial < 6; trial++)
+            {
+                long idx = gen.Next((int)x.numel());
+                double eps = 1e-6;
+                var plus = x.clone(); plus.view(-1)[idx] += eps;
+                var minus = x.clone(); minus.view(-1)[idx] -= eps;
+                double fd = name switch
+                {
+                    "q" => Loss(plus, k0, v0) - Loss(minus, k0, v0),
+                    "k" => Loss(q0, plus, v0) - Loss(q0, minus, v0),
+                    _ => Loss(q0, k0, plus) - Loss(q0, k0, minus),
+                } / (2 * eps);
+                double an = g.view(-1)[idx].item<double>();
+                Assert.True(Math.Abs(fd - an) < 1e-6 * Math.Max(1, Math.Abs(fd)), $"d loss / d {name}[{idx}]: autograd {an}, finite difference {fd}");
+            }
+    }
+
+    [Fact]
     public void Float32MatchesNaiveWithin1e5()
     {
         using var scope = NewDisposeScope();
