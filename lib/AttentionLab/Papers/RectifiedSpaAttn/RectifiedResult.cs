@@ -103,16 +103,21 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
             Microsoft.FSharp.Core.FSharpOption<Font>.None).Invoke(chart);
     }
 
-    /// <summary>Relative L2 error vs density per variant, one panel per γ.</summary>
+    /// <summary>Relative L2 error vs density per variant, one panel per γ (one colour per variant, one legend).</summary>
     public GenericChart ErrorVsDensity()
     {
-        var panels = Config.Localities.Select(g =>
+        string[] colours = { "#636efa", "#ef553b", "#00cc96", "#ab63fa" };
+        var panels = Config.Localities.Select((g, gi) =>
         {
             var rows = Rows.Where(r => r.Locality == g).OrderBy(r => r.Density).ToArray();
-            return Charts.Lines(RectifiedExperiment.Variants.Select((name, m) => new Series($"{name}", rows.Select(r => r.Density).ToArray(),
-                rows.Select(r => r.Error[m]).ToArray())), $"γ = {g}", "density", "relative L2 error");
+            var lines = RectifiedExperiment.Variants.Select((name, m) => CsChart.Line<double, double, string>(
+                x: rows.Select(r => r.Density).ToArray(), y: rows.Select(r => r.Error[m]).ToArray(), Name: name, ShowMarkers: true,
+                ShowLegend: gi == 0, LineColor: Color.fromString(colours[m]), MarkerColor: Color.fromString(colours[m]))).ToList();
+            return CsChart.Combine(lines).WithXAxisStyle<double, double, string>(TitleText: "density")
+                .WithYAxisStyle<double, double, string>(TitleText: gi == 0 ? "relative L2 error" : "");
         }).ToList();
-        return CsChart.Grid(panels, 1, panels.Count, SubPlotTitles: Config.Localities.Select(g => $"γ = {g}").ToArray());
+        var grid = CsChart.Grid(panels, 1, panels.Count, SubPlotTitles: Config.Localities.Select(g => $"γ = {g}").ToArray());
+        return Plotly.NET.Chart.withTitle("error vs full attention at matched density, per locality γ", Microsoft.FSharp.Core.FSharpOption<Font>.None).Invoke(grid);
     }
 
     /// <summary>Bars: error per variant at the fixed τ, for the moderate and the peaked γ.</summary>
