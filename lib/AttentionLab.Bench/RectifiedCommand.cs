@@ -1,0 +1,30 @@
+using System.Globalization;
+using AttentionLab.Core;
+using AttentionLab.Papers.RectifiedSpaAttn;
+
+namespace AttentionLab.Bench.Commands;
+
+/// <summary>
+/// <c>rectified</c>: forward of the gathered block-sparse kernel, of the estimation stage alone and of the whole
+/// rectified forward at fixed densities vs full attention (reference, SDPA), on synthetic video-like Q/K/V (P33).
+/// dotnet run --project lib/AttentionLab.Bench -c Release -- rectified [--lengths 512,…,8192] [--heads 2] [--dim 64] [--block 64]
+///     [--densities 0.125,0.25,0.5] [--repeats 3] [--max-dense 8192] [--threads 1] [--device cpu|cuda]
+/// </summary>
+static class RectifiedCommand
+{
+    public static int Run(string[] args)
+    {
+        if (BenchArgs.Parse(args, "usage: AttentionLab.Bench rectified [--lengths 512,…] [--heads 2] [--dim 64] [--block 64] [--densities 0.125,0.25,0.5] [--repeats 3] [--max-dense 8192] [--threads 1] [--device cpu|cuda]") is not { } o) return 2;
+        var lengths = o.Lengths("512,1024,2048,4096,8192");
+        var densities = o.Text("densities", "0.125,0.25,0.5").Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        var device = o.SetUp();
+        var rows = RectifiedBenchmark.Run(lengths, o.Int("heads", 2), o.Int("dim", 64), o.Int("block", 64), densities, o.Int("repeats", 3), o.Int("max-dense", 8192), device,
+            new InlineProgress<RectifiedBenchRow>(r => Console.Error.WriteLine($"n = {r.Length,6} {r.Method,-16} ρ {r.TargetDensity,5:F3} {r.MedianMs,10:F2} ms")));
+        o.PrintHeader(device);
+        Console.WriteLine("forward of one attention layer, batch 1, float32, synthetic video Q/K/V (γ = 2) in Hilbert order, top-k critical sets; " +
+                          "'estimate only' = pooled scores + IPAR + critical sets + GAPR; 'rectified (all)' = estimate + gather kernel + R and compensation");
+        Console.WriteLine();
+        Console.WriteLine(MarkdownTable.From(RectifiedBenchmark.ToDataFrame(rows), new Dictionary<string, string> { ["median_ms"] = "F2", ["target_density"] = "F3", ["density"] = "F3" }));
+        return 0;
+    }
+}
