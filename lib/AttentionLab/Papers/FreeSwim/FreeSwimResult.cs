@@ -61,8 +61,9 @@ public sealed record FreeSwimResult(FreeSwimExperiment.Config Config, IReadOnlyL
     /// <summary>
     /// The claim asserted at this size — the exact mask facts and the entropy trend, not sample quality: at every factor
     /// ≥ 2 every inward query sees (2d+1)² keys while the clipped corner query sees (d+1)²; at 1× the inward window is
-    /// full attention; full-attention entropy grows by ≥ 0.3 nats from 1× to the largest factor while the inward
-    /// window's stays within 0.15 nats of its 1× value.
+    /// full attention; full-attention entropy grows by ≥ 1 nat from 1× to the largest factor while the inward window's
+    /// grows by at most ln((2d+1)²/N_native) + 0.1 nats (its key count grows from N_native = 64 to (2d+1)² = 81 once the
+    /// grid outgrows the window, which bounds the growth of a uniform row by ln(81/64) ≈ 0.24).
     /// </summary>
     public (bool Holds, string Line) Claim()
     {
@@ -74,9 +75,11 @@ public sealed record FreeSwimResult(FreeSwimExperiment.Config Config, IReadOnlyL
         int lo = Config.MaskFactors.Min(), hi = Config.MaskFactors.Max();
         double fullGrowth = EntropyOf("full 1/√d", hi) - EntropyOf("full 1/√d", lo);
         double inwardDrift = Math.Abs(EntropyOf("inward, FreeSwim scale", hi) - EntropyOf("inward, FreeSwim scale", lo));
-        bool holds = inwardExact && clippedShrinks && nativeFull && fullGrowth >= 0.3 && inwardDrift <= 0.15;
+        int nativeTokens = FreeSwimExperiment.NativeGrid * FreeSwimExperiment.NativeGrid;
+        double drift = Math.Log(win / (double)Math.Min(win, nativeTokens)) + 0.1;
+        bool holds = inwardExact && clippedShrinks && nativeFull && fullGrowth >= 1.0 && inwardDrift <= drift;
         return (holds, $"inward keys/query {win} at every factor ≥ 2: {inwardExact}; clipped corner {corner} keys: {clippedShrinks}; inward = full at 1×: {nativeFull}; " +
-                       $"full-attention entropy {lo}×→{hi}×: +{fullGrowth:F2} nats (need ≥ 0.30); inward window drift {inwardDrift:F2} nats (need ≤ 0.15)");
+                       $"full-attention entropy {lo}×→{hi}×: +{fullGrowth:F2} nats (need ≥ 1.00); inward window drift {inwardDrift:F2} nats (need ≤ {drift:F2})");
     }
 
     /// <summary>Sample grid: one row per method (at <paramref name="factor"/>, native first), one column per image; channel mean as grey.</summary>

@@ -24,11 +24,12 @@ public static class WindowAttention
         long b = q.shape[0], n = q.shape[1], h = q.shape[2], d = q.shape[3], dv = v.shape[3], slots = window.Slots;
         double s = scale ?? 1.0 / Math.Sqrt(d);
         var flat = window.Indices.reshape(-1);
-        var kg = k.index_select(1, flat).view(b, n, slots, h, d).permute(0, 1, 3, 4, 2);      // K̃ [B, N, H, D, K]
-        var vg = v.index_select(1, flat).view(b, n, slots, h, dv).permute(0, 1, 3, 2, 4);     // Ṽ [B, N, H, K, Dv]
-        var scores = q.unsqueeze(3).matmul(kg) * s;                                           // s_nk [B, N, H, 1, K]
-        scores = scores.masked_fill(window.Valid.logical_not().view(1, n, 1, 1, slots), double.NegativeInfinity);
-        var o = scores.softmax(-1).matmul(vg).squeeze(3);                                    // o_n = Σ_k p_nk Ṽ_nk  [B, N, H, Dv]
+        var kg = k.index_select(1, flat).view(b, n, slots, h, d);                             // K̃ [B, N, K, H, D]
+        var vg = v.index_select(1, flat).view(b, n, slots, h, dv);                            // Ṽ [B, N, K, H, Dv]
+        var scores = (q.unsqueeze(2) * kg).sum(-1) * s;                                       // s_nk = scale · q_n·K̃_nk  [B, N, K, H]
+        scores = scores.masked_fill(window.Valid.logical_not().view(1, n, slots, 1), double.NegativeInfinity);
+        var p = scores.softmax(2);                                                            // p_n = softmax_k(s_n)
+        var o = (p.unsqueeze(-1) * vg).sum(2);                                                // o_n = Σ_k p_nk Ṽ_nk  [B, N, H, Dv]
         return o.MoveToOuterDisposeScope();
     }
 
