@@ -12,6 +12,7 @@ using TorchSharp;
 // dotnet run --project lib/AttentionLab.Bench -c Release -- recycled [--lengths 1024,…] [--topk 256] [--stride 8] …   (P05; RecycledCommand.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- s2 [--lengths 256,…,16384] [--stride 8] …   (P22 S2-Attention fwd+bwd; S2Command.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- rectified [--lengths 512,…,8192] [--densities 0.125,0.25,0.5] …   (P33 Rectified SpaAttn forward; RectifiedCommand.cs)
+// dotnet run --project lib/AttentionLab.Bench -c Release -- freeswim [--lengths 16,32,48,64] [--half 4] …   (P45 inward window by gather vs full; FreeSwimCommand.cs)
 // Prints the run's date, device and command, then a markdown table (progress goes to stderr).
 
 const string usage = "usage: AttentionLab.Bench reference-vs-sdpa [--lengths 256,512,1024,2048,4096] [--batch 1] [--heads 4] [--dim 64] " +
@@ -23,6 +24,7 @@ if (args.Length > 0 && args[0] == "based") return BasedCommand.Run(args[1..]);
 if (args.Length > 0 && args[0] == "s2") return AttentionLab.Bench.Commands.S2Command.Run(args);                   // P22, see S2Command.cs
 if (args.Length > 0 && args[0] == "rectified") return AttentionLab.Bench.Commands.RectifiedCommand.Run(args);     // P33, see RectifiedCommand.cs
 if (args.Length > 0 && args[0] == "flowformer") return FlowformerCommand.Run(args);
+if (args.Length > 0 && args[0] == "freeswim") return AttentionLab.Bench.Commands.FreeSwimCommand.Run(args);       // P45, see FreeSwimCommand.cs
 if (args.Length > 0 && args[0] == "routing") return RoutingCommand.Run(args);                                   // P28, see RoutingCommand.cs
 if (args.Length == 0 || args[0] != "reference-vs-sdpa") { Console.Error.WriteLine(usage); return 2; }
 
