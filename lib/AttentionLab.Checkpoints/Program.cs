@@ -1,16 +1,25 @@
 using AttentionLab.Checkpoints;
 using TorchSharp;
 
-// Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release -- induction|delta [--steps N] [--seed S] [--dry-run]
+// Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release -- induction|delta|landmark [--steps N] [--seed S] [--dry-run]
 torch.set_num_threads(1);
-bool delta = args.Length > 0 && (args[0] == "delta" || args[0] == DeltaRecipe.Name);
-if (args.Length == 0 || !delta && args[0] != InductionRecipe.Name && args[0] != "induction")
+string? recipe = args.Length == 0 ? null
+    : args[0] is "delta" or DeltaRecipe.Name ? "delta"
+    : args[0] is "induction" or InductionRecipe.Name ? "induction"
+    : args[0] is "landmark" or LandmarkRecipe.Name ? "landmark" : null;
+if (recipe is null)
 {
-    Console.Error.WriteLine($"usage: AttentionLab.Checkpoints induction|delta [--steps N] [--seed S] [--dry-run]   (writes data/models/{InductionRecipe.Name}.bin or {DeltaRecipe.Name}.bin)");
+    Console.Error.WriteLine($"usage: AttentionLab.Checkpoints induction|delta|landmark [--steps N] [--seed S] [--dry-run]   (writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin or {LandmarkRecipe.Name}.bin)");
     return 2;
 }
 int Option(string name, int fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback; }
-int steps = Option("--steps", delta ? DeltaRecipe.DefaultSteps : InductionRecipe.DefaultSteps), seed = Option("--seed", 0);
-string command = $"dotnet run --project lib/AttentionLab.Checkpoints -c Release -- {(delta ? "delta" : "induction")} --steps {steps} --seed {seed}";
-return delta ? DeltaRecipe.Run(steps, seed, save: !args.Contains("--dry-run"), command)
-    : InductionRecipe.Run(steps, seed, save: !args.Contains("--dry-run"), command);
+int steps = Option("--steps", recipe switch { "delta" => DeltaRecipe.DefaultSteps, "landmark" => LandmarkRecipe.DefaultSteps, _ => InductionRecipe.DefaultSteps });
+int seed = Option("--seed", 0);
+bool save = !args.Contains("--dry-run");
+string command = $"dotnet run --project lib/AttentionLab.Checkpoints -c Release -- {recipe} --steps {steps} --seed {seed}";
+return recipe switch
+{
+    "delta" => DeltaRecipe.Run(steps, seed, save, command),
+    "landmark" => LandmarkRecipe.Run(steps, seed, save, command),
+    _ => InductionRecipe.Run(steps, seed, save, command),
+};

@@ -71,7 +71,7 @@ public sealed record LandmarkMemory(int TopK, LandmarkSelect Mode = LandmarkSele
                 logits.Add(model.call(ids.narrow(1, start, Math.Min(chunk, t - start))));
             var all = torch.cat(logits, 1);
             var last = sessions[0];
-            return new LandmarkRun(all.MoveToOuterDisposeScope(), sessions.Select(s => s.TakeLastRetrieval()).ToList(),
+            return new LandmarkRun(all.MoveToOuterDisposeScope(), sessions.Select(s => s.TakeLastRetrieval()).ToList(), sessions.Select(s => s.TakeLastSelected()).ToList(),
                 StoredBlocks: last.Stored, RetrievedBlocks: Math.Min(TopK, last.StoredBeforeLastChunk), LastChunkLength: last.LastChunkLength,
                 BlockSize: blockSize, Heads: layers[0].Heads, HeadDim: model.Config.DModel / layers[0].Heads, Layers: layers.Count);
         }
@@ -82,13 +82,26 @@ public sealed record LandmarkMemory(int TopK, LandmarkSelect Mode = LandmarkSele
             model.train(wasTraining);
         }
     }
+
+    /// <summary>
+    /// The k blocks kept per (b, h, i) from retrieval probabilities r [B, H, C, S], in ascending (original) order:
+    /// top-k of r (PerTokenAndHead) or of max_h r, shared by all heads (MaxOverHeads).
+    /// </summary>
+    public static Tensor SelectBlocks(Tensor retrieval, int k, LandmarkSelect mode = LandmarkSelect.PerTokenAndHead)
+    {
+        Guard.Rank(retrieval, 4, nameof(retrieval), "B, H, C, S");
+        if (k < 1 || k > retrieval.shape[3]) throw new ArgumentOutOfRangeException(nameof(k), k, $"k must be in [1, S = {retrieval.shape[3]}].");
+        using var scope = NewDisposeScope();
+        var score = mode == LandmarkSelect.MaxOverHeads ? retrieval.amax(new long[] { 1 }, keepdim: true).expand_as(retrieval) : retrieval;
+        return score.topk(k, -1).indexes.sort(-1).Values.MoveToOuterDisposeScope();
+    }
 }
 
 /// <summary>
 /// What a memory run produced: logits [B, T, V], per layer the landmark retrieval probabilities of the last chunk
-/// [B, H, C, S] (null when nothing was stored), and the costs of the last query.
+/// [B, H, C, S] and the blocks it kept [B, H, C, k] (null when nothing was retrieved), and the costs of the last query.
 /// </summary>
-public sealed record LandmarkRun(Tensor Logits, IReadOnlyList<Tensor?> LastRetrieval, long StoredBlocks, long RetrievedBlocks,
+public sealed record LandmarkRun(Tensor Logits, IReadOnlyList<Tensor?> LastRetrieval, IReadOnlyList<Tensor?> LastSelected, long StoredBlocks, long RetrievedBlocks,
     long LastChunkLength, int BlockSize, int Heads, int HeadDim, int Layers) : IDisposable
 {
     /// <summary>
@@ -109,6 +122,7 @@ public sealed record LandmarkRun(Tensor Logits, IReadOnlyList<Tensor?> LastRetri
     {
         Logits.Dispose();
         foreach (var r in LastRetrieval) r?.Dispose();
+        foreach (var r in LastSelected) r?.Dispose();
     }
 }
 
@@ -118,6 +132,7 @@ internal sealed class LandmarkLayerSession : IDisposable
     readonly LandmarkMemory memory;
     Tensor? keys, values;                 // [B, S, ℓ_b+1, H, Dh], keys un-rotated
     Tensor? lastRetrieval;                // [B, H, C, S] of the last chunk
+    Tensor? lastSelected;                 // [B, H, C, k] of the last chunk
 
     public LandmarkLayerSession(LandmarkMemory memory, long batch) => (this.memory, Batch) = (memory, batch);
 
@@ -129,6 +144,7 @@ internal sealed class LandmarkLayerSession : IDisposable
     public long LastChunkLength { get; private set; }
 
     public Tensor? TakeLastRetrieval() { var r = lastRetrieval; lastRetrieval = null; return r; }
+    public Tensor? TakeLastSelected() { var r = lastSelected; lastSelected = null; return r; }
 
     /// <summary>Output z [B, C, H, Dh] of a chunk q, k, v [B, C, H, Dh] (un-rotated) starting at <see cref="Position"/>.</summary>
     public Tensor Attend(LandmarkAttentionLayer layer, Tensor q, Tensor k, Tensor v)
@@ -162,8 +178,9 @@ internal sealed class LandmarkLayerSession : IDisposable
             var r = torch.softmax(qh.matmul(landmarks.permute(0, 2, 3, 1)) * scale, -1);   // r_{i,c}  [B, H, C, S]
             lastRetrieval?.Dispose();
             lastRetrieval = r.detach().clone().DetachFromDisposeScope();
-            var select = memory.Mode == LandmarkSelect.MaxOverHeads ? r.amax(new long[] { 1 }, keepdim: true).expand_as(r) : r;
-            var idx = select.topk(kk, -1).indexes.sort(-1).Values;                         // top-k, original order  [B, H, C, k]
+            var idx = LandmarkMemory.SelectBlocks(r, kk, memory.Mode);                      // [B, H, C, k]
+            lastSelected?.Dispose();
+            lastSelected = idx.clone().DetachFromDisposeScope();
             // 2. Gather the retrieved blocks (keys and values) per (b, h, i).
             Tensor Gather(Tensor store) => store.permute(0, 3, 1, 2, 4).reshape(b, h, s, l * dh)
                 .gather(2, idx.reshape(b, h, c * kk, 1).expand(b, h, c * kk, l * dh)).view(b, h, c, kk, l, dh);
@@ -204,7 +221,7 @@ internal sealed class LandmarkLayerSession : IDisposable
 
     public void Dispose()
     {
-        keys?.Dispose(); values?.Dispose(); lastRetrieval?.Dispose();
-        keys = values = lastRetrieval = null;
+        keys?.Dispose(); values?.Dispose(); lastRetrieval?.Dispose(); lastSelected?.Dispose();
+        keys = values = lastRetrieval = lastSelected = null;
     }
 }
