@@ -11,6 +11,7 @@ using TorchSharp;
 // dotnet run --project lib/AttentionLab.Bench -c Release -- routing [--lengths 256,…,16384] …   (P28 routing attention vs softmax; RoutingCommand.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- recycled [--lengths 1024,…] [--topk 256] [--stride 8] …   (P05; RecycledCommand.cs)
 // dotnet run --project lib/AttentionLab.Bench -c Release -- s2 [--lengths 256,…,16384] [--stride 8] …   (P22 S2-Attention fwd+bwd; S2Command.cs)
+// dotnet run --project lib/AttentionLab.Bench -c Release -- landmark [--lengths 512,…,32768] [--block 50] [--topk 2] …   (P07 decode reads; LandmarkCommand.cs)
 // Prints the run's date, device and command, then a markdown table (progress goes to stderr).
 
 const string usage = "usage: AttentionLab.Bench reference-vs-sdpa [--lengths 256,512,1024,2048,4096] [--batch 1] [--heads 4] [--dim 64] " +
@@ -21,6 +22,7 @@ if (args.Length > 0 && args[0] == "lightning") return AttentionLab.Bench.Command
 if (args.Length > 0 && args[0] == "based") return BasedCommand.Run(args[1..]);
 if (args.Length > 0 && args[0] == "s2") return AttentionLab.Bench.Commands.S2Command.Run(args);                   // P22, see S2Command.cs
 if (args.Length > 0 && args[0] == "flowformer") return FlowformerCommand.Run(args);
+if (args.Length > 0 && args[0] == "landmark") return AttentionLab.Bench.Commands.LandmarkCommand.Run(args);     // P07, see LandmarkCommand.cs
 if (args.Length > 0 && args[0] == "routing") return RoutingCommand.Run(args);                                   // P28, see RoutingCommand.cs
 if (args.Length == 0 || args[0] != "reference-vs-sdpa") { Console.Error.WriteLine(usage); return 2; }
 

@@ -189,6 +189,10 @@ public class LandmarkAttentionTests
             Close(run.Logits.narrow(1, 0, exact), training.narrow(1, 0, exact), 1e-5, "first k+1 blocks");
             Assert.True((run.Logits - training).abs().max().item<float>() > 1e-4, "k = 2 of 6 blocks changed nothing");
             Assert.Equal(6 + 2 * 5 + 2, run.AttendedTokens);                            // S′ = 6 landmarks, k(ℓ_b+1) = 10, chunk 2
+            var cost = LandmarkCost.At(6 * 4 + 2, blockSize: 4, topK: 2, heads: 2, headDim: 8);
+            Assert.Equal(run.AttendedTokens, cost.LandmarkTokens);
+            Assert.Equal(run.KvBytesPerStep, 2 * cost.LandmarkKvBytes);                  // two layers
+            Assert.Equal(32, cost.FullTokens);
         }
     }
 
@@ -203,8 +207,8 @@ public class LandmarkAttentionTests
             // Layer 0's landmark keys are all the same embedding (older ones share one slot): ties, so compare probabilities.
             for (int layer = 0; layer < 2; layer++)
             {
-                var r = run.LastRetrieval[layer]!;
-                Assert.True(r.gather(-1, run.LastSelected[layer]!).squeeze(-1).eq(r.amax(new long[] { -1 })).all().item<bool>(), $"layer {layer}");
+                var probs = run.LastRetrieval[layer]!;
+                Assert.True(probs.gather(-1, run.LastSelected[layer]!).squeeze(-1).eq(probs.amax(new long[] { -1 })).all().item<bool>(), $"layer {layer}");
             }
             Assert.True(run.LastSelected[1]!.squeeze(-1).eq(run.LastRetrieval[1]!.argmax(-1)).all().item<bool>(), "layer 1 argmax");
             using var runHeads = new LandmarkMemory(TopK: 1, LandmarkSelect.MaxOverHeads).Run(model, ids);

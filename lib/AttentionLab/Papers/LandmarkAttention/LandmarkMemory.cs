@@ -108,7 +108,7 @@ public sealed record LandmarkRun(Tensor Logits, IReadOnlyList<Tensor?> LastRetri
     /// Keys the last query touches per head and layer: the S′ landmark keys it scores (blocks stored before its chunk),
     /// k(ℓ_b+1) retrieved keys and its chunk — k(ℓ_b+1) + chunk + S′, against n for full attention.
     /// </summary>
-    public long AttendedTokens => (RetrievedBlocks > 0 || StoredBeforeLast == 0 ? StoredBeforeLast : 0) + RetrievedBlocks * (BlockSize + 1) + LastChunkLength;
+    public long AttendedTokens => (RetrievedBlocks > 0 ? StoredBeforeLast : 0) + RetrievedBlocks * (BlockSize + 1) + LastChunkLength;
     long StoredBeforeLast => StoredBlocks - (LastChunkLength / (BlockSize + 1));
 
     /// <summary>
