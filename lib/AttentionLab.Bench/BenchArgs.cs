@@ -28,6 +28,7 @@ sealed class BenchArgs
         for (int i = 1; i < args.Length; i++)
         {
             string name = args[i].StartsWith("--", StringComparison.Ordinal) ? args[i][2..] : "";
+            if (name is "help" or "h") { Console.Error.WriteLine(usage); return null; }
             if (knownFlags.Contains(name)) { parsed.flags.Add(name); continue; }
             if (name.Length == 0 || i + 1 >= args.Length) { Console.Error.WriteLine($"bad argument '{args[i]}'\n{usage}"); return null; }
             parsed.values[name] = args[++i];

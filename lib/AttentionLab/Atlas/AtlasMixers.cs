@@ -2,6 +2,7 @@ using AttentionLab.Models;
 using AttentionLab.Papers.Aaren;
 using AttentionLab.Papers.Based;
 using AttentionLab.Papers.Flowformer;
+using AttentionLab.Papers.LandmarkAttention;
 using AttentionLab.Papers.LightningAttention;
 using AttentionLab.Papers.RoutingTransformer;
 using AttentionLab.Papers.S2Attention;
@@ -13,9 +14,10 @@ namespace AttentionLab.Atlas;
 /// <summary>
 /// One efficient mixer of the atlas: a name, its family (the colour of the plots) and how to build it at width d with H
 /// heads. Every model is zoology's 2-layer MQAR layout — a <see cref="BaseConv"/> (the local shift) and then this mixer —
-/// so only the mixer differs.
+/// so only the mixer differs. <paramref name="LandmarkBlock"/> &gt; 0 marks a landmark mixer: the atlas inserts a landmark
+/// token after every ℓ_b tokens of its sequences (labels −100 there) and counts its state instead of streaming it.
 /// </summary>
-public sealed record AtlasMixer(string Name, string Family, Func<int, int, nn.Module<Tensor, Tensor>> Build);
+public sealed record AtlasMixer(string Name, string Family, Func<int, int, nn.Module<Tensor, Tensor>> Build, int LandmarkBlock = 0, int LandmarkTopK = 0);
 
 /// <summary>
 /// The library's sequence mixers that can be trained on MQAR. Decode-time policies (Recycled Attention, DELTA, StreamingLLM,
@@ -53,16 +55,25 @@ public static class AtlasMixers
     public static AtlasMixer S2(int block = 4, int localBlocks = 2, int vertStride = 2) => new($"S2 b={block} ℓ={localBlocks} s={vertStride}", "S2",
         (d, h) => new S2SelfAttention(d, h, block, localBlocks, vertStride));
 
+    /// <summary>
+    /// Landmark Attention (P07): grouped softmax over blocks of ℓ_b tokens + landmark, RoPE. Recall is measured with the
+    /// training form over the whole sequence; its state is <i>counted</i>, not streamed: the bytes a decode step must hold
+    /// near the compute — every stored landmark key, the k retrieved blocks' keys and values and the current block
+    /// (<see cref="LandmarkCost"/>) — while the full block store (every K and V, like attention's cache) can sit in slow memory.
+    /// </summary>
+    public static AtlasMixer Landmark(int blockSize = 8, int topK = 2) => new($"Landmark ℓ_b={blockSize} k={topK}", "Landmark",
+        (d, h) => new LandmarkAttentionLayer(d, h, blockSize, rope: true), LandmarkBlock: blockSize, LandmarkTopK: topK);
+
     /// <summary>The smoke set: one or two points per family.</summary>
     public static IReadOnlyList<AtlasMixer> Smoke { get; } = new[]
     {
-        Softmax, SlidingWindow(8), SlidingWindow(16), Based(4), Based(16), Lightning, Flowformer, SigmoidLinear, Aaren, Routing(), S2(),
+        Softmax, SlidingWindow(8), SlidingWindow(16), Based(4), Based(16), Lightning, Flowformer, SigmoidLinear, Aaren, Routing(), S2(), Landmark(4, 2),
     };
 
     /// <summary>The full set: each family's state knob swept.</summary>
     public static IReadOnlyList<AtlasMixer> Full { get; } = new[]
     {
         Softmax, SlidingWindow(16), SlidingWindow(32), SlidingWindow(64), SlidingWindow(128), Based(8), Based(16), Based(24),
-        Lightning, Flowformer, SigmoidLinear, Aaren, Routing(16, 32), S2(16, 4, 4),
+        Lightning, Flowformer, SigmoidLinear, Aaren, Routing(16, 32), S2(16, 4, 4), Landmark(32, 2),
     };
 }

@@ -3,6 +3,7 @@ using AttentionLab.Core;
 using AttentionLab.Data;
 using AttentionLab.Models;
 using AttentionLab.Papers.Based;
+using AttentionLab.Papers.LandmarkAttention;
 using AttentionLab.Train;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -18,8 +19,9 @@ namespace AttentionLab.Atlas;
 /// <param name="Params">trainable parameters of the whole model.</param>
 /// <param name="StepVsForwardMaxAbs">max |Step − forward| over one streamed sequence (NaN when it cannot stream).</param>
 /// <param name="TrainSeconds">training wall time.</param>
+/// <param name="StateCounted">true when StateBytes is counted from the method's definition (Landmark's working set), not streamed.</param>
 public sealed record AtlasPoint(string Name, string Family, double Recall, long? StateBytes, double TokensPerSecond, long Params,
-    double StepVsForwardMaxAbs, double TrainSeconds);
+    double StepVsForwardMaxAbs, double TrainSeconds, bool StateCounted = false);
 
 /// <summary>
 /// The efficient-attention atlas (issue 4, notebook 90): every mixer of <see cref="AtlasMixers"/> trained on the same MQAR
@@ -76,20 +78,38 @@ public static class MixerAtlas
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(c.Seed);
-        var model = new TinyGptConfig(Layers: 2, DModel: c.DModel, Heads: c.Heads, VocabSize: c.Vocab, Mlp: false, MaxLength: c.SeqLen);
+        int lb = mixer.LandmarkBlock;
+        bool landmark = lb > 0;
+        // A landmark mixer reads sequences with a landmark token (id = Vocab) after every ℓ_b tokens; its labels are −100 there.
+        Tensor Tokens(Tensor t) => landmark ? LandmarkTokens.Insert(t, lb, c.Vocab).Ids : t;
+        Tensor Labels(Tensor l) => landmark ? LandmarkTokens.InsertLabels(l, lb) : l;
+        var (trainTokens, trainLabels, testTokens, testLabels) = (Tokens(train.Tokens), Labels(train.Labels), Tokens(test.Tokens), Labels(test.Labels));
+        var model = new TinyGptConfig(Layers: 2, DModel: c.DModel, Heads: c.Heads, VocabSize: c.Vocab + (landmark ? 1 : 0), Mlp: false, MaxLength: (int)testTokens.shape[1]);
         using var net = new TinyGpt(model, layer => layer == 0 ? new BaseConv(c.DModel) : mixer.Build(c.DModel, c.Heads)).to(device);
         var options = new TrainOptions(c.Steps, c.LearningRate, WarmupSteps: c.Steps / 10, ReportEvery: c.Steps);
         var history = Trainer.Fit(net, step =>
         {
             var rows = torch.arange(step * (long)c.BatchSize, (step + 1L) * c.BatchSize, device: device);
-            var logits = net.call(train.Tokens.index_select(0, rows));
-            return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), train.Labels.index_select(0, rows).reshape(-1), ignore_index: TokenBatch.Ignore);
+            var logits = net.call(trainTokens.index_select(0, rows));
+            return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), trainLabels.index_select(0, rows).reshape(-1), ignore_index: TokenBatch.Ignore);
         }, options);
         net.eval();
         double recall;
-        using (torch.no_grad()) recall = test.Accuracy(net.call(test.Tokens));
-        var time = Benchmark.Time(() => { using var _ = torch.no_grad(); net.call(test.Tokens).Dispose(); }, warmup: 1, repeats: c.TimingRepeats);
-        double tokensPerSecond = test.Tokens.numel() / (time.MinMs / 1000.0);
+        using (torch.no_grad())
+        {
+            var predicted = net.call(testTokens).argmax(-1);
+            var scored = testLabels.ne(TokenBatch.Ignore);
+            recall = predicted.eq(testLabels).logical_and(scored).sum().item<long>() / (double)Math.Max(1, scored.sum().item<long>());
+        }
+        var time = Benchmark.Time(() => { using var _ = torch.no_grad(); net.call(testTokens).Dispose(); }, warmup: 1, repeats: c.TimingRepeats);
+        double tokensPerSecond = test.Tokens.numel() / (time.MinMs / 1000.0);                 // ordinary tokens (landmarks are overhead)
+        if (landmark)
+        {
+            long conv = ((BaseConv)net.Blocks[0].Mixer).StateBytes();
+            long working = LandmarkCost.At(c.SeqLen, lb, mixer.LandmarkTopK, c.Heads, c.DModel / c.Heads).LandmarkKvBytes;
+            return new AtlasPoint(mixer.Name, mixer.Family, recall, conv + working, tokensPerSecond, net.ParameterCount, double.NaN,
+                history.Elapsed.TotalSeconds, StateCounted: true);
+        }
         var (bytes, error) = Stream(net, test.Tokens.narrow(0, 0, 1));
         return new AtlasPoint(mixer.Name, mixer.Family, recall, bytes, tokensPerSecond, net.ParameterCount, error, history.Elapsed.TotalSeconds);
     }

@@ -32,6 +32,21 @@ public class AtlasTests
         Assert.Contains("softmax attention recall", Assert.Throws<InvalidOperationException>(() => result.CheckClaim()).Message);
     }
 
+    /// <summary>Landmark Attention joins with landmark tokens inserted and its state counted (landmark keys + k blocks + current block), not streamed.</summary>
+    [Fact]
+    public void LandmarkJoinsWithCountedState()
+    {
+        var config = MixerAtlas.Config.Smoke with { Steps = 4, BatchSize = 4, TestCount = 8, TimingRepeats = 1, Mixers = new[] { AtlasMixers.Landmark(8, 2) } };
+        var result = MixerAtlas.Run(config, torch.CPU);
+        var p = Assert.Single(result.Points);
+        Assert.True(p.StateCounted);
+        Assert.InRange(p.Recall, 0, 1);
+        var cost = AttentionLab.Papers.LandmarkAttention.LandmarkCost.At(config.SeqLen, 8, 2, config.Heads, config.DModel / config.Heads);
+        Assert.Equal(2L * config.DModel * sizeof(float) + cost.LandmarkKvBytes, p.StateBytes);   // BaseConv (k − 1 = 2 inputs) + landmark working set
+        Assert.Equal("counted", result.ToDataFrame()["state_kind"][0]);
+        Assert.DoesNotContain("Step differs", Assert.Throws<InvalidOperationException>(() => result.CheckClaim()).Message);
+    }
+
     [Fact]
     public void BadConfigIsNamed()
     {

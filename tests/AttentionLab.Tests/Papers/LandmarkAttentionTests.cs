@@ -1,0 +1,273 @@
+using AttentionLab.Attention;
+using AttentionLab.Core;
+using AttentionLab.Models;
+using AttentionLab.Papers.LandmarkAttention;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Tests.Papers;
+
+public class LandmarkAttentionTests
+{
+    static Tensor Scores(int b, int h, int t, ulong seed = 3, bool grad = false) =>
+        (torch.randn(new long[] { b, h, t, t }, dtype: ScalarType.Float64, generator: new Generator(seed)) * 2).requires_grad_(grad);
+
+    static Tensor Marks(int b, int t, int blockSize) => LandmarkTokens.Mask(t, blockSize).unsqueeze(0).expand(b, t).contiguous();
+
+    static void Close(Tensor a, Tensor b, double tol, string what) =>
+        Assert.True(a.allclose(b, rtol: tol, atol: tol), $"{what}: max |Δ| = {(a - b).abs().max().to(ScalarType.Float64).item<double>():E2}");
+
+    [Fact]
+    public void InsertPlacesLandmarksAndMasksTheirLabels()
+    {
+        using var scope = NewDisposeScope();
+        var ids = torch.arange(10L).view(1, 10) + 3;
+        var (x, marks) = LandmarkTokens.Insert(ids, 4, landmarkId: 99);
+        Assert.Equal(new long[] { 3, 4, 5, 6, 99, 7, 8, 9, 10, 99, 11, 12 }, x[0].data<long>().ToArray());
+        Assert.Equal(new[] { 4, 9 }, Enumerable.Range(0, 12).Where(i => marks[0, i].item<bool>()).ToArray());
+        var labels = LandmarkTokens.InsertLabels(ids + 1, 4);
+        Assert.Equal(new long[] { 4, 5, 6, 7, -100, 8, 9, 10, 11, -100, 12, 13 }, labels[0].data<long>().ToArray());
+        Assert.Equal(ids.data<long>().ToArray(), LandmarkTokens.Remove(x, 4)[0].data<long>().ToArray());
+        Assert.Equal(12, LandmarkTokens.InsertedLength(10, 4));
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1, 4)]      // T = 1
+    [InlineData(2, 3, 17, 4)]     // T not a multiple of ℓ_b + 1
+    [InlineData(1, 2, 9, 8)]      // exactly one block with its landmark
+    [InlineData(2, 2, 23, 1)]     // ℓ_b = 1: every other position a landmark
+    [InlineData(1, 1, 31, 5)]
+    public void FastWeightsMatchNaiveOnValuesAndGradients(int b, int h, int t, int blockSize)
+    {
+        using var scope = NewDisposeScope();
+        var s1 = Scores(b, h, t, grad: true);
+        var s2 = s1.detach().clone().requires_grad_(true);
+        var marks = Marks(b, t, blockSize);
+        var fast = LandmarkAttention.GroupedWeights(s1, marks, blockSize);
+        var naive = LandmarkNaive.GroupedWeights(s2, marks);
+        Close(fast, naive, 1e-12, "weights");
+        var g = torch.randn(fast.shape, dtype: ScalarType.Float64, generator: new Generator(9));
+        (fast * g).sum().backward();
+        (naive * g).sum().backward();
+        Assert.False(s1.grad!.isnan().any().item<bool>(), "NaN in the fast gradient");
+        Close(s1.grad!, s2.grad!, 1e-12, "d scores");
+    }
+
+    [Theory]
+    [InlineData(1, 1, 1, 5, 3)]    // T = 1, odd head dim
+    [InlineData(2, 13, 2, 5, 4)]   // T not a multiple of the block, odd head dim
+    [InlineData(1, 20, 3, 6, 3)]
+    public void FastAttendMatchesNaiveOnOutputsAndGradients(int b, int t, int h, int d, int blockSize)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(4);
+        Tensor R() => torch.randn(new long[] { b, t, h, d }, dtype: ScalarType.Float64, generator: gen);
+        var (q, k, v) = (R().requires_grad_(true), R().requires_grad_(true), R().requires_grad_(true));
+        var (q2, k2, v2) = (q.detach().clone().requires_grad_(true), k.detach().clone().requires_grad_(true), v.detach().clone().requires_grad_(true));
+        var fast = LandmarkAttention.Attend(q, k, v, blockSize);
+        var naive = LandmarkNaive.Attend(q2, k2, v2, Marks(b, t, blockSize));
+        Close(fast, naive, 1e-12, "output");
+        var g = torch.randn(fast.shape, dtype: ScalarType.Float64, generator: gen);
+        (fast * g).sum().backward();
+        (naive * g).sum().backward();
+        Close(q.grad!, q2.grad!, 1e-11, "dq");
+        Close(k.grad!, k2.grad!, 1e-11, "dk");
+        Close(v.grad!, v2.grad!, 1e-11, "dv");
+    }
+
+    [Fact]
+    public void RowsSumToOneLandmarkColumnsAndFutureAreZero()
+    {
+        using var scope = NewDisposeScope();
+        int t = 26, lb = 4;
+        var w = LandmarkAttention.GroupedWeights(Scores(2, 3, t), Marks(2, t, lb), lb);
+        Close(w.sum(-1), torch.ones(2, 3, t, dtype: ScalarType.Float64), 1e-12, "row sums");
+        var marks = LandmarkTokens.Mask(t, lb);
+        Assert.Equal(0.0, w.index_select(3, marks.nonzero().squeeze(1)).abs().max().item<double>());
+        Assert.Equal(0.0, w.masked_select(torch.ones(t, t, dtype: ScalarType.Bool).triu(1)).abs().max().item<double>());
+    }
+
+    /// <summary>P over G(i) by an explicit masked softmax; Σ_{j∈c} w_ij must equal P_{i,L_c}, and w_ij = P_ij in the own block.</summary>
+    [Fact]
+    public void BlockMassEqualsTheLandmarkProbability()
+    {
+        using var scope = NewDisposeScope();
+        int t = 23, lb = 4, l = lb + 1;
+        var s = Scores(1, 2, t, seed: 11);
+        var w = LandmarkAttention.GroupedWeights(s, Marks(1, t, lb), lb);
+        var g = torch.zeros(t, t, dtype: ScalarType.Bool);
+        var own = torch.zeros(t, t, dtype: ScalarType.Bool);
+        for (int i = 0; i < t; i++)
+            for (int j = 0; j <= i; j++)
+            {
+                bool landmark = (j + 1) % l == 0;
+                if (landmark ? j / l < i / l : j / l == i / l) g[i, j] = true;   // G(i)
+                if (!landmark && j / l == i / l) own[i, j] = true;              // own block, ordinary
+            }
+        var p = torch.softmax(s.masked_fill(g.logical_not(), double.NegativeInfinity), -1);
+        for (int i = 0; i < t; i++)
+            for (int c = 0; c < i / l; c++)
+            {
+                for (int h = 0; h < 2; h++)
+                    Assert.Equal(p[0, h, i, c * l + lb].item<double>(), w[0, h, i, TensorIndex.Slice(c * l, c * l + lb)].sum().item<double>(), 12);
+            }
+        var ownMask = own.view(1, 1, t, t).expand(1, 2, t, t);
+        Close(w.masked_select(ownMask), p.masked_select(ownMask), 1e-12, "own block w_ij = P_ij");
+    }
+
+    [Theory]
+    [InlineData(6, 6)]    // T < ℓ_b + 1: no landmark yet
+    [InlineData(7, 6)]    // T = ℓ_b + 1: the landmark query must not see itself
+    [InlineData(1, 3)]
+    public void SingleBlockIsCausalSoftmaxOverOrdinaryTokens(int t, int lb)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(2);
+        var (q, k, v) = (torch.randn(new long[] { 2, t, 2, 4 }, dtype: ScalarType.Float64, generator: gen),
+                         torch.randn(new long[] { 2, t, 2, 4 }, dtype: ScalarType.Float64, generator: gen),
+                         torch.randn(new long[] { 2, t, 2, 4 }, dtype: ScalarType.Float64, generator: gen));
+        var keep = LandmarkTokens.Mask(t, lb).logical_not().view(1, 1, 1, t);
+        using var reference = ReferenceAttention.Softmax(q, k, v, causal: true, mask: keep);
+        Close(LandmarkAttention.Attend(q, k, v, lb), reference.Output, 1e-12, "single block");
+    }
+
+    static (TinyGpt Model, Tensor Ids) SmallModel(int blocks, int extra, int blockSize = 4, int layers = 2, int heads = 2, int d = 16, bool rope = true)
+    {
+        torch.manual_seed(7);
+        var cfg = new LandmarkLmConfig(Layers: layers, DModel: d, Heads: heads, TaskVocab: 11, BlockSize: blockSize);
+        var model = rope ? cfg.Build() : new TinyGpt(cfg.Gpt with { Positions = PositionKind.None }, _ => new LandmarkAttentionLayer(d, heads, blockSize, rope: false));
+        var raw = torch.randint(0, 11, new long[] { 2, blocks * blockSize + extra }, generator: new Generator(5));
+        return (model, LandmarkTokens.Insert(raw, blockSize, cfg.LandmarkId).Ids);
+    }
+
+    [Theory]
+    [InlineData(1, false, LandmarkSelect.PerTokenAndHead)]
+    [InlineData(2, false, LandmarkSelect.PerTokenAndHead)]
+    [InlineData(1, false, LandmarkSelect.MaxOverHeads)]
+    [InlineData(1, true, LandmarkSelect.PerTokenAndHead)]    // remapping is the identity while every block is retrieved
+    [InlineData(3, true, LandmarkSelect.MaxOverHeads)]
+    public void MemoryWithAllBlocksEqualsTheTrainingForm(int chunkBlocks, bool remap, LandmarkSelect mode)
+    {
+        using var scope = NewDisposeScope();
+        var (model, ids) = SmallModel(blocks: 6, extra: 3);
+        using (model)
+        {
+            model.eval();
+            using var noGrad = torch.no_grad();
+            var training = model.call(ids);
+            using var run = new LandmarkMemory(TopK: 100, mode, remap, chunkBlocks).Run(model, ids);
+            Close(run.Logits, training, 1e-5, "memory vs training form");
+        }
+    }
+
+    [Fact]
+    public void MemoryWithoutPositionsAndAllBlocksEqualsTheTrainingForm()
+    {
+        using var scope = NewDisposeScope();
+        var (model, ids) = SmallModel(blocks: 5, extra: 0, rope: false);
+        using (model)
+        {
+            model.eval();
+            using var noGrad = torch.no_grad();
+            using var run = new LandmarkMemory(TopK: 5, RemapPositions: true).Run(model, ids);
+            Close(run.Logits, model.call(ids), 1e-5, "no-PE memory vs training form");
+        }
+    }
+
+    [Fact]
+    public void FewerBlocksChangeTheOutputOnlyAfterTheFirstKBlocks()
+    {
+        using var scope = NewDisposeScope();
+        var (model, ids) = SmallModel(blocks: 6, extra: 2);
+        using (model)
+        {
+            model.eval();
+            using var noGrad = torch.no_grad();
+            var training = model.call(ids);
+            using var run = new LandmarkMemory(TopK: 2).Run(model, ids);
+            long exact = 3 * 5;                                                   // blocks 0–2: S ≤ k, identical
+            Close(run.Logits.narrow(1, 0, exact), training.narrow(1, 0, exact), 1e-5, "first k+1 blocks");
+            Assert.True((run.Logits - training).abs().max().item<float>() > 1e-4, "k = 2 of 6 blocks changed nothing");
+            Assert.Equal(6 + 2 * 5 + 2, run.AttendedTokens);                            // S′ = 6 landmarks, k(ℓ_b+1) = 10, chunk 2
+            var cost = LandmarkCost.At(6 * 4 + 2, blockSize: 4, topK: 2, heads: 2, headDim: 8);
+            Assert.Equal(run.AttendedTokens, cost.LandmarkTokens);
+            Assert.Equal(run.KvBytesPerStep, 2 * cost.LandmarkKvBytes);                  // two layers
+            Assert.Equal(32, cost.FullTokens);
+        }
+    }
+
+    [Fact]
+    public void KOneRetrievesTheArgmaxLandmark()
+    {
+        using var scope = NewDisposeScope();
+        var (model, ids) = SmallModel(blocks: 7, extra: 0);
+        using (model)
+        {
+            using var run = new LandmarkMemory(TopK: 1).Run(model, ids);
+            // Layer 0's landmark keys are all the same embedding (older ones share one slot): ties, so compare probabilities.
+            for (int layer = 0; layer < 2; layer++)
+            {
+                var probs = run.LastRetrieval[layer]!;
+                Assert.True(probs.gather(-1, run.LastSelected[layer]!).squeeze(-1).eq(probs.amax(new long[] { -1 })).all().item<bool>(), $"layer {layer}");
+            }
+            Assert.True(run.LastSelected[1]!.squeeze(-1).eq(run.LastRetrieval[1]!.argmax(-1)).all().item<bool>(), "layer 1 argmax");
+            using var runHeads = new LandmarkMemory(TopK: 1, LandmarkSelect.MaxOverHeads).Run(model, ids);
+            var sel = runHeads.LastSelected[1]!.squeeze(-1);                              // [B, H, C]
+            Assert.True(sel.eq(runHeads.LastRetrieval[1]!.amax(new long[] { 1 }).argmax(-1).unsqueeze(1)).all().item<bool>(), "max over heads");
+        }
+        var r = torch.softmax(torch.randn(new long[] { 2, 3, 4, 9 }, generator: new Generator(1)), -1);
+        Assert.True(LandmarkMemory.SelectBlocks(r, 1).squeeze(-1).eq(r.argmax(-1)).all().item<bool>());
+        var two = LandmarkMemory.SelectBlocks(r, 2);
+        Assert.True(two.select(-1, 0).lt(two.select(-1, 1)).all().item<bool>(), "kept blocks are in original order");
+        Assert.True(two.eq(r.argmax(-1).unsqueeze(-1)).any(-1).all().item<bool>(), "top-2 holds the argmax");
+    }
+
+    [Fact]
+    public void BadInputNamesTheArgument()
+    {
+        using var scope = NewDisposeScope();
+        var s = Scores(1, 1, 10);
+        var marks = Marks(1, 10, 4);
+        Assert.Equal("scores", Assert.Throws<ArgumentException>(() => LandmarkAttention.GroupedWeights(s[0], marks, 4)).ParamName);
+        Assert.Equal("scores", Assert.Throws<ArgumentException>(() => LandmarkAttention.GroupedWeights(s.narrow(3, 0, 9), marks, 4)).ParamName);
+        Assert.Equal("scores", Assert.Throws<ArgumentException>(() => LandmarkAttention.GroupedWeights(s.to(ScalarType.Int64), marks, 4)).ParamName);
+        Assert.Equal("isLandmark", Assert.Throws<ArgumentException>(() => LandmarkAttention.GroupedWeights(s, marks.to(ScalarType.Int64), 4)).ParamName);
+        Assert.Equal("isLandmark", Assert.Throws<ArgumentException>(() => LandmarkAttention.GroupedWeights(s, Marks(1, 10, 3), 4)).ParamName);
+        Assert.Equal("isLandmark", Assert.Throws<ArgumentException>(() => LandmarkAttention.GroupedWeights(s, Marks(2, 10, 4), 4)).ParamName);
+        Assert.Equal("blockSize", Assert.Throws<ArgumentOutOfRangeException>(() => LandmarkAttention.GroupedWeights(s, marks, 0)).ParamName);
+        var q = torch.randn(1, 6, 2, 4);
+        Assert.Equal("k", Assert.Throws<ArgumentException>(() => LandmarkAttention.Attend(q, torch.randn(1, 5, 2, 4), q, 2)).ParamName);
+        Assert.Equal("v", Assert.Throws<ArgumentException>(() => LandmarkAttention.Attend(q, q, q.to(ScalarType.Float64), 2)).ParamName);
+        Assert.Equal("ids", Assert.Throws<ArgumentException>(() => LandmarkTokens.Insert(torch.zeros(2, 8), 4, 9)).ParamName);
+        Assert.Equal("ids", Assert.Throws<ArgumentException>(() => LandmarkTokens.Insert(torch.zeros(8, dtype: ScalarType.Int64), 4, 9)).ParamName);
+        Assert.Equal("blockSize", Assert.Throws<ArgumentOutOfRangeException>(() => LandmarkTokens.Insert(torch.zeros(new long[] { 2, 8 }, dtype: ScalarType.Int64), 0, 9)).ParamName);
+        Assert.Equal("rope", Assert.Throws<ArgumentException>(() => new LandmarkAttentionLayer(6, 2, 4)).ParamName);
+        var (model, ids) = SmallModel(blocks: 2, extra: 0);
+        using (model)
+        {
+            Assert.Equal("TopK", Assert.Throws<ArgumentOutOfRangeException>(() => new LandmarkMemory(-1).Run(model, ids)).ParamName);
+            Assert.Equal("ids", Assert.Throws<ArgumentException>(() => new LandmarkMemory(1).Run(model, ids[0])).ParamName);
+            using var plain = new TinyGpt(new TinyGptConfig(VocabSize: 12, DModel: 16, Heads: 2, Positions: PositionKind.Rope));
+            Assert.Equal("model", Assert.Throws<ArgumentException>(() => new LandmarkMemory(1).Run(plain, ids)).ParamName);
+        }
+    }
+
+    [Fact]
+    public void TrainingStepAndMemoryRunDoNotLeak()
+    {
+        var (model, ids) = SmallModel(blocks: 4, extra: 1);
+        using (model)
+        using (ids)
+        {
+            LeakCheck.AssertNoLeak(() =>
+            {
+                using var scope = NewDisposeScope();
+                model.zero_grad();
+                model.call(ids).square().mean().backward();
+            }, "landmark training step");
+            LeakCheck.AssertNoLeak(() => new LandmarkMemory(TopK: 2).Run(model, ids).Dispose(), "landmark memory run");
+            var qkv = model.Blocks[0].Mixer.parameters().First();
+            Assert.True(qkv.grad is not null && qkv.grad.abs().sum().item<float>() > 0, "no gradient reached the landmark mixer");
+        }
+    }
+}
