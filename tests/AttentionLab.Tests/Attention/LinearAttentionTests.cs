@@ -145,6 +145,42 @@ public class LinearAttentionTests(ITestOutputHelper log)
         }
     }
 
+    /// <summary>
+    /// The chunked form runs in segments of <see cref="LinearAttention.ChunkedSegmentTokens"/> tokens carrying (S, z):
+    /// across segment boundaries (and a short last chunk) it still equals the parallel form on outputs, final states and
+    /// gradients.
+    /// </summary>
+    [Theory]
+    [InlineData(64, 69)]     // two segments, a partial last chunk
+    [InlineData(100, 0)]     // a chunk that does not divide the segment length: 2000-token segments
+    public void ChunkedSegmentsAreInvisible(int chunk, int extra)
+    {
+        using var scope = NewDisposeScope();
+        int t = LinearAttention.ChunkedSegmentTokens + chunk + extra + 3;
+        const int b = 1, h = 2, d = 3, dv = 2;
+        var (q0, k0, v0) = Qkv(31, b, t, h, d, dv, float64);
+        torch.manual_seed(32);
+        var ld0 = torch.tensor(new[] { -0.002, -0.05 }, float64);
+        var s00 = torch.randn(b, h, d, dv, dtype: float64); var z00 = torch.rand(b, h, d, dtype: float64);
+        var wo = torch.randn(b, t, h, dv, dtype: float64); var ws = torch.randn(b, h, d, dv, dtype: float64);
+        var options = new LinearAttentionOptions { FeatureMap = FeatureMaps.EluPlusOne, Normalize = true, ChunkSize = chunk };
+        var results = new List<(Tensor O, Tensor S, Tensor Z, Tensor[] Grads)>();
+        foreach (var form in new[] { LinearForm.Parallel, LinearForm.Chunked })
+        {
+            var leaves = new[] { q0, k0, v0, ld0, s00, z00 }.Select(x => x.clone().requires_grad_()).ToArray();
+            using var h0 = new LinearState(leaves[4], leaves[5]);
+            using var r = LinearAttention.Run(form, leaves[0], leaves[1], leaves[2], leaves[3], h0, options);
+            ((r.Output * wo).sum() + (r.FinalState.S * ws).sum() + r.FinalState.Z!.sum()).backward();
+            results.Add((r.Output.detach().clone(), r.FinalState.S.detach().clone(), r.FinalState.Z!.detach().clone(), leaves.Select(x => x.grad!.clone()).ToArray()));
+        }
+        var (p, c) = (results[0], results[1]);
+        AssertClose.Tensors(c.O, p.O, 1e-9, 1e-9, $"chunked output over {t} tokens");
+        AssertClose.Tensors(c.S, p.S, 1e-9, 1e-9, "chunked S_T");
+        AssertClose.Tensors(c.Z, p.Z, 1e-9, 1e-9, "chunked z_T");
+        string[] names = { "q", "k", "v", "log λ", "S0", "z0" };
+        for (int i = 0; i < names.Length; i++) AssertClose.Tensors(c.Grads[i], p.Grads[i], 1e-8, 1e-8, $"d/d{names[i]}");
+    }
+
     /// <summary>One directional finite difference in log λ (float64): autograd through the tril → exp → tril masks is right.</summary>
     [Fact]
     public void ChunkedLogDecayGradientMatchesAFiniteDifference()
