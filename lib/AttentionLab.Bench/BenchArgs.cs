@@ -46,6 +46,7 @@ sealed class BenchArgs
     public Device SetUp()
     {
         torch.set_num_threads(Int("threads", 1));
+        NativeHeap.Tune();                                                               // as in notebooks (Lab.Setup)
         torch.manual_seed(0);
         return Lab.ChooseDevice(Text("device", "cpu"));
     }

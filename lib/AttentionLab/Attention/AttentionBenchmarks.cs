@@ -83,10 +83,8 @@ public static class AttentionBenchmarks
 
     /// <summary>
     /// The two passes behind every table here: pass 1 measures memory, pass 2 times. The memory probe fixes glibc's mmap
-    /// threshold at 1 MiB for the whole process so that large tensors get fresh pages it can see; measured after a timing
-    /// pass, the heap would already hold the freed pages (glibc's adaptive threshold reaches 32 MiB) and the probe would
-    /// report ~0 for them. The cost: timings then include a page fault per large temporary (measureMemory: false times a
-    /// clean process).
+    /// threshold at 1 MiB during each measured call so that large tensors get fresh pages it can see, and restores a
+    /// steady-state heap (32 MiB threshold) after it, so the timings of pass 2 do not pay a page fault per large temporary.
     /// </summary>
     static DataFrame Sweep(int[] ts, int warmup, int repeats, Device? device, bool measureMemory, IProgress<AttentionBenchRow>? progress,
         Action<int, Action<string, Func<Tensor>, Tensor>> forEachMethod, Func<int, long> scoreBytes)

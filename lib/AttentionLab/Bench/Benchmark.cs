@@ -61,8 +61,8 @@ public static class Benchmark
     }
 
     /// <summary>
-    /// A length sweep over several methods: the peak memory of every (length, method) first (when asked), then the
-    /// timings, so the memory probe's first touches never land in a timing. <paramref name="forEachMethod"/>(T, body) builds
+    /// A length sweep over several methods: the timings of every (length, method) first, then (when asked) the peak
+    /// memory of each, so no timing runs on the allocator settings of a memory probe. <paramref name="forEachMethod"/>(T, body) builds
     /// the inputs for length T and calls body(name, run) once per method; <paramref name="row"/> makes the result row from
     /// (method, T, timing, peak MiB or null).
     /// </summary>
@@ -75,18 +75,22 @@ public static class Benchmark
         ArgumentNullException.ThrowIfNull(row);
         var ts = lengths.ToArray();
         if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
+        // Timings first, then the memory pass: a peak-memory measurement changes the allocator's settings for its call
+        // (see PeakMemory), so nothing is timed after one.
+        var timings = new List<(int T, string Name, TimingStats Time)>();
+        foreach (int t in ts)
+            forEachMethod(t, (name, run) =>
+            {
+                var time = Time(run, warmup, repeats, device);
+                timings.Add((t, name, time));
+                if (!measureMemory) progress?.Report(row(name, t, time, null));
+            });
         var memory = new Dictionary<(int, string), double?>();
         if (measureMemory)
             foreach (int t in ts)
                 forEachMethod(t, (name, run) => memory[(t, name)] = PeakMemory(run).DeltaBytes is { } d ? d / 1048576.0 : null);
-        var rows = new List<TRow>();
-        foreach (int t in ts)
-            forEachMethod(t, (name, run) =>
-            {
-                var r = row(name, t, Time(run, warmup, repeats, device), memory.GetValueOrDefault((t, name)));
-                rows.Add(r);
-                progress?.Report(r);
-            });
+        var rows = timings.Select(x => row(x.Name, x.T, x.Time, memory.GetValueOrDefault((x.T, x.Name)))).ToList();
+        if (measureMemory) foreach (var r in rows) progress?.Report(r);
         return rows;
     }
 
@@ -109,7 +113,8 @@ public static class Benchmark
         // before the reset let memory freed in between (finalizers, other threads) hide the call's growth.
         bool reset = OperatingSystem.IsLinux() && TryResetPeak();
         long? baseline = reset ? ReadStatusKb("VmHWM") : null;
-        using (var scope = NewDisposeScope()) action();
+        try { using var scope = NewDisposeScope(); action(); }
+        finally { RestoreMallocThresholds(); }
         if (!reset || baseline is null) return new MemoryStats(null, null, OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
         return new MemoryStats(ReadStatusKb("VmHWM") * 1024, baseline * 1024, method);
     }
@@ -118,15 +123,18 @@ public static class Benchmark
     /// glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped block is freed, after which large
     /// tensors come from the heap and are reused without touching new pages: peak RSS would then miss them. Fixing the
     /// threshold at 1 MiB (which also stops the dynamic adjustment) keeps every large tensor in its own mapping, so its
-    /// pages count in the peak. Done once; harmless elsewhere (skipped when libc has no mallopt).
+    /// pages count in the peak — but only for the measured call: with a 1 MiB threshold every large tensor costs an
+    /// mmap, page faults and a munmap, which slowed allocation-heavy methods 2–3× in any timing taken afterwards in the
+    /// same process (BASED and Flowformer's chunked forms more than SDPA's fused kernel). <see cref="RestoreMallocThresholds"/>
+    /// runs after the call. Harmless elsewhere (skipped when libc has no mallopt).
     /// </summary>
-    static void FixMallocThreshold()
-    {
-        if (mallocFixed || !OperatingSystem.IsLinux()) return;
-        mallocFixed = true;
-        try { MallocThresholdFixed = mallopt(MmapThreshold, 1 << 20) == 1; }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException) { }
-    }
+    static void FixMallocThreshold() => MallocThresholdFixed = AttentionLab.Core.NativeHeap.ForMeasurement();
+
+    /// <summary>
+    /// After a measured call: back to <see cref="AttentionLab.Core.NativeHeap"/>'s tuned settings (or glibc's fixed equivalents of its
+    /// dynamic ones), so later timings reuse heap memory as they would without a memory measurement.
+    /// </summary>
+    static void RestoreMallocThresholds() => AttentionLab.Core.NativeHeap.AfterMeasurement();
 
     /// <summary>
     /// malloc_trim(0): glibc hands the pages of free heap chunks back to the OS. Without it a call that reuses memory
@@ -143,14 +151,10 @@ public static class Benchmark
     [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "malloc_trim")]
     static extern int malloc_trim(UIntPtr pad);
 
-    const int MmapThreshold = -3;   // M_MMAP_THRESHOLD
-    static bool mallocFixed;
 
     /// <summary>True once glibc accepted the fixed mmap threshold (Linux only).</summary>
     public static bool MallocThresholdFixed { get; private set; }
 
-    [System.Runtime.InteropServices.DllImport("libc.so.6", EntryPoint = "mallopt")]
-    static extern int mallopt(int param, int value);
 
     static bool TryResetPeak()
     {

@@ -50,6 +50,7 @@ public static class Lab
         int threads = ParseInt(Env(ThreadsVariable), ThreadsVariable, min: 1)
                       ?? (Environment.ProcessorCount <= 2 ? 1 : torch.get_num_threads());
         torch.set_num_threads(threads);
+        NativeHeap.Tune();                                                               // keep tensor memory on the heap (ATTNLAB_HEAP=default: off)
         seed = ParseInt(Env(SeedVariable), SeedVariable, min: 0) ?? seed;
         torch.manual_seed(seed);
         var size = ParseSize(Env(SizeVariable));

@@ -25,6 +25,7 @@ public class FlowStreamTests
     [InlineData(1, 1, 8, 2)]
     [InlineData(2, 70, 12, 3)]     // crosses the chunked form's 64-token chunk, odd head dim (4)
     [InlineData(1, 33, 10, 2)]     // head dim 5
+    [InlineData(1, 150, 6, 2)]     // long enough for the blocked prefix sums (2 blocks of 64 + 22)
     public void CausalFlowAttentionStepsReproduceTheForwardPass(int batch, int t, int d, int heads)
     {
         torch.manual_seed(1);
@@ -42,6 +43,18 @@ public class FlowStreamTests
         using var mixer = new SigmoidLinearAttention(d, heads);
         double err = StreamVsForward(mixer, mixer, batch, t, d);
         Assert.True(err < 1e-10, $"σ-linear Step vs forward max |Δ| = {err}");
+    }
+
+    [Theory]
+    [InlineData(63)]
+    [InlineData(128)]
+    [InlineData(64 * 3 + 17)]
+    public void BlockedPrefixSumEqualsCumsum(int t)
+    {
+        using var scope = NewDisposeScope();
+        var x = torch.randn(2, 3, t, 5, dtype: ScalarType.Float64);
+        double err = (FlowWeights.PrefixSum(x) - x.cumsum(2)).abs().max().item<double>();
+        Assert.True(err < 1e-12, $"T = {t}: max |Δ| = {err}");
     }
 
     [Fact]

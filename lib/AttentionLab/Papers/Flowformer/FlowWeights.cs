@@ -92,8 +92,32 @@ public sealed class FlowWeights : IDisposable
     }
 
     /// <summary>(x + ε)·(y + ε) row by row: x [.., L, D], y [.., L, D] or [.., D] → [.., L].</summary>
-    static Tensor Dot(Tensor x, Tensor y, double eps) =>
-        ((x + eps) * (y.dim() == x.dim() ? y + eps : (y + eps).unsqueeze(-2))).sum(-1);
+    static Tensor Dot(Tensor x, Tensor y, double eps)
+    {
+        long d = x.shape[^1];
+        if (y.dim() == x.dim())                                                          // Σ_d (x+ε)(y+ε) = x·y + ε(Σx + Σy) + Dε²
+            return (x * y).sum(-1) + (x.sum(-1) + y.sum(-1)) * eps + d * eps * eps;      // (no two shifted copies of [B, H, T, D])
+        return x.matmul((y + eps).unsqueeze(-1)).squeeze(-1) + (y + eps).sum(-1, keepdim: true) * eps;   // y [B, H, D]: (x+ε)·(y+ε)
+    }
+
+    /// <summary>
+    /// Σ_{j≤i} x_j along the sequence axis (dim 2 of [B, H, T, D]), in blocks of 64: a cumsum inside each block plus the
+    /// block totals before it — the same sums as <c>cumsum(2)</c>, about twice as fast on CPU for long T (strided cumsum).
+    /// </summary>
+    internal static Tensor PrefixSum(Tensor x)
+    {
+        const long block = 64;
+        long t = x.shape[2], nb = t / block;
+        if (nb < 2) return x.cumsum(2);
+        long b = x.shape[0], h = x.shape[1], d = x.shape[3], main = nb * block;
+        var inner = x.narrow(2, 0, main).reshape(b, h, nb, block, d).cumsum(3);              // within each block
+        var totals = inner.select(3, block - 1);                                             // [B, H, nb, D]
+        var before = totals.cumsum(2) - totals;                                              // Σ of the blocks before
+        var head = (inner + before.unsqueeze(3)).reshape(b, h, main, d);
+        if (main == t) return head;
+        var carry = (before.select(2, nb - 1) + totals.select(2, nb - 1)).unsqueeze(2);     // all full blocks
+        return torch.cat(new[] { head, x.narrow(2, main, t - main).cumsum(2) + carry }, 2);
+    }
 
     static FlowWeights NormalFlows(Tensor fq, Tensor fk, double eps)
     {
@@ -110,10 +134,10 @@ public sealed class FlowWeights : IDisposable
     static FlowWeights CausalFlows(Tensor fq, Tensor fk, double eps)
     {
         var count = Counts(fq.shape[2], fq);                                             // i + 1
-        var incoming = Dot(fq, fk.cumsum(2), eps) / count;                               // I_i = (φq_i+ε)·(Σ_{j≤i} φk_j+ε)/(i+1)
-        var outgoing = Dot(fk, fq.cumsum(2), eps) / count;                               // O_j = (φk_j+ε)·(Σ_{i≤j} φq_i+ε)/(j+1)
-        var sink = Dot(fq, (fk / outgoing.unsqueeze(-1)).cumsum(2), eps) / count;        // Î_i = (φq_i+ε)·(Σ_{j≤i} φk_j/O_j+ε)/(i+1)
-        var source = (Dot(fk, (fq / incoming.unsqueeze(-1)).cumsum(2), eps) / count).clamp(-1.0, 1.0); // Ô_j, clamped
+        var incoming = Dot(fq, PrefixSum(fk), eps) / count;                               // I_i = (φq_i+ε)·(Σ_{j≤i} φk_j+ε)/(i+1)
+        var outgoing = Dot(fk, PrefixSum(fq), eps) / count;                               // O_j = (φk_j+ε)·(Σ_{i≤j} φq_i+ε)/(j+1)
+        var sink = Dot(fq, PrefixSum(fk / outgoing.unsqueeze(-1)), eps) / count;        // Î_i = (φq_i+ε)·(Σ_{j≤i} φk_j/O_j+ε)/(i+1)
+        var source = (Dot(fk, PrefixSum(fq / incoming.unsqueeze(-1)), eps) / count).clamp(-1.0, 1.0); // Ô_j, clamped
         var allocation = torch.sigmoid(sink);                                            // A_i = σ(Î_i), no n/m
         var e = source.exp();                                                            // |Ô| ≤ 1: no max-subtraction needed
         var competition = e / e.cumsum(-1) * count;                                      // C_j = (j+1)·e^{Ô_j}/Σ_{j′≤j} e^{Ô_j′}
