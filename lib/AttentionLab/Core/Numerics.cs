@@ -54,14 +54,17 @@ public static class Numerics
 
     /// <summary>
     /// The smallest measured length from which <paramref name="candidate"/> is faster than <paramref name="baseline"/> at every
-    /// larger length both ran at; null when it never is (at these lengths).
+    /// larger length both ran at; null when it never is (at these lengths) or when the two are the same method. Several
+    /// rows of one method at one length (repeated runs, batches) count by their fastest.
     /// </summary>
     public static int? Crossover<T>(IEnumerable<T> rows, Func<T, string> method, Func<T, int> length, Func<T, double> ms, string candidate, string baseline)
     {
         ArgumentNullException.ThrowIfNull(rows);
+        if (candidate == baseline) return null;
         var list = rows.ToList();
-        var a = list.Where(r => method(r) == candidate).ToDictionary(length, ms);
-        var b = list.Where(r => method(r) == baseline).ToDictionary(length, ms);
+        Dictionary<int, double> Fastest(string name) =>
+            list.Where(r => method(r) == name).GroupBy(length).ToDictionary(g => g.Key, g => g.Min(ms));
+        var (a, b) = (Fastest(candidate), Fastest(baseline));
         var common = a.Keys.Intersect(b.Keys).OrderBy(t => t).ToList();
         int? result = null;
         for (int i = common.Count - 1; i >= 0 && a[common[i]] < b[common[i]]; i--) result = common[i];

@@ -20,6 +20,14 @@ public class BenchmarkNumericsTests
     }
 
     [Fact]
+    public void CrossoverTakesTheFastestOfRepeatedRowsAndNoneAgainstItself()
+    {
+        var repeated = Rows.Concat(Rows).Append((Method: "fast", T: 1024, Ms: 7.5)).ToArray();           // a second run; fast wins at 1024 once
+        Assert.Equal(512, Numerics.Crossover(repeated, r => r.Method, r => r.T, r => r.Ms, "fast", "slow"));
+        Assert.Null(Numerics.Crossover(repeated, r => r.Method, r => r.T, r => r.Ms, "slow", "slow"));   // the CLI asks reference vs reference
+    }
+
+    [Fact]
     public void SlopesFitTimeAgainstLengthPerMethod()
     {
         var quadratic = new[] { 256, 512, 1024 }.Select(t => ("q", t, 1e-6 * t * t));
