@@ -155,14 +155,7 @@ public static class LinearAttention
 
     internal static void ValidateQkv(Tensor q, Tensor k, Tensor v, bool causal)
     {
-        Guard.Rank(q, 4, nameof(q), "B, T, H, D");
-        Guard.Rank(k, 4, nameof(k), "B, T, H, D");
-        Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
-        Guard.FloatingPoint(q, nameof(q));
-        Guard.SameDtype(q, nameof(q), k, nameof(k));
-        Guard.SameDtype(q, nameof(q), v, nameof(v));
-        Guard.SameDevice(q, nameof(q), k, nameof(k));
-        Guard.SameDevice(q, nameof(q), v, nameof(v));
+        Guard.Qkv(q, k, v);
         bool kOk = k.shape[0] == q.shape[0] && k.shape[2] == q.shape[2] && k.shape[3] == q.shape[3] && (!causal || k.shape[1] == q.shape[1]);
         if (!kOk)
             throw new ArgumentException($"k {Guard.ShapeText(k)} must match q {Guard.ShapeText(q)} in batch, heads, head dim{(causal ? " and length (causal)" : "")}.", nameof(k));

@@ -108,14 +108,7 @@ public static class ReferenceAttention
 
     internal static void Validate(Tensor q, Tensor k, Tensor v)
     {
-        Guard.Rank(q, 4, nameof(q), "B, Tq, Hq, D");
-        Guard.Rank(k, 4, nameof(k), "B, Tk, Hkv, D");
-        Guard.Rank(v, 4, nameof(v), "B, Tk, Hkv, Dv");
-        Guard.FloatingPoint(q, nameof(q));
-        Guard.SameDtype(q, nameof(q), k, nameof(k));
-        Guard.SameDtype(q, nameof(q), v, nameof(v));
-        Guard.SameDevice(q, nameof(q), k, nameof(k));
-        Guard.SameDevice(q, nameof(q), v, nameof(v));
+        Guard.Qkv(q, k, v, "B, Tq, Hq, D", "B, Tk, Hkv, D", "B, Tk, Hkv, Dv");
         if (k.shape[0] != q.shape[0]) throw new ArgumentException($"k batch {k.shape[0]} ≠ q batch {q.shape[0]} (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(k));
         if (k.shape[3] != q.shape[3]) throw new ArgumentException($"k head dim {k.shape[3]} ≠ q head dim {q.shape[3]} (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(k));
         if (v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != k.shape[2])

@@ -40,6 +40,22 @@ public static class Guard
             throw new ArgumentException($"{nameB} is on {b.device} but {nameA} is on {a.device}.", nameB);
     }
 
+    /// <summary>
+    /// The common checks of an attention call: q, k, v of rank 4 (with the layouts named in the message), q floating-point,
+    /// k and v of q's dtype and on q's device. Sizes are the caller's to check (they differ between methods).
+    /// </summary>
+    public static void Qkv(Tensor q, Tensor k, Tensor v, string qLayout = "B, T, H, D", string kLayout = "B, T, H, D", string vLayout = "B, T, H, Dv")
+    {
+        Rank(q, 4, nameof(q), qLayout);
+        Rank(k, 4, nameof(k), kLayout);
+        Rank(v, 4, nameof(v), vLayout);
+        FloatingPoint(q, nameof(q));
+        SameDtype(q, nameof(q), k, nameof(k));
+        SameDtype(q, nameof(q), v, nameof(v));
+        SameDevice(q, nameof(q), k, nameof(k));
+        SameDevice(q, nameof(q), v, nameof(v));
+    }
+
     /// <summary>Dimension <paramref name="dim"/> of <paramref name="t"/> must equal <paramref name="expected"/>.</summary>
     public static void Dim(Tensor t, int dim, long expected, string name, string what)
     {

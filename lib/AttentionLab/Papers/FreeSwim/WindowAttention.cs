@@ -45,14 +45,7 @@ public static class WindowAttention
     static void Validate(Tensor q, Tensor k, Tensor v, WindowIndex window)
     {
         ArgumentNullException.ThrowIfNull(window);
-        Guard.Rank(q, 4, nameof(q), "B, N, H, D");
-        Guard.Rank(k, 4, nameof(k), "B, N, H, D");
-        Guard.Rank(v, 4, nameof(v), "B, N, H, Dv");
-        Guard.FloatingPoint(q, nameof(q));
-        Guard.SameDtype(q, nameof(q), k, nameof(k));
-        Guard.SameDtype(q, nameof(q), v, nameof(v));
-        Guard.SameDevice(q, nameof(q), k, nameof(k));
-        Guard.SameDevice(q, nameof(q), v, nameof(v));
+        Guard.Qkv(q, k, v, "B, N, H, D", "B, N, H, D", "B, N, H, Dv");
         Guard.SameDevice(q, nameof(q), window.Indices, nameof(window));
         long n = window.Grid.Tokens;
         if (q.shape[1] != n) throw new ArgumentException($"q has {q.shape[1]} tokens but the window's grid {window.Grid.Frames}×{window.Grid.Height}×{window.Grid.Width} has {n} (q {Guard.ShapeText(q)}).", nameof(q));

@@ -138,14 +138,7 @@ public static class LandmarkAttention
 
     internal static void CheckQkv(Tensor q, Tensor k, Tensor v)
     {
-        Guard.Rank(q, 4, nameof(q), "B, T, H, D");
-        Guard.Rank(k, 4, nameof(k), "B, T, H, D");
-        Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
-        Guard.FloatingPoint(q, nameof(q));
-        Guard.SameDtype(q, nameof(q), k, nameof(k));
-        Guard.SameDtype(q, nameof(q), v, nameof(v));
-        Guard.SameDevice(q, nameof(q), k, nameof(k));
-        Guard.SameDevice(q, nameof(q), v, nameof(v));
+        Guard.Qkv(q, k, v);
         for (int d = 0; d < 3; d++)
             if (k.shape[d] != q.shape[d] || v.shape[d] != q.shape[d])
                 throw new ArgumentException($"k and v must share B, T, H with q {Guard.ShapeText(q)}, got k {Guard.ShapeText(k)}, v {Guard.ShapeText(v)}.", d == 2 || k.shape[d] != q.shape[d] ? nameof(k) : nameof(v));
