@@ -67,8 +67,7 @@ public static class FeatureMaps
 /// </remarks>
 public sealed class TaylorFeatureMap : IFeatureMap
 {
-    readonly long[] pairLeft, pairRight;  // φ_f = x̂[left_f] · x̂[right_f] · coeff_f with x̂ = [1, x]
-    readonly double[] pairCoeff;          // 1, 1/d^{1/4}, then 1/(√2·√d) (full form and packed diagonal) or 1/√d (packed, m < n)
+    readonly double[] pairCoeff;   // per feature: 1, 1/d^{1/4}, then 1/(√2·√d) (full form and packed diagonal) or 1/√d (packed, m < n)
 
     /// <param name="inputDim">d, the dimension of the projected q and k (BASED's d′, e.g. 16).</param>
     /// <param name="packSymmetric">keep only the d(d+1)/2 distinct second-order terms.</param>
@@ -78,18 +77,11 @@ public sealed class TaylorFeatureMap : IFeatureMap
         InputDim = inputDim;
         PackSymmetric = packSymmetric;
         double rd = Math.Sqrt(inputDim), rrd = Math.Sqrt(rd);
-        var left = new List<long> { 0 };                                                   // 1 = x̂₀ x̂₀
-        var right = new List<long> { 0 };
-        var coeff = new List<double> { 1.0 };
-        for (int n = 0; n < inputDim; n++) { left.Add(0); right.Add(n + 1); coeff.Add(1.0 / rrd); }   // x_n / d^{1/4}
+        var coeff = new List<double> { 1.0 };                                               // 1
+        for (int n = 0; n < inputDim; n++) coeff.Add(1.0 / rrd);                            // x_n / d^{1/4}
         for (int m = 0; m < inputDim; m++)
             for (int n = packSymmetric ? m : 0; n < inputDim; n++)                         // row-major m·d + n (m ≤ n when packed)
-            {
-                left.Add(m + 1); right.Add(n + 1);
                 coeff.Add(packSymmetric && m != n ? 1.0 / rd : 1.0 / (Math.Sqrt(2) * rd));  // x_m x_n/√d, or /(√2·√d)
-            }
-        pairLeft = left.ToArray();
-        pairRight = right.ToArray();
         pairCoeff = coeff.ToArray();
     }
 
@@ -115,12 +107,16 @@ public sealed class TaylorFeatureMap : IFeatureMap
         if (x.dim() == 0 || x.shape[^1] != InputDim)
             throw new ArgumentException($"x must end in the Taylor map's input dimension {InputDim}, got shape {Guard.ShapeText(x)}.", nameof(x));
         using var scope = NewDisposeScope();
-        // Every feature is a product of two entries of x̂ = [1, x]: (0, 0) → 1, (0, n) → x_n, (m, n) → x_m x_n, each times
-        // its coefficient. Two gathers and two products build φ without the d² outer product or a concatenation.
-        var xHat = torch.cat(new[] { torch.ones_like(x.narrow(-1, 0, 1)), x }, -1);      // x̂ = [1, x]  [..., d+1]
-        var left = torch.tensor(pairLeft, device: x.device);
-        var right = torch.tensor(pairRight, device: x.device);
-        var coeff = torch.tensor(pairCoeff, dtype: x.dtype, device: x.device);
-        return (xHat.index_select(-1, left) * coeff * xHat.index_select(-1, right)).MoveToOuterDisposeScope();
+        // φ = [1, x, x_0·x[0 or 0:], x_1·x[1 or 0:], …] ⊙ coeff: one slice product per m (row-major m·d + n, n ≥ m when
+        // packed), then one multiply by the coefficient row. Measured 8× faster than two index_selects on CPU (a gather
+        // over the last dim of [B, H, T, d+1] is not vectorised; 51 → 6 ms for [1, 4, 8192, 16]).
+        var parts = new List<Tensor>(InputDim + 2) { torch.ones_like(x.narrow(-1, 0, 1)), x };
+        for (int m = 0; m < InputDim; m++)
+        {
+            int from = PackSymmetric ? m : 0;
+            parts.Add(x.narrow(-1, m, 1) * x.narrow(-1, from, InputDim - from));        // x_m x_n
+        }
+        var c = torch.tensor(pairCoeff, dtype: x.dtype, device: x.device);
+        return (torch.cat(parts, -1) * c).MoveToOuterDisposeScope();
     }
 }
