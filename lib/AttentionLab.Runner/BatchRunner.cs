@@ -3,6 +3,13 @@ namespace AttentionLab.Runner;
 /// <summary>The results of one batch, in notebook-name order.</summary>
 public sealed record BatchResult(IReadOnlyList<NotebookResult> Results, DateTimeOffset RunAt, string SummaryPath, string GalleryPath)
 {
+    /// <summary>The claims collected into claims.csv (this run's and earlier runs' still in the gallery).</summary>
+    public IReadOnlyList<ClaimRow> Claims { get; init; } = [];
+    /// <summary>The scoreboard page (gallery/claims.html).</summary>
+    public string ScoreboardPath { get; init; } = "";
+    /// <summary>This run's claims that differ from the expected-status file (empty when there is no file).</summary>
+    public IReadOnlyList<string> ClaimDifferences { get; init; } = [];
+
     public int Passed => Results.Count(r => r.Passed);
     public int Failed => Results.Count(r => !r.Passed);
 }
@@ -38,7 +45,12 @@ public sealed class BatchRunner(RunOptions options, int jobs = 1, Action<string>
             async (i, token) => results[i] = await runner.RunAsync(notebooks[i], token));
         var done = results.Select(r => r!).OrderBy(r => r.Notebook, StringComparer.Ordinal).ToList();
         string summary = SummaryCsv.Write(options.OutDir, done);
-        string gallery = Gallery.Update(options.OutDir, done, runAt);
-        return new BatchResult(done, runAt, summary, gallery);
+        var claims = ClaimsBoard.Collect(options.OutDir);
+        var expected = options.ExpectedClaimsFile is { } path ? ExpectedClaims.TryLoad(path) : null;
+        string scoreboard = ClaimsBoard.Write(options.OutDir, claims, expected);
+        string gallery = Gallery.Update(options.OutDir, done, runAt, claims);
+        var thisRun = claims.Where(c => done.Any(r => r.Notebook == c.Notebook)).ToList();
+        var differences = expected?.Compare(thisRun, thisRun.Select(c => c.Paper).Distinct().ToList()) ?? [];
+        return new BatchResult(done, runAt, summary, gallery) { Claims = claims, ScoreboardPath = scoreboard, ClaimDifferences = differences };
     }
 }

@@ -17,7 +17,7 @@ public static class Gallery
     static readonly JsonSerializerOptions Json = new() { WriteIndented = true };
 
     /// <summary>Merges this run into the gallery and rewrites index.html; returns its path.</summary>
-    public static string Update(string outDir, IReadOnlyList<NotebookResult> results, DateTimeOffset runAt)
+    public static string Update(string outDir, IReadOnlyList<NotebookResult> results, DateTimeOffset runAt, IReadOnlyList<ClaimRow>? claims = null)
     {
         string dir = Path.Combine(outDir, "gallery");
         Directory.CreateDirectory(dir);
@@ -30,7 +30,7 @@ public static class Gallery
         entries = entries.OrderByDescending(e => e.RunAt).ThenBy(e => e.Notebook, StringComparer.Ordinal).ToList();
         File.WriteAllText(statePath, JsonSerializer.Serialize(entries, Json));
         string index = Path.Combine(dir, "index.html");
-        File.WriteAllText(index, Render(entries));
+        File.WriteAllText(index, Render(entries, claims ?? []));
         return index;
     }
 
@@ -47,8 +47,9 @@ public static class Gallery
     }
 
     /// <summary>The index page for <paramref name="entries"/> (already in display order).</summary>
-    public static string Render(IReadOnlyList<GalleryEntry> entries)
+    public static string Render(IReadOnlyList<GalleryEntry> entries, IReadOnlyList<ClaimRow>? claims = null)
     {
+        claims ??= [];
         static string E(string s) => HtmlPage.E(s);
         int passed = entries.Count(e => e.Status == "passed");
         var newest = entries.Count > 0 ? entries.Max(e => e.RunAt) : (DateTimeOffset?)null;
@@ -56,18 +57,26 @@ public static class Gallery
         sb.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>AttentionLab notebook gallery</title>\n<style>\n")
           .Append(Css).Append("</style>\n</head>\n<body>\n<h1>AttentionLab notebook gallery</h1>\n")
           .Append($"<p class=\"meta\">Latest run: {(newest is { } n ? n.ToString("yyyy-MM-dd HH:mm zzz", CultureInfo.InvariantCulture) : "none")} · ")
-          .Append($"{passed} passed, {entries.Count - passed} failed</p>\n")
-          .Append("<table>\n<thead><tr><th>notebook</th><th>status</th><th>seconds</th><th>device</th><th>size</th><th>run</th><th>error</th></tr></thead>\n<tbody>\n");
+          .Append($"{passed} passed, {entries.Count - passed} failed · ")
+          .Append($"<a href=\"{ClaimsBoard.PageName}\">reproduction scoreboard</a> ({E(claims.Count == 0 ? "no claims yet" : ClaimsBoard.Tally(claims))})</p>\n")
+          .Append("<table>\n<thead><tr><th>notebook</th><th>status</th><th>claims</th><th>seconds</th><th>device</th><th>size</th><th>run</th><th>error</th></tr></thead>\n<tbody>\n");
         foreach (var e in entries)
         {
             string shortError = e.Error.Length <= 140 ? e.Error : e.Error[..139] + "…";
             sb.Append($"<tr class=\"{E(e.Status)}\"><td><a href=\"../notebooks/{Uri.EscapeDataString(e.Notebook)}.html\">{E(e.Notebook)}</a></td>")
               .Append($"<td><span class=\"badge {E(e.Status)}\">{E(e.Status)}</span></td>")
+              .Append($"<td>{ClaimsCell(e.Notebook, claims)}</td>")
               .Append($"<td class=\"num\">{e.Seconds.ToString("0.0", CultureInfo.InvariantCulture)}</td><td>{E(e.Device)}</td><td>{E(e.Size)}</td>")
               .Append($"<td>{e.RunAt.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)}</td>")
               .Append($"<td class=\"error\" title=\"{E(e.Error)}\">{E(shortError)}</td></tr>\n");
         }
         return sb.Append("</tbody>\n</table>\n</body>\n</html>\n").ToString();
+    }
+
+    static string ClaimsCell(string notebook, IReadOnlyList<ClaimRow> claims)
+    {
+        var mine = claims.Where(c => c.Notebook == notebook).ToList();
+        return mine.Count == 0 ? "" : $"<a href=\"{ClaimsBoard.PageName}#{HtmlPage.E(notebook)}\">{HtmlPage.E(ClaimsBoard.Tally(mine))}</a>";
     }
 
     const string Css = """

@@ -16,6 +16,8 @@ public sealed record NotebookResult
     public IReadOnlyList<int> CellsRun { get; init; } = [];
     public string? IpynbPath { get; init; }
     public string? HtmlPath { get; init; }
+    /// <summary>The claims file the notebook's check cell wrote (null when it wrote none).</summary>
+    public string? ClaimsPath { get; init; }
 
     public string Status => Passed ? "passed" : "failed";
 

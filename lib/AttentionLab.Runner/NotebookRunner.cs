@@ -49,15 +49,18 @@ public sealed partial class NotebookRunner(RunOptions options, Action<string>? l
             return bad with { HtmlPath = Path.Combine(outNotebooks, name + ".html") };
         }
 
+        string claimsFile = ClaimsBoard.PathFor(options.OutDir, name);
+        if (File.Exists(claimsFile)) File.Delete(claimsFile);                       // never show an earlier run's claims
         var executed = notebook.CreateExecutedCopy();
         var collector = new OutputCollector();
-        var (error, failedCell, ran) = await ExecuteAsync(notebook, executed, collector, Log, cancel);
+        var (error, failedCell, ran) = await ExecuteAsync(notebook, executed, collector, Log, KernelEnvironment(claimsFile), cancel);
 
         string device = DeviceLine().Match(collector.Stdout) is { Success: true } m ? m.Groups[1].Value : FallbackDevice();
         var result = Result(name, startedAt, clock, device, error, failedCell, ran) with
         {
             IpynbPath = Path.Combine(outNotebooks, name + ".ipynb"),
             HtmlPath = Path.Combine(outNotebooks, name + ".html"),
+            ClaimsPath = File.Exists(claimsFile) ? claimsFile : null,
         };
         File.WriteAllText(result.IpynbPath, executed.ToJsonString(IpynbJson) + "\n");
         File.WriteAllText(result.HtmlPath, HtmlPage.Render(notebook, executed, result));
@@ -66,7 +69,7 @@ public sealed partial class NotebookRunner(RunOptions options, Action<string>? l
     }
 
     async Task<(string? Error, int? FailedCell, List<int> Ran)> ExecuteAsync(NotebookFile notebook, JsonObject executed,
-        OutputCollector collector, Action<string> log, CancellationToken cancel)
+        OutputCollector collector, Action<string> log, Dictionary<string, string?> environment, CancellationToken cancel)
     {
         var cellsJson = (JsonArray)executed["cells"]!;
         var code = notebook.Cells.Where(c => c.Kind == CellKind.Code && c.Source.Trim().Length > 0).ToList();
@@ -96,7 +99,7 @@ public sealed partial class NotebookRunner(RunOptions options, Action<string>? l
                     startCts.CancelAfter(options.StartTimeout);
                     try
                     {
-                        kernel = await KernelSession.StartAsync(options.RepoRoot, Path.GetDirectoryName(notebook.Path)!, KernelEnvironment(), startCts.Token);
+                        kernel = await KernelSession.StartAsync(options.RepoRoot, Path.GetDirectoryName(notebook.Path)!, environment, startCts.Token);
                     }
                     catch (OperationCanceledException) when (!notebookCts.IsCancellationRequested)
                     {
@@ -142,9 +145,10 @@ public sealed partial class NotebookRunner(RunOptions options, Action<string>? l
         }
     }
 
-    Dictionary<string, string?> KernelEnvironment()
+    /// <summary>The kernel's environment: the run size, where the check cell writes its claims, and the caller's extras.</summary>
+    Dictionary<string, string?> KernelEnvironment(string claimsFile)
     {
-        var env = new Dictionary<string, string?> { ["ATTNLAB_SIZE"] = options.Size };
+        var env = new Dictionary<string, string?> { ["ATTNLAB_SIZE"] = options.Size, [ClaimsFileVariable] = claimsFile };
         foreach (var (k, v) in options.Environment) env[k] = v;
         return env;
     }
@@ -166,6 +170,9 @@ public sealed partial class NotebookRunner(RunOptions options, Action<string>? l
             StartedAt = startedAt,
             CellsRun = ran,
         };
+
+    /// <summary>The variable AttentionLab.Core.ClaimSet.Check reads to write the notebook's claims for the scoreboard.</summary>
+    public const string ClaimsFileVariable = "ATTNLAB_CLAIMS_FILE";
 
     /// <summary>The library's setup line: "device cpu · threads 1 · seed 0 · size smoke".</summary>
     [GeneratedRegex(@"device (\S+) ·")]

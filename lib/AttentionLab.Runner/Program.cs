@@ -49,6 +49,9 @@ public static class Program
         return root.Parse(args).InvokeAsync(new InvocationConfiguration { Output = output, Error = error }, cancel);
     }
 
+    /// <summary>"NN-slug" with NN a paper (01–50) or a cross-paper study (90+): notebooks that report claims.</summary>
+    static bool IsPaperNotebook(string name) => name.Length > 3 && char.IsDigit(name[0]) && char.IsDigit(name[1]) && name[2] == '-' && name[..2] != "00";
+
     static async Task<int> RunBatchAsync(RunOptions options, string folder, string? filter, int jobs,
         TextWriter output, TextWriter error, CancellationToken cancel)
     {
@@ -78,6 +81,8 @@ public static class Program
         var gate = new object();
         void Log(string line) { lock (gate) { output.WriteLine($"{DateTime.Now:HH:mm:ss} {line}"); output.Flush(); } }
         var batch = await new BatchRunner(options, jobs, Log).RunAsync(found, cancel);
+        foreach (var r in batch.Results.Where(r => r.Passed && r.ClaimsPath is null && IsPaperNotebook(r.Notebook)))
+            Log($"[{r.Notebook}] note: passed without writing claims (its check cell should end with claims.Check())");
 
         var console = AnsiConsole.Create(new AnsiConsoleSettings
         {
@@ -92,6 +97,12 @@ public static class Program
         console.Write(table);
         output.WriteLine($"Summary: {batch.SummaryPath}");
         output.WriteLine($"Gallery: {batch.GalleryPath}");
+        output.WriteLine($"Scoreboard: {batch.ScoreboardPath} ({batch.Claims.Count} claims; {Path.Combine(options.OutDir, ClaimsBoard.CsvName)})");
+        if (batch.ClaimDifferences.Count > 0)
+        {
+            output.WriteLine($"{batch.ClaimDifferences.Count} claim status(es) differ from {options.ExpectedClaimsFile}:");
+            foreach (var d in batch.ClaimDifferences) output.WriteLine($"  {d}");
+        }
         output.WriteLine($"{batch.Passed} passed, {batch.Failed} failed");
         return batch.Failed == 0 ? 0 : 1;
     }

@@ -21,6 +21,15 @@ public sealed record RunOptions
     /// <summary>How long to wait for KernelReady (also bounded by the notebook timeout).</summary>
     public TimeSpan StartTimeout { get; init; } = TimeSpan.FromSeconds(180);
 
+    /// <summary>
+    /// The committed expected claim statuses the scoreboard compares against (default: tests/expected-claims.csv at smoke
+    /// size, none at full size, where other statuses are expected).
+    /// </summary>
+    public string? ExpectedClaimsPath { get; init; }
+
+    /// <summary><see cref="ExpectedClaimsPath"/>, or the repository's file at smoke size.</summary>
+    public string? ExpectedClaimsFile => ExpectedClaimsPath ?? (Size == Smoke ? Path.Combine(RepoRoot, "tests", "expected-claims.csv") : null);
+
     /// <summary>Extra environment variables for the kernel (tests use it; null values remove a variable).</summary>
     public IReadOnlyDictionary<string, string?> Environment { get; init; } = new Dictionary<string, string?>();
 

@@ -53,6 +53,39 @@ public sealed class NotebookTests(ITestOutputHelper output)
         var result = await new NotebookRunner(options, output.WriteLine).RunAsync(Path.Combine(Folder, notebook));
 
         Assert.True(result.Passed, $"{notebook} failed: {result.Error}\nExecuted copy: {result.HtmlPath}");
+        CompareClaims(notebook, result);
         TestEnvironment.DeleteQuietly(outDir);
+    }
+
+    /// <summary>The repository's expected claim statuses at smoke size.</summary>
+    public static string ExpectedFile => Path.Combine(TestEnvironment.RepoRoot, "tests", "expected-claims.csv");
+
+    /// <summary>The paper number of "NN-slug.ipynb" (01–50, 90+ for cross-paper studies); null for 00-getting-started.</summary>
+    public static int? PaperOf(string notebook) =>
+        notebook.Length > 3 && char.IsDigit(notebook[0]) && char.IsDigit(notebook[1]) && notebook[2] == '-' && notebook[..2] != "00"
+            ? int.Parse(notebook[..2], System.Globalization.CultureInfo.InvariantCulture) : null;
+
+    /// <summary>
+    /// A paper notebook's check cell must have written its claims, and every status must equal tests/expected-claims.csv
+    /// (either way: a claim that stops holding and one that starts holding both fail until a reviewer edits the file).
+    /// </summary>
+    void CompareClaims(string notebook, NotebookResult result)
+    {
+        if (Environment.GetEnvironmentVariable("ATTNLAB_NOTEBOOKS_DIR") is { Length: > 0 }) return;   // another folder: no expectations
+        var paper = PaperOf(notebook);
+        var rows = result.ClaimsPath is null ? [] : ClaimsBoard.ReadFile(result.ClaimsPath);
+        if (paper is null)
+        {
+            Assert.Empty(rows);
+            return;
+        }
+        var expected = ExpectedClaims.TryLoad(ExpectedFile) ?? throw new FileNotFoundException("the expected claim statuses are missing", ExpectedFile);
+        if (rows.Count == 0 && !expected.Papers.Contains(paper.Value)) return;   // TRANSITION (issue 10): papers not yet on the claim contract
+        Assert.True(rows.Count > 0, $"{notebook} passed without writing claims: its check cell must end with claims.Check().");
+        Assert.All(rows, r => Assert.Equal(paper.Value, r.Paper));
+        foreach (var r in rows) output.WriteLine($"claim {r.Id} ({r.Kind}): {r.Status} — ours {r.Ours}");
+        var diffs = expected.Compare(rows, [paper.Value]);
+        Assert.True(diffs.Count == 0, $"{notebook}: {diffs.Count} claim(s) differ from tests/expected-claims.csv — review the change, then edit the file:\n  " +
+            string.Join("\n  ", diffs));
     }
 }

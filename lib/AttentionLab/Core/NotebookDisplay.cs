@@ -32,6 +32,10 @@ public static class NotebookDisplay
             Formatter.Register<DataFrame>((df, writer) => writer.Write(DataFrameHtml(df)), HtmlFormatter.MimeType);
             Formatter.SetPreferredMimeTypesFor(typeof(GenericChart), HtmlFormatter.MimeType);
             Formatter.SetPreferredMimeTypesFor(typeof(DataFrame), HtmlFormatter.MimeType);
+            Formatter.Register<ClaimSet>((claims, writer) => writer.Write(ClaimsHtml(claims)), HtmlFormatter.MimeType);
+            Formatter.Register<Findings>((findings, writer) => writer.Write(FindingsHtml(findings)), HtmlFormatter.MimeType);
+            Formatter.SetPreferredMimeTypesFor(typeof(ClaimSet), HtmlFormatter.MimeType);
+            Formatter.SetPreferredMimeTypesFor(typeof(Findings), HtmlFormatter.MimeType);
             registered = true;
         }
     }
@@ -75,6 +79,38 @@ public static class NotebookDisplay
         if (df.Rows.Count > shown)
             sb.Append($"<p><i>{shown} of {df.Rows.Count} rows shown ({df.Rows.Count - shown} more).</i></p>");
         return sb.ToString();
+    }
+
+    static readonly Dictionary<ClaimStatus, string> StatusColour = new()
+    {
+        [ClaimStatus.Holds] = "#1a7f37", [ClaimStatus.DoesNotHold] = "#cf222e", [ClaimStatus.NotShown] = "#6e7781",
+    };
+
+    /// <summary>The claims table: claim, kind, the paper's figure beside ours, criterion, status badge, asserted, deviation/note.</summary>
+    public static string ClaimsHtml(ClaimSet claims)
+    {
+        static string E(string? s) => WebUtility.HtmlEncode(s ?? "");
+        var sb = new StringBuilder($"<p><b>Paper {claims.Paper} — claims at size {E(claims.Size)}</b> ")
+            .Append($"({claims.Count(c => c.Status == ClaimStatus.Holds)} hold, {claims.Count(c => c.Status == ClaimStatus.DoesNotHold)} do not hold, ")
+            .Append($"{claims.Count(c => c.Status == ClaimStatus.NotShown)} not shown; {claims.Failures.Count} failing the check)</p>")
+            .Append("<table class=\"attnlab-claims\"><thead><tr><th>claim</th><th>kind</th><th>statement</th><th>paper</th><th>ours</th>")
+            .Append("<th>criterion</th><th>status</th><th>asserted</th><th>deviation / note</th></tr></thead><tbody>");
+        foreach (var c in claims)
+        {
+            string badge = $"<span style=\"background:{StatusColour[c.Status]};color:#fff;border-radius:1em;padding:0 .5em;white-space:nowrap\">{E(ClaimRecord.StatusText(c.Status))}</span>";
+            string note = string.Join("<br>", new[] { c.Deviation is null ? null : "<b>Deviation:</b> " + E(c.Deviation), c.Note is null ? null : E(c.Note) }.Where(x => x is not null));
+            sb.Append($"<tr><td><code>{E(c.Id)}</code></td><td>{E(ClaimRecord.KindText(c.Kind))}</td><td>{E(c.Statement)}</td><td>{E(c.PaperFigure)}</td>")
+              .Append($"<td>{E(c.Ours)}</td><td>{E(c.Criterion)}</td><td>{badge}</td><td>{(c.Asserted ? "yes" : "no")}</td><td>{note}</td></tr>");
+        }
+        return sb.Append("</tbody></table>").ToString();
+    }
+
+    /// <summary>The closing "what we saw" as an HTML list (every number in it comes from the run).</summary>
+    public static string FindingsHtml(Findings findings)
+    {
+        var sb = new StringBuilder($"<p><b>What this run showed (paper {findings.Paper}, size {WebUtility.HtmlEncode(findings.Size)}):</b></p><ul>");
+        foreach (var line in findings.Lines()) sb.Append("<li>").Append(WebUtility.HtmlEncode(line)).Append("</li>");
+        return sb.Append("</ul>").ToString();
     }
 
     /// <summary>Numbers with 4 significant digits; everything else as text.</summary>

@@ -16,8 +16,13 @@ namespace AttentionLab.Papers.Aaren;
 /// then streaming (per-step latency and state bytes vs t), time and memory of the three forms vs sequence length,
 /// and the learned queries' attention weights on one test series.
 /// </summary>
-public static class AarenExperiment
+public sealed class AarenExperiment : IPaperExperiment<AarenExperiment.Config, AarenResult>
 {
+    AarenExperiment() { }
+
+    /// <summary>P42 in the catalogue.</summary>
+    public static PaperInfo Paper { get; } = new(42, "Aaren: attention as an RNN", "aaren");
+
     /// <summary>
     /// Sizes of one run. Smoke fits a CPU notebook (~25–30 s on one thread); Full is for a GPU. Inputs per position are
     /// the last <c>Lags</c> values x_t, x_{t−1}, … (a causal window, like the kernel-3 convolutional token embedding of
@@ -26,15 +31,18 @@ public static class AarenExperiment
     public sealed record Config(int SeqLen, int DModel, int Heads, int Layers, double MlpRatio, int Horizon, int Buckets,
         double Noise, int TrainSeries, int TestSeries, int BatchSize, int Epochs, int StepsPerEpoch, double LearningRate,
         int WarmupSteps, int StreamLength, int[] ScalingLengths, int ScalingBatch, int BenchRepeats, int Seed,
-        PositionKind Positions = PositionKind.None, int Lags = 3)
+        PositionKind Positions = PositionKind.None, int Lags = 3) : IPaperConfig<Config>
     {
         public static Config Smoke => new(SeqLen: 64, DModel: 32, Heads: 4, Layers: 2, MlpRatio: 2, Horizon: 8, Buckets: 4,
             Noise: 0.05, TrainSeries: 2048, TestSeries: 256, BatchSize: 32, Epochs: 6, StepsPerEpoch: 40, LearningRate: 1e-2,
-            WarmupSteps: 20, StreamLength: 512, ScalingLengths: new[] { 64, 256, 1024 }, ScalingBatch: 1, BenchRepeats: 3, Seed: 0);
+            WarmupSteps: 20, StreamLength: 512, ScalingLengths: new[] { 64, 256, 1024 }, ScalingBatch: 1, BenchRepeats: 3, Seed: 0) { Size = "smoke" };
 
         public static Config Full => new(SeqLen: 1024, DModel: 128, Heads: 8, Layers: 4, MlpRatio: 4, Horizon: 8, Buckets: 4,
             Noise: 0.05, TrainSeries: 16384, TestSeries: 1024, BatchSize: 64, Epochs: 20, StepsPerEpoch: 250, LearningRate: 1e-3,
-            WarmupSteps: 200, StreamLength: 65536, ScalingLengths: new[] { 256, 1024, 4096, 8192 }, ScalingBatch: 1, BenchRepeats: 5, Seed: 0);
+            WarmupSteps: 200, StreamLength: 65536, ScalingLengths: new[] { 256, 1024, 4096, 8192 }, ScalingBatch: 1, BenchRepeats: 5, Seed: 0) { Size = "full" };
+
+        /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
+        public string Size { get; init; } = "custom";
 
         /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
@@ -54,6 +62,8 @@ public static class AarenExperiment
         var clock = new PhaseClock();
         void Lap(string phase) => clock.Lap(phase);
         using var scope = NewDisposeScope();
+        var exactness = Exactness(device, config.Seed);
+        Lap("exactness");
         using var train = config.Task.Generate(config.TrainSeries, config.Seed, device).WithLags(config.Lags);
         using var test = config.Task.Generate(config.TestSeries, config.Seed + 1, device).WithLags(config.Lags);
 
@@ -91,8 +101,37 @@ public static class AarenExperiment
         var weights = QueryWeights(aaren, test);
         Lap("query weights");
         progress?.Report($"done in {clock.Seconds:F1} s");
-        return new AarenResult(config, metrics, aarenRun.Mse, transformerRun.Mse, lastValueMse, aarenRun.Losses, transformerRun.Losses,
+        return new AarenResult(config, exactness, metrics, aarenRun.Mse, transformerRun.Mse, lastValueMse, aarenRun.Losses, transformerRun.Losses,
             streaming, scaling, weights, stepError, clock.Seconds, clock.Phases);
+    }
+
+    /// <summary>
+    /// The forms against the naive masked softmax on toy tensors (T = 13, odd; 2 heads of width 5) in float64 and float32,
+    /// and scores of ±1e3 in float32 against float64 (the running max must keep them finite).
+    /// </summary>
+    public static AarenExactness Exactness(Device device, int seed = 0)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator((ulong)seed);
+        const int T = 13, H = 2, D = 5;
+        var forms = new List<FormError>();
+        foreach (var dtype in new[] { ScalarType.Float64, ScalarType.Float32 })
+        {
+            var q = torch.randn(H, D, generator: gen, dtype: float64).to(dtype).to(device);
+            var k = torch.randn(1, T, H, D, generator: gen, dtype: float64).to(dtype).to(device);
+            var v = torch.randn(1, T, H, D, generator: gen, dtype: float64).to(dtype).to(device);
+            using var naive = AarenAttention.Naive(q, k, v);
+            string type = dtype == ScalarType.Float64 ? "float64" : "float32";
+            forms.Add(new FormError("recurrent RNN", type, ErrorStats.Of(AarenAttention.Recurrent(q, k, v).Output, naive.Output)));
+            forms.Add(new FormError("scan, Hillis–Steele", type, ErrorStats.Of(AarenAttention.Scan(q, k, v, algo: ScanAlgo.HillisSteele), naive.Output)));
+            forms.Add(new FormError("scan, Blelloch", type, ErrorStats.Of(AarenAttention.Scan(q, k, v, algo: ScanAlgo.Blelloch), naive.Output)));
+        }
+        var big = torch.tensor(new[] { 1000.0, -1000.0, 999.0, -999.0, 1000.5 }, dtype: float64).reshape(1, 5, 1, 1).to(device);
+        var values = torch.randn(1, 5, 1, 3, generator: gen, dtype: float64).to(device);
+        var unit = torch.ones(1, 1, dtype: float64, device: device);
+        var scan32 = AarenAttention.Scan(unit.to(float32), big.to(float32), values.to(float32), scale: 1.0);
+        var scan64 = AarenAttention.Scan(unit, big, values, scale: 1.0);
+        return new AarenExactness(forms, ErrorStats.Of(scan32, scan64), scan32.isnan().any().item<bool>());
     }
 
     sealed record FitResult(IReadOnlyList<double> Mse, double Accuracy, IReadOnlyList<double> Losses);
