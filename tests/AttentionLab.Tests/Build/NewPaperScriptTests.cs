@@ -15,15 +15,8 @@ namespace AttentionLab.Tests.Build;
 /// </summary>
 public sealed class NewPaperScriptTests(ITestOutputHelper output) : IDisposable
 {
-    static readonly string Repo = FindRepo();
+    static readonly string Repo = LibrarySources.Repo;
     readonly string root = Path.Combine(Path.GetTempPath(), $"attnlab-newpaper-{Guid.NewGuid():N}");
-
-    static string FindRepo()
-    {
-        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
-            if (File.Exists(Path.Combine(dir.FullName, "Notebooks.sln"))) return dir.FullName;
-        throw new InvalidOperationException("tests must run inside the repository");
-    }
 
     public void Dispose()
     {
@@ -114,28 +107,15 @@ public sealed class NewPaperScriptTests(ITestOutputHelper output) : IDisposable
         Assert.True(File.Exists(Path.Combine(root, "notebooks/16-titans.ipynb")));
     }
 
-    /// <summary>Compiles <paramref name="files"/> against every assembly beside the tests (the library, TorchSharp, xunit, …).</summary>
-    Assembly Compile(IEnumerable<string> files, bool tests = false)
+    /// <summary>Compiles <paramref name="files"/> against this build (warnings as errors) and loads the assembly.</summary>
+    static Assembly Compile(IEnumerable<string> files, bool tests = false)
     {
-        var trees = files.Select(f => CSharpSyntaxTree.ParseText(File.ReadAllText(f), new CSharpParseOptions(LanguageVersion.Latest), f)).ToList();
-        const string globalUsings = "global using System; global using System.Collections.Generic; global using System.IO; global using System.Linq; global using System.Threading; global using System.Threading.Tasks;";
-        trees.Add(CSharpSyntaxTree.ParseText(globalUsings + (tests ? " global using Xunit;" : ""), new CSharpParseOptions(LanguageVersion.Latest)));
-        var platform = ((string)AppContext.GetData("TRUSTED_PLATFORM_ASSEMBLIES")!).Split(Path.PathSeparator);
-        var beside = Directory.GetFiles(AppContext.BaseDirectory, "*.dll").Where(IsManaged);
-        var references = platform.Concat(beside).GroupBy(Path.GetFileName).Select(g => MetadataReference.CreateFromFile(g.First())).ToList();
-        var compilation = CSharpCompilation.Create($"Scaffold{Guid.NewGuid():N}", trees, references,
-            new CSharpCompilationOptions(OutputKind.DynamicallyLinkedLibrary, nullableContextOptions: NullableContextOptions.Enable,
-                generalDiagnosticOption: ReportDiagnostic.Error, specificDiagnosticOptions: new Dictionary<string, ReportDiagnostic> { ["CS1701"] = ReportDiagnostic.Suppress, ["CS1702"] = ReportDiagnostic.Suppress }));
+        var compilation = LibrarySources.Compile(files.Select(LibrarySources.Parse), xunit: tests)
+            .WithOptions(LibrarySources.Compile([]).Options.WithGeneralDiagnosticOption(ReportDiagnostic.Error));
         using var image = new MemoryStream();
         var emitted = compilation.Emit(image);
         var errors = emitted.Diagnostics.Where(d => d.Severity == DiagnosticSeverity.Error).Select(d => d.ToString()).ToList();
         Assert.True(emitted.Success, "the scaffold does not compile:\n" + string.Join("\n", errors));
         return Assembly.Load(image.ToArray());
-    }
-
-    static bool IsManaged(string path)
-    {
-        try { AssemblyName.GetAssemblyName(path); return true; }
-        catch (BadImageFormatException) { return false; }
     }
 }
