@@ -365,6 +365,8 @@ public class LandmarkAttentionTests
                 model.call(ids).square().mean().backward();
             }, "landmark training step");
             LeakCheck.AssertNoLeak(() => new LandmarkMemory(TopK: 2).Run(model, ids).Dispose(), "landmark memory run");
+            using var q = torch.randn(2, 23, 2, 4);
+            LeakCheck.AssertNoLeak(() => new LandmarkMemory(TopK: 2, ChunkBlocks: 2).Attend(q, q, q, 4).Dispose(), "one layer's memory attention");
             var qkv = model.Blocks[0].Mixer.parameters().First();
             Assert.True(qkv.grad is not null && qkv.grad.abs().sum().item<float>() > 0, "no gradient reached the landmark mixer");
         }

@@ -227,7 +227,7 @@ internal sealed class LandmarkLayerSession : IDisposable
             var blockIdx = torch.arange(s, device: device);
             var scoreSlot = !memory.RemapPositions || s <= memory.TopK ? blockIdx
                 : (blockIdx - (s - memory.TopK) + 1).clamp_min(0);                         // k most recent → 1…k, older → 0
-            var landmarks = rotate(keys!.select(2, lb), scoreSlot * l + lb);         // R k_{L_c}  [B, S, H, Dh]
+            var landmarks = rotate(keys!.select(2, lb), scoreSlot * l + lb);               // R k_{L_c}  [B, S, H, Dh]
             var r = torch.softmax(qh.matmul(landmarks.permute(0, 2, 3, 1)) * scale, -1);   // r_{i,c}  [B, H, C, S]
             lastRetrieval?.Dispose();
             lastRetrieval = r.detach().clone().DetachFromDisposeScope();
