@@ -108,7 +108,7 @@ public sealed class RecycledExperiment : IPaperExperiment<RecycledExperiment.Con
         model.to(device).eval();
         using var batch = Task.Generate(config.Queries, seed: 10_000 + config.Seed, device: device);
         var exactness = Exactness(model, batch, device, config.Seed);
-        progress?.Report($"exactness: naive twin {exactness.NaiveTwin.MaxAbs:E1}, K ≥ n vs forward {exactness.FullBudgetMaxAbs:E1}, S = 1 vs forward {exactness.StrideOneMaxAbs:E1}");
+        progress?.Report($"exactness: naive twin {exactness.NaiveTwin.MaxAbs:E1}, K ≥ n vs dense decode {exactness.FullBudgetMaxAbs:E1}, S = 1 vs dense decode {exactness.StrideOneMaxAbs:E1}");
         var rows = new List<PolicyRow> { Decode(model, batch, FullName, 0, 0, b => model.NewSelectiveState(b, _ => new FullSelector())) };
         progress?.Report($"full: accuracy {rows[0].TokenAccuracy:P0}, {rows[0].AttendedMean:F1} keys per step");
         foreach (int k in config.TopKs)
