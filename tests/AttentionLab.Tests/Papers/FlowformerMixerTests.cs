@@ -132,6 +132,8 @@ public class FlowformerMixerTests
                 var first = ((IAttentionPattern)net.Blocks[0].Mixer).Pattern(net.Blocks[0].Norm1.call(net.Embedded(batch.Tokens, 0)));
                 Assert.Equal(FlowExperiment.MeanRowEntropy(first, rows.unsqueeze(1)), h[0], 12);
             }
+            var oneByOne = FlowExperiment.LayerEntropies(net, batch.Tokens, rows, chunk: 1);   // chunks weigh by their counted rows
+            for (int l = 0; l < 3; l++) Assert.Equal(h[l], oneByOne[l], 6);                  // float32 model: batch size changes the last bits
         }
         using var decoder = new TinyGpt(new TinyGptConfig(Layers: 1, DModel: 16, Heads: 2, VocabSize: task.VocabSize, Positions: PositionKind.Learned, MaxLength: 24));
         Assert.Equal("net", Assert.Throws<ArgumentException>(() => FlowExperiment.LayerEntropies(decoder, batch.Tokens, rows)).ParamName);   // no IAttentionPattern

@@ -133,25 +133,40 @@ public sealed class FlowExperiment : IPaperExperiment<FlowExperiment.Config, Flo
     /// <summary>
     /// The mean row entropy of every layer's implied attention (<see cref="IAttentionPattern"/>) of <paramref name="net"/> on
     /// <paramref name="tokens"/> [B, T], counting the query rows where <paramref name="rowMask"/> [B, T] is true: the mixer of
-    /// each block sees LN₁ of the residual stream that the blocks before it produced.
+    /// each block sees LN₁ of the residual stream that the blocks before it produced. Runs <paramref name="chunk"/> sequences
+    /// at a time (the patterns are [chunk, H, T, T]).
     /// </summary>
-    public static double[] LayerEntropies(TinyGpt net, Tensor tokens, Tensor rowMask)
+    public static double[] LayerEntropies(TinyGpt net, Tensor tokens, Tensor rowMask, int chunk = 8)
     {
         ArgumentNullException.ThrowIfNull(net);
         Guard.Rank(tokens, 2, nameof(tokens), "B, T");
-        using var scope = NewDisposeScope();
+        Guard.Positive(chunk, nameof(chunk));
+        if (!rowMask.shape.SequenceEqual(tokens.shape))
+            throw new ArgumentException($"rowMask {Guard.ShapeText(rowMask)} must have the shape of tokens {Guard.ShapeText(tokens)}.", nameof(rowMask));
+        int layers = net.Blocks.Count;
+        for (int layer = 0; layer < layers; layer++)
+            if (net.Blocks[layer].Mixer is not IAttentionPattern)
+                throw new ArgumentException($"block {layer}'s mixer {net.Blocks[layer].Mixer.GetType().Name} does not show its attention (IAttentionPattern).", nameof(net));
+        var sums = new double[layers];
+        double rows = 0;
         using var noGrad = torch.no_grad();
-        var h = net.Embedded(tokens, start: 0);
-        var result = new double[net.Blocks.Count];
-        for (int layer = 0; layer < result.Length; layer++)
+        for (long from = 0; from < tokens.shape[0]; from += chunk)
         {
-            var block = net.Blocks[layer];
-            if (block.Mixer is not IAttentionPattern mixer)
-                throw new ArgumentException($"block {layer}'s mixer {block.Mixer.GetType().Name} does not show its attention (IAttentionPattern).", nameof(net));
-            result[layer] = MeanRowEntropy(mixer.Pattern(block.Norm1.call(h)), rowMask.unsqueeze(1));   // rows [B, H, T]
-            h = block.call(h);
+            using var scope = NewDisposeScope();
+            long n = Math.Min(chunk, tokens.shape[0] - from);
+            var mask = rowMask.narrow(0, from, n).unsqueeze(1);                          // query rows [n, 1, T]
+            var h = net.Embedded(tokens.narrow(0, from, n), start: 0);
+            for (int layer = 0; layer < layers; layer++)
+            {
+                var block = net.Blocks[layer];
+                var pattern = ((IAttentionPattern)block.Mixer).Pattern(block.Norm1.call(h));   // [n, H, T, T]
+                double count = mask.to(ScalarType.Float64).sum().item<double>() * pattern.shape[1];
+                if (count > 0) sums[layer] += MeanRowEntropy(pattern, mask) * count;   // back to a sum over the counted rows
+                if (layer == 0) rows += count;
+                h = block.call(h);
+            }
         }
-        return result;
+        return sums.Select(s => s / rows).ToArray();
     }
 
     /// <summary>
