@@ -425,7 +425,7 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
         double rate = e.ClsSinkRate(eps);
         int heads = e.ClsScores.Sum(r => r.Length);
         claims.Claim("minilm-cls-sink", statement, figure,
-            $"{rate:P0} of {heads} heads ({e.ClsSinkHeadsPerLayer(eps).Sum()}; per layer {string.Join("/", e.ClsSinkHeadsPerLayer(eps))}) on {e.Sentences} sentences of {e.MeanLength:F1} tokens; uniform would give {1 / e.MeanLength:F3}",
+            $"{e.ClsSinkHeadsPerLayer(eps).Sum()} of {heads} heads ({rate:P0}; per layer {string.Join("/", e.ClsSinkHeadsPerLayer(eps))}) on {e.Sentences} sentences of {e.MeanLength:F1} tokens; uniform would give {1 / e.MeanLength:F3}",
             criterion, rate >= 0.7, asserted: true);
         claims.Reported("minilm-sep-not-sink", "[SEP] is not a sink in MiniLM", "≤ 0.13 in every head (spec §4, measured)",
             $"largest [SEP] score {e.MaxSepScore:F3}", $"every head's [SEP] score ≤ ε = {eps}", e.MaxSepScore <= eps);
