@@ -115,7 +115,8 @@ public sealed record BigramBackcopyTask(int VocabSize = 32, int Length = 32, int
         if (Triggers < 1) throw new ArgumentException($"Triggers must be ≥ 1, got {Triggers}.", nameof(Triggers));
         if (Branching < 1) throw new ArgumentException($"Branching must be ≥ 1, got {Branching}.", nameof(Branching));
         if (OrdinaryCount < Branching)
-            throw new ArgumentException($"VocabSize {VocabSize} leaves {OrdinaryCount} ordinary tokens (V − 1 − K), fewer than Branching = {Branching}.", nameof(VocabSize));
+            throw new ArgumentException(
+                $"VocabSize {VocabSize} leaves {OrdinaryCount} ordinary tokens (V − 1 − K), fewer than Branching = {Branching}.", nameof(VocabSize));
         if (Length < 2) throw new ArgumentException($"Length must be ≥ 2, got {Length}.", nameof(Length));
         if (!(TriggerRate >= 0 && TriggerRate < 1)) throw new ArgumentException($"TriggerRate must be in [0, 1), got {TriggerRate}.", nameof(TriggerRate));
     }

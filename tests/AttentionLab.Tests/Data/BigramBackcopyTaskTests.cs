@@ -109,7 +109,8 @@ public class BigramBackcopyTaskTests
     {
         Assert.Equal("Triggers", Assert.Throws<ArgumentException>(() => new BigramBackcopyTask(Triggers: 0).Generate(1, 0)).ParamName);
         Assert.Equal("Branching", Assert.Throws<ArgumentException>(() => new BigramBackcopyTask(Branching: 0).Generate(1, 0)).ParamName);
-        Assert.Equal("VocabSize", Assert.Throws<ArgumentException>(() => new BigramBackcopyTask(VocabSize: 8, Triggers: 3, Branching: 5).Generate(1, 0)).ParamName);
+        var tooFew = new BigramBackcopyTask(VocabSize: 8, Triggers: 3, Branching: 5);
+        Assert.Equal("VocabSize", Assert.Throws<ArgumentException>(() => tooFew.Generate(1, 0)).ParamName);
         Assert.Equal("Length", Assert.Throws<ArgumentException>(() => new BigramBackcopyTask(Length: 1).Generate(1, 0)).ParamName);
         Assert.Equal("TriggerRate", Assert.Throws<ArgumentException>(() => new BigramBackcopyTask(TriggerRate: 1).Generate(1, 0)).ParamName);
         Assert.Equal("TriggerRate", Assert.Throws<ArgumentException>(() => new BigramBackcopyTask(TriggerRate: double.NaN).Generate(1, 0)).ParamName);

@@ -20,7 +20,8 @@ public class AttentionSinksExperimentTests(ITestOutputHelper output)
     static TinyGpt Model(AttentionKind kind = AttentionKind.Softmax, int seed = 70)
     {
         torch.manual_seed(seed);
-        return new TinyGpt(new TinyGptConfig(Layers: 2, DModel: 16, Heads: 2, MlpRatio: 2, Positions: PositionKind.Rope, VocabSize: Task.VocabSize, MaxLength: 64, Attention: kind));
+        return new TinyGpt(new TinyGptConfig(Layers: 2, DModel: 16, Heads: 2, MlpRatio: 2, Positions: PositionKind.Rope, VocabSize: Task.VocabSize,
+            MaxLength: 64, Attention: kind));
     }
 
     [Fact]
@@ -45,14 +46,16 @@ public class AttentionSinksExperimentTests(ITestOutputHelper output)
         // the runs: every (variant, seed), seeds outermost; the curve starts at initialisation
         Assert.Equal(config.Variants.Length * config.Seeds.Length, result.Runs.Count);
         Assert.Equal(config.Seeds.SelectMany(s => config.Variants.Select(k => (k, s))), result.Runs.Select(r => (r.Kind, r.Seed)));
-        Assert.All(result.Runs, r => Assert.Equal(new[] { 0 }.Concat(Enumerable.Range(1, config.Steps / config.EvalEvery).Select(e => e * config.EvalEvery)), r.Curve.Select(p => p.Step)));
+        var steps = new[] { 0 }.Concat(Enumerable.Range(1, config.Steps / config.EvalEvery).Select(e => e * config.EvalEvery));
+        Assert.All(result.Runs, r => Assert.Equal(steps, r.Curve.Select(p => p.Step)));
         Assert.All(result.Runs, r => Assert.Equal(config.Layers, r.Final.SinkScores.Length));
         Assert.All(result.Runs, r => Assert.Equal(config.Heads, r.Final.OutputShare[0].Length));
         Assert.All(result.Runs, r => Assert.Equal(r.Kind == AttentionKind.Register, r.Final.RegisterScores is not null));
         Assert.All(result.Runs, r => Assert.Equal(r.Kind == AttentionKind.Softmax, r.Streaming is not null));
         int chunks = config.StreamFactor * config.SeqLen / config.Window;
         Assert.All(result.Runs.Where(r => r.Streaming is not null), r => Assert.All(r.Streaming!.Values, v => Assert.Equal(chunks, v.Length)));
-        Assert.All(result.Runs.Where(r => r.Streaming is not null), r => Assert.Equal(r.Streaming![SinkExperiment.Dense][0], r.Streaming[SinkExperiment.SinkWindow][0]));
+        Assert.All(result.Runs.Where(r => r.Streaming is not null),
+            r => Assert.Equal(r.Streaming![SinkExperiment.Dense][0], r.Streaming[SinkExperiment.SinkWindow][0]));
 
         // the tables and charts the notebook shows
         Assert.Equal(result.Runs.Count, result.ToDataFrame().Rows.Count);
@@ -127,7 +130,8 @@ public class AttentionSinksExperimentTests(ITestOutputHelper output)
         output.WriteLine(claims.ToDataFrame().ToString());
         Assert.Empty(claims.Failures);
         foreach (var id in new[] { "softmax-forms-sinks", "sink-is-no-op", "softmax1-reduces-sink", "sink-logit-reduces-sink", "gated-reduces-sink",
-                     "register-reduces-sink", "gated-lower-loss", "variants-learn-task", "streaming-sinks-help", "minilm-cls-sink", "minilm-sep-not-sink", "minilm-sink-value-small" })
+                     "register-reduces-sink", "gated-lower-loss", "variants-learn-task", "streaming-sinks-help", "minilm-cls-sink", "minilm-sep-not-sink",
+                     "minilm-sink-value-small" })
             Assert.Equal(ClaimStatus.Holds, claims[id].Status);
 
         // exactness: each identity fails when its error crosses the tolerance (and NaN fails)
@@ -183,7 +187,8 @@ public class AttentionSinksExperimentTests(ITestOutputHelper output)
         var weak = good with { Encoder = enc with { ClsScores = enc.ClsScores.Select((r, l) => l < 2 ? r.Select(_ => 0.1).ToArray() : r).ToArray() } };
         Assert.Contains(weak.Claims().Failures, f => f.Id == "minilm-cls-sink");
         Assert.Equal(ClaimStatus.DoesNotHold, (good with { Encoder = enc with { SepScores = enc.ClsScores } }).Claims()["minilm-sep-not-sink"].Status);
-        Assert.Equal(ClaimStatus.DoesNotHold, (good with { Encoder = enc with { ClsValueNormRatio = enc.ClsScores.Select(r => r.Select(_ => 1.5).ToArray()).ToArray() } }).Claims()["minilm-sink-value-small"].Status);
+        var loudValues = enc.ClsScores.Select(r => r.Select(_ => 1.5).ToArray()).ToArray();
+        Assert.Equal(ClaimStatus.DoesNotHold, (good with { Encoder = enc with { ClsValueNormRatio = loudValues } }).Claims()["minilm-sink-value-small"].Status);
         Assert.Equal(ClaimStatus.NotShown, (good with { Encoder = null }).Claims()["minilm-cls-sink"].Status);
     }
 
@@ -294,7 +299,8 @@ public class AttentionSinksExperimentTests(ITestOutputHelper output)
         var config = SinkExperiment.Config.Smoke with
         {
             DModel = 16, Heads = 2, Layers = 1, Task = Task with { Length = 16 }, BatchSize = 4, Steps = 6, WarmupSteps = 2, EvalEvery = 3, EvalBatch = 2,
-            Variants = new[] { AttentionKind.Softmax, AttentionKind.Register }, Seeds = new[] { 0, 1 }, StreamFactor = 2, StreamCount = 2, Sentences = Array.Empty<string>(),
+            Variants = new[] { AttentionKind.Softmax, AttentionKind.Register }, Seeds = new[] { 0, 1 }, StreamFactor = 2, StreamCount = 2,
+            Sentences = Array.Empty<string>(),
             Size = "custom",
         };
         var result = SinkExperiment.Run(config, CPU);
@@ -327,7 +333,8 @@ public class AttentionSinksExperimentTests(ITestOutputHelper output)
         Assert.Equal("window", Assert.Throws<ArgumentOutOfRangeException>(() => StreamingEval.RecomputeWindowLoss(model, one, 4, 0)).ParamName);
         Assert.Equal("SinkTokens", Assert.Throws<ArgumentException>(() => (SinkExperiment.Config.Smoke with { SinkTokens = 16 }).Validate()).ParamName);
         Assert.Equal("Seeds", Assert.Throws<ArgumentException>(() => (SinkExperiment.Config.Smoke with { Seeds = new[] { 1, 1 } }).Validate()).ParamName);
-        Assert.Equal("Variants", Assert.Throws<ArgumentException>(() => (SinkExperiment.Config.Smoke with { Variants = Array.Empty<AttentionKind>() }).Validate()).ParamName);
+        var noVariants = SinkExperiment.Config.Smoke with { Variants = Array.Empty<AttentionKind>() };
+        Assert.Equal("Variants", Assert.Throws<ArgumentException>(() => noVariants.Validate()).ParamName);
         Assert.Equal("Epsilon", Assert.Throws<ArgumentException>(() => (SinkExperiment.Config.Smoke with { Epsilon = double.NaN }).Validate()).ParamName);
         using var features = new TinyGpt(new TinyGptConfig(Layers: 1, DModel: 8, Heads: 2, Positions: PositionKind.Rope));
         Assert.Equal("model", Assert.Throws<ArgumentException>(() => StreamingEval.PolicyLoss(features, one, 4)).ParamName);

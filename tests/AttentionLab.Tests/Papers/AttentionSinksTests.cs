@@ -56,7 +56,8 @@ public class AttentionSinksTests
     public void HeadTableOnATinyGptHasOneRowPerHeadAndAgreesWithHeadScores()
     {
         torch.manual_seed(0);
-        using var model = new TinyGpt(new TinyGptConfig(Layers: 2, DModel: 16, Heads: 4, VocabSize: 32, Positions: AttentionLab.Attention.PositionKind.Rope, MaxLength: 16));
+        using var model = new TinyGpt(new TinyGptConfig(Layers: 2, DModel: 16, Heads: 4, VocabSize: 32,
+            Positions: AttentionLab.Attention.PositionKind.Rope, MaxLength: 16));
         using var scope = NewDisposeScope();
         var tokens = torch.randint(0, 32, new long[] { 3, 12 });
         var (_, cache) = model.RunWithCache(tokens);
@@ -130,7 +131,8 @@ public class AttentionSinksTests
         drained.Store("blocks.0.attn.hook_pattern", pattern);
         drained.Store("blocks.0.attn.hook_v", v);
         drained.Store("blocks.0.attn.hook_gate", torch.ones(1, 4, 2, 3, dtype: float64));
-        Assert.True(double.IsNaN(SinkMeasurements.SinkOutputShare(drained, w)[0, 0].item<double>()), "0 / 0: a head whose output is all sink and the sink is zero");
+        Assert.True(double.IsNaN(SinkMeasurements.SinkOutputShare(drained, w)[0, 0].item<double>()),
+            "0 / 0: a head whose output is all sink and the sink is zero");
         Assert.Equal(0.0, SinkMeasurements.SinkOutputShare(drained, w)[0, 1].item<double>(), 12);
     }
 
@@ -141,7 +143,8 @@ public class AttentionSinksTests
         using (cache)
         {
             Assert.Equal("outputWeights", Assert.Throws<ArgumentException>(() => SinkMeasurements.SinkOutputShare(cache, weights.Take(1).ToList())).ParamName);
-            Assert.Equal("outputWeights", Assert.Throws<ArgumentException>(() => SinkMeasurements.SinkOutputShare(cache, new List<Tensor> { weights[0], torch.randn(5, 7, dtype: float64) })).ParamName);
+            var wrongWidth = new List<Tensor> { weights[0], torch.randn(5, 7, dtype: float64) };
+            Assert.Equal("outputWeights", Assert.Throws<ArgumentException>(() => SinkMeasurements.SinkOutputShare(cache, wrongWidth)).ParamName);
             Assert.Equal("token", Assert.Throws<ArgumentOutOfRangeException>(() => SinkMeasurements.SinkOutputShare(cache, weights, token: 4)).ParamName);
             Assert.Equal("token", Assert.Throws<ArgumentOutOfRangeException>(() => SinkMeasurements.SinkOutputShareNaive(cache, weights, token: -1)).ParamName);
         }

@@ -42,7 +42,10 @@ public sealed record EncoderSinkSummary(int Sentences, double MeanLength, double
     }
 }
 
-/// <summary>The sink toolkit on the pretrained <see cref="MiniLm"/>: each sentence runs on its own (no padding), so every query sees only real tokens.</summary>
+/// <summary>
+/// The sink toolkit on the pretrained <see cref="MiniLm"/>: each sentence runs on its own (no padding), so every query sees
+/// only real tokens.
+/// </summary>
 public static class EncoderSinks
 {
     /// <summary>Encoder sink scores (mean over all queries) of [CLS] (position 0) and [SEP] (the last position), averaged over sentences.</summary>
@@ -76,7 +79,8 @@ public static class EncoderSinks
                 if (patterns.Count == 0)
                 {
                     firstTokens = enc.Tokens[0].ToList();
-                    patterns.AddRange(Enumerable.Range(0, cache.LayerCount).Select(l => cache["pattern", l][0].to(ScalarType.Float64).cpu().DetachFromDisposeScope()));
+                    patterns.AddRange(Enumerable.Range(0, cache.LayerCount)
+                        .Select(l => cache["pattern", l][0].to(ScalarType.Float64).cpu().DetachFromDisposeScope()));
                     outliers = SinkMeasurements.OutlierDimensions(cache, cache.LayerCount - 1, count: 5, residual: "normalized_resid_post");
                 }
             }

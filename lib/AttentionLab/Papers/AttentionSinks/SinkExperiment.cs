@@ -82,7 +82,8 @@ public sealed class SinkExperiment : IPaperExperiment<SinkExperiment.Config, Sin
             if (Seeds is null || Seeds.Length == 0) throw new ArgumentException("Seeds must not be empty.", nameof(Seeds));
             if (Seeds.Distinct().Count() != Seeds.Length) throw new ArgumentException("Seeds must not repeat.", nameof(Seeds));
             if (StreamFactor < 1) throw new ArgumentException($"StreamFactor must be ≥ 1, got {StreamFactor}.", nameof(StreamFactor));
-            if (SinkTokens < 1 || SinkTokens >= Window) throw new ArgumentException($"SinkTokens must be in [1, {Window}), got {SinkTokens}.", nameof(SinkTokens));
+            if (SinkTokens < 1 || SinkTokens >= Window)
+                throw new ArgumentException($"SinkTokens must be in [1, {Window}), got {SinkTokens}.", nameof(SinkTokens));
             if (!(Epsilon > 0 && Epsilon < 1)) throw new ArgumentException($"Epsilon must be in (0, 1), got {Epsilon}.", nameof(Epsilon));
             ArgumentNullException.ThrowIfNull(Sentences);
             return this;
@@ -198,7 +199,8 @@ public sealed class SinkExperiment : IPaperExperiment<SinkExperiment.Config, Sin
         using var noGrad = torch.no_grad();
         model.eval();
         int s = model.Prefix;
-        var (logits, cache) = model.RunWithCache(eval.Tokens, n => n.EndsWith("hook_pattern") || n.EndsWith("hook_v") || n.EndsWith("hook_resid_post") || n.EndsWith("hook_gate"));
+        var (logits, cache) = model.RunWithCache(eval.Tokens,
+            n => n.EndsWith("hook_pattern") || n.EndsWith("hook_v") || n.EndsWith("hook_resid_post") || n.EndsWith("hook_gate"));
         using (cache)
         {
             var scores = HeadScores.SinkScore(cache, s, causal: true).to(ScalarType.Float64).cpu();       // a_s [L, H]
@@ -271,8 +273,9 @@ public sealed class SinkExperiment : IPaperExperiment<SinkExperiment.Config, Sin
         var plain = ReferenceAttention.Softmax(q, k, v, causal: true);
         var minusInf = AttentionVariants.SinkLogit(q, k, v, torch.full(H, double.NegativeInfinity, dtype: float64, device: device), causal: true);
         var zero = AttentionVariants.SinkLogit(q, k, v, torch.zeros(H, dtype: float64, device: device), causal: true);
-        double minusInfError = Math.Max((minusInf.Probabilities - plain.Probabilities).abs().max().item<double>(), (minusInf.Output - plain.Output).abs().max().item<double>());
-        double zeroError = Math.Max((zero.Probabilities - off1.Probabilities).abs().max().item<double>(), (zero.Output - off1.Output).abs().max().item<double>());
+        static double MaxAbs(Tensor a, Tensor b) => (a - b).abs().max().item<double>();
+        double minusInfError = Math.Max(MaxAbs(minusInf.Probabilities, plain.Probabilities), MaxAbs(minusInf.Output, plain.Output));
+        double zeroError = Math.Max(MaxAbs(zero.Probabilities, off1.Probabilities), MaxAbs(zero.Output, off1.Output));
 
         return new SinkExactness(off1Error, maxRowSum, minusInfError, zeroError, GateOpenError(device, seed), HandBuiltSinkRate(device),
             OutputShareTwinError(device, gen), CacheAfterEviction(device), Streaming: null);

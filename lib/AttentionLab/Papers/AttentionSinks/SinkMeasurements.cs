@@ -40,7 +40,8 @@ public static class SinkMeasurements
     }
 
     /// <summary>The <paramref name="count"/> coordinates with the largest |h_s| at layer <paramref name="layer"/> (batch mean), largest first.</summary>
-    public static (long Dimension, double Value)[] OutlierDimensions(ActivationCache cache, int layer, int count = 3, string residual = "resid_post", long token = 0)
+    public static (long Dimension, double Value)[] OutlierDimensions(ActivationCache cache, int layer, int count = 3, string residual = "resid_post",
+        long token = 0)
     {
         ArgumentNullException.ThrowIfNull(cache);
         Guard.Positive(count, nameof(count));

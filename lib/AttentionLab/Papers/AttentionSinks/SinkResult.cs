@@ -31,7 +31,8 @@ public sealed record SinkMeasurement(double ValidationLoss, double CopyAccuracy,
     public double SinkHeadOutputShare(double epsilon) => MeanOver(Heads.Where(x => x.Score > epsilon).Select(x => x.Share));
 
     /// <summary>The register's sink rate (share of heads with a_0 &gt; ε on the register); NaN without a register.</summary>
-    public double RegisterSinkRate(double epsilon) => RegisterScores is null ? double.NaN : RegisterScores.SelectMany(r => r).Average(a => a > epsilon ? 1.0 : 0.0);
+    public double RegisterSinkRate(double epsilon) =>
+        RegisterScores is null ? double.NaN : RegisterScores.SelectMany(r => r).Average(a => a > epsilon ? 1.0 : 0.0);
 
     static double MeanOver(IEnumerable<double> xs) { var l = xs.ToList(); return l.Count == 0 ? double.NaN : l.Average(); }
 }
@@ -69,8 +70,10 @@ public sealed record SeedStats(double Mean, double Min, double Max, int Count)
 
     /// <summary>"0.250 (0.125–0.375)": the mean and the seed range.</summary>
     public string Text(string format = "F3") => Count <= 1
-        ? Mean.ToString(format, CultureInfo.InvariantCulture)
-        : $"{Mean.ToString(format, CultureInfo.InvariantCulture)} ({Min.ToString(format, CultureInfo.InvariantCulture)}–{Max.ToString(format, CultureInfo.InvariantCulture)})";
+        ? F(Mean, format)
+        : $"{F(Mean, format)} ({F(Min, format)}–{F(Max, format)})";
+
+    static string F(double x, string format) => x.ToString(format, CultureInfo.InvariantCulture);
 }
 
 /// <summary>Spec §6: a sink + window cache against the dense cache on <see cref="Tokens"/> tokens (nothing evicted) per stream.</summary>
@@ -85,7 +88,8 @@ public sealed record CacheCheck(long[] Kept, long[] Positions, long[] Keys)
     /// <summary>[0, n_s) ∪ [t − w, t) = 0, 1, 6, 7, 8.</summary>
     public static readonly long[] ExpectedKept = { 0, 1, 6, 7, 8 };
     /// <summary>Kept tokens are [0, 2) ∪ [6, 9), their keys are theirs, and the cache positions are 0 … 4.</summary>
-    public bool Holds => Kept.SequenceEqual(ExpectedKept) && Keys.SequenceEqual(ExpectedKept) && Positions.SequenceEqual(Enumerable.Range(0, ExpectedKept.Length).Select(i => (long)i));
+    public bool Holds => Kept.SequenceEqual(ExpectedKept) && Keys.SequenceEqual(ExpectedKept)
+        && Positions.SequenceEqual(Enumerable.Range(0, ExpectedKept.Length).Select(i => (long)i));
 }
 
 /// <summary>The exactness phase (see <see cref="SinkExperiment.Exactness"/>); <see cref="Streaming"/> is measured on the first trained softmax model.</summary>
@@ -111,7 +115,10 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
     /// <summary><paramref name="value"/> of <paramref name="kind"/>'s runs over the seeds.</summary>
     public SeedStats Stats(AttentionKind kind, Func<VariantRun, double> value) => SeedStats.Of(Of(kind).Select(value));
 
-    /// <summary>One row per (variant, seed): losses, copy accuracy, sink rate, largest a_s, σ, massive activation, no-op channels, streaming at the end.</summary>
+    /// <summary>
+    /// One row per (variant, seed): losses, copy accuracy, sink rate, largest a_s, σ, massive activation, no-op channels,
+    /// streaming at the end.
+    /// </summary>
     public DataFrame ToDataFrame() => new(
         new StringDataFrameColumn("variant", Runs.Select(r => r.Kind.ToString())),
         new Int32DataFrameColumn("seed", Runs.Select(r => r.Seed)),
@@ -171,13 +178,16 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
     /// <summary>Sink rate per variant (rows) and seed (columns): the seed spread at a glance.</summary>
     public GenericChart SinkRateBySeed() => Charts.Heatmap(Config.Variants.Select(k => Of(k).Select(r => r.Final.SinkRate).ToArray()).ToList(),
         $"Sink rate (share of heads with a_s > {Config.Epsilon}) per variant and seed",
-        xLabels: Config.Seeds.Select(s => $"seed {s}").ToArray(), yLabels: Config.Variants.Select(k => k.ToString()).ToArray(), xTitle: "seed", yTitle: "variant");
+        xLabels: Config.Seeds.Select(s => $"seed {s}").ToArray(), yLabels: Config.Variants.Select(k => k.ToString()).ToArray(),
+        xTitle: "seed", yTitle: "variant");
+
+    double[] RunIndex => Enumerable.Range(0, Runs.Count).Select(i => (double)i).ToArray();
 
     /// <summary>Sink heads only (a_s &gt; ε): the sink's share of the attention (a_s) and of the output norm (σ), per variant and seed.</summary>
     public GenericChart NoOpChart() => Charts.Lines(new[]
     {
-        new Series("a_s: share of the attention", Enumerable.Range(0, Runs.Count).Select(i => (double)i).ToArray(), Runs.Select(r => r.Final.SinkHeadAttention(Config.Epsilon)).ToArray()),
-        new Series("σ: share of the output norm", Enumerable.Range(0, Runs.Count).Select(i => (double)i).ToArray(), Runs.Select(r => r.Final.SinkHeadOutputShare(Config.Epsilon)).ToArray()),
+        new Series("a_s: share of the attention", RunIndex, Runs.Select(r => r.Final.SinkHeadAttention(Config.Epsilon)).ToArray()),
+        new Series("σ: share of the output norm", RunIndex, Runs.Select(r => r.Final.SinkHeadOutputShare(Config.Epsilon)).ToArray()),
     }, $"Sink heads: what the first token takes and what it gives (runs in table order: {string.Join(", ", Config.Variants)} per seed)",
         "run (table row)", "share", markers: true);
 
@@ -249,16 +259,21 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
             $"max |Δ| {Num.Sci(x.SinkLogitZeroVsSoftmax1)}", "≤ 1e-6 (spec §2, §6 tolerance)", x.SinkLogitZeroVsSoftmax1 <= 1e-6);
         claims.Exactness("gate-open-equals-ungated", "a G1 gate with W_θ = 0 and bias +∞ (σ = 1) equals the ungated model with the same weights",
             $"max |Δ logits| {Num.Sci(x.GateOpenVsUngated)} (2 layers, d 16, float32)", "≤ 1e-6 (spec §6)", x.GateOpenVsUngated <= 1e-6);
-        claims.Exactness("sink-rate-hand-built", "sink scores and sink rate of a hand-built pattern (heads: all on key 0, uniform, previous token, 0.4 on key 0; T 6)",
-            $"rate {x.HandBuilt.Rate:F3}, scores within {Num.Sci(x.HandBuilt.ScoreError)} of the hand values", $"rate = {x.HandBuilt.ExpectedRate:F1} at ε = 0.3; scores ≤ 1e-12 (spec §6)",
+        claims.Exactness("sink-rate-hand-built",
+            "sink scores and sink rate of a hand-built pattern (heads: all on key 0, uniform, previous token, 0.4 on key 0; T 6)",
+            $"rate {x.HandBuilt.Rate:F3}, scores within {Num.Sci(x.HandBuilt.ScoreError)} of the hand values",
+            $"rate = {x.HandBuilt.ExpectedRate:F1} at ε = 0.3; scores ≤ 1e-12 (spec §6)",
             x.HandBuilt.Rate == x.HandBuilt.ExpectedRate && x.HandBuilt.ScoreError <= 1e-12);
         claims.Exactness("output-share-equals-naive", "the sink's share of a head's output norm equals its loop twin (2 layers, one gated; float64)",
             $"max |Δ| {Num.Sci(x.OutputShareVsNaive)}", "≤ 1e-12", x.OutputShareVsNaive <= 1e-12);
-        claims.Exactness("cache-keeps-sinks-and-window", "after eviction the StreamingLLM cache keeps [0, n_s) ∪ [t − w, t), re-indexed to positions 0 … n_s + w − 1",
-            $"kept tokens {string.Join(",", x.Cache.Kept)}, positions {string.Join(",", x.Cache.Positions)} (n_s 2, w 3, t 9)", "exactly (spec §6)", x.Cache.Holds);
+        claims.Exactness("cache-keeps-sinks-and-window",
+            "after eviction the StreamingLLM cache keeps [0, n_s) ∪ [t − w, t), re-indexed to positions 0 … n_s + w − 1",
+            $"kept tokens {string.Join(",", x.Cache.Kept)}, positions {string.Join(",", x.Cache.Positions)} (n_s 2, w 3, t 9)",
+            "exactly (spec §6)", x.Cache.Holds);
         if (x.Streaming is { } st)
             claims.Exactness("sink-window-equals-dense", "sink + window decoding equals the dense cache while nothing is evicted (trained softmax model)",
-                $"max |Δ loss| {Num.Sci(st.MaxAbs)} over {st.Tokens} tokens × {Config.StreamCount} streams{(st.Bitwise ? " (bitwise)" : "")}", "bitwise (spec §6)", st.Bitwise);
+                $"max |Δ loss| {Num.Sci(st.MaxAbs)} over {st.Tokens} tokens × {Config.StreamCount} streams{(st.Bitwise ? " (bitwise)" : "")}",
+                "bitwise (spec §6)", st.Bitwise);
 
         AddVariantClaims(claims, eps);
         AddStreamingClaim(claims);
@@ -269,25 +284,35 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
 
     /// <summary>Every head of <paramref name="kind"/>'s runs with a_s &gt; ε: its a_s, σ and ρ.</summary>
     public IReadOnlyList<(int Seed, int Layer, int Head, double Attention, double Share, double ValueRatio)> SinkHeads(AttentionKind kind) =>
-        Of(kind).SelectMany(r => r.Final.SinkScores.SelectMany((row, l) => row.Select((a, h) => (r.Seed, l, h, a, r.Final.OutputShare[l][h], r.Final.ValueNormRatio[l][h]))))
+        Of(kind).SelectMany(r => r.Final.SinkScores.SelectMany((row, l) => row.Select((a, h) =>
+                (r.Seed, l, h, a, r.Final.OutputShare[l][h], r.Final.ValueNormRatio[l][h]))))
             .Where(p => p.a > Config.Epsilon).ToList();
+
+    /// <summary>The attention a sink head gives the sink, the share of its output the sink carries, and whether that is a no-op.</summary>
+    static string NoOpSentence(double attention, double share, double valueRatio) =>
+        $"Its sink heads put {attention:F2} of their attention on the first token, which carries {share:F2} of their output norm " +
+        $"with a value {valueRatio:F2}× the mean value norm" +
+        (share >= 0.5 * attention
+            ? " — the sink's value is not drained: attending to it adds a constant, not nothing."
+            : " — the sink's value is drained: attending to it adds little.");
 
     /// <summary>The closing "what we saw", with every number from this run.</summary>
     void AddObservations(ClaimSet claims, double eps)
     {
         var t = Config.Task;
         var copy = SeedStats.Of(Runs.Select(r => r.Final.CopyAccuracy));
-        claims.Saw($"Task: Bigram-Backcopy with {t.VocabSize} tokens, T = {t.Length}, {t.Triggers} triggers at rate {t.TriggerRate:P0}; {Config.Variants.Length} variants × {Config.Seeds.Length} seeds, " +
-                   $"{Config.Steps} steps each. Every run copies at least {copy.Min:P0} of the triggers; validation losses {SeedStats.Of(Runs.Select(r => r.Final.ValidationLoss)).Text()} nats against the Bayes-optimal {BayesLoss:F3}.");
+        var losses = SeedStats.Of(Runs.Select(r => r.Final.ValidationLoss));
+        claims.Saw($"Task: Bigram-Backcopy with {t.VocabSize} tokens, T = {t.Length}, {t.Triggers} triggers at rate {t.TriggerRate:P0}; " +
+                   $"{Config.Variants.Length} variants × {Config.Seeds.Length} seeds, {Config.Steps} steps each. Every run copies at least " +
+                   $"{copy.Min:P0} of the triggers; validation losses {losses.Text()} nats against the Bayes-optimal {BayesLoss:F3}.");
         if (Of(AttentionKind.Softmax).Any())
         {
             var heads = SinkHeads(AttentionKind.Softmax);
             var emerge = Of(AttentionKind.Softmax).Select(r => r.Curve.FirstOrDefault(p => p.SinkRate > 0)?.Step).ToList();
-            string when = emerge.All(e => e is not null) ? $"the first sink head is there by step {emerge.Max()} in every seed" : "some seeds grow no sink head";
+            string when = emerge.All(e => e is not null)
+                ? $"the first sink head is there by step {emerge.Max()} in every seed" : "some seeds grow no sink head";
             claims.Saw($"Softmax: sink rate {Stats(AttentionKind.Softmax, r => r.Final.SinkRate).Text()} (at initialisation 0); {when}. " +
-                       (heads.Count == 0 ? "" : $"Its sink heads put {heads.Average(h => h.Attention):F2} of their attention on the first token, which carries {heads.Average(h => h.Share):F2} of their output norm " +
-                       $"with a value {heads.Average(h => h.ValueRatio):F2}× the mean value norm" +
-                       (heads.Average(h => h.Share) >= 0.5 * heads.Average(h => h.Attention) ? " — the sink's value is not drained: attending to it adds a constant, not nothing." : " — the sink's value is drained: attending to it adds little.")));
+                       (heads.Count == 0 ? "" : NoOpSentence(heads.Average(h => h.Attention), heads.Average(h => h.Share), heads.Average(h => h.ValueRatio))));
         }
         foreach (var kind in Config.Variants.Where(k => k != AttentionKind.Softmax))
         {
@@ -303,39 +328,50 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
         }
         var streamed = Runs.Where(r => r.Streaming is not null).ToList();
         if (streamed.Count > 0)
-            claims.Saw($"Streaming {Config.StreamFactor}× T: the dense cache ends at {SeedStats.Of(streamed.Select(r => r.LastChunk(SinkExperiment.Dense))).Text()} nats (RoPE past the trained positions), " +
-                       $"sink + window at {SeedStats.Of(streamed.Select(r => r.LastChunk(SinkExperiment.SinkWindow))).Text()}, the recomputed window at {SeedStats.Of(streamed.Select(r => r.LastChunk(SinkExperiment.Recompute))).Text()}; " +
+        {
+            string At(string setup) => SeedStats.Of(streamed.Select(r => r.LastChunk(setup))).Text();
+            claims.Saw($"Streaming {Config.StreamFactor}× T: the dense cache ends at {At(SinkExperiment.Dense)} nats (RoPE past the trained positions), " +
+                       $"sink + window at {At(SinkExperiment.SinkWindow)}, the recomputed window at {At(SinkExperiment.Recompute)}; " +
                        $"evicting the first tokens costs {StreamingGain().Text()} nats.");
+        }
         if (Encoder is { } e)
-            claims.Saw($"MiniLM: [CLS] is a sink (a > {eps}) in {e.ClsSinkRate(eps):P0} of the heads, per layer {string.Join("/", e.ClsSinkHeadsPerLayer(eps))}; the sink heads' [CLS] value is {e.SinkHeadValueRatio(eps):F2}× the mean value norm; " +
-                       $"the largest [SEP] score is {e.MaxSepScore:F2}. The [CLS] residual is at most {e.ClsMassiveActivation.Max():F2}× the median token norm" +
+            claims.Saw($"MiniLM: [CLS] is a sink (a > {eps}) in {e.ClsSinkRate(eps):P0} of the heads, " +
+                       $"per layer {string.Join("/", e.ClsSinkHeadsPerLayer(eps))}; " +
+                       $"the sink heads' [CLS] value is {e.SinkHeadValueRatio(eps):F2}× the mean value norm; the largest [SEP] score is {e.MaxSepScore:F2}. " +
+                       $"The [CLS] residual is at most {e.ClsMassiveActivation.Max():F2}× the median token norm" +
                        (e.ClsMassiveActivation.Max() < 2 ? " (post-LN): the sink shows in attention and values, not in a massive activation." : "."));
     }
 
     void AddVariantClaims(ClaimSet claims, double eps)
     {
-        const string guFigure = "sink rate 70–91 % in pretrained LMs on random-token inputs (Gu et al. 2025, spec §7); first-token sinks in 1–3-layer models on Bigram-Backcopy (Guo et al. 2024)";
+        const string guFigure = "sink rate 70–91 % in pretrained LMs on random-token inputs (Gu et al. 2025, spec §7); " +
+                                "first-token sinks in 1–3-layer models on Bigram-Backcopy (Guo et al. 2024)";
         var softmax = Of(AttentionKind.Softmax).ToList();
         var criterion = $"every seed has a head with a_s > ε = {eps} after training and none at initialisation (spec §2 sink rate)";
         if (softmax.Count == 0)
         {
-            claims.NotShown("softmax-forms-sinks", "softmax heads with nothing to read put their weight on the first token", guFigure, "—", criterion, "the config has no Softmax variant");
+            claims.NotShown("softmax-forms-sinks", "softmax heads with nothing to read put their weight on the first token", guFigure, "—", criterion,
+                "the config has no Softmax variant");
             return;
         }
         var rate = Stats(AttentionKind.Softmax, r => r.Final.SinkRate);
         var top = Stats(AttentionKind.Softmax, r => r.Final.MaxSinkScore);
         double initTop = softmax.Max(r => r.Curve[0].MaxSinkScore);
         bool forms = softmax.All(r => r.Final.SinkRate > 0) && softmax.All(r => r.Curve[0].SinkRate == 0);
-        claims.Claim("softmax-forms-sinks", "softmax heads with nothing to read put their weight on the first token (Bigram-Backcopy: random tokens, triggers copy the previous one)",
+        claims.Claim("softmax-forms-sinks",
+            "softmax heads with nothing to read put their weight on the first token (Bigram-Backcopy: random tokens, triggers copy the previous one)",
             guFigure, $"sink rate {rate.Text()} over {rate.Count} seeds, largest a_s {top.Text("F2")}; at initialisation largest a_s {initTop:F2}",
             criterion, forms, asserted: true);
 
         var sinkHeads = SinkHeads(AttentionKind.Softmax);
-        double meanA = sinkHeads.Count == 0 ? double.NaN : sinkHeads.Average(p => p.Attention), meanS = sinkHeads.Count == 0 ? double.NaN : sinkHeads.Average(p => p.Share);
+        double meanA = sinkHeads.Count == 0 ? double.NaN : sinkHeads.Average(p => p.Attention);
+        double meanS = sinkHeads.Count == 0 ? double.NaN : sinkHeads.Average(p => p.Share);
         double meanRho = sinkHeads.Count == 0 ? double.NaN : sinkHeads.Average(p => p.ValueRatio);
         claims.Claim("sink-is-no-op", "a sink is a no-op: the sink token carries far less of a sink head's output than of its attention",
             "sink tokens' values are small (value-state drains, Guo et al. 2024); the survey's no-op reading of sinks",
-            sinkHeads.Count == 0 ? "no softmax sink head" : $"softmax sink heads ({sinkHeads.Count} over {softmax.Count} seeds): a_s {meanA:F2}, σ (share of the output norm) {meanS:F2}, ρ = ‖v_s‖ / mean ‖v_i‖ {meanRho:F2}",
+            sinkHeads.Count == 0 ? "no softmax sink head"
+                : $"softmax sink heads ({sinkHeads.Count} over {softmax.Count} seeds): a_s {meanA:F2}, σ (share of the output norm) {meanS:F2}, " +
+                  $"ρ = ‖v_s‖ / mean ‖v_i‖ {meanRho:F2}",
             "mean σ < ½ mean a_s over the softmax sink heads [ours: the spec names the measurement, no threshold]", sinkHeads.Count > 0 && meanS < 0.5 * meanA,
             asserted: false);
 
@@ -352,7 +388,8 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
         };
         foreach (var (kind, id, statement, figure) in mitigations)
         {
-            string crit = $"sink rate (ε = {eps}) of every seed below softmax's lowest seed (seed ranges separate) [spec §4: an experiment, not a guaranteed outcome]";
+            string crit = $"sink rate (ε = {eps}) of every seed below softmax's lowest seed (seed ranges separate) " +
+                          "[spec §4: an experiment, not a guaranteed outcome]";
             if (!Of(kind).Any())
             {
                 claims.NotShown(id, statement, figure, "—", crit, $"the config has no {kind} variant");
@@ -360,7 +397,8 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
             }
             var v = Stats(kind, r => r.Final.SinkRate);
             string extra = kind == AttentionKind.Register ? $"; the register's own sink rate {Stats(kind, r => r.Final.RegisterSinkRate(eps)).Text()}" : "";
-            claims.Claim(id, statement, figure, $"sink rate {v.Text()} vs softmax {rate.Text()}; largest a_s {Stats(kind, r => r.Final.MaxSinkScore).Text("F2")}{extra}",
+            claims.Claim(id, statement, figure,
+                $"sink rate {v.Text()} vs softmax {rate.Text()}; largest a_s {Stats(kind, r => r.Final.MaxSinkScore).Text("F2")}{extra}",
                 crit, v.Below(rate), asserted: false, note: "spec feasibility B: a reliable comparison needs the multi-seed GPU run");
         }
 
@@ -385,9 +423,12 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
 
     void AddStreamingClaim(ClaimSet claims)
     {
-        const string statement = "keeping the first tokens (StreamingLLM's sink + window) holds the loss once the cache evicts; a plain window of the same budget does not";
-        const string figure = "perplexity stable over 4M tokens with 4 sink tokens, while window attention collapses once the first tokens are evicted (Xiao et al. 2024)";
-        string criterion = $"at {Config.StreamFactor}× T, window − (sink + window) > 0 in every seed and its mean exceeds its seed spread (paired: same model, same streams) (spec §6: 'with sinks ≤ without sinks at 4×T')";
+        const string statement = "keeping the first tokens (StreamingLLM's sink + window) holds the loss once the cache evicts; " +
+                                 "a plain window of the same budget does not";
+        const string figure = "perplexity stable over 4M tokens with 4 sink tokens, while window attention collapses once the first tokens " +
+                              "are evicted (Xiao et al. 2024)";
+        string criterion = $"at {Config.StreamFactor}× T, window − (sink + window) > 0 in every seed and its mean exceeds its seed spread " +
+                           "(paired: same model, same streams) (spec §6: 'with sinks ≤ without sinks at 4×T')";
         var streamed = Runs.Where(r => r.Streaming is not null).ToList();
         if (streamed.Count == 0)
         {
@@ -400,9 +441,11 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
         var dense = SeedStats.Of(streamed.Select(r => r.LastChunk(SinkExperiment.Dense)));
         var gain = StreamingGain();
         claims.Claim("streaming-sinks-help", statement, figure,
-            $"last-chunk loss at {Config.StreamFactor}× T: sink + window {sw.Text()}, window {w.Text()}, recomputed window {re.Text()}, dense {dense.Text()} nats; " +
+            $"last-chunk loss at {Config.StreamFactor}× T: sink + window {sw.Text()}, window {w.Text()}, recomputed window {re.Text()}, " +
+            $"dense {dense.Text()} nats; " +
             $"window − (sink + window) per seed {gain.Text()} nats (softmax models, {streamed.Count} seeds × {Config.StreamCount} streams)",
-            criterion, gain.Min > 0 && gain.Mean > gain.Spread, asserted: false, note: "spec §6 calls this a qualitative check, not CI: recorded, not asserted");
+            criterion, gain.Min > 0 && gain.Mean > gain.Spread, asserted: false,
+            note: "spec §6 calls this a qualitative check, not CI: recorded, not asserted");
     }
 
     /// <summary>
@@ -425,7 +468,8 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
         double rate = e.ClsSinkRate(eps);
         int heads = e.ClsScores.Sum(r => r.Length);
         claims.Claim("minilm-cls-sink", statement, figure,
-            $"{e.ClsSinkHeadsPerLayer(eps).Sum()} of {heads} heads ({rate:P0}; per layer {string.Join("/", e.ClsSinkHeadsPerLayer(eps))}) on {e.Sentences} sentences of {e.MeanLength:F1} tokens; uniform would give {1 / e.MeanLength:F3}",
+            $"{e.ClsSinkHeadsPerLayer(eps).Sum()} of {heads} heads ({rate:P0}; per layer {string.Join("/", e.ClsSinkHeadsPerLayer(eps))}) " +
+            $"on {e.Sentences} sentences of {e.MeanLength:F1} tokens; uniform would give {1 / e.MeanLength:F3}",
             criterion, rate >= 0.7, asserted: true);
         claims.Reported("minilm-sep-not-sink", "[SEP] is not a sink in MiniLM", "≤ 0.13 in every head (spec §4, measured)",
             $"largest [SEP] score {e.MaxSepScore:F3}", $"every head's [SEP] score ≤ ε = {eps}", e.MaxSepScore <= eps);
