@@ -78,14 +78,14 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
     }
 
     public MixerState NewState(long batch, ScalarType dtype, Device device) =>
-        new CausalSelfAttention.KvState(new KvCache(batch, Heads, DModel / Heads, DModel / Heads, dtype, device));
+        new CacheState(new KvCache(batch, Heads, DModel / Heads, DModel / Heads, dtype, device));
 
     /// <summary>One token: append (k_t, v_t) to the full cache, attend per head over the key positions its pattern reads.</summary>
     public Tensor Step(Tensor xT, MixerState state)
     {
         Guard.Rank(xT, 2, nameof(xT), "B, d");
         Guard.Dim(xT, 1, DModel, nameof(xT), "width");
-        if (state is not CausalSelfAttention.KvState s) throw new ArgumentException($"state must come from S2SelfAttention.NewState, got {state?.GetType().Name}.", nameof(state));
+        if (state is not CacheState s) throw new ArgumentException($"state must come from S2SelfAttention.NewState, got {state?.GetType().Name}.", nameof(state));
         using var scope = NewDisposeScope();
         var (q, k, v) = Split(xT.unsqueeze(1));                                             // [B, 1, H, Dh]
         s.Cache.Append(k, v);
@@ -104,5 +104,13 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
         long b = x.shape[0], t = x.shape[1];
         var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
         return (parts[0], parts[1], parts[2]);
+    }
+
+    /// <summary>The full KV cache (every head keeps every key).</summary>
+    sealed class CacheState(KvCache cache) : MixerState
+    {
+        public KvCache Cache { get; } = cache;
+        public override long Bytes => Cache.Bytes;
+        public override void Dispose() => Cache.Dispose();
     }
 }
