@@ -33,7 +33,8 @@ public interface IAttentionPattern
 /// Flow-Attention as a self-attention mixer on the <see cref="AttentionMixer"/> base: q, k, v = split(x W_QKV), then
 /// <see cref="FlowAttention.Attend"/>, then W_O (and dropout). The causal one streams (<see cref="FlowStreamState"/>).
 /// hook_pattern carries W = <see cref="FlowAttention.Materialize"/> (O(T²), computed only while a hook listens; z is then
-/// W·V, equal to the linear-time form, so edits to the pattern flow into the output).
+/// W·V, equal to the linear-time form, so edits to the pattern flow into the output); hook_attn_scores carries the σ-kernel
+/// φq_i·φk_j for reading (W is built from the flows, not from an edited kernel).
 /// </summary>
 public sealed class FlowSelfAttention : AttentionMixer, IAttentionPattern
 {
@@ -64,6 +65,8 @@ public sealed class FlowSelfAttention : AttentionMixer, IAttentionPattern
     protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
     {
         if (!PatternObserved) return FlowAttention.Attend(q, k, v, Causal, Eps, Form, ChunkSize);    // R [B, T, H, D]
+        var kernel = torch.sigmoid(q.permute(0, 2, 1, 3)).matmul(torch.sigmoid(k.permute(0, 2, 1, 3)).transpose(-2, -1));
+        hook_attn_scores.call(Causal ? kernel.tril() : kernel);                                    // φq_i·φk_j (observed; W is computed below)
         var w = hook_pattern.call(FlowAttention.Materialize(q, k, Causal, Eps));                   // W_ij = A_i (φq_i·φk_j / I_i′) C_j
         return Combine(w, v);                                                                        // R = W·V
     }
