@@ -10,6 +10,7 @@ namespace AttentionLab.Bench.Commands;
 /// <c>lightning</c>: time vs T of Lightning Attention (chunked and tiled) against full softmax attention (reference, SDPA),
 /// the naive masked linear form and the cumsum linear form, with fitted log-log slopes, the crossover and the speed-up at
 /// each length. Every method and length is timed once per round, the rounds interleaved; ms = median over the rounds.
+/// The cumsum form ("linear cumsum") runs only when --methods names it (it materialises every prefix state and crawls).
 /// With --tokens the batch is tokens / T (the paper's constant-tokens sweep), else --batch.
 /// dotnet run --project lib/AttentionLab.Bench -c Release -- lightning [--lengths 256,…,16384] [--batch 1] [--tokens N] [--heads 4]
 ///     [--dim 64] [--block 64] [--max-quadratic 8192] [--methods a,b] [--warmup 1] [--rounds 5] [--threads 1] [--backward] [--no-memory]
@@ -25,7 +26,7 @@ static class LightningCommand
         bool backward = o.Flag("backward"), memory = !o.Flag("no-memory");
         int Int(string name, int fallback) => o.Int(name, fallback);
         int? tokens = o.Text("tokens", "") is { Length: > 0 } t ? int.Parse(t, CultureInfo.InvariantCulture) : null;
-        var methods = o.Text("methods", "") is { Length: > 0 } m ? m.Split(',').Select(s => s.Trim()).ToArray() : null;
+        var methods = o.Text("methods", "") is { Length: > 0 } m ? m.Split(',').Select(s => s.Trim()).ToArray() : LightningExperiment.MainSweepMethods.ToArray();
         var device = o.SetUp();
         var sweep = LightningBenchmarks.Sweep(lengths, tokens, Int("batch", 1), Int("heads", 4), Int("dim", 64), Int("block", 64), backward,
             Int("max-quadratic", 8192), methods, Int("warmup", 1), Int("rounds", 5), memory, 0, device,

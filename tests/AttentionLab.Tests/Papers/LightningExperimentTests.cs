@@ -34,8 +34,14 @@ public class LightningExperimentTests(ITestOutputHelper output)
         Assert.Equal(forms * 2 * 2, result.Exactness.Forms.Count);
         Assert.Equal(forms * 5, result.Exactness.Gradients.Count);
 
-        // every method at every length it may run; the quadratic ones stop at MaxQuadraticLength; one sample per round
-        foreach (var m in LightningBenchmarks.Methods)
+        // every method at every length it may run; the quadratic ones stop at MaxQuadraticLength; one sample per round;
+        // the cumsum form in its own sweep beside the chunked form
+        Assert.Empty(result.Of(LightningBenchmarks.CumsumLinear));
+        Assert.Equal(config.CumsumLengths.Length, result.CumsumSpeed.Of(LightningBenchmarks.CumsumLinear).Count);
+        Assert.Equal(config.CumsumLengths.Length, result.CumsumSpeed.Of(LightningBenchmarks.Chunked).Count);
+        Assert.All(result.CumsumSpeed.Rows, r => Assert.Equal(config.CumsumTokensPerBatch, r.Batch * r.SeqLen));
+        Assert.All(result.CumsumSpeed.Rows, r => Assert.Equal(config.CumsumRounds, r.Time.Repeats));
+        foreach (var m in LightningExperiment.MainSweepMethods)
         {
             int expected = m is LightningBenchmarks.Reference or LightningBenchmarks.NaiveLinear
                 ? config.Lengths.Count(n => n <= config.MaxQuadraticLength) : config.Lengths.Length;
@@ -96,16 +102,18 @@ public class LightningExperimentTests(ITestOutputHelper output)
         Assert.Empty(flatSdpa.Claims().Failures);
         var uneven = good with { Speed = new SpeedSweep(good.Speed.Rows.Select(r => r.Method == LightningBenchmarks.Chunked && r.SeqLen == 2048 ? Row(2048, r.Method, 10.0) : r).ToList()) };
         Assert.Equal(ClaimStatus.DoesNotHold, uneven.Claims()["constant-speed"].Status);
-        var slowTiles = good with { Speed = new SpeedSweep(good.Speed.Rows.Select(r => r.Method == LightningBenchmarks.Chunked && r.SeqLen == 512 ? Row(512, r.Method, 16.0) : r).ToList()) };
+        int n0 = good.Config.CumsumLengths[0], tokens = good.Config.CumsumTokensPerBatch;
+        var slowTiles = good with { CumsumSpeed = new SpeedSweep(good.CumsumSpeed.Rows.Select(r => r.Method == LightningBenchmarks.Chunked && r.SeqLen == n0 ? Row(n0, r.Method, 500.0, tokens) : r).ToList()) };
         Assert.Equal(ClaimStatus.DoesNotHold, slowTiles.Claims()["beats-cumsum"].Status);
         Assert.Empty(slowTiles.Claims().Failures);
+        Assert.NotNull(good.Claims()["beats-cumsum"].Deviation);                       // measured at a smaller budget than the main sweep
         // no cumsum rows: not shown, with the reason
-        var noCumsum = good with { Speed = new SpeedSweep(good.Speed.Rows.Where(r => r.Method != LightningBenchmarks.CumsumLinear).ToList()) };
+        var noCumsum = good with { CumsumSpeed = new SpeedSweep(good.CumsumSpeed.Rows.Where(r => r.Method != LightningBenchmarks.CumsumLinear).ToList()) };
         Assert.Equal(ClaimStatus.NotShown, noCumsum.Claims()["beats-cumsum"].Status);
     }
 
-    /// <summary>One row of 4096 tokens at n whose median time is <paramref name="ms"/>.</summary>
-    static SpeedRow Row(int n, string method, double ms) => new(n, 4096 / n, method, new TimingStats(ms, ms, ms, 5), null);
+    /// <summary>One row of <paramref name="tokens"/> tokens at n whose median time is <paramref name="ms"/>.</summary>
+    static SpeedRow Row(int n, string method, double ms, int tokens = 4096) => new(n, tokens / n, method, new TimingStats(ms, ms, ms, 5), null);
 
     static LightningResult Good()
     {
@@ -122,14 +130,15 @@ public class LightningExperimentTests(ITestOutputHelper output)
             foreach (var g in new[] { "dq", "dk", "dv", "dh0", "dlogλ" }) grads.Add(new FormError(form, block, "float64", g, new ErrorStats(1e-13, 1e-15, 10)));
         }
         var exact = new LightningExactness(forms, grads, LightningExactness.ExpectedSlopesH8, LightningExactness.ExpectedSlopesH8, 1e-15, true, 1e-6);
-        // lightning: flat at 4 ms per 4096 tokens; cumsum: 12 ms; SDPA: 1 ms at 256 growing to 8 ms at 2048
+        // lightning: flat at 4 ms per 4096 tokens; SDPA: 1 ms at 256 growing to 8 ms at 2048; at the cumsum budget cumsum 300 ms, lightning 3 ms
         var rows = new List<SpeedRow>();
         foreach (var (n, i) in config.Lengths.Select((n, i) => (n, i)))
         {
             rows.Add(Row(n, LightningBenchmarks.Chunked, 4.0));
-            rows.Add(Row(n, LightningBenchmarks.CumsumLinear, 12.0));
             rows.Add(Row(n, LightningBenchmarks.Sdpa, Math.Pow(2, i)));
         }
+        int tokens = config.CumsumTokensPerBatch;
+        var cumsum = config.CumsumLengths.SelectMany(n => new[] { Row(n, LightningBenchmarks.CumsumLinear, 300, tokens), Row(n, LightningBenchmarks.Chunked, 3, tokens) }).ToList();
         var decode = Enumerable.Range(1, 10).SelectMany(t => new[]
         {
             new DecodePoint(LightningExperiment.TnlName, t, 0.1, 8192), new DecodePoint(LightningExperiment.SoftmaxName, t, 0.1, 512L * t),
@@ -139,7 +148,7 @@ public class LightningExperimentTests(ITestOutputHelper output)
             new LmSummary(LightningExperiment.TnlName, 1, Array.Empty<double>(), 2.4, 1),
             new LmSummary(LightningExperiment.SoftmaxName, 1, Array.Empty<double>(), 2.3, 1),
         };
-        return new LightningResult(config, exact, new SpeedSweep(rows), 2048, new TimingStats(1, 1, 1, 1), new TimingStats(1, 1, 1, 1),
+        return new LightningResult(config, exact, new SpeedSweep(rows), new SpeedSweep(cumsum), 2048, new TimingStats(1, 1, 1, 1), new TimingStats(1, 1, 1, 1),
             lms, 3.2, decode, 1e-6, 0, new Dictionary<string, double>());
     }
 }

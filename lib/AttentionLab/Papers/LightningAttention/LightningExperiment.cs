@@ -28,16 +28,24 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
     /// Sizes of one run. Smoke fits a one-thread CPU notebook; Full is for a GPU. <c>SweepRounds</c>: rounds of the
     /// interleaved speed sweep (each times every method at every length once; a cell's time is the median).
     /// </summary>
+    /// <remarks>
+    /// The cumsum form materialises every prefix state ([B, H, n, D, Dv]: 16 MiB per 256 tokens at H = 4, D = 64) and crawls
+    /// on a CPU (≈ 14 s for one forward + backward at 4096 tokens here), so it runs in its own interleaved sweep beside the
+    /// chunked form at <c>CumsumTokensPerBatch</c> (both at that budget) rather than in the main sweep.
+    /// </remarks>
     public sealed record Config(int TokensPerBatch, int[] Lengths, int Heads, int HeadDim, int Block, int MaxQuadraticLength,
-        int BenchWarmup, int SweepRounds, int LmLayers, int LmDModel, int LmHeads, int LmSeqLen, int LmBatch, int LmSteps,
+        int BenchWarmup, int SweepRounds, int CumsumTokensPerBatch, int[] CumsumLengths, int CumsumRounds,
+        int LmLayers, int LmDModel, int LmHeads, int LmSeqLen, int LmBatch, int LmSteps,
         double LearningRate, int EvalBatch, int StreamLength, int Seed) : IPaperConfig<Config>
     {
         public static Config Smoke => new(TokensPerBatch: 4096, Lengths: new[] { 256, 512, 1024, 2048 }, Heads: 4, HeadDim: 64, Block: 64,
-            MaxQuadraticLength: 512, BenchWarmup: 1, SweepRounds: 5, LmLayers: 2, LmDModel: 64, LmHeads: 4, LmSeqLen: 64, LmBatch: 16,
+            MaxQuadraticLength: 512, BenchWarmup: 1, SweepRounds: 5, CumsumTokensPerBatch: 512, CumsumLengths: new[] { 256, 512 }, CumsumRounds: 3,
+            LmLayers: 2, LmDModel: 64, LmHeads: 4, LmSeqLen: 64, LmBatch: 16,
             LmSteps: 120, LearningRate: 3e-3, EvalBatch: 32, StreamLength: 128, Seed: 0) { Size = "smoke" };
 
         public static Config Full => new(TokensPerBatch: 65536, Lengths: new[] { 1024, 2048, 4096, 8192, 16384, 32768, 65536 }, Heads: 8,
-            HeadDim: 128, Block: 64, MaxQuadraticLength: 8192, BenchWarmup: 2, SweepRounds: 7, LmLayers: 4, LmDModel: 128, LmHeads: 8,
+            HeadDim: 128, Block: 64, MaxQuadraticLength: 8192, BenchWarmup: 2, SweepRounds: 7, CumsumTokensPerBatch: 8192,
+            CumsumLengths: new[] { 1024, 2048, 4096, 8192 }, CumsumRounds: 5, LmLayers: 4, LmDModel: 128, LmHeads: 8,
             LmSeqLen: 256, LmBatch: 32, LmSteps: 3000, LearningRate: 1e-3, EvalBatch: 64, StreamLength: 4096, Seed: 0) { Size = "full" };
 
         /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
@@ -67,11 +75,16 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
 
         progress?.Report($"constant-speed sweep: {config.TokensPerBatch} tokens per batch, n = {string.Join(", ", config.Lengths)}, forward + backward, " +
                          $"{config.SweepRounds} interleaved rounds");
+        var report = new InlineProgress<SpeedRow>(r => progress?.Report($"  n = {r.SeqLen,5} × B = {r.Batch,3}  {r.Method,-22} median {r.Ms,9:F1} ms  {r.TokensPerSecond / 1000,8:F1} k tok/s"));
         var speed = LightningBenchmarks.Sweep(config.Lengths, config.TokensPerBatch, heads: config.Heads, headDim: config.HeadDim, block: config.Block,
-            backward: true, maxQuadraticLength: config.MaxQuadraticLength, warmup: config.BenchWarmup, rounds: config.SweepRounds,
-            measureMemory: device.type == DeviceType.CPU, seed: config.Seed, device: device,
-            progress: new InlineProgress<SpeedRow>(r => progress?.Report($"  n = {r.SeqLen,5} × B = {r.Batch,3}  {r.Method,-22} median {r.Ms,9:F1} ms  {r.TokensPerSecond / 1000,8:F1} k tok/s")));
+            backward: true, maxQuadraticLength: config.MaxQuadraticLength, methods: MainSweepMethods, warmup: config.BenchWarmup, rounds: config.SweepRounds,
+            measureMemory: device.type == DeviceType.CPU, seed: config.Seed, device: device, progress: report);
         Lap("speed sweep");
+        progress?.Report($"cumsum vs lightning: {config.CumsumTokensPerBatch} tokens per batch, n = {string.Join(", ", config.CumsumLengths)}, {config.CumsumRounds} interleaved rounds");
+        var cumsum = LightningBenchmarks.Sweep(config.CumsumLengths, config.CumsumTokensPerBatch, heads: config.Heads, headDim: config.HeadDim, block: config.Block,
+            backward: true, methods: new[] { LightningBenchmarks.CumsumLinear, LightningBenchmarks.Chunked }, warmup: config.BenchWarmup, rounds: config.CumsumRounds,
+            measureMemory: device.type == DeviceType.CPU, seed: config.Seed, device: device, progress: report);
+        Lap("cumsum sweep");
         int splitN = config.Lengths.Max() / config.Block * config.Block;
         var (intra, inter) = LightningBenchmarks.IntraInterSplit(splitN, Math.Max(1, config.TokensPerBatch / splitN), config.Heads, config.HeadDim,
             config.Block, config.BenchWarmup, config.SweepRounds, config.Seed, device);
@@ -93,9 +106,12 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
         foreach (var r in runs) r.Model.Dispose();
         Lap("decode");
         progress?.Report($"done in {clock.Seconds:F1} s");
-        return new LightningResult(config, exactness, speed, splitN, intra, inter, runs.Select(r => r.Summary).ToList(), corpus.UnigramLoss(),
+        return new LightningResult(config, exactness, speed, cumsum, splitN, intra, inter, runs.Select(r => r.Summary).ToList(), corpus.UnigramLoss(),
             stream, stepError, clock.Seconds, clock.Phases);
     }
+
+    /// <summary>The main sweep's methods: every one but the cumsum form (which has its own sweep at a smaller budget).</summary>
+    public static IReadOnlyList<string> MainSweepMethods { get; } = LightningBenchmarks.Methods.Where(m => m != LightningBenchmarks.CumsumLinear).ToArray();
 
     /// <summary>Block sizes of the exactness phase (spec §6).</summary>
     public static IReadOnlyList<int> ExactnessBlocks { get; } = new[] { 16, 32, 64 };
