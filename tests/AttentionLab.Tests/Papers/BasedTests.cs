@@ -151,7 +151,7 @@ public class BasedTests
     {
         torch.manual_seed(5);
         using var scope = NewDisposeScope();
-        using var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M, new BasedMixerConfig(FeatureDim: 5, Window: 4, ConvKernel: 3));
+        using var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M, new BasedMixerConfig(FeatureDim: 5, WindowKeys: 4, ConvKernel: 3));
         var x = torch.randint(0, 23, new long[] { 2, 15 });
         using var _ = torch.no_grad();
         var full = model.call(x);
@@ -174,7 +174,7 @@ public class BasedTests
         var mixers = new (nn.Module<Tensor, Tensor> Mixer, long FinalBytes)[]
         {
             (new BasedLinearAttention(12, featureDim: 3, heads: 3) { Form = LinearForm.Chunked }, 2L * 3 * (1 + 3 + 6) * (4 + 1) * 4),
-            (new SlidingWindowAttention(12, 2, window: 5), 2L * 2 * 5 * 12 * 4),
+            (new SlidingWindowAttention(12, 2, windowKeys: 5), 2L * 2 * 5 * 12 * 4),
             (new BaseConv(12, kernel: 4), 2L * 3 * 12 * 4),
         };
         foreach (var (mixer, finalBytes) in mixers)
@@ -199,8 +199,8 @@ public class BasedTests
         using var scope = NewDisposeScope();
         var (q, k, v) = Inputs(1, 9, 2, 4, 3, float64);
         using var full = ReferenceAttention.Softmax(q, k, v, causal: true);
-        AssertClose.Tensors(SlidingWindowAttention.Attend(q, k, v, window: 9), full.Output, atol: 1e-12, rtol: 1e-12, what: "w = T");
-        var w3 = SlidingWindowAttention.Attend(q, k, v, window: 3);
+        AssertClose.Tensors(SlidingWindowAttention.Attend(q, k, v, windowKeys: 9), full.Output, atol: 1e-12, rtol: 1e-12, what: "w = T");
+        var w3 = SlidingWindowAttention.Attend(q, k, v, windowKeys: 3);
         for (int t = 0; t < 9; t++)                                                  // each row: softmax over its own last 3 keys
         {
             int from = Math.Max(0, t - 2);
@@ -223,6 +223,74 @@ public class BasedTests
             }
             AssertClose.Tensors(y[.., t], expected, atol: 1e-6, rtol: 1e-6, what: $"conv t={t}");
         }
+    }
+
+    [Theory]
+    [InlineData(64, 33)]
+    [InlineData(128, 65)]
+    [InlineData(7, 4)]
+    [InlineData(2, 2)]
+    [InlineData(1, 1)]
+    public void BasedWindowSizeFollowsTheReferenceConvention(int windowSize, int keys)
+    {
+        // Based's SlidingAttention(window_size=W) passes flash-attn window (W // 2, 0): query i attends keys i − W//2 … i
+        Assert.Equal(keys, SlidingWindowAttention.KeysOfBasedWindowSize(windowSize));
+        using var layer = SlidingWindowAttention.FromBasedWindowSize(12, 2, windowSize);
+        Assert.Equal(keys, layer.WindowKeys);
+        Assert.Equal(keys, new BasedMixerConfig(WindowSize: windowSize).AttendedKeys);
+        torch.manual_seed(windowSize);
+        using var scope = NewDisposeScope();
+        int t = 80;
+        var (q, k, v) = Inputs(1, t, 2, 4, 3, float64);
+        var ours = SlidingWindowAttention.Attend(q, k, v, SlidingWindowAttention.KeysOfBasedWindowSize(windowSize));
+        for (int i = 0; i < t; i++)                                                 // flash-attn's definition, row by row
+        {
+            int left = windowSize / 2, from = Math.Max(0, i - left);
+            var scores = q[0, i].unsqueeze(1).matmul(k[0].narrow(0, from, i - from + 1).permute(1, 2, 0)).squeeze(1) / Math.Sqrt(4);   // [H, n]
+            var expected = scores.softmax(-1).unsqueeze(1).matmul(v[0].narrow(0, from, i - from + 1).permute(1, 0, 2)).squeeze(1);    // [H, Dv]
+            AssertClose.Tensors(ours[0, i], expected, atol: 1e-12, rtol: 1e-12, what: $"W = {windowSize}, row {i}");
+        }
+    }
+
+    [Fact]
+    public void WindowDefaultsAreBasedsAndTheKeyCountIsExplicit()
+    {
+        // the config is named after Based's (window_size, default 128 → 65 keys); the constructor counts keys (unchanged call sites)
+        var config = new BasedMixerConfig();
+        Assert.Equal(SlidingWindowAttention.BasedDefaultWindowSize, config.WindowSize);
+        Assert.Equal(128, config.WindowSize);
+        Assert.Equal(65, config.AttendedKeys);
+        Assert.Equal(9, (config with { WindowKeys = 9 }).AttendedKeys);
+        using var positional = new SlidingWindowAttention(12, 2, 5);
+        Assert.Equal(5, positional.WindowKeys);
+        using (var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M, new BasedMixerConfig(FeatureDim: 4, WindowSize: 10)))
+            Assert.Equal(6, ((SlidingWindowAttention)model.Blocks[2].Mixer).WindowKeys);
+        using (var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M))
+            Assert.Equal(65, ((SlidingWindowAttention)model.Blocks[2].Mixer).WindowKeys);
+        Assert.Equal("windowSize", Assert.Throws<ArgumentOutOfRangeException>(() => SlidingWindowAttention.KeysOfBasedWindowSize(0)).ParamName);
+    }
+
+    [Fact]
+    public void PlainLinearBaselineIsNormalisedEluPlusOneWithItsOwnState()
+    {
+        // the pure linear-attention baseline: BASED's layer with φ = elu + 1, state H·d′·(d/H + 1) floats; forms and Step agree
+        torch.manual_seed(9);
+        using var scope = NewDisposeScope();
+        using var _ = torch.no_grad();
+        using var layer = new BasedLinearAttention(12, featureDim: 5, heads: 3, featureMap: FeatureMaps.EluPlusOne);
+        Assert.Same(FeatureMaps.EluPlusOne, layer.Options.FeatureMap);
+        Assert.True(layer.Options.Normalize);
+        Assert.Equal(2L * 3 * 5 * (4 + 1) * 4, layer.StateBytes(2));
+        var x = torch.randn(2, 23, 12);
+        var outputs = new[] { LinearForm.Parallel, LinearForm.Recurrent, LinearForm.Chunked }.Select(f => { layer.Form = f; return layer.call(x); }).ToArray();
+        AssertClose.Tensors(outputs[1], outputs[0], atol: 1e-5, rtol: 1e-5, what: "recurrent vs parallel");
+        AssertClose.Tensors(outputs[2], outputs[0], atol: 1e-5, rtol: 1e-5, what: "chunked vs parallel");
+        using var state = layer.NewState(2, float32, CPU);
+        var steps = Enumerable.Range(0, 23).Select(t => layer.Step(x.select(1, t), state)).ToArray();
+        AssertClose.Tensors(torch.stack(steps, 1), outputs[0], atol: 1e-5, rtol: 1e-5, what: "Step vs forward");
+        Assert.Equal(layer.StateBytes(2), state.Bytes);
+        using var model = BasedStack.Create(SmallConfig, BasedStack.Mqar(BasedLayerKind.PlainLinearAttention), new BasedMixerConfig(FeatureDim: 5));
+        Assert.Same(FeatureMaps.EluPlusOne, ((BasedLinearAttention)model.Blocks[1].Mixer).Options.FeatureMap);
     }
 
     [Fact]
@@ -250,7 +318,7 @@ public class BasedTests
         Assert.Equal("xT", Assert.Throws<ArgumentException>(() => swa.Step(torch.randn(1, 7), foreign)).ParamName);
         Assert.Equal("heads", Assert.Throws<ArgumentException>(() => new BasedLinearAttention(8, 4, heads: 3)).ParamName);
         Assert.Equal("u", Assert.Throws<ArgumentException>(() => new BaseConv(8).call(torch.randn(2, 8))).ParamName);
-        Assert.Throws<ArgumentOutOfRangeException>(() => new SlidingWindowAttention(8, 2, window: 0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new SlidingWindowAttention(8, 2, windowKeys: 0));
         Assert.Equal("pattern", Assert.Throws<ArgumentException>(() => BasedStack.Mixers(SmallConfig, Array.Empty<BasedLayerKind>())).ParamName);
     }
 
@@ -258,7 +326,7 @@ public class BasedTests
     public void NoTensorsLeakAcrossForwardBackwardAndStep()
     {
         torch.manual_seed(8);
-        using var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M, new BasedMixerConfig(FeatureDim: 4, Window: 3));
+        using var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M, new BasedMixerConfig(FeatureDim: 4, WindowKeys: 3));
         using var x = torch.randint(0, 23, new long[] { 2, 9 });
         LeakCheck.AssertNoLeak(() =>
         {

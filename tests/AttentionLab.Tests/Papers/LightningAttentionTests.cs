@@ -35,6 +35,7 @@ public class LightningAttentionTests
         ("tiled", (q, k, v, ld, h0) => LightningAttention.Tiled(q, k, v, ld, block, h0)),
         ("forward (engine chunked)", (q, k, v, ld, h0) => LightningAttention.Forward(q, k, v, ld, block, h0)),
         ("recurrent", (q, k, v, ld, h0) => LightningAttention.Recurrent(q, k, v, ld, h0)),
+        ("cumsum", (q, k, v, ld, h0) => LightningAttention.Cumsum(q, k, v, ld, h0)),
     };
 
     [Theory]
@@ -185,28 +186,134 @@ public class LightningAttentionTests
         }
     }
 
-    [Fact]
-    public void DecaySchedulesFollowThePublicFormulas()
+    /// <summary>
+    /// lightning-attention's <c>_build_slope_tensor(n)</c> written out as its recursion: for n a power of two, start · ratio^i
+    /// with start = ratio = 2^(−2^(−(log₂ n − 3))); otherwise the slopes of the closest smaller power of two c followed by
+    /// every other slope of 2c, the first n − c of them.
+    /// </summary>
+    static List<double> ReferenceSlopes(int n)
     {
-        // ALiBi slopes for H = 8 are exactly 2^{−1} … 2^{−8}
-        Assert.Equal(Enumerable.Range(1, 8).Select(h => Math.Pow(2, -h)), Positions.AlibiSlopes(8));
-        // (a) × (1 − l/(L−1) + 1e−5)
-        foreach (var (l, L) in new[] { (0, 1), (0, 4), (2, 4), (3, 4) })
+        if (Math.Log2(n) % 1 == 0)
         {
-            double factor = 1 - (L == 1 ? 0 : (double)l / (L - 1)) + 1e-5;
-            var slopes = DecaySchedules.AlibiSlopes(8, l, L);
-            for (int h = 0; h < 8; h++) Assert.Equal(Math.Pow(2, -(h + 1)) * factor, slopes[h], 15);
+            double start = Math.Pow(2, -Math.Pow(2, -(Math.Log2(n) - 3)));
+            return Enumerable.Range(0, n).Select(i => start * Math.Pow(start, i)).ToList();
         }
+        int c = (int)Math.Pow(2, Math.Floor(Math.Log2(n)));
+        return ReferenceSlopes(c).Concat(ReferenceSlopes(2 * c).Where((_, i) => i % 2 == 0).Take(n - c)).ToList();
+    }
+
+    [Fact]
+    public void DefaultSlopesAreTheReferencesBareAlibiSlopes()
+    {
+        // H = 8: exactly 2^{−1} … 2^{−8}, as doubles and in the float32 log-decay tensor; no layer factor by default
+        var expected = Enumerable.Range(1, 8).Select(h => Math.Pow(2, -h)).ToArray();
+        Assert.Equal(expected, DecaySchedules.AlibiSlopes(8));
+        using (var ld = DecaySchedules.Alibi(8))
+        {
+            Assert.Equal(float32, ld.dtype);
+            Assert.Equal(expected.Select(a => (float)-a), ld.data<float>().ToArray());
+        }
+        // every H from 1 to 40: the reference's recursion (its tensor is float32), equal after rounding to float32 (the
+        // reference's start·ratio^i and our 2^{−8(h+1)/H} may differ in the last bit of a double)
+        for (int h = 1; h <= 40; h++)
+        {
+            var reference = ReferenceSlopes(h);
+            var ours = DecaySchedules.AlibiSlopes(h);
+            Assert.Equal(reference.Count, ours.Length);
+            for (int i = 0; i < h; i++)
+            {
+                Assert.Equal((float)reference[i], (float)ours[i]);
+                Assert.True(Math.Abs(reference[i] - ours[i]) <= 1e-14 * reference[i], $"H = {h}, head {i}: {ours[i]} vs {reference[i]}");
+            }
+        }
+        // a single layer (the default of Slopes and TnlAttention) keeps the bare slopes
+        Assert.Equal(expected, DecaySchedules.Slopes(DecaySchedule.Alibi, 8));
+        Assert.Equal(1.0, DecaySchedules.AlibiLayerFactor(0, 1));
+        using var layer = new TnlAttention(16, 8);
+        Assert.Equal(expected, layer.Slopes);
+    }
+
+    [Fact]
+    public void LayerFactorIsNamedAndFollowsTheTnlExample()
+    {
+        // tnl_attn.py: slope_rate = _build_slope_tensor(H) · (1 − l/(L−1) + 1e−5)
+        foreach (var (l, L) in new[] { (0, 2), (0, 4), (2, 4), (3, 4), (5, 12) })
+        {
+            double factor = 1 - (double)l / (L - 1) + 1e-5;
+            Assert.Equal(factor, DecaySchedules.AlibiLayerFactor(l, L), 15);
+            var slopes = DecaySchedules.AlibiLayerSlopes(8, l, L);
+            for (int h = 0; h < 8; h++) Assert.Equal(Math.Pow(2, -(h + 1)) * factor, slopes[h], 15);
+            Assert.Equal(slopes, DecaySchedules.Slopes(DecaySchedule.Alibi, 8, l, L));
+            using var layer = new TnlAttention(16, 8, l, L);
+            Assert.Equal(slopes, layer.Slopes);
+        }
+        Assert.Equal(1e-5, DecaySchedules.AlibiLayerFactor(3, 4), 15);                                  // the last layer barely decays
+        using var ld = DecaySchedules.AlibiLayer(4, 1, 3, float64);
+        Assert.Equal(DecaySchedules.AlibiLayerSlopes(4, 1, 3).Select(a => -a), ld.data<double>().ToArray());
+        Assert.Equal(ld.data<double>().ToArray(), DecaySchedules.For(DecaySchedule.Alibi, 4, 1, 3, float64).data<double>().ToArray());
+        Assert.Equal("layer", Assert.Throws<ArgumentOutOfRangeException>(() => DecaySchedules.AlibiLayerFactor(4, 4)).ParamName);
+        Assert.Equal("layer", Assert.Throws<ArgumentOutOfRangeException>(() => DecaySchedules.AlibiLayerSlopes(4, -1, 4)).ParamName);
+    }
+
+    [Fact]
+    public void TnlScheduleFollowsFla()
+    {
         // (b) −(8/H)(1 − l/L)·h: H = 4, layer 1 of 2 → slopes {0, 1, 2, 3}; head 0 never decays
         Assert.Equal(new[] { 0.0, 1, 2, 3 }, DecaySchedules.TnlSlopes(4, 1, 2));
         Assert.Equal(new[] { 0.0, 2, 4, 6 }, DecaySchedules.TnlSlopes(4, 0, 2));
-        using var ld = DecaySchedules.For(DecaySchedule.Alibi, 4, 1, 3, float64);
-        Assert.Equal(DecaySchedules.AlibiSlopes(4, 1, 3).Select(a => -a), ld.data<double>().ToArray());
         Assert.Equal(float32, DecaySchedules.Tnl(4).dtype);
         // H not a power of two: ALiBi's interleaving, all slopes in (0, 1)
         Assert.All(DecaySchedules.AlibiSlopes(6), a => Assert.InRange(a, 1e-6, 1.0));
-        Assert.Equal("layer", Assert.Throws<ArgumentOutOfRangeException>(() => DecaySchedules.AlibiSlopes(4, 4, 4)).ParamName);
         Assert.Equal("heads", Assert.Throws<ArgumentOutOfRangeException>(() => DecaySchedules.TnlSlopes(0)).ParamName);
+    }
+
+    [Theory]
+    [InlineData(ScalarType.Float64, 2.0, 200)]     // a·T = 400 > 300: segments of 150 and 50 in float64
+    [InlineData(ScalarType.Float64, 10.0, 77)]     // three segments (30, 30, 17)
+    [InlineData(ScalarType.Float32, 0.7, 150)]     // three segments (57, 57, 36) in float32
+    public void CumsumSegmentsAreInvisible(ScalarType dtype, double a, int t)
+    {
+        // the rescaled cumulative sum runs in segments whose decay range fits the float range; outputs, hT and gradients
+        // still equal the masked form (float64 1e−10; float32 RMS-relative 1e−4 against the float64 twin)
+        torch.manual_seed(400 + t);
+        using var scope = NewDisposeScope();
+        var (q, k, v, _, h0) = Inputs(2, t, 2, 3, 4, float64, grad: true);
+        var ld = torch.tensor(new[] { -a, -a / 4 }, dtype: float64);
+        using var naive = LightningAttention.Naive(q, k, v, ld, h0);
+        if (dtype == ScalarType.Float64)
+        {
+            using var r = LightningAttention.Cumsum(q, k, v, ld, h0);
+            AssertClose.Tensors(r.Output, naive.Output, atol: 1e-10, rtol: 1e-10, what: "output");
+            AssertClose.Tensors(r.FinalState.S, naive.FinalState.S, atol: 1e-10, rtol: 1e-10, what: "hT");
+            var wo = torch.randn(r.Output.shape, dtype: float64);
+            var gradsOf = (LinearAttentionResult x) => torch.autograd.grad(new[] { (x.Output * wo).sum() + x.FinalState.S.sum() }, new[] { q, k, v, h0.S });
+            var mine = gradsOf(r);
+            var reference = gradsOf(naive);
+            for (int i = 0; i < 4; i++) AssertClose.Tensors(mine[i], reference[i], atol: 1e-10, rtol: 1e-10, what: $"grad {i}");
+        }
+        else
+        {
+            using var r = LightningAttention.Cumsum(q.to(float32), k.to(float32), v.to(float32), ld.to(float32), new LinearState(h0.S.to(float32)));
+            Assert.True(ErrorStats.Of(r.Output.to(float64), naive.Output).RmsRelative < 1e-4);
+            Assert.True(ErrorStats.Of(r.FinalState.S.to(float64), naive.FinalState.S).RmsRelative < 1e-4);
+        }
+    }
+
+    [Fact]
+    public void CumsumMaterialisesEveryPrefixState()
+    {
+        // without decay the cumsum form is one cumulative sum: P_t = Σ_{s≤t} k_sᵀ v_s; o_t = q_t P_t
+        torch.manual_seed(14);
+        using var scope = NewDisposeScope();
+        var (q, k, v, _, _) = Inputs(1, 9, 1, 2, 3, float64);
+        using var r = LightningAttention.Cumsum(q, k, v);
+        for (int t = 0; t < 9; t++)
+        {
+            var p = torch.zeros(2, 3, dtype: float64);
+            for (int s = 0; s <= t; s++) p = p + k[0, s, 0].unsqueeze(1).matmul(v[0, s, 0].unsqueeze(0));
+            AssertClose.Tensors(r.Output[0, t, 0], q[0, t, 0].unsqueeze(0).matmul(p).squeeze(0), atol: 1e-12, rtol: 1e-12, what: $"o_{t}");
+            if (t == 8) AssertClose.Tensors(r.FinalState.S[0, 0], p, atol: 1e-12, rtol: 1e-12, what: "hT");
+        }
     }
 
     [Fact]
@@ -236,6 +343,8 @@ public class LightningAttentionTests
         Assert.Contains("[2, 8, 2, 3]", e.Message);
         Assert.Equal("q", Assert.Throws<ArgumentException>(() => LightningAttention.Naive(q.flatten(0, 1), k, v, ld)).ParamName);
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => LightningAttention.Forward(q, k, v.narrow(2, 0, 1), ld)).ParamName);
+        Assert.Equal("k", Assert.Throws<ArgumentException>(() => LightningAttention.Cumsum(q, k.narrow(1, 0, 8), v, ld)).ParamName);
+        Assert.Equal("logDecay", Assert.Throws<ArgumentException>(() => LightningAttention.Cumsum(q, k, v, torch.ones(2))).ParamName);
         Assert.Equal("logDecay", Assert.Throws<ArgumentException>(() => LightningAttention.Tiled(q, k, v, torch.zeros(3))).ParamName);
         Assert.Equal("logDecay", Assert.Throws<ArgumentException>(() => LightningAttention.Naive(q, k, v, torch.ones(2))).ParamName);
         Assert.Equal("block", Assert.Throws<ArgumentOutOfRangeException>(() => LightningAttention.Tiled(q, k, v, ld, block: 0)).ParamName);
@@ -305,7 +414,8 @@ public class LightningAttentionTests
                 using var a = LightningAttention.Tiled(q, k, v, ld, 4, h0);
                 using var b = LightningAttention.Naive(q, k, v, ld, h0);
                 using var c = LightningAttention.Forward(q, k, v, ld, 4, h0);
-                (a.Output + b.Output + c.Output).sum().backward();
+                using var d = LightningAttention.Cumsum(q, k, v, ld, h0);
+                (a.Output + b.Output + c.Output + d.Output).sum().backward();
                 using var f = LightningAttention.BlockFactors(ld, 4);
             }
         }

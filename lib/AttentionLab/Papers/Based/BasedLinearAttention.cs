@@ -29,15 +29,19 @@ public sealed class BasedLinearAttention : nn.Module<Tensor, Tensor>, IStreaming
     /// <param name="form">the engine form <see cref="forward"/> uses.</param>
     /// <param name="chunkSize">chunk length of the chunked form.</param>
     /// <param name="eps">ε of the denominator.</param>
+    /// <param name="featureMap">null: BASED's Taylor map of d′ (packed per <paramref name="packSymmetric"/>); otherwise this map,
+    /// normalised (e.g. <see cref="FeatureMaps.EluPlusOne"/>: the pure linear-attention baseline, state H·d′·(d/H + 1)).</param>
     public BasedLinearAttention(int dModel, int featureDim = 16, int heads = 16, bool packSymmetric = true,
-        LinearForm form = LinearForm.Chunked, int chunkSize = 64, double eps = BasedAttention.DefaultEps) : base(nameof(BasedLinearAttention))
+        LinearForm form = LinearForm.Chunked, int chunkSize = 64, double eps = BasedAttention.DefaultEps, IFeatureMap? featureMap = null)
+        : base(nameof(BasedLinearAttention))
     {
         Guard.Positive(dModel, nameof(dModel));
         Guard.Positive(featureDim, nameof(featureDim));
         Guard.Positive(heads, nameof(heads));
         if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
         (DModel, FeatureDim, Heads, Form) = (dModel, featureDim, heads, form);
-        options = BasedAttention.Options(featureDim, packSymmetric, chunkSize, eps);
+        options = featureMap is null ? BasedAttention.Options(featureDim, packSymmetric, chunkSize, eps)
+            : new LinearAttentionOptions { FeatureMap = featureMap, Normalize = true, Eps = eps, ChunkSize = chunkSize };
         proj_q = nn.Linear(dModel, (long)featureDim * heads, hasBias: false);
         proj_k = nn.Linear(dModel, (long)featureDim * heads, hasBias: false);
         proj_v = nn.Linear(dModel, dModel, hasBias: false);

@@ -8,24 +8,30 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.Based;
 
-/// <summary>One model of the MQAR sweep: a family and its state knob (d′ for BASED, w for the window; unused for attention).</summary>
-/// <param name="Family">attention, based or sliding window (each after a BaseConv layer, zoology's Figure-2 layout).</param>
-/// <param name="Knob">d′ (BASED) or w (sliding window); 0 for attention.</param>
+/// <summary>
+/// One model of the MQAR sweep: a family and its state knob (d′ for BASED and pure linear attention, w for the window;
+/// unused for attention).
+/// </summary>
+/// <param name="Family">attention, based, pure linear (elu+1) or sliding window (each after a BaseConv layer, zoology's Figure-2 layout).</param>
+/// <param name="Knob">d′ (BASED, pure linear) or w (sliding window: the keys each query attends, itself included — the
+/// spec's w, not Based's <c>window_size</c>); 0 for attention.</param>
 public sealed record MqarModel(BasedLayerKind Family, int Knob = 0)
 {
-    /// <summary>"attention", "based d′=16", "swa w=8".</summary>
+    /// <summary>"attention", "based d′=16", "linear elu+1 d′=15", "swa w=8" (w in keys).</summary>
     public string Name => Family switch
     {
         BasedLayerKind.LinearAttention => $"based d′={Knob}",
+        BasedLayerKind.PlainLinearAttention => $"linear elu+1 d′={Knob}",
         BasedLayerKind.SlidingWindow => $"swa w={Knob}",
         BasedLayerKind.Attention => "attention",
         _ => Family.ToString(),
     };
 
-    /// <summary>"attention", "based", "sliding window": the colour of the Pareto plot.</summary>
+    /// <summary>"attention", "based", "linear (elu+1)", "sliding window": the colour of the Pareto plot.</summary>
     public string FamilyName => Family switch
     {
         BasedLayerKind.LinearAttention => "based",
+        BasedLayerKind.PlainLinearAttention => "linear (elu+1)",
         BasedLayerKind.SlidingWindow => "sliding window",
         BasedLayerKind.Attention => "attention",
         _ => Family.ToString(),
@@ -56,8 +62,8 @@ public static class BasedMqar
         using var train = task.Generate(s.Steps * s.BatchSize, s.Seed, device);
         using var test = task.Generate(s.TestCount, s.Seed + 1, device);
         var config = new TinyGptConfig(Layers: 2, DModel: s.DModel, Heads: s.Heads, VocabSize: s.Vocab, Mlp: false, MaxLength: s.SeqLen);
-        var mixers = new BasedMixerConfig(FeatureDim: model.Family == BasedLayerKind.LinearAttention ? model.Knob : 16,
-            Window: model.Family == BasedLayerKind.SlidingWindow ? model.Knob : 64);
+        var mixers = new BasedMixerConfig(FeatureDim: model.Family is BasedLayerKind.LinearAttention or BasedLayerKind.PlainLinearAttention ? model.Knob : 16,
+            WindowKeys: model.Family == BasedLayerKind.SlidingWindow ? model.Knob : null);
         torch.manual_seed(s.Seed);
         using var net = BasedStack.Create(config, BasedStack.Mqar(model.Family), mixers).to(device);
         var options = new TrainOptions(s.Steps, s.LearningRate, WarmupSteps: s.Steps / 10, ReportEvery: Math.Max(1, s.Steps / 4));

@@ -16,15 +16,29 @@ public enum BasedLayerKind
     SlidingWindow,
     /// <summary>Full causal softmax attention (<see cref="CausalSelfAttention"/>, KV cache grows with t).</summary>
     Attention,
+    /// <summary>
+    /// Pure linear attention: BASED's layer with φ = elu + 1 (Katharopoulos et al.) instead of the Taylor map, normalised,
+    /// q and k projected to d′ — the baseline BASED's feature map is compared with at equal state size.
+    /// </summary>
+    PlainLinearAttention,
 }
 
 /// <summary>Sizes of the BASED mixers in a stack (d and H come from the <see cref="TinyGptConfig"/>).</summary>
 /// <param name="FeatureDim">d′ of the linear attention (16).</param>
-/// <param name="Window">w of the sliding-window attention (64 in the README, 128 in the 360M config).</param>
+/// <param name="WindowSize">
+/// Based's <c>window_size</c> W of the sliding-window attention, in Based's convention: each query attends ⌊W/2⌋ + 1 keys
+/// (<see cref="SlidingWindowAttention.KeysOfBasedWindowSize"/>). Default 128, Based's default and the 360M config (65 keys).
+/// </param>
 /// <param name="ConvKernel">k of BaseConv (3).</param>
 /// <param name="PackSymmetric">packed Taylor map.</param>
 /// <param name="LinearHeads">H of the linear attention; null: the config's heads.</param>
-public sealed record BasedMixerConfig(int FeatureDim = 16, int Window = 64, int ConvKernel = 3, bool PackSymmetric = true, int? LinearHeads = null);
+/// <param name="WindowKeys">the sliding window counted in keys per query (itself included); set, it replaces <paramref name="WindowSize"/>.</param>
+public sealed record BasedMixerConfig(int FeatureDim = 16, int WindowSize = SlidingWindowAttention.BasedDefaultWindowSize, int ConvKernel = 3,
+    bool PackSymmetric = true, int? LinearHeads = null, int? WindowKeys = null)
+{
+    /// <summary>Keys each sliding-window query attends: <see cref="WindowKeys"/>, else ⌊<see cref="WindowSize"/>/2⌋ + 1.</summary>
+    public int AttendedKeys => WindowKeys ?? SlidingWindowAttention.KeysOfBasedWindowSize(WindowSize);
+}
 
 /// <summary>
 /// Stacks of <see cref="TinyGpt"/> blocks whose mixer of layer ℓ is <c>pattern[ℓ mod |pattern|]</c> (zoology's
@@ -53,7 +67,8 @@ public static class BasedStack
         {
             BasedLayerKind.BaseConv => new BaseConv(config.DModel, m.ConvKernel),
             BasedLayerKind.LinearAttention => new BasedLinearAttention(config.DModel, m.FeatureDim, m.LinearHeads ?? config.Heads, m.PackSymmetric),
-            BasedLayerKind.SlidingWindow => new SlidingWindowAttention(config.DModel, config.Heads, m.Window),
+            BasedLayerKind.SlidingWindow => new SlidingWindowAttention(config.DModel, config.Heads, m.AttendedKeys),
+            BasedLayerKind.PlainLinearAttention => new BasedLinearAttention(config.DModel, m.FeatureDim, m.LinearHeads ?? config.Heads, featureMap: FeatureMaps.EluPlusOne),
             BasedLayerKind.Attention => new CausalSelfAttention(config.DModel, config.Heads, config.Positions, config.RopeBase),
             var k => throw new ArgumentException($"unknown layer kind {k}.", nameof(pattern)),
         };

@@ -8,45 +8,73 @@ using static TorchSharp.torch;
 namespace AttentionLab.Papers.Based;
 
 /// <summary>
-/// BASED's local mixer: exact causal softmax attention over the last <see cref="Window"/> tokens (zoology
-/// <c>slide_attn.py</c>, based <c>slide_attention.py</c>). x [B, T, d] → [B, T, d]. Streams with a KV cache that keeps
-/// only the last w keys and values, so its state is 2·w·d floats at most.
+/// BASED's local mixer: exact causal softmax attention over a window of recent tokens (zoology <c>slide_attn.py</c>,
+/// based <c>slide_attention.py</c>). x [B, T, d] → [B, T, d]. The window is counted in <b>keys</b>: query p attends to
+/// itself and the <see cref="WindowKeys"/> − 1 tokens before it. Streams with a KV cache that keeps only those keys and
+/// values, so its state is 2·WindowKeys·d floats at most.
 /// </summary>
 /// <remarks>
-/// q, k, v = split(W_qkv x) [B, T, H, d/H];  y_t = W_O concat_h Σ_{t−w &lt; s ≤ t} softmax_s(q_t·k_s/√(d/H)) v_s
+/// q, k, v = split(W_qkv x) [B, T, H, d/H];  y_p = W_O concat_h Σ_{p−n &lt; s ≤ p} softmax_s(q_p·k_s/√(d/H)) v_s,  n = WindowKeys
 /// (mask: <see cref="AttentionMasks.SlidingWindow"/>; no positions here — TinyGpt's embeddings carry them).
+/// Based's own parameter counts differently: <c>SlidingAttention(window_size=W)</c> passes flash-attn's
+/// <c>window_size=(W // 2, 0)</c>, so query p attends to keys p − ⌊W/2⌋ … p: ⌊W/2⌋ + 1 keys (W = 64 → 33, W = 128 → 65).
+/// Use <see cref="FromBasedWindowSize"/> (or <see cref="KeysOfBasedWindowSize"/>) with a value copied from a Based config;
+/// the constructor takes the key count itself. (zoology's <c>SlidingAttn(block_size=b)</c> counts a third way: keys
+/// p − b … p, b + 1 keys.)
 /// </remarks>
 public sealed class SlidingWindowAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
 {
     readonly Linear qkv, proj;
 
+    /// <summary>Based's <c>SlidingAttention</c> default and the 360M config's <c>window_size</c>: 128 (attends 65 keys).</summary>
+    public const int BasedDefaultWindowSize = 128;
+
     /// <param name="dModel">d.</param>
     /// <param name="heads">H; must divide d.</param>
-    /// <param name="window">w: keys p − w &lt; s ≤ p (BASED README: 64; the 360M config: 128).</param>
-    public SlidingWindowAttention(int dModel, int heads, int window = 64) : base(nameof(SlidingWindowAttention))
+    /// <param name="windowKeys">n: the keys each query attends, itself included (p − n &lt; s ≤ p). Not Based's
+    /// <c>window_size</c>, which attends ⌊W/2⌋ + 1 keys — for a Based config value use <see cref="FromBasedWindowSize"/>.</param>
+    public SlidingWindowAttention(int dModel, int heads, int windowKeys = 64) : base(nameof(SlidingWindowAttention))
     {
         Guard.Positive(dModel, nameof(dModel));
         Guard.Positive(heads, nameof(heads));
-        Guard.Positive(window, nameof(window));
+        Guard.Positive(windowKeys, nameof(windowKeys));
         if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
-        (DModel, Heads, Window) = (dModel, heads, window);
+        (DModel, Heads, WindowKeys) = (dModel, heads, windowKeys);
         qkv = nn.Linear(dModel, 3 * dModel);
         proj = nn.Linear(dModel, dModel);
         RegisterComponents();
     }
 
+    /// <summary>
+    /// The layer Based builds for <c>SlidingAttention(embed_dim=d, num_heads=H, window_size=W)</c>: ⌊W/2⌋ + 1 keys per query
+    /// (flash-attn window (⌊W/2⌋, 0)). Default W = 128, Based's default and the 360M config (65 keys).
+    /// </summary>
+    public static SlidingWindowAttention FromBasedWindowSize(int dModel, int heads, int windowSize = BasedDefaultWindowSize) =>
+        new(dModel, heads, KeysOfBasedWindowSize(windowSize));
+
+    /// <summary>Keys attended by Based's <c>window_size</c> W: ⌊W/2⌋ + 1 (flash-attn's left window W // 2, plus the query's own key).</summary>
+    public static int KeysOfBasedWindowSize(int windowSize)
+    {
+        Guard.Positive(windowSize, nameof(windowSize));
+        return windowSize / 2 + 1;
+    }
+
     public int DModel { get; }
     public int Heads { get; }
-    public int Window { get; }
+    /// <summary>n: the keys each query attends, itself included (p − n &lt; s ≤ p).</summary>
+    public int WindowKeys { get; }
 
-    /// <summary>Exact softmax over the last <paramref name="window"/> keys: q, k [B, T, H, D], v [B, T, H, Dv] → [B, T, H, Dv].</summary>
-    public static Tensor Attend(Tensor q, Tensor k, Tensor v, int window)
+    /// <summary>
+    /// Exact softmax over the last <paramref name="windowKeys"/> keys (p − n &lt; s ≤ p): q, k [B, T, H, D], v [B, T, H, Dv] →
+    /// [B, T, H, Dv].
+    /// </summary>
+    public static Tensor Attend(Tensor q, Tensor k, Tensor v, int windowKeys)
     {
-        Guard.Positive(window, nameof(window));
+        Guard.Positive(windowKeys, nameof(windowKeys));
         Guard.Rank(q, 4, nameof(q), "B, T, H, D");
         Guard.Rank(k, 4, nameof(k), "B, T, H, D");
         using var scope = NewDisposeScope();
-        var keep = AttentionMasks.SlidingWindow(q.shape[1], k.shape[1], window, q.device);   // p − w < s ≤ p
+        var keep = AttentionMasks.SlidingWindow(q.shape[1], k.shape[1], windowKeys, q.device);   // p − n < s ≤ p
         using var r = ReferenceAttention.Softmax(q, k, v, causal: false, mask: keep);
         return r.Output.alias().MoveToOuterDisposeScope();
     }
@@ -57,13 +85,13 @@ public sealed class SlidingWindowAttention : nn.Module<Tensor, Tensor>, IStreami
         Guard.Dim(x, 2, DModel, nameof(x), "width");
         using var scope = NewDisposeScope();
         var (q, k, v) = Split(x);
-        return proj.call(Attend(q, k, v, Window).reshape(x.shape[0], x.shape[1], DModel)).MoveToOuterDisposeScope();
+        return proj.call(Attend(q, k, v, WindowKeys).reshape(x.shape[0], x.shape[1], DModel)).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Bytes of a full window's keys and values for <paramref name="batch"/> sequences (float32): 2·w·d·4.</summary>
-    public long StateBytes(long batch = 1) => batch * 2L * Window * DModel * sizeof(float);
+    /// <summary>Bytes of a full window's keys and values for <paramref name="batch"/> sequences (float32): 2·n·d·4.</summary>
+    public long StateBytes(long batch = 1) => batch * 2L * WindowKeys * DModel * sizeof(float);
 
-    public MixerState NewState(long batch, ScalarType dtype, Device device) => new WindowKvState(Window);
+    public MixerState NewState(long batch, ScalarType dtype, Device device) => new WindowKvState(WindowKeys);
 
     /// <summary>One token: append (k_t, v_t), drop what fell out of the window, attend over what is left.</summary>
     public Tensor Step(Tensor xT, MixerState state)
@@ -87,7 +115,7 @@ public sealed class SlidingWindowAttention : nn.Module<Tensor, Tensor>, IStreami
     }
 }
 
-/// <summary>The last w keys and values [B, ≤w, H, Dh] (detached; decoding is inference).</summary>
+/// <summary>The last n keys and values [B, ≤n, H, Dh] (detached; decoding is inference).</summary>
 public sealed class WindowKvState : MixerState
 {
     readonly int window;
@@ -97,7 +125,7 @@ public sealed class WindowKvState : MixerState
     public Tensor? Values { get; private set; }
     public override long Bytes => Keys is null ? 0 : Keys.NumberOfElements * Keys.ElementSize + Values!.NumberOfElements * Values.ElementSize;
 
-    /// <summary>Appends k_t, v_t [B, 1, H, Dh] and keeps the last w.</summary>
+    /// <summary>Appends k_t, v_t [B, 1, H, Dh] and keeps the last n.</summary>
     public void Append(Tensor k, Tensor v)
     {
         using var scope = NewDisposeScope();

@@ -23,7 +23,8 @@ namespace AttentionLab.Papers.LightningAttention;
 /// Λ = diag(λ, …, λ^B) and λ^B Λ^{−1} instead — the same numbers with both offsets shifted by one).
 /// <see cref="Tiled"/> is that loop; <see cref="Forward"/> is the shared engine's chunked form (all intra blocks in one
 /// batched matmul, Algorithm 1's offsets); <see cref="Naive"/> is the masked quadratic reference
-/// (<c>lightning_attn/ops/torch/linear_attention.py</c>); <see cref="Recurrent"/> the token loop. All four return the
+/// (<c>lightning_attn/ops/torch/linear_attention.py</c>); <see cref="Recurrent"/> the token loop; <see cref="Cumsum"/> the
+/// slow form the paper argues against (every prefix state materialised by a cumulative sum). All five return the
 /// same output and the same final state hT = S_{T−1} (the engine's convention, so it continues any of them).
 /// </remarks>
 public static class LightningAttention
@@ -119,6 +120,65 @@ public static class LightningAttention
         var output = o.permute(0, 2, 1, 3).to(q.dtype).contiguous();
         return new LinearAttentionResult(output, new LinearState(s.contiguous())).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// The cumsum form the paper argues against: causal linear attention through the prefix states
+    /// P_t = Σ_{s≤t} λ^{t−s} k_sᵀ v_s of <b>every</b> position, materialised as one [B, H, T, D, Dv] tensor by a cumulative sum
+    /// of the outer products k_sᵀ v_s, then o_t = q_t P_t. Cost and memory O(T·D·Dv) per head — T full d×d states, which is
+    /// what makes it slow (memory traffic) where the tiled form keeps one state. Arguments as <see cref="Forward"/>.
+    /// </summary>
+    /// <remarks>
+    /// Without decay: P = cumsum_t(k_tᵀ v_t) (one cumulative sum over the whole sequence). With decay the sum is rescaled,
+    /// P_t = λ^{t−s₀} · [λ P_{s₀−1} + Σ_{s₀≤s≤t} λ^{−(s−s₀)} k_sᵀ v_s], in segments starting at s₀ short enough that
+    /// λ^{−(s−s₀)} stays inside the float range (a·length ≤ <see cref="CumsumDecayRange"/>; one segment when a = 0), each
+    /// segment carrying the previous one's last prefix state. h0 = P_{−1}; hT = P_{T−1}.
+    /// </remarks>
+    public static LinearAttentionResult Cumsum(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null)
+    {
+        Validate(q, k, v, logDecay, h0);
+        using var scope = NewDisposeScope();
+        var acc = LinearAttention.AccumulationDtype(q.dtype);
+        long t = q.shape[1];
+        var (qh, kh, vh) = (Heads(q, acc, 0), Heads(k, acc, 0), Heads(v, acc, 0));                 // [B, H, T, ·]
+        var ld = LinearAttention.HeadLogDecay(logDecay, acc)?.unsqueeze(-1);                        // log λ [1, H, 1, 1, 1] or null
+        var outer = kh.unsqueeze(-1) * vh.unsqueeze(-2);                                            // k_sᵀ v_s  [B, H, T, D, Dv]
+        long segment = CumsumSegment(logDecay, t, acc);
+        var prev = h0?.S.to(acc);                                                                   // P_{s₀−1}
+        var outputs = new List<Tensor>();
+        for (long s0 = 0; s0 < t; s0 += segment)
+        {
+            long len = Math.Min(segment, t - s0);
+            var x = outer.narrow(2, s0, len);
+            Tensor p;
+            if (ld is null) p = prev is null ? x.cumsum(2) : x.cumsum(2) + prev.unsqueeze(2);       // P_t = P_{s₀−1} + Σ k_sᵀ v_s
+            else
+            {
+                var j = torch.arange(len, dtype: acc, device: q.device).view(1, 1, len, 1, 1);      // s − s₀
+                var c = (x * (-j * ld).exp()).cumsum(2);                                            // Σ λ^{−(s−s₀)} k_sᵀ v_s
+                if (prev is not null) c = c + (ld.squeeze(2).exp() * prev).unsqueeze(2);           // + λ P_{s₀−1}
+                p = c * (j * ld).exp();                                                             // P_t = λ^{t−s₀} C_t
+            }
+            outputs.Add(qh.narrow(2, s0, len).unsqueeze(-2).matmul(p).squeeze(-2));                 // o_t = q_t P_t
+            prev = p.select(2, len - 1);
+        }
+        var o = torch.cat(outputs, 2).permute(0, 2, 1, 3).to(q.dtype).contiguous();
+        return new LinearAttentionResult(o, new LinearState(prev!.contiguous())).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The largest a·(segment length) of <see cref="Cumsum"/>'s rescaled sums: e^{40} in float32, e^{300} in float64.</summary>
+    public static double CumsumDecayRange(ScalarType accumulation) => accumulation == ScalarType.Float64 ? 300 : 40;
+
+    /// <summary>Segment length of <see cref="Cumsum"/>: T without decay, else ⌊range / max_h a_h⌋ (at least 1).</summary>
+    static long CumsumSegment(Tensor? logDecay, long t, ScalarType acc)
+    {
+        if (logDecay is null) return Math.Max(1, t);
+        using var scope = NewDisposeScope();
+        double aMax = -logDecay.to(ScalarType.Float64).clamp_min(LogDecayFloor).min().item<double>();  // max_h a_h
+        return aMax <= 0 ? Math.Max(1, t) : Math.Clamp((long)Math.Floor(CumsumDecayRange(acc) / aMax), 1, Math.Max(1, t));
+    }
+
+    /// <summary>As the engine: e^{−10⁴} is already 0, so −∞ is read as −10⁴.</summary>
+    const double LogDecayFloor = -1e4;
 
     /// <summary>
     /// The decay mask D [H, L, L] of every head: D_ts = λ_h^{t−s} for t ≥ s, 0 above the diagonal (tril → exp → tril,

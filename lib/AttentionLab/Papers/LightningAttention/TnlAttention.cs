@@ -14,7 +14,7 @@ namespace AttentionLab.Papers.LightningAttention;
 /// </summary>
 /// <remarks>
 /// q, k, v = SiLU(W_q x), SiLU(W_k x), SiLU(W_v x)                 split into H heads of d_h = d/H
-/// o = LightningAttention(q, k, v; λ_{h,l})                        decay from <see cref="DecaySchedules"/> (layer l of L)
+/// o = LightningAttention(q, k, v; λ_{h,l})                        decay from <see cref="DecaySchedules.Slopes"/> (layer l of L; L = 1: bare slopes)
 /// o = SRMSNorm(o) = o / √(mean(o²) + ε)                           over the d channels, no weight (TNL's SimpleRMSNorm)
 /// g = σ(W_{g2} W_{g1} x)                                           low-rank output gate d → d_h → d
 /// y = W_o (o ⊙ g)
@@ -28,8 +28,9 @@ public sealed class TnlAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
     /// <param name="dModel">d (a multiple of <paramref name="heads"/>).</param>
     /// <param name="heads">H.</param>
     /// <param name="layer">l, 0-based (sets the decay).</param>
-    /// <param name="layers">L.</param>
-    /// <param name="schedule">which public decay schedule; default ALiBi × layer factor.</param>
+    /// <param name="layers">L. With the ALiBi schedule, L &gt; 1 applies the TNL example's layer factor
+    /// 1 − l/(L−1) + 1e−5 (<see cref="DecaySchedules.AlibiLayerFactor"/>); L = 1 keeps the reference's bare slopes.</param>
+    /// <param name="schedule">which public decay schedule; default ALiBi (× the layer factor when L &gt; 1).</param>
     /// <param name="block">block length of the chunked form used by <see cref="forward"/>.</param>
     public TnlAttention(int dModel, int heads, int layer = 0, int layers = 1, DecaySchedule schedule = DecaySchedule.Alibi, int block = LightningAttention.DefaultBlock)
         : base(nameof(TnlAttention))
