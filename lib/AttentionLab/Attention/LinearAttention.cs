@@ -119,6 +119,35 @@ public static class LinearAttention
         return o.permute(0, 2, 1, 3).to(q.dtype).contiguous().MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The explicit weights the linear forms compute implicitly, for probes and hooks (O(Tq·Tk)): κ_ij = φ(scale·q_i)·φ(k_j)
+    /// · λ_h^{qPos_i − kPos_j} where key j is visible (kPos_j ≤ qPos_i when <paramref name="causal"/>), 0 elsewhere,
+    /// [B, H, Tq, Tk] in the accumulation dtype. With <see cref="LinearAttentionOptions.Normalize"/> the weights of the
+    /// forms are κ_ij / (Σ_j κ_ij + ε) (<see cref="NormaliseKernel"/>); o = W·V equals every form's output.
+    /// </summary>
+    public static Tensor Kernel(Tensor q, Tensor k, Tensor qPos, Tensor kPos, LinearAttentionOptions? options = null, Tensor? logDecay = null, bool causal = true)
+    {
+        options ??= LinearAttentionOptions.Default;
+        Guard.Rank(q, 4, nameof(q), "B, Tq, H, D");
+        Guard.Rank(k, 4, nameof(k), "B, Tk, H, D");
+        using var scope = NewDisposeScope();
+        var acc = AccumulationDtype(q.dtype);
+        var qf = MapHeads(q, acc, options.FeatureMap, options.Scale);                  // φ(scale·q) [B, H, Tq, F]
+        var kf = MapHeads(k, acc, options.FeatureMap, 1.0);                            // φ(k)       [B, H, Tk, F]
+        var kernel = qf.matmul(kf.transpose(-2, -1));                                  // φq_i·φk_j
+        var gap = (qPos.unsqueeze(1) - kPos.unsqueeze(0)).to(acc);                     // i − j [Tq, Tk]
+        if (HeadLogDecay(logDecay, acc) is { } ld) kernel = kernel * (ld * gap).exp(); // · λ^{i−j}
+        if (causal) kernel = kernel.masked_fill(gap < 0, 0.0);                         // hidden: j > i
+        return kernel.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>W_ij = κ_ij / (Σ_j κ_ij + ε) when <paramref name="options"/> normalise; κ itself otherwise.</summary>
+    public static Tensor NormaliseKernel(Tensor kernel, LinearAttentionOptions? options = null)
+    {
+        options ??= LinearAttentionOptions.Default;
+        return options.Normalize ? kernel / (kernel.sum(-1, keepdim: true) + options.Eps) : kernel;
+    }
+
     /// <summary>Tokens per segment of the chunked form (rounded down to whole chunks, at least one chunk).</summary>
     public const int ChunkedSegmentTokens = 2048;
 

@@ -90,8 +90,12 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
             k = parts[^2].view(b, t, Heads, KeyDim);
             v = parts[^1].view(b, t, Heads, ValueDim);
         }
+        (q, k, v) = Activate(q, k, v);
         return (hook_q.call(q), hook_k.call(k), hook_v.call(v));
     }
+
+    /// <summary>A paper's activation on the projected heads before the hooks (TNL: SiLU on q, k, v). Default: none.</summary>
+    protected virtual (Tensor Q, Tensor K, Tensor V) Activate(Tensor q, Tensor k, Tensor v) => (q, k, v);
 
     /// <summary>The query [B, T, H, Dk] of a mixer that does not project it (Aaren: its learned query for every position).</summary>
     protected virtual Tensor Query(Tensor x) =>
@@ -165,6 +169,7 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     public Tensor Step(Tensor xT, MixerState state)
     {
         Guard.Rank(xT, 2, nameof(xT), "B, d");
+        Guard.Dim(xT, 1, DModel, nameof(xT), "width");
         if (state is not AttentionState attention || (attention.Owner ??= this) != this)
             throw new ArgumentException($"state must come from this mixer's NewState, got {state?.GetType().Name ?? "null"}" +
                                         $"{(state is AttentionState { Owner: { } o } ? $" of another {o.GetType().Name}" : "")}.", nameof(state));

@@ -3,6 +3,8 @@ using AttentionLab.Core;
 using AttentionLab.Interp;
 using AttentionLab.Models;
 using AttentionLab.Papers.Aaren;
+using AttentionLab.Papers.Based;
+using AttentionLab.Papers.LightningAttention;
 using AttentionLab.Papers.Flowformer;
 using AttentionLab.Papers.LandmarkAttention;
 using TorchSharp;
@@ -32,6 +34,10 @@ public class MixerHooksTests
         ["Flow (encoder)"] = FlowMixers.Factory(FlowMixerKind.Flow, D, H, causal: false),
         ["σ-linear (causal)"] = FlowMixers.Factory(FlowMixerKind.Linear, D, H, causal: true),
         ["softmax (encoder)"] = FlowMixers.Factory(FlowMixerKind.Softmax, D, H, causal: false),
+        ["sliding window (BASED)"] = _ => new SlidingWindowAttention(D, H, windowKeys: 3),
+        ["BASED Taylor linear (d′ 4)"] = _ => new BasedLinearAttention(D, featureDim: 4, heads: H),
+        ["BASED pure linear (elu+1)"] = _ => new BasedLinearAttention(D, featureDim: 4, heads: H, featureMap: FeatureMaps.EluPlusOne),
+        ["TNL (Lightning)"] = LightningStack.Mixers(Config),
     };
 
     public static TheoryData<string> Names()
@@ -104,21 +110,22 @@ public class MixerHooksTests
         var mixer = (AttentionMixer)model.Blocks[0].Mixer;
         var x = torch.randn(2, 5, D, dtype: ScalarType.Float64);
         var (q, k, v) = mixer.Project(x);
-        var bias = mixer.Qkv.bias!;
         int dk = mixer.KeyDim;
+        var bias = mixer.Qkv.bias ?? torch.zeros(mixer.Qkv.weight!.shape[0], dtype: ScalarType.Float64);
+        Func<Tensor, Tensor> act = mixer is TnlAttention ? t => nn.functional.silu(t) : t => t;              // TNL: SiLU on q, k, v
         if (mixer.ProjectsQuery)
         {
-            var qByHand = torch.einsum("btd,hde->bthe", x, mixer.W_Q) + bias.narrow(0, 0, H * dk).view(H, dk);
+            var qByHand = act(torch.einsum("btd,hde->bthe", x, mixer.W_Q) + bias.narrow(0, 0, H * dk).view(H, dk));
             AssertClose.Tensors(q, qByHand, atol: 1e-12, rtol: 1e-12, what: $"{name}: x W_Q + b_Q");
             Assert.Equal(new long[] { H, D, D }, mixer.QK.shape);
         }
         long kRow = mixer.ProjectsQuery ? H * dk : 0;
-        AssertClose.Tensors(k, torch.einsum("btd,hde->bthe", x, mixer.W_K) + bias.narrow(0, kRow, H * dk).view(H, dk), atol: 1e-12, rtol: 1e-12, what: $"{name}: x W_K + b_K");
-        AssertClose.Tensors(v, torch.einsum("btd,hde->bthe", x, mixer.W_V) + bias.narrow(0, kRow + H * dk, H * mixer.ValueDim).view(H, mixer.ValueDim),
+        AssertClose.Tensors(k, act(torch.einsum("btd,hde->bthe", x, mixer.W_K) + bias.narrow(0, kRow, H * dk).view(H, dk)), atol: 1e-12, rtol: 1e-12, what: $"{name}: x W_K + b_K");
+        AssertClose.Tensors(v, act(torch.einsum("btd,hde->bthe", x, mixer.W_V) + bias.narrow(0, kRow + H * dk, H * mixer.ValueDim).view(H, mixer.ValueDim)),
             atol: 1e-12, rtol: 1e-12, what: $"{name}: x W_V + b_V");
         // y = Σ_h z_h W_O[h] + b_O: the per-head output weights recombine W_O
         var z = torch.randn(2, 5, H, mixer.ValueDim, dtype: ScalarType.Float64);
-        var byHeads = torch.einsum("bthe,hed->btd", z, mixer.W_O) + mixer.Proj.bias!;
+        var byHeads = torch.einsum("bthe,hed->btd", z, mixer.W_O) + (mixer.Proj.bias ?? torch.zeros(D, dtype: ScalarType.Float64));
         AssertClose.Tensors(mixer.Proj.call(z.reshape(2, 5, H * mixer.ValueDim)), byHeads, atol: 1e-12, rtol: 1e-12, what: $"{name}: Σ_h z_h W_O[h]");
         Assert.Equal(new long[] { H, D, D }, mixer.OV.shape);
     }

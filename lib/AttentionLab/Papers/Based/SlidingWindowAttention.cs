@@ -14,7 +14,7 @@ namespace AttentionLab.Papers.Based;
 /// values, so its state is 2·WindowKeys·d floats at most.
 /// </summary>
 /// <remarks>
-/// q, k, v = split(W_qkv x) [B, T, H, d/H];  y_p = W_O concat_h Σ_{p−n &lt; s ≤ p} softmax_s(q_p·k_s/√(d/H)) v_s,  n = WindowKeys
+/// On the <see cref="AttentionMixer"/> base. q, k, v = split(W_qkv x) [B, T, H, d/H];  y_p = W_O concat_h Σ_{p−n &lt; s ≤ p} softmax_s(q_p·k_s/√(d/H)) v_s,  n = WindowKeys
 /// (mask: <see cref="AttentionMasks.SlidingWindow"/>; no positions here — TinyGpt's embeddings carry them).
 /// Based's own parameter counts differently: <c>SlidingAttention(window_size=W)</c> passes flash-attn's
 /// <c>window_size=(W // 2, 0)</c>, so query p attends to keys p − ⌊W/2⌋ … p: ⌊W/2⌋ + 1 keys (W = 64 → 33, W = 128 → 65).
@@ -22,10 +22,8 @@ namespace AttentionLab.Papers.Based;
 /// the constructor takes the key count itself. (zoology's <c>SlidingAttn(block_size=b)</c> counts a third way: keys
 /// p − b … p, b + 1 keys.)
 /// </remarks>
-public sealed class SlidingWindowAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
+public sealed class SlidingWindowAttention : AttentionMixer
 {
-    readonly Linear qkv, proj;
-
     /// <summary>Based's <c>SlidingAttention</c> default and the 360M config's <c>window_size</c>: 128 (attends 65 keys).</summary>
     public const int BasedDefaultWindowSize = 128;
 
@@ -33,15 +31,10 @@ public sealed class SlidingWindowAttention : nn.Module<Tensor, Tensor>, IStreami
     /// <param name="heads">H; must divide d.</param>
     /// <param name="windowKeys">n: the keys each query attends, itself included (p − n &lt; s ≤ p). Not Based's
     /// <c>window_size</c>, which attends ⌊W/2⌋ + 1 keys — for a Based config value use <see cref="FromBasedWindowSize"/>.</param>
-    public SlidingWindowAttention(int dModel, int heads, int windowKeys = 64) : base(nameof(SlidingWindowAttention))
+    public SlidingWindowAttention(int dModel, int heads, int windowKeys = 64) : base(nameof(SlidingWindowAttention), dModel, heads)
     {
-        Guard.Positive(dModel, nameof(dModel));
-        Guard.Positive(heads, nameof(heads));
         Guard.Positive(windowKeys, nameof(windowKeys));
-        if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
-        (DModel, Heads, WindowKeys) = (dModel, heads, windowKeys);
-        qkv = nn.Linear(dModel, 3 * dModel);
-        proj = nn.Linear(dModel, dModel);
+        WindowKeys = windowKeys;
         RegisterComponents();
     }
 
@@ -59,8 +52,6 @@ public sealed class SlidingWindowAttention : nn.Module<Tensor, Tensor>, IStreami
         return windowSize / 2 + 1;
     }
 
-    public int DModel { get; }
-    public int Heads { get; }
     /// <summary>n: the keys each query attends, itself included (p − n &lt; s ≤ p).</summary>
     public int WindowKeys { get; }
 
@@ -79,48 +70,34 @@ public sealed class SlidingWindowAttention : nn.Module<Tensor, Tensor>, IStreami
         return r.Output.alias().MoveToOuterDisposeScope();
     }
 
-    public override Tensor forward(Tensor x)
-    {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
-        Guard.Dim(x, 2, DModel, nameof(x), "width");
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Split(x);
-        return proj.call(Attend(q, k, v, WindowKeys).reshape(x.shape[0], x.shape[1], DModel)).MoveToOuterDisposeScope();
-    }
+    /// <summary>s_ps = q_p·k_s/√D where p − n &lt; s ≤ p (by position), −∞ elsewhere.</summary>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos) =>
+        base.Scores(q, k, qPos, kPos).masked_fill(kPos.unsqueeze(0) <= qPos.unsqueeze(1) - WindowKeys, double.NegativeInfinity);
 
     /// <summary>Bytes of a full window's keys and values for <paramref name="batch"/> sequences (float32): 2·n·d·4.</summary>
     public long StateBytes(long batch = 1) => batch * 2L * WindowKeys * DModel * sizeof(float);
 
-    public MixerState NewState(long batch, ScalarType dtype, Device device) => new WindowKvState(WindowKeys);
-
-    /// <summary>One token: append (k_t, v_t), drop what fell out of the window, attend over what is left.</summary>
-    public Tensor Step(Tensor xT, MixerState state)
-    {
-        Guard.Rank(xT, 2, nameof(xT), "B, d");
-        Guard.Dim(xT, 1, DModel, nameof(xT), "width");
-        if (state is not WindowKvState s) throw new ArgumentException($"state must come from SlidingWindowAttention.NewState, got {state?.GetType().Name}.", nameof(state));
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Split(xT.unsqueeze(1));                                            // [B, 1, H, Dh]
-        s.Append(k, v);
-        using var r = ReferenceAttention.Softmax(q, s.Keys!, s.Values!, causal: false);   // every kept key is visible
-        s.Advance();
-        return proj.call(r.Output.reshape(xT.shape[0], DModel)).MoveToOuterDisposeScope();
-    }
-
-    (Tensor Q, Tensor K, Tensor V) Split(Tensor x)
-    {
-        long b = x.shape[0], t = x.shape[1];
-        var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
-        return (parts[0], parts[1], parts[2]);
-    }
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) => new WindowKvState(WindowKeys);
 }
 
 /// <summary>The last n keys and values [B, ≤n, H, Dh] (detached; decoding is inference).</summary>
-public sealed class WindowKvState : MixerState
+public sealed class WindowKvState : AttentionState
 {
     readonly int window;
 
     public WindowKvState(int window) => this.window = window;
+
+    /// <summary>Append (k_t, v_t), drop what fell out of the window, attend over what is left (positions t − n′ + 1 … t).</summary>
+    public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x)
+    {
+        Append(k, v);
+        long t = Position, kept = Keys!.shape[1];
+        var keyPos = torch.arange(t - kept + 1, t + 1, device: q.device);
+        var z = Owner!.Attend(q, Keys, Values!, keyPos.narrow(0, kept - 1, 1), keyPos).Z;
+        Advance();
+        return z;
+    }
+
     public Tensor? Keys { get; private set; }
     public Tensor? Values { get; private set; }
     public override long Bytes => Keys is null ? 0 : Keys.NumberOfElements * Keys.ElementSize + Values!.NumberOfElements * Values.ElementSize;

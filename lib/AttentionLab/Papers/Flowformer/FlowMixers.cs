@@ -91,43 +91,19 @@ public sealed class FlowSelfAttention : AttentionMixer, IAttentionPattern
 /// The "plain linear" baseline: linear attention with the same σ feature map and no flow conservation, on the shared
 /// engine (normalised). Causal: o_t = φ(q_t)ᵀ S_t / (φ(q_t)ᵀ z_t + ε) (chunked form; streams); non-causal (encoder):
 /// o_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)·Σ_j φ(k_j) + ε) (<see cref="LinearAttention.Bidirectional"/>). Then W_o.
-/// hook_attn_scores carries the kernel φq_i·φk_j (0 where hidden) and hook_pattern its row-normalised weights, computed
-/// only while a hook listens (z is then W·V).
+/// On <see cref="LinearAttentionMixer"/>: hook_attn_scores carries the kernel φq_i·φk_j (0 where hidden) and hook_pattern
+/// its row-normalised weights, computed only while a hook listens (z is then W·V).
 /// </summary>
-public sealed class SigmoidLinearAttention : AttentionMixer, IAttentionPattern
+public sealed class SigmoidLinearAttention : LinearAttentionMixer, IAttentionPattern
 {
-    readonly LinearAttentionOptions options = new() { FeatureMap = FeatureMaps.Sigmoid, Normalize = true, Eps = 1e-6 };
-
     /// <param name="dModel">d.</param>
     /// <param name="heads">H; must divide d.</param>
     /// <param name="causal">causal (decoder, streams) or bidirectional (encoder).</param>
-    public SigmoidLinearAttention(int dModel, int heads, bool causal = true) : base(nameof(SigmoidLinearAttention), dModel, heads)
-    {
-        Causal = causal;
+    public SigmoidLinearAttention(int dModel, int heads, bool causal = true)
+        : base(nameof(SigmoidLinearAttention), dModel, heads, new LinearAttentionOptions { FeatureMap = FeatureMaps.Sigmoid, Normalize = true, Eps = 1e-6 }, causal) =>
         RegisterComponents();
-    }
 
-    public bool Causal { get; }
-
-    protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
-    {
-        if (PatternObserved) return base.Mix(q, k, v, x);                                            // explicit W·V
-        if (!Causal) return LinearAttention.Bidirectional(q, k, v, options);
-        using var res = LinearAttention.Chunked(q, k, v, options: options);
-        return res.Output.alias();
-    }
-
-    /// <summary>The kernel φq_i·φk_j [B, H, T, T] (φ = σ), 0 where j is hidden (causal: j &gt; i).</summary>
-    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos)
-    {
-        var kernel = torch.sigmoid(q.permute(0, 2, 1, 3)).matmul(torch.sigmoid(k.permute(0, 2, 1, 3)).transpose(-2, -1));
-        return Causal ? kernel.masked_fill((kPos.unsqueeze(0) <= qPos.unsqueeze(1)).logical_not(), 0.0) : kernel;
-    }
-
-    /// <summary>W_ij = κ_ij / (Σ_j′ κ_ij′ + ε).</summary>
-    protected override Tensor Normalise(Tensor scores) => scores / (scores.sum(-1, keepdim: true) + options.Eps);
-
-    /// <summary>W_ij = φq_i·φk_j / Σ_{j′} φq_i·φk_{j′} (j, j′ ≤ i when causal), φ = σ.</summary>
+    /// <summary>W_ij = φq_i·φk_j / (Σ_{j′} φq_i·φk_{j′} + ε) (j, j′ ≤ i when causal), φ = σ.</summary>
     public Tensor Pattern(Tensor x)
     {
         using var scope = NewDisposeScope();
@@ -135,11 +111,6 @@ public sealed class SigmoidLinearAttention : AttentionMixer, IAttentionPattern
         var pos = torch.arange(x.shape[1], device: x.device);
         return Normalise(Scores(q, k, pos, pos)).MoveToOuterDisposeScope();
     }
-
-    /// <summary>(S, z) per head: constant in t (causal only).</summary>
-    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) => Causal
-        ? new LinearStreamState(new LinearAttentionStream(batch, Heads, KeyDim, ValueDim, dtype, device, options: options))
-        : throw new InvalidOperationException("only causal σ-linear attention can decode token by token.");
 }
 
 /// <summary>

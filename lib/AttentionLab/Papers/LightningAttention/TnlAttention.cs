@@ -9,8 +9,8 @@ namespace AttentionLab.Papers.LightningAttention;
 
 /// <summary>
 /// The TransNormerLLM (TNL) token mixer around Lightning Attention, after <c>examples/module/tnl_attn.py</c>:
-/// x [B, T, d] → [B, T, d]. Trains with the tiled/chunked form (<see cref="forward"/>) and decodes one token at a time
-/// with a constant-size d_h × d_h state per head (<see cref="Step"/>). A mixer for <see cref="TinyGpt"/>.
+/// x [B, T, d] → [B, T, d]. Trains with the tiled/chunked form (<see cref="AttentionMixer.forward"/>) and decodes one token at a time
+/// with a constant-size d_h × d_h state per head (<see cref="AttentionMixer.Step"/>). A mixer for <see cref="TinyGpt"/>.
 /// </summary>
 /// <remarks>
 /// q, k, v = SiLU(W_q x), SiLU(W_k x), SiLU(W_v x)                 split into H heads of d_h = d/H
@@ -19,9 +19,9 @@ namespace AttentionLab.Papers.LightningAttention;
 /// g = σ(W_{g2} W_{g1} x)                                           low-rank output gate d → d_h → d
 /// y = W_o (o ⊙ g)
 /// </remarks>
-public sealed class TnlAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
+public sealed class TnlAttention : LinearAttentionMixer
 {
-    readonly Linear q_proj, k_proj, v_proj, o_proj, gate_down, gate_up;
+    readonly Linear gate_down, gate_up;
     readonly SimpleRmsNorm norm;
     readonly double[] slopes;
 
@@ -31,30 +31,20 @@ public sealed class TnlAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
     /// <param name="layers">L. With the ALiBi schedule, L &gt; 1 applies the TNL example's layer factor
     /// 1 − l/(L−1) + 1e−5 (<see cref="DecaySchedules.AlibiLayerFactor"/>); L = 1 keeps the reference's bare slopes.</param>
     /// <param name="schedule">which public decay schedule; default ALiBi (× the layer factor when L &gt; 1).</param>
-    /// <param name="block">block length of the chunked form used by <see cref="forward"/>.</param>
+    /// <param name="block">block length of the chunked form used by the forward pass.</param>
     public TnlAttention(int dModel, int heads, int layer = 0, int layers = 1, DecaySchedule schedule = DecaySchedule.Alibi, int block = LightningAttention.DefaultBlock)
-        : base(nameof(TnlAttention))
+        : base(nameof(TnlAttention), dModel, heads, new LinearAttentionOptions { ChunkSize = block > 0 ? block : throw new ArgumentOutOfRangeException(nameof(block), block, "block must be positive.") },
+               causal: true, bias: false)
     {
-        Guard.Positive(dModel, nameof(dModel));
-        Guard.Positive(heads, nameof(heads));
-        if (dModel % heads != 0) throw new ArgumentException($"dModel {dModel} must be a multiple of heads {heads}.", nameof(heads));
-        if (block <= 0) throw new ArgumentOutOfRangeException(nameof(block), block, "block must be positive.");
         slopes = DecaySchedules.Slopes(schedule, heads, layer, layers);                           // a_{h,l}; λ = e^{−a}
-        (DModel, Heads, Layer, Schedule, Block) = (dModel, heads, layer, schedule, block);
-        int dh = dModel / heads;
-        q_proj = nn.Linear(dModel, dModel, hasBias: false);
-        k_proj = nn.Linear(dModel, dModel, hasBias: false);
-        v_proj = nn.Linear(dModel, dModel, hasBias: false);
-        o_proj = nn.Linear(dModel, dModel, hasBias: false);
-        gate_down = nn.Linear(dModel, dh, hasBias: false);
-        gate_up = nn.Linear(dh, dModel, hasBias: false);
+        (Layer, Schedule, Block) = (layer, schedule, block);
+        gate_down = nn.Linear(dModel, HeadDim, hasBias: false);
+        gate_up = nn.Linear(HeadDim, dModel, hasBias: false);
         norm = new SimpleRmsNorm();
         RegisterComponents();
     }
 
-    public int DModel { get; }
-    public int Heads { get; }
-    public int HeadDim => DModel / Heads;
+    public int HeadDim => KeyDim;
     /// <summary>l: this layer's index (the decay depends on it).</summary>
     public int Layer { get; }
     public DecaySchedule Schedule { get; }
@@ -70,47 +60,23 @@ public sealed class TnlAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
         return (-torch.tensor(slopes, dtype: ScalarType.Float64, device: device)).to(ScalarType.Float32).MoveToOuterDisposeScope();
     }
 
-    /// <summary>x [B, T, d] → [B, T, d] by the chunked (Lightning) form.</summary>
-    public override Tensor forward(Tensor x)
+    protected override Tensor? HeadLogDecay(Device device) => LogDecay(device);
+
+    /// <summary>q, k, v = SiLU(W_q x), SiLU(W_k x), SiLU(W_v x) per head (what the hooks see and the attention uses).</summary>
+    protected override (Tensor Q, Tensor K, Tensor V) Activate(Tensor q, Tensor k, Tensor v) =>
+        (nn.functional.silu(q), nn.functional.silu(k), nn.functional.silu(v));
+
+    /// <summary>o_i = Σ_{j≤i} λ^{i−j} (q_i·k_j) v_j by the Lightning form (tiles of <see cref="Block"/>), or W·V while hooked.</summary>
+    protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
     {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
-        Guard.Dim(x, 2, DModel, nameof(x), "width");
-        using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1];
-        var (q, k, v) = Qkv(x, b, t);                                                                 // [B, T, H, d_h]
-        using var r = LightningAttention.Forward(q, k, v, LogDecay(x.device), Block);
-        return Output(r.Output.reshape(b, t, DModel), x).MoveToOuterDisposeScope();
+        if (PatternObserved) return base.Mix(q, k, v, x);
+        using var r = LightningAttention.Forward(q, k, v, LogDecay(q.device), Block);
+        return r.Output.alias();
     }
 
-    public MixerState NewState(long batch, ScalarType dtype, Device device)
-    {
-        using var scope = NewDisposeScope();
-        return new LightningState(new LinearAttentionStream(batch, Heads, HeadDim, HeadDim, dtype, device, LogDecay(device)));
-    }
-
-    /// <summary>One token x_t [B, d] → y_t [B, d]: S_t = λ S_{t−1} + k_tᵀ v_t, o_t = q_t S_t, then norm, gate, projection.</summary>
-    public Tensor Step(Tensor xT, MixerState state)
-    {
-        Guard.Rank(xT, 2, nameof(xT), "B, d");
-        Guard.Dim(xT, 1, DModel, nameof(xT), "width");
-        if (state is not LightningState ls) throw new ArgumentException($"state must come from TnlAttention.NewState, got {state?.GetType().Name}.", nameof(state));
-        using var scope = NewDisposeScope();
-        long b = xT.shape[0];
-        var (q, k, v) = Qkv(xT.unsqueeze(1), b, 1);                                                   // [B, 1, H, d_h]
-        var o = ls.Stream.Step(q.squeeze(1), k.squeeze(1), v.squeeze(1));                             // [B, H, d_h]
-        ls.Advance();
-        return Output(o.reshape(b, 1, DModel), xT.unsqueeze(1)).squeeze(1).MoveToOuterDisposeScope();
-    }
-
-    (Tensor Q, Tensor K, Tensor V) Qkv(Tensor x, long b, long t)
-    {
-        Tensor Proj(Linear p) => nn.functional.silu(p.call(x)).view(b, t, Heads, HeadDim);          // SiLU(W x), split heads
-        return (Proj(q_proj), Proj(k_proj), Proj(v_proj));
-    }
-
-    /// <summary>y = W_o (SRMSNorm(o) ⊙ σ(W_{g2} W_{g1} x)).</summary>
-    Tensor Output(Tensor o, Tensor x) =>
-        o_proj.call(norm.call(o) * torch.sigmoid(gate_up.call(gate_down.call(x))));
+    /// <summary>y = W_o (SRMSNorm(o) ⊙ σ(W_{g2} W_{g1} x)), o = concat_h(z_h).</summary>
+    protected override Tensor Output(Tensor z, Tensor x) =>
+        Proj.call(norm.call(z.reshape(z.shape[0], z.shape[1], DModel)) * torch.sigmoid(gate_up.call(gate_down.call(x))));
 }
 
 /// <summary>TNL's SimpleRMSNorm: x / √(mean(x²) + ε) over the last dimension, no learned weight.</summary>
@@ -126,17 +92,6 @@ public sealed class SimpleRmsNorm : nn.Module<Tensor, Tensor>
     public double Eps { get; }
 
     public override Tensor forward(Tensor x) => x * torch.rsqrt(x.square().mean(new long[] { -1 }, keepdim: true) + Eps);   // x / √(mean(x²) + ε)
-}
-
-/// <summary>The decoding state of one <see cref="TnlAttention"/>: a <see cref="LinearAttentionStream"/> (S [B, H, d_h, d_h]), constant in t.</summary>
-public sealed class LightningState : MixerState
-{
-    public LightningState(LinearAttentionStream stream) => Stream = stream;
-
-    /// <summary>The stream holding S and the decay.</summary>
-    public LinearAttentionStream Stream { get; }
-    public override long Bytes => Stream.Bytes;
-    public override void Dispose() => Stream.Dispose();
 }
 
 /// <summary>A TNL-style stack: <see cref="TinyGpt"/> blocks whose mixer is a <see cref="TnlAttention"/> with layer-dependent decay.</summary>
