@@ -9,14 +9,16 @@ namespace AttentionLab.Papers.S2Attention;
 
 /// <summary>
 /// S2-Attention as a sequence mixer x [B, T, d] → [B, T, d]: projections around <see cref="BlockSparseAttention"/> with
-/// the heterogeneous local + vertical-stride pattern of <see cref="S2Pattern.LocalStride"/> (one pattern per head). It
-/// streams with a full KV cache: the heads' residues together cover every distant block, so no key can be dropped — S2
-/// saves reads per token, not KV memory (the paper's KV-efficiency rule is about not storing blocks that *no* head reads).
+/// the local + vertical-stride pattern of <see cref="S2Pattern.LocalStride"/> (one pattern per head; heterogeneous by
+/// default). It streams with a pruned per-head KV cache (<see cref="S2KvState"/>): each head keeps only the blocks its
+/// pattern can ever read again — its stride residue blocks plus the local window, about t/s + ℓ·b tokens instead of t.
+/// <see cref="NewFullState"/> keeps the whole cache and masks per head instead: the twin the pruned decode is checked against.
 /// </summary>
 /// <remarks>
 /// q, k, v = split(W_qkv x) [B, T, H, d/H];  y = W_O concat_h BlockSparse_h(q, k, v)  with head h reading key block j
 /// from query block i iff j ≤ i ∧ (i − j &lt; ℓ ∨ j ≡ r_h mod s) (token-causal inside the diagonal block).
-/// No positions here: TinyGpt's embeddings carry them.
+/// Decode: held_h(t) = {j &lt; t : head h at position t reads j}; |held_h(t)| = (t − c·b) + b·|{j &lt; c : j ≡ r_h mod s}|,
+/// c = max(0, ⌊t/b⌋ − ℓ + 1)  (<see cref="HeldTokens"/>).  No positions here: TinyGpt's embeddings carry them.
 /// </remarks>
 public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
 {
@@ -29,7 +31,10 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
     /// <param name="block">tokens per block b.</param>
     /// <param name="localBlocks">ℓ, the local window in blocks (diagonal included).</param>
     /// <param name="vertStride">s, the vertical stride in key blocks.</param>
-    public S2SelfAttention(int dModel, int heads, int block = 4, int localBlocks = 2, int vertStride = 2) : base(nameof(S2SelfAttention))
+    /// <param name="homoHead">every head reads the same residue (the homogeneous baseline).</param>
+    /// <param name="denseHeads">the last heads read every causal block (dkernel's num_dense_heads).</param>
+    public S2SelfAttention(int dModel, int heads, int block = 4, int localBlocks = 2, int vertStride = 2, bool homoHead = false, int denseHeads = 0)
+        : base(nameof(S2SelfAttention))
     {
         Guard.Positive(dModel, nameof(dModel));
         Guard.Positive(heads, nameof(heads));
@@ -37,8 +42,9 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
         Guard.Positive(localBlocks, nameof(localBlocks));
         Guard.Positive(vertStride, nameof(vertStride));
         if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
-        (DModel, Heads, Block, LocalBlocks, VertStride) = (dModel, heads, block, localBlocks, vertStride);
-        residues = S2Pattern.Residues(heads, vertStride);
+        if (denseHeads < 0 || denseHeads > heads) throw new ArgumentException($"denseHeads must be in [0, {heads}], got {denseHeads}.", nameof(denseHeads));
+        (DModel, Heads, Block, LocalBlocks, VertStride, HomoHead, DenseHeads) = (dModel, heads, block, localBlocks, vertStride, homoHead, denseHeads);
+        residues = S2Pattern.Residues(heads, vertStride, homoHead, denseHeads);
         qkv = nn.Linear(dModel, 3 * dModel);
         proj = nn.Linear(dModel, dModel);
         RegisterComponents();
@@ -49,13 +55,17 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
     public int Block { get; }
     public int LocalBlocks { get; }
     public int VertStride { get; }
+    public bool HomoHead { get; }
+    public int DenseHeads { get; }
+    /// <summary>r_h per head (null: dense head).</summary>
+    public IReadOnlyList<int?> Residues => residues;
 
     /// <summary>The block pattern for sequences of up to <paramref name="seqLen"/> tokens (cached; rebuilt when T grows).</summary>
     public BlockMask Pattern(int seqLen)
     {
         Guard.Positive(seqLen, nameof(seqLen));
         if (pattern is null || pattern.MaxLength < seqLen)
-            pattern = S2Pattern.LocalStride(Heads, seqLen, Block, LocalBlocks, VertStride);
+            pattern = S2Pattern.LocalStride(Heads, seqLen, Block, LocalBlocks, VertStride, HomoHead, DenseHeads);
         return pattern;
     }
 
@@ -65,6 +75,20 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
         if (key > query || key < 0) return false;
         long i = query / Block, j = key / Block;
         return residues[head] is not int r || i - j < LocalBlocks || j % VertStride == r;
+    }
+
+    /// <summary>
+    /// Tokens head <paramref name="head"/> must hold after <paramref name="seen"/> tokens: the earlier keys the next query
+    /// (position t = seen) reads. (t − c·b) + b·|{j &lt; c : j ≡ r mod s}|, c = max(0, ⌊t/b⌋ − ℓ + 1); t for a dense head.
+    /// </summary>
+    public long HeldTokens(int head, long seen)
+    {
+        if (head < 0 || head >= Heads) throw new ArgumentException($"head must be in [0, {Heads}), got {head}.", nameof(head));
+        if (seen < 0) throw new ArgumentException($"seen must be ≥ 0, got {seen}.", nameof(seen));
+        if (residues[head] is not int r) return seen;
+        long c = Math.Max(0, seen / Block - LocalBlocks + 1);                                // first block of the next query's window
+        long strideBlocks = c > r ? (c - 1 - r) / VertStride + 1 : 0;                       // j < c with j ≡ r (mod s)
+        return seen - c * Block + strideBlocks * Block;
     }
 
     public override Tensor forward(Tensor x)
@@ -77,26 +101,60 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
         return proj.call(o.reshape(x.shape[0], x.shape[1], DModel)).MoveToOuterDisposeScope();
     }
 
-    public MixerState NewState(long batch, ScalarType dtype, Device device) =>
+    /// <summary>An empty pruned per-head cache (<see cref="S2KvState"/>): the decode working set S2 really needs.</summary>
+    public MixerState NewState(long batch, ScalarType dtype, Device device)
+    {
+        Guard.Positive(batch, nameof(batch));
+        long dh = DModel / Heads;
+        return new S2KvState(Enumerable.Range(0, Heads).Select(h => new S2HeadCache(batch, dh, dh, residues[h], Block, LocalBlocks, VertStride, dtype, device)).ToArray());
+    }
+
+    /// <summary>An empty full KV cache (every token, every head), masked per head at each step: the pruned cache's twin.</summary>
+    public MixerState NewFullState(long batch, ScalarType dtype, Device device) =>
         new CausalSelfAttention.KvState(new KvCache(batch, Heads, DModel / Heads, DModel / Heads, dtype, device));
 
-    /// <summary>One token: append (k_t, v_t) to the full cache, attend per head over the key positions its pattern reads.</summary>
+    /// <summary>
+    /// One token. Pruned state: append (k_t, v_t) to every head's cache, attend over all it holds (all of it is read by this
+    /// query), then drop what the next query cannot read. Full state: append to the full cache and mask per head.
+    /// </summary>
     public Tensor Step(Tensor xT, MixerState state)
     {
         Guard.Rank(xT, 2, nameof(xT), "B, d");
         Guard.Dim(xT, 1, DModel, nameof(xT), "width");
-        if (state is not CausalSelfAttention.KvState s) throw new ArgumentException($"state must come from S2SelfAttention.NewState, got {state?.GetType().Name}.", nameof(state));
         using var scope = NewDisposeScope();
         var (q, k, v) = Split(xT.unsqueeze(1));                                             // [B, 1, H, Dh]
-        s.Cache.Append(k, v);
-        long position = s.Cache.Length - 1;
-        var keep = new bool[Heads * (position + 1)];
-        for (int h = 0; h < Heads; h++)
-            for (long key = 0; key <= position; key++) keep[h * (position + 1) + key] = Reads(h, position, key);
-        var mask = torch.tensor(keep, new long[] { 1, Heads, 1, position + 1 }, device: xT.device);
-        using var r = ReferenceAttention.Softmax(q, s.Cache.Keys, s.Cache.Values, causal: false, mask: mask);
-        s.Advance();
-        return proj.call(r.Output.reshape(xT.shape[0], DModel)).MoveToOuterDisposeScope();
+        Tensor o;
+        if (state is S2KvState pruned)
+        {
+            if (pruned.Heads.Count != Heads) throw new ArgumentException($"state has {pruned.Heads.Count} heads, the mixer {Heads}.", nameof(state));
+            var outs = new Tensor[Heads];
+            for (int h = 0; h < Heads; h++)
+            {
+                var cache = pruned.Heads[h];
+                var (kh, vh) = (k.narrow(2, h, 1), v.narrow(2, h, 1));
+                var (keys, values) = cache.Contents();
+                keys = torch.cat(new[] { keys, kh }, 1);                                     // held keys + this token's
+                values = torch.cat(new[] { values, vh }, 1);
+                using var r = ReferenceAttention.Softmax(q.narrow(2, h, 1), keys, values, causal: false);
+                outs[h] = r.Output.alias();
+                cache.Append(kh, vh);                                                        // then prune for position t + 1
+            }
+            o = torch.cat(outs, 2);
+        }
+        else if (state is CausalSelfAttention.KvState s)
+        {
+            s.Cache.Append(k, v);
+            long position = s.Cache.Length - 1;
+            var keep = new bool[Heads * (position + 1)];
+            for (int h = 0; h < Heads; h++)
+                for (long key = 0; key <= position; key++) keep[h * (position + 1) + key] = Reads(h, position, key);
+            var mask = torch.tensor(keep, new long[] { 1, Heads, 1, position + 1 }, device: xT.device);
+            using var r = ReferenceAttention.Softmax(q, s.Cache.Keys, s.Cache.Values, causal: false, mask: mask);
+            o = r.Output.alias();
+        }
+        else throw new ArgumentException($"state must come from S2SelfAttention.NewState or NewFullState, got {state?.GetType().Name}.", nameof(state));
+        state.Advance();
+        return proj.call(o.reshape(xT.shape[0], DModel)).MoveToOuterDisposeScope();
     }
 
     (Tensor Q, Tensor K, Tensor V) Split(Tensor x)
