@@ -56,7 +56,6 @@ public class S2ExperimentTests(ITestOutputHelper output)
         Assert.Equal("Depths", Assert.Throws<ArgumentException>(() => (S2Experiment.Config.Smoke with { Depths = new[] { 1.0 } }).Validate()).ParamName);
         Assert.Equal("NeedleVariants", Assert.Throws<ArgumentException>(() => (S2Experiment.Config.Smoke with { NeedleVariants = new[] { "dense" } }).Validate()).ParamName);
         Assert.Equal("Steps", Assert.ThrowsAny<ArgumentException>(() => (S2Experiment.Config.Smoke with { Needle = S2Experiment.Config.Smoke.Needle with { Steps = 0 } }).Validate()).ParamName);
-        Assert.Equal("custom", (S2Experiment.Config.Smoke with { Trials = 1 } with { Size = "custom" }).Size);
         Assert.Equal("full", S2Experiment.Config.For(RunSize.Full).Size);
     }
 
@@ -100,10 +99,13 @@ public class S2ExperimentTests(ITestOutputHelper output)
         var worseProbe = good with { Cells = cells.Select(x => x.Variant == "heterogeneous" && x.Depth == 0.5 ? x with { Accuracy = 0.8 } : x).ToArray() };
         Assert.Equal(ClaimStatus.DoesNotHold, Status(worseProbe, "probe-heterogeneous-near-dense"));
         Assert.DoesNotContain(worseProbe.Claims().Failures, f => f.Id == "probe-heterogeneous-near-dense");   // not held: recorded, not asserted
-        Assert.Equal(ClaimStatus.DoesNotHold, Status(good with { Cells = cells.Select(x => x with { Accuracy = 1.0 }).ToArray() }, "probe-homogeneous-blind"));
+        var seeing = good with { Cells = cells.Select(x => x with { Accuracy = 1.0 }).ToArray() };
+        Assert.Equal(ClaimStatus.DoesNotHold, Status(seeing, "probe-homogeneous-blind"));
+        Assert.Contains(seeing.Claims().Failures, f => f.Id == "probe-homogeneous-blind");
         // trained: heterogeneous 10 points below dense; homogeneous reading off-stride needles; dense not learning → not shown
         var worseTrained = good with { Trained = trained.Select(t => t.Variant == "heterogeneous" ? t with { Accuracy = 0.9 } : t).ToArray() };
         Assert.Equal(ClaimStatus.DoesNotHold, Status(worseTrained, "trained-heterogeneous-near-dense"));
+        Assert.Contains(worseTrained.Claims().Failures, f => f.Id == "trained-heterogeneous-near-dense");       // asserted: the check names it
         Assert.Equal(ClaimStatus.DoesNotHold, Status(good with { Trained = trained.Select(t => t with { OffStrideAccuracy = 0.9 }).ToArray() }, "trained-homogeneous-blind"));
         var unlearned = good with { Trained = trained.Select(t => t with { Accuracy = 0.1 }).ToArray() };
         Assert.Equal(ClaimStatus.NotShown, Status(unlearned, "trained-heterogeneous-near-dense"));

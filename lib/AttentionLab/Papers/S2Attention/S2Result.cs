@@ -94,9 +94,6 @@ public sealed record S2Result(S2Experiment.Config Config, S2Exactness Exactness,
         return cells.Length == 0 ? double.NaN : cells.Average(c => c.Accuracy);
     }
 
-    /// <summary>Probes at needles the homogeneous pattern cannot read (cells × trials).</summary>
-    public int OffStrideProbes => Cells.Count(c => c.Variant == "homogeneous" && OffStride(c)) * Config.Trials;
-
     /// <summary>True when the homogeneous pattern cannot see this needle from the last query.</summary>
     public bool OffStride(NeedleCell c)
     {
@@ -111,12 +108,6 @@ public sealed record S2Result(S2Experiment.Config Config, S2Exactness Exactness,
     /// <summary>The spec's "KV tokens per head ≈ n/s + ℓ·b", rounded up to whole stride blocks: b·⌈n/(s·b)⌉ + ℓ·b.</summary>
     public long KvFormulaTokens => (long)Config.Block * ((Decode.Length + Config.VertStride * Config.Block - 1) / (Config.VertStride * Config.Block))
                                    + (long)Config.LocalBlocks * Config.Block;
-
-    /// <summary>Margin test [ours]: a difference d against a threshold is decided when it clears it by 2 standard errors.</summary>
-    static bool Decided(double distance, double se) => Math.Abs(distance) >= 2 * se;
-
-    /// <summary>Standard error of the difference of two accuracies measured on n items each.</summary>
-    static double DifferenceSe(double a, double b, int n) => Math.Sqrt((a * (1 - a) + b * (1 - b)) / Math.Max(1, n));
 
     /// <summary>
     /// The claims: the fast forms and the LSE merge equal the dense masked twin; the coverage identities; the pruned
@@ -159,17 +150,16 @@ public sealed record S2Result(S2Experiment.Config Config, S2Exactness Exactness,
 
         double dense = Accuracy("dense"), het = Accuracy("heterogeneous"), homoOff = OffStrideAccuracy("homogeneous"), hetOff = OffStrideAccuracy("heterogeneous");
         int probes = Config.Lengths.Length * Config.Depths.Length * Config.Trials;
-        double gap = het - (dense - 0.05);
         claims.Claim("probe-heterogeneous-near-dense", "attention-level probe: the heterogeneous pattern retrieves a single needle within 5 points of dense attention",
             "perfect needle retrieval at 32K context (v1 abstract; trained 1.3B/7B models)",
             $"retrieval (argmax over {Config.Lengths.Min() - 1}–{Config.Lengths.Max() - 1} token identities of the head-mean output): dense {dense:P1}, heterogeneous {het:P1} (off-stride needles {hetOff:P1}), hybrid {Accuracy("hybrid"):P1}; {probes} probes each",
-            "heterogeneous ≥ dense − 5 pts (spec §6, applied to the probe)", gap >= 0, asserted: gap >= 0 && Decided(gap, DifferenceSe(dense, het, probes)),
-            note: "training-free: one layer, random keys, a fixed head-mean W_O; the heads that cannot see the needle add noise to the output.");
+            "heterogeneous ≥ dense − 5 pts (spec §6, applied to the probe)", het >= dense - 0.05, asserted: false,
+            note: "recorded, not asserted: a training-free stand-in (one layer, random keys, a fixed head-mean W_O), where the heads that cannot see the needle add noise to the output; the trained test below is the claim's test.");
         claims.Claim("probe-homogeneous-blind", "attention-level probe: a homogeneous stride fails on needles off its stride beyond the window",
             "heterogeneous sharding is needed for full-context coverage (paper §3 ablations)",
             $"homogeneous {homoOff:P1} on the off-stride needles (chance {1.0 / (Config.Lengths.Min() - 1):P1}), heterogeneous {hetOff:P1}",
             "homogeneous < 50 % on off-stride needles (spec §6: \"homogeneous fails at off-stride depths beyond the window\")",
-            homoOff < 0.5, asserted: homoOff < 0.5 && Decided(0.5 - homoOff, Math.Sqrt(homoOff * (1 - homoOff) / Math.Max(1, OffStrideProbes))));
+            homoOff < 0.5, asserted: true);
 
         var n = Config.Needle;
         var tDense = TrainedVariant("dense")!;
@@ -188,10 +178,9 @@ public sealed record S2Result(S2Experiment.Config Config, S2Exactness Exactness,
                 deviation: trainedDeviation);
         else
         {
-            double tgap = tHet.Accuracy - (tDense.Accuracy - 0.05);
             claims.Claim("trained-heterogeneous-near-dense", "a model trained with the heterogeneous pattern retrieves the needle within 5 points of dense attention",
                 "perfect needle retrieval at 32K (v1 abstract); on-par quality with dense (paper §5)", trainedOurs,
-                "heterogeneous ≥ dense − 5 pts (spec §6, nightly)", tgap >= 0, asserted: tgap >= 0 && Decided(tgap, DifferenceSe(tDense.Accuracy, tHet.Accuracy, tests)),
+                "heterogeneous ≥ dense − 5 pts (spec §6, nightly)", tHet.Accuracy >= tDense.Accuracy - 0.05, asserted: true,
                 deviation: trainedDeviation, note: trainedSize + ".");
         }
         if (tHomo is null)
@@ -207,7 +196,7 @@ public sealed record S2Result(S2Experiment.Config Config, S2Exactness Exactness,
                 "heterogeneous sharding is needed (paper §3 ablations)",
                 $"off-stride needles: homogeneous {tHomo.OffStrideAccuracy:P1}, heterogeneous {tHet.OffStrideAccuracy:P1}, dense {tDense.OffStrideAccuracy:P1} (chance {1.0 / n.Task.NeedleClasses:P1})",
                 "homogeneous < 50 % on off-stride needles (spec §6)", tHomo.OffStrideAccuracy < 0.5,
-                asserted: tHomo.OffStrideAccuracy < 0.5 && Decided(0.5 - tHomo.OffStrideAccuracy, Math.Sqrt(tHomo.OffStrideAccuracy * (1 - tHomo.OffStrideAccuracy) / tests)),
+                asserted: true,
                 deviation: trainedDeviation);
 
         int longest = Config.Lengths.Max();
