@@ -6,30 +6,43 @@ using TorchSharp;
 
 /// <summary>
 /// <c>AttentionLab.Bench flowformer [--lengths 256,…,16384] [--heads 4] [--dim 64] [--chunk 64] [--repeats 3]
-/// [--max-reference 4096] [--threads 1] [--device cpu|cuda] [--no-memory]</c>: Flow-Attention forward vs full softmax
-/// attention; prints date, device, command, the table, fitted log-log slopes, crossovers and the speed-up at T = 8192.
+/// [--max-reference 4096] [--pass forward|backward|both] [--threads 1] [--device cpu|cuda] [--no-memory]</c>: Flow-Attention
+/// vs full softmax attention, one forward and/or one forward + backward (spec §8); prints date, device, command, the
+/// table, fitted log-log slopes, crossovers and the speed-up at T = 8192 per pass.
 /// </summary>
 static class FlowformerCommand
 {
     public static int Run(string[] args)
     {
-        if (BenchArgs.Parse(args, "usage: AttentionLab.Bench flowformer [--lengths 256,…] [--heads 4] [--dim 64] [--chunk 64] [--repeats 3] [--max-reference 4096] [--threads 1] [--device cpu|cuda] [--no-memory]", "no-memory") is not { } o) return 2;
+        const string usage = "usage: AttentionLab.Bench flowformer [--lengths 256,…] [--heads 4] [--dim 64] [--chunk 64] [--repeats 3] [--max-reference 4096] [--pass forward|backward|both] [--threads 1] [--device cpu|cuda] [--no-memory]";
+        if (BenchArgs.Parse(args, usage, "no-memory") is not { } o) return 2;
         var lengths = o.Lengths("256,512,1024,2048,4096,8192,16384");
         bool measureMemory = !o.Flag("no-memory");
+        string pass = o.Text("pass", "both");
+        if (pass is not ("forward" or "backward" or "both")) { Console.Error.WriteLine($"bad --pass '{pass}'\n{usage}"); return 2; }
         int Int(string name, int fallback) => o.Int(name, fallback);
         var device = o.SetUp();
-        var points = FlowBenchmark.Speed(lengths, 1, Int("heads", 4), Int("dim", 64), Int("chunk", 64), warmup: 1, repeats: Int("repeats", 3),
-            maxReferenceLength: Int("max-reference", 4096), measureMemory: measureMemory, device: device,
-            progress: new InlineProgress<SpeedPoint>(p => Console.Error.WriteLine($"T = {p.SeqLen,6} {p.Method,-18} {p.MedianMs,10:F2} ms  {p.PeakMiB:F1} MiB")));
+        var points = new List<SpeedPoint>();
+        foreach (bool backward in new[] { false, true })
+        {
+            if (backward ? pass == "forward" : pass == "backward") continue;
+            points.AddRange(FlowBenchmark.Speed(lengths, 1, Int("heads", 4), Int("dim", 64), Int("chunk", 64), warmup: 1, repeats: Int("repeats", 3),
+                maxReferenceLength: Int("max-reference", 4096), measureMemory: measureMemory, device: device, backward: backward,
+                progress: new InlineProgress<SpeedPoint>(p => Console.Error.WriteLine($"{p.Pass,-16} T = {p.SeqLen,6} {p.Method,-18} {p.MedianMs,10:F2} ms  {p.PeakMiB:F1} MiB"))));
+        }
         o.PrintHeader(device);
         Console.WriteLine();
         Console.WriteLine(MarkdownTable.From(FlowBenchmark.ToDataFrame(points), new Dictionary<string, string> { ["peak_mib"] = "F1", ["median_ms"] = "F2" }));
-        Console.WriteLine();
-        foreach (var (method, slope) in FlowBenchmark.Slopes(points)) Console.WriteLine($"slope {method}: {slope:F2}");
-        foreach (var baseline in new[] { FlowBenchmark.Sdpa, FlowBenchmark.Reference })
-            Console.WriteLine($"crossover {FlowBenchmark.FlowCausal} vs {baseline}: {(FlowBenchmark.Crossover(points, FlowBenchmark.FlowCausal, baseline) is { } t ? $"T = {t}" : "none in range")}");
-        foreach (var baseline in new[] { FlowBenchmark.Sdpa, FlowBenchmark.Reference })
-            Console.WriteLine($"speed-up {FlowBenchmark.FlowCausal} vs {baseline} at T = 8192: {(FlowBenchmark.Speedup(points, FlowBenchmark.FlowCausal, baseline, 8192) is { } s ? $"{s:F2}×" : "not measured")}");
+        foreach (var p in points.Select(p => p.Pass).Distinct())
+        {
+            Console.WriteLine();
+            Console.WriteLine($"{p}:");
+            foreach (var (method, slope) in FlowBenchmark.Slopes(points, p)) Console.WriteLine($"slope {method}: {slope:F2}");
+            foreach (var baseline in new[] { FlowBenchmark.Sdpa, FlowBenchmark.Reference })
+                Console.WriteLine($"crossover {FlowBenchmark.FlowCausal} vs {baseline}: {(FlowBenchmark.Crossover(points, FlowBenchmark.FlowCausal, baseline, p) is { } t ? $"T = {t}" : "none in range")}");
+            foreach (var baseline in new[] { FlowBenchmark.Sdpa, FlowBenchmark.Reference })
+                Console.WriteLine($"speed-up {FlowBenchmark.FlowCausal} vs {baseline} at T = 8192: {(FlowBenchmark.Speedup(points, FlowBenchmark.FlowCausal, baseline, 8192, p) is { } s ? $"{s:F2}×" : "not measured")}");
+        }
         return 0;
     }
 }

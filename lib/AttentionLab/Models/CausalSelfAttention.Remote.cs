@@ -41,8 +41,7 @@ public sealed partial class CausalSelfAttention
         ArgumentNullException.ThrowIfNull(attentionDevice);
         if (kind == AttentionKind.SinkLogit)
             throw new ArgumentException("a SinkLogit layer keeps a learned logit on the model device; offloading supports the other kinds.", nameof(attentionDevice));
-        long d = proj.weight!.shape[0];
-        return new RemoteKvState(new KvCache(batch, heads, d / heads, d / heads, dtype, attentionDevice), attentionDevice, meter ?? new TransferMeter());
+        return new RemoteKvState(this, new KvCache(batch, Heads, KeyDim, ValueDim, dtype, attentionDevice), attentionDevice, meter ?? new TransferMeter());
     }
 
     /// <summary>q, k, v [B, 1, H, Dh] on the model device → z [B, 1, H, Dh] on the model device, attention on the state's device.</summary>
@@ -77,9 +76,12 @@ public sealed partial class CausalSelfAttention
     }
 
     /// <summary>The KV cache of one attention layer on another device than its projections (attention offloading).</summary>
-    public sealed class RemoteKvState : MixerState
+    public sealed class RemoteKvState : AttentionState
     {
-        public RemoteKvState(KvCache cache, Device device, TransferMeter meter) => (Cache, Device, Meter) = (cache, device, meter);
+        readonly CausalSelfAttention attention;
+
+        public RemoteKvState(CausalSelfAttention attention, KvCache cache, Device device, TransferMeter meter) =>
+            (this.attention, Cache, Device, Meter) = (attention, cache, device, meter);
         /// <summary>The cache (un-rotated keys) on <see cref="Device"/>.</summary>
         public KvCache Cache { get; }
         /// <summary>The attention device.</summary>
@@ -87,6 +89,7 @@ public sealed partial class CausalSelfAttention
         /// <summary>The run's counters.</summary>
         public TransferMeter Meter { get; }
         public override long Bytes => Cache.Bytes;
+        public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x) => attention.StepRemote(q, k, v, this);
         public override void Dispose() => Cache.Dispose();
     }
 }

@@ -9,15 +9,6 @@ namespace AttentionLab.Tests.Papers;
 
 public class AarenTests
 {
-    public static TheoryData<int, int, int, int, int> Shapes => new()
-    {
-        { 1, 1, 1, 1, 1 },     // T = 1
-        { 2, 7, 3, 5, 4 },     // odd T, odd D
-        { 2, 13, 2, 3, 6 },    // T not a power of two
-        { 1, 16, 2, 8, 8 },    // power of two
-        { 3, 33, 1, 7, 3 },    // 2^k + 1
-    };
-
     static (Tensor q, Tensor k, Tensor v) Inputs(int b, int t, int h, int d, int dv, ScalarType dtype, bool grad = false, double spread = 1)
     {
         var q = (torch.randn(h, d, dtype: dtype) * spread).requires_grad_(grad);
@@ -35,62 +26,35 @@ public class AarenTests
         ("scan/sequential", (q, k, v) => AarenAttention.Scan(q, k, v, algo: ScanAlgo.Sequential)),
     };
 
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void AllFormsAgreeInFloat64(int b, int t, int h, int d, int dv)
-    {
-        torch.manual_seed(10 + t);
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Inputs(b, t, h, d, dv, float64, spread: 2);
-        using var naive = AarenAttention.Naive(q, k, v);
-        foreach (var (name, form) in Forms())
-            AssertClose.Tensors(form(q, k, v), naive.Output, atol: 1e-12, rtol: 1e-12, what: name);
+    /// <summary>q [H, D] (the learned query), k [B, T, H, D], v [B, T, H, Dv]; scores spread ×2 so the running max matters.</summary>
+    static Tensor[] ConformanceInputs(Shape s, ScalarType dtype, Generator g) =>
+    [
+        (torch.randn(s.H, s.D, generator: g, dtype: float64) * 2).to(dtype),
+        (torch.randn(s.B, s.T, s.H, s.D, generator: g, dtype: float64) * 2).to(dtype),
+        torch.randn(s.B, s.T, s.H, s.Dv, generator: g, dtype: float64).to(dtype),
+    ];
 
-        // final states: the scan's last prefix equals the RNN's state, and m + log u is the softmax's LSE
-        var (_, final) = AarenAttention.Recurrent(q, k, v);
-        var states = AarenAttention.ScanStates(q, k, v, algo: ScanAlgo.Blelloch);
-        AssertClose.Tensors(states.M.select(1, t - 1), final.M, atol: 1e-12, rtol: 1e-12, what: "m");
-        AssertClose.Tensors(states.U.select(1, t - 1), final.U, atol: 1e-12, rtol: 1e-12, what: "u");
-        AssertClose.Tensors(states.W.select(1, t - 1), final.W, atol: 1e-12, rtol: 1e-12, what: "w");
-        AssertClose.Tensors(SoftmaxMonoid.LogSumExp(states), naive.LogSumExp.permute(0, 2, 1), atol: 1e-12, rtol: 1e-12, what: "lse");
-    }
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void AllFormsAgreeInFloat32WithTheFloat64Reference(int b, int t, int h, int d, int dv)
+    /// <summary>Every form returns its output and the final log-sum-exp of the scores [B, H] (the scan's m + log u).</summary>
+    static readonly Form NaiveForm = new("naive", x =>
     {
-        torch.manual_seed(20 + t);
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Inputs(b, t, h, d, dv, float32);
-        using var reference = AarenAttention.Naive(q.to(float64), k.to(float64), v.to(float64));
-        foreach (var (name, form) in Forms())
+        using var r = AarenAttention.Naive(x[0], x[1], x[2]);
+        return new FormOutput(r.Output.alias(), r.LogSumExp.select(2, -1).alias());
+    });
+
+    static IEnumerable<Form> FastForms() =>
+    [
+        new("recurrent", x => { var (o, f) = AarenAttention.Recurrent(x[0], x[1], x[2]); return new FormOutput(o, f.M + f.U.log()); }),
+        .. new[] { ScanAlgo.HillisSteele, ScanAlgo.Blelloch, ScanAlgo.Sequential }.Select(algo => new Form($"scan/{algo}", x =>
         {
-            var o = form(q, k, v);
-            Assert.Equal(ScalarType.Float32, o.dtype);
-            AssertClose.Tensors(o, reference.Output, atol: 1e-5, rtol: 1e-5, what: name);
-        }
-    }
+            var states = AarenAttention.ScanStates(x[0], x[1], x[2], algo: algo);
+            return new FormOutput(AarenAttention.Scan(x[0], x[1], x[2], algo: algo), SoftmaxMonoid.LogSumExp(states).select(1, -1));
+        })),
+    ];
 
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void GradientsWithRespectToQKVAgree(int b, int t, int h, int d, int dv)
-    {
-        torch.manual_seed(30 + t);
-        using var scope = NewDisposeScope();
-        var (q0, k0, v0) = Inputs(b, t, h, d, dv, float64);
-        var weight = torch.randn(b, t, h, dv, dtype: float64);                     // loss = Σ weight · o
-        Tensor[]? expected = null;
-        foreach (var (name, form) in Forms())
-        {
-            var (q, k, v) = (q0.clone().requires_grad_(), k0.clone().requires_grad_(), v0.clone().requires_grad_());
-            (form(q, k, v) * weight).sum().backward();
-            // a form whose output does not depend on an input (T = 1: softmax of one score is 1) leaves its grad unset
-            var grads = new[] { q, k, v }.Select(x => x.grad ?? torch.zeros_like(x)).ToArray();
-            if (expected is null) { expected = grads; continue; }
-            for (int i = 0; i < 3; i++)
-                AssertClose.Tensors(grads[i], expected[i], atol: 1e-12, rtol: 1e-12, what: $"{name} d/d{"qkv"[i]}");
-        }
-    }
+    [MemberData(nameof(Conformance.Shapes), MemberType = typeof(Conformance))]
+    public void FormsConformToTheNaiveTwin(Shape shape) =>
+        Conformance.Check(shape, ConformanceInputs, NaiveForm, FastForms(), tol32: 1e-5, tol64: 1e-12);
 
     [Fact]
     public void HugeScoresGiveNoNaNAndMatchFloat64()

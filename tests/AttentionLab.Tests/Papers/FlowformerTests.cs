@@ -154,6 +154,66 @@ public class FlowformerTests
         Assert.Equal(64.0, competition.Sum(), 9);
     }
 
+    /// <summary>
+    /// One head, written out in scalars as the repo's <c>Flow_Attention.py</c> computes it (reciprocal flows; the causal
+    /// form's "normal" = i + 1 multipliers), independent of torch: q [n, D], k [m, D], v [m, Dv] → R [n, Dv].
+    /// </summary>
+    static double[,] FlowByHand(double[,] q, double[,] k, double[,] v, bool causal, double eps = 1e-6)
+    {
+        int n = q.GetLength(0), m = k.GetLength(0), d = q.GetLength(1), dv = v.GetLength(1);
+        static double Sig(double x) => 1 / (1 + Math.Exp(-x));
+        var fq = new double[n, d]; var fk = new double[m, d];
+        for (int i = 0; i < n; i++) for (int c = 0; c < d; c++) fq[i, c] = Sig(q[i, c]);
+        for (int j = 0; j < m; j++) for (int c = 0; c < d; c++) fk[j, c] = Sig(k[j, c]);
+        int Last(int i, int count) => causal ? i : count - 1;                      // the sources sink i sees (sinks source j is seen by)
+        double Normal(int i) => causal ? i + 1 : 1;
+        // sink_incoming = 1 / ((φq_i+ε)·(Σ φk + ε)) · normal;  source_outgoing likewise
+        var sinkIn = new double[n]; var sourceOut = new double[m];
+        for (int i = 0; i < n; i++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int j = 0; j <= Last(i, m); j++) sum += fk[j, c]; dot += (fq[i, c] + eps) * (sum + eps); } sinkIn[i] = Normal(i) / dot; }
+        for (int j = 0; j < m; j++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int i = 0; i <= Last(j, n); i++) sum += fq[i, c]; dot += (fk[j, c] + eps) * (sum + eps); } sourceOut[j] = Normal(j) / dot; }
+        // conserved_sink = (φq_i+ε)·(Σ φk_j·source_outgoing_j + ε) / normal;  conserved_source likewise, clamped to [−1, 1]
+        var conservedSink = new double[n]; var conservedSource = new double[m];
+        for (int i = 0; i < n; i++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int j = 0; j <= Last(i, m); j++) sum += fk[j, c] * sourceOut[j]; dot += (fq[i, c] + eps) * (sum + eps); } conservedSink[i] = dot / Normal(i); }
+        for (int j = 0; j < m; j++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int i = 0; i <= Last(j, n); i++) sum += fq[i, c] * sinkIn[i]; dot += (fk[j, c] + eps) * (sum + eps); } conservedSource[j] = Math.Clamp(dot / Normal(j), -1, 1); }
+        // allocation = σ(conserved_sink · n/m) (causal: no n/m);  competition = softmax · m (causal: e^{Ô_j}/Σ_{j′≤j} e^{Ô_j′} · (j+1))
+        var allocation = new double[n]; var competition = new double[m];
+        for (int i = 0; i < n; i++) allocation[i] = Sig(causal ? conservedSink[i] : conservedSink[i] * n / m);
+        for (int j = 0; j < m; j++) { double total = 0; for (int j2 = 0; j2 <= Last(j, m); j2++) total += Math.Exp(conservedSource[j2]); competition[j] = Math.Exp(conservedSource[j]) / total * (causal ? j + 1 : m); }
+        // R_i = A_i · Σ_j (φq_i · sink_incoming_i / normal_i)·φk_j · (C_j v_j)
+        var r = new double[n, dv];
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j <= Last(i, m); j++)
+            {
+                double w = 0;
+                for (int c = 0; c < d; c++) w += fq[i, c] * sinkIn[i] / Normal(i) * fk[j, c];
+                for (int e = 0; e < dv; e++) r[i, e] += allocation[i] * w * competition[j] * v[j, e];
+            }
+        return r;
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void TinyCaseMatchesThePapersEquationsComputedByHand(bool causal)
+    {
+        // n = 3 sinks, m = 3 (causal) or 4 sources, D = 2, Dv = 2; entries up to ±3 so σ is far from ½ and the clamp can act
+        var q = new double[,] { { 0.5, -1.0 }, { 2.0, 0.0 }, { -3.0, 1.5 } };
+        var k = causal ? new double[,] { { 1.0, 0.0 }, { -0.5, 0.3 }, { 0.0, 2.0 } } : new double[,] { { 1.0, 0.0 }, { -0.5, 0.3 }, { 0.0, 2.0 }, { 3.0, -2.0 } };
+        var v = causal ? new double[,] { { 1.0, 0.5 }, { -2.0, 1.0 }, { 3.0, -1.0 } } : new double[,] { { 1.0, 0.5 }, { -2.0, 1.0 }, { 3.0, -1.0 }, { 0.25, 2.0 } };
+        var expected = FlowByHand(q, k, v, causal);
+        using var scope = NewDisposeScope();
+        Tensor T(double[,] x) => torch.tensor(x.Cast<double>().ToArray(), new long[] { 1, x.GetLength(0), 1, x.GetLength(1) }, dtype: float64);
+        var fast = FlowAttention.Attend(T(q), T(k), T(v), causal);
+        var naive = FlowAttentionNaive.Attend(T(q), T(k), T(v), causal);
+        for (int i = 0; i < expected.GetLength(0); i++)
+            for (int e = 0; e < expected.GetLength(1); e++)
+            {
+                Assert.Equal(expected[i, e], fast[0, i, 0, e].item<double>(), 12);
+                Assert.Equal(expected[i, e], naive[0, i, 0, e].item<double>(), 12);
+            }
+        Assert.True(expected.Cast<double>().Any(x => Math.Abs(x) > 0.1), "the case is not degenerate");
+    }
+
     [Fact]
     public void ModuleProjectsAttendsAndDoesNotLeak()
     {
@@ -166,9 +226,12 @@ public class FlowformerTests
             var x = torch.randn(2, 7, 12);
             var y = attn.call(x, x, x);
             Assert.Equal(new long[] { 2, 7, 12 }, y.shape);
+            // y = W_o R + b_o with R the naive twin's flow attention of the module's own projections (float64)
             var (q, k, v) = attn.Project(x, x, x);
             var byHand = FlowAttentionNaive.Attend(q.to(float64), k.to(float64), v.to(float64), causal);
-            Assert.True(byHand.isfinite().all().item<bool>());
+            var p = attn.named_parameters().ToDictionary(n => n.name, n => n.parameter);
+            var expected = nn.functional.linear(byHand.reshape(2, 7, 12), p["out_projection.weight"].to(float64), p["out_projection.bias"].to(float64));
+            AssertClose.Tensors(y.to(float64), expected, atol: 1e-5, rtol: 1e-4, what: $"module (causal={causal}) vs W_o·naive + b_o");
             LeakCheck.AssertNoLeak(() => attn.call(x, x, x).Dispose(), $"FlowAttention causal={causal}");
         }
         using var cross = new FlowAttention(8, 2, causal: false);

@@ -174,6 +174,99 @@ public class LandmarkAttentionTests
         }
     }
 
+    /// <summary>
+    /// The fast memory path against its loop twin (float64): k &lt; S, k = S, k &gt; S, k = 0; T = 1 and T not a multiple of
+    /// the block; one or several heads; chunks of 1–3 blocks; both selection rules; official and contiguous slots; no remap;
+    /// no positions with an odd head dim.
+    /// </summary>
+    [Theory]
+    [InlineData(1, 1, 1, 4, 3, 1, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]       // T = 1
+    [InlineData(2, 43, 3, 6, 4, 1, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]      // k < S
+    [InlineData(2, 43, 3, 6, 4, 2, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]
+    [InlineData(1, 43, 3, 6, 4, 2, 2, LandmarkSelect.MaxOverHeads, true, LandmarkSlots.Official, true)]
+    [InlineData(2, 38, 2, 4, 3, 3, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Contiguous, true)]
+    [InlineData(1, 38, 4, 4, 3, 3, 3, LandmarkSelect.MaxOverHeads, true, LandmarkSlots.Contiguous, true)]
+    [InlineData(2, 43, 3, 6, 4, 2, 3, LandmarkSelect.PerTokenAndHead, false, LandmarkSlots.Official, true)]     // no remap
+    [InlineData(1, 43, 2, 6, 4, 8, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]      // k = S
+    [InlineData(1, 43, 2, 6, 4, 20, 2, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]     // k > S
+    [InlineData(2, 29, 2, 6, 4, 0, 2, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]      // k = 0
+    [InlineData(2, 31, 3, 5, 2, 2, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, false)]     // no positions, odd D
+    [InlineData(1, 57, 2, 8, 6, 2, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]
+    public void MemoryMatchesTheLoopTwin(int b, int t, int h, int d, int blockSize, int topK, int chunkBlocks, LandmarkSelect mode, bool remap,
+        LandmarkSlots slots, bool rope)
+    {
+        using var scope = NewDisposeScope();
+        var gen = new Generator(21);
+        Tensor R() => torch.randn(new long[] { b, t, h, d }, dtype: ScalarType.Float64, generator: gen) * 1.5;
+        var (q, k, v) = (R(), R(), R());
+        var memory = new LandmarkMemory(topK, mode, remap, chunkBlocks, slots);
+        double? ropeBase = rope ? 10000 : null;
+        var fast = memory.Attend(q, k, v, blockSize, ropeBase);
+        var twin = LandmarkMemoryNaive.Attend(q, k, v, blockSize, memory, ropeBase);
+        Assert.Equal(new long[] { b, t, h, d }, fast.shape);
+        Close(fast, twin, 1e-12, $"memory vs loop twin ({memory})");
+    }
+
+    /// <summary>The twin, checked without the fast path: with every block retrieved it is the training form (LandmarkNaive, RoPE at true positions).</summary>
+    [Theory]
+    [InlineData(1, true)]
+    [InlineData(3, true)]
+    [InlineData(2, false)]
+    public void LoopTwinWithAllBlocksIsTheTrainingForm(int chunkBlocks, bool remap)
+    {
+        using var scope = NewDisposeScope();
+        int t = 27, lb = 4;
+        var gen = new Generator(8);
+        Tensor R() => torch.randn(new long[] { 2, t, 2, 6 }, dtype: ScalarType.Float64, generator: gen);
+        var (q, k, v) = (R(), R(), R());
+        var pos = torch.arange(t);
+        var naive = LandmarkNaive.Attend(Positions.Rope(q, pos), Positions.Rope(k, pos), v, Marks(2, t, lb));
+        var twin = LandmarkMemoryNaive.Attend(q, k, v, lb, new LandmarkMemory(t, RemapPositions: remap, ChunkBlocks: chunkBlocks));
+        Close(twin, naive, 1e-12, "twin with k ≥ S vs the naive training form");
+    }
+
+    /// <summary>
+    /// k = 1 &lt; S with the retrieved block forced by its landmark key (head 0: an old block, head 1: a recent one): the last
+    /// query's output must be the training form over [that block ; the chunk] at the remapped positions — block at slot
+    /// r + [recent] (official) or r + 1 (contiguous), chunk at slot k + 1 — for the fast path and for the twin.
+    /// </summary>
+    [Theory]
+    [InlineData(LandmarkSlots.Official)]
+    [InlineData(LandmarkSlots.Contiguous)]
+    public void RetrievedBlockSitsAtItsRemappedSlot(LandmarkSlots slots)
+    {
+        using var scope = NewDisposeScope();
+        const int lb = 3, l = lb + 1, stored = 6, t = stored * l + 2, p = t - 1, d = 4;
+        var gen = new Generator(17);
+        var q = torch.randn(new long[] { 1, t, 2, d }, dtype: ScalarType.Float64, generator: gen);
+        var k = torch.randn(new long[] { 1, t, 2, d }, dtype: ScalarType.Float64, generator: gen) * 0.1;
+        var v = torch.randn(new long[] { 1, t, 2, d }, dtype: ScalarType.Float64, generator: gen);
+        int[] wanted = { 2, 5 };                                              // head 0: old block (scoring slot 0), head 1: recent (slot 1)
+        long queryPos = 2 * l + (p - stored * l);                            // chunk at slot k + 1 = 2
+        for (int head = 0; head < 2; head++)
+        {
+            int c = wanted[head];
+            long scoreSlot = c >= stored - 1 ? c - (stored - 1) + 1 : 0;
+            // R(score) k_L = 20 R(query) q_p  ⇒  k_L = 20 R(query − score) q_p: this landmark wins the retrieval softmax.
+            var qp = q[0, p, head].view(1, 1, 1, d);
+            k[0, c * l + lb, head] = (Positions.Rope(qp, torch.tensor(new long[] { queryPos - (scoreSlot * l + lb) })) * 20).view(d);
+        }
+        var memory = new LandmarkMemory(1, Slots: slots);
+        var fast = memory.Attend(q, k, v, lb);
+        var twin = LandmarkMemoryNaive.Attend(q, k, v, lb, memory);
+        for (int head = 0; head < 2; head++)
+        {
+            int c = wanted[head];
+            long slot = slots == LandmarkSlots.Contiguous ? 1 : c >= stored - 1 ? 1 : 0;
+            var keep = torch.tensor(Enumerable.Range(c * l, l).Concat(Enumerable.Range(stored * l, t - stored * l)).Select(i => (long)i).ToArray());
+            var positions = torch.tensor(Enumerable.Range(0, l).Select(o => slot * l + o).Concat(Enumerable.Range(0, t - stored * l).Select(o => 2L * l + o)).ToArray());
+            Tensor Head(Tensor x) => x.index_select(1, keep).narrow(2, head, 1);
+            var expected = LandmarkAttention.Attend(Positions.Rope(Head(q), positions), Positions.Rope(Head(k), positions), Head(v), lb)[0, -1, 0];
+            Close(fast[0, p, head], expected, 1e-12, $"fast, head {head}, block {c}");
+            Close(twin[0, p, head], expected, 1e-12, $"twin, head {head}, block {c}");
+        }
+    }
+
     [Fact]
     public void FewerBlocksChangeTheOutputOnlyAfterTheFirstKBlocks()
     {
@@ -246,6 +339,12 @@ public class LandmarkAttentionTests
         using (model)
         {
             Assert.Equal("TopK", Assert.Throws<ArgumentOutOfRangeException>(() => new LandmarkMemory(-1).Run(model, ids)).ParamName);
+            Assert.Equal("Slots", Assert.Throws<ArgumentException>(() => new LandmarkMemory(1, Slots: (LandmarkSlots)7).Run(model, ids)).ParamName);
+            var q5 = torch.randn(1, 10, 2, 5);
+            Assert.Equal("ropeBase", Assert.Throws<ArgumentException>(() => new LandmarkMemory(1).Attend(q5, q5, q5, 4)).ParamName);
+            Assert.Equal("ropeBase", Assert.Throws<ArgumentException>(() => LandmarkMemoryNaive.Attend(q5, q5, q5, 4, new LandmarkMemory(1))).ParamName);
+            Assert.Equal("k", Assert.Throws<ArgumentException>(() => new LandmarkMemory(1).Attend(q5, q5.narrow(1, 0, 9), q5, 4, null)).ParamName);
+            Assert.Equal("memory", Assert.Throws<ArgumentNullException>(() => LandmarkMemoryNaive.Attend(q5, q5, q5, 4, null!, null)).ParamName);
             Assert.Equal("ids", Assert.Throws<ArgumentException>(() => new LandmarkMemory(1).Run(model, ids[0])).ParamName);
             using var plain = new TinyGpt(new TinyGptConfig(VocabSize: 12, DModel: 16, Heads: 2, Positions: PositionKind.Rope));
             Assert.Equal("model", Assert.Throws<ArgumentException>(() => new LandmarkMemory(1).Run(plain, ids)).ParamName);
@@ -266,6 +365,8 @@ public class LandmarkAttentionTests
                 model.call(ids).square().mean().backward();
             }, "landmark training step");
             LeakCheck.AssertNoLeak(() => new LandmarkMemory(TopK: 2).Run(model, ids).Dispose(), "landmark memory run");
+            using var q = torch.randn(2, 23, 2, 4);
+            LeakCheck.AssertNoLeak(() => new LandmarkMemory(TopK: 2, ChunkBlocks: 2).Attend(q, q, q, 4).Dispose(), "one layer's memory attention");
             var qkv = model.Blocks[0].Mixer.parameters().First();
             Assert.True(qkv.grad is not null && qkv.grad.abs().sum().item<float>() > 0, "no gradient reached the landmark mixer");
         }

@@ -141,8 +141,7 @@ public sealed class DeltaDecoder : IDisposable
     {
         var attn = (CausalSelfAttention)block.Mixer;
         long b = x.shape[0], d = x.shape[1], hd = d / attn.Heads;
-        var parts = attn.Qkv.call(x).view(b, 1, 3, attn.Heads, hd).unbind(2);                   // q, k, v [B, 1, H, Dh]
-        var (q, k, v) = (parts[0], parts[1], parts[2]);
+        var (q, k, v) = attn.Project(x.unsqueeze(1));                                          // q, k, v [B, 1, H, Dh] (hooks fire)
         if (model.Config.Positions == PositionKind.Rope)
         {
             var pos = torch.tensor(new[] { t }, device: x.device);

@@ -62,7 +62,7 @@ public sealed class LandmarkAttentionLayer : nn.Module<Tensor, Tensor>
         using var scope = NewDisposeScope();
         long b = x.shape[0], t = x.shape[1], d = x.shape[2];
         var parts = qkv.call(x).view(b, t, 3, heads, d / heads).unbind(2);             // q, k, v [B, T, H, Dh]
-        var z = Session is null ? Training(parts[0], parts[1], parts[2]) : Session.Attend(this, parts[0], parts[1], parts[2]);
+        var z = Session is null ? Training(parts[0], parts[1], parts[2]) : Session.Attend(blockSize, Rotate, parts[0], parts[1], parts[2]);
         return proj.call(z.reshape(b, t, d)).MoveToOuterDisposeScope();
     }
 

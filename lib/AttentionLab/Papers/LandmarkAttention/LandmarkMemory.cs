@@ -1,3 +1,4 @@
+using AttentionLab.Attention;
 using AttentionLab.Core;
 using AttentionLab.Models;
 using TorchSharp;
@@ -15,6 +16,20 @@ public enum LandmarkSelect
 }
 
 /// <summary>
+/// Where position remapping puts the k retrieved blocks (S &gt; k stored blocks; the chunk sits at slot k + 1).
+/// </summary>
+public enum LandmarkSlots
+{
+    /// <summary>
+    /// The official code (lm_benchmark <c>mem_cache.py</c> and <c>llama_mem.py</c>): the r-th kept block (original order,
+    /// r = 0 … k−1) sits at slot r + 1 when it is one of the k most recent stored blocks, at slot r otherwise.
+    /// </summary>
+    Official,
+    /// <summary>The spec's reading: the r-th kept block at slot r + 1, contiguous right before the chunk.</summary>
+    Contiguous,
+}
+
+/// <summary>
 /// Inference with memory (the paper's §3.2; official <c>mem_cache.py</c>): the inserted sequence runs through a
 /// <see cref="TinyGpt"/> whose mixers are <see cref="LandmarkAttentionLayer"/>s in chunks of ChunkBlocks·(ℓ_b + 1)
 /// positions; every completed block (its ℓ_b tokens and its landmark, keys un-rotated and values) goes to the layer's
@@ -29,15 +44,18 @@ public enum LandmarkSelect
 /// blocks of ℓ_b + 1 positions:
 ///   • S ≤ k: every block keeps its own slot c and the chunk sits at slot S (identical to the training form);
 ///   • S &gt; k: the chunk sits at slot k + 1; for scoring, the k most recent landmarks take slots 1 … k and all older
-///     landmarks share slot 0; the k retrieved blocks take slots 1 … k (just before the chunk), in original order.
+///     landmarks share slot 0; the r-th retrieved block (original order) takes slot r + [it is one of the k most
+///     recent] (<see cref="LandmarkSlots.Official"/>) or r + 1 (<see cref="LandmarkSlots.Contiguous"/>).
 /// RemapPositions = false keeps the true positions (what breaks length extrapolation).
-/// TopK = 0 attends to the current chunk only (a chunk window).
+/// TopK = 0 attends to the current chunk only (a chunk window). <see cref="LandmarkMemoryNaive"/> is the loop twin.
 /// </remarks>
 /// <param name="TopK">k, blocks retrieved per token and head (paper: 2 or 4).</param>
 /// <param name="Mode">selection rule.</param>
 /// <param name="RemapPositions">position remapping on/off.</param>
 /// <param name="ChunkBlocks">blocks per processed chunk (chunk = ChunkBlocks·(ℓ_b+1) positions).</param>
-public sealed record LandmarkMemory(int TopK, LandmarkSelect Mode = LandmarkSelect.PerTokenAndHead, bool RemapPositions = true, int ChunkBlocks = 1)
+/// <param name="Slots">where remapping puts the retrieved blocks (official code by default).</param>
+public sealed record LandmarkMemory(int TopK, LandmarkSelect Mode = LandmarkSelect.PerTokenAndHead, bool RemapPositions = true, int ChunkBlocks = 1,
+    LandmarkSlots Slots = LandmarkSlots.Official)
 {
     /// <summary>
     /// Logits [B, T, V] for ids [B, T] that already hold landmarks (<see cref="LandmarkTokens.Insert"/>), with the memory
@@ -47,9 +65,7 @@ public sealed record LandmarkMemory(int TopK, LandmarkSelect Mode = LandmarkSele
     public LandmarkRun Run(TinyGpt model, Tensor ids)
     {
         ArgumentNullException.ThrowIfNull(model);
-        if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be ≥ 0.");
-        Guard.Positive(ChunkBlocks, nameof(ChunkBlocks));
-        if (!Enum.IsDefined(Mode)) throw new ArgumentException($"Mode is not a LandmarkSelect: {(int)Mode}.", nameof(Mode));
+        Validate();
         Guard.Rank(ids, 2, nameof(ids), "B, T token ids (landmarks inserted)");
         if (model.Config.Positions is Attention.PositionKind.Learned or Attention.PositionKind.Sinusoidal)
             throw new ArgumentException($"memory inference needs a model without absolute position embeddings, got {model.Config.Positions}.", nameof(model));
@@ -81,6 +97,41 @@ public sealed record LandmarkMemory(int TopK, LandmarkSelect Mode = LandmarkSele
             foreach (var s in sessions) s.Dispose();
             model.train(wasTraining);
         }
+    }
+
+    /// <summary>
+    /// One layer's memory-form attention over a whole sequence, chunk by chunk (the path <see cref="Run"/> takes inside
+    /// every layer): q, k, v [B, T, H, D] projected but not rotated, of a sequence that already holds a landmark after
+    /// every ℓ_b = <paramref name="blockSize"/> tokens from position 0; RoPE with <paramref name="ropeBase"/> (null: no
+    /// positions). Returns o [B, T, H, D].
+    /// </summary>
+    public Tensor Attend(Tensor q, Tensor k, Tensor v, int blockSize, double? ropeBase = 10000)
+    {
+        Validate();
+        LandmarkAttention.CheckQkv(q, k, v);
+        Guard.Positive(blockSize, nameof(blockSize));
+        if (ropeBase is { } rb && (!(rb > 1) || q.shape[3] % 2 != 0))
+            throw new ArgumentException($"RoPE needs base > 1 and an even head dim, got base {rb}, q {Guard.ShapeText(q)}.", nameof(ropeBase));
+        using var scope = NewDisposeScope();
+        using var session = new LandmarkLayerSession(this, q.shape[0]);
+        Tensor Rotate(Tensor x, Tensor positions) => ropeBase is { } b ? Positions.Rope(x, positions, b) : x;
+        long t = q.shape[1], chunk = ChunkBlocks * (blockSize + 1);
+        var outputs = new List<Tensor>();
+        for (long start = 0; start < t; start += chunk)
+        {
+            long c = Math.Min(chunk, t - start);
+            outputs.Add(session.Attend(blockSize, Rotate, q.narrow(1, start, c), k.narrow(1, start, c), v.narrow(1, start, c)));
+        }
+        return torch.cat(outputs, 1).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Throws ArgumentException naming the field that is out of range.</summary>
+    internal void Validate()
+    {
+        if (TopK < 0) throw new ArgumentOutOfRangeException(nameof(TopK), TopK, "TopK must be ≥ 0.");
+        Guard.Positive(ChunkBlocks, nameof(ChunkBlocks));
+        if (!Enum.IsDefined(Mode)) throw new ArgumentException($"Mode is not a LandmarkSelect: {(int)Mode}.", nameof(Mode));
+        if (!Enum.IsDefined(Slots)) throw new ArgumentException($"Slots is not a LandmarkSlots: {(int)Slots}.", nameof(Slots));
     }
 
     /// <summary>
@@ -146,10 +197,12 @@ internal sealed class LandmarkLayerSession : IDisposable
     public Tensor? TakeLastRetrieval() { var r = lastRetrieval; lastRetrieval = null; return r; }
     public Tensor? TakeLastSelected() { var r = lastSelected; lastSelected = null; return r; }
 
-    /// <summary>Output z [B, C, H, Dh] of a chunk q, k, v [B, C, H, Dh] (un-rotated) starting at <see cref="Position"/>.</summary>
-    public Tensor Attend(LandmarkAttentionLayer layer, Tensor q, Tensor k, Tensor v)
+    /// <summary>
+    /// Output z [B, C, H, Dh] of a chunk q, k, v [B, C, H, Dh] (un-rotated) starting at <see cref="Position"/>;
+    /// <paramref name="rotate"/>(x [B′, T, H′, Dh], positions [T] or [B′, T]) applies the layer's positions.
+    /// </summary>
+    public Tensor Attend(int lb, Func<Tensor, Tensor, Tensor> rotate, Tensor q, Tensor k, Tensor v)
     {
-        int lb = layer.BlockSize;
         long l = lb + 1, b = q.shape[0], c = q.shape[1], h = q.shape[2], dh = q.shape[3], s = Stored;
         if (b != Batch) throw new ArgumentException($"chunk batch {b} differs from the run's batch {Batch}.", nameof(q));
         if (Position % l != 0) throw new InvalidOperationException($"a chunk must start on a block boundary; position {Position} is not a multiple of {l} (only the last chunk may be partial).");
@@ -157,8 +210,8 @@ internal sealed class LandmarkLayerSession : IDisposable
         var device = q.device;
         long chunkSlot = !memory.RemapPositions ? Position / l : s <= memory.TopK ? s : memory.TopK + 1;
         var qPos = torch.arange(c, device: device) + chunkSlot * l;                       // chunk positions (remapped)
-        var qr = layer.Rotate(q, qPos);
-        var kr = layer.Rotate(k, qPos);
+        var qr = rotate(q, qPos);
+        var kr = rotate(k, qPos);
         var view = LandmarkAttention.BlockView.Of(LandmarkAttention.Scores(qr, kr), lb);  // in-chunk blocks
         Tensor z;
         if (kk == 0)
@@ -174,7 +227,7 @@ internal sealed class LandmarkLayerSession : IDisposable
             var blockIdx = torch.arange(s, device: device);
             var scoreSlot = !memory.RemapPositions || s <= memory.TopK ? blockIdx
                 : (blockIdx - (s - memory.TopK) + 1).clamp_min(0);                         // k most recent → 1…k, older → 0
-            var landmarks = layer.Rotate(keys!.select(2, lb), scoreSlot * l + lb);         // R k_{L_c}  [B, S, H, Dh]
+            var landmarks = rotate(keys!.select(2, lb), scoreSlot * l + lb);               // R k_{L_c}  [B, S, H, Dh]
             var r = torch.softmax(qh.matmul(landmarks.permute(0, 2, 3, 1)) * scale, -1);   // r_{i,c}  [B, H, C, S]
             lastRetrieval?.Dispose();
             lastRetrieval = r.detach().clone().DetachFromDisposeScope();
@@ -186,11 +239,14 @@ internal sealed class LandmarkLayerSession : IDisposable
                 .gather(2, idx.reshape(b, h, c * kk, 1).expand(b, h, c * kk, l * dh)).view(b, h, c, kk, l, dh);
             var gk = Gather(keys!);
             var gv = Gather(values!);
-            // 3. Positions of the retrieved tokens: slots chunkSlot−k … chunkSlot−1 (remapped) or their own.
+            // 3. Slots of the retrieved blocks: their own (no remap, or S ≤ k); else r + [c is one of the k most recent]
+            //    (official) or r + 1 (contiguous) for the r-th kept block c.
+            var rank = torch.arange(kk, device: device);
+            var slot = !memory.RemapPositions || s <= memory.TopK ? idx
+                : memory.Slots == LandmarkSlots.Contiguous ? (rank + 1).expand_as(idx)
+                : rank + idx.ge(s - memory.TopK).to(ScalarType.Int64);                     // [B, H, C, k]
             var within = torch.arange(l, device: device);
-            var rk = memory.RemapPositions
-                ? layer.Rotate(gk.reshape(b * h * c, kk * l, 1, dh), ((torch.arange(kk, device: device) + (chunkSlot - kk)).unsqueeze(1) * l + within).reshape(-1))
-                : layer.Rotate(gk.reshape(b * h * c, kk * l, 1, dh), (idx.unsqueeze(-1) * l + within).reshape(b * h * c, kk * l));
+            var rk = rotate(gk.reshape(b * h * c, kk * l, 1, dh), (slot.unsqueeze(-1) * l + within).reshape(b * h * c, kk * l));
             var ms = rk.view(b, h, c, kk * l, dh).matmul(qh.unsqueeze(-1)).squeeze(-1).mul(scale).view(b, h, c, kk, l);
             // 4. One grouped softmax over [retrieved landmarks ; in-chunk earlier landmarks ; own block].
             var gate = torch.cat(new[] { ms.select(4, lb), view.Gate }, 3);

@@ -111,7 +111,7 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
 
     /// <summary>An empty full KV cache (every token, every head), masked per head at each step: the pruned cache's twin.</summary>
     public MixerState NewFullState(long batch, ScalarType dtype, Device device) =>
-        new CausalSelfAttention.KvState(new KvCache(batch, Heads, DModel / Heads, DModel / Heads, dtype, device));
+        new FullCacheState(new KvCache(batch, Heads, DModel / Heads, DModel / Heads, dtype, device));
 
     /// <summary>
     /// One token. Pruned state: append (k_t, v_t) to every head's cache, attend over all it holds (all of it is read by this
@@ -141,7 +141,7 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
             }
             o = torch.cat(outs, 2);
         }
-        else if (state is CausalSelfAttention.KvState s)
+        else if (state is FullCacheState s)
         {
             s.Cache.Append(k, v);
             long position = s.Cache.Length - 1;
@@ -162,5 +162,13 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
         long b = x.shape[0], t = x.shape[1];
         var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
         return (parts[0], parts[1], parts[2]);
+    }
+
+    /// <summary>The full KV cache (every head keeps every key): the twin of the pruned <see cref="S2KvState"/>.</summary>
+    sealed class FullCacheState(KvCache cache) : MixerState
+    {
+        public KvCache Cache { get; } = cache;
+        public override long Bytes => Cache.Bytes;
+        public override void Dispose() => Cache.Dispose();
     }
 }

@@ -1,0 +1,112 @@
+using AttentionLab.Core;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Tests;
+
+/// <summary>
+/// One awkward shape of the shared grid: batch, tokens, heads, key/query width, value width, and a chunk (block) size
+/// that a chunked form uses. The grid covers T = 1, odd T and D, chunks that do not divide T, and Dv ≠ D.
+/// </summary>
+public sealed record Shape(int B, int T, int H, int D, int Dv, int Chunk)
+{
+    public override string ToString() => $"B{B} T{T} H{H} D{D} Dv{Dv} chunk{Chunk}";
+}
+
+/// <summary>What one form returns: its output and its final states (none for a stateless form), in a fixed order.</summary>
+public sealed record FormOutput(Tensor Output, params Tensor[] States);
+
+/// <summary>A named form of a method: inputs (in the order the method's input factory makes them) → output and states.</summary>
+public sealed record Form(string Name, Func<Tensor[], FormOutput> Run)
+{
+    public override string ToString() => Name;
+}
+
+/// <summary>
+/// The conformance kit: given a method's naive twin and its fast forms, compares outputs, final states and the gradient of
+/// every input over the shared grid of awkward shapes — float64 forms against the float64 twin at 1e-10, float32 forms
+/// against the float64 twin at the method's float32 tolerance (the spec's; 1e-5 unless the spec says otherwise).
+/// </summary>
+public static class Conformance
+{
+    /// <summary>The shared grid (every multi-form test runs on it).</summary>
+    public static IReadOnlyList<Shape> Grid { get; } =
+    [
+        new(1, 1, 1, 1, 1, 4),      // one token, width 1
+        new(2, 7, 3, 5, 4, 4),      // odd T and D, a chunk that does not divide T, Dv ≠ D
+        new(2, 13, 2, 3, 6, 8),     // T not a power of two, the last chunk short
+        new(1, 16, 2, 8, 8, 16),    // one full chunk
+        new(3, 33, 1, 7, 3, 8),     // 2^k + 1 tokens, several chunks
+    ];
+
+    /// <summary>The grid as xunit theory data.</summary>
+    public static TheoryData<Shape> Shapes()
+    {
+        var data = new TheoryData<Shape>();
+        foreach (var s in Grid) data.Add(s);
+        return data;
+    }
+
+    /// <summary>
+    /// Checks every form in <paramref name="forms"/> against <paramref name="naive"/> at <paramref name="shape"/>:
+    /// <paramref name="inputs"/>(shape, dtype, generator) makes the inputs (the kit sets requires_grad on the floating ones);
+    /// float64: outputs, states and input gradients within <paramref name="tol64"/>; float32: the same against the float64
+    /// twin within <paramref name="tol32"/> (gradients within <paramref name="gradTol32"/>, default = tol32 × 10).
+    /// Gradients come from loss = Σ output·g + Σ state·g_s with fixed random g, so every state's gradient path counts.
+    /// Throws naming the form, the dtype and what differs.
+    /// </summary>
+    public static void Check(Shape shape, Func<Shape, ScalarType, Generator, Tensor[]> inputs, Form naive, IEnumerable<Form> forms,
+        double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0)
+    {
+        ArgumentNullException.ThrowIfNull(shape);
+        var list = forms.ToList();
+        if (list.Count == 0) throw new ArgumentException("no fast forms to compare.", nameof(forms));
+        using var scope = NewDisposeScope();
+        var reference = Evaluate(naive, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), gradients, seed);
+        foreach (var form in list)
+        {
+            var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), gradients, seed);
+            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64);
+            var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), gradients, seed);
+            Compare(form.Name, "float32", shape, f32, reference, tol32, gradTol32 ?? tol32 * 10);
+        }
+    }
+
+    sealed record Evaluated(Tensor Output, Tensor[] States, Tensor?[] Gradients);
+
+    static Evaluated Evaluate(Form form, Tensor[] inputs, bool gradients, int seed)
+    {
+        var leaves = inputs.Select(x => x.is_floating_point() && gradients ? x.detach().requires_grad_(true) : x).ToArray();
+        var result = form.Run(leaves);
+        if (!gradients) return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), []);
+        var gen = new Generator((ulong)seed + 1);
+        Tensor loss = (result.Output * torch.randn(result.Output.shape, generator: gen, dtype: ScalarType.Float64).to(result.Output.dtype)).sum();
+        foreach (var s in result.States.Where(s => s.requires_grad))
+            loss = loss + (s * torch.randn(s.shape, generator: gen, dtype: ScalarType.Float64).to(s.dtype)).sum();
+        var wanted = leaves.Where(l => l.requires_grad).ToList();
+        var grads = wanted.Count == 0 ? [] : torch.autograd.grad([loss], wanted, allow_unused: true);
+        var byInput = new Tensor?[leaves.Length];
+        // an input the output does not depend on (T = 1: the softmax of one score is 1) gets no gradient: it is zero
+        for (int i = 0, g = 0; i < leaves.Length; i++)
+            if (leaves[i].requires_grad) byInput[i] = grads[g++] is { } grad && grad.Handle != IntPtr.Zero ? grad : torch.zeros_like(leaves[i]);
+        return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), byInput);
+    }
+
+    static void Compare(string form, string dtype, Shape shape, Evaluated actual, Evaluated reference, double tol, double gradTol)
+    {
+        string where = $"{form} ({dtype}, {shape})";
+        Assert.True(actual.Output.shape.SequenceEqual(reference.Output.shape),
+            $"{where}: output shape [{string.Join(", ", actual.Output.shape)}] vs the twin's [{string.Join(", ", reference.Output.shape)}]");
+        AssertClose.Tensors(actual.Output, reference.Output, tol, tol, $"{where}: output");
+        Assert.True(actual.States.Length == reference.States.Length, $"{where}: {actual.States.Length} final states vs the twin's {reference.States.Length}");
+        for (int i = 0; i < actual.States.Length; i++)
+            AssertClose.Tensors(actual.States[i], reference.States[i], tol, tol, $"{where}: final state {i}");
+        for (int i = 0; i < reference.Gradients.Length; i++)
+        {
+            var (a, r) = (actual.Gradients[i], reference.Gradients[i]);
+            if (r is null && a is null) continue;
+            Assert.True(a is not null && r is not null, $"{where}: input {i} has a gradient on one side only");
+            AssertClose.Tensors(a!, r!, gradTol, gradTol, $"{where}: gradient of input {i}");
+        }
+    }
+}
