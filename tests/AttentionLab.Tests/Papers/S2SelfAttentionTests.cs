@@ -106,6 +106,34 @@ public class S2SelfAttentionTests
         Assert.Contains(Enumerable.Range(0, 40), kp => !mixer.Reads(0, 39, kp));
     }
 
+    /// <summary>While a hook listens on hook_pattern the mixer runs its dense masked form: same output, and A is the pattern.</summary>
+    [Fact]
+    public void HookedPatternIsThePatternAndChangesNothing()
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(2);
+        using var mixer = new S2SelfAttention(12, 3, block: 3, localBlocks: 2, vertStride: 3, denseHeads: 1);
+        mixer.to(ScalarType.Float64);
+        var x = torch.randn(2, 29, 12, dtype: ScalarType.Float64);
+        using var noGrad = torch.no_grad();
+        var plain = mixer.call(x);
+        var hook = mixer.named_modules().Single(m => m.name == "hook_pattern").module as AttentionLab.Interp.HookPoint;
+        Tensor? seen = null;
+        using (hook!.AddHook((a, _) => { seen = a.clone().DetachFromDisposeScope(); return null; }))
+        {
+            var hooked = mixer.call(x);
+            Assert.True((hooked - plain).abs().max().item<double>() < 1e-12, "hooked forward differs");
+        }
+        using var pattern = seen!;
+        Assert.Equal(new long[] { 2, 3, 29, 29 }, pattern.shape);
+        Assert.True((pattern.sum(-1) - 1).abs().max().item<double>() < 1e-12, "rows do not sum to 1");
+        var a = pattern.data<double>().ToArray();
+        for (int h = 0; h < 3; h++)
+            for (int i = 0; i < 29; i++)
+                for (int j = 0; j < 29; j++)
+                    if (!mixer.Reads(h, i, j)) Assert.Equal(0.0, a[((0 * 3 + h) * 29 + i) * 29 + j]);
+    }
+
     [Fact]
     public void DecodingDoesNotLeak()
     {

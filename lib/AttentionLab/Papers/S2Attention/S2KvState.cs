@@ -94,12 +94,32 @@ public sealed class S2HeadCache : IDisposable
 /// blocks its pattern can ever read again (its stride blocks plus the local window). Bytes are the sum over heads — S2's
 /// real decode working set (the paper: the KV cache reduction comes "as a free meal").
 /// </summary>
-public sealed class S2KvState : MixerState
+/// <remarks>A step: append (k_t, v_t) to every head's cache, attend over all it holds — every held key is read by this
+/// query — z_h = softmax(q_h K_hᵀ / √D) V_h, then drop what the next query cannot read.</remarks>
+public sealed class S2KvState : AttentionState
 {
     internal S2KvState(IReadOnlyList<S2HeadCache> heads) => Heads = heads;
 
     /// <summary>One pruned cache per head.</summary>
     public IReadOnlyList<S2HeadCache> Heads { get; }
     public override long Bytes => Heads.Sum(h => h.Bytes);
+
+    /// <summary>q, k [B, 1, H, D], v [B, 1, H, Dv] of the new token → z [B, 1, H, Dv].</summary>
+    public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x)
+    {
+        if (k.shape[2] != Heads.Count) throw new ArgumentException($"state has {Heads.Count} heads, the mixer's k {Guard.ShapeText(k)}.", "state");
+        using var scope = NewDisposeScope();
+        var outs = new Tensor[Heads.Count];
+        for (int h = 0; h < Heads.Count; h++)
+        {
+            var (kh, vh) = (k.narrow(2, h, 1), v.narrow(2, h, 1));
+            var (keys, values) = Heads[h].Contents();
+            using var r = ReferenceAttention.Softmax(q.narrow(2, h, 1), torch.cat(new[] { keys, kh }, 1), torch.cat(new[] { values, vh }, 1), causal: false);
+            outs[h] = r.Output.alias();
+            Heads[h].Append(kh, vh);                                                         // then prune for position t + 1
+        }
+        return torch.cat(outs, 2).MoveToOuterDisposeScope();
+    }
+
     public override void Dispose() { foreach (var h in Heads) h.Dispose(); }
 }
