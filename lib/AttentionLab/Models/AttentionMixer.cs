@@ -147,21 +147,31 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     /// <summary>y = concat_h(z_h) W_O: [B, T, d] from z [B, T, H, Dv] and the mixer's input x (a gate may use x).</summary>
     protected virtual Tensor Output(Tensor z, Tensor x) => proj.call(z.reshape(z.shape[0], z.shape[1], Heads * ValueDim));
 
-    /// <summary>An empty decode state for <paramref name="batch"/> sequences. Default: a KV cache (softmax attention by position).</summary>
-    public virtual MixerState NewState(long batch, ScalarType dtype, Device device) =>
+    /// <summary>An empty decode state for <paramref name="batch"/> sequences, owned by this mixer (<see cref="CreateState"/> makes it).</summary>
+    public MixerState NewState(long batch, ScalarType dtype, Device device)
+    {
+        Guard.Positive(batch, nameof(batch));
+        ArgumentNullException.ThrowIfNull(device);
+        var state = CreateState(batch, dtype, device);
+        if (state is AttentionState attention) attention.Owner = this;
+        return state;
+    }
+
+    /// <summary>The mixer's decode state. Default: a KV cache (softmax attention by position).</summary>
+    protected virtual MixerState CreateState(long batch, ScalarType dtype, Device device) =>
         new KvCacheState(this, new KvCache(batch, Heads, KeyDim, ValueDim, dtype, device));
 
-    /// <summary>One token: x_t [B, d] → [B, d]. The state attends and updates itself (<see cref="AttentionState.Attend"/>).</summary>
+    /// <summary>One token: x_t [B, d] → [B, d]. The state attends and updates itself, position included (<see cref="AttentionState.Attend"/>).</summary>
     public Tensor Step(Tensor xT, MixerState state)
     {
         Guard.Rank(xT, 2, nameof(xT), "B, d");
-        if (state is not AttentionState attention)
-            throw new ArgumentException($"state must come from this mixer's NewState, got {state?.GetType().Name ?? "null"}.", nameof(state));
+        if (state is not AttentionState attention || (attention.Owner ??= this) != this)
+            throw new ArgumentException($"state must come from this mixer's NewState, got {state?.GetType().Name ?? "null"}" +
+                                        $"{(state is AttentionState { Owner: { } o } ? $" of another {o.GetType().Name}" : "")}.", nameof(state));
         using var scope = NewDisposeScope();
         var x = xT.unsqueeze(1);                                                        // [B, 1, d]
         var (q, k, v) = Project(x);
         var z = hook_z.call(attention.Attend(q, k, v, x));
-        state.Advance();
         return Output(z, x).squeeze(1).MoveToOuterDisposeScope();
     }
 
@@ -186,12 +196,21 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
 /// <summary>A decode state that owns its step: given the new token's q, k, v it attends and updates itself.</summary>
 public abstract class AttentionState : MixerState
 {
-    /// <summary>q, k [B, 1, H, Dk], v [B, 1, H, Dv] of the new token (after the hooks) and the mixer input x_t [B, 1, d] → z [B, 1, H, Dv].</summary>
+    /// <param name="owner">The mixer that made the state (null: bound to the first mixer that steps it).</param>
+    protected AttentionState(AttentionMixer? owner = null) => Owner = owner;
+
+    /// <summary>The mixer this state decodes for; another mixer's step refuses it.</summary>
+    public AttentionMixer? Owner { get; internal set; }
+
+    /// <summary>
+    /// q, k [B, 1, H, Dk], v [B, 1, H, Dv] of the new token (after the hooks) and the mixer input x_t [B, 1, d] → z [B, 1, H, Dv];
+    /// updates the state and counts the token (<see cref="MixerState.Advance"/>).
+    /// </summary>
     public abstract Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x);
 }
 
 /// <summary>The plain KV cache of a softmax mixer: append, then attend over every cached key (positions 0 … t).</summary>
-public sealed class KvCacheState(AttentionMixer mixer, KvCache cache) : AttentionState
+public sealed class KvCacheState(AttentionMixer mixer, KvCache cache) : AttentionState(mixer)
 {
     /// <summary>The cache (keys as the mixer projected them; a positional mixer rotates at use).</summary>
     public KvCache Cache { get; } = cache;
@@ -202,7 +221,9 @@ public sealed class KvCacheState(AttentionMixer mixer, KvCache cache) : Attentio
         Cache.Append(k, v);
         long tk = Cache.Length;
         var keyPos = torch.arange(tk, device: q.device);
-        return mixer.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos).Z;
+        var z = Owner!.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos).Z;
+        Advance();
+        return z;
     }
 
     public override void Dispose() => Cache.Dispose();

@@ -80,7 +80,7 @@ public sealed partial class CausalSelfAttention
     {
         readonly CausalSelfAttention attention;
 
-        public RemoteKvState(CausalSelfAttention attention, KvCache cache, Device device, TransferMeter meter) =>
+        public RemoteKvState(CausalSelfAttention attention, KvCache cache, Device device, TransferMeter meter) : base(attention) =>
             (this.attention, Cache, Device, Meter) = (attention, cache, device, meter);
         /// <summary>The cache (un-rotated keys) on <see cref="Device"/>.</summary>
         public KvCache Cache { get; }
@@ -89,7 +89,12 @@ public sealed partial class CausalSelfAttention
         /// <summary>The run's counters.</summary>
         public TransferMeter Meter { get; }
         public override long Bytes => Cache.Bytes;
-        public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x) => attention.StepRemote(q, k, v, this);
+        public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x)
+        {
+            var z = attention.StepRemote(q, k, v, this);
+            Advance();
+            return z;
+        }
         public override void Dispose() => Cache.Dispose();
     }
 }

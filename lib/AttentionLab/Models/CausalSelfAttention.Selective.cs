@@ -44,11 +44,16 @@ public sealed partial class CausalSelfAttention
     }
 
     /// <summary>The full KV cache of one attention layer whose steps attend to a selected subset.</summary>
-    public sealed class SelectiveState(CausalSelfAttention attention, SelectiveKvCache cache) : AttentionState
+    public sealed class SelectiveState(CausalSelfAttention attention, SelectiveKvCache cache) : AttentionState(attention)
     {
         public SelectiveKvCache Cache { get; } = cache;
         public override long Bytes => Cache.Count * Cache.BytesPerEntry;
-        public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x) => attention.AttendSelective(q, k, v, this);
+        public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x)
+        {
+            var z = ((CausalSelfAttention)Owner!).AttendSelective(q, k, v, this);
+            Advance();
+            return z;
+        }
         public override void Dispose() => Cache.Dispose();
     }
 }

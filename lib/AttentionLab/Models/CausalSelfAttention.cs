@@ -91,14 +91,14 @@ public sealed partial class CausalSelfAttention : AttentionMixer
     }
 
     /// <summary>A KV cache of un-rotated keys: RoPE rotates them at use with their cache positions.</summary>
-    public override MixerState NewState(long batch, ScalarType dtype, Device device) =>
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) =>
         new KvState(this, new KvCache(batch, Heads, KeyDim, ValueDim, dtype, device));
 
     /// <summary>A streaming state whose cache evicts with <paramref name="policy"/> (keys re-indexed inside the cache).</summary>
     public MixerState NewState(IKvPolicy policy, int layer = 0) => new PolicyState(this, new PolicyKvCache(policy, layer));
 
     /// <summary>The evicting KV cache of one attention layer (un-rotated keys, re-indexed positions).</summary>
-    public sealed class PolicyState(CausalSelfAttention attention, PolicyKvCache cache) : AttentionState
+    public sealed class PolicyState(CausalSelfAttention attention, PolicyKvCache cache) : AttentionState(attention)
     {
         public PolicyKvCache Cache { get; } = cache;
         public override long Bytes => Cache.BytesHeld;
@@ -108,8 +108,9 @@ public sealed partial class CausalSelfAttention : AttentionMixer
         {
             Cache.Append(k, v);
             var cachePos = Cache.CachePositions;
-            var (z, pattern) = attention.Attend(q, Cache.Keys, Cache.Values, cachePos.narrow(0, Cache.Count - 1, 1), cachePos);
+            var (z, pattern) = Owner!.Attend(q, Cache.Keys, Cache.Values, cachePos.narrow(0, Cache.Count - 1, 1), cachePos);
             Cache.Observe(pattern);                                                 // attention mass (H2O) and step stats
+            Advance();
             return z;
         }
 
@@ -117,7 +118,7 @@ public sealed partial class CausalSelfAttention : AttentionMixer
     }
 
     /// <summary>The KV cache of one attention layer (un-rotated keys).</summary>
-    public sealed class KvState(CausalSelfAttention attention, KvCache cache) : AttentionState
+    public sealed class KvState(CausalSelfAttention attention, KvCache cache) : AttentionState(attention)
     {
         public KvCache Cache { get; } = cache;
         public override long Bytes => Cache.Bytes;
@@ -128,7 +129,9 @@ public sealed partial class CausalSelfAttention : AttentionMixer
             Cache.Append(k, v);                                                     // un-rotated keys
             long tk = Cache.Length;
             var keyPos = torch.arange(tk, device: q.device);                       // positions inside the cache
-            return attention.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos).Z;
+            var z = Owner!.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos).Z;
+            Advance();
+            return z;
         }
 
         public override void Dispose() => Cache.Dispose();

@@ -24,12 +24,23 @@ public interface IStreamingMixer
     Tensor Step(Tensor xT, MixerState state);
 }
 
-/// <summary>The streaming state of a linear-attention mixer: the engine's <see cref="LinearAttentionStream"/> (S, z per head).</summary>
-public sealed class LinearStreamState : MixerState
+/// <summary>
+/// The streaming state of a linear-attention mixer: the engine's <see cref="LinearAttentionStream"/> (S, z per head).
+/// <see cref="Attend"/> feeds the raw q, k, v to the stream (its options hold the feature map); a mixer that transforms
+/// them first calls <see cref="LinearAttentionStream.Step"/> itself.
+/// </summary>
+public sealed class LinearStreamState : AttentionState
 {
     public LinearStreamState(LinearAttentionStream stream) => Stream = stream ?? throw new ArgumentNullException(nameof(stream));
     /// <summary>The engine's stream holding (S, z).</summary>
     public LinearAttentionStream Stream { get; }
     public override long Bytes => Stream.Bytes;
+    /// <summary>q, k, v [B, 1, H, D] → o [B, 1, H, Dv]: S_t = S_{t−1} + φ(k_t) v_tᵀ, z_t = z_{t−1} + φ(k_t), o_t from φ(q_t).</summary>
+    public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x)
+    {
+        var o = Stream.Step(q.squeeze(1), k.squeeze(1), v.squeeze(1)).unsqueeze(1);
+        Advance();
+        return o;
+    }
     public override void Dispose() => Stream.Dispose();
 }

@@ -15,16 +15,14 @@ namespace AttentionLab.Tests.Papers;
 /// </summary>
 public class FlowformerMixerTests
 {
-    /// <summary>The mixer and the names of its value projection and output projection parameters.</summary>
+    /// <summary>The mixer (every kind on the mixer base: fused W_QKV rows q, k, v; W_O "proj"), its value projection, its output projection's name.</summary>
     static (nn.Module<Tensor, Tensor> Mixer, Func<Tensor, Tensor> Values, string Out) Make(FlowMixerKind kind, bool causal, int d, int heads)
     {
         var mixer = FlowMixers.Factory(kind, d, heads, causal)(0);
         mixer.to(float64);
         var p = mixer.named_parameters().ToDictionary(n => n.name, n => (Tensor)n.parameter);
-        Func<Tensor, Tensor> values = kind == FlowMixerKind.Flow
-            ? x => nn.functional.linear(x, p["attn.value_projection.weight"], p["attn.value_projection.bias"])
-            : x => nn.functional.linear(x, p["qkv.weight"].narrow(0, 2 * d, d), p["qkv.bias"].narrow(0, 2 * d, d));
-        return (mixer, values, kind == FlowMixerKind.Flow ? "attn.out_projection" : "proj");
+        Func<Tensor, Tensor> values = x => nn.functional.linear(x, p["qkv.weight"].narrow(0, 2 * d, d), p["qkv.bias"].narrow(0, 2 * d, d));
+        return (mixer, values, "proj");
     }
 
     /// <summary>W_o concat_h(W_h V_h) + b_o from the mixer's pattern: [B, T, d].</summary>

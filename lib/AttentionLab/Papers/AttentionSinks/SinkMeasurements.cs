@@ -15,6 +15,10 @@ namespace AttentionLab.Papers.AttentionSinks;
 /// massive activation, layer l:  r_l = ‖h_s^{(l)}‖ / median_i ‖h_i^{(l)}‖   (h = the residual after block l; s = the sink token)
 /// no-op check, head (l, h):     ρ_{l,h} = ‖v_s‖ / mean_{i≠s} ‖v_i‖          (small ρ: attending to s adds almost nothing)
 /// Both are averaged over the batch.
+/// sink output share, head (l, h): σ_{l,h} = Σ_{b, i∈V} ‖A_is (v_s ⊙ g_i) W_O^h‖ / Σ_{b, i∈V} ‖(Σ_j A_ij v_j ⊙ g_i) W_O^h‖
+///   W_O^h = the columns of W_O that read head h; g_i = the G1 gate (1 without one); V = the queries of the sink score
+///   (i ≥ max(s, 1) causal, all i otherwise). A ratio of sums over queries, so a head whose output is near zero does not
+///   dominate. σ ≪ a_s (the sink's attention share) means the sink's value is small: attending to it is a no-op.
 /// </remarks>
 public static class SinkMeasurements
 {
@@ -36,7 +40,8 @@ public static class SinkMeasurements
     }
 
     /// <summary>The <paramref name="count"/> coordinates with the largest |h_s| at layer <paramref name="layer"/> (batch mean), largest first.</summary>
-    public static (long Dimension, double Value)[] OutlierDimensions(ActivationCache cache, int layer, int count = 3, string residual = "resid_post", long token = 0)
+    public static (long Dimension, double Value)[] OutlierDimensions(ActivationCache cache, int layer, int count = 3, string residual = "resid_post",
+        long token = 0)
     {
         ArgumentNullException.ThrowIfNull(cache);
         Guard.Positive(count, nameof(count));
@@ -95,5 +100,114 @@ public static class SinkMeasurements
         Guard.Rank(h, 3, $"blocks.{layer}.hook_{residual}", "B, T, D");
         if (token < 0 || token >= h.shape[1]) throw new ArgumentOutOfRangeException(nameof(token), token, $"token must be in [0, {h.shape[1]}).");
         return h;
+    }
+
+    /// <summary>
+    /// σ [L, H]: the share of each head's output norm (after W_O, bias excluded) carried by the sink token
+    /// <paramref name="token"/>, from the cached attn.hook_pattern [B, H, T, T], attn.hook_v [B, T, H, Dh] and, where
+    /// present, attn.hook_gate [B, T, H, Dh]; <paramref name="outputWeights"/> holds W_O [d, H·Dh] of every layer.
+    /// </summary>
+    public static Tensor SinkOutputShare(ActivationCache cache, IReadOnlyList<Tensor> outputWeights, long token = 0, bool causal = true)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        ArgumentNullException.ThrowIfNull(outputWeights);
+        if (outputWeights.Count != cache.LayerCount)
+            throw new ArgumentException($"outputWeights must hold one W_O per layer ({cache.LayerCount}), got {outputWeights.Count}.", nameof(outputWeights));
+        using var scope = NewDisposeScope();
+        var rows = Enumerable.Range(0, cache.LayerCount).Select(l =>
+        {
+            var (pattern, v, gate, w, first) = ShareInputs(cache, outputWeights[l], l, token, causal);
+            long h = v.shape[2], dh = v.shape[3];
+            var w3 = w.view(w.shape[0], h, dh).permute(1, 2, 0);                                // W_O^h as [H, Dh, d]
+            var gates = gate ?? torch.ones_like(v);                                              // g [B, T, H, Dh]
+            var sinkValue = v.select(1, token).unsqueeze(1) * gates;                             // v_s ⊙ g_i [B, T, H, Dh]
+            var sinkOut = torch.einsum("bihe,hed->bhid", sinkValue, w3)
+                          * pattern.select(-1, token).unsqueeze(-1);                             // A_is (v_s ⊙ g_i) W_O^h [B, H, T, d]
+            var z = torch.einsum("bhij,bjhe->bihe", pattern, v) * gates;                         // (Σ_j A_ij v_j) ⊙ g_i
+            var allOut = torch.einsum("bihe,hed->bhid", z, w3);                                  // [B, H, T, d]
+            long t = pattern.shape[2];
+            var sinkNorm = sinkOut.norm(-1).narrow(2, first, t - first).sum(new long[] { 0, 2 });   // Σ_{b, i∈V} [H]
+            var allNorm = allOut.norm(-1).narrow(2, first, t - first).sum(new long[] { 0, 2 });
+            return sinkNorm / allNorm;
+        }).ToArray();
+        return torch.stack(rows).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The naive twin of <see cref="SinkOutputShare"/>: explicit loops over batch, heads, queries, keys and channels in
+    /// float64, straight from the definition (slow; for tests and the exactness phase on toy tensors).
+    /// </summary>
+    public static double[,] SinkOutputShareNaive(ActivationCache cache, IReadOnlyList<Tensor> outputWeights, long token = 0, bool causal = true)
+    {
+        ArgumentNullException.ThrowIfNull(cache);
+        ArgumentNullException.ThrowIfNull(outputWeights);
+        if (outputWeights.Count != cache.LayerCount)
+            throw new ArgumentException($"outputWeights must hold one W_O per layer ({cache.LayerCount}), got {outputWeights.Count}.", nameof(outputWeights));
+        using var scope = NewDisposeScope();
+        var result = new double[cache.LayerCount, cache["v", 0].shape[2]];
+        for (int l = 0; l < cache.LayerCount; l++)
+        {
+            var (pattern, v, gate, w, first) = ShareInputs(cache, outputWeights[l], l, token, causal);
+            long b = v.shape[0], t = v.shape[1], heads = v.shape[2], dh = v.shape[3], d = w.shape[0];
+            var A = pattern.to(ScalarType.Float64).cpu().data<double>().ToArray();             // [B, H, T, T]
+            var V = v.to(ScalarType.Float64).cpu().data<double>().ToArray();                   // [B, T, H, Dh]
+            var G = gate?.to(ScalarType.Float64).cpu().data<double>().ToArray();
+            var W = w.to(ScalarType.Float64).cpu().data<double>().ToArray();                   // [d, H·Dh]
+            for (long h = 0; h < heads; h++)
+            {
+                double sinkSum = 0, allSum = 0;
+                for (long n = 0; n < b; n++)
+                    for (long i = first; i < t; i++)
+                    {
+                        double a = A[((n * heads + h) * t + i) * t + token];
+                        var sinkVec = new double[dh];
+                        var allVec = new double[dh];
+                        for (long e = 0; e < dh; e++)
+                        {
+                            double g = G is null ? 1 : G[((n * t + i) * heads + h) * dh + e];
+                            sinkVec[e] = a * V[((n * t + token) * heads + h) * dh + e] * g;      // A_is v_s ⊙ g_i
+                            double zsum = 0;
+                            for (long j = 0; j < t; j++) zsum += A[((n * heads + h) * t + i) * t + j] * V[((n * t + j) * heads + h) * dh + e];
+                            allVec[e] = zsum * g;                                                 // (Σ_j A_ij v_j) ⊙ g_i
+                        }
+                        double sinkSq = 0, allSq = 0;
+                        for (long o = 0; o < d; o++)
+                        {
+                            double so = 0, ao = 0;
+                            for (long e = 0; e < dh; e++)
+                            {
+                                double wo = W[o * heads * dh + h * dh + e];                       // W_O[o, h·Dh + e]
+                                so += wo * sinkVec[e];
+                                ao += wo * allVec[e];
+                            }
+                            sinkSq += so * so; allSq += ao * ao;
+                        }
+                        sinkSum += Math.Sqrt(sinkSq); allSum += Math.Sqrt(allSq);
+                    }
+                result[l, h] = sinkSum / allSum;
+            }
+        }
+        return result;
+    }
+
+    static (Tensor Pattern, Tensor V, Tensor? Gate, Tensor W, long First) ShareInputs(ActivationCache cache, Tensor w, int layer, long token, bool causal)
+    {
+        var pattern = cache["pattern", layer];
+        var v = cache["v", layer];
+        Guard.Rank(pattern, 4, $"blocks.{layer}.attn.hook_pattern", "B, H, T, T");
+        Guard.Rank(v, 4, $"blocks.{layer}.attn.hook_v", "B, T, H, Dh");
+        Guard.Rank(w, 2, "outputWeights", "d, H·Dh");
+        long t = v.shape[1], h = v.shape[2], dh = v.shape[3];
+        if (pattern.shape[1] != h || pattern.shape[2] != t || pattern.shape[3] != t)
+            throw new ArgumentException($"pattern {Guard.ShapeText(pattern)} does not match v {Guard.ShapeText(v)} in layer {layer}.", nameof(cache));
+        if (w.shape[1] != h * dh)
+            throw new ArgumentException($"W_O of layer {layer} is {Guard.ShapeText(w)}; it must read H·Dh = {h * dh} channels.", "outputWeights");
+        if (token < 0 || token >= t) throw new ArgumentOutOfRangeException(nameof(token), token, $"token must be in [0, {t}).");
+        long first = causal ? Math.Max(token, 1) : 0;
+        if (first >= t) throw new ArgumentException($"no query can see token {token} besides itself (T = {t}).", nameof(token));
+        var gate = cache.Contains($"blocks.{layer}.attn.hook_gate") ? cache["gate", layer] : null;
+        if (gate is not null && !gate.shape.SequenceEqual(v.shape))
+            throw new ArgumentException($"gate {Guard.ShapeText(gate)} must match v {Guard.ShapeText(v)} in layer {layer}.", nameof(cache));
+        return (pattern, v, gate, w.to(v.dtype), first);
     }
 }

@@ -29,38 +29,61 @@ public interface IAttentionPattern
     Tensor Pattern(Tensor x);
 }
 
-/// <summary>Self-attention adapter: x [B, T, d] → <see cref="FlowAttention"/>(x, x, x), a TinyGpt mixer; the causal one streams.</summary>
-public sealed class FlowSelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer, IAttentionPattern
+/// <summary>
+/// Flow-Attention as a self-attention mixer on the <see cref="AttentionMixer"/> base: q, k, v = split(x W_QKV), then
+/// <see cref="FlowAttention.Attend"/>, then W_O (and dropout). The causal one streams (<see cref="FlowStreamState"/>).
+/// hook_pattern carries W = <see cref="FlowAttention.Materialize"/> (O(T²), computed only while a hook listens; z is then
+/// W·V, equal to the linear-time form, so edits to the pattern flow into the output); hook_attn_scores carries the σ-kernel
+/// φq_i·φk_j for reading (W is built from the flows, not from an edited kernel).
+/// </summary>
+public sealed class FlowSelfAttention : AttentionMixer, IAttentionPattern
 {
-    readonly FlowAttention attn;
+    readonly Dropout dropout;
 
     /// <param name="dModel">d.</param>
     /// <param name="heads">H; must divide d.</param>
     /// <param name="causal">causal variant (decoder, streams) or normal variant (encoder, LRA).</param>
     /// <param name="dropout">dropout after the output projection (repo 0.05; the notebook's models use 0).</param>
-    public FlowSelfAttention(int dModel, int heads, bool causal = true, double dropout = 0.0) : base(nameof(FlowSelfAttention))
+    /// <param name="eps">ε of the flows.</param>
+    public FlowSelfAttention(int dModel, int heads, bool causal = true, double dropout = 0.0, double eps = FlowAttention.DefaultEps)
+        : base(nameof(FlowSelfAttention), dModel, heads)
     {
-        attn = new FlowAttention(dModel, heads, causal, dropout: dropout);
+        if (!(eps > 0)) throw new ArgumentException($"eps must be positive, got {eps}.", nameof(eps));
+        (Causal, Eps) = (causal, eps);
+        this.dropout = nn.Dropout(dropout);
         RegisterComponents();
     }
 
-    /// <summary>The wrapped attention (its projections, flows and form).</summary>
-    public FlowAttention Attention => attn;
+    public bool Causal { get; }
+    /// <summary>ε of the flows.</summary>
+    public double Eps { get; }
+    /// <summary>Form of the causal dot product.</summary>
+    public LinearForm Form { get; set; } = LinearForm.Chunked;
+    /// <summary>Chunk length of the chunked form.</summary>
+    public int ChunkSize { get; set; } = 64;
 
-    public override Tensor forward(Tensor x) => attn.call(x, x, x);
+    protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
+    {
+        if (!PatternObserved) return FlowAttention.Attend(q, k, v, Causal, Eps, Form, ChunkSize);    // R [B, T, H, D]
+        var kernel = torch.sigmoid(q.permute(0, 2, 1, 3)).matmul(torch.sigmoid(k.permute(0, 2, 1, 3)).transpose(-2, -1));
+        hook_attn_scores.call(Causal ? kernel.tril() : kernel);                                    // φq_i·φk_j (observed; W is computed below)
+        var w = hook_pattern.call(FlowAttention.Materialize(q, k, Causal, Eps));                   // W_ij = A_i (φq_i·φk_j / I_i′) C_j
+        return Combine(w, v);                                                                        // R = W·V
+    }
+
+    protected override Tensor Output(Tensor z, Tensor x) => dropout.call(base.Output(z, x));
 
     /// <summary>Five running sums and the linear state (<see cref="FlowStreamState"/>); causal only.</summary>
-    public MixerState NewState(long batch, ScalarType dtype, Device device) => attn.NewState(batch, dtype, device);
-
-    public Tensor Step(Tensor xT, MixerState state) => state is FlowStreamState s ? attn.Step(xT, s)
-        : throw new ArgumentException($"state must come from FlowSelfAttention.NewState, got {state?.GetType().Name}.", nameof(state));
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) => Causal
+        ? new FlowStreamState(batch, Heads, KeyDim, dtype, device, Eps)
+        : throw new InvalidOperationException("only causal Flow-Attention can decode token by token: the normal variant's flows sum over every key.");
 
     /// <summary>W_ij = A_i (φq_i·φk_j / I_i′) C_j of the projected x (<see cref="FlowAttention.Materialize"/>).</summary>
     public Tensor Pattern(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (q, k, _) = attn.Project(x, x, x);
-        return FlowAttention.Materialize(q, k, attn.Causal, attn.Eps).MoveToOuterDisposeScope();
+        var (q, k, _) = Project(x);
+        return FlowAttention.Materialize(q, k, Causal, Eps).MoveToOuterDisposeScope();
     }
 }
 
@@ -68,128 +91,91 @@ public sealed class FlowSelfAttention : nn.Module<Tensor, Tensor>, IStreamingMix
 /// The "plain linear" baseline: linear attention with the same σ feature map and no flow conservation, on the shared
 /// engine (normalised). Causal: o_t = φ(q_t)ᵀ S_t / (φ(q_t)ᵀ z_t + ε) (chunked form; streams); non-causal (encoder):
 /// o_i = φ(q_i)ᵀ Σ_j φ(k_j) v_jᵀ / (φ(q_i)·Σ_j φ(k_j) + ε) (<see cref="LinearAttention.Bidirectional"/>). Then W_o.
+/// hook_attn_scores carries the kernel φq_i·φk_j (0 where hidden) and hook_pattern its row-normalised weights, computed
+/// only while a hook listens (z is then W·V).
 /// </summary>
-public sealed class SigmoidLinearAttention : nn.Module<Tensor, Tensor>, IStreamingMixer, IAttentionPattern
+public sealed class SigmoidLinearAttention : AttentionMixer, IAttentionPattern
 {
-    readonly Linear qkv, proj;
     readonly LinearAttentionOptions options = new() { FeatureMap = FeatureMaps.Sigmoid, Normalize = true, Eps = 1e-6 };
 
     /// <param name="dModel">d.</param>
     /// <param name="heads">H; must divide d.</param>
     /// <param name="causal">causal (decoder, streams) or bidirectional (encoder).</param>
-    public SigmoidLinearAttention(int dModel, int heads, bool causal = true) : base(nameof(SigmoidLinearAttention))
+    public SigmoidLinearAttention(int dModel, int heads, bool causal = true) : base(nameof(SigmoidLinearAttention), dModel, heads)
     {
-        Guard.Positive(dModel, nameof(dModel));
-        Guard.Positive(heads, nameof(heads));
-        if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
-        (DModel, Heads, Causal) = (dModel, heads, causal);
-        qkv = nn.Linear(dModel, 3 * dModel);
-        proj = nn.Linear(dModel, dModel);
+        Causal = causal;
         RegisterComponents();
     }
 
-    public int DModel { get; }
-    public int Heads { get; }
     public bool Causal { get; }
 
-    /// <summary>x [B, T, d] → [B, T, d].</summary>
-    public override Tensor forward(Tensor x)
+    protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
     {
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Split(x);
-        Tensor r;
-        if (Causal) { using var res = LinearAttention.Chunked(q, k, v, options: options); r = res.Output.alias(); }
-        else r = LinearAttention.Bidirectional(q, k, v, options);
-        return proj.call(r.reshape(x.shape[0], x.shape[1], DModel)).MoveToOuterDisposeScope();
+        if (PatternObserved) return base.Mix(q, k, v, x);                                            // explicit W·V
+        if (!Causal) return LinearAttention.Bidirectional(q, k, v, options);
+        using var res = LinearAttention.Chunked(q, k, v, options: options);
+        return res.Output.alias();
     }
+
+    /// <summary>The kernel φq_i·φk_j [B, H, T, T] (φ = σ), 0 where j is hidden (causal: j &gt; i).</summary>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos)
+    {
+        var kernel = torch.sigmoid(q.permute(0, 2, 1, 3)).matmul(torch.sigmoid(k.permute(0, 2, 1, 3)).transpose(-2, -1));
+        return Causal ? kernel.masked_fill((kPos.unsqueeze(0) <= qPos.unsqueeze(1)).logical_not(), 0.0) : kernel;
+    }
+
+    /// <summary>W_ij = κ_ij / (Σ_j′ κ_ij′ + ε).</summary>
+    protected override Tensor Normalise(Tensor scores) => scores / (scores.sum(-1, keepdim: true) + options.Eps);
 
     /// <summary>W_ij = φq_i·φk_j / Σ_{j′} φq_i·φk_{j′} (j, j′ ≤ i when causal), φ = σ.</summary>
     public Tensor Pattern(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (q, k, _) = Split(x);
-        var kernel = torch.sigmoid(q.permute(0, 2, 1, 3)).matmul(torch.sigmoid(k.permute(0, 2, 1, 3)).transpose(-2, -1));   // [B, H, T, T]
-        if (Causal) kernel = kernel.tril();
-        return (kernel / (kernel.sum(-1, keepdim: true) + options.Eps)).MoveToOuterDisposeScope();
+        var (q, k, _) = Project(x);
+        var pos = torch.arange(x.shape[1], device: x.device);
+        return Normalise(Scores(q, k, pos, pos)).MoveToOuterDisposeScope();
     }
 
     /// <summary>(S, z) per head: constant in t (causal only).</summary>
-    public MixerState NewState(long batch, ScalarType dtype, Device device) => Causal
-        ? new LinearStreamState(new LinearAttentionStream(batch, Heads, DModel / Heads, DModel / Heads, dtype, device, options: options))
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) => Causal
+        ? new LinearStreamState(new LinearAttentionStream(batch, Heads, KeyDim, ValueDim, dtype, device, options: options))
         : throw new InvalidOperationException("only causal σ-linear attention can decode token by token.");
-
-    /// <summary>One token x_t [B, d] → y_t [B, d] with the engine's stream (S_t = S_{t−1} + σ(k_t) v_tᵀ, z_t = z_{t−1} + σ(k_t)).</summary>
-    public Tensor Step(Tensor xT, MixerState state)
-    {
-        Guard.Rank(xT, 2, nameof(xT), "B, d");
-        Guard.Dim(xT, 1, DModel, nameof(xT), "width");
-        if (state is not LinearStreamState s) throw new ArgumentException($"state must come from SigmoidLinearAttention.NewState, got {state?.GetType().Name}.", nameof(state));
-        using var scope = NewDisposeScope();
-        var parts = qkv.call(xT).view(xT.shape[0], 3, Heads, DModel / Heads).unbind(1);   // [B, H, d/H] each
-        var o = s.Stream.Step(parts[0], parts[1], parts[2]);
-        s.Advance();
-        return proj.call(o.reshape(xT.shape[0], DModel)).MoveToOuterDisposeScope();
-    }
-
-    (Tensor Q, Tensor K, Tensor V) Split(Tensor x)
-    {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
-        Guard.Dim(x, 2, DModel, nameof(x), "width");
-        var parts = qkv.call(x).view(x.shape[0], x.shape[1], 3, Heads, DModel / Heads).unbind(2);
-        return (parts[0], parts[1], parts[2]);
-    }
 }
 
 /// <summary>
 /// Multi-head softmax self-attention, bidirectional by default (the encoder baseline; TinyGpt's own attention is causal):
-/// o_i = Σ_j softmax_j(q_i·k_j/√D) v_j on the library's reference attention, then W_o.
+/// o_i = Σ_j softmax_j(q_i·k_j/√D) v_j, then W_o — the mixer base's softmax attention with or without the causal mask.
 /// </summary>
-public sealed class SoftmaxSelfAttention : nn.Module<Tensor, Tensor>, IAttentionPattern
+public sealed class SoftmaxSelfAttention : AttentionMixer, IAttentionPattern
 {
-    readonly Linear qkv, proj;
-
     /// <param name="dModel">d.</param>
     /// <param name="heads">H; must divide d.</param>
     /// <param name="causal">mask keys after each query.</param>
-    public SoftmaxSelfAttention(int dModel, int heads, bool causal = false) : base(nameof(SoftmaxSelfAttention))
+    public SoftmaxSelfAttention(int dModel, int heads, bool causal = false) : base(nameof(SoftmaxSelfAttention), dModel, heads)
     {
-        Guard.Positive(dModel, nameof(dModel));
-        Guard.Positive(heads, nameof(heads));
-        if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
-        (DModel, Heads, Causal) = (dModel, heads, causal);
-        qkv = nn.Linear(dModel, 3 * dModel);
-        proj = nn.Linear(dModel, dModel);
+        Causal = causal;
         RegisterComponents();
     }
 
-    public int DModel { get; }
-    public int Heads { get; }
     public bool Causal { get; }
 
-    /// <summary>x [B, T, d] → [B, T, d].</summary>
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Split(x);
-        using var r = ReferenceAttention.Softmax(q, k, v, Causal);
-        return proj.call(r.Output.reshape(x.shape[0], x.shape[1], DModel)).MoveToOuterDisposeScope();
-    }
+    /// <summary>s_ij = q_i·k_j/√D, −∞ where j &gt; i only when causal.</summary>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos) =>
+        Causal ? base.Scores(q, k, qPos, kPos)
+               : q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 1, 3).transpose(-2, -1)) * (1.0 / Math.Sqrt(q.shape[3]));
+
+    /// <summary>Decoding needs the causal mask.</summary>
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) => Causal
+        ? base.CreateState(batch, dtype, device)
+        : throw new InvalidOperationException("bidirectional attention cannot decode token by token.");
 
     /// <summary>The probabilities softmax_j(q_i·k_j/√D) [B, H, T, T].</summary>
     public Tensor Pattern(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var (q, k, v) = Split(x);
-        using var r = ReferenceAttention.Softmax(q, k, v, Causal);
-        return r.Probabilities.alias().MoveToOuterDisposeScope();
-    }
-
-    (Tensor Q, Tensor K, Tensor V) Split(Tensor x)
-    {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
-        Guard.Dim(x, 2, DModel, nameof(x), "width");
-        var parts = qkv.call(x).view(x.shape[0], x.shape[1], 3, Heads, DModel / Heads).unbind(2);
-        return (parts[0], parts[1], parts[2]);
+        var (q, k, _) = Project(x);
+        var pos = torch.arange(x.shape[1], device: x.device);
+        return Normalise(Scores(q, k, pos, pos)).MoveToOuterDisposeScope();
     }
 }
 

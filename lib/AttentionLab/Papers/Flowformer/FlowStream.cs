@@ -20,7 +20,7 @@ namespace AttentionLab.Papers.Flowformer;
 ///   Σe ← Σe + e^{Ô_i},   C_i = c·e^{Ô_i}/Σe
 ///   S ← S + φk (C_i v_i)ᵀ,   r_i = A_i · (φq/(I_i·c))ᵀ S
 /// </remarks>
-public sealed class FlowStreamState : MixerState
+public sealed class FlowStreamState : AttentionState
 {
     Tensor keySum, querySum, keyOverOutgoing, queryOverIncoming, expSum, state;
 
@@ -47,6 +47,9 @@ public sealed class FlowStreamState : MixerState
 
     public override long Bytes => new[] { keySum, querySum, keyOverOutgoing, queryOverIncoming, expSum, state }
         .Sum(t => t.NumberOfElements * t.ElementSize);
+
+    /// <summary>The mixer's decode step: q, k, v [B, 1, H, D] of the new token → r_t [B, 1, H, D] (<see cref="Step"/>).</summary>
+    public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x) => Step(q.squeeze(1), k.squeeze(1), v.squeeze(1)).unsqueeze(1);
 
     /// <summary>q_t, k_t, v_t [B, H, D] (projected, before σ) → r_t [B, H, D] in q's dtype; advances the state.</summary>
     public Tensor Step(Tensor q, Tensor k, Tensor v)

@@ -1,28 +1,27 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
 using AttentionLab.Interp;
+using AttentionLab.Models;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.LandmarkAttention;
 
 /// <summary>
-/// A causal self-attention mixer with the landmark grouped softmax (training form) and RoPE: x [B, T, d] → [B, T, d],
-/// where x already holds a landmark after every ℓ_b tokens (<see cref="LandmarkTokens.Insert"/>) starting at position 0.
-/// Plugs into <see cref="Models.TinyGpt"/> as the mixer of a block. While a <see cref="LandmarkMemory"/> run is attached,
-/// the same weights process one chunk at a time against that layer's block store (retrieval + position remapping).
+/// A causal self-attention mixer with the landmark grouped softmax (training form) and RoPE, on the
+/// <see cref="Models.AttentionMixer"/> base: x [B, T, d] → [B, T, d], where x already holds a landmark after every ℓ_b
+/// tokens (<see cref="LandmarkTokens.Insert"/>) starting at position 0. Plugs into <see cref="Models.TinyGpt"/> as the mixer
+/// of a block. While a <see cref="LandmarkMemory"/> run is attached, the same weights process one chunk at a time against
+/// that layer's block store (retrieval + position remapping).
 /// </summary>
 /// <remarks>
-/// q, k, v = x W_q, x W_k, x W_v (per head);  q ← R_i q, k ← R_j k (RoPE at positions i, j of the inserted sequence);
-/// s_ij = q_i·k_j/√D;  w = GroupedWeights(s);  o_i = Σ_j w_ij v_j;  y = concat_h(o) W_O.
-/// Hook points: hook_scores (s, [B, H, T, T]) and hook_pattern (w) in the training form.
+/// q, k, v = split_h(x W_QKV);  q ← R_i q, k ← R_j k (RoPE at positions i, j of the inserted sequence);
+/// s_ij = hook_attn_scores(q_i·k_j/√D);  w = hook_pattern(GroupedWeights(s));  o_i = Σ_j w_ij v_j;  y = concat_h(o) W_O.
+/// The hooks fire in the training form; the memory path (a <see cref="LandmarkMemory"/> run) has no T×T pattern.
 /// </remarks>
-public sealed class LandmarkAttentionLayer : nn.Module<Tensor, Tensor>
+public sealed class LandmarkAttentionLayer : AttentionMixer
 {
-    readonly Linear qkv, proj;
-    readonly HookPoint hook_scores = new(), hook_pattern = new();
-    readonly int heads, blockSize;
+    readonly int blockSize;
     readonly double ropeBase;
     readonly bool rope;
 
@@ -31,49 +30,41 @@ public sealed class LandmarkAttentionLayer : nn.Module<Tensor, Tensor>
     /// <param name="blockSize">ℓ_b, ordinary tokens per block.</param>
     /// <param name="rope">rotate q, k by their positions (the paper's setting); false = no positions (tests).</param>
     /// <param name="ropeBase">RoPE base.</param>
-    public LandmarkAttentionLayer(int dModel, int heads, int blockSize, bool rope = true, double ropeBase = 10000) : base(nameof(LandmarkAttentionLayer))
+    public LandmarkAttentionLayer(int dModel, int heads, int blockSize, bool rope = true, double ropeBase = 10000)
+        : base(nameof(LandmarkAttentionLayer), dModel, heads)
     {
-        Guard.Positive(dModel, nameof(dModel));
-        Guard.Positive(heads, nameof(heads));
         Guard.Positive(blockSize, nameof(blockSize));
-        if (dModel % heads != 0) throw new ArgumentException($"heads must divide dModel {dModel}, got {heads}.", nameof(heads));
         if (rope && dModel / heads % 2 != 0) throw new ArgumentException($"RoPE needs an even head dim, got dModel/heads = {dModel / heads}.", nameof(rope));
         if (rope && !(ropeBase > 1)) throw new ArgumentException($"ropeBase must be > 1, got {ropeBase}.", nameof(ropeBase));
-        (this.heads, this.blockSize, this.rope, this.ropeBase) = (heads, blockSize, rope, ropeBase);
-        qkv = nn.Linear(dModel, 3 * dModel);
-        proj = nn.Linear(dModel, dModel);
+        (this.blockSize, this.rope, this.ropeBase) = (blockSize, rope, ropeBase);
         RegisterComponents();
     }
 
-    public int Heads => heads;
     /// <summary>ℓ_b.</summary>
     public int BlockSize => blockSize;
     public bool UsesRope => rope;
     public double RopeBase => ropeBase;
-    public HookPoint HookScores => hook_scores;
+    /// <summary>hook_attn_scores: s [B, H, T, T] of the training form.</summary>
+    public HookPoint HookScores => hook_attn_scores;
+    /// <summary>hook_pattern: the grouped-softmax weights w [B, H, T, T].</summary>
     public HookPoint HookPattern => hook_pattern;
 
     /// <summary>Set by <see cref="LandmarkMemory"/> for the duration of a run; null = training form.</summary>
     internal LandmarkLayerSession? Session { get; set; }
 
-    public override Tensor forward(Tensor x)
+    protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
     {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
-        using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1], d = x.shape[2];
-        var parts = qkv.call(x).view(b, t, 3, heads, d / heads).unbind(2);             // q, k, v [B, T, H, Dh]
-        var z = Session is null ? Training(parts[0], parts[1], parts[2]) : Session.Attend(blockSize, Rotate, parts[0], parts[1], parts[2]);
-        return proj.call(z.reshape(b, t, d)).MoveToOuterDisposeScope();
-    }
-
-    Tensor Training(Tensor q, Tensor k, Tensor v)
-    {
+        if (Session is not null) return Session.Attend(blockSize, Rotate, q, k, v);
         var pos = torch.arange(q.shape[1], device: q.device);
         (q, k) = (Rotate(q, pos), Rotate(k, pos));                                        // R_i q, R_j k
-        var s = hook_scores.call(LandmarkAttention.Scores(q, k));                           // s_ij = q_i·k_j/√D
+        var s = hook_attn_scores.call(LandmarkAttention.Scores(q, k));                      // s_ij = q_i·k_j/√D
         var w = hook_pattern.call(LandmarkAttention.Weights(s, blockSize));                 // grouped softmax
-        return w.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3);                         // o_i = Σ_j w_ij v_j
+        return Combine(w, v);                                                               // o_i = Σ_j w_ij v_j
     }
+
+    /// <summary>Landmark attention decodes through <see cref="LandmarkMemory"/> (chunks on block boundaries), not token by token.</summary>
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) =>
+        throw new InvalidOperationException("landmark attention decodes with LandmarkMemory (chunks of whole blocks), not one token at a time.");
 
     /// <summary>RoPE of x [B', T, H', D] at positions [T] or [B', T] (identity without RoPE).</summary>
     internal Tensor Rotate(Tensor x, Tensor positions) => rope ? Positions.Rope(x, positions, ropeBase) : x;
