@@ -95,7 +95,7 @@ public sealed class S2HeadCache : IDisposable
 /// real decode working set (the paper: the KV cache reduction comes "as a free meal").
 /// </summary>
 /// <remarks>A step: append (k_t, v_t) to every head's cache, attend over all it holds — every held key is read by this
-/// query — z_h = softmax(q_h K_hᵀ / √D) V_h, then drop what the next query cannot read.</remarks>
+/// query — z_h = softmax(q_h K_hᵀ / √D) V_h, then drop what the next query cannot read, and count the token.</remarks>
 public sealed class S2KvState : AttentionState
 {
     internal S2KvState(IReadOnlyList<S2HeadCache> heads) => Heads = heads;
@@ -118,6 +118,7 @@ public sealed class S2KvState : AttentionState
             outs[h] = r.Output.alias();
             Heads[h].Append(kh, vh);                                                         // then prune for position t + 1
         }
+        Advance();
         return torch.cat(outs, 2).MoveToOuterDisposeScope();
     }
 
