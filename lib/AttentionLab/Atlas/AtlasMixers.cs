@@ -50,7 +50,7 @@ public static class AtlasMixers
 
     /// <summary>
     /// S2-Attention: per-head local + vertical-stride block pattern (heterogeneous residues, so the heads together read
-    /// every block); streams with a full KV cache — it saves reads per token, not state.
+    /// every block); streams with a pruned per-head KV cache — each head keeps only its stride blocks and the local window.
     /// </summary>
     public static AtlasMixer S2(int block = 4, int localBlocks = 2, int vertStride = 2) => new($"S2 b={block} ℓ={localBlocks} s={vertStride}", "S2",
         (d, h) => new S2SelfAttention(d, h, block, localBlocks, vertStride));

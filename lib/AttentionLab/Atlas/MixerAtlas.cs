@@ -4,6 +4,7 @@ using AttentionLab.Data;
 using AttentionLab.Models;
 using AttentionLab.Papers.Based;
 using AttentionLab.Papers.LandmarkAttention;
+using AttentionLab.Papers.S2Attention;
 using AttentionLab.Train;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -20,28 +21,39 @@ namespace AttentionLab.Atlas;
 /// <param name="StepVsForwardMaxAbs">max |Step − forward| over one streamed sequence (NaN when it cannot stream).</param>
 /// <param name="TrainSeconds">training wall time.</param>
 /// <param name="StateCounted">true when StateBytes is counted from the method's definition (Landmark's working set), not streamed.</param>
+/// <param name="FormulaStateBytes">for S2, the bytes its streamed state must equal: the conv's plus Σ_h held_h(T) × 2·d_h·4 B
+/// (each head's stride blocks + local window, <see cref="S2SelfAttention.HeldTokens"/>); null for the other mixers.</param>
 public sealed record AtlasPoint(string Name, string Family, double Recall, long? StateBytes, double TokensPerSecond, long Params,
-    double StepVsForwardMaxAbs, double TrainSeconds, bool StateCounted = false);
+    double StepVsForwardMaxAbs, double TrainSeconds, bool StateCounted = false, long? FormulaStateBytes = null);
 
 /// <summary>
 /// The efficient-attention atlas (issue 4, notebook 90): every mixer of <see cref="AtlasMixers"/> trained on the same MQAR
 /// task at equal width and depth, then placed on recall vs state size and recall vs throughput — BASED's Pareto frontier
-/// extended to the whole library.
+/// extended to the whole library. On the paper contract as number 90; its claims are the atlas's own comparisons.
 /// </summary>
-public static class MixerAtlas
+public sealed class MixerAtlas : IPaperExperiment<MixerAtlas.Config, AtlasResult>
 {
+    MixerAtlas() { }
+
+    /// <summary>The atlas in the catalogue (a cross-paper study: 90).</summary>
+    public static PaperInfo Paper { get; } = new(90, "Efficient-attention atlas: recall vs state, recall vs speed", "efficient-attention-atlas");
+
     /// <summary>Sizes of one run.</summary>
     public sealed record Config(int Vocab, int SeqLen, int Pairs, int DModel, int Heads, int Steps, int BatchSize, double LearningRate,
-        int TestCount, int Seed, int TimingRepeats, IReadOnlyList<AtlasMixer> Mixers)
+        int TestCount, int Seed, int TimingRepeats, IReadOnlyList<AtlasMixer> Mixers) : IPaperConfig<Config>
     {
         /// <summary>CPU smoke size (BASED notebook's MQAR settings), about a minute on one thread.</summary>
         public static Config Smoke => new(Vocab: 64, SeqLen: 32, Pairs: 4, DModel: 32, Heads: 2, Steps: 200, BatchSize: 32, LearningRate: 1e-2,
-            TestCount: 256, Seed: 0, TimingRepeats: 3, Mixers: AtlasMixers.Smoke);
+            TestCount: 256, Seed: 0, TimingRepeats: 3, Mixers: AtlasMixers.Smoke) { Size = "smoke" };
 
         /// <summary>zoology-like size for a GPU.</summary>
         public static Config Full => new(Vocab: 8192, SeqLen: 256, Pairs: 32, DModel: 128, Heads: 4, Steps: 4000, BatchSize: 256, LearningRate: 3e-3,
-            TestCount: 1000, Seed: 0, TimingRepeats: 5, Mixers: AtlasMixers.Full);
+            TestCount: 1000, Seed: 0, TimingRepeats: 5, Mixers: AtlasMixers.Full) { Size = "full" };
 
+        /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; "custom" once a field changes.</summary>
+        public string Size { get; init; } = "custom";
+
+        /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
 
         public Config Validate()
@@ -111,7 +123,12 @@ public static class MixerAtlas
                 history.Elapsed.TotalSeconds, StateCounted: true);
         }
         var (bytes, error) = Stream(net, test.Tokens.narrow(0, 0, 1));
-        return new AtlasPoint(mixer.Name, mixer.Family, recall, bytes, tokensPerSecond, net.ParameterCount, error, history.Elapsed.TotalSeconds);
+        long? formula = null;
+        if (net.Blocks[1].Mixer is S2SelfAttention s2)                                            // each head: stride blocks + window
+            formula = ((BaseConv)net.Blocks[0].Mixer).StateBytes()
+                      + Enumerable.Range(0, s2.Heads).Sum(h => s2.HeldTokens(h, c.SeqLen)) * 2L * (c.DModel / c.Heads) * sizeof(float);
+        return new AtlasPoint(mixer.Name, mixer.Family, recall, bytes, tokensPerSecond, net.ParameterCount, error, history.Elapsed.TotalSeconds,
+            FormulaStateBytes: formula);
     }
 
     /// <summary>State bytes after streaming one sequence and max |Step − forward|; (null, NaN) for a mixer that cannot stream.</summary>

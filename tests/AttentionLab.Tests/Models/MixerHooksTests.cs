@@ -38,6 +38,7 @@ public class MixerHooksTests
         ["BASED Taylor linear (d′ 4)"] = _ => new BasedLinearAttention(D, featureDim: 4, heads: H),
         ["BASED pure linear (elu+1)"] = _ => new BasedLinearAttention(D, featureDim: 4, heads: H, featureMap: FeatureMaps.EluPlusOne),
         ["TNL (Lightning)"] = LightningStack.Mixers(Config),
+        ["S2 (heterogeneous)"] = _ => new AttentionLab.Papers.S2Attention.S2SelfAttention(D, H, block: 2, localBlocks: 2, vertStride: 4),
     };
 
     public static TheoryData<string> Names()

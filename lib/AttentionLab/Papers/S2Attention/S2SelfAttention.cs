@@ -8,19 +8,22 @@ using static TorchSharp.torch;
 namespace AttentionLab.Papers.S2Attention;
 
 /// <summary>
-/// S2-Attention as a sequence mixer x [B, T, d] → [B, T, d]: projections around <see cref="BlockSparseAttention"/> with
-/// the heterogeneous local + vertical-stride pattern of <see cref="S2Pattern.LocalStride"/> (one pattern per head). It
-/// streams with a full KV cache: the heads' residues together cover every distant block, so no key can be dropped — S2
-/// saves reads per token, not KV memory (the paper's KV-efficiency rule is about not storing blocks that *no* head reads).
+/// S2-Attention as a sequence mixer x [B, T, d] → [B, T, d] on the library's mixer base (projections, head split, hooks,
+/// W_O): the local + vertical-stride pattern of <see cref="S2Pattern.LocalStride"/> (one pattern per head; heterogeneous by
+/// default) computed by <see cref="BlockSparseAttention"/>. While a hook listens on the pattern it runs the dense masked
+/// form instead (the naive twin), so <c>hook_pattern</c> carries the T×T weights. It streams with a pruned per-head KV
+/// cache (<see cref="S2KvState"/>): each head keeps only the blocks its pattern can ever read again — its stride residue
+/// blocks plus the local window, about t/s + ℓ·b tokens instead of t. <see cref="NewFullState"/> keeps the whole cache and
+/// masks per head through <see cref="Scores"/>: the twin the pruned decode is checked against.
 /// </summary>
 /// <remarks>
 /// q, k, v = split(W_qkv x) [B, T, H, d/H];  y = W_O concat_h BlockSparse_h(q, k, v)  with head h reading key block j
 /// from query block i iff j ≤ i ∧ (i − j &lt; ℓ ∨ j ≡ r_h mod s) (token-causal inside the diagonal block).
-/// No positions here: TinyGpt's embeddings carry them.
+/// Decode: held_h(t) = {j &lt; t : head h at position t reads j}; |held_h(t)| = (t − c·b) + b·|{j &lt; c : j ≡ r_h mod s}|,
+/// c = max(0, ⌊t/b⌋ − ℓ + 1)  (<see cref="HeldTokens"/>).  No positions here: TinyGpt's embeddings carry them.
 /// </remarks>
-public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
+public sealed class S2SelfAttention : AttentionMixer
 {
-    readonly Linear qkv, proj;
     readonly int?[] residues;
     BlockMask? pattern;                                                                      // built for the longest T seen
 
@@ -29,33 +32,34 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
     /// <param name="block">tokens per block b.</param>
     /// <param name="localBlocks">ℓ, the local window in blocks (diagonal included).</param>
     /// <param name="vertStride">s, the vertical stride in key blocks.</param>
-    public S2SelfAttention(int dModel, int heads, int block = 4, int localBlocks = 2, int vertStride = 2) : base(nameof(S2SelfAttention))
+    /// <param name="homoHead">every head reads the same residue (the homogeneous baseline).</param>
+    /// <param name="denseHeads">the last heads read every causal block (dkernel's num_dense_heads).</param>
+    public S2SelfAttention(int dModel, int heads, int block = 4, int localBlocks = 2, int vertStride = 2, bool homoHead = false, int denseHeads = 0)
+        : base(nameof(S2SelfAttention), dModel, heads)
     {
-        Guard.Positive(dModel, nameof(dModel));
-        Guard.Positive(heads, nameof(heads));
         Guard.Positive(block, nameof(block));
         Guard.Positive(localBlocks, nameof(localBlocks));
         Guard.Positive(vertStride, nameof(vertStride));
-        if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
-        (DModel, Heads, Block, LocalBlocks, VertStride) = (dModel, heads, block, localBlocks, vertStride);
-        residues = S2Pattern.Residues(heads, vertStride);
-        qkv = nn.Linear(dModel, 3 * dModel);
-        proj = nn.Linear(dModel, dModel);
+        if (denseHeads < 0 || denseHeads > heads) throw new ArgumentException($"denseHeads must be in [0, {heads}], got {denseHeads}.", nameof(denseHeads));
+        (Block, LocalBlocks, VertStride, HomoHead, DenseHeads) = (block, localBlocks, vertStride, homoHead, denseHeads);
+        residues = S2Pattern.Residues(heads, vertStride, homoHead, denseHeads);
         RegisterComponents();
     }
 
-    public int DModel { get; }
-    public int Heads { get; }
     public int Block { get; }
     public int LocalBlocks { get; }
     public int VertStride { get; }
+    public bool HomoHead { get; }
+    public int DenseHeads { get; }
+    /// <summary>r_h per head (null: dense head).</summary>
+    public IReadOnlyList<int?> Residues => residues;
 
     /// <summary>The block pattern for sequences of up to <paramref name="seqLen"/> tokens (cached; rebuilt when T grows).</summary>
     public BlockMask Pattern(int seqLen)
     {
         Guard.Positive(seqLen, nameof(seqLen));
         if (pattern is null || pattern.MaxLength < seqLen)
-            pattern = S2Pattern.LocalStride(Heads, seqLen, Block, LocalBlocks, VertStride);
+            pattern = S2Pattern.LocalStride(Heads, seqLen, Block, LocalBlocks, VertStride, HomoHead, DenseHeads);
         return pattern;
     }
 
@@ -67,50 +71,45 @@ public sealed class S2SelfAttention : nn.Module<Tensor, Tensor>, IStreamingMixer
         return residues[head] is not int r || i - j < LocalBlocks || j % VertStride == r;
     }
 
-    public override Tensor forward(Tensor x)
+    /// <summary>
+    /// Tokens head <paramref name="head"/> must hold after <paramref name="seen"/> tokens: the earlier keys the next query
+    /// (position t = seen) reads. (t − c·b) + b·|{j &lt; c : j ≡ r mod s}|, c = max(0, ⌊t/b⌋ − ℓ + 1); t for a dense head.
+    /// </summary>
+    public long HeldTokens(int head, long seen)
     {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
-        Guard.Dim(x, 2, DModel, nameof(x), "width");
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Split(x);
-        var (o, _) = BlockSparseAttention.Forward(q, k, v, Pattern((int)x.shape[1]));
-        return proj.call(o.reshape(x.shape[0], x.shape[1], DModel)).MoveToOuterDisposeScope();
+        if (head < 0 || head >= Heads) throw new ArgumentException($"head must be in [0, {Heads}), got {head}.", nameof(head));
+        if (seen < 0) throw new ArgumentException($"seen must be ≥ 0, got {seen}.", nameof(seen));
+        if (residues[head] is not int r) return seen;
+        long c = Math.Max(0, seen / Block - LocalBlocks + 1);                                // first block of the next query's window
+        long strideBlocks = c > r ? (c - 1 - r) / VertStride + 1 : 0;                       // j < c with j ≡ r (mod s)
+        return seen - c * Block + strideBlocks * Block;
     }
 
-    public MixerState NewState(long batch, ScalarType dtype, Device device) =>
-        new CacheState(new KvCache(batch, Heads, DModel / Heads, DModel / Heads, dtype, device));
+    /// <summary>The block-sparse form; while a hook listens on the pattern, the dense masked form (the hooks see A).</summary>
+    protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x) =>
+        PatternObserved ? base.Mix(q, k, v, x) : BlockSparseAttention.Forward(q, k, v, Pattern((int)q.shape[1])).Output;
 
-    /// <summary>One token: append (k_t, v_t) to the full cache, attend per head over the key positions its pattern reads.</summary>
-    public Tensor Step(Tensor xT, MixerState state)
+    /// <summary>s_ij = q_i·k_j / √D, −∞ where j &gt; i or head h's pattern skips key block ⌊j/b⌋ from query block ⌊i/b⌋.</summary>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos)
     {
-        Guard.Rank(xT, 2, nameof(xT), "B, d");
-        Guard.Dim(xT, 1, DModel, nameof(xT), "width");
-        if (state is not CacheState s) throw new ArgumentException($"state must come from S2SelfAttention.NewState, got {state?.GetType().Name}.", nameof(state));
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Split(xT.unsqueeze(1));                                             // [B, 1, H, Dh]
-        s.Cache.Append(k, v);
-        long position = s.Cache.Length - 1;
-        var keep = new bool[Heads * (position + 1)];
-        for (int h = 0; h < Heads; h++)
-            for (long key = 0; key <= position; key++) keep[h * (position + 1) + key] = Reads(h, position, key);
-        var mask = torch.tensor(keep, new long[] { 1, Heads, 1, position + 1 }, device: xT.device);
-        using var r = ReferenceAttention.Softmax(q, s.Cache.Keys, s.Cache.Values, causal: false, mask: mask);
-        s.Advance();
-        return proj.call(r.Output.reshape(xT.shape[0], DModel)).MoveToOuterDisposeScope();
+        var s = base.Scores(q, k, qPos, kPos);                                                // causal, [B, H, Tq, Tk]
+        var qb = qPos.div(Block, rounding_mode: RoundingMode.floor).view(1, -1, 1);
+        var kb = kPos.div(Block, rounding_mode: RoundingMode.floor).view(1, 1, -1);
+        var local = (qb - kb) < LocalBlocks;                                                  // i − j < ℓ
+        var r = torch.tensor(residues.Select(x => (long)(x ?? -1)).ToArray(), device: q.device).view(-1, 1, 1);
+        var keep = local | (kb.remainder(VertStride) == r) | (r < 0);                         // ∨ j ≡ r_h (mod s) ∨ dense head: [H, Tq, Tk]
+        return s.masked_fill(keep.logical_not().unsqueeze(0), double.NegativeInfinity);
     }
 
-    (Tensor Q, Tensor K, Tensor V) Split(Tensor x)
-    {
-        long b = x.shape[0], t = x.shape[1];
-        var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
-        return (parts[0], parts[1], parts[2]);
-    }
+    /// <summary>An empty pruned per-head cache (<see cref="S2KvState"/>): the decode working set S2 really needs.</summary>
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) =>
+        new S2KvState(Enumerable.Range(0, Heads).Select(h => new S2HeadCache(batch, KeyDim, ValueDim, residues[h], Block, LocalBlocks, VertStride, dtype, device)).ToArray());
 
-    /// <summary>The full KV cache (every head keeps every key).</summary>
-    sealed class CacheState(KvCache cache) : MixerState
+    /// <summary>An empty full KV cache (every token, every head), masked per head by <see cref="Scores"/> at each step: the pruned cache's twin.</summary>
+    public MixerState NewFullState(long batch, ScalarType dtype, Device device)
     {
-        public KvCache Cache { get; } = cache;
-        public override long Bytes => Cache.Bytes;
-        public override void Dispose() => Cache.Dispose();
+        Guard.Positive(batch, nameof(batch));
+        ArgumentNullException.ThrowIfNull(device);
+        return new KvCacheState(this, new KvCache(batch, Heads, KeyDim, ValueDim, dtype, device));
     }
 }
