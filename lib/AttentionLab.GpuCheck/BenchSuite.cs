@@ -84,7 +84,7 @@ public static class BenchSuite
         list.Add(new BenchMethod("linear-recurrent-f32", "linear attention, recurrent (token loop)", "linear attention", ScalarType.Float32,
             x => { using var r = LinearAttention.Recurrent(x.Q, x.K, x.V, LogDecay(x), options: decayed); }, Linear));
         list.Add(new BenchMethod("aaren-naive-f32", "Aaren naive (masked softmax)", "Aaren", ScalarType.Float32,
-            x => { using var r = AarenAttention.Naive(x.Query, x.K, x.V); }, Quadratic));
+            x => { using var r = AarenNaive.Attention(x.Query, x.K, x.V); }, Quadratic));
         list.Add(new BenchMethod("aaren-recurrent-f32", "Aaren recurrent (RNN loop)", "Aaren", ScalarType.Float32,
             x => AarenAttention.Recurrent(x.Query, x.K, x.V), Linear));
         list.Add(new BenchMethod("aaren-scan-hs-f32", "Aaren scan (Hillis-Steele)", "Aaren", ScalarType.Float32,

@@ -19,7 +19,7 @@ public class AarenTests
 
     static IEnumerable<(string Name, Func<Tensor, Tensor, Tensor, Tensor> Form)> Forms() => new (string, Func<Tensor, Tensor, Tensor, Tensor>)[]
     {
-        ("naive", (q, k, v) => { using var r = AarenAttention.Naive(q, k, v); return r.Output.alias(); }),
+        ("naive", (q, k, v) => { using var r = AarenNaive.Attention(q, k, v); return r.Output.alias(); }),
         ("recurrent", (q, k, v) => { var (o, f) = AarenAttention.Recurrent(q, k, v); f.Dispose(); return o; }),
         ("scan/hillis-steele", (q, k, v) => AarenAttention.Scan(q, k, v, algo: ScanAlgo.HillisSteele)),
         ("scan/blelloch", (q, k, v) => AarenAttention.Scan(q, k, v, algo: ScanAlgo.Blelloch)),
@@ -37,7 +37,7 @@ public class AarenTests
     /// <summary>Every form returns its output and the final log-sum-exp of the scores [B, H] (the scan's m + log u).</summary>
     static readonly Form NaiveForm = new("naive", x =>
     {
-        using var r = AarenAttention.Naive(x[0], x[1], x[2]);
+        using var r = AarenNaive.Attention(x[0], x[1], x[2]);
         return new FormOutput(r.Output.alias(), r.LogSumExp.select(2, -1).alias());
     });
 
@@ -65,7 +65,7 @@ public class AarenTests
         var k = torch.randn(2, 41, 2, 4);
         double scale = 1000 / (q.abs().max() * k.abs().max() * 4).item<float>();   // |s| up to ~1e3
         var v = torch.randn(2, 41, 2, 3);
-        using var reference = AarenAttention.Naive(q.to(float64), k.to(float64), v.to(float64), scale);
+        using var reference = AarenNaive.Attention(q.to(float64), k.to(float64), v.to(float64), scale);
         Assert.True(AarenAttention.Scores(q, k, scale).abs().max().item<float>() > 200);
         foreach (var algo in Enum.GetValues<ScanAlgo>())
         {
@@ -153,7 +153,7 @@ public class AarenTests
         Assert.Equal("q", Assert.Throws<ArgumentException>(() => AarenAttention.Scan(torch.randn(3), k, v)).ParamName);
         Assert.Equal("k", Assert.Throws<ArgumentException>(() => AarenAttention.Scan(torch.randn(2, 4), k, v)).ParamName);
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => AarenAttention.Recurrent(q, k, torch.randn(2, 6, 2, 4))).ParamName);
-        Assert.Equal("k", Assert.Throws<ArgumentException>(() => AarenAttention.Naive(q, k.to(float64), v)).ParamName);
+        Assert.Equal("k", Assert.Throws<ArgumentException>(() => AarenNaive.Attention(q, k.to(float64), v)).ParamName);
         Assert.Equal("q", Assert.Throws<ArgumentException>(() => AarenAttention.Scores(q.to(int32), k.to(int32))).ParamName);
 
         using var layer = new AarenLayer(8, 2);
@@ -188,7 +188,7 @@ public class AarenTests
             using (var scope = NewDisposeScope())
             {
                 var (q, k, v) = Inputs(2, 5, 3, 4, 4, float32, grad: true);
-                var o = AarenAttention.Recurrent(q, k, v).Output + AarenAttention.Scan(q, k, v) + AarenAttention.Naive(q, k, v).Output
+                var o = AarenAttention.Recurrent(q, k, v).Output + AarenAttention.Scan(q, k, v) + AarenNaive.Attention(q, k, v).Output
                         + AarenAttention.Scan(q, k, v, algo: ScanAlgo.Blelloch);
                 o.sum().backward();
             }

@@ -62,7 +62,7 @@ public class BasedTests
         torch.manual_seed(100 + t);
         using var scope = NewDisposeScope();
         var (q, k, v) = Inputs(b, t, h, d, dv, float64, spread: 1.5);
-        var naive = BasedAttention.Naive(q, k, v);
+        var naive = BasedNaive.Attention(q, k, v);
         foreach (var (name, form) in Forms(chunk))
             AssertClose.Tensors(form(q, k, v), naive, atol: 1e-10, rtol: 1e-10, what: name);
     }
@@ -74,8 +74,8 @@ public class BasedTests
         torch.manual_seed(200 + t);
         using var scope = NewDisposeScope();
         var (q, k, v) = Inputs(b, t, h, d, dv, float32);
-        var reference = BasedAttention.Naive(q.to(float64), k.to(float64), v.to(float64));
-        foreach (var (name, form) in Forms(chunk).Append(("naive float32", (q, k, v) => BasedAttention.Naive(q, k, v))))
+        var reference = BasedNaive.Attention(q.to(float64), k.to(float64), v.to(float64));
+        foreach (var (name, form) in Forms(chunk).Append(("naive float32", (q, k, v) => BasedNaive.Attention(q, k, v))))
         {
             var o = form(q, k, v);
             Assert.Equal(ScalarType.Float32, o.dtype);
@@ -90,7 +90,7 @@ public class BasedTests
         torch.manual_seed(3);
         using var scope = NewDisposeScope();
         var (q, k, v) = Inputs(2, 23, 2, 5, 3, float64);
-        var whole = BasedAttention.Naive(q, k, v);
+        var whole = BasedNaive.Attention(q, k, v);
         var engine = BasedAttention.Linear(LinearForm.Chunked, q, k, v, packSymmetric: false, chunkSize: 4);
         var fla = BasedAttention.TaylorChunked(q, k, v, chunkSize: 6);
         AssertClose.Tensors(fla.FinalState.S, engine.FinalState.S, atol: 1e-10, rtol: 1e-10, what: "S");
@@ -115,7 +115,7 @@ public class BasedTests
         using var scope = NewDisposeScope();
         var (q0, k0, v0) = Inputs(b, t, h, d, dv, float64);
         var weight = torch.randn(b, t, h, dv, dtype: float64);                      // loss = Σ weight · o
-        var forms = Forms(chunk).Prepend(("naive", (q, k, v) => BasedAttention.Naive(q, k, v)));
+        var forms = Forms(chunk).Prepend(("naive", (q, k, v) => BasedNaive.Attention(q, k, v)));
         Tensor[]? expected = null;
         foreach (var (name, form) in forms)
         {
@@ -298,7 +298,7 @@ public class BasedTests
     {
         using var scope = NewDisposeScope();
         var (q, k, v) = Inputs(2, 5, 2, 4, 3, float32);
-        var e = Assert.Throws<ArgumentException>(() => BasedAttention.Naive(q, k.flatten(0, 1), v));
+        var e = Assert.Throws<ArgumentException>(() => BasedNaive.Attention(q, k.flatten(0, 1), v));
         Assert.Equal("k", e.ParamName);
         Assert.Contains("[10, 2, 4]", e.Message);
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => BasedAttention.TaylorChunked(q, k, torch.randn(2, 6, 2, 3))).ParamName);
@@ -343,7 +343,7 @@ public class BasedTests
             {
                 var (q, k, v) = Inputs(1, 7, 2, 3, 2, float32);
                 q.requires_grad_();
-                (BasedAttention.TaylorChunked(q, k, v, 3).Output.sum() + BasedAttention.Naive(q, k, v).sum()).backward();
+                (BasedAttention.TaylorChunked(q, k, v, 3).Output.sum() + BasedNaive.Attention(q, k, v).sum()).backward();
             }
         }, "BASED forward/backward/step");
     }

@@ -47,7 +47,7 @@ public class LightningAttentionTests
         var (q, k, v, ld, h0) = Inputs(b, t, h, d, dv, float64);
         foreach (var start in new[] { null, h0 })
         {
-            using var naive = LightningAttention.Naive(q, k, v, ld, start);
+            using var naive = LightningNaive.Attention(q, k, v, ld, start);
             foreach (var (name, form) in FastForms(block))
             {
                 using var r = form(q, k, v, ld, start);
@@ -67,7 +67,7 @@ public class LightningAttentionTests
         var (q, k, v, _, h0) = Inputs(1, t, 1, d, dv, float64);
         double lambda = 0.8;
         var ld = torch.tensor(new[] { Math.Log(lambda) }, dtype: float64);
-        using var naive = LightningAttention.Naive(q, k, v, ld, h0);
+        using var naive = LightningNaive.Attention(q, k, v, ld, h0);
         double[] Vec(Tensor x) => x.data<double>().ToArray();
         for (int i = 0; i < t; i++)
         {
@@ -103,7 +103,7 @@ public class LightningAttentionTests
             ((r.Output * wo).sum() + (r.FinalState.S * ws).sum()).backward();
             return new[] { q, k, v, h0.S, ld }.Select(x => x.grad!.clone()).ToArray();
         }
-        var reference = Grads((q_, k_, v_, l_, s_) => LightningAttention.Naive(q_, k_, v_, l_, s_));
+        var reference = Grads((q_, k_, v_, l_, s_) => LightningNaive.Attention(q_, k_, v_, l_, s_));
         string[] names = { "dq", "dk", "dv", "dh0", "dlogλ" };
         foreach (var (name, form) in FastForms(block))
         {
@@ -120,7 +120,7 @@ public class LightningAttentionTests
         torch.manual_seed(300 + t);
         using var scope = NewDisposeScope();
         var (q, k, v, ld, h0) = Inputs(b, t, h, d, dv, float64);
-        using var exact = LightningAttention.Naive(q, k, v, ld, h0);
+        using var exact = LightningNaive.Attention(q, k, v, ld, h0);
         var h032 = new LinearState(h0.S.to(float32));
         foreach (var (name, form) in FastForms(block))
         {
@@ -156,7 +156,7 @@ public class LightningAttentionTests
         foreach (var ld in new[] { null, torch.zeros(2, dtype: float64) })
         {
             using var tiled = LightningAttention.Tiled(q, k, v, ld, block: 8);
-            using var naive = LightningAttention.Naive(q, k, v, ld);
+            using var naive = LightningNaive.Attention(q, k, v, ld);
             AssertClose.Tensors(tiled.Output, plain, atol: 1e-12, rtol: 1e-12, what: "tiled, a = 0");
             AssertClose.Tensors(naive.Output, plain, atol: 1e-12, rtol: 1e-12, what: "naive, a = 0");
         }
@@ -172,7 +172,7 @@ public class LightningAttentionTests
         {
             var (q, k, v, _, h0) = Inputs(1, 150, 2, 4, 4, dtype, grad: true);
             var ld = torch.tensor(new[] { -10.0, double.NegativeInfinity }, dtype: dtype);
-            foreach (var form in FastForms(64).Select(f => f.Form).Append((q_, k_, v_, l_, s_) => LightningAttention.Naive(q_, k_, v_, l_, s_)))
+            foreach (var form in FastForms(64).Select(f => f.Form).Append((q_, k_, v_, l_, s_) => LightningNaive.Attention(q_, k_, v_, l_, s_)))
             {
                 using var r = form(q, k, v, ld, h0);
                 (r.Output.sum() + r.FinalState.S.sum()).backward();
@@ -279,7 +279,7 @@ public class LightningAttentionTests
         using var scope = NewDisposeScope();
         var (q, k, v, _, h0) = Inputs(2, t, 2, 3, 4, float64, grad: true);
         var ld = torch.tensor(new[] { -a, -a / 4 }, dtype: float64);
-        using var naive = LightningAttention.Naive(q, k, v, ld, h0);
+        using var naive = LightningNaive.Attention(q, k, v, ld, h0);
         if (dtype == ScalarType.Float64)
         {
             using var r = LightningAttention.Cumsum(q, k, v, ld, h0);
@@ -341,12 +341,12 @@ public class LightningAttentionTests
         var e = Assert.Throws<ArgumentException>(() => LightningAttention.Tiled(q, k.narrow(1, 0, 8), v, ld));
         Assert.Equal("k", e.ParamName);
         Assert.Contains("[2, 8, 2, 3]", e.Message);
-        Assert.Equal("q", Assert.Throws<ArgumentException>(() => LightningAttention.Naive(q.flatten(0, 1), k, v, ld)).ParamName);
+        Assert.Equal("q", Assert.Throws<ArgumentException>(() => LightningNaive.Attention(q.flatten(0, 1), k, v, ld)).ParamName);
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => LightningAttention.Forward(q, k, v.narrow(2, 0, 1), ld)).ParamName);
         Assert.Equal("k", Assert.Throws<ArgumentException>(() => LightningAttention.Cumsum(q, k.narrow(1, 0, 8), v, ld)).ParamName);
         Assert.Equal("logDecay", Assert.Throws<ArgumentException>(() => LightningAttention.Cumsum(q, k, v, torch.ones(2))).ParamName);
         Assert.Equal("logDecay", Assert.Throws<ArgumentException>(() => LightningAttention.Tiled(q, k, v, torch.zeros(3))).ParamName);
-        Assert.Equal("logDecay", Assert.Throws<ArgumentException>(() => LightningAttention.Naive(q, k, v, torch.ones(2))).ParamName);
+        Assert.Equal("logDecay", Assert.Throws<ArgumentException>(() => LightningNaive.Attention(q, k, v, torch.ones(2))).ParamName);
         Assert.Equal("block", Assert.Throws<ArgumentOutOfRangeException>(() => LightningAttention.Tiled(q, k, v, ld, block: 0)).ParamName);
         Assert.Equal("block", Assert.Throws<ArgumentOutOfRangeException>(() => LightningAttention.Forward(q, k, v, ld, block: -1)).ParamName);
         var wrong = new LinearState(torch.zeros(2, 2, 4, 4));
@@ -412,7 +412,7 @@ public class LightningAttentionTests
             {
                 var (q, k, v, ld, h0) = Inputs(2, 13, 2, 3, 3, float32, grad: true);
                 using var a = LightningAttention.Tiled(q, k, v, ld, 4, h0);
-                using var b = LightningAttention.Naive(q, k, v, ld, h0);
+                using var b = LightningNaive.Attention(q, k, v, ld, h0);
                 using var c = LightningAttention.Forward(q, k, v, ld, 4, h0);
                 using var d = LightningAttention.Cumsum(q, k, v, ld, h0);
                 (a.Output + b.Output + c.Output + d.Output).sum().backward();

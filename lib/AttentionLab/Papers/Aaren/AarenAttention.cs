@@ -7,7 +7,7 @@ namespace AttentionLab.Papers.Aaren;
 
 /// <summary>
 /// Softmax attention of one fixed query over every prefix (Feng et al. 2024, "Attention as an RNN"), in three forms
-/// that agree: <see cref="Naive"/> (masked softmax), <see cref="Recurrent"/> (the RNN) and <see cref="Scan"/>
+/// that agree: <see cref="AarenNaive.Attention"/> (masked softmax), <see cref="Recurrent"/> (the RNN) and <see cref="Scan"/>
 /// (parallel prefix scan). Layout: q [H, D] or [B, H, D] (input-independent), k [B, T, H, D], v [B, T, H, Dv];
 /// outputs o [B, T, H, Dv] with o_k = Σ_{i≤k} softmax_i(s_1..s_k) v_i.
 /// </summary>
@@ -32,21 +32,6 @@ public static class AarenAttention
         var qb = q.dim() == 2 ? q.unsqueeze(0) : q;                                 // [1|B, H, D]
         double c = scale ?? 1.0 / Math.Sqrt(k.shape[3]);
         return ((k * qb.unsqueeze(1)).sum(-1) * c).MoveToOuterDisposeScope();      // s_i = scale · q·k_i
-    }
-
-    /// <summary>
-    /// The obviously-correct form: the same query at every position, causal softmax attention through
-    /// <see cref="ReferenceAttention"/>. Returns outputs [B, T, H, Dv], the weights [B, H, T, T] (row k: the
-    /// weights of output k over keys i ≤ k) and the log-sum-exp [B, H, T].
-    /// </summary>
-    public static AttentionResult Naive(Tensor q, Tensor k, Tensor v, double? scale = null)
-    {
-        Validate(q, k, v);
-        using var scope = NewDisposeScope();
-        var qb = q.dim() == 2 ? q.unsqueeze(0).expand(k.shape[0], -1, -1) : q;    // [B, H, D]
-        var qt = qb.unsqueeze(1).expand(-1, k.shape[1], -1, -1);                    // one fixed query per position [B, T, H, D]
-        return ReferenceAttention.Softmax(qt, k, v, causal: true, scale: scale ?? 1.0 / Math.Sqrt(k.shape[3]))
-            .MoveToOuterDisposeScope();
     }
 
     /// <summary>One RNN step: the state after also seeing key scores <paramref name="s"/> [B, H] with values <paramref name="v"/> [B, H, Dv].</summary>
@@ -108,7 +93,7 @@ public static class AarenAttention
         return SoftmaxMonoid.Output(ScanStates(q, k, v, scale, algo)).MoveToOuterDisposeScope();   // o_k = w_k / u_k
     }
 
-    static void Validate(Tensor q, Tensor k, Tensor? v)
+    internal static void Validate(Tensor q, Tensor k, Tensor? v)
     {
         Guard.NotNull(q, nameof(q));
         Guard.Rank(k, 4, nameof(k), "B, T, H, D");

@@ -120,7 +120,7 @@ public sealed class AarenExperiment : IPaperExperiment<AarenExperiment.Config, A
             var q = torch.randn(H, D, generator: gen, dtype: float64).to(dtype).to(device);
             var k = torch.randn(1, T, H, D, generator: gen, dtype: float64).to(dtype).to(device);
             var v = torch.randn(1, T, H, D, generator: gen, dtype: float64).to(dtype).to(device);
-            using var naive = AarenAttention.Naive(q, k, v);
+            using var naive = AarenNaive.Attention(q, k, v);
             string type = dtype == ScalarType.Float64 ? "float64" : "float32";
             forms.Add(new FormError("recurrent RNN", type, ErrorStats.Of(AarenAttention.Recurrent(q, k, v).Output, naive.Output)));
             forms.Add(new FormError("scan, Hillis–Steele", type, ErrorStats.Of(AarenAttention.Scan(q, k, v, algo: ScanAlgo.HillisSteele), naive.Output)));
@@ -248,7 +248,7 @@ public sealed class AarenExperiment : IPaperExperiment<AarenExperiment.Config, A
     {
         var forms = new (string Name, Func<Tensor, Tensor, Tensor, Tensor> Run)[]
         {
-            ("naive (masked softmax)", (q, k, v) => { using var r = AarenAttention.Naive(q, k, v); return r.Output.alias(); }),
+            ("naive (masked softmax)", (q, k, v) => { using var r = AarenNaive.Attention(q, k, v); return r.Output.alias(); }),
             ("recurrent (RNN loop)", (q, k, v) => AarenAttention.Recurrent(q, k, v).Output),
             ("scan (Hillis–Steele)", (q, k, v) => AarenAttention.Scan(q, k, v, algo: ScanAlgo.HillisSteele)),
             ("scan (Blelloch)", (q, k, v) => AarenAttention.Scan(q, k, v, algo: ScanAlgo.Blelloch)),

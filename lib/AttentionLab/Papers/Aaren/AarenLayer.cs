@@ -49,7 +49,7 @@ public sealed class AarenLayer : AttentionMixer
     {
         using var scope = NewDisposeScope();
         var (_, k, v) = Project(x);
-        using var att = AarenAttention.Naive(query, k, v);
+        using var att = AarenNaive.Attention(query, k, v);
         return att.Probabilities.alias().MoveToOuterDisposeScope();
     }
 

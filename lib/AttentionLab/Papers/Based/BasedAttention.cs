@@ -8,7 +8,7 @@ namespace AttentionLab.Papers.Based;
 /// <summary>
 /// BASED's global mixer (Arora et al. 2024): causal, normalised linear attention with the second-order Taylor feature
 /// map, on q, k [B, T, H, d′] (d′ = the projected feature dim, e.g. 16 — not the head dim) and v [B, T, H, Dv].
-/// Forms that agree: <see cref="Naive"/> (the quadratic kernel, masked), <see cref="Linear"/> (the shared engine's
+/// Forms that agree: <see cref="BasedNaive.Attention"/> (the quadratic kernel, masked), <see cref="Linear"/> (the shared engine's
 /// parallel / recurrent / chunked forms on φ) and <see cref="TaylorChunked"/> (fla's decomposition, φ never built).
 /// </summary>
 /// <remarks>
@@ -41,19 +41,6 @@ public static class BasedAttention
         using var scope = NewDisposeScope();
         var s = q.matmul(k.transpose(-2, -1)) / Math.Sqrt(q.shape[^1]);               // s = q·k/√d′
         return (1 + s + s.square() / 2).MoveToOuterDisposeScope();                       // 1 + s + s²/2
-    }
-
-    /// <summary>
-    /// The naive twin: the T × T kernel matrix, causally masked and row-normalised,
-    /// y = ((K ⊙ tril) V) / ((K ⊙ tril) 1 + ε). Outputs [B, T, H, Dv] in the input dtype (computed in the accumulation dtype).
-    /// </summary>
-    public static Tensor Naive(Tensor q, Tensor k, Tensor v, double eps = DefaultEps)
-    {
-        LinearAttention.ValidateQkv(q, k, v, causal: true);
-        using var scope = NewDisposeScope();
-        var weights = Weights(q, k, eps);                                                // [B, H, T, T]
-        var vh = v.to(weights.dtype).permute(0, 2, 1, 3);
-        return weights.matmul(vh).permute(0, 2, 1, 3).to(q.dtype).contiguous().MoveToOuterDisposeScope();
     }
 
     /// <summary>

@@ -154,7 +154,7 @@ public sealed class BasedExperiment : IPaperExperiment<BasedExperiment.Config, B
             ("chunked (full φ)", (q_, k_, v_, h_) => BasedAttention.Linear(LinearForm.Chunked, q_, k_, v_, h_, packSymmetric: false, chunkSize: C)),
             ("fla decomposition (no φ)", (q_, k_, v_, h_) => BasedAttention.TaylorChunked(q_, k_, v_, C, h_)),
         };
-        var naive = BasedAttention.Naive(q, k, v);
+        var naive = BasedNaive.Attention(q, k, v);
         var errors = new List<BasedFormError>();
         foreach (var (name, run) in forms)
         {
@@ -175,7 +175,7 @@ public sealed class BasedExperiment : IPaperExperiment<BasedExperiment.Config, B
             var loss = (run(leaves[0], leaves[1], leaves[2]) * w).sum();
             return torch.autograd.grad(new[] { loss }, leaves).Select(x => x.detach().MoveToOuterDisposeScope()).ToArray();
         }
-        var reference = Grads((q_, k_, v_) => BasedAttention.Naive(q_, k_, v_));
+        var reference = Grads((q_, k_, v_) => BasedNaive.Attention(q_, k_, v_));
         var gradients = new List<BasedFormError>();
         string[] names = { "dq", "dk", "dv" };
         foreach (var (name, run) in forms)

@@ -124,7 +124,7 @@ public sealed class DeltaExperiment : IPaperExperiment<DeltaExperiment.Config, D
         using var scope = NewDisposeScope();
         var gen = new Generator((ulong)(3 + config.Seed));
         var probs = torch.randn(2, 4, 3, 22, generator: gen, dtype: float64).mul(2).softmax(-1).to(device);
-        double pageError = ErrorStats.Of(PageScores.MaxOverHeads(probs, 4), PageScores.Naive(probs, 4)).MaxAbs;
+        double pageError = ErrorStats.Of(PageScores.MaxOverHeads(probs, 4), DeltaNaive.PageScores(probs, 4)).MaxAbs;
         using var sample = DeltaCheckpoint.Task.Generate(4, seed: 99 + config.Seed, device);
         var ids = sample.Tokens;
         Tensor dense;

@@ -22,24 +22,6 @@ public static class PageScores
         return padded.view(b, pages, pageSize).sum(2).MoveToOuterDisposeScope();                // Σ_{j∈p}
     }
 
-    /// <summary>The naive twin of <see cref="MaxOverHeads"/>: explicit loops in float64.</summary>
-    public static Tensor Naive(Tensor probs, int pageSize)
-    {
-        Check(probs, pageSize);
-        long b = probs.shape[0], h = probs.shape[1], tq = probs.shape[2], tk = probs.shape[3], pages = (tk + pageSize - 1) / pageSize;
-        var a = probs.to(ScalarType.Float64).cpu().contiguous().data<double>().ToArray();
-        var s = new double[b * pages];
-        for (long bi = 0; bi < b; bi++)
-            for (long i = 0; i < tq; i++)
-                for (long j = 0; j < tk; j++)
-                {
-                    double m = double.NegativeInfinity;
-                    for (long hi = 0; hi < h; hi++) m = Math.Max(m, a[((bi * h + hi) * tq + i) * tk + j]);
-                    s[bi * pages + j / pageSize] += m;
-                }
-        return torch.tensor(s, new[] { b, pages }, dtype: ScalarType.Float64).to(probs.dtype).to(probs.device);
-    }
-
     /// <summary>
     /// Jaccard overlap between the top-<paramref name="k"/> sets of every pair of layers: scores [L, N] (e.g. page scores
     /// per layer at one step) → J [L, L], J_ab = |T_a ∩ T_b| / |T_a ∪ T_b|.
@@ -57,7 +39,7 @@ public static class PageScores
         return (inter / (2.0 * k - inter)).MoveToOuterDisposeScope();                           // |∪| = 2k − |∩|
     }
 
-    static void Check(Tensor probs, int pageSize)
+    internal static void Check(Tensor probs, int pageSize)
     {
         Guard.Rank(probs, 4, nameof(probs), "B, H, Tq, Tk");
         Guard.FloatingPoint(probs, nameof(probs));

@@ -22,7 +22,7 @@ namespace AttentionLab.Papers.LightningAttention;
 /// position, one factor λ more than the engine's state after the previous token (Algorithm 1 of the paper writes
 /// Λ = diag(λ, …, λ^B) and λ^B Λ^{−1} instead — the same numbers with both offsets shifted by one).
 /// <see cref="Tiled"/> is that loop; <see cref="Forward"/> is the shared engine's chunked form (all intra blocks in one
-/// batched matmul, Algorithm 1's offsets); <see cref="Naive"/> is the masked quadratic reference
+/// batched matmul, Algorithm 1's offsets); <see cref="LightningNaive.Attention"/> is the masked quadratic reference
 /// (<c>lightning_attn/ops/torch/linear_attention.py</c>); <see cref="Recurrent"/> the token loop; <see cref="Cumsum"/> the
 /// slow form the paper argues against (every prefix state materialised by a cumulative sum). All five return the
 /// same output and the same final state hT = S_{T−1} (the engine's convention, so it continues any of them).
@@ -91,34 +91,6 @@ public static class LightningAttention
         }
         var o = torch.cat(outputs, 2).narrow(2, 0, t).permute(0, 2, 1, 3).to(q.dtype).contiguous();   // drop the padding → [B, T, H, Dv]
         return new LinearAttentionResult(o, new LinearState(hT!.contiguous())).MoveToOuterDisposeScope();
-    }
-
-    /// <summary>
-    /// The naive twin: O = [(Q Kᵀ) ⊙ D] V over the whole sequence with D_ts = λ^{t−s} for t ≥ s and 0 above the diagonal
-    /// (built tril → exp → tril in log space), plus λ^{t+1} q_t S_{−1} from h0; hT = Σ_s λ^{T−1−s} k_sᵀ v_s + λ^T S_{−1}.
-    /// O(T²) memory; float64 stays float64. Arguments as <see cref="Forward"/>.
-    /// </summary>
-    public static LinearAttentionResult Naive(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null)
-    {
-        Validate(q, k, v, logDecay, h0);
-        using var scope = NewDisposeScope();
-        var acc = LinearAttention.AccumulationDtype(q.dtype);
-        long t = q.shape[1];
-        var (qh, kh, vh) = (Heads(q, acc, 0), Heads(k, acc, 0), Heads(v, acc, 0));                // [B, H, T, ·]
-        var ld = LinearAttention.HeadLogDecay(logDecay, acc) ?? torch.zeros(1, q.shape[2], 1, 1, dtype: acc, device: q.device); // no decay: log λ = 0
-        var mask = Mask(t, ld);                                                                    // D [1, H, T, T]
-        var o = (qh.matmul(kh.transpose(-2, -1)) * mask).matmul(vh);                               // [(Q Kᵀ) ⊙ D] V
-        var pos = torch.arange(t, dtype: acc, device: q.device).unsqueeze(-1);                     // t as a column
-        var toEnd = ((t - 1 - pos) * ld).exp();                                                     // λ^{T−1−s}
-        var s = (kh * toEnd).transpose(-2, -1).matmul(vh);                                          // Σ_s λ^{T−1−s} k_sᵀ v_s
-        if (h0 is not null)
-        {
-            var s0 = h0.S.to(acc);
-            o = o + qh.matmul(s0) * ((pos + 1) * ld).exp();                                          // + λ^{t+1} q_t S_{−1}
-            s = s + (ld * t).exp() * s0;                                                            // + λ^T S_{−1}
-        }
-        var output = o.permute(0, 2, 1, 3).to(q.dtype).contiguous();
-        return new LinearAttentionResult(output, new LinearState(s.contiguous())).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -224,7 +196,7 @@ public static class LightningAttention
     }
 
     /// <summary>D [1, H, L, L] from log λ [1, H, 1, 1]: (t−s)·log λ, −∞ above the diagonal, then exp.</summary>
-    static Tensor Mask(long length, Tensor ld)
+    internal static Tensor Mask(long length, Tensor ld)
     {
         var pos = torch.arange(length, dtype: ld.dtype, device: ld.device);
         var rel = pos.unsqueeze(1) - pos.unsqueeze(0);                                              // t − s
@@ -235,13 +207,13 @@ public static class LightningAttention
     static Tensor Decay(Tensor x, Tensor? ld, long n) => ld is null || n == 0 ? x : (ld * n).exp() * x;
 
     /// <summary>x [B, T, H, ·] → [B, H, T + pad, ·] in <paramref name="acc"/>, zero rows appended.</summary>
-    static Tensor Heads(Tensor x, ScalarType acc, long pad)
+    internal static Tensor Heads(Tensor x, ScalarType acc, long pad)
     {
         var xh = x.to(acc).permute(0, 2, 1, 3);
         return pad == 0 ? xh : nn.functional.pad(xh, new long[] { 0, 0, 0, pad });
     }
 
-    static void Validate(Tensor q, Tensor k, Tensor v, Tensor? logDecay, LinearState? h0)
+    internal static void Validate(Tensor q, Tensor k, Tensor v, Tensor? logDecay, LinearState? h0)
     {
         LinearAttention.ValidateQkv(q, k, v, causal: true);
         LinearAttention.ValidateLogDecay(logDecay, q);

@@ -200,7 +200,7 @@ public static class LightningBenchmarks
     {
         Reference => () => { using var r = ReferenceAttention.Softmax(q, k, v, causal: true); return r.Output.alias(); },
         Sdpa => () => SdpaBaseline.Forward(q, k, v, causal: true),
-        NaiveLinear => () => { using var r = LightningAttention.Naive(q, k, v, ld); return r.Output.alias(); },
+        NaiveLinear => () => { using var r = LightningNaive.Attention(q, k, v, ld); return r.Output.alias(); },
         Chunked => () => { using var r = LightningAttention.Forward(q, k, v, ld, block); return r.Output.alias(); },
         Tiled => () => { using var r = LightningAttention.Tiled(q, k, v, ld, block); return r.Output.alias(); },
         CumsumLinear => () => { using var r = LightningAttention.Cumsum(q, k, v, ld); return r.Output.alias(); },

@@ -147,7 +147,7 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
         forms.Add(("cumsum", 0, (q_, k_, v_, l_, h_) => LightningAttention.Cumsum(q_, k_, v_, l_, h_)));
 
         var errors = new List<FormError>();
-        var naive = LightningAttention.Naive(q, k, v, ld, new LinearState(s0));
+        var naive = LightningNaive.Attention(q, k, v, ld, new LinearState(s0));
         foreach (var (name, block, run) in forms)
         {
             var r64 = run(q, k, v, ld, new LinearState(s0));
@@ -168,7 +168,7 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
             var grads = torch.autograd.grad(new[] { loss }, leaves);
             return grads.Select(x => x.detach().MoveToOuterDisposeScope()).ToArray();
         }
-        var reference = Grads((q_, k_, v_, l_, h_) => LightningAttention.Naive(q_, k_, v_, l_, h_));
+        var reference = Grads((q_, k_, v_, l_, h_) => LightningNaive.Attention(q_, k_, v_, l_, h_));
         string[] gradNames = { "dq", "dk", "dv", "dh0", "dlogλ" };
         var gradients = new List<FormError>();
         foreach (var (name, block, run) in forms)
@@ -182,7 +182,7 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
         var tril = torch.ones(T, T, dtype: float64, device: device).tril();
         var plain = ((q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 3, 1)) * tril).matmul(v.permute(0, 2, 1, 3))).permute(0, 2, 1, 3);
         double zeroDecay = forms.Select(f => f.Run)
-            .Append((q_, k_, v_, l_, h_) => LightningAttention.Naive(q_, k_, v_, l_, h_))
+            .Append((q_, k_, v_, l_, h_) => LightningNaive.Attention(q_, k_, v_, l_, h_))
             .Max(run => (run(q, k, v, zero, null).Output - plain).abs().max().item<double>());
 
         // a = 10 (λ^{64} underflows to 0) in three heads and λ = 0 in one, float32 and float64: values, states and gradients finite
@@ -196,8 +196,8 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
             var vs = R(1, Ts, H, Dv);
             var hs = R(1, H, D, Dv);
             var strong = torch.tensor(new[] { -10.0, -10.0, -10.0, double.NegativeInfinity }, dtype: float64, device: device);
-            var exact = LightningAttention.Naive(qs, ks, vs, strong, new LinearState(hs));
-            var all = forms.Select(f => f.Run).Append((q_, k_, v_, l_, h_) => LightningAttention.Naive(q_, k_, v_, l_, h_));
+            var exact = LightningNaive.Attention(qs, ks, vs, strong, new LinearState(hs));
+            var all = forms.Select(f => f.Run).Append((q_, k_, v_, l_, h_) => LightningNaive.Attention(q_, k_, v_, l_, h_));
             foreach (var dtype in new[] { ScalarType.Float32, ScalarType.Float64 })
                 foreach (var run in all)
                 {
