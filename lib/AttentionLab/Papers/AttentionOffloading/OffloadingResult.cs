@@ -88,12 +88,19 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
         new DoubleDataFrameColumn("effective_gb_per_s", Probe.Select(p => p.KvBytes / (p.MinMs * 1e-3) / 1e9)));
 
     /// <summary>Split attention errors.</summary>
-    public DataFrame SplitFrame() => new(
-        new StringDataFrameColumn("partition", Split.Select(s => s.Partition)),
-        new StringDataFrameColumn("dtype", Split.Select(s => s.DType)),
-        new Int32DataFrameColumn("parts", Split.Select(s => s.Parts)),
-        new DoubleDataFrameColumn("output_max_abs", Split.Select(s => s.OutputMaxAbs)),
-        new DoubleDataFrameColumn("lse_max_abs", Split.Select(s => double.IsNaN(s.LseMaxAbs) ? (double?)null : s.LseMaxAbs)));
+    public DataFrame SplitFrame() => SplitFrameOf(Split);
+
+    /// <summary>Columns: partition, dtype, parts, output_max_abs, lse_max_abs (empty for the plain average).</summary>
+    public static DataFrame SplitFrameOf(IReadOnlyList<SplitError> split)
+    {
+        ArgumentNullException.ThrowIfNull(split);
+        return new(
+            new StringDataFrameColumn("partition", split.Select(s => s.Partition)),
+            new StringDataFrameColumn("dtype", split.Select(s => s.DType)),
+            new Int32DataFrameColumn("parts", split.Select(s => s.Parts)),
+            new DoubleDataFrameColumn("output_max_abs", split.Select(s => s.OutputMaxAbs)),
+            new DoubleDataFrameColumn("lse_max_abs", split.Select(s => double.IsNaN(s.LseMaxAbs) ? (double?)null : s.LseMaxAbs)));
+    }
 
     /// <summary>Smallest and largest per-$ ratio over the contexts (at the batch cap).</summary>
     public (double Min, double Max) RatioRange => (Best.Min(c => c.Ratio), Best.Max(c => c.Ratio));
