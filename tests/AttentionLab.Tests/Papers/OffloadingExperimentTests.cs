@@ -109,7 +109,7 @@ public class OffloadingExperimentTests(ITestOutputHelper output)
         Assert.Contains(Fails(good with { Offload = good.Offload.Select((p, i) => i == 1 ? p with { NetworkBytesPerToken = 2049 } : p).ToList() }), f => f.Id == "link-bytes-equal-formula");
         Assert.Contains(Fails(good with { Invariants = good.Invariants with { MonotoneViolations = 1 } }), f => f.Id == "cost-model-invariants");
         Assert.Contains(Fails(good with { Invariants = good.Invariants with { SerialSymmetryGap = 1e-6 } }), f => f.Id == "cost-model-invariants");
-        var e = Assert.Throws<ClaimCheckException>(() => (good with { Offload = good.Offload.Select(p => p with { MaxAbsVsLocal = double.NaN }).ToList() }).Claims().Check());
+        var e = Assert.Throws<ClaimCheckException>(() => (good with { Offload = good.Offload.Select((p, i) => i == 1 ? p with { MaxAbsVsLocal = double.NaN } : p).ToList() }).Claims().Check());
         Assert.Contains("offload-equals-local", e.Message);
 
         // the per-$ claim: an H20 at twice an H100's price ($4/h: $20/h against $8/h) scales every ratio by 8/20, which

@@ -142,7 +142,7 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
             asserted: false, note: "a few per cent either way at this size: recorded, not asserted");
         bool conservative = mod.Error[2] < mod.Error[3] && mod.Error[3] < mod.Error[0];
         claims.Claim("moderate-gapr-conservative", "moderate locality: GAPR is conservative — better than plain top-p, not as good as compensating every block",
-            Prototype(PrototypeModerate, "γ = 2"), atMod + $"comp {mod.Error[2]:F3} < GAPR {mod.Error[3]:F3} < plain {mod.Error[0]:F3}?",
+            Prototype(PrototypeModerate, "γ = 2"), atMod + $"comp {mod.Error[2]:F3}, GAPR {mod.Error[3]:F3}, plain {mod.Error[0]:F3}",
             "comp < GAPR < plain (spec §4)", conservative, asserted: false, note: "GAPR sits within about 10 % of plain top-p here: recorded, not asserted");
 
         bool hurts = peak.Error[1] > peak.Error[0] && peak.Error[2] > peak.Error[0];
