@@ -13,10 +13,12 @@ namespace AttentionLab.Papers.AttentionOffloading;
 /// <param name="AttentionDevice">the memory device, or null for a homogeneous setup.</param>
 /// <param name="AttentionDevices">how many memory devices (0 when homogeneous); requests/heads are split over them.</param>
 /// <param name="NetworkGBs">link bandwidth per attention device, 10⁹ B/s, counted for both directions together.</param>
-/// <param name="NetworkLatencyUs">one round trip, µs (paid L times per token; hidden by pipelining in the throughput).</param>
+/// <param name="NetworkLatencyUs">one round trip, µs: every decode step of the offloaded setup pays L of them (one per layer),
+/// pipelined or not.</param>
 /// <param name="UsableMemoryFraction">share of each device's memory available to weights + KV (the rest: activations, runtime).</param>
-/// <param name="Overlap">heterogeneous only: true = mini-batches pipelined so model, attention and network work at once
-/// (step = max of the three; the paper's scheme, [unverified] in detail); false = one after the other (step = sum).</param>
+/// <param name="Overlap">the same assumption for both setups. true = mini-batches pipelined so every resource (each device's
+/// compute and memory, the network) works at once and the step is the busiest resource's time (the paper's scheme,
+/// [unverified] in detail); false = one stage after the other (step = sum). Compare two setups only under the same value.</param>
 public sealed record ClusterConfig(string Name, DeviceSpec ModelDevice, int ModelDevices, DeviceSpec? AttentionDevice = null,
     int AttentionDevices = 0, double NetworkGBs = 0, double NetworkLatencyUs = 0, double UsableMemoryFraction = 0.9, bool Overlap = true)
 {
@@ -30,8 +32,8 @@ public sealed record ClusterConfig(string Name, DeviceSpec ModelDevice, int Mode
     public string Hardware => IsHeterogeneous ? $"{ModelDevices}×{ModelDevice.Name} + {AttentionDevices}×{AttentionDevice!.Name}" : $"{ModelDevices}×{ModelDevice.Name}";
 
     /// <summary>Everything on <paramref name="count"/> copies of <paramref name="device"/>.</summary>
-    public static ClusterConfig Homogeneous(DeviceSpec device, int count, double usableMemoryFraction = 0.9) =>
-        new ClusterConfig($"homogeneous {count}×{device?.Name}", device!, count, UsableMemoryFraction: usableMemoryFraction).Validated();
+    public static ClusterConfig Homogeneous(DeviceSpec device, int count, double usableMemoryFraction = 0.9, bool overlap = true) =>
+        new ClusterConfig($"homogeneous {count}×{device?.Name}", device!, count, UsableMemoryFraction: usableMemoryFraction, Overlap: overlap).Validated();
 
     /// <summary>Lamina: linear layers on <paramref name="modelCount"/> × <paramref name="modelDevice"/>, attention and KV cache
     /// on <paramref name="attentionCount"/> × <paramref name="attentionDevice"/>.</summary>

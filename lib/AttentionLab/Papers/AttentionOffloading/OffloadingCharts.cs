@@ -7,8 +7,8 @@ public sealed partial record OffloadingResult
 {
     static string K(int n) => n >= 1024 ? $"{n / 1024}k" : n.ToString();
 
-    /// <summary>Stacked bars: linear (GEMM), attention and network ms per step for both setups at a few contexts (serial sums;
-    /// the pipelined offloaded step is the largest segment, not the sum).</summary>
+    /// <summary>Stacked bars: linear (GEMM), attention, network and L·RTT ms per step for both setups at a few contexts (the
+    /// serial sum; pipelined, a step is the busiest resource plus L·RTT — see the step_ms column).</summary>
     public GenericChart TimeBreakdownChart(IReadOnlyList<int>? contexts = null)
     {
         var pick = (contexts ?? new[] { Best[0].Context, Best[Best.Count / 2].Context, Best[^1].Context }).ToList();
@@ -20,7 +20,8 @@ public sealed partial record OffloadingResult
             new BarSegment("linear layers (GEMM / weight read)", rows.Select(r => r.ModelMs).ToList()),
             new BarSegment("attention (KV read)", rows.Select(r => r.AttentionMs).ToList()),
             new BarSegment("network (q, k, v out; o back)", rows.Select(r => r.NetworkMs).ToList()),
-        }, "Modelled time per decode step (each setup at its own batch)", "ms per step");
+            new BarSegment("network latency (L round trips)", rows.Select(r => r.NetworkLatencyMs).ToList()),
+        }, "Modelled time per decode step by stage (each setup at its own batch; serial sum)", "ms per step");
     }
 
     /// <summary>(d) measured: ms per decode step on each side of the split (model device, attention device, copies), per cache length.</summary>

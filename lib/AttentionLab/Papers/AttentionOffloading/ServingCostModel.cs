@@ -19,8 +19,9 @@ public sealed record CostEstimate(
 
 /// <summary>
 /// Lamina's analytic serving model: per decode step, memory-bandwidth-bound attention, compute- (or weight-read-) bound
-/// linear layers, network transfer of q/k/v and o, and the batch that memory capacity allows. A simulation from peak
-/// device figures: it ranks setups and shows where the crossover lies; it does not predict a measured tokens/s.
+/// linear layers, network transfer of q/k/v and o with L round trips of latency, and the batch that memory capacity allows.
+/// A simulation from peak device figures: it ranks setups and shows where the crossover lies; it does not predict a
+/// measured tokens/s. Both setups are estimated under the same overlap assumption (<see cref="ClusterConfig.Overlap"/>).
 /// </summary>
 /// <remarks>
 /// For batch B, context n, model (L, d, d_kv, P, b), n_m model devices (F_m FLOP/s, β_m B/s, M_m B), n_a attention devices:
@@ -28,13 +29,19 @@ public sealed record CostEstimate(
 /// linear:    t_lin  = max(B·2P / (n_m·F_m),  P·b / (n_m·β_m))            roofline: FLOPs vs one read of the weights
 /// attention: t_attn = max(B·n·2·L·d_kv·b / (k·β),  B·4·L·n·d / (k·F))     k devices of the attention side
 /// network:   t_net  = B·L·(2d + 2d_kv)·b / (n_a·β_net)                    q, k, v out and o back, both directions
-/// latency:   t_lat  = L · RTT                                            one round trip per layer per token
-/// step:      homogeneous  t = t_lin + t_attn                              (same devices, one after the other)
-///            offloaded    t = max(t_lin, t_attn, t_net)   (pipelined)    or t_lin + t_attn + t_net + t_lat (serial)
+/// latency:   t_lat  = L · RTT                                            one round trip per layer, paid by every step
+/// step, pipelined (Overlap): every resource busy at once, the step is the busiest one's time
+///            homogeneous  t = max((B·2P + B·4·L·n·d) / (n_m·F_m),  (P·b + B·n·2·L·d_kv·b) / (n_m·β_m))
+///            offloaded    t = max(t_lin, t_attn, t_net) + t_lat
+/// step, serial (no Overlap):
+///            homogeneous  t = t_lin + t_attn
+///            offloaded    t = t_lin + t_attn + t_net + t_lat
 /// memory:    homogeneous  B_max = ⌊(n_m·M_m·f − P·b) / (n·2·L·d_kv·b)⌋
 ///            offloaded    B_max = ⌊n_a·M_a·f / (n·2·L·d_kv·b)⌋,  and P·b ≤ n_m·M_m·f
 /// economics: tokens/s = B / t;   tokens per $ = tokens/s · 3600 / Σ price per hour
 /// </code>
+/// The pipelined homogeneous step is the same rule as the offloaded one — each resource's work over its rate, the maximum
+/// over resources — applied to devices that do both stages; it lies between max(t_lin, t_attn) and t_lin + t_attn.
 /// Not modelled: prefill, tensor-parallel communication among the model devices, kernel efficiency below peak,
 /// imbalance between attention devices, scheduling. All are the same for both setups or favour the homogeneous one.
 /// </remarks>
@@ -81,9 +88,12 @@ public static class ServingCostModel
             tNet = netBytes / (config.AttentionDevices * config.NetworkGBs * 1e9);
             tLat = model.Layers * config.NetworkLatencyUs * 1e-6;                                       // L·RTT
         }
-        double step = !config.IsHeterogeneous ? tLin + tAttn
-            : config.Overlap ? Math.Max(tLin, Math.Max(tAttn, tNet)) : tLin + tAttn + tNet + tLat;
-        double tokenLatency = tLin + tAttn + tNet + tLat;
+        double serial = tLin + tAttn + tNet + tLat;
+        double step = !config.Overlap ? serial
+            : config.IsHeterogeneous ? Math.Max(tLin, Math.Max(tAttn, tNet)) + tLat                   // busiest of three resources + L·RTT
+            : Math.Max((B * model.LinearFlopsPerToken + attnFlops) / (config.ModelDevices * m.FlopsPerSecond),  // one set of devices:
+                       (model.WeightBytes + kvRead) / (config.ModelDevices * m.BytesPerSecond));       // its compute or its memory
+        double tokenLatency = serial;
         double tps = B / step;                                                                         // tokens/s = B / t
         double perDollar = config.PricePerHour > 0 ? tps * 3600 / config.PricePerHour : double.PositiveInfinity;
         int maxBatch = MaxBatch(model, config, workload.Context);
@@ -109,6 +119,7 @@ public static class ServingCostModel
     /// </summary>
     public static double Ratio(ModelSpec model, ClusterConfig homogeneous, ClusterConfig offloaded, int context, int batchCap)
     {
+        SameOverlap(homogeneous, offloaded);
         var h = AtBatchCap(model, homogeneous, context, batchCap);
         var o = AtBatchCap(model, offloaded, context, batchCap);
         if (!o.Fits) return 0;
@@ -132,6 +143,7 @@ public static class ServingCostModel
     {
         ArgumentNullException.ThrowIfNull(contexts);
         ArgumentNullException.ThrowIfNull(batchCaps);
+        SameOverlap(homogeneous, offloaded);
         var ns = contexts.ToArray();
         var bs = batchCaps.ToArray();
         if (ns.Length == 0) throw new ArgumentException("contexts must not be empty.", nameof(contexts));
@@ -166,6 +178,18 @@ public static class ServingCostModel
             new DoubleDataFrameColumn("tokens_per_s", rows.Select(r => r.TokensPerSecond)),
             new DoubleDataFrameColumn("price_per_h", rows.Select(r => r.PricePerHour)),
             new DoubleDataFrameColumn("tokens_per_dollar", rows.Select(r => r.TokensPerDollar)));
+    }
+
+    /// <summary>
+    /// Throws an ArgumentException (naming <paramref name="offloaded"/>) when the two setups are estimated under different
+    /// overlap assumptions: pipelining one side and not the other would favour it.
+    /// </summary>
+    public static void SameOverlap(ClusterConfig homogeneous, ClusterConfig offloaded)
+    {
+        ArgumentNullException.ThrowIfNull(homogeneous);
+        ArgumentNullException.ThrowIfNull(offloaded);
+        if (homogeneous.Overlap != offloaded.Overlap)
+            throw new ArgumentException($"both setups must use the same overlap assumption (homogeneous Overlap = {homogeneous.Overlap}, offloaded Overlap = {offloaded.Overlap}).", nameof(offloaded));
     }
 
     static void Check(ModelSpec model, ClusterConfig config)

@@ -13,10 +13,16 @@ namespace AttentionLab.Papers.FreeSwim;
 /// clipped and inward windows at 1×, 2×, 3× the native grid, and the attention entropy of the trained tiny DiT's
 /// self-attention as the grid grows; (b) coarse-to-fine sampling of the tiny DiT at k× its training resolution with
 /// full attention, the clipped window, the inward window and inward + dual path (cross-attention override and cache),
-/// scored by connected components (repetition), the shape test (class agreement), edge sharpness and ms/step.
+/// scored per image by connected components (repetition), the shape test (class agreement), edge sharpness, and ms/step.
+/// Before both, an exactness phase: the gather window against its dense twin, and the dual path's identities.
 /// </summary>
-public static class FreeSwimExperiment
+public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Config, FreeSwimResult>
 {
+    FreeSwimExperiment() { }
+
+    /// <summary>P45 in the catalogue.</summary>
+    public static PaperInfo Paper { get; } = new(45, "FreeSwim: inward sliding-window attention", "freeswim");
+
     /// <summary>Sizes of one run.</summary>
     /// <param name="MaskFactors">grid multiples of the mask and entropy analysis.</param>
     /// <param name="SampleFactors">grid multiples sampled in part (b).</param>
@@ -28,12 +34,15 @@ public static class FreeSwimExperiment
     /// <param name="EntropyImages">images per grid size for the entropy measurement.</param>
     /// <param name="Seed">seed of noise, renoise and entropy images.</param>
     public sealed record Config(int[] MaskFactors, int[] SampleFactors, int SamplesPerClass, int Steps, double Strength, double Guidance,
-        int CacheSteps, int EntropyImages, int Seed)
+        int CacheSteps, int EntropyImages, int Seed) : IPaperConfig<Config>
     {
-        /// <summary>8×8 native tokens → 16×16 (2×); 2 images per class, 10 native steps (7 at 2×).</summary>
-        public static Config Smoke => new(new[] { 1, 2, 3 }, new[] { 2 }, 2, 10, 0.7, 3.0, 3, 4, 0);
-        /// <summary>2× and 3×, 8 images per class, 20 native steps.</summary>
-        public static Config Full => new(new[] { 1, 2, 3, 4 }, new[] { 2, 3 }, 8, 20, 0.7, 3.0, 3, 16, 0);
+        /// <summary>8×8 native tokens → 16×16 (2×); 4 images per class, 10 native steps (7 at 2×).</summary>
+        public static Config Smoke => new(new[] { 1, 2, 3 }, new[] { 2 }, 4, 10, 0.7, 3.0, 3, 4, 0) { Size = "smoke" };
+        /// <summary>2× and 3×, 16 images per class, 20 native steps.</summary>
+        public static Config Full => new(new[] { 1, 2, 3, 4 }, new[] { 2, 3 }, 16, 20, 0.7, 3.0, 3, 16, 0) { Size = "full" };
+
+        /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
+        public string Size { get; init; } = "custom";
         /// <summary>Smoke or Full.</summary>
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
 
@@ -88,10 +97,69 @@ public static class FreeSwimExperiment
         progress?.Report("masks: " + string.Join(", ", masks.Where(r => r.Kind != "full").Select(r => $"{r.Kind} {r.Factor}× min {r.MinKeys}")));
         using var model = FreeSwimCheckpoint.Load();
         model.to(device);
+        var exactness = Exactness(model, device, config.Seed);
+        progress?.Report($"exactness: gather vs dense {exactness.Gather64.MaxAbs:E1} (float64), {exactness.Gather32.MaxAbs:E1} (float32); dual path identities {exactness.DualWorst:E1}");
         var entropy = Entropy(model, config, device);
         progress?.Report("entropy (nats): " + string.Join(", ", entropy.Where(e => e.Variant == "full 1/√d").Select(e => $"{e.Factor}× {e.Entropy:F2}")));
-        var (rows, images) = Sample(model, config, device, progress);
-        return new FreeSwimResult(config, masks, entropy, rows, images, clock.Elapsed);
+        var (rows, images, scores) = Sample(model, config, device, progress);
+        return new FreeSwimResult(config, masks, entropy, rows, images, clock.Elapsed) { Exactness = exactness, Scores = scores };
+    }
+
+    /// <summary>
+    /// The exactness phase. The gather window against dense masked reference attention on a T = 2, 9×7 grid
+    /// (d_h = 2, d_w = 1, 3 heads, d 8, FreeSwim scale) in float64 and float32, with its keys per query (time is not
+    /// windowed: T·(2d_h+1)(2d_w+1) = 30). Then the dual path on <paramref name="model"/>, run in float64 and restored
+    /// (3 images of 12×12 px = 6×6 tokens, 3 steps, CFG 3, a 5×5 inward window): override off + full branch kept +
+    /// cache_steps 1 against baseline full-attention sampling (spec §6); cache on vs off at cache_steps 1 (spec §6,
+    /// identical); override off against window-only sampling.
+    /// </summary>
+    public static FreeSwimExactness Exactness(TinyDiT model, Device device, int seed = 0)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(device);
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        var gen = new Generator((ulong)seed + 1);
+        var q = torch.randn(new long[] { 2, 126, 3, 8 }, ScalarType.Float64, generator: gen).to(device);
+        var k = torch.randn(new long[] { 2, 126, 3, 8 }, ScalarType.Float64, generator: gen).to(device);
+        var v = torch.randn(new long[] { 2, 126, 3, 5 }, ScalarType.Float64, generator: gen).to(device);
+        using var toy = WindowMasks.InwardSliding(2, 9, 7, 2, 1, device);
+        double scale = EntropyScale.Factor(63, 8);
+        ErrorStats Gather(ScalarType t)
+        {
+            using var naive = WindowAttention.Naive(q.to(t), k.to(t), v.to(t), toy, scale);
+            return ErrorStats.Of(WindowAttention.Forward(q.to(t), k.to(t), v.to(t), toy, scale), naive.Output);
+        }
+        var g64 = Gather(ScalarType.Float64);
+        var g32 = Gather(ScalarType.Float32);
+        var keys = toy.KeysPerQuery;
+
+        // the dual path in float64 (the model's float32 weights widen and narrow back exactly), so the identities are
+        // read at float64 round-off rather than at the float32 noise of different batch shapes
+        var dtype = model.parameters().First().dtype;
+        model.to(ScalarType.Float64);
+        double fullVsBaseline, onVsOff, overrideVsWindow;
+        try
+        {
+            var x = torch.randn(new long[] { 3, 3, 12, 12 }, ScalarType.Float64, generator: new Generator((ulong)seed + 5)).to(device);
+            var labels = torch.tensor(new long[] { 0, 1, 2 }).to(device);
+            using var window = WindowMasks.InwardSliding(1, 6, 6, 2, 2, device);
+            var baseline = FlowSampler.Sample(model, x, labels, 0.7, 3, 3.0);
+            // the CFG pass runs the window branch: with the window covering the 6×6 grid it is full attention too
+            using var covering = WindowMasks.InwardSliding(1, 6, 6, 3, 3, device);
+            var fullBranch = new DualPathSampler(model, cacheSteps: 1, overrideCrossAttn: false, keep: DualBranch.Full).Sample(x, labels, 0.7, 3, 3.0, covering, scale: null);
+            var on = new DualPathSampler(model, cacheSteps: 1, useCache: true).Sample(x, labels, 0.7, 3, 3.0, window, 0.4);
+            var off = new DualPathSampler(model, cacheSteps: 1, useCache: false).Sample(x, labels, 0.7, 3, 3.0, window, 0.4);
+            var noOverride = new DualPathSampler(model, cacheSteps: 1, overrideCrossAttn: false).Sample(x, labels, 0.7, 3, 3.0, window, 0.4);
+            var windowOnly = FlowSampler.Sample(model, x, labels, 0.7, 3, 3.0, new WindowedDiTAttention(window, 0.4));
+            double Diff(Tensor a, Tensor b) => (a - b).abs().max().item<double>();
+            (fullVsBaseline, onVsOff, overrideVsWindow) = (Diff(fullBranch, baseline), Diff(on, off), Diff(noOverride, windowOnly));
+        }
+        finally
+        {
+            model.to(dtype);
+        }
+        return new FreeSwimExactness(g64, g32, keys.Min(), keys.Max(), 2 * 5 * 3, fullVsBaseline, onVsOff, overrideVsWindow);
     }
 
     /// <summary>(a) Mean self-attention row entropy (nats, over layers, heads, queries, images) of the trained model on noised shapes (t = 0.5) per factor.</summary>
@@ -139,12 +207,17 @@ public static class FreeSwimExperiment
         }
     }
 
-    /// <summary>(b) Coarse-to-fine sampling with every method; rows per (method, factor) and the images per method.</summary>
-    public static (IReadOnlyList<SampleRow> Rows, IReadOnlyList<MethodImages> Images) Sample(TinyDiT model, Config config, Device device, IProgress<string>? progress = null)
+    /// <summary>
+    /// (b) Coarse-to-fine sampling with every method: rows per (method, factor), the images per method, and every image's
+    /// scores (for paired comparisons: image i of every method at a factor starts from the same native sample and noise).
+    /// </summary>
+    public static (IReadOnlyList<SampleRow> Rows, IReadOnlyList<MethodImages> Images, IReadOnlyList<ImageScores> Scores) Sample(TinyDiT model, Config config, Device device,
+        IProgress<string>? progress = null)
     {
         using var outer = NewDisposeScope();                                   // every intermediate; kept images are detached
         var rows = new List<SampleRow>();
         var images = new List<MethodImages>();
+        var scores = new List<ImageScores>();
         int classes = model.Config.Classes, b = classes * config.SamplesPerClass, px = FreeSwimCheckpoint.NativePixels;
         var labelArray = Enumerable.Range(0, b).Select(i => (long)(i % classes)).ToArray();
         using var labels = torch.tensor(labelArray).to(device);
@@ -187,7 +260,7 @@ public static class FreeSwimExperiment
             }
             progress?.Report($"{f}×: " + string.Join(", ", rows.Where(r => r.Factor == f).Select(r => $"{r.Method} comps {r.Components:F2} agree {r.Agreement:P0}")));
         }
-        return (rows, images);
+        return (rows, images, scores);
 
         void Add(string method, int factor, Tensor x, double ms, int guides)
         {
@@ -203,6 +276,7 @@ public static class FreeSwimExperiment
                 sharp[i] = ImageMasks.EdgeSharpness(img);
             }
             rows.Add(new SampleRow(method, factor, NativeGrid * factor, comps.Average(), comps.Count(c => c > 1) / (double)b, agree.Average(), sharp.Average(), ms, guides));
+            scores.Add(new ImageScores(method, factor, comps, agree, sharp));
             var kept = cpu.clone(); kept.DetachFromDisposeScope();
             images.Add(new MethodImages(method, factor, kept, labelArray));
         }

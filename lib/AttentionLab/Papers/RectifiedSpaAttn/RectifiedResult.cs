@@ -1,3 +1,4 @@
+using AttentionLab.Core;
 using AttentionLab.Plots;
 using Microsoft.Data.Analysis;
 using Plotly.NET;
@@ -35,10 +36,45 @@ public sealed record MassSnapshot(double Locality, double Tau, double[][] Estima
     }
 }
 
+/// <summary>
+/// The exactness phase (<see cref="RectifiedExperiment.Exactness"/>): fast vs naive twin, R + compensation weights − 1,
+/// the constant-block case (rectified and plain sparse vs full attention, GAPR's verdicts, the density), and τ = 1.
+/// </summary>
+public sealed record RectifiedExactness(ErrorStats FastVsNaive, double WeightSumGap, ErrorStats ConstantBlocks, ErrorStats PlainConstantBlocks,
+    bool ConstantAllBeneficial, double ConstantDensity, ErrorStats TauOne, double TauOneRGap)
+{
+    /// <summary>Columns: check, max_abs, tolerance.</summary>
+    public DataFrame ToDataFrame() => new(
+        new StringDataFrameColumn("check", new[] { "fast vs naive twin (τ = 0.5)", "|R + Σ comp. weights − 1|", "constant blocks: rectified vs full",
+            "constant blocks: plain sparse vs full", "τ = 1: output vs full", "τ = 1: |R − 1|" }),
+        new DoubleDataFrameColumn("max_abs", new[] { FastVsNaive.MaxAbs, WeightSumGap, ConstantBlocks.MaxAbs, PlainConstantBlocks.MaxAbs, TauOne.MaxAbs, TauOneRGap }),
+        new StringDataFrameColumn("criterion", new[] { "≤ 1e-10", "≤ 1e-6", "≤ 1e-6", "> 1e-2 (not exact)", "≤ 1e-6", "≤ 1e-12" }));
+}
+
+/// <summary>One method of the timing phase: tokens, density, median and min ms of one forward over the interleaved repeats.</summary>
+public sealed record RectifiedTiming(string Method, int Tokens, double Density, double MedianMs, double MinMs, int Repeats);
+
 /// <summary>Everything the P33 notebook shows.</summary>
 public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnlyList<RectifiedRow> Rows, MassSnapshot Snapshot, TimeSpan Elapsed)
+    : IPaperResult
 {
     static readonly string[] Short = { "plain", "scale", "comp", "gapr" };
+
+    /// <summary>The exactness phase's measurements (toy tensors, float64).</summary>
+    public RectifiedExactness Exactness { get; init; } = new(new ErrorStats(double.NaN, double.NaN, 0), double.NaN,
+        new ErrorStats(double.NaN, double.NaN, 0), new ErrorStats(double.NaN, double.NaN, 0), false, double.NaN, new ErrorStats(double.NaN, double.NaN, 0), double.NaN);
+
+    /// <summary>Forward timings on the moderate-γ inputs (empty when <c>TimingRepeats</c> = 0).</summary>
+    public IReadOnlyList<RectifiedTiming> Timings { get; init; } = Array.Empty<RectifiedTiming>();
+
+    /// <summary>Columns: method, tokens, density, median_ms, min_ms, repeats.</summary>
+    public DataFrame TimingFrame() => new(
+        new StringDataFrameColumn("method", Timings.Select(t => t.Method)),
+        new Int32DataFrameColumn("tokens", Timings.Select(t => t.Tokens)),
+        new DoubleDataFrameColumn("density", Timings.Select(t => t.Density)),
+        new DoubleDataFrameColumn("median_ms", Timings.Select(t => t.MedianMs)),
+        new DoubleDataFrameColumn("min_ms", Timings.Select(t => t.MinMs)),
+        new Int32DataFrameColumn("repeats", Timings.Select(t => t.Repeats)));
 
     /// <summary>Columns: gamma, tau, density, selected_fraction, err_* and cos_* per variant (plain, scale, comp, gapr), frac_beneficial, selected_mass_bias.</summary>
     public DataFrame ToDataFrame()
@@ -63,18 +99,86 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
     /// <summary>Error of a variant (index into <see cref="RectifiedExperiment.Variants"/>) at (γ, τ).</summary>
     public double Error(double gamma, double tau, int variant) => At(gamma, tau).Error[variant];
 
+    /// <summary>The spec's numpy prototype (§4 table: 32×32 grid, B = 64, τ = 0.8), relative L2 error per variant (plain, scale, comp, GAPR).</summary>
+    public static readonly double[] PrototypeModerate = { 0.263, 0.187, 0.141, 0.206 }, PrototypePeaked = { 0.079, 0.130, 0.141, 0.070 };
+
+    static string Errors(RectifiedRow r) => $"plain {r.Error[0]:F3}, scale {r.Error[1]:F3}, comp {r.Error[2]:F3}, GAPR {r.Error[3]:F3}";
+    static string Prototype(double[] e, string regime) =>
+        $"spec's numpy prototype, {regime}, τ = 0.8 (32×32, B = 64): plain {e[0]:F3}, scale {e[1]:F3}, comp {e[2]:F3}, GAPR {e[3]:F3}; the paper publishes no error table";
+
     /// <summary>
-    /// The claim at this size, at the fixed τ and the same density per γ: moderate γ — IPAR + compensation beats plain
-    /// top-p by ≥ 10 %; peaked γ — ungated compensation is worse than plain top-p (the pooled estimate is biased low) and
-    /// GAPR beats it by ≥ 10 %.
+    /// The claims: the spec's §6 identities (fast = naive twin, weights sum to 1, exact when pooling is exact, τ = 1 = full);
+    /// the error regimes of the spec's §4 table at the fixed τ and equal density — moderate γ: compensation beats plain
+    /// top-p (spec §6), scaling alone helps, GAPR lands between; peaked γ: ungated rectification hurts, GAPR is best —
+    /// each against the spec's prototype figures; and the CPU forward timing against full attention (reported).
     /// </summary>
-    public (bool Holds, string Line) Claim()
+    public ClaimSet Claims()
     {
+        var claims = new ClaimSet(RectifiedExperiment.Paper.Number, Config.Size);
+        var x = Exactness;
+        claims.Exactness("fast-equals-naive", "the gathered rectified form equals the float64 loop twin written from the equations",
+            $"max |Δ| {Num.Sci(x.FastVsNaive.MaxAbs)} (float64, T_v = 45, B = 8, 3 text tokens, d 7)", "≤ 1e-10 [ours: float64 round-off]", x.FastVsNaive.MaxAbs <= 1e-10);
+        claims.Exactness("weights-sum-to-one", "R_I plus the compensation weights is 1 in every query block",
+            $"max |R + Σ w − 1| {Num.Sci(x.WeightSumGap)}", "≤ 1e-6 (spec §6)", x.WeightSumGap <= 1e-6);
+        claims.Exactness("exact-when-pooling-exact", "with q, k constant inside every block, GAPR accepts every block and rectified attention equals full attention; plain sparse does not",
+            $"rectified vs full {Num.Sci(x.ConstantBlocks.MaxAbs)}, plain sparse vs full {x.PlainConstantBlocks.MaxAbs:G3}, all beneficial: {(x.ConstantAllBeneficial ? "yes" : "no")} (density {x.ConstantDensity:P0})",
+            "rectified ≤ 1e-6, plain > 1e-2, every block beneficial (spec §6)", x.ConstantBlocks.MaxAbs <= 1e-6 && x.PlainConstantBlocks.MaxAbs > 1e-2 && x.ConstantAllBeneficial);
+        claims.Exactness("tau-one-is-full", "τ = 1 keeps every block: R = 1, no compensation, full attention",
+            $"output vs full {Num.Sci(x.TauOne.MaxAbs)}, |R − 1| {Num.Sci(x.TauOneRGap)}", "≤ 1e-6 (spec §6)", x.TauOne.MaxAbs <= 1e-6 && x.TauOneRGap <= 1e-6);
+
         double tau = Config.FixedTau, gm = Config.ModerateLocality, gp = Config.PeakedLocality;
-        var mod = At(gm, tau); var peak = At(gp, tau);
-        bool holds = mod.Error[2] < 0.9 * mod.Error[0] && peak.Error[2] > peak.Error[0] && peak.Error[3] < 0.9 * peak.Error[2];
-        return (holds, $"τ = {tau}: moderate γ = {gm} (density {mod.Density:P1}): plain {mod.Error[0]:F3}, scale {mod.Error[1]:F3}, comp {mod.Error[2]:F3}, GAPR {mod.Error[3]:F3}; " +
-                       $"peaked γ = {gp} (density {peak.Density:P1}): plain {peak.Error[0]:F3}, scale {peak.Error[1]:F3}, comp {peak.Error[2]:F3}, GAPR {peak.Error[3]:F3}");
+        var mod = At(gm, tau);
+        var peak = At(gp, tau);
+        string atMod = $"γ = {gm}, τ = {tau}, density {mod.Density:P1} (every variant): ", atPeak = $"γ = {gp}, τ = {tau}, density {peak.Density:P1}: ";
+        string? peakedDeviation = gp == 3 ? null : $"the peaked regime is γ = {gp} here (the prototype's γ = 3); our synthetic recipe's Jensen bias turns negative later (docs/decisions.md)";
+
+        bool helps = mod.Error[2] < mod.Error[0];
+        claims.Claim("moderate-rectification-helps", "moderate locality: IPAR scaling + compensation of the dropped blocks cuts the error of plain top-p at equal density",
+            Prototype(PrototypeModerate, "γ = 2"), atMod + Errors(mod) + $" (comp/plain {mod.Error[2] / mod.Error[0]:F2})",
+            "comp < plain (spec §6, seed 0)", helps, asserted: true);
+        bool scaling = mod.Error[1] < mod.Error[0];
+        claims.Claim("moderate-scaling-helps", "moderate locality: IPAR scaling alone (no compensation) already lowers the error",
+            Prototype(PrototypeModerate, "γ = 2"), atMod + $"scale {mod.Error[1]:F3} vs plain {mod.Error[0]:F3}", "scale < plain (spec §4 table)", scaling,
+            asserted: false, note: "a few per cent either way at this size: recorded, not asserted");
+        bool conservative = mod.Error[2] < mod.Error[3] && mod.Error[3] < mod.Error[0];
+        claims.Claim("moderate-gapr-conservative", "moderate locality: GAPR is conservative — better than plain top-p, not as good as compensating every block",
+            Prototype(PrototypeModerate, "γ = 2"), atMod + $"comp {mod.Error[2]:F3}, GAPR {mod.Error[3]:F3}, plain {mod.Error[0]:F3}",
+            "comp < GAPR < plain (spec §4)", conservative, asserted: false, note: "GAPR sits within about 10 % of plain top-p here: recorded, not asserted");
+
+        bool hurts = peak.Error[1] > peak.Error[0] && peak.Error[2] > peak.Error[0];
+        claims.Claim("peaked-ungated-hurts", "peaked attention: the pooled estimate is biased low, so ungated rectification (scaling, compensation of every block) is worse than plain top-p",
+            Prototype(PrototypePeaked, "γ = 3"), atPeak + Errors(peak) + $"; mean selected-mass bias {peak.SelectedMassBias:F3}",
+            "scale > plain and comp > plain (spec §4)", hurts, asserted: true, deviation: peakedDeviation);
+        bool best = peak.Error[3] < peak.Error[0] && peak.Error[3] < peak.Error[1] && peak.Error[3] < peak.Error[2];
+        claims.Claim("peaked-gapr-best", "peaked attention: GAPR gates out the untrustworthy blocks and is the best of the four",
+            Prototype(PrototypePeaked, "γ = 3"), atPeak + $"GAPR {peak.Error[3]:F3} vs plain {peak.Error[0]:F3}, scale {peak.Error[1]:F3}, comp {peak.Error[2]:F3} (GAPR/comp {peak.Error[3] / peak.Error[2]:F2})" +
+                (gp != 3 && Rows.Any(r => r.Locality == 3 && r.Tau == tau) ? $"; at the prototype's γ = 3: {Errors(At(3, tau))}" : ""),
+            "GAPR below every other variant (spec §4)", best, asserted: false, deviation: peakedDeviation,
+            note: "the prototype's margin is 0.009 (0.070 vs 0.079): too thin to assert at this size");
+
+        var full = Timings.FirstOrDefault(t => t.Method == RectifiedExperiment.FullName);
+        var rect = Timings.FirstOrDefault(t => t.Method == RectifiedExperiment.RectifiedName);
+        var kernel = Timings.FirstOrDefault(t => t.Method == RectifiedExperiment.KernelName);
+        var estimate = Timings.FirstOrDefault(t => t.Method == RectifiedExperiment.EstimateName);
+        const string speedPaper = "up to 3.33× (HunyuanVideo) and 2.08× (Wan 2.1) end-to-end speed-up at maintained quality, Triton kernel on GPU (abstract)";
+        if (full is null || rect is null || kernel is null || estimate is null)
+            claims.NotShown("forward-speed", "rectified block-sparse attention is faster than full attention", speedPaper, "no timing phase",
+                "rectified forward < full attention [ours]", "the timing phase was skipped (TimingRepeats = 0)", ClaimKind.Reported);
+        else
+            claims.Reported("forward-speed", "rectified block-sparse attention is faster than full attention",
+                speedPaper, $"{full.Tokens} tokens, density {rect.Density:P0}: full {full.MedianMs:F2} ms, rectified {rect.MedianMs:F2} ms (kernel {kernel.MedianMs:F2}, estimate {estimate.MedianMs:F2}); speed-up {full.MedianMs / rect.MedianMs:F2}× (median of {full.Repeats}, interleaved)",
+                "rectified forward faster than full attention [ours: the spec names no CPU target]", rect.MedianMs < full.MedianMs,
+                note: "CPU timing of a gather kernel on a shared machine at smoke size (no Triton): reported, never asserted");
+
+        claims.Saw($"At τ = {tau} and the same density per γ, moderate γ = {gm}: {Errors(mod)}; peaked γ = {gp}: {Errors(peak)}.");
+        var lo = Rows.Where(r => r.Tau == tau).OrderBy(r => r.Locality).ToList();
+        claims.Saw("Mean selected-mass bias (estimated − true mass of the kept blocks) by γ at τ = " + tau + ": " +
+                   string.Join(", ", lo.Select(r => $"γ {r.Locality}: {r.SelectedMassBias:+0.000;−0.000}")) + " — negative is the Jensen under-estimate.");
+        var winners = lo.Select(r => $"γ {r.Locality}: {Short[Array.IndexOf(r.Error, r.Error.Min())]}");
+        claims.Saw("Lowest-error variant by γ at τ = " + tau + ": " + string.Join(", ", winners) + ".");
+        if (full is not null && rect is not null)
+            claims.Saw($"On this device, one rectified forward at {rect.Tokens} tokens takes {rect.MedianMs:F2} ms against {full.MedianMs:F2} ms for full attention.");
+        return claims;
     }
 
     /// <summary>Head 0, query block × key block: estimated mass P, true mass, critical set (moderate γ, fixed τ).</summary>

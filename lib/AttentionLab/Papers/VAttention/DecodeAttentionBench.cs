@@ -61,6 +61,11 @@ public static class DecodeAttentionBench
         return rows;
     }
 
+    /// <summary>
+    /// Every method at one size on the same q, k, v: contiguous, then gather and block loop per block size. After
+    /// <paramref name="warmup"/> untimed calls of each, the timed calls go round-robin over the methods (repeat r of every
+    /// method before repeat r + 1 of any), so load that comes and goes on a shared machine hits all methods alike; median.
+    /// </summary>
     static IEnumerable<BenchRow> Measure(string phase, int n, int tq, int[] blockSizes, int batch, int heads, int kvHeads, int dim,
         int warmup, int repeats, Device device)
     {
@@ -72,26 +77,41 @@ public static class DecodeAttentionBench
         using var slots = new SlotKvCache(batch, n, kvHeads, dim, dim, device: device);
         for (int b = 0; b < batch; b++) slots.Append(b, kv[b].K, kv[b].V);
         using var reference = DecodeAttention.Contiguous(slots, q);
-        var rows = new List<BenchRow>
+        var caches = new List<PagedKvCache>();
+        try
         {
-            new(phase, n, ContiguousName, 0, Micro(() => DecodeAttention.Contiguous(slots, q).Dispose(), warmup, repeats, device), 0, slots.Bytes, slots.ReservedBytes),
-        };
-        foreach (int beta in blockSizes)
-        {
-            using var paged = new PagedKvCache(batch, kvHeads, dim, dim, beta, initialBlocks: (int)lens.Sum(l => PageMath.CeilDiv(l, beta)), device: device);
-            for (int b = 0; b < batch; b++) paged.Append(b, kv[b].K, kv[b].V);
-            using var gathered = DecodeAttention.PagedGather(paged, q);
-            var (blocks, _) = DecodeAttention.PagedBlocks(paged, q);
-            rows.Add(new(phase, n, GatherName, beta, Micro(() => DecodeAttention.PagedGather(paged, q).Dispose(), warmup, repeats, device),
-                ErrorStats.Of(gathered.Output, reference.Output).MaxAbs, paged.Bytes, paged.AllocatedBytes));
-            rows.Add(new(phase, n, BlocksName, beta, Micro(() => DecodeAttention.PagedBlocks(paged, q), warmup, repeats, device),
-                ErrorStats.Of(blocks, reference.Output).MaxAbs, paged.Bytes, paged.AllocatedBytes));
+            var methods = new List<(string Name, int Block, Action Run, double MaxAbs, long Used, long Held)>
+            {
+                (ContiguousName, 0, () => DecodeAttention.Contiguous(slots, q).Dispose(), 0, slots.Bytes, slots.ReservedBytes),
+            };
+            foreach (int beta in blockSizes)
+            {
+                var paged = new PagedKvCache(batch, kvHeads, dim, dim, beta, initialBlocks: (int)lens.Sum(l => PageMath.CeilDiv(l, beta)), device: device);
+                caches.Add(paged);
+                for (int b = 0; b < batch; b++) paged.Append(b, kv[b].K, kv[b].V);
+                using var gathered = DecodeAttention.PagedGather(paged, q);
+                var (blocks, _) = DecodeAttention.PagedBlocks(paged, q);
+                methods.Add((GatherName, beta, () => DecodeAttention.PagedGather(paged, q).Dispose(), ErrorStats.Of(gathered.Output, reference.Output).MaxAbs, paged.Bytes, paged.AllocatedBytes));
+                methods.Add((BlocksName, beta, () => { using var s = NewDisposeScope(); DecodeAttention.PagedBlocks(paged, q); }, ErrorStats.Of(blocks, reference.Output).MaxAbs, paged.Bytes, paged.AllocatedBytes));
+            }
+            foreach (var m in methods) Benchmark.Time(m.Run, warmup: 0, repeats: Math.Max(1, warmup), device: device);
+            var us = methods.Select(_ => new List<double>()).ToList();
+            for (int r = 0; r < repeats; r++)
+                for (int i = 0; i < methods.Count; i++)
+                    us[i].Add(Benchmark.Time(methods[i].Run, warmup: 0, repeats: 1, device: device).MedianMs * 1000);
+            return methods.Select((m, i) => new BenchRow(phase, n, m.Name, m.Block, Median(us[i]), m.MaxAbs, m.Used, m.Held)).ToList();
         }
-        return rows;
+        finally
+        {
+            foreach (var c in caches) c.Dispose();
+        }
     }
 
-    static double Micro(Action action, int warmup, int repeats, Device device) =>
-        Benchmark.Time(action, warmup, repeats, device).MedianMs * 1000;
+    static double Median(List<double> xs)
+    {
+        var s = xs.OrderBy(x => x).ToList();
+        return s.Count % 2 == 1 ? s[s.Count / 2] : 0.5 * (s[s.Count / 2 - 1] + s[s.Count / 2]);
+    }
 
     /// <summary>
     /// Decodes <paramref name="steps"/> tokens for sequences starting at <paramref name="promptLengths"/>, appending the
