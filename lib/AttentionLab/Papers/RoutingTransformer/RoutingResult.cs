@@ -166,7 +166,7 @@ public sealed record RoutingResult(RoutingExperiment.Config Config, RoutingExact
                        $"and local-only {Accuracy(RoutingVariant.LocalOnly):P1}" + (Has(RoutingVariant.Full) ? $"; full attention {Accuracy(RoutingVariant.Full):P1}." : "."));
         if (Map is { } m)
             claims.Saw($"C·w = {cw} < T = {t}: the trained routing head attends to {m.KeysPerQuery:F1} keys per query on average ({m.Density:P1} of the causal pairs).");
-        claims.Saw($"Balanced routing moved past outputs by {Num.Sci(Exactness.LeakBalanced)} when the future changed; nearest-centroid routing by exactly {Num.Sci(Exactness.LeakNearest)}.");
+        claims.Saw($"Balanced routing moved past outputs by {Num.Sci(Exactness.LeakBalanced)} when the future changed; nearest-centroid routing by {(Exactness.LeakNearest == 0 ? "exactly 0" : Num.Sci(Exactness.LeakNearest))}.");
         if (slopes.TryGetValue(RoutingBenchmark.RoutingMethod, out double s2))
             claims.Saw($"The sparse layer's forward time grew with slope {s2:F2} in log-log over the measured lengths" +
                        (slopes.TryGetValue(RoutingBenchmark.DenseLayer, out double d2) ? $", the dense layer's with {d2:F2}." : "."));
