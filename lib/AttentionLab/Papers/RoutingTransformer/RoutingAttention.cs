@@ -35,7 +35,7 @@ public sealed class RoutingAttention : nn.Module<Tensor, Tensor>
     /// <param name="dModel">d.</param>
     /// <param name="heads">H (local + routing); must divide d.</param>
     /// <param name="clusters">C of each routing head.</param>
-    /// <param name="window">w: tokens per cluster (balanced routing).</param>
+    /// <param name="window">w: tokens per cluster (balanced routing) or members per chunk (nearest routing: a query sees ≤ 2w keys).</param>
     /// <param name="causal">causal mask idx_q ≥ idx_k (and a causal local window).</param>
     /// <param name="sharedQk">k̂ = q̂ (the paper's choice for its LM runs): a routed query always holds itself as a key.</param>
     /// <param name="balanced">top-w per cluster (the paper; leaks the future when causal) or nearest centroid (strictly causal).</param>
