@@ -4,7 +4,8 @@ using AttentionLab.Papers.RoutingTransformer;
 
 /// <summary>
 /// <c>AttentionLab.Bench routing [--lengths 256,…,16384] [--heads 4] [--dim 64] [--repeats 3] [--max-reference 4096]
-/// [--threads 1] [--device cpu|cuda]</c>: balanced routing attention (C = w = ⌈√T⌉) vs full causal softmax attention;
+/// [--threads 1] [--device cpu|cuda]</c>: one forward of the sparse Routing Transformer layer (half block-local, half balanced
+/// routing heads, L = w = C = ⌈√T⌉) vs a dense causal attention layer of the same width (up to --max-reference) and SDPA;
 /// prints date, device, command, the table and the fitted log-log slopes.
 /// </summary>
 static class RoutingCommand

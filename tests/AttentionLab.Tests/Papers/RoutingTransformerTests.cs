@@ -6,17 +6,21 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Tests.Papers;
 
-/// <summary>Routing attention: gather form vs the dense naive twin, the spec's invariants, the causal leak, k-means, bad inputs.</summary>
+/// <summary>
+/// Routing attention: the sparse forms (balanced, nearest-centroid, block-local) vs their dense twins, the spec's invariants,
+/// the self-token rule, the k-means update and commitment loss, the causal leak, the mixer, bad inputs.
+/// </summary>
 public class RoutingTransformerTests
 {
     /// <summary>B, T, H, D, Dv, C, w.</summary>
     public static TheoryData<int, int, int, int, int, int, int> Shapes => new()
     {
         { 1, 1, 1, 4, 3, 1, 1 },      // T = 1
-        { 2, 7, 2, 3, 5, 3, 2 },      // odd T, odd D, C·w < T (unselected tokens)
-        { 1, 13, 3, 5, 2, 4, 5 },     // C·w > T (overlapping clusters), D not a power of two
+        { 2, 7, 2, 3, 5, 3, 2 },      // odd T, odd D, C·w < T (unselected tokens), T not a multiple of w
+        { 1, 13, 3, 5, 2, 4, 5 },     // C·w > T (overlapping clusters), D not a power of two, 3 heads
         { 2, 16, 1, 6, 4, 4, 4 },     // C = w = √T
         { 1, 9, 2, 1, 1, 2, 9 },      // D = Dv = 1, w = T
+        { 2, 29, 4, 4, 3, 5, 3 },     // T prime, 4 heads, clusters spanning several chunks of w
     };
 
     static Tensor R(params long[] shape) => torch.randn(shape, dtype: ScalarType.Float64);
@@ -24,11 +28,10 @@ public class RoutingTransformerTests
     static Tensor Scores(Tensor x, Tensor mu) =>                                          // [B, T, H, D], [H, C, D] → [B, H, T, C]
         x.permute(0, 2, 1, 3).matmul(mu.transpose(1, 2).unsqueeze(0));
 
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void GatherFormAgreesWithTheNaiveTwinOnOutputsAndGradients(int b, int t, int h, int d, int dv, int c, int w)
+    delegate Tensor Form(Tensor q, Tensor k, Tensor v, Tensor qs, Tensor ks, int w, bool causal, double? self);
+
+    static void AgreesOnOutputsAndGradients(Form fast, Form naive, int b, int t, int h, int d, int dv, int c, int w, string name)
     {
-        torch.manual_seed(t * 31 + d);
         using var scope = NewDisposeScope();
         foreach (bool shared in new[] { true, false })
         foreach (bool causal in new[] { true, false })
@@ -39,17 +42,114 @@ public class RoutingTransformerTests
             var mu = R(h, c, d);
             var qs = Scores(q.detach(), mu);
             var ks = shared ? qs : Scores(k.detach(), mu);
-            var fast = Routing.Attend(q, k, v, qs, ks, w, causal);
-            var naive = RoutingNaive.Attend(q, k, v, qs, ks, w, causal);
-            Assert.Equal(new long[] { b, t, h, dv }, fast.shape);
-            string what = $"shared={shared} causal={causal}";
-            AssertClose.Tensors(fast, naive, atol: 1e-10, rtol: 1e-10, what: what);
+            double? self = shared ? Routing.SelfTokenScore : null;                        // the self-token rule with shared Q/K
+            var yf = fast(q, k, v, qs, ks, w, causal, self);
+            var yn = naive(q, k, v, qs, ks, w, causal, self);
+            Assert.Equal(new long[] { b, t, h, dv }, yf.shape);
+            string what = $"{name} shared={shared} causal={causal}";
+            AssertClose.Tensors(yf, yn, atol: 1e-10, rtol: 1e-10, what: what);
             var g = R(b, t, h, dv);
             var inputs = shared ? new[] { q, v } : new[] { q, k, v };
+            var gf = torch.autograd.grad(new[] { (yf * g).sum() }, inputs);
+            var gn = torch.autograd.grad(new[] { (yn * g).sum() }, inputs);
+            for (int i = 0; i < gf.Count; i++) AssertClose.Tensors(gf[i], gn[i], atol: 1e-10, rtol: 1e-10, what: $"grad {i} {what}");
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void BalancedGatherFormAgreesWithTheNaiveTwinOnOutputsAndGradients(int b, int t, int h, int d, int dv, int c, int w) =>
+        AgreesOnOutputsAndGradients(
+            (q, k, v, qs, ks, ww, causal, self) => Routing.Attend(q, k, v, qs, ks, ww, causal, selfScore: self),
+            (q, k, v, qs, ks, ww, causal, self) => RoutingNaive.Attend(q, k, v, qs, ks, ww, causal, selfScore: self), b, t, h, d, dv, c, w, "balanced");
+
+    [Theory]
+    [MemberData(nameof(Shapes))]
+    public void NearestChunkedFormAgreesWithTheNaiveTwinOnOutputsAndGradients(int b, int t, int h, int d, int dv, int c, int w) =>
+        AgreesOnOutputsAndGradients(
+            (q, k, v, qs, ks, ww, causal, self) => Routing.AttendNearest(q, k, v, qs, ks, ww, causal, selfScore: self),
+            (q, k, v, qs, ks, ww, causal, self) => RoutingNaive.AttendNearest(q, k, v, qs, ks, ww, causal, selfScore: self), b, t, h, d, dv, c, w, "nearest");
+
+    /// <summary>B, T, H, D, Dv, L.</summary>
+    public static TheoryData<int, int, int, int, int, int> LocalShapes => new()
+    {
+        { 1, 1, 1, 4, 3, 4 },         // T = 1, L > T
+        { 2, 7, 2, 3, 5, 3 },         // T not a multiple of L
+        { 1, 13, 3, 5, 2, 4 },        // 3 heads, D not a power of two
+        { 2, 16, 2, 6, 4, 4 },        // T a multiple of L
+        { 1, 9, 2, 1, 1, 1 },         // L = 1: the token and its predecessor
+        { 1, 5, 4, 2, 3, 8 },         // L > T, 4 heads
+    };
+
+    [Theory]
+    [MemberData(nameof(LocalShapes))]
+    public void BlockLocalFormAgreesWithTheNaiveTwinOnOutputsAndGradients(int b, int t, int h, int d, int dv, int block)
+    {
+        torch.manual_seed(t * 7 + block);
+        using var scope = NewDisposeScope();
+        foreach (bool causal in new[] { true, false })
+        foreach (bool withBias in new[] { false, true })
+        {
+            var (q, k, v) = (R(b, t, h, d).requires_grad_(), R(b, t, h, d).requires_grad_(), R(b, t, h, dv).requires_grad_());
+            var bias = withBias ? R(h, LocalBlockAttention.BiasLength(block, causal)).requires_grad_() : null;
+            var fast = LocalBlockAttention.Attend(q, k, v, block, causal, relativeBias: bias);
+            var naive = RoutingNaive.LocalBlock(q, k, v, block, causal, relativeBias: bias);
+            string what = $"local L={block} causal={causal} bias={withBias}";
+            AssertClose.Tensors(fast, naive, atol: 1e-10, rtol: 1e-10, what: what);
+            var g = R(b, t, h, dv);
+            var inputs = bias is null ? new[] { q, k, v } : new[] { q, k, v, bias };
             var gf = torch.autograd.grad(new[] { (fast * g).sum() }, inputs);
             var gn = torch.autograd.grad(new[] { (naive * g).sum() }, inputs);
             for (int i = 0; i < gf.Count; i++) AssertClose.Tensors(gf[i], gn[i], atol: 1e-10, rtol: 1e-10, what: $"grad {i} {what}");
         }
+    }
+
+    [Fact]
+    public void BlockLocalMaskIsOwnAndPreviousBlock()
+    {
+        using var scope = NewDisposeScope();
+        var m = RoutingNaive.LocalBlockMask(7, 3);                                        // blocks {0,1,2} {3,4,5} {6}
+        var expected = new bool[7, 7];
+        for (int i = 0; i < 7; i++) for (int j = 0; j <= i; j++) expected[i, j] = i / 3 - j / 3 <= 1;
+        for (int i = 0; i < 7; i++) for (int j = 0; j < 7; j++) Assert.Equal(expected[i, j], m[i, j].item<bool>());
+        Assert.False(m[6, 2].item<bool>(), "token 6 (block 2) does not see block 0");
+        Assert.True(m[6, 3].item<bool>(), "token 6 sees block 1");
+        var both = RoutingNaive.LocalBlockMask(7, 3, causal: false);
+        Assert.True(both[0, 5].item<bool>() && !both[0, 6].item<bool>(), "non-causal: previous, own and next block");
+        // a causal query sees between L + 1 and 2L keys once past the first block
+        var counts = RoutingNaive.LocalBlockMask(40, 4).sum(-1);
+        Assert.True((counts.narrow(0, 4, 36) >= 5).all().item<bool>() && (counts <= 8).all().item<bool>());
+    }
+
+    [Fact]
+    public void NearestWithAWindowAsLongAsTheSequenceIsAttentionInsideEachNearestCluster()
+    {
+        torch.manual_seed(4);
+        using var scope = NewDisposeScope();
+        var (q, v) = (R(2, 10, 2, 3), R(2, 10, 2, 4));
+        var s = Scores(q, R(2, 3, 3));
+        var member = Routing.Membership(s, 1, balanced: false);
+        var y = Routing.AttendNearest(q, q, v, s, s, 10, countEpsilon: 0);
+        for (long c = 0; c < 3; c++)
+        {
+            var keep = member.select(2, c).unsqueeze(-1) & member.select(2, c).unsqueeze(-2);
+            using var r = ReferenceAttention.Softmax(q, q, v, causal: true, mask: keep);
+            var rows = member.select(2, c).permute(0, 2, 1).unsqueeze(-1);
+            AssertClose.Tensors(y * rows, r.Output * rows, atol: 1e-12, rtol: 1e-12, what: $"cluster {c}");
+        }
+    }
+
+    [Fact]
+    public void NearestQueriesSeeAtMostTwoChunksOfTheirCluster()
+    {
+        torch.manual_seed(9);
+        using var scope = NewDisposeScope();
+        var s = R(1, 2, 60, 2);                                                           // 2 clusters of ≈ 30 tokens
+        var mask = Routing.Mask(s, s, 4, balanced: false);
+        Assert.True((mask.sum(-1) <= 8).all().item<bool>(), "at most 2w keys per query");
+        var same = Routing.Mask(s, s, 60, balanced: false);                               // w ≥ T: the whole causal cluster
+        Assert.True((mask & same.logical_not()).any().item<bool>() == false, "the chunked mask is inside the cluster mask");
+        Assert.True((same.sum(-1) > mask.sum(-1)).any().item<bool>(), "long clusters are cut to the recent chunks");
     }
 
     [Fact]
@@ -62,6 +162,26 @@ public class RoutingTransformerTests
         using var full = ReferenceAttention.Softmax(q, k, v, causal: true);
         AssertClose.Tensors(Routing.Attend(q, k, v, s, s, 11, causal: true, countEpsilon: 0), full.Output, atol: 1e-6, rtol: 1e-6, what: "C = 1, w = n");
         AssertClose.Tensors(Routing.Attend(q, k, v, s, s, 11, causal: true), full.Output / 1.01, atol: 1e-6, rtol: 1e-6, what: "official ÷ (1 + 1e-2)");
+        AssertClose.Tensors(Routing.AttendNearest(q, k, v, s, s, 11, causal: true, countEpsilon: 0), full.Output, atol: 1e-6, rtol: 1e-6, what: "nearest, C = 1, w = n");
+    }
+
+    [Fact]
+    public void SelfTokenRuleKeepsAQueryOffItsOwnKeyUnlessItHasNoOther()
+    {
+        using var scope = NewDisposeScope();
+        // T = 3, one cluster holding every token, shared Q/K; v = 1, 10, 100
+        var q = torch.tensor(new double[] { 1, 0, 1, 0, 0, 3 }, new long[] { 1, 3, 1, 2 });
+        var v = torch.tensor(new double[] { 1, 10, 100 }, new long[] { 1, 3, 1, 1 });
+        var s = torch.zeros(1, 1, 3, 1, dtype: ScalarType.Float64);
+        var ruled = Routing.Attend(q, q, v, s, s, 3, countEpsilon: 0, selfScore: Routing.SelfTokenScore).flatten();
+        // token 0 has no other key: its own value; token 1 sees only token 0; token 2 sees 0 and 1 with equal scores (q2·k0 = q2·k1 = 0)
+        AssertClose.Tensors(ruled, torch.tensor(new double[] { 1, 1, 5.5 }), atol: 1e-12, rtol: 1e-12, what: "self-token rule");
+        var unruled = Routing.Attend(q, q, v, s, s, 3, countEpsilon: 0).flatten();
+        Assert.Equal(5.5, unruled[1].item<double>(), 12);                                  // without the rule token 1 also weighs itself
+        Assert.True(unruled[2].item<double>() > 95, "without the rule token 2 puts nearly all its weight on itself (q·q = 9 vs 0)");
+        // the dense twins apply the same rule
+        AssertClose.Tensors(RoutingNaive.Attend(q, q, v, s, s, 3, countEpsilon: 0, selfScore: Routing.SelfTokenScore).flatten(), ruled, atol: 1e-12, rtol: 1e-12, what: "naive");
+        AssertClose.Tensors(Routing.AttendNearest(q, q, v, s, s, 3, countEpsilon: 0, selfScore: Routing.SelfTokenScore).flatten(), ruled, atol: 1e-12, rtol: 1e-12, what: "nearest");
     }
 
     [Fact]
@@ -104,31 +224,53 @@ public class RoutingTransformerTests
         var t = torch.ones(16, 16, dtype: ScalarType.Bool).triu(1);
         foreach (bool balanced in new[] { true, false })
             Assert.False((Routing.Mask(s, s, 4, balanced) & t).any().item<bool>(), $"balanced={balanced}");
+        Assert.False((RoutingNaive.LocalBlockMask(16, 3) & t).any().item<bool>(), "local");
     }
 
     [Fact]
     public void NearestRoutingIsStrictlyCausalAndBalancedRoutingLeaksTheFuture()
     {
-        Assert.Equal(0.0, CausalityProbe.FutureLeak(balanced: false));
-        Assert.True(CausalityProbe.FutureLeak(balanced: true) > 1e-3, "balanced top-w: the future moved a past output");
+        foreach (int seed in new[] { 0, 1, 2 })
+        {
+            Assert.Equal(0.0, CausalityProbe.FutureLeak(balanced: false, seed: seed));
+            Assert.True(CausalityProbe.FutureLeak(balanced: true, seed: seed) > 1e-3, $"balanced top-w: the future moved a past output (seed {seed})");
+        }
     }
 
     [Fact]
-    public void NearestFormEqualsItsPerClusterNaiveTwin()
+    public void EmaUpdateEqualsItsDefinitionWithLaplaceSmoothing()
     {
-        torch.manual_seed(4);
         using var scope = NewDisposeScope();
-        var (q, v) = (R(2, 10, 2, 3), R(2, 10, 2, 4));
-        var s = Scores(q, R(2, 3, 3));
-        var member = Routing.Membership(s, 1, balanced: false);
-        var y = Routing.AttendNearest(q, q, v, s, s, countEpsilon: 0);
-        for (long c = 0; c < 3; c++)
-        {
-            var keep = member.select(2, c).unsqueeze(-1) & member.select(2, c).unsqueeze(-2);
-            using var r = ReferenceAttention.Softmax(q, q, v, causal: true, mask: keep);
-            var rows = member.select(2, c).permute(0, 2, 1).unsqueeze(-1);
-            AssertClose.Tensors(y * rows, r.Output * rows, atol: 1e-12, rtol: 1e-12, what: $"cluster {c}");
-        }
+        const double eps = OnlineKMeans.LaplaceEpsilon;
+        using var km = new OnlineKMeans(1, 2, 1, decay: 0.5);
+        km.to(ScalarType.Float64);
+        km.SetMeans(torch.tensor(new double[] { 0, 10 }, new long[] { 1, 2, 1 }));        // count = 1, sum = μ
+        var x = torch.tensor(new double[] { 1, 2, 9 }, new long[] { 1, 3, 1, 1 });
+        var (_, idx) = km.Assign(x);
+        Assert.Equal(new long[] { 0, 0, 1 }, idx.flatten().data<long>().ToArray());
+        km.Update(x, idx);
+        // count = 0.5·1 + 0.5·n = (1.5, 1); sum = 0.5·μ + 0.5·S = (1.5, 9.5); N = 2.5; ĉount = (count + ε)/(N + 2ε)·N
+        double c0 = (1.5 + eps) / (2.5 + 2 * eps) * 2.5, c1 = (1 + eps) / (2.5 + 2 * eps) * 2.5;
+        AssertClose.Tensors(km.Means.flatten(), torch.tensor(new[] { 1.5 / c0, 9.5 / c1 }), atol: 1e-14, rtol: 1e-14, what: "μ after one update");
+        AssertClose.Tensors(km.Counts.flatten(), torch.tensor(new[] { 1.5, 1.0 }), atol: 1e-14, rtol: 1e-14, what: "counts");
+    }
+
+    [Fact]
+    public void CommitmentLossIsTheMeanSquaredErrorOfTheReferences()
+    {
+        torch.manual_seed(8);
+        using var scope = NewDisposeScope();
+        using var km = new OnlineKMeans(2, 3, 5, commitment: 1e-4);
+        km.to(ScalarType.Float64);
+        km.SetMeans(R(2, 3, 5));
+        var x = R(2, 7, 2, 5);
+        var (_, idx) = km.Assign(x);
+        var loss = km.CommitmentLoss(x, idx).item<double>();
+        var mu = km.Means.unsqueeze(0).expand(2, -1, -1, -1).gather(2, idx.unsqueeze(-1).expand(-1, -1, -1, 5));   // μ_{c(t)} [B, H, T, D]
+        var mse = nn.functional.mse_loss(x.permute(0, 2, 1, 3), mu).item<double>();         // F.mse_loss (lucidrains), reduce_mean (official)
+        Assert.Equal(1e-4 * mse, loss, 15);
+        var perToken = (x.permute(0, 2, 1, 3) - mu).pow(2).sum(-1).mean().item<double>();   // the old sum over D
+        Assert.Equal(perToken / 5 * 1e-4, loss, 15);
     }
 
     [Fact]
@@ -137,6 +279,15 @@ public class RoutingTransformerTests
         using var scope = NewDisposeScope();
         var result = KMeansDemo.Run(new KMeansDemo.Config(Updates: 200, Decay: 0.9, Seed: 0));
         Assert.True(result.FinalError < 0.1, $"centroid error {result.FinalError:F3} after 200 updates");
+    }
+
+    [Fact]
+    public void TokenShiftMovesTheSecondHalfOfTheFeaturesOnePositionLater()
+    {
+        using var scope = NewDisposeScope();
+        var x = torch.arange(1, 13, dtype: ScalarType.Float64).reshape(1, 3, 4);          // t = 0: 1 2 3 4; t = 1: 5 6 7 8; t = 2: 9 10 11 12
+        var y = TokenShift.Shift(x).flatten();
+        AssertClose.Tensors(y, torch.tensor(new double[] { 1, 2, 0, 0, 5, 6, 3, 4, 9, 10, 7, 8 }), atol: 0, rtol: 0, what: "shift");
     }
 
     [Fact]
@@ -152,10 +303,14 @@ public class RoutingTransformerTests
             Assert.True(attn.KMeans.Initialized);
             Assert.False(attn.KMeans.Means.allclose(before), "EMA moved the centroids");
             Assert.NotNull(attn.AuxLoss);
+            Assert.NotNull(attn.LocalBias);
+            Assert.True(attn.MaskSelf);
         }
         attn.eval();
         using (var m = attn.RoutingMask(x)) Assert.Equal(new long[] { 2, 2, 10, 10 }, m.shape);
         LeakCheck.AssertNoLeak(() => attn.call(x).Dispose(), "RoutingAttention");
+        using var separate = new RoutingAttention(16, 4, clusters: 3, window: 4, sharedQk: false, localHeads: 2, localWindow: 3);
+        Assert.False(separate.MaskSelf, "the self-token rule is for shared Q/K only");
     }
 
     [Theory]
@@ -176,7 +331,7 @@ public class RoutingTransformerTests
         else Assert.Equal(0.0, change);
         var y = attn.call(x);
         y.sum().backward();
-        Assert.True(attn.parameters().All(p => p.grad is not null && p.grad.abs().sum().item<float>() > 0), "every projection gets a gradient");
+        Assert.True(attn.parameters().All(p => p.grad is not null && p.grad.abs().sum().item<float>() > 0), "every projection (and the local bias) gets a gradient");
     }
 
     [Fact]
@@ -187,15 +342,32 @@ public class RoutingTransformerTests
         var s = R(1, 2, 6, 2);
         Assert.Equal("window", Assert.Throws<ArgumentException>(() => Routing.Attend(q, q, v, s, s, 7)).ParamName);
         Assert.Equal("window", Assert.Throws<ArgumentException>(() => Routing.Attend(q, q, v, s, s, 0)).ParamName);
+        Assert.Equal("window", Assert.ThrowsAny<ArgumentException>(() => Routing.AttendNearest(q, q, v, s, s, 0)).ParamName);
         Assert.Equal("q", Assert.Throws<ArgumentException>(() => Routing.Attend(q.flatten(2), q, v, s, s, 2)).ParamName);
         Assert.Equal("k", Assert.Throws<ArgumentException>(() => Routing.Attend(q, R(1, 5, 2, 3), v, s, s, 2)).ParamName);
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => Routing.Attend(q, q, R(1, 6, 3, 4), s, s, 2)).ParamName);
         Assert.Equal("qScores", Assert.Throws<ArgumentException>(() => Routing.Attend(q, q, v, R(1, 6, 2, 2), s, 2)).ParamName);
-        Assert.Equal("kScores", Assert.Throws<ArgumentException>(() => Routing.Attend(q, q, v, s, R(1, 2, 6, 3), 2)).ParamName);
+        Assert.Equal("kScores", Assert.Throws<ArgumentException>(() => Routing.AttendNearest(q, q, v, s, R(1, 2, 6, 3), 2)).ParamName);
+        Assert.Equal("block", Assert.ThrowsAny<ArgumentException>(() => LocalBlockAttention.Attend(q, q, v, 0)).ParamName);
+        Assert.Equal("v", Assert.Throws<ArgumentException>(() => LocalBlockAttention.Attend(q, q, R(1, 5, 2, 4), 2)).ParamName);
+        Assert.Equal("relativeBias", Assert.Throws<ArgumentException>(() => LocalBlockAttention.Attend(q, q, v, 2, relativeBias: R(2, 5))).ParamName);
         using var km = new OnlineKMeans(2, 3, 3);
         Assert.Equal("x", Assert.Throws<ArgumentException>(() => km.Assign(R(1, 6, 3, 3))).ParamName);
         Assert.Equal("idx", Assert.Throws<ArgumentException>(() => km.Update(q, torch.zeros(1, 2, 5, dtype: ScalarType.Int64))).ParamName);
         Assert.Equal("localHeads", Assert.Throws<ArgumentException>(() => new RoutingAttention(8, 2, 2, 2, localHeads: 3)).ParamName);
         Assert.Equal("heads", Assert.Throws<ArgumentException>(() => new RoutingAttention(8, 3, 2, 2)).ParamName);
+    }
+
+    [Fact]
+    public void NaNInGivesNaNOut()
+    {
+        using var scope = NewDisposeScope();
+        var q = R(1, 8, 1, 3);
+        var v = R(1, 8, 1, 2);
+        v[0, 0, 0, 0] = torch.tensor(double.NaN);
+        var s = R(1, 1, 8, 2);
+        Assert.True(LocalBlockAttention.Attend(q, q, v, 2).isnan().any().item<bool>(), "local");
+        Assert.True(Routing.Attend(q, q, v, s, s, 8).isnan().any().item<bool>(), "balanced");
+        Assert.True(Routing.AttendNearest(q, q, v, s, s, 4).isnan().any().item<bool>(), "nearest");
     }
 }

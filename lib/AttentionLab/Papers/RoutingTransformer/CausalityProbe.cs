@@ -12,10 +12,12 @@ namespace AttentionLab.Papers.RoutingTransformer;
 public static class CausalityProbe
 {
     /// <summary>
-    /// Runs routing attention on random q, k, v [b, T, H, D] (float64) with fixed random centroids, then again with
-    /// positions t+1 … T−1 of q, k, v redrawn; returns the largest change at positions ≤ t.
+    /// Runs routing attention (shared Q/K, self-token rule) on random q, v [1, T, H, D] (float64) with fixed random
+    /// centroids, then again with positions <paramref name="prefix"/> … T−1 redrawn; returns the largest change at positions
+    /// &lt; <paramref name="prefix"/>. Nearest routing uses chunks of <paramref name="window"/> members (small enough that
+    /// clusters span several chunks).
     /// </summary>
-    public static double FutureLeak(bool balanced, int length = 32, int heads = 2, int dim = 8, int clusters = 4, int window = 8,
+    public static double FutureLeak(bool balanced, int length = 32, int heads = 2, int dim = 8, int clusters = 4, int window = 4,
         int prefix = 16, int seed = 0)
     {
         Guard.Positive(length, nameof(length));
@@ -32,7 +34,8 @@ public static class CausalityProbe
         Tensor Run(Tensor qq, Tensor vv)
         {
             var s = qq.permute(0, 2, 1, 3).matmul(mu.transpose(1, 2).unsqueeze(0)) - 0.5 * mu.pow(2).sum(-1).unsqueeze(0).unsqueeze(2);
-            return balanced ? Routing.Attend(qq, qq, vv, s, s, window) : Routing.AttendNearest(qq, qq, vv, s, s);
+            return balanced ? Routing.Attend(qq, qq, vv, s, s, window, selfScore: Routing.SelfTokenScore)
+                            : Routing.AttendNearest(qq, qq, vv, s, s, window, selfScore: Routing.SelfTokenScore);
         }
         var diff = (Run(q, v) - Run(q2, v2)).narrow(1, 0, prefix).abs().max();
         return diff.item<double>();

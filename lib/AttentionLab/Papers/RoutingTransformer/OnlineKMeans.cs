@@ -10,9 +10,11 @@ namespace AttentionLab.Papers.RoutingTransformer;
 /// </summary>
 /// <remarks>
 /// affinity a_tc = x_t·μ_c − ½‖μ_c‖²  (per cluster the ordering over tokens is that of x_t·μ_c; argmax_c is the nearest centroid)
-/// n_c = |{t : c(t) = c}|,  S_c = Σ_{c(t)=c} x_t
-/// count_c ← λ·count_c + (1−λ)·n_c;  sum_c ← λ·sum_c + (1−λ)·S_c;  μ_c = sum_c / (count_c + ε),  ε = 1e-5
-/// commitment loss = β · mean_t ‖x_t − sg(μ_{c(t)})‖²,  β = 1e-4.
+/// n_c = |{t : c(t) = c}|,  S_c = Σ_{c(t)=c} x_t   (summed over the batch)
+/// count_c ← λ·count_c + (1−λ)·n_c;  sum_c ← λ·sum_c + (1−λ)·S_c
+/// Laplace smoothing (official <c>online_kmeans</c>): N = Σ_c count_c, ĉount_c = (count_c + ε)/(N + C·ε)·N, ε = 1e-5;  μ_c = sum_c / ĉount_c
+/// commitment loss = β · mean_{b,t,h,d} (x − sg(μ_{c(t)}))²,  β = 1e-4 — the mean over every element, D included, as the
+/// official <c>embedding_lookup</c> (reduce_mean of squared_difference) and lucidrains (F.mse_loss).
 /// λ: paper 0.999, official code 0.99, lucidrains 0.999 — exposed as <see cref="Decay"/>.
 /// </remarks>
 public sealed class OnlineKMeans : nn.Module
@@ -53,6 +55,12 @@ public sealed class OnlineKMeans : nn.Module
     public bool Initialized { get; private set; }
     /// <summary>Centroids μ [H, C, D] (a buffer; read-only use).</summary>
     public Tensor Means => means;
+    /// <summary>EMA counts [H, C] (a buffer; read-only use).</summary>
+    public Tensor Counts => counts;
+    /// <summary>EMA sums [H, C, D] (a buffer; read-only use).</summary>
+    public Tensor Sums => sums;
+    /// <summary>ε of the Laplace smoothing (official 1e-5).</summary>
+    public const double LaplaceEpsilon = Epsilon;
 
     /// <summary>Affinities [B, H, T, C] and nearest-centroid indices [B, H, T] of x [B, T, H, D].</summary>
     public (Tensor Scores, Tensor Index) Assign(Tensor x)
@@ -79,7 +87,9 @@ public sealed class OnlineKMeans : nn.Module
         var (n, s) = Statistics(x.detach().to(means.dtype, means.device), idx.to(means.device));
         counts.mul_(Decay).add_(n * (1 - Decay));                                          // count_c ← λ count_c + (1−λ) n_c
         sums.mul_(Decay).add_(s * (1 - Decay));                                            // sum_c ← λ sum_c + (1−λ) S_c
-        means.copy_(sums / (counts.unsqueeze(-1) + Epsilon));                              // μ_c = sum_c / (count_c + ε)
+        var total = counts.sum(-1, keepdim: true);                                         // N = Σ_c count_c
+        var smoothed = (counts + Epsilon) / (total + Clusters * Epsilon) * total;          // Laplace: (count + ε)/(N + Cε)·N
+        means.copy_(sums / smoothed.unsqueeze(-1));                                        // μ_c = sum_c / ĉount_c
     }
 
     /// <summary>
@@ -117,7 +127,10 @@ public sealed class OnlineKMeans : nn.Module
         Initialized = true;
     }
 
-    /// <summary>β · mean ‖x − sg(μ_idx)‖² for x [B, T, H, D], idx [B, H, T]: pulls x towards its (fixed) centroid.</summary>
+    /// <summary>
+    /// β · mean over every element of (x − sg(μ_idx))² for x [B, T, H, D], idx [B, H, T] (the references' mean squared
+    /// error, not a sum over D): pulls x towards its (fixed) centroid.
+    /// </summary>
     public Tensor CommitmentLoss(Tensor x, Tensor idx)
     {
         Check(x, nameof(x));
@@ -126,7 +139,7 @@ public sealed class OnlineKMeans : nn.Module
         var xh = x.permute(0, 2, 1, 3);                                                    // [B, H, T, D]
         var chosen = mu.unsqueeze(0).expand(x.shape[0], -1, -1, -1)
             .gather(2, idx.unsqueeze(-1).expand(-1, -1, -1, Dim));                        // μ_{c(t)} [B, H, T, D]
-        return ((xh - chosen).pow(2).sum(-1).mean() * Commitment).MoveToOuterDisposeScope();
+        return ((xh - chosen).pow(2).mean() * Commitment).MoveToOuterDisposeScope();         // β · mean (x − sg μ)²
     }
 
     /// <summary>n_c [H, C] and S_c [H, C, D] summed over the batch.</summary>

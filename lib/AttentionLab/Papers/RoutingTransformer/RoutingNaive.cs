@@ -6,13 +6,16 @@ using static TorchSharp.torch;
 namespace AttentionLab.Papers.RoutingTransformer;
 
 /// <summary>
-/// The naive twin of <see cref="Routing.Attend"/>: membership by rank (token t is in cluster c when fewer than w tokens
-/// have a strictly higher affinity), then one dense masked softmax attention per cluster over all T×T pairs, summed and
-/// divided by (count + ε). O(C·T²); float64-capable; no gather, no sort.
+/// The naive twins of the sparse forms: each builds the dense T × T keep-mask straight from the definition (ranks, counts,
+/// ⌊·/w⌋ arithmetic — no gather, sort or scatter) and runs one dense masked softmax over all pairs. Float64-capable;
+/// O(T²) or O(C·T²). For tests, the exactness phase and small heatmaps.
 /// </summary>
 /// <remarks>
-/// i ∈ I_c ⇔ |{s : a_sc &gt; a_ic}| &lt; w;   M_c[i, j] = [i ∈ I_c] ∧ [j ∈ J_c] ∧ [j ≤ i]
-/// y_i = Σ_c [i ∈ I_c] · softmax_{j : M_c[i,j]}(q_i·k_j/√D) v_j / (Σ_c [i ∈ I_c] + ε)
+/// balanced: i ∈ I_c ⇔ |{s : a_sc &gt; a_ic}| &lt; w;   M_c[i, j] = [i ∈ I_c] ∧ [j ∈ J_c] ∧ [j ≤ i]
+///           y_i = Σ_c [i ∈ I_c] · softmax_{j : M_c[i,j]}(s_ij) v_j / (Σ_c [i ∈ I_c] + ε)
+/// nearest:  M[i, j] = [c(i) = c′(j)] ∧ [⌊m(j)/w⌋ ∈ {g(i) − 1, g(i) (, g(i) + 1)}] ∧ [j ≤ i]   (see <see cref="Routing"/>)
+/// local:    M[i, j] = [⌊j/L⌋ ∈ {⌊i/L⌋ − 1, ⌊i/L⌋ (, ⌊i/L⌋ + 1)}] ∧ [j ≤ i]
+/// s_ij = q_i·k_j/√D, with s_ii = selfScore when the self-token rule is on.
 /// </remarks>
 public static class RoutingNaive
 {
@@ -28,7 +31,7 @@ public static class RoutingNaive
 
     /// <summary>Balanced routing attention, dense with per-cluster masks: q, k [B, T, H, D], v [B, T, H, Dv] → [B, T, H, Dv].</summary>
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor qScores, Tensor kScores, int window, bool causal = true,
-        double countEpsilon = Routing.OfficialCountEpsilon, double? scale = null)
+        double countEpsilon = Routing.OfficialCountEpsilon, double? scale = null, double? selfScore = null)
     {
         Routing.Check(q, k, v, qScores, kScores, countEpsilon);
         using var scope = NewDisposeScope();
@@ -42,11 +45,93 @@ public static class RoutingNaive
             var inQ = mq.select(2, c);                                                    // [B, H, T]
             var keep = inQ.unsqueeze(-1) & mk.select(2, c).unsqueeze(-2);                 // M_c [B, H, T, T]
             if (causal) keep &= AttentionMasks.Causal(t, t, q.device);
-            using var r = ReferenceAttention.Softmax(q, k, v, causal: false, scale: scale, mask: keep);
             var w = inQ.permute(0, 2, 1).unsqueeze(-1).to(v.dtype);                      // [i ∈ I_c]  [B, T, H, 1]
-            sum += r.Output * w;
+            sum += Dense(q, k, v, keep, scale, selfScore) * w;
             count += w;
         }
         return torch.where(count > 0, sum / (count + countEpsilon).clamp_min(1e-30), torch.zeros_like(sum)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The nearest-centroid keep-mask [B, H, T, T] from the definition: same cluster, key chunk ⌊m(j)/w⌋ within one
+    /// chunk behind the query's g(i) (or one ahead when not causal), and j ≤ i when causal.
+    /// </summary>
+    public static Tensor NearestMask(Tensor qScores, Tensor kScores, int window, bool causal = true)
+    {
+        Guard.Rank(qScores, 4, nameof(qScores), "B, H, T, C");
+        Guard.Rank(kScores, 4, nameof(kScores), "B, H, T, C");
+        Guard.Positive(window, nameof(window));
+        using var scope = NewDisposeScope();
+        long t = qScores.shape[2], clusters = qScores.shape[3];
+        var qc = qScores.argmax(-1);                                                      // c(i)   [B, H, T]
+        var kc = kScores.argmax(-1);                                                      // c′(j)
+        var before = nn.functional.one_hot(kc, clusters).cumsum(2);                      // |{j′ ≤ t : c′(j′) = c}|   [B, H, T, C]
+        var m = before.gather(3, kc.unsqueeze(-1)).squeeze(-1) - 1;                      // m(j): earlier keys of j's cluster
+        var r = before.gather(3, qc.unsqueeze(-1)).squeeze(-1);                          // r(i)
+        var g = torch.where(r > 0, (r - 1).div(window, rounding_mode: RoundingMode.floor), torch.zeros_like(r));   // g(i)
+        var keyChunk = m.div(window, rounding_mode: RoundingMode.floor).unsqueeze(-2);    // ⌊m(j)/w⌋  [B, H, 1, T]
+        var lag = g.unsqueeze(-1) - keyChunk;                                             // g(i) − ⌊m(j)/w⌋
+        var keep = (qc.unsqueeze(-1) == kc.unsqueeze(-2)) & (lag <= 1) & (lag >= (causal ? 0 : -1));
+        if (causal) keep &= AttentionMasks.Causal(t, t, qScores.device);
+        return keep.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Nearest-centroid routing attention, dense under <see cref="NearestMask"/>, divided by (1 + ε).</summary>
+    public static Tensor AttendNearest(Tensor q, Tensor k, Tensor v, Tensor qScores, Tensor kScores, int window, bool causal = true,
+        double countEpsilon = Routing.OfficialCountEpsilon, double? scale = null, double? selfScore = null)
+    {
+        Routing.Check(q, k, v, qScores, kScores, countEpsilon);
+        using var scope = NewDisposeScope();
+        var keep = NearestMask(qScores, kScores, window, causal);
+        return (Dense(q, k, v, keep, scale, selfScore) / (1 + countEpsilon)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The block-local keep-mask [T, T]: key block within one behind the query's (one ahead when not causal), j ≤ i when causal.</summary>
+    public static Tensor LocalBlockMask(long length, int block, bool causal = true, Device? device = null)
+    {
+        Guard.Positive(length, nameof(length));
+        Guard.Positive(block, nameof(block));
+        using var scope = NewDisposeScope();
+        var i = torch.arange(length, device: device).unsqueeze(1);
+        var j = torch.arange(length, device: device).unsqueeze(0);
+        var lag = i.div(block, rounding_mode: RoundingMode.floor) - j.div(block, rounding_mode: RoundingMode.floor);   // ⌊i/L⌋ − ⌊j/L⌋
+        var keep = (lag <= 1) & (lag >= (causal ? 0 : -1));
+        if (causal) keep &= j <= i;
+        return keep.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Block-local attention, dense under <see cref="LocalBlockMask"/>, with b_h(i − j) from <paramref name="relativeBias"/>
+    /// [H, distances] added to every kept score: q, k [B, T, H, D], v [B, T, H, Dv] → [B, T, H, Dv].
+    /// </summary>
+    public static Tensor LocalBlock(Tensor q, Tensor k, Tensor v, int block, bool causal = true, double? scale = null, Tensor? relativeBias = null)
+    {
+        Guard.Qkv(q, k, v);
+        LocalBlockAttention.CheckBias(relativeBias, q.shape[2], block, causal);
+        using var scope = NewDisposeScope();
+        long t = q.shape[1];
+        var keep = LocalBlockMask(t, block, causal, q.device);
+        Tensor? bias = null;
+        if (relativeBias is not null)
+        {
+            var i = torch.arange(t, device: q.device).unsqueeze(1);
+            var j = torch.arange(t, device: q.device).unsqueeze(0);
+            var index = (i - j + LocalBlockAttention.BiasOffset(block, causal)).clamp(0, relativeBias.shape[1] - 1);   // outside the window: masked anyway
+            bias = relativeBias.index_select(1, index.flatten()).view(-1, t, t).unsqueeze(0).to(q.dtype);           // b_h(i − j)  [1, H, T, T]
+            bias = bias.masked_fill(keep.logical_not(), double.NegativeInfinity);
+        }
+        using var r = ReferenceAttention.Softmax(q, k, v, scale: scale, mask: bias ?? keep);
+        return r.Output.alias().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Dense softmax attention under a keep-mask [B, H, T, T], with s_ii = <paramref name="selfScore"/> when given → [B, T, H, Dv].</summary>
+    static Tensor Dense(Tensor q, Tensor k, Tensor v, Tensor keep, double? scale, double? selfScore)
+    {
+        long t = q.shape[1];
+        var s = q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 3, 1)) * (scale ?? 1.0 / Math.Sqrt(q.shape[3]));   // q_i·k_j/√D
+        if (selfScore is { } self) s = s.masked_fill(torch.eye(t, dtype: ScalarType.Bool, device: q.device), self);
+        s = s.masked_fill(keep.logical_not(), double.NegativeInfinity);
+        var (p, _) = ReferenceAttention.Normalize(s);
+        return p.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3);
     }
 }
