@@ -11,12 +11,6 @@ public class PaperContractTests
 {
     static readonly string Repo = FindRepo();
 
-    /// <summary>TRANSITION (issue 10): paper folders not yet on the contract. Shrinks to empty; a listed folder that is on it fails.</summary>
-    static readonly string[] NotYetOnContract =
-    [
-        "AttentionOffloading", "FreeSwim", "RectifiedSpaAttn", "RoutingTransformer", "VAttention",
-    ];
-
     static string FindRepo()
     {
         for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir is not null; dir = dir.Parent)
@@ -34,8 +28,7 @@ public class PaperContractTests
         foreach (var folder in folders)
         {
             bool on = byFolder.TryGetValue(folder!, out var entries);
-            if (NotYetOnContract.Contains(folder)) Assert.False(on, $"{folder} is on the contract now: remove it from NotYetOnContract");
-            else Assert.True(on && entries!.Count == 1, $"{folder}: expected one IPaperExperiment, found {(on ? entries!.Count : 0)}");
+            Assert.True(on && entries!.Count == 1, $"{folder}: expected one IPaperExperiment, found {(on ? entries!.Count : 0)}");
         }
         Assert.All(PaperCatalog.All, e => Assert.Contains(FolderOf(e), folders));
     }
