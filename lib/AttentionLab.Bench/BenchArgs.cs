@@ -1,3 +1,4 @@
+using System.CommandLine;
 using System.Globalization;
 using AttentionLab.Core;
 using TorchSharp;
@@ -6,49 +7,46 @@ using static TorchSharp.torch;
 namespace AttentionLab.Bench;
 
 /// <summary>
-/// The options of one bench command: "--name value" pairs and bare "--flag" switches (the flags a command accepts are
-/// declared up front), plus the header every benchmark prints (date, device, library, the exact command).
+/// The parsed options of one bench command (each option, its type and default declared in <see cref="BenchCommand.Options"/>),
+/// plus the set-up and the header every benchmark prints (date, device, library, the exact command).
 /// </summary>
-sealed class BenchArgs
+sealed class BenchArgs(BenchCommand command, ParseResult result)
 {
-    readonly Dictionary<string, string> values = new();
-    readonly HashSet<string> flags = new();
-
-    BenchArgs(string command) => Command = command;
-
     /// <summary>The subcommand, e.g. "based".</summary>
-    public string Command { get; }
+    public string Command => command.Name;
     /// <summary>The arguments as given, for the header's command line.</summary>
-    public string[] Raw { get; private init; } = Array.Empty<string>();
+    public IReadOnlyList<string> Raw => result.Tokens.Select(t => t.Value).ToList();
 
-    /// <summary>Parses args[1..] (args[0] is the subcommand); null after printing the bad argument and <paramref name="usage"/>.</summary>
-    public static BenchArgs? Parse(string[] args, string usage, params string[] knownFlags)
-    {
-        var parsed = new BenchArgs(args.Length > 0 ? args[0] : "") { Raw = args };
-        for (int i = 1; i < args.Length; i++)
-        {
-            string name = args[i].StartsWith("--", StringComparison.Ordinal) ? args[i][2..] : "";
-            if (name is "help" or "h") { Console.Error.WriteLine(usage); return null; }
-            if (knownFlags.Contains(name)) { parsed.flags.Add(name); continue; }
-            if (name.Length == 0 || i + 1 >= args.Length) { Console.Error.WriteLine($"bad argument '{args[i]}'\n{usage}"); return null; }
-            parsed.values[name] = args[++i];
-        }
-        return parsed;
-    }
+    T Get<T>(string name) => command.Find(name) is Option<T> o ? result.GetValue(o)!
+        : throw new ArgumentException($"--{name} of '{command.Name}' is not a {typeof(T).Name} option.", nameof(name));
 
-    public bool Flag(string name) => flags.Contains(name);
-    public string Text(string name, string fallback) => values.TryGetValue(name, out var v) ? v : fallback;
-    public int Int(string name, int fallback) => int.Parse(Text(name, fallback.ToString(CultureInfo.InvariantCulture)), CultureInfo.InvariantCulture);
-    /// <summary>--lengths as comma-separated integers.</summary>
-    public int[] Lengths(string fallback) => Text("lengths", fallback).Split(',').Select(s => int.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+    /// <summary>A switch: true when given.</summary>
+    public bool Flag(string name) => Get<bool>(name);
+    /// <summary>A text option (its default when absent).</summary>
+    public string Text(string name) => Get<string>(name);
+    /// <summary>A text option without a default: null when absent.</summary>
+    public string? OptionalText(string name) => Get<string?>(name);
+    /// <summary>An integer option (its default when absent).</summary>
+    public int Int(string name) => Get<int>(name);
+    /// <summary>An integer option without a default: null when absent.</summary>
+    public int? OptionalInt(string name) => Get<int?>(name);
+    /// <summary>A comma-separated integer list (validated at parse time); <paramref name="fallback"/> when absent and undeclared.</summary>
+    public int[] Ints(string name, string? fallback = null) =>
+        BenchCli.ParseList(Get<string>(name) ?? fallback ?? throw new ArgumentException($"--{name} has no default.", nameof(fallback)),
+            s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) ? v : (int?)null)!;
+    /// <summary>A comma-separated list of numbers (validated at parse time).</summary>
+    public double[] Doubles(string name) =>
+        BenchCli.ParseList(Text(name), s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) ? v : (double?)null)!;
+    /// <summary>--lengths.</summary>
+    public int[] Lengths(string? fallback = null) => Ints("lengths", fallback);
 
-    /// <summary>Sets torch threads (--threads, default 1) and seed 0; returns the --device (default cpu).</summary>
+    /// <summary>Sets torch threads (--threads) and seed 0; returns the --device.</summary>
     public Device SetUp()
     {
-        torch.set_num_threads(Int("threads", 1));
+        torch.set_num_threads(Int("threads"));
         NativeHeap.Tune();                                                               // as in notebooks (Lab.Setup)
         torch.manual_seed(0);
-        return Lab.ChooseDevice(Text("device", "cpu"));
+        return Lab.ChooseDevice(Text("device"));
     }
 
     /// <summary>Date, device and machine, library build, and the command that reproduces the run.</summary>

@@ -1,8 +1,8 @@
-using System.Globalization;
-using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Papers.Flowformer;
 using TorchSharp;
+
+namespace AttentionLab.Bench.Commands;
 
 /// <summary>
 /// <c>AttentionLab.Bench flowformer [--lengths 256,…,16384] [--heads 4] [--dim 64] [--chunk 64] [--repeats 3]
@@ -12,22 +12,32 @@ using TorchSharp;
 /// </summary>
 static class FlowformerCommand
 {
-    public static int Run(string[] args)
+    public static BenchCommand Command { get; } = new("flowformer", "P19 Flow-Attention vs full softmax attention, forward and/or forward + backward",
+    [
+        BenchCli.IntList("lengths", "256,512,1024,2048,4096,8192,16384", "sequence lengths T"),
+        BenchCli.Int("heads", 4, "heads"),
+        BenchCli.Int("dim", 64, "head dimension"),
+        BenchCli.Int("chunk", 64, "chunk size of the chunked forms"),
+        BenchCli.Int("repeats", 3, "timed calls (median reported)"),
+        BenchCli.Int("max-reference", 4096, "longest T the explicit reference runs at"),
+        BenchCli.Text("pass", "both", "forward, backward (forward + backward) or both", "forward", "backward", "both"),
+        .. BenchCli.Machine(),
+        BenchCli.Flag("no-memory", "skip the peak-memory measurement"),
+    ], Run);
+
+    static int Run(BenchArgs o)
     {
-        const string usage = "usage: AttentionLab.Bench flowformer [--lengths 256,…] [--heads 4] [--dim 64] [--chunk 64] [--repeats 3] [--max-reference 4096] [--pass forward|backward|both] [--threads 1] [--device cpu|cuda] [--no-memory]";
-        if (BenchArgs.Parse(args, usage, "no-memory") is not { } o) return 2;
-        var lengths = o.Lengths("256,512,1024,2048,4096,8192,16384");
+        var lengths = o.Lengths();
         bool measureMemory = !o.Flag("no-memory");
-        string pass = o.Text("pass", "both");
-        if (pass is not ("forward" or "backward" or "both")) { Console.Error.WriteLine($"bad --pass '{pass}'\n{usage}"); return 2; }
-        int Int(string name, int fallback) => o.Int(name, fallback);
+        string pass = o.Text("pass");
+        int Int(string name) => o.Int(name);
         var device = o.SetUp();
         var points = new List<SpeedPoint>();
         foreach (bool backward in new[] { false, true })
         {
             if (backward ? pass == "forward" : pass == "backward") continue;
-            points.AddRange(FlowBenchmark.Speed(lengths, 1, Int("heads", 4), Int("dim", 64), Int("chunk", 64), warmup: 1, repeats: Int("repeats", 3),
-                maxReferenceLength: Int("max-reference", 4096), measureMemory: measureMemory, device: device, backward: backward,
+            points.AddRange(FlowBenchmark.Speed(lengths, 1, Int("heads"), Int("dim"), Int("chunk"), warmup: 1, repeats: Int("repeats"),
+                maxReferenceLength: Int("max-reference"), measureMemory: measureMemory, device: device, backward: backward,
                 progress: new InlineProgress<SpeedPoint>(p => Console.Error.WriteLine($"{p.Pass,-16} T = {p.SeqLen,6} {p.Method,-18} {p.MedianMs,10:F2} ms  {p.PeakMiB:F1} MiB"))));
         }
         o.PrintHeader(device);

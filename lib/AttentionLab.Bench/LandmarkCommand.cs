@@ -9,11 +9,20 @@ namespace AttentionLab.Bench.Commands;
 /// </summary>
 static class LandmarkCommand
 {
-    public static int Run(string[] args)
+    public static BenchCommand Command { get; } = new("landmark", "P07 what one decode step reads: full attention vs landmark memory (counts, no timing)",
+    [
+        BenchCli.IntList("lengths", "512,2048,8192,32768", "context lengths n"),
+        BenchCli.Int("block", 50, "block length ℓ_b"),
+        BenchCli.Int("topk", 2, "blocks retrieved k"),
+        BenchCli.Int("heads", 8, "heads"),
+        BenchCli.Int("dim", 128, "head dimension"),
+        .. BenchCli.Machine(),
+    ], Run);
+
+    static int Run(BenchArgs o)
     {
-        if (BenchArgs.Parse(args, "usage: AttentionLab.Bench landmark [--lengths 512,…,32768] [--block 50] [--topk 2] [--heads 8] [--dim 128]") is not { } o) return 2;
-        var lengths = o.Lengths("512,2048,8192,32768");
-        int block = o.Int("block", 50), topK = o.Int("topk", 2), heads = o.Int("heads", 8), dim = o.Int("dim", 128);
+        var lengths = o.Lengths();
+        int block = o.Int("block"), topK = o.Int("topk"), heads = o.Int("heads"), dim = o.Int("dim");
         var device = o.SetUp();
         o.PrintHeader(device);
         Console.WriteLine($"one decode step, one layer, float32, ℓ_b = {block}, k = {topK}, {heads} heads × {dim}: keys touched per head and K/V bytes read");

@@ -1,8 +1,7 @@
 using System.Globalization;
-using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Papers.LightningAttention;
-using TorchSharp;
+using System.CommandLine;
 
 namespace AttentionLab.Bench.Commands;
 
@@ -17,24 +16,46 @@ namespace AttentionLab.Bench.Commands;
 /// </summary>
 static class LightningCommand
 {
-    public static int Run(string[] args)
+    /// <summary>--rounds; also spelled --repeats, as the command line quoted in docs/benchmarks.md (P39) has it.</summary>
+    static Option<int> Rounds()
     {
-        const string usage = "usage: AttentionLab.Bench lightning [--lengths 256,…] [--batch 1] [--tokens N] [--heads 4] [--dim 64] [--block 64] " +
-            "[--max-quadratic 8192] [--methods \"softmax SDPA,linear cumsum,lightning chunked\"] [--warmup 1] [--rounds 5] [--threads 1] [--backward] [--no-memory]";
-        if (BenchArgs.Parse(args, usage, "backward", "no-memory") is not { } o) return 2;
-        var lengths = o.Lengths("256,512,1024,2048,4096,8192,16384");
+        var o = BenchCli.Int("rounds", 5, "interleaved rounds (median reported; --repeats is the same option)");
+        o.Aliases.Add("--repeats");
+        return o;
+    }
+
+    public static BenchCommand Command { get; } = new("lightning", "P39 Lightning Attention vs softmax and linear forms over T (slopes, crossovers, speed-ups)",
+    [
+        BenchCli.IntList("lengths", "256,512,1024,2048,4096,8192,16384", "sequence lengths n"),
+        BenchCli.Int("batch", 1, "batch size (without --tokens)"),
+        BenchCli.OptionalInt("tokens", "tokens per batch: batch = tokens / n (the constant-tokens sweep) [default: none, --batch]"),
+        BenchCli.Int("heads", 4, "heads"),
+        BenchCli.Int("dim", 64, "head dimension"),
+        BenchCli.Int("block", 64, "block size of the chunked and tiled forms"),
+        BenchCli.Int("max-quadratic", 8192, "longest n the quadratic methods run at"),
+        BenchCli.OptionalText("methods", $"comma-separated method names [default: {string.Join(",", LightningExperiment.MainSweepMethods)}]"),
+        BenchCli.Int("warmup", 1, "untimed calls before the rounds"),
+        Rounds(),
+        .. BenchCli.Machine(),
+        BenchCli.Flag("backward", "time forward + backward"),
+        BenchCli.Flag("no-memory", "skip the peak-memory measurement"),
+    ], Run);
+
+    static int Run(BenchArgs o)
+    {
+        var lengths = o.Lengths();
         bool backward = o.Flag("backward"), memory = !o.Flag("no-memory");
-        int Int(string name, int fallback) => o.Int(name, fallback);
-        int? tokens = o.Text("tokens", "") is { Length: > 0 } t ? int.Parse(t, CultureInfo.InvariantCulture) : null;
-        var methods = o.Text("methods", "") is { Length: > 0 } m ? m.Split(',').Select(s => s.Trim()).ToArray() : LightningExperiment.MainSweepMethods.ToArray();
+        int Int(string name) => o.Int(name);
+        int? tokens = o.OptionalInt("tokens");
+        var methods = o.OptionalText("methods") is { Length: > 0 } m ? m.Split(',').Select(s => s.Trim()).ToArray() : LightningExperiment.MainSweepMethods.ToArray();
         var device = o.SetUp();
-        var sweep = LightningBenchmarks.Sweep(lengths, tokens, Int("batch", 1), Int("heads", 4), Int("dim", 64), Int("block", 64), backward,
-            Int("max-quadratic", 8192), methods, Int("warmup", 1), Int("rounds", 5), memory, 0, device,
+        var sweep = LightningBenchmarks.Sweep(lengths, tokens, Int("batch"), Int("heads"), Int("dim"), Int("block"), backward,
+            Int("max-quadratic"), methods, Int("warmup"), Int("rounds"), memory, 0, device,
             new InlineProgress<SpeedRow>(r => Console.Error.WriteLine($"T = {r.SeqLen,6} {r.Method,-22} {r.Time} · peak {(r.PeakBytes ?? 0) / 1048576.0:F1} MiB")));
 
         o.PrintHeader(device);
-        Console.WriteLine($"timed: {(backward ? "forward + backward" : "forward, no grad")}; ms = median of {Int("rounds", 5)} interleaved rounds; " +
-                          (tokens is { } tk ? $"{tk} tokens per batch" : $"batch {Int("batch", 1)}"));
+        Console.WriteLine($"timed: {(backward ? "forward + backward" : "forward, no grad")}; ms = median of {Int("rounds")} interleaved rounds; " +
+                          (tokens is { } tk ? $"{tk} tokens per batch" : $"batch {Int("batch")}"));
         Console.WriteLine();
         Console.WriteLine(MarkdownTable.From(sweep.ToDataFrame(), new Dictionary<string, string> { ["ms"] = "F2", ["best_ms"] = "F2", ["ms_per_seq"] = "F2" }));
         Console.WriteLine();

@@ -1,4 +1,3 @@
-using System.Globalization;
 using AttentionLab.Core;
 using AttentionLab.Papers.RectifiedSpaAttn;
 
@@ -12,13 +11,24 @@ namespace AttentionLab.Bench.Commands;
 /// </summary>
 static class RectifiedCommand
 {
-    public static int Run(string[] args)
+    public static BenchCommand Command { get; } = new("rectified", "P33 Rectified SpaAttn forward at fixed densities vs full attention",
+    [
+        BenchCli.IntList("lengths", "512,1024,2048,4096,8192", "sequence lengths n"),
+        BenchCli.Int("heads", 2, "heads"),
+        BenchCli.Int("dim", 64, "head dimension"),
+        BenchCli.Int("block", 64, "block size B"),
+        BenchCli.DoubleList("densities", "0.125,0.25,0.5", "target block densities ρ"),
+        BenchCli.Int("repeats", 3, "timed calls (median reported)"),
+        BenchCli.Int("max-dense", 8192, "longest n the dense forms run at"),
+        .. BenchCli.Machine(),
+    ], Run);
+
+    static int Run(BenchArgs o)
     {
-        if (BenchArgs.Parse(args, "usage: AttentionLab.Bench rectified [--lengths 512,…] [--heads 2] [--dim 64] [--block 64] [--densities 0.125,0.25,0.5] [--repeats 3] [--max-dense 8192] [--threads 1] [--device cpu|cuda]") is not { } o) return 2;
-        var lengths = o.Lengths("512,1024,2048,4096,8192");
-        var densities = o.Text("densities", "0.125,0.25,0.5").Split(',').Select(s => double.Parse(s, CultureInfo.InvariantCulture)).ToArray();
+        var lengths = o.Lengths();
+        var densities = o.Doubles("densities");
         var device = o.SetUp();
-        var rows = RectifiedBenchmark.Run(lengths, o.Int("heads", 2), o.Int("dim", 64), o.Int("block", 64), densities, o.Int("repeats", 3), o.Int("max-dense", 8192), device,
+        var rows = RectifiedBenchmark.Run(lengths, o.Int("heads"), o.Int("dim"), o.Int("block"), densities, o.Int("repeats"), o.Int("max-dense"), device,
             new InlineProgress<RectifiedBenchRow>(r => Console.Error.WriteLine($"n = {r.Length,6} {r.Method,-16} ρ {r.TargetDensity,5:F3} {r.MedianMs,10:F2} ms")));
         o.PrintHeader(device);
         Console.WriteLine("forward of one attention layer, batch 1, float32, synthetic video Q/K/V (γ = 2) in Hilbert order, top-k critical sets; " +
