@@ -49,12 +49,14 @@ sealed class BenchArgs(BenchCommand command, ParseResult result)
         return Lab.ChooseDevice(Text("device"));
     }
 
+    static string Quoted(string arg) => arg.Any(char.IsWhiteSpace) ? $"\"{arg}\"" : arg;
+
     /// <summary>Date, device and machine, library build, and the command that reproduces the run.</summary>
     public void PrintHeader(Device device)
     {
         Console.WriteLine($"date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
         Console.WriteLine($"device: {device} · {Machine.CpuModel()} · {Environment.ProcessorCount} cores visible · torch threads {torch.get_num_threads()} · load average {Machine.LoadAverage()}");
         Console.WriteLine($"library: {BuildInfo.Current.Describe(DateTimeOffset.UtcNow)}");
-        Console.WriteLine($"command: dotnet run --project lib/AttentionLab.Bench -c Release -- {string.Join(' ', Raw)}");
+        Console.WriteLine($"command: dotnet run --project lib/AttentionLab.Bench -c Release -- {string.Join(' ', Raw.Select(Quoted))}");
     }
 }
