@@ -32,7 +32,7 @@ static class RoutingCommand
         Console.WriteLine();
         Console.WriteLine(MarkdownTable.From(RoutingBenchmark.ToDataFrame(points), new Dictionary<string, string> { ["median_ms"] = "F2" }));
         Console.WriteLine();
-        foreach (var (method, slope) in RoutingBenchmark.Slopes(points)) Console.WriteLine($"slope {method}: {slope:F2}");
+        foreach (var (method, slope) in Sweep.Slopes(points)) Console.WriteLine($"slope {method}: {slope:F2}");
         return 0;
     }
 }

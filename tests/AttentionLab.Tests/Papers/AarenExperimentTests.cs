@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Papers.Aaren;
 using TorchSharp;

@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Papers.Based;
 using TorchSharp;
@@ -148,8 +149,8 @@ public class BasedExperimentTests(ITestOutputHelper output)
         }).ToList();
         var prefill = config.PrefillLengths.SelectMany(t => new[]
         {
-            new PrefillPoint(BasedBenchmark.BasedChunked, t, t / 100.0, null), new PrefillPoint(BasedBenchmark.Reference, t, t * (double)t / 1e4, null),
-            new PrefillPoint(BasedBenchmark.Sdpa, t, t * (double)t / 2e4, null),
+            new SweepPoint(BasedBenchmark.BasedChunked, t, t / 100.0, null), new SweepPoint(BasedBenchmark.Reference, t, t * (double)t / 1e4, null),
+            new SweepPoint(BasedBenchmark.Sdpa, t, t * (double)t / 2e4, null),
         }).ToList();
         return new BasedResult(config, exact, probe, mqar, decode, prefill, 0, new Dictionary<string, double>());
     }

@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Papers.Flowformer;
 using TorchSharp;
@@ -55,15 +56,15 @@ public class FlowformerExperimentTests(ITestOutputHelper output)
         ListOpsRun Run(FlowMixerKind kind, double accuracy, double entropy) =>
             new(kind, false, 0, accuracy, new[] { 2.3, 1.8 }, 20, 1000, 3.87, entropy, new[] { entropy, entropy });
         var runs = new[] { Run(FlowMixerKind.Softmax, 0.357, 3.09), Run(FlowMixerKind.Linear, 0.326, 3.55), Run(FlowMixerKind.Flow, 0.352, 3.39) };
-        var speed = new List<SpeedPoint>();
+        var speed = new List<SweepPoint>();
         foreach (int t in new[] { 256, 512, 1024, 2048 })
         {
             double x = t / 256.0;
-            speed.Add(new SpeedPoint(FlowBenchmark.FlowCausal, t, 2 * x, 1 * x, FlowBenchmark.ForwardBackward));
-            speed.Add(new SpeedPoint(FlowBenchmark.FlowNormal, t, 1 * x, 1 * x, FlowBenchmark.ForwardBackward));
-            speed.Add(new SpeedPoint(FlowBenchmark.Linear, t, 1.5 * x, 1 * x, FlowBenchmark.ForwardBackward));
-            if (t <= 1024) speed.Add(new SpeedPoint(FlowBenchmark.Reference, t, 5 * x * x, 4 * x * x, FlowBenchmark.ForwardBackward));
-            speed.Add(new SpeedPoint(FlowBenchmark.Sdpa, t, 1.2 * Math.Pow(x, 1.7), 0.5 * x, FlowBenchmark.ForwardBackward));
+            speed.Add(new SweepPoint(FlowBenchmark.FlowCausal, t, 2 * x, 1 * x, FlowBenchmark.ForwardBackward));
+            speed.Add(new SweepPoint(FlowBenchmark.FlowNormal, t, 1 * x, 1 * x, FlowBenchmark.ForwardBackward));
+            speed.Add(new SweepPoint(FlowBenchmark.Linear, t, 1.5 * x, 1 * x, FlowBenchmark.ForwardBackward));
+            if (t <= 1024) speed.Add(new SweepPoint(FlowBenchmark.Reference, t, 5 * x * x, 4 * x * x, FlowBenchmark.ForwardBackward));
+            speed.Add(new SweepPoint(FlowBenchmark.Sdpa, t, 1.2 * Math.Pow(x, 1.7), 0.5 * x, FlowBenchmark.ForwardBackward));
         }
         return new FlowResult(FlowExperiment.Config.Smoke, exact, maps, new[] { 1.5, 0.5 }, new[] { 0.4, 0.6 }, runs, 0.117, speed, 1, new Dictionary<string, double>());
     }
@@ -122,8 +123,8 @@ public class FlowformerExperimentTests(ITestOutputHelper output)
         Assert.Empty(quadraticFlow.Claims().Failures);
         var fastSdpa = good with { Speed = good.Speed.Select(p => p.Method == FlowBenchmark.Sdpa ? p with { MedianMs = 0.01 } : p).ToList() };
         Assert.Equal(ClaimStatus.NotShown, fastSdpa.Claims()["fwd-bwd-crossover-sdpa"].Status);    // only to T = 2048
-        var longer = fastSdpa with { Speed = fastSdpa.Speed.Concat(new[] { new SpeedPoint(FlowBenchmark.FlowCausal, 8192, 64, 32, FlowBenchmark.ForwardBackward),
-            new SpeedPoint(FlowBenchmark.Sdpa, 8192, 0.01, 2, FlowBenchmark.ForwardBackward) }).ToList() };
+        var longer = fastSdpa with { Speed = fastSdpa.Speed.Concat(new[] { new SweepPoint(FlowBenchmark.FlowCausal, 8192, 64, 32, FlowBenchmark.ForwardBackward),
+            new SweepPoint(FlowBenchmark.Sdpa, 8192, 0.01, 2, FlowBenchmark.ForwardBackward) }).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, longer.Claims()["fwd-bwd-crossover-sdpa"].Status);
         Assert.Empty(longer.Claims().Failures);
     }

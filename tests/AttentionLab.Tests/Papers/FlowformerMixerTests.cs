@@ -1,4 +1,5 @@
 using AttentionLab.Attention;
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Data;
 using AttentionLab.Models;
@@ -148,11 +149,11 @@ public class FlowformerMixerTests
         Assert.All(both, p => Assert.Equal(FlowBenchmark.ForwardBackward, p.Pass));
         Assert.All(both, p => Assert.True(p.MedianMs > 0));
         var all = fwd.Concat(both).ToList();
-        Assert.Throws<ArgumentException>(() => FlowBenchmark.Slopes(all));              // mixed passes must be named
-        Assert.Equal(5, FlowBenchmark.Slopes(all, FlowBenchmark.Forward).Count);
-        Assert.Equal(4, FlowBenchmark.Slopes(all, FlowBenchmark.ForwardBackward).Count);  // the reference has one length only
-        Assert.Null(FlowBenchmark.Speedup(all, FlowBenchmark.FlowCausal, FlowBenchmark.Reference, 16, FlowBenchmark.ForwardBackward));
-        Assert.NotNull(FlowBenchmark.Speedup(all, FlowBenchmark.FlowCausal, FlowBenchmark.Reference, 16, FlowBenchmark.Forward));
+        Assert.Throws<ArgumentException>(() => Sweep.Slopes(all));              // mixed passes must be named
+        Assert.Equal(5, Sweep.Slopes(all, FlowBenchmark.Forward).Count);
+        Assert.Equal(4, Sweep.Slopes(all, FlowBenchmark.ForwardBackward).Count);  // the reference has one length only
+        Assert.Null(Sweep.Speedup(all, FlowBenchmark.FlowCausal, FlowBenchmark.Reference, 16, FlowBenchmark.ForwardBackward));
+        Assert.NotNull(Sweep.Speedup(all, FlowBenchmark.FlowCausal, FlowBenchmark.Reference, 16, FlowBenchmark.Forward));
         Assert.Equal(new[] { "pass", "method", "seq_len", "median_ms", "peak_mib", "speedup_vs_sdpa", "speedup_vs_reference" },
             FlowBenchmark.ToDataFrame(all).Columns.Select(c => c.Name));
     }

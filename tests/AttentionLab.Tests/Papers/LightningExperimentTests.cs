@@ -141,7 +141,7 @@ public class LightningExperimentTests(ITestOutputHelper output)
         var cumsum = config.CumsumLengths.SelectMany(n => new[] { Row(n, LightningBenchmarks.CumsumLinear, 300, tokens), Row(n, LightningBenchmarks.Chunked, 3, tokens) }).ToList();
         var decode = Enumerable.Range(1, 10).SelectMany(t => new[]
         {
-            new DecodePoint(LightningExperiment.TnlName, t, 0.1, 8192), new DecodePoint(LightningExperiment.SoftmaxName, t, 0.1, 512L * t),
+            new StreamPoint(LightningExperiment.TnlName, t, 0.1, 8192), new StreamPoint(LightningExperiment.SoftmaxName, t, 0.1, 512L * t),
         }).ToList();
         var lms = new[]
         {

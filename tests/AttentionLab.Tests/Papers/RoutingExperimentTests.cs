@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Papers.RoutingTransformer;
 using TorchSharp;
@@ -59,7 +60,7 @@ public class RoutingExperimentTests(ITestOutputHelper output)
         var claims = good.Claims();
         Assert.Empty(claims.Failures);
         Assert.All(claims, c => Assert.NotEqual(ClaimStatus.DoesNotHold, c.Status));
-        Assert.Equal(1.5, RoutingBenchmark.Slopes(good.Speed)[RoutingBenchmark.RoutingMethod], 6);
+        Assert.Equal(1.5, Sweep.Slopes(good.Speed)[RoutingBenchmark.RoutingMethod], 6);
 
         // every exactness check fails when its measurement crosses the tolerance (NaN included)
         (string Id, RoutingExactness Bad)[] broken =

@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using Microsoft.Data.Analysis;
 
@@ -5,9 +6,6 @@ namespace AttentionLab.Papers.Aaren;
 
 /// <summary>One final metric. StateBytesAtN: streaming state of one sequence after N tokens (KV cache, RNN state, last value).</summary>
 public sealed record MetricRow(string Model, string Task, string Metric, double Value, long Params, long StateBytesAtN);
-
-/// <summary>One streaming step: the t-th token's Step latency and the state size after it.</summary>
-public sealed record StreamPoint(string Model, int T, double LatencyMs, long StateBytes);
 
 /// <summary>A streaming curve summarised in windows: t, median latency (ms) and state bytes per window.</summary>
 public sealed record StreamCurve(string Model, int[] T, double[] LatencyMs, long[] StateBytes);

@@ -8,10 +8,7 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.Based;
 
-/// <summary>One prefill timing: method, T, median ms (and peak memory growth in MiB where measured).</summary>
-public sealed record PrefillPoint(string Method, int SeqLen, double MedianMs, double? PeakMiB);
-
-/// <summary>One decode window: mean ms per token over the window ending at token t, and the state bytes after t tokens.</summary>
+/// <summary>One prefill timing is a <see cref="SweepPoint"/> (slopes and crossovers: <see cref="Sweep"/>). One decode window: mean ms per token over the window ending at token t, and the state bytes after t tokens.</summary>
 public sealed record DecodePoint(string Method, int T, double MsPerToken, long StateBytes);
 
 /// <summary>
@@ -29,16 +26,16 @@ public static class BasedBenchmark
     /// <paramref name="maxReferenceLength"/>; SDPA: the fused kernel). With <paramref name="measureMemory"/> every call's
     /// peak RSS growth is measured first (Linux; see <see cref="Benchmark.PeakMemory"/>), then the timings.
     /// </summary>
-    public static IReadOnlyList<PrefillPoint> Prefill(IEnumerable<int> lengths, int batch = 1, int heads = 4, int featureDim = 16, int headDim = 64,
+    public static IReadOnlyList<SweepPoint> Prefill(IEnumerable<int> lengths, int batch = 1, int heads = 4, int featureDim = 16, int headDim = 64,
         int chunkSize = 64, int warmup = 1, int repeats = 3, int maxReferenceLength = 4096, bool includeFla = true, bool measureMemory = false,
-        Device? device = null, IProgress<PrefillPoint>? progress = null)
+        Device? device = null, IProgress<SweepPoint>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(lengths);
         var ts = lengths.ToArray();
         if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
         Guard.Positive(batch, nameof(batch)); Guard.Positive(heads, nameof(heads));
         Guard.Positive(featureDim, nameof(featureDim)); Guard.Positive(headDim, nameof(headDim));
-        return Benchmark.Sweep(ts, ForEachMethod, (name, t, time, mib) => new PrefillPoint(name, t, time.MedianMs, mib), warmup, repeats, device, measureMemory, progress);
+        return Benchmark.Sweep(ts, ForEachMethod, (name, t, time, mib) => new SweepPoint(name, t, time.MedianMs, mib), warmup, repeats, device, measureMemory, progress);
 
         void ForEachMethod(int t, Action<string, Action> body)
         {
@@ -100,28 +97,7 @@ public static class BasedBenchmark
         }
     }
 
-    /// <summary>Fitted log-log slope of time vs T per method (needs ≥ 2 lengths).</summary>
-    public static IReadOnlyDictionary<string, double> Slopes(IReadOnlyList<PrefillPoint> points) =>
-        Numerics.SlopesByMethod(points, p => p.Method, p => p.SeqLen, p => p.MedianMs);
-
-    /// <summary>
-    /// The smallest measured T from which <paramref name="method"/> is faster than <paramref name="baseline"/> at every
-    /// larger measured T both ran at; null when it never is.
-    /// </summary>
-    public static int? Crossover(IReadOnlyList<PrefillPoint> points, string method, string baseline) =>
-        Numerics.Crossover(points, p => p.Method, p => p.SeqLen, p => p.MedianMs, method, baseline);
-
     /// <summary>Columns: method, seq_len, median_ms, peak_mib, speedup_vs_sdpa, speedup_vs_reference.</summary>
-    public static DataFrame ToDataFrame(IReadOnlyList<PrefillPoint> points)
-    {
-        double? Ratio(PrefillPoint p, string baseline) =>
-            points.FirstOrDefault(b => b.Method == baseline && b.SeqLen == p.SeqLen) is { } b ? b.MedianMs / p.MedianMs : null;
-        return new DataFrame(
-            new StringDataFrameColumn("method", points.Select(p => p.Method)),
-            new Int32DataFrameColumn("seq_len", points.Select(p => p.SeqLen)),
-            new DoubleDataFrameColumn("median_ms", points.Select(p => p.MedianMs)),
-            new DoubleDataFrameColumn("peak_mib", points.Select(p => p.PeakMiB)),
-            new DoubleDataFrameColumn("speedup_vs_sdpa", points.Select(p => Ratio(p, Sdpa))),
-            new DoubleDataFrameColumn("speedup_vs_reference", points.Select(p => Ratio(p, Reference))));
-    }
+    public static DataFrame ToDataFrame(IReadOnlyList<SweepPoint> points) =>
+        Sweep.ToDataFrame(points, ("speedup_vs_sdpa", Sdpa), ("speedup_vs_reference", Reference));
 }

@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Plots;
 using Microsoft.Data.Analysis;
@@ -58,7 +59,7 @@ public sealed record BasedExactness(double KernelMaxAbs, double PackedVsFullMaxA
 /// <param name="Seconds">Wall-clock time of the run.</param>
 /// <param name="PhaseSeconds">Wall-clock time per phase.</param>
 public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness Exactness, IReadOnlyList<ProbePoint> Probe, IReadOnlyList<MqarRun> Mqar,
-    IReadOnlyList<DecodePoint> Decode, IReadOnlyList<PrefillPoint> Prefill, double Seconds, IReadOnlyDictionary<string, double> PhaseSeconds) : IPaperResult
+    IReadOnlyList<DecodePoint> Decode, IReadOnlyList<SweepPoint> Prefill, double Seconds, IReadOnlyDictionary<string, double> PhaseSeconds) : IPaperResult
 {
     /// <summary>
     /// The spec's probe reference (§4a): recall of its numpy prototype (seed 0, 20 trials) — Taylor by d′ at N = 32 and 64,
@@ -317,7 +318,7 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
             claims.Saw(cross is { } c ? $"Decoding, BASED's recurrent step is cheaper per token than the KV cache from the window ending at t = {c} on (spec §8: a few hundred tokens at d′ = 16)."
                 : $"Decoding, the KV cache stays cheaper per token than BASED's recurrent step up to t = {Config.DecodeLength} on this device (spec §8 expects the crossover at a few hundred tokens).");
         }
-        var slopes = BasedBenchmark.Slopes(Prefill);
+        var slopes = Sweep.Slopes(Prefill);
         if (slopes.TryGetValue(BasedBenchmark.BasedChunked, out var bs) && slopes.TryGetValue(BasedBenchmark.Reference, out var rs))
         {
             claims.Reported("prefill-linear-time", "BASED's chunked prefill grows linearly in T; full softmax attention's quadratically",
@@ -326,7 +327,7 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
                 (slopes.TryGetValue(BasedBenchmark.Sdpa, out var ss) ? $", SDPA {ss:F2}" : ""),
                 "BASED's slope ≤ 1.3 and below the reference's [ours: spec §8 asks to report the log-log slope]", bs <= 1.3 && bs < rs,
                 note: "timing on a shared CPU: reported, never asserted");
-            var cross = BasedBenchmark.Crossover(Prefill, BasedBenchmark.BasedChunked, BasedBenchmark.Sdpa);
+            var cross = Sweep.Crossover(Prefill, BasedBenchmark.BasedChunked, BasedBenchmark.Sdpa);
             claims.Saw(cross is { } c ? $"Prefill: BASED chunked is faster than SDPA from T = {c} on, at these lengths on this device."
                 : $"Prefill: SDPA's fused kernel stays faster than BASED chunked up to T = {Config.PrefillLengths.Max()} on this device (docs/benchmarks.md has the sweep to T = 16384).");
         }

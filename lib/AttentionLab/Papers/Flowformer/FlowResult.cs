@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using Microsoft.Data.Analysis;
 
@@ -37,7 +38,7 @@ public sealed record FlowExactness(IReadOnlyList<FlowCheck> Checks)
 /// <param name="Seconds">Wall-clock time of the run.</param>
 /// <param name="PhaseSeconds">Wall-clock time per phase.</param>
 public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exactness, IReadOnlyList<AttentionMap> Maps, double[] Competition, double[] Allocation,
-    IReadOnlyList<ListOpsRun> ListOps, double MajorityAccuracy, IReadOnlyList<SpeedPoint> Speed,
+    IReadOnlyList<ListOpsRun> ListOps, double MajorityAccuracy, IReadOnlyList<SweepPoint> Speed,
     double Seconds, IReadOnlyDictionary<string, double> PhaseSeconds) : IPaperResult
 {
     /// <summary>Mean row entropy (nats) of the random-q, k map named <paramref name="mechanism"/> (softmax, linear (σ), flow).</summary>
@@ -184,7 +185,7 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
             note: "a margin of thousandths of a nat at random q, k: reported; the claim is tested on trained models above");
 
         var fb = Speed.Where(p => p.Pass == FlowBenchmark.ForwardBackward).ToList();
-        var slopes = FlowBenchmark.Slopes(fb, FlowBenchmark.ForwardBackward);
+        var slopes = Sweep.Slopes(fb, FlowBenchmark.ForwardBackward);
         double S(string m) => slopes.TryGetValue(m, out var s) ? s : double.NaN;
         int maxT = fb.Count == 0 ? 0 : fb.Max(p => p.SeqLen);
         int refMax = fb.Where(p => p.Method == FlowBenchmark.Reference).Select(p => p.SeqLen).DefaultIfEmpty(0).Max();
@@ -197,7 +198,7 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
             S(FlowBenchmark.FlowCausal) <= 1.3 && S(FlowBenchmark.Reference) >= 1.7,
             deviation: "spec §7 says '≈ 1 vs 2' without a tolerance: ours ±0.3", note: "timings on a shared CPU, one torch thread: reported, never asserted");
 
-        var memory = FlowBenchmark.MemorySlopes(fb, FlowBenchmark.ForwardBackward);
+        var memory = Sweep.MemorySlopes(fb, FlowBenchmark.ForwardBackward);
         double M(string m) => memory.TryGetValue(m, out var s) ? s : double.NaN;
         claims.Reported("fwd-bwd-linear-memory", "Flow-Attention's forward + backward memory grows linearly in n, softmax attention's (explicit scores) quadratically",
             "linear memory (paper §3.3); spec §8: memory vs n",
@@ -207,9 +208,9 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
             deviation: "the spec gives no memory slope: the time criterion ('≈ 1 vs 2', ±0.3 ours) is reused",
             note: "process peak RSS (Linux VmHWM) per call: page-granular and noisy at small T");
 
-        int? cross = FlowBenchmark.Crossover(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Sdpa, FlowBenchmark.ForwardBackward);
-        double? vsSdpa = FlowBenchmark.Speedup(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Sdpa, maxT, FlowBenchmark.ForwardBackward);
-        double? vsRef = refMax > 0 ? FlowBenchmark.Speedup(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Reference, refMax, FlowBenchmark.ForwardBackward) : null;
+        int? cross = Sweep.Crossover(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Sdpa, FlowBenchmark.ForwardBackward);
+        double? vsSdpa = Sweep.Speedup(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Sdpa, maxT, FlowBenchmark.ForwardBackward);
+        double? vsRef = refMax > 0 ? Sweep.Speedup(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Reference, refMax, FlowBenchmark.ForwardBackward) : null;
         string crossOurs = $"crossover {(cross is { } c ? $"from T = {c}" : "none")} in {range}; at T = {maxT} causal flow is {(vsSdpa is { } a ? $"{a:F2}×" : "n/a")} SDPA's speed" +
                            (vsRef is { } r ? $", {r:F1}× the reference softmax's at T = {refMax}" : "");
         const string crossStatement = "causal Flow-Attention (fwd + bwd) overtakes the fused SDPA kernel at long n";

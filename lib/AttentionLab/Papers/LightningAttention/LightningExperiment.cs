@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using System.Diagnostics;
 using AttentionLab.Attention;
 using AttentionLab.Core;
@@ -241,12 +242,12 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
     }
 
     /// <summary>Both trained models decode one validation window token by token; TNL's Step is checked against its forward pass.</summary>
-    static (IReadOnlyList<DecodePoint> Points, double StepError) Stream(IReadOnlyList<LmRun> runs, TextCorpus corpus, Config c, Device device)
+    static (IReadOnlyList<StreamPoint> Points, double StepError) Stream(IReadOnlyList<LmRun> runs, TextCorpus corpus, Config c, Device device)
     {
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
         using var window = corpus.Contiguous(c.StreamLength, CorpusSplit.Validation, device: device);
-        var points = new List<DecodePoint>();
+        var points = new List<StreamPoint>();
         double stepError = double.NaN;
         foreach (var run in runs)
         {
@@ -261,7 +262,7 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
                 var clock = Stopwatch.StartNew();
                 var y = model.Step(x, state);
                 if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
-                points.Add(new DecodePoint(run.Summary.Name, t + 1, clock.Elapsed.TotalMilliseconds, state.Bytes));
+                points.Add(new StreamPoint(run.Summary.Name, t + 1, clock.Elapsed.TotalMilliseconds, state.Bytes));
                 if (run.Summary.Name == TnlName && t < check) outputs.Add(y.MoveToOuterDisposeScope());
             }
             if (run.Summary.Name == TnlName)

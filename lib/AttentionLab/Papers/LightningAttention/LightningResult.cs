@@ -7,9 +7,6 @@ namespace AttentionLab.Papers.LightningAttention;
 /// <summary>One trained LM: parameters, training loss per step, validation loss (nats/char) and training seconds.</summary>
 public sealed record LmSummary(string Name, long Params, IReadOnlyList<double> TrainLoss, double ValidationLoss, double TrainSeconds);
 
-/// <summary>One decoding step: token t's Step latency and the model's state bytes after it.</summary>
-public sealed record DecodePoint(string Model, int T, double LatencyMs, long StateBytes);
-
 /// <summary>One form's distance from the masked parallel form: block (0: the form has none), dtype, what was compared.</summary>
 public sealed record FormError(string Form, int Block, string DType, string What, ErrorStats Error)
 {
@@ -88,7 +85,7 @@ public sealed record LightningResult(
     TimingStats Inter,
     IReadOnlyList<LmSummary> Lms,
     double UnigramLoss,
-    IReadOnlyList<DecodePoint> Decode,
+    IReadOnlyList<StreamPoint> Decode,
     double StepVsForwardMaxAbs,
     double Seconds,
     IReadOnlyDictionary<string, double> PhaseSeconds) : IPaperResult

@@ -8,8 +8,8 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.RoutingTransformer;
 
-/// <summary>One timing: method, T, C = w = L, median forward ms.</summary>
-public sealed record RoutingSpeedPoint(string Method, int SeqLen, int Clusters, double MedianMs);
+/// <summary>One timing: method, T, C = w = L, median forward ms (a sweep point with the cluster count beside it: slopes via <see cref="Sweep"/>).</summary>
+public sealed record RoutingSpeedPoint(string Method, int SeqLen, int Clusters, double MedianMs) : ISweepPoint;
 
 /// <summary>
 /// Forward time of the sparse Routing Transformer layer (half block-local, half balanced routing heads, L = w = C = ⌈√T⌉)
@@ -65,10 +65,6 @@ public static class RoutingBenchmark
         }
         return points;
     }
-
-    /// <summary>Fitted log-log slope of time vs T per method (methods with ≥ 2 lengths).</summary>
-    public static IReadOnlyDictionary<string, double> Slopes(IReadOnlyList<RoutingSpeedPoint> points) =>
-        Numerics.SlopesByMethod(points, p => p.Method, p => p.SeqLen, p => p.MedianMs);
 
     /// <summary>Columns: method, seq_len, clusters (= w = L for the routing layer), median_ms.</summary>
     public static DataFrame ToDataFrame(IReadOnlyList<RoutingSpeedPoint> points) => new(

@@ -1,3 +1,4 @@
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using Microsoft.Data.Analysis;
 
@@ -140,7 +141,7 @@ public sealed record RoutingResult(RoutingExperiment.Config Config, RoutingExact
             }
         }
 
-        var slopes = RoutingBenchmark.Slopes(Speed);
+        var slopes = Sweep.Slopes(Speed);
         if (slopes.TryGetValue(RoutingBenchmark.RoutingMethod, out double slope))
         {
             string dense = slopes.TryGetValue(RoutingBenchmark.DenseLayer, out double ds) ? $", dense layer {ds:F2}" : "";
