@@ -9,16 +9,18 @@ namespace AttentionLab.Atlas;
 public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPoint> Points, double Seconds) : IPaperResult
 {
     /// <summary>One row per mixer.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("mixer", Points.Select(p => p.Name)),
-        new StringDataFrameColumn("family", Points.Select(p => p.Family)),
-        new DoubleDataFrameColumn("recall", Points.Select(p => p.Recall)),
-        new Int64DataFrameColumn("state_bytes", Points.Select(p => p.StateBytes)),
-        new DoubleDataFrameColumn("tokens_per_s", Points.Select(p => Math.Round(p.TokensPerSecond))),
-        new Int64DataFrameColumn("params", Points.Select(p => p.Params)),
-        new DoubleDataFrameColumn("step_vs_forward", Points.Select(p => p.StepVsForwardMaxAbs)),
-        new DoubleDataFrameColumn("train_s", Points.Select(p => p.TrainSeconds)),
-        new StringDataFrameColumn("state_kind", Points.Select(p => p.StateBytes is null ? "cannot stream" : p.StateCounted ? "counted" : "streamed")));
+    public DataFrame ToDataFrame() => Tables.From(Points.Select(p => new
+        {
+            Mixer = p.Name,
+            p.Family,
+            p.Recall,
+            p.StateBytes,
+            TokensPerS = Math.Round(p.TokensPerSecond),
+            p.Params,
+            StepVsForward = p.StepVsForwardMaxAbs,
+            TrainS = p.TrainSeconds,
+            StateKind = p.StateBytes is null ? "cannot stream" : p.StateCounted ? "counted" : "streamed",
+        }));
 
     /// <summary>Recall against streaming state bytes (log x) with the Pareto front; mixers that cannot stream are left out.</summary>
     public GenericChart RecallVsState() => AnalysisCharts.Pareto(

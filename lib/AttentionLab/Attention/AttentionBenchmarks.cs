@@ -1,4 +1,5 @@
 using AttentionLab.Bench;
+using AttentionLab.Core;
 using Microsoft.Data.Analysis;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -109,17 +110,19 @@ public static class AttentionBenchmarks
 
     static readonly MemoryStats NotMeasured = new(null, null, "not measured");
 
-    public static DataFrame ToDataFrame(IReadOnlyList<AttentionBenchRow> rows) => new(
-        new Int32DataFrameColumn("seq_len", rows.Select(r => r.SeqLen)),
-        new StringDataFrameColumn("method", rows.Select(r => r.Method)),
-        new DoubleDataFrameColumn("median_ms", rows.Select(r => r.Time.MedianMs)),
-        new DoubleDataFrameColumn("min_ms", rows.Select(r => r.Time.MinMs)),
-        new DoubleDataFrameColumn("max_ms", rows.Select(r => r.Time.MaxMs)),
-        new Int32DataFrameColumn("repeats", rows.Select(r => r.Time.Repeats)),
-        new DoubleDataFrameColumn("peak_mib", rows.Select(r => r.Memory.DeltaBytes is { } d ? d / 1048576.0 : (double?)null)),
-        new DoubleDataFrameColumn("score_matrix_mib", rows.Select(r => r.ScoreMatrixBytes / 1048576.0)),
-        new DoubleDataFrameColumn("max_abs_vs_reference", rows.Select(r => r.MaxAbsVsReference)),
-        new StringDataFrameColumn("memory", rows.Select(r => r.Memory.Method)));
+    public static DataFrame ToDataFrame(IReadOnlyList<AttentionBenchRow> rows) => Tables.From(rows.Select(r => new
+        {
+            r.SeqLen,
+            r.Method,
+            r.Time.MedianMs,
+            r.Time.MinMs,
+            r.Time.MaxMs,
+            r.Time.Repeats,
+            PeakMib = r.Memory.DeltaBytes is { } d ? d / 1048576.0 : (double?)null,
+            ScoreMatrixMib = r.ScoreMatrixBytes / 1048576.0,
+            r.MaxAbsVsReference,
+            Memory = r.Memory.Method,
+        }));
 
     /// <summary>The lengths as an array; ArgumentException naming the first bad argument.</summary>
     static int[] CheckSweep(IEnumerable<int> lengths, int batch, int heads, int headDim)

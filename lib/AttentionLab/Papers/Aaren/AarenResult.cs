@@ -26,12 +26,14 @@ public sealed record AarenExactness(IReadOnlyList<FormError> Forms, ErrorStats L
     public static double Tolerance(string dtype) => dtype == "float64" ? 1e-12 : 1e-5;
 
     /// <summary>Columns: form, dtype, max_abs_vs_naive, rms_relative, tolerance.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("form", Forms.Select(f => f.Form)),
-        new StringDataFrameColumn("dtype", Forms.Select(f => f.DType)),
-        new DoubleDataFrameColumn("max_abs_vs_naive", Forms.Select(f => f.Error.MaxAbs)),
-        new DoubleDataFrameColumn("rms_relative", Forms.Select(f => f.Error.RmsRelative)),
-        new DoubleDataFrameColumn("tolerance", Forms.Select(f => Tolerance(f.DType))));
+    public DataFrame ToDataFrame() => Tables.From(Forms.Select(f => new
+        {
+            f.Form,
+            Dtype = f.DType,
+            MaxAbsVsNaive = f.Error.MaxAbs,
+            f.Error.RmsRelative,
+            Tolerance = Tolerance(f.DType),
+        }));
 }
 
 /// <summary>Everything <see cref="AarenExperiment.Run"/> measured, as tables and as series for the plots.</summary>
@@ -80,12 +82,7 @@ public sealed record AarenResult(
         new Int64DataFrameColumn("state_bytes_at_N", Metrics.Select(m => m.StateBytesAtN)));
 
     /// <summary>Columns: form, seq_len, median_ms, peak_mib (empty where memory was not measurable), memory (what was measured).</summary>
-    public DataFrame ScalingFrame() => new(
-        new StringDataFrameColumn("form", Scaling.Select(p => p.Form)),
-        new Int32DataFrameColumn("seq_len", Scaling.Select(p => p.SeqLen)),
-        new DoubleDataFrameColumn("median_ms", Scaling.Select(p => p.MedianMs)),
-        new DoubleDataFrameColumn("peak_mib", Scaling.Select(p => p.PeakMiB)),
-        new StringDataFrameColumn("memory", Scaling.Select(p => p.MemoryMethod)));
+    public DataFrame ScalingFrame() => Tables.From(Scaling.Select(p => new { p.Form, p.SeqLen, p.MedianMs, p.PeakMiB, Memory = p.MemoryMethod }));
 
     /// <summary>
     /// One model's streaming curve in <paramref name="points"/> windows of consecutive steps: t at each window's end,

@@ -66,26 +66,30 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
     public DataFrame GridFrame() => ServingCostModel.ToDataFrame(Grid);
 
     /// <summary>Per context: each setup's batch, tokens/s and tokens per $, and the ratios.</summary>
-    public DataFrame ComparisonFrame() => new(
-        new Int32DataFrameColumn("context", Best.Select(c => c.Context)),
-        new Int32DataFrameColumn("homogeneous_batch", Best.Select(c => c.Homogeneous.Batch)),
-        new Int32DataFrameColumn("offloaded_batch", Best.Select(c => c.Offloaded.Batch)),
-        new DoubleDataFrameColumn("homogeneous_tokens_per_s", Best.Select(c => c.Homogeneous.TokensPerSecond)),
-        new DoubleDataFrameColumn("offloaded_tokens_per_s", Best.Select(c => c.Offloaded.TokensPerSecond)),
-        new DoubleDataFrameColumn("homogeneous_tokens_per_dollar", Best.Select(c => c.Homogeneous.TokensPerDollar)),
-        new DoubleDataFrameColumn("offloaded_tokens_per_dollar", Best.Select(c => c.Offloaded.TokensPerDollar)),
-        new DoubleDataFrameColumn("throughput_ratio", Best.Select(c => c.ThroughputRatio)),
-        new DoubleDataFrameColumn("per_dollar_ratio", Best.Select(c => c.Ratio)));
+    public DataFrame ComparisonFrame() => Tables.From(Best.Select(c => new
+        {
+            c.Context,
+            HomogeneousBatch = c.Homogeneous.Batch,
+            OffloadedBatch = c.Offloaded.Batch,
+            HomogeneousTokensPerS = c.Homogeneous.TokensPerSecond,
+            OffloadedTokensPerS = c.Offloaded.TokensPerSecond,
+            HomogeneousTokensPerDollar = c.Homogeneous.TokensPerDollar,
+            OffloadedTokensPerDollar = c.Offloaded.TokensPerDollar,
+            c.ThroughputRatio,
+            PerDollarRatio = c.Ratio,
+        }));
 
     /// <summary>The probe: context, KV MiB, median/min ms, the fitted line's ms and the effective bandwidth (from the min) per point.</summary>
-    public DataFrame ProbeFrame() => new(
-        new Int32DataFrameColumn("context", Probe.Select(p => p.Context)),
-        new DoubleDataFrameColumn("kv_mib", Probe.Select(p => p.KvBytes / 1048576.0)),
-        new DoubleDataFrameColumn("median_ms", Probe.Select(p => p.MedianMs)),
-        new DoubleDataFrameColumn("min_ms", Probe.Select(p => p.MinMs)),
-        new BooleanDataFrameColumn("in_fit", Probe.Select(p => p.Context >= Config.ProbeFitFromContext)),
-        new DoubleDataFrameColumn("fitted_ms", Probe.Select(p => Fit.PredictMs(p.KvBytes))),
-        new DoubleDataFrameColumn("effective_gb_per_s", Probe.Select(p => p.KvBytes / (p.MinMs * 1e-3) / 1e9)));
+    public DataFrame ProbeFrame() => Tables.From(Probe.Select(p => new
+        {
+            p.Context,
+            KvMib = p.KvBytes / 1048576.0,
+            p.MedianMs,
+            p.MinMs,
+            InFit = p.Context >= Config.ProbeFitFromContext,
+            FittedMs = Fit.PredictMs(p.KvBytes),
+            EffectiveGbPerS = p.KvBytes / (p.MinMs * 1e-3) / 1e9,
+        }));
 
     /// <summary>Split attention errors.</summary>
     public DataFrame SplitFrame() => SplitFrameOf(Split);
@@ -94,12 +98,14 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
     public static DataFrame SplitFrameOf(IReadOnlyList<SplitError> split)
     {
         ArgumentNullException.ThrowIfNull(split);
-        return new(
-            new StringDataFrameColumn("partition", split.Select(s => s.Partition)),
-            new StringDataFrameColumn("dtype", split.Select(s => s.DType)),
-            new Int32DataFrameColumn("parts", split.Select(s => s.Parts)),
-            new DoubleDataFrameColumn("output_max_abs", split.Select(s => s.OutputMaxAbs)),
-            new DoubleDataFrameColumn("lse_max_abs", split.Select(s => double.IsNaN(s.LseMaxAbs) ? (double?)null : s.LseMaxAbs)));
+        return Tables.From(split.Select(s => new
+            {
+                s.Partition,
+                Dtype = s.DType,
+                s.Parts,
+                s.OutputMaxAbs,
+                LseMaxAbs = double.IsNaN(s.LseMaxAbs) ? (double?)null : s.LseMaxAbs,
+            }));
     }
 
     /// <summary>Smallest and largest per-$ ratio over the contexts (at the batch cap).</summary>

@@ -33,12 +33,14 @@ public sealed record BasedExactness(double KernelMaxAbs, double PackedVsFullMaxA
     public DataFrame ToDataFrame()
     {
         var all = Forms.Concat(Gradients).ToList();
-        return new DataFrame(
-            new StringDataFrameColumn("form", all.Select(f => f.Form)),
-            new StringDataFrameColumn("dtype", all.Select(f => f.DType)),
-            new StringDataFrameColumn("what", all.Select(f => f.What)),
-            new DoubleDataFrameColumn("max_abs_vs_naive", all.Select(f => f.Error.MaxAbs)),
-            new DoubleDataFrameColumn("rms_relative", all.Select(f => f.Error.RmsRelative)));
+        return Tables.From(all.Select(f => new
+            {
+                f.Form,
+                Dtype = f.DType,
+                f.What,
+                MaxAbsVsNaive = f.Error.MaxAbs,
+                f.Error.RmsRelative,
+            }));
     }
 
     /// <summary>The maximum; NaN when any value is NaN (LINQ's Max skips NaN) or when nothing was compared.</summary>
@@ -122,14 +124,16 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
         ?? throw new ArgumentException($"no probe point '{name}' at N = {pairs}.", nameof(name));
 
     /// <summary>Columns: model, family, accuracy, state_bytes, params, step_vs_forward, seconds.</summary>
-    public DataFrame MqarFrame() => new(
-        new StringDataFrameColumn("model", Mqar.Select(r => r.Model.Name)),
-        new StringDataFrameColumn("family", Mqar.Select(r => r.Model.FamilyName)),
-        new DoubleDataFrameColumn("accuracy", Mqar.Select(r => r.Accuracy)),
-        new Int64DataFrameColumn("state_bytes", Mqar.Select(r => r.StateBytes)),
-        new Int64DataFrameColumn("params", Mqar.Select(r => r.Params)),
-        new DoubleDataFrameColumn("step_vs_forward", Mqar.Select(r => r.StepVsForwardMaxAbs)),
-        new DoubleDataFrameColumn("seconds", Mqar.Select(r => r.Seconds)));
+    public DataFrame MqarFrame() => Tables.From(Mqar.Select(r => new
+        {
+            Model = r.Model.Name,
+            Family = r.Model.FamilyName,
+            r.Accuracy,
+            r.StateBytes,
+            r.Params,
+            StepVsForward = r.StepVsForwardMaxAbs,
+            r.Seconds,
+        }));
 
     /// <summary>Columns: name, N, ours, spec's prototype, |Δ| — every probe point the spec's table names.</summary>
     public DataFrame PrototypeFrame()

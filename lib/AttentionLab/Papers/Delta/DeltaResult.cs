@@ -59,17 +59,19 @@ public sealed record DeltaResult(DeltaExperiment.Config Config, DeltaExactness E
 
     /// <summary>Columns: policy, budget, accuracy, attended tokens per token, attended vs full (all layers, sparse layers),
     /// read vs full (selection cost included), KV bytes read / held per step, ms/token.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("policy", Rows.Select(r => r.Policy)),
-        new StringDataFrameColumn("budget", Rows.Select(r => r.BudgetPages == int.MaxValue ? "all" : $"{r.BudgetPages}×{Config.PageSize}")),
-        new DoubleDataFrameColumn("accuracy", Rows.Select(r => r.Accuracy)),
-        new DoubleDataFrameColumn("attended_per_token", Rows.Select(r => r.AttendedPerToken)),
-        new DoubleDataFrameColumn("attended_vs_full", Rows.Select(r => r.AttendedRatio)),
-        new DoubleDataFrameColumn("sparse_layers_attended_vs_full", Rows.Select(r => r.SparseAttendedRatio)),
-        new DoubleDataFrameColumn("read_vs_full", Rows.Select(r => r.ReadRatio)),
-        new DoubleDataFrameColumn("kv_bytes_read_per_step", Rows.Select(r => r.KvBytesRead)),
-        new DoubleDataFrameColumn("kv_bytes_held_per_step", Rows.Select(r => r.KvBytesHeld)),
-        new DoubleDataFrameColumn("ms_per_token", Rows.Select(r => r.MsPerToken)));
+    public DataFrame ToDataFrame() => Tables.From(Rows.Select(r => new
+        {
+            r.Policy,
+            Budget = r.BudgetPages == int.MaxValue ? "all" : $"{r.BudgetPages}×{Config.PageSize}",
+            r.Accuracy,
+            r.AttendedPerToken,
+            AttendedVsFull = r.AttendedRatio,
+            SparseLayersAttendedVsFull = r.SparseAttendedRatio,
+            ReadVsFull = r.ReadRatio,
+            KvBytesReadPerStep = r.KvBytesRead,
+            KvBytesHeldPerStep = r.KvBytesHeld,
+            r.MsPerToken,
+        }));
 
     /// <summary>Accuracy against attended-token ratio (all layers), one series per policy (full is one point).</summary>
     public IReadOnlyList<Series> AccuracyVsAttended() => Rows.GroupBy(r => r.Policy)

@@ -18,12 +18,7 @@ public sealed record FlowExactness(IReadOnlyList<FlowCheck> Checks)
     public IReadOnlyList<FlowCheck> Group(string group) => Checks.Where(c => c.Group == group).ToList();
 
     /// <summary>Columns: group, case, value (max |Δ| or violation), tolerance, holds.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("group", Checks.Select(c => c.Group)),
-        new StringDataFrameColumn("case", Checks.Select(c => c.Case)),
-        new DoubleDataFrameColumn("value", Checks.Select(c => c.Value)),
-        new DoubleDataFrameColumn("tolerance", Checks.Select(c => c.Tolerance)),
-        new BooleanDataFrameColumn("holds", Checks.Select(c => c.Holds)));
+    public DataFrame ToDataFrame() => Tables.From(Checks.Select(c => new { c.Group, c.Case, c.Value, c.Tolerance, c.Holds }));
 }
 
 /// <summary>Everything <see cref="FlowExperiment.Run"/> measured, as tables and as series for the plots.</summary>

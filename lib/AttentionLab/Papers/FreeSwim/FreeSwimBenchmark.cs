@@ -45,11 +45,13 @@ public static class FreeSwimBenchmark
     }
 
     /// <summary>Columns: frames, grid, tokens, method, keys_per_query, median_ms.</summary>
-    public static DataFrame ToDataFrame(IReadOnlyList<FreeSwimBenchRow> rows) => new(
-        new Int32DataFrameColumn("frames", rows.Select(r => r.Frames)),
-        new StringDataFrameColumn("grid", rows.Select(r => $"{r.Side}×{r.Side}")),
-        new Int32DataFrameColumn("tokens", rows.Select(r => r.Tokens)),
-        new StringDataFrameColumn("method", rows.Select(r => r.Method)),
-        new DoubleDataFrameColumn("keys_per_query", rows.Select(r => r.KeysPerQuery)),
-        new DoubleDataFrameColumn("median_ms", rows.Select(r => r.MedianMs)));
+    public static DataFrame ToDataFrame(IReadOnlyList<FreeSwimBenchRow> rows) => Tables.From(rows.Select(r => new
+        {
+            r.Frames,
+            Grid = $"{r.Side}×{r.Side}",
+            r.Tokens,
+            r.Method,
+            r.KeysPerQuery,
+            r.MedianMs,
+        }));
 }

@@ -94,27 +94,31 @@ public sealed record FreeSwimResult(FreeSwimExperiment.Config Config, IReadOnlyL
     public ImageScores ScoresOf(string method, int factor) => Scores.Single(s => s.Method == method && s.Factor == factor);
 
     /// <summary>Columns: method, resolution (token grid), components, repeated, agreement, sharpness, ms_per_step, guide_steps.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("method", Rows.Select(r => r.Method)),
-        new StringDataFrameColumn("resolution", Rows.Select(r => $"{r.GridSide}×{r.GridSide} ({r.Factor}×)")),
-        new DoubleDataFrameColumn("components", Rows.Select(r => r.Components)),
-        new DoubleDataFrameColumn("repeated", Rows.Select(r => r.Repeated)),
-        new DoubleDataFrameColumn("agreement", Rows.Select(r => r.Agreement)),
-        new DoubleDataFrameColumn("sharpness", Rows.Select(r => r.Sharpness)),
-        new DoubleDataFrameColumn("ms_per_step", Rows.Select(r => r.MsPerStep)),
-        new Int32DataFrameColumn("guide_steps", Rows.Select(r => r.GuideSteps)));
+    public DataFrame ToDataFrame() => Tables.From(Rows.Select(r => new
+        {
+            r.Method,
+            Resolution = $"{r.GridSide}×{r.GridSide} ({r.Factor}×)",
+            r.Components,
+            r.Repeated,
+            r.Agreement,
+            r.Sharpness,
+            r.MsPerStep,
+            r.GuideSteps,
+        }));
 
     /// <summary>Columns: kind, factor, grid, min_keys, mean_keys, max_keys, corner_keys, centre_keys, tokens.</summary>
-    public DataFrame MaskFrame() => new(
-        new StringDataFrameColumn("kind", Masks.Select(r => r.Kind)),
-        new Int32DataFrameColumn("factor", Masks.Select(r => r.Factor)),
-        new StringDataFrameColumn("grid", Masks.Select(r => $"{r.Height}×{r.Width}")),
-        new Int32DataFrameColumn("min_keys", Masks.Select(r => r.MinKeys)),
-        new DoubleDataFrameColumn("mean_keys", Masks.Select(r => r.MeanKeys)),
-        new Int32DataFrameColumn("max_keys", Masks.Select(r => r.MaxKeys)),
-        new Int32DataFrameColumn("corner_keys", Masks.Select(r => r.CornerKeys)),
-        new Int32DataFrameColumn("centre_keys", Masks.Select(r => r.CentreKeys)),
-        new Int32DataFrameColumn("tokens", Masks.Select(r => r.Tokens)));
+    public DataFrame MaskFrame() => Tables.From(Masks.Select(r => new
+        {
+            r.Kind,
+            r.Factor,
+            Grid = $"{r.Height}×{r.Width}",
+            r.MinKeys,
+            r.MeanKeys,
+            r.MaxKeys,
+            r.CornerKeys,
+            r.CentreKeys,
+            r.Tokens,
+        }));
 
     /// <summary>The row of a method at a factor.</summary>
     public SampleRow Row(string method, int factor) => Rows.Single(r => r.Method == method && r.Factor == factor);

@@ -64,11 +64,7 @@ public sealed record LandmarkExactness(double GroupedMaxAbs, double AttendMaxAbs
         };
         rows.AddRange(TwinCases.Select(c => ("memory vs loop twin", c.Name, c.MaxAbs)));
         rows.AddRange(AllBlocksCases.Select(c => ("memory k = S vs training form", c.Name, c.MaxAbs)));
-        return new DataFrame(
-            new StringDataFrameColumn("check", rows.Select(r => r.Check)),
-            new StringDataFrameColumn("case", rows.Select(r => r.Case)),
-            new DoubleDataFrameColumn("max_abs", rows.Select(r => r.MaxAbs)),
-            new DoubleDataFrameColumn("tolerance", rows.Select(_ => Tolerance)));
+        return Tables.From(rows.Select(r => new { r.Check, r.Case, r.MaxAbs, Tolerance = Tolerance }));
     }
 }
 

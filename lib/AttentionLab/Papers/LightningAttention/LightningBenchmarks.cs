@@ -77,16 +77,18 @@ public sealed record SpeedSweep(IReadOnlyList<SpeedRow> Rows)
     /// Columns n, batch, method, ms (median over the rounds), best_ms, rounds, tokens_per_s and ms_per_seq (from the median),
     /// bytes (peak RSS growth of one call; empty where not measured).
     /// </summary>
-    public DataFrame ToDataFrame() => new(
-        new Int32DataFrameColumn("n", Rows.Select(r => r.SeqLen)),
-        new Int32DataFrameColumn("batch", Rows.Select(r => r.Batch)),
-        new StringDataFrameColumn("method", Rows.Select(r => r.Method)),
-        new DoubleDataFrameColumn("ms", Rows.Select(r => Math.Round(r.Ms, 2))),
-        new DoubleDataFrameColumn("best_ms", Rows.Select(r => Math.Round(r.BestMs, 2))),
-        new Int32DataFrameColumn("rounds", Rows.Select(r => r.Time.Repeats)),
-        new DoubleDataFrameColumn("tokens_per_s", Rows.Select(r => Math.Round(r.TokensPerSecond))),
-        new DoubleDataFrameColumn("ms_per_seq", Rows.Select(r => Math.Round(r.MsPerSequence, 3))),
-        new Int64DataFrameColumn("bytes", Rows.Select(r => r.PeakBytes)));
+    public DataFrame ToDataFrame() => Tables.From(Rows.Select(r => new
+        {
+            N = r.SeqLen,
+            r.Batch,
+            r.Method,
+            Ms = Math.Round(r.Ms, 2),
+            BestMs = Math.Round(r.BestMs, 2),
+            Rounds = r.Time.Repeats,
+            TokensPerS = Math.Round(r.TokensPerSecond),
+            MsPerSeq = Math.Round(r.MsPerSequence, 3),
+            Bytes = r.PeakBytes,
+        }));
 
     /// <summary>Per method: slope of time per sequence, tokens/s spread across n, slowdown from shortest to longest n.</summary>
     public DataFrame SummaryFrame()

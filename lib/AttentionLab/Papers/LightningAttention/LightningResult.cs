@@ -52,12 +52,14 @@ public sealed record LightningExactness(IReadOnlyList<FormError> Forms, IReadOnl
     public DataFrame ToDataFrame()
     {
         var all = Forms.Concat(Gradients).ToList();
-        return new DataFrame(
-            new StringDataFrameColumn("form", all.Select(f => f.Label)),
-            new StringDataFrameColumn("dtype", all.Select(f => f.DType)),
-            new StringDataFrameColumn("what", all.Select(f => f.What)),
-            new DoubleDataFrameColumn("max_abs_vs_masked", all.Select(f => f.Error.MaxAbs)),
-            new DoubleDataFrameColumn("rms_relative", all.Select(f => f.Error.RmsRelative)));
+        return Tables.From(all.Select(f => new
+            {
+                Form = f.Label,
+                Dtype = f.DType,
+                f.What,
+                MaxAbsVsMasked = f.Error.MaxAbs,
+                f.Error.RmsRelative,
+            }));
     }
 }
 

@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Bench;
+using AttentionLab.Core;
 using Microsoft.Data.Analysis;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -81,10 +82,12 @@ public static class RectifiedBenchmark
     }
 
     /// <summary>Columns: method, n, target_density, density, median_ms.</summary>
-    public static DataFrame ToDataFrame(IReadOnlyList<RectifiedBenchRow> rows) => new(
-        new StringDataFrameColumn("method", rows.Select(r => r.Method)),
-        new Int32DataFrameColumn("n", rows.Select(r => r.Length)),
-        new DoubleDataFrameColumn("target_density", rows.Select(r => r.TargetDensity)),
-        new DoubleDataFrameColumn("density", rows.Select(r => r.Density)),
-        new DoubleDataFrameColumn("median_ms", rows.Select(r => r.MedianMs)));
+    public static DataFrame ToDataFrame(IReadOnlyList<RectifiedBenchRow> rows) => Tables.From(rows.Select(r => new
+        {
+            r.Method,
+            N = r.Length,
+            r.TargetDensity,
+            r.Density,
+            r.MedianMs,
+        }));
 }

@@ -68,13 +68,7 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
     public IReadOnlyList<RectifiedTiming> Timings { get; init; } = Array.Empty<RectifiedTiming>();
 
     /// <summary>Columns: method, tokens, density, median_ms, min_ms, repeats.</summary>
-    public DataFrame TimingFrame() => new(
-        new StringDataFrameColumn("method", Timings.Select(t => t.Method)),
-        new Int32DataFrameColumn("tokens", Timings.Select(t => t.Tokens)),
-        new DoubleDataFrameColumn("density", Timings.Select(t => t.Density)),
-        new DoubleDataFrameColumn("median_ms", Timings.Select(t => t.MedianMs)),
-        new DoubleDataFrameColumn("min_ms", Timings.Select(t => t.MinMs)),
-        new Int32DataFrameColumn("repeats", Timings.Select(t => t.Repeats)));
+    public DataFrame TimingFrame() => Tables.From(Timings.Select(t => new { t.Method, t.Tokens, t.Density, t.MedianMs, t.MinMs, t.Repeats }));
 
     /// <summary>Columns: gamma, tau, density, selected_fraction, err_* and cos_* per variant (plain, scale, comp, gapr), frac_beneficial, selected_mass_bias.</summary>
     public DataFrame ToDataFrame()

@@ -58,12 +58,14 @@ public static class RecycledBenchmarks
     {
         ArgumentNullException.ThrowIfNull(rows);
         double Full(int n) => rows.First(r => r.Context == n && r.Method == "full").MsPerStep;
-        return new DataFrame(
-            new Int32DataFrameColumn("n", rows.Select(r => r.Context)),
-            new StringDataFrameColumn("method", rows.Select(r => r.Method)),
-            new DoubleDataFrameColumn("ms_per_step", rows.Select(r => r.MsPerStep)),
-            new DoubleDataFrameColumn("attended_mean", rows.Select(r => r.AttendedMean)),
-            new DoubleDataFrameColumn("expected_speedup", rows.Select(r => r.ExpectedSpeedup)),
-            new DoubleDataFrameColumn("measured_speedup", rows.Select(r => Full(r.Context) / r.MsPerStep)));
+        return Tables.From(rows.Select(r => new
+            {
+                N = r.Context,
+                r.Method,
+                r.MsPerStep,
+                r.AttendedMean,
+                r.ExpectedSpeedup,
+                MeasuredSpeedup = Full(r.Context) / r.MsPerStep,
+            }));
     }
 }

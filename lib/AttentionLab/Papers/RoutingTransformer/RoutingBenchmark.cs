@@ -67,9 +67,11 @@ public static class RoutingBenchmark
     }
 
     /// <summary>Columns: method, seq_len, clusters (= w = L for the routing layer), median_ms.</summary>
-    public static DataFrame ToDataFrame(IReadOnlyList<RoutingSpeedPoint> points) => new(
-        new StringDataFrameColumn("method", points.Select(p => p.Method)),
-        new Int32DataFrameColumn("seq_len", points.Select(p => p.SeqLen)),
-        new Int32DataFrameColumn("clusters", points.Select(p => p.Method == RoutingMethod ? (int?)p.Clusters : null)),
-        new DoubleDataFrameColumn("median_ms", points.Select(p => p.MedianMs)));
+    public static DataFrame ToDataFrame(IReadOnlyList<RoutingSpeedPoint> points) => Tables.From(points.Select(p => new
+        {
+            p.Method,
+            p.SeqLen,
+            Clusters = p.Method == RoutingMethod ? (int?)p.Clusters : null,
+            p.MedianMs,
+        }));
 }

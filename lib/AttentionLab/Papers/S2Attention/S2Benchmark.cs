@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Bench;
+using AttentionLab.Core;
 using Microsoft.Data.Analysis;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -104,18 +105,22 @@ public static class S2Benchmark
     }
 
     /// <summary>Columns: cache, n, ms_per_token, kv_bytes, held_per_head, max_abs_vs_full.</summary>
-    public static DataFrame ToDataFrame(IReadOnlyList<S2DecodeBenchRow> rows) => new(
-        new StringDataFrameColumn("cache", rows.Select(r => r.Cache)),
-        new Int32DataFrameColumn("n", rows.Select(r => r.Length)),
-        new DoubleDataFrameColumn("ms_per_token", rows.Select(r => r.MsPerToken)),
-        new Int64DataFrameColumn("kv_bytes", rows.Select(r => r.KvBytes)),
-        new DoubleDataFrameColumn("held_per_head", rows.Select(r => r.HeldPerHead)),
-        new DoubleDataFrameColumn("max_abs_vs_full", rows.Select(r => r.MaxAbsVsFull)));
+    public static DataFrame ToDataFrame(IReadOnlyList<S2DecodeBenchRow> rows) => Tables.From(rows.Select(r => new
+        {
+            r.Cache,
+            N = r.Length,
+            r.MsPerToken,
+            r.KvBytes,
+            r.HeldPerHead,
+            r.MaxAbsVsFull,
+        }));
 
     /// <summary>Columns: method, n, median_ms, flop_fraction.</summary>
-    public static DataFrame ToDataFrame(IReadOnlyList<S2BenchRow> rows) => new(
-        new StringDataFrameColumn("method", rows.Select(r => r.Method)),
-        new Int32DataFrameColumn("n", rows.Select(r => r.Length)),
-        new DoubleDataFrameColumn("median_ms", rows.Select(r => r.MedianMs)),
-        new DoubleDataFrameColumn("flop_fraction", rows.Select(r => r.FlopFraction)));
+    public static DataFrame ToDataFrame(IReadOnlyList<S2BenchRow> rows) => Tables.From(rows.Select(r => new
+        {
+            r.Method,
+            N = r.Length,
+            r.MedianMs,
+            r.FlopFraction,
+        }));
 }

@@ -39,11 +39,13 @@ public sealed record S2Exactness(IReadOnlyList<S2FormError> Forms, double LseMer
     public static double Tolerance(string dtype) => dtype == "float64" ? 1e-10 : 1e-5;
 
     /// <summary>Columns: form, dtype, max_abs_vs_naive, tolerance.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("form", Forms.Select(f => f.Form)),
-        new StringDataFrameColumn("dtype", Forms.Select(f => f.DType)),
-        new DoubleDataFrameColumn("max_abs_vs_naive", Forms.Select(f => f.MaxAbs)),
-        new DoubleDataFrameColumn("tolerance", Forms.Select(f => Tolerance(f.DType))));
+    public DataFrame ToDataFrame() => Tables.From(Forms.Select(f => new
+        {
+            f.Form,
+            Dtype = f.DType,
+            MaxAbsVsNaive = f.MaxAbs,
+            Tolerance = Tolerance(f.DType),
+        }));
 }
 
 /// <summary>Everything the P22 notebook shows, and its claims.</summary>
@@ -55,31 +57,30 @@ public sealed record S2Result(S2Experiment.Config Config, S2Exactness Exactness,
     public const double LearnedAccuracy = 0.9;
 
     /// <summary>Columns: variant, n, accuracy (probe), density, kv_tokens_per_head, coverage, ms.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("variant", Rows.Select(r => r.Variant)),
-        new Int32DataFrameColumn("n", Rows.Select(r => r.Length)),
-        new DoubleDataFrameColumn("accuracy", Rows.Select(r => r.Accuracy)),
-        new DoubleDataFrameColumn("density", Rows.Select(r => r.Density)),
-        new DoubleDataFrameColumn("kv_tokens_per_head", Rows.Select(r => r.KvTokensPerHead)),
-        new DoubleDataFrameColumn("coverage", Rows.Select(r => r.Coverage)),
-        new DoubleDataFrameColumn("ms", Rows.Select(r => r.Ms)));
+    public DataFrame ToDataFrame() => Tables.From(Rows.Select(r => new
+        {
+            r.Variant,
+            N = r.Length,
+            r.Accuracy,
+            r.Density,
+            r.KvTokensPerHead,
+            r.Coverage,
+            r.Ms,
+        }));
 
     /// <summary>Columns: variant, accuracy, off_stride_accuracy, final_loss, train_s, params (the trained needle test).</summary>
-    public DataFrame TrainedFrame() => new(
-        new StringDataFrameColumn("variant", Trained.Select(r => r.Variant)),
-        new DoubleDataFrameColumn("accuracy", Trained.Select(r => r.Accuracy)),
-        new DoubleDataFrameColumn("off_stride_accuracy", Trained.Select(r => r.OffStrideAccuracy)),
-        new DoubleDataFrameColumn("final_loss", Trained.Select(r => r.FinalLoss)),
-        new DoubleDataFrameColumn("train_s", Trained.Select(r => r.TrainSeconds)),
-        new Int64DataFrameColumn("params", Trained.Select(r => r.Params)));
+    public DataFrame TrainedFrame() => Tables.From(Trained.Select(r => new
+        {
+            r.Variant,
+            r.Accuracy,
+            r.OffStrideAccuracy,
+            r.FinalLoss,
+            TrainS = r.TrainSeconds,
+            r.Params,
+        }));
 
     /// <summary>Columns: step, held_per_head, full_tokens, kv_bytes, full_kv_bytes.</summary>
-    public DataFrame DecodeFrame() => new(
-        new Int32DataFrameColumn("step", Decode.Rows.Select(r => r.Step)),
-        new DoubleDataFrameColumn("held_per_head", Decode.Rows.Select(r => r.HeldPerHead)),
-        new Int64DataFrameColumn("full_tokens", Decode.Rows.Select(r => r.FullTokens)),
-        new Int64DataFrameColumn("kv_bytes", Decode.Rows.Select(r => r.KvBytes)),
-        new Int64DataFrameColumn("full_kv_bytes", Decode.Rows.Select(r => r.FullKvBytes)));
+    public DataFrame DecodeFrame() => Tables.From(Decode.Rows.Select(r => new { r.Step, r.HeldPerHead, r.FullTokens, r.KvBytes, r.FullKvBytes }));
 
     /// <summary>Mean probe accuracy of a variant over every length and depth.</summary>
     public double Accuracy(string variant) => Cells.Where(c => c.Variant == variant).Average(c => c.Accuracy);

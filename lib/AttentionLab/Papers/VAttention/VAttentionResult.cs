@@ -18,16 +18,15 @@ public sealed record VAttentionExactness(IReadOnlyList<PageCheck> Arithmetic, IR
     public const double Tolerance = 1e-6;
 
     /// <summary>Columns: form, max_abs_vs_naive, rms_relative.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("form", Forms.Select(f => f.Form)),
-        new DoubleDataFrameColumn("max_abs_vs_naive", Forms.Select(f => f.Error.MaxAbs)),
-        new DoubleDataFrameColumn("rms_relative", Forms.Select(f => f.Error.RmsRelative)));
+    public DataFrame ToDataFrame() => Tables.From(Forms.Select(f => new
+        {
+            f.Form,
+            MaxAbsVsNaive = f.Error.MaxAbs,
+            f.Error.RmsRelative,
+        }));
 
     /// <summary>Columns: what, library, by_hand.</summary>
-    public DataFrame ArithmeticFrame() => new(
-        new StringDataFrameColumn("what", Arithmetic.Select(a => a.What)),
-        new Int64DataFrameColumn("library", Arithmetic.Select(a => a.Library)),
-        new Int64DataFrameColumn("by_hand", Arithmetic.Select(a => a.ByHand)));
+    public DataFrame ArithmeticFrame() => Tables.From(Arithmetic.Select(a => new { a.What, a.Library, a.ByHand }));
 }
 
 /// <summary>The simulator's books, checked at every step of every run (spec §6).</summary>
@@ -81,44 +80,50 @@ public sealed record VAttentionResult(VAttentionExperiment.Config Config, Reques
     public SimulationRun Of(MemoryPolicy policy) => Runs.First(r => r.Policy == policy);
 
     /// <summary>One row per policy with every simulator metric (memory in GB = 10⁹ B).</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("policy", Runs.Select(r => r.Name)),
-        new Int32DataFrameColumn("max_batch", Runs.Select(r => r.MaxBatch)),
-        new DoubleDataFrameColumn("mean_batch", Runs.Select(r => r.MeanBatch)),
-        new Int64DataFrameColumn("fits_at_median_len", Runs.Select(r => r.CapacityAtMedian)),
-        new DoubleDataFrameColumn("fragmentation", Runs.Select(r => r.MeanFragmentation)),
-        new DoubleDataFrameColumn("wasted_gb", Runs.Select(r => r.MeanWastedBytes / GB)),
-        new DoubleDataFrameColumn("reclaimable_gb", Runs.Select(r => r.MeanReclaimableBytes / GB)),
-        new DoubleDataFrameColumn("peak_reserved_gb", Runs.Select(r => r.PeakReserved / GB)),
-        new DoubleDataFrameColumn("utilisation", Runs.Select(r => r.MeanUtilisation)),
-        new DoubleDataFrameColumn("virtual_gb", Runs.Select(r => r.VirtualBytes / GB)),
-        new Int64DataFrameColumn("alloc_events", Runs.Select(r => r.AllocationCalls)),
-        new DoubleDataFrameColumn("alloc_events_per_step", Runs.Select(r => r.AllocationCallsPerStep)),
-        new Int64DataFrameColumn("free_events", Runs.Select(r => r.FreeCalls)),
-        new Int32DataFrameColumn("preemptions", Runs.Select(r => r.Preemptions)),
-        new Int32DataFrameColumn("iterations", Runs.Select(r => r.Makespan)));
+    public DataFrame ToDataFrame() => Tables.From(Runs.Select(r => new
+        {
+            Policy = r.Name,
+            r.MaxBatch,
+            r.MeanBatch,
+            FitsAtMedianLen = r.CapacityAtMedian,
+            Fragmentation = r.MeanFragmentation,
+            WastedGb = r.MeanWastedBytes / GB,
+            ReclaimableGb = r.MeanReclaimableBytes / GB,
+            PeakReservedGb = r.PeakReserved / GB,
+            Utilisation = r.MeanUtilisation,
+            VirtualGb = r.VirtualBytes / GB,
+            AllocEvents = r.AllocationCalls,
+            AllocEventsPerStep = r.AllocationCallsPerStep,
+            FreeEvents = r.FreeCalls,
+            r.Preemptions,
+            Iterations = r.Makespan,
+        }));
 
     /// <summary>The attention benchmark: phase, n, method, block, median µs, max |Δ| vs contiguous, bytes used and held.</summary>
-    public DataFrame BenchFrame() => new(
-        new StringDataFrameColumn("phase", Bench.Select(r => r.Phase)),
-        new Int32DataFrameColumn("n", Bench.Select(r => r.SeqLen)),
-        new StringDataFrameColumn("method", Bench.Select(r => r.Method)),
-        new Int32DataFrameColumn("block", Bench.Select(r => r.BlockTokens)),
-        new DoubleDataFrameColumn("median_us", Bench.Select(r => r.MedianUs)),
-        new DoubleDataFrameColumn("vs_contiguous", Bench.Select(r => r.MedianUs / Contiguous(r).MedianUs)),
-        new DoubleDataFrameColumn("max_abs_vs_contiguous", Bench.Select(r => r.MaxAbsVsContiguous)),
-        new Int64DataFrameColumn("used_bytes", Bench.Select(r => r.UsedBytes)),
-        new Int64DataFrameColumn("held_bytes", Bench.Select(r => r.HeldBytes)));
+    public DataFrame BenchFrame() => Tables.From(Bench.Select(r => new
+        {
+            r.Phase,
+            N = r.SeqLen,
+            r.Method,
+            Block = r.BlockTokens,
+            r.MedianUs,
+            VsContiguous = r.MedianUs / Contiguous(r).MedianUs,
+            r.MaxAbsVsContiguous,
+            r.UsedBytes,
+            r.HeldBytes,
+        }));
 
     /// <summary>KV bytes per decode step: used, paged (allocated blocks, whole pool), vAttention pages (computed), full reservation.</summary>
-    public DataFrame DecodeFrame() => new(
-        new Int32DataFrameColumn("step", Decode.Select(d => d.Step)),
-        new Int64DataFrameColumn("used", Decode.Select(d => d.UsedBytes)),
-        new Int64DataFrameColumn("paged_allocated", Decode.Select(d => d.PagedAllocatedBytes)),
-        new Int64DataFrameColumn("paged_pool", Decode.Select(d => d.PagedPoolBytes)),
-        new Int64DataFrameColumn("vattention_mapped", Decode.Select(d => d.VirtualMappedBytes)),
-        new Int64DataFrameColumn("full_reservation", Decode.Select(d => d.FullBytes)),
-        new DoubleDataFrameColumn("max_abs_paged_vs_contiguous", Decode.Select(d => d.MaxAbsPagedVsContiguous)));
+    public DataFrame DecodeFrame() => Tables.From(Decode.Select(d => new
+        {
+            d.Step,
+            Used = d.UsedBytes,
+            PagedAllocated = d.PagedAllocatedBytes,
+            PagedPool = d.PagedPoolBytes,
+            VattentionMapped = d.VirtualMappedBytes,
+            FullReservation = d.FullBytes,
+            d.MaxAbsPagedVsContiguous,
+        }));
 
     BenchRow Contiguous(BenchRow r) => Bench.First(c => c.Phase == r.Phase && c.SeqLen == r.SeqLen && c.Method == DecodeAttentionBench.ContiguousName);
 
