@@ -32,11 +32,9 @@ sealed class BenchArgs(BenchCommand command, ParseResult result)
     public int? OptionalInt(string name) => Get<int?>(name);
     /// <summary>A comma-separated integer list (validated at parse time); <paramref name="fallback"/> when absent and undeclared.</summary>
     public int[] Ints(string name, string? fallback = null) =>
-        BenchCli.ParseList(Get<string>(name) ?? fallback ?? throw new ArgumentException($"--{name} has no default.", nameof(fallback)),
-            s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) ? v : (int?)null)!;
+        BenchCli.ParseList(Get<string>(name) ?? fallback ?? throw new ArgumentException($"--{name} has no default.", nameof(fallback)), BenchCli.PositiveInt)!;
     /// <summary>A comma-separated list of numbers (validated at parse time).</summary>
-    public double[] Doubles(string name) =>
-        BenchCli.ParseList(Text(name), s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) ? v : (double?)null)!;
+    public double[] Doubles(string name) => BenchCli.ParseList(Text(name), BenchCli.Number)!;
     /// <summary>--lengths.</summary>
     public int[] Lengths(string? fallback = null) => Ints("lengths", fallback);
 
@@ -55,7 +53,8 @@ sealed class BenchArgs(BenchCommand command, ParseResult result)
     public void PrintHeader(Device device)
     {
         Console.WriteLine($"date (UTC): {DateTime.UtcNow:yyyy-MM-dd HH:mm}");
-        Console.WriteLine($"device: {device} · {Machine.CpuModel()} · {Environment.ProcessorCount} cores visible · torch threads {torch.get_num_threads()} · load average {Machine.LoadAverage()}");
+        Console.WriteLine($"device: {device} · {Machine.CpuModel()} · {Environment.ProcessorCount} cores visible · " +
+                          $"torch threads {torch.get_num_threads()} · load average {Machine.LoadAverage()}");
         Console.WriteLine($"library: {BuildInfo.Current.Describe(DateTimeOffset.UtcNow)}");
         Console.WriteLine($"command: dotnet run --project lib/AttentionLab.Bench -c Release -- {string.Join(' ', Raw.Select(Quoted))}");
     }

@@ -113,7 +113,7 @@ static class BenchCli
         if (fallback is not null) o.DefaultValueFactory = _ => fallback;
         o.Validators.Add(r =>
         {
-            if (r.Tokens.Count > 0 && ParseList<int>(r.Tokens[0].Value, s => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0 ? v : (int?)null) is null)
+            if (r.Tokens.Count > 0 && ParseList(r.Tokens[0].Value, PositiveInt) is null)
                 r.AddError($"{o.Name} must be comma-separated positive integers, got '{r.Tokens[0].Value}'.");
         });
         return o;
@@ -125,7 +125,7 @@ static class BenchCli
         var o = new Option<string>("--" + name) { Description = help, DefaultValueFactory = _ => fallback };
         o.Validators.Add(r =>
         {
-            if (r.Tokens.Count > 0 && ParseList<double>(r.Tokens[0].Value, s => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) ? v : (double?)null) is null)
+            if (r.Tokens.Count > 0 && ParseList(r.Tokens[0].Value, Number) is null)
                 r.AddError($"{o.Name} must be comma-separated numbers, got '{r.Tokens[0].Value}'.");
         });
         return o;
@@ -137,6 +137,12 @@ static class BenchCli
         Int("threads", 1, "torch threads"),
         Text("device", "cpu", "cpu or cuda (cuda:N)"),
     ];
+
+    /// <summary>A positive integer, or null.</summary>
+    public static int? PositiveInt(string s) => int.TryParse(s, NumberStyles.Integer, CultureInfo.InvariantCulture, out int v) && v > 0 ? v : null;
+
+    /// <summary>A number, or null.</summary>
+    public static double? Number(string s) => double.TryParse(s, NumberStyles.Float, CultureInfo.InvariantCulture, out double v) ? v : null;
 
     /// <summary>The items of a comma-separated list, or null when one does not parse.</summary>
     public static T[]? ParseList<T>(string text, Func<string, T?> parse) where T : struct

@@ -21,7 +21,10 @@ public interface ISweepPoint
     string? Pass => null;
 }
 
-/// <summary>One timing of a length sweep: method, n, median ms of one call, peak-memory growth in MiB where measured, and the pass timed where a sweep has several.</summary>
+/// <summary>
+/// One timing of a length sweep: method, n, median ms of one call, peak-memory growth in MiB where measured, and the pass
+/// timed where a sweep has several.
+/// </summary>
 public sealed record SweepPoint(string Method, int SeqLen, double MedianMs, double? PeakMiB = null, string? Pass = null) : ISweepPoint;
 
 /// <summary>

@@ -5,7 +5,7 @@ using Microsoft.Data.Analysis;
 namespace AttentionLab.Papers.Aaren;
 
 /// <summary>One final metric. StateBytesAtN: streaming state of one sequence after N tokens (KV cache, RNN state, last value).</summary>
-public sealed record MetricRow(string Model, string Task, string Metric, double Value, long Params, long StateBytesAtN);
+public sealed record MetricRow(string Model, string Task, string Metric, double Value, long Params, [property: Column("state_bytes_at_N")] long StateBytesAtN);
 
 /// <summary>A streaming curve summarised in windows: t, median latency (ms) and state bytes per window.</summary>
 public sealed record StreamCurve(string Model, int[] T, double[] LatencyMs, long[] StateBytes);
@@ -73,13 +73,7 @@ public sealed record AarenResult(
     public double TransformerMse => TransformerTestMse[^1];
 
     /// <summary>Columns: model, task, metric, value, params, state_bytes_at_N.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("model", Metrics.Select(m => m.Model)),
-        new StringDataFrameColumn("task", Metrics.Select(m => m.Task)),
-        new StringDataFrameColumn("metric", Metrics.Select(m => m.Metric)),
-        new DoubleDataFrameColumn("value", Metrics.Select(m => m.Value)),
-        new Int64DataFrameColumn("params", Metrics.Select(m => m.Params)),
-        new Int64DataFrameColumn("state_bytes_at_N", Metrics.Select(m => m.StateBytesAtN)));
+    public DataFrame ToDataFrame() => Tables.From(Metrics);
 
     /// <summary>Columns: form, seq_len, median_ms, peak_mib (empty where memory was not measurable), memory (what was measured).</summary>
     public DataFrame ScalingFrame() => Tables.From(Scaling.Select(p => new { p.Form, p.SeqLen, p.MedianMs, p.PeakMiB, Memory = p.MemoryMethod }));

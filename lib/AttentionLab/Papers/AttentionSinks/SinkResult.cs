@@ -119,50 +119,55 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
     /// One row per (variant, seed): losses, copy accuracy, sink rate, largest a_s, σ, massive activation, no-op channels,
     /// streaming at the end.
     /// </summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("variant", Runs.Select(r => r.Kind.ToString())),
-        new Int32DataFrameColumn("seed", Runs.Select(r => r.Seed)),
-        new DoubleDataFrameColumn("train_loss", Runs.Select(r => r.FinalTrainLoss)),
-        new DoubleDataFrameColumn("val_loss", Runs.Select(r => r.Final.ValidationLoss)),
-        new DoubleDataFrameColumn("copy_acc", Runs.Select(r => r.Final.CopyAccuracy)),
-        new DoubleDataFrameColumn("sink_rate", Runs.Select(r => r.Final.SinkRate)),
-        new DoubleDataFrameColumn("max_sink_score", Runs.Select(r => r.Final.MaxSinkScore)),
-        new DoubleDataFrameColumn("sink_head_attention", Runs.Select(r => r.Final.SinkHeadAttention(Config.Epsilon))),
-        new DoubleDataFrameColumn("sink_head_output_share", Runs.Select(r => r.Final.SinkHeadOutputShare(Config.Epsilon))),
-        new DoubleDataFrameColumn("mean_output_share", Runs.Select(r => r.Final.MeanOutputShare)),
-        new DoubleDataFrameColumn("register_sink_rate", Runs.Select(r => r.Final.RegisterSinkRate(Config.Epsilon))),
-        new DoubleDataFrameColumn("massive_act_max", Runs.Select(r => r.Final.MassiveActivation.Max())),
-        new DoubleDataFrameColumn("attend_nowhere", Runs.Select(r => r.Final.AttendNowhere)),
-        new DoubleDataFrameColumn("gate_closed", Runs.Select(r => r.Final.GateClosed)),
-        new DoubleDataFrameColumn($"stream_{Config.StreamFactor}x_window", Runs.Select(r => r.LastChunk(SinkExperiment.WindowOnly))),
-        new DoubleDataFrameColumn($"stream_{Config.StreamFactor}x_sink_window", Runs.Select(r => r.LastChunk(SinkExperiment.SinkWindow))),
-        new DoubleDataFrameColumn($"stream_{Config.StreamFactor}x_dense", Runs.Select(r => r.LastChunk(SinkExperiment.Dense))),
-        new DoubleDataFrameColumn($"stream_{Config.StreamFactor}x_recompute", Runs.Select(r => r.LastChunk(SinkExperiment.Recompute))),
-        new DoubleDataFrameColumn("train_s", Runs.Select(r => r.TrainTime.TotalSeconds)));
+    public DataFrame ToDataFrame()
+    {
+        var frame = Tables.From(Runs.Select(r => new
+        {
+            Variant = r.Kind.ToString(),
+            r.Seed,
+            TrainLoss = r.FinalTrainLoss,
+            ValLoss = r.Final.ValidationLoss,
+            CopyAcc = r.Final.CopyAccuracy,
+            r.Final.SinkRate,
+            r.Final.MaxSinkScore,
+            SinkHeadAttention = r.Final.SinkHeadAttention(Config.Epsilon),
+            SinkHeadOutputShare = r.Final.SinkHeadOutputShare(Config.Epsilon),
+            r.Final.MeanOutputShare,
+            RegisterSinkRate = r.Final.RegisterSinkRate(Config.Epsilon),
+            MassiveActMax = r.Final.MassiveActivation.Max(),
+            r.Final.AttendNowhere,
+            r.Final.GateClosed,
+        }));
+        foreach (var (suffix, policy) in new[] { ("window", SinkExperiment.WindowOnly), ("sink_window", SinkExperiment.SinkWindow),
+                     ("dense", SinkExperiment.Dense), ("recompute", SinkExperiment.Recompute) })
+            frame.Columns.Add(new DoubleDataFrameColumn($"stream_{Config.StreamFactor}x_{suffix}", Runs.Select(r => r.LastChunk(policy))));   // named by the factor
+        frame.Columns.Add(new DoubleDataFrameColumn("train_s", Runs.Select(r => r.TrainTime.TotalSeconds)));
+        return frame;
+    }
 
     /// <summary>One row per variant: mean and seed range (min, max) of sink rate, σ in sink heads, validation loss and copy accuracy.</summary>
     public DataFrame SummaryFrame()
     {
-        var kinds = Config.Variants;
-        var rate = kinds.Select(k => Stats(k, r => r.Final.SinkRate)).ToList();
-        var share = kinds.Select(k => Stats(k, r => r.Final.SinkHeadOutputShare(Config.Epsilon))).ToList();
-        var attention = kinds.Select(k => Stats(k, r => r.Final.SinkHeadAttention(Config.Epsilon))).ToList();
-        var loss = kinds.Select(k => Stats(k, r => r.Final.ValidationLoss)).ToList();
-        var copy = kinds.Select(k => Stats(k, r => r.Final.CopyAccuracy)).ToList();
-        return new DataFrame(
-            new StringDataFrameColumn("variant", kinds.Select(k => k.ToString())),
-            new Int32DataFrameColumn("seeds", rate.Select(s => s.Count)),
-            new DoubleDataFrameColumn("sink_rate_mean", rate.Select(s => s.Mean)),
-            new DoubleDataFrameColumn("sink_rate_min", rate.Select(s => s.Min)),
-            new DoubleDataFrameColumn("sink_rate_max", rate.Select(s => s.Max)),
-            new DoubleDataFrameColumn("sink_head_attention_mean", attention.Select(s => s.Mean)),
-            new DoubleDataFrameColumn("sink_head_output_share_mean", share.Select(s => s.Mean)),
-            new DoubleDataFrameColumn("sink_head_output_share_min", share.Select(s => s.Min)),
-            new DoubleDataFrameColumn("sink_head_output_share_max", share.Select(s => s.Max)),
-            new DoubleDataFrameColumn("val_loss_mean", loss.Select(s => s.Mean)),
-            new DoubleDataFrameColumn("val_loss_min", loss.Select(s => s.Min)),
-            new DoubleDataFrameColumn("val_loss_max", loss.Select(s => s.Max)),
-            new DoubleDataFrameColumn("copy_acc_min", copy.Select(s => s.Min)));
+        return Tables.From(Config.Variants
+            .Select(k => (Kind: k, Rate: Stats(k, r => r.Final.SinkRate), Share: Stats(k, r => r.Final.SinkHeadOutputShare(Config.Epsilon)),
+                Attention: Stats(k, r => r.Final.SinkHeadAttention(Config.Epsilon)), Loss: Stats(k, r => r.Final.ValidationLoss),
+                Copy: Stats(k, r => r.Final.CopyAccuracy)))
+            .Select(v => new
+            {
+                Variant = v.Kind.ToString(),
+                Seeds = v.Rate.Count,
+                SinkRateMean = v.Rate.Mean,
+                SinkRateMin = v.Rate.Min,
+                SinkRateMax = v.Rate.Max,
+                SinkHeadAttentionMean = v.Attention.Mean,
+                SinkHeadOutputShareMean = v.Share.Mean,
+                SinkHeadOutputShareMin = v.Share.Min,
+                SinkHeadOutputShareMax = v.Share.Max,
+                ValLossMean = v.Loss.Mean,
+                ValLossMin = v.Loss.Min,
+                ValLossMax = v.Loss.Max,
+                CopyAccMin = v.Copy.Min,
+            }));
     }
 
     /// <summary>Sink score a_s of every head: rows "variant · layer" (first seed), columns heads.</summary>

@@ -139,13 +139,11 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
     public DataFrame PrototypeFrame()
     {
         var rows = PrototypeRows();
-        return new DataFrame(
-            new StringDataFrameColumn("name", rows.Select(r => r.Name)),
-            new Int32DataFrameColumn("N", rows.Select(r => r.Pairs)),
-            new DoubleDataFrameColumn("ours", rows.Select(r => r.Ours)),
-            new DoubleDataFrameColumn("spec_prototype", rows.Select(r => r.Prototype)),
-            new DoubleDataFrameColumn("abs_diff", rows.Select(r => Math.Abs(r.Ours - r.Prototype))));
+        return Tables.From(rows.Select(r => new PrototypeRow(r.Name, r.Pairs, r.Ours, r.Prototype, Math.Abs(r.Ours - r.Prototype))));
     }
+
+    /// <summary>A row of <see cref="PrototypeFrame"/> (N keeps the spec's capital).</summary>
+    sealed record PrototypeRow(string Name, [property: Column("N")] int Pairs, double Ours, [property: Column("spec_prototype")] double Prototype, double AbsDiff);
 
     /// <summary>The probe points the spec's prototype table names, beside its numbers.</summary>
     public IReadOnlyList<(string Name, int Pairs, double Ours, double Prototype)> PrototypeRows() =>

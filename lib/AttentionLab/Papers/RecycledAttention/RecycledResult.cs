@@ -40,17 +40,13 @@ public sealed record RecycledResult(RecycledExperiment.Config Config, RecycledEx
 {
     /// <summary>Columns: policy, K (baselines: key budget), S, tau, accuracy, exact_match, attended_mean, full_step_fraction,
     /// kv_bytes_read_per_token, ms_per_token.</summary>
-    public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("policy", Rows.Select(r => r.Policy)),
-        new Int32DataFrameColumn("K", Rows.Select(r => r.TopK)),
-        new Int32DataFrameColumn("S", Rows.Select(r => r.Stride)),
-        new DoubleDataFrameColumn("tau", Rows.Select(r => r.Tau)),
-        new DoubleDataFrameColumn("accuracy", Rows.Select(r => r.TokenAccuracy)),
-        new DoubleDataFrameColumn("exact_match", Rows.Select(r => r.ExactMatch)),
-        new DoubleDataFrameColumn("attended_mean", Rows.Select(r => r.AttendedMean)),
-        new DoubleDataFrameColumn("full_step_fraction", Rows.Select(r => r.FullStepFraction)),
-        new DoubleDataFrameColumn("kv_bytes_read_per_token", Rows.Select(r => r.KvBytesReadPerToken)),
-        new DoubleDataFrameColumn("ms_per_token", Rows.Select(r => r.MsPerToken)));
+    public DataFrame ToDataFrame() => Tables.From(Rows.Select(r => new TableRow(r.Policy, r.TopK, r.Stride, r.Tau, r.TokenAccuracy, r.ExactMatch,
+        r.AttendedMean, r.FullStepFraction, r.KvBytesReadPerToken, r.MsPerToken)));
+
+    /// <summary>A row of <see cref="ToDataFrame"/> (K and S keep the paper's capitals).</summary>
+    sealed record TableRow(string Policy, [property: Column("K")] int TopK, [property: Column("S")] int Stride, double Tau,
+        [property: Column("accuracy")] double TokenAccuracy, double ExactMatch, double AttendedMean, double FullStepFraction,
+        double KvBytesReadPerToken, double MsPerToken);
 
     /// <summary>The row of <paramref name="policy"/> at K (baselines: budget; and S for recycled).</summary>
     public PolicyRow Row(string policy, int k, int s = 0) => Rows.FirstOrDefault(r => r.Policy == policy && r.TopK == k && r.Stride == s)
