@@ -60,6 +60,9 @@ public static class Conformance
     /// <inheritdoc cref="ShapesWith(object, object)"/>
     public static IEnumerable<object[]> ShapesWith(object a, object b, object c) => Cross(a, b, c);
 
+    /// <inheritdoc cref="ShapesWith(object, object)"/>
+    public static IEnumerable<object[]> ShapesWith(object a, object b, object c, object d) => Cross(a, b, c, d);
+
     static IEnumerable<object[]> Cross(params object[] variants) => Grid.SelectMany(s => variants.Select(v => new object[] { s, v }));
 
     /// <summary>
@@ -107,7 +110,7 @@ public static class Conformance
         var byInput = new Tensor?[leaves.Length];
         // an input the output does not depend on (T = 1: the softmax of one score is 1) gets no gradient: it is zero
         for (int i = 0, g = 0; i < leaves.Length; i++)
-            if (leaves[i].requires_grad) byInput[i] = grads[g++] is { } grad && grad.Handle != IntPtr.Zero ? grad : torch.zeros_like(leaves[i]);
+            if (leaves[i].requires_grad) byInput[i] = grads[g++] is { IsInvalid: false } grad ? grad : torch.zeros_like(leaves[i]);
         return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), byInput);
     }
 
