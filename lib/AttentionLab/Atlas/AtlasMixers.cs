@@ -14,10 +14,22 @@ namespace AttentionLab.Atlas;
 /// <summary>
 /// One efficient mixer of the atlas: a name, its family (the colour of the plots) and how to build it at width d with H
 /// heads. Every model is zoology's 2-layer MQAR layout — a <see cref="BaseConv"/> (the local shift) and then this mixer —
-/// so only the mixer differs. <paramref name="LandmarkBlock"/> &gt; 0 marks a landmark mixer: the atlas inserts a landmark
-/// token after every ℓ_b tokens of its sequences (labels −100 there) and counts its state instead of streaming it.
+/// so only the mixer differs.
 /// </summary>
-public sealed record AtlasMixer(string Name, string Family, Func<int, int, nn.Module<Tensor, Tensor>> Build, int LandmarkBlock = 0, int LandmarkTopK = 0);
+/// <param name="Name">The point's label.</param>
+/// <param name="Family">The plots' colour group.</param>
+/// <param name="Build">(d, H) → the mixer.</param>
+/// <param name="Sequences">How the mixer's sequences differ from plain MQAR (Landmark inserts its landmark tokens), or null.</param>
+/// <param name="CountedStateBytes">For a mixer whose state is counted rather than streamed: (T, H, D_h) → the bytes its decode
+/// step must hold, beyond the conv layer's state; null streams the model and measures the state.</param>
+public sealed record AtlasMixer(string Name, string Family, Func<int, int, nn.Module<Tensor, Tensor>> Build,
+    AtlasSequences? Sequences = null, Func<int, int, int, long>? CountedStateBytes = null);
+
+/// <summary>
+/// A mixer's own reading of the MQAR sequences: <see cref="ExtraVocab"/> token ids it adds, the token sequence it reads
+/// (tokens [N, T], vocab → [N, T′]) and the labels aligned with it (labels [N, T] → [N, T′], −100 on tokens it inserted).
+/// </summary>
+public sealed record AtlasSequences(int ExtraVocab, Func<Tensor, int, Tensor> Tokens, Func<Tensor, Tensor> Labels);
 
 /// <summary>
 /// The library's sequence mixers that can be trained on MQAR. Decode-time policies (Recycled Attention, DELTA, StreamingLLM,
@@ -62,7 +74,9 @@ public static class AtlasMixers
     /// (<see cref="LandmarkCost"/>) — while the full block store (every K and V, like attention's cache) can sit in slow memory.
     /// </summary>
     public static AtlasMixer Landmark(int blockSize = 8, int topK = 2) => new($"Landmark ℓ_b={blockSize} k={topK}", "Landmark",
-        (d, h) => new LandmarkAttentionLayer(d, h, blockSize, rope: true), LandmarkBlock: blockSize, LandmarkTopK: topK);
+        (d, h) => new LandmarkAttentionLayer(d, h, blockSize, rope: true),
+        new AtlasSequences(1, (tokens, vocab) => LandmarkTokens.Insert(tokens, blockSize, vocab).Ids, labels => LandmarkTokens.InsertLabels(labels, blockSize)),
+        (length, heads, headDim) => LandmarkCost.At(length, blockSize, topK, heads, headDim).LandmarkKvBytes);
 
     /// <summary>The smoke set: one or two points per family.</summary>
     public static IReadOnlyList<AtlasMixer> Smoke { get; } = new[]

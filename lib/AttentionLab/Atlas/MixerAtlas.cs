@@ -3,7 +3,6 @@ using AttentionLab.Core;
 using AttentionLab.Data;
 using AttentionLab.Models;
 using AttentionLab.Papers.Based;
-using AttentionLab.Papers.LandmarkAttention;
 using AttentionLab.Papers.S2Attention;
 using AttentionLab.Train;
 using TorchSharp;
@@ -90,13 +89,13 @@ public sealed class MixerAtlas : IPaperExperiment<MixerAtlas.Config, AtlasResult
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(c.Seed);
-        int lb = mixer.LandmarkBlock;
-        bool landmark = lb > 0;
-        // A landmark mixer reads sequences with a landmark token (id = Vocab) after every ℓ_b tokens; its labels are −100 there.
-        Tensor Tokens(Tensor t) => landmark ? LandmarkTokens.Insert(t, lb, c.Vocab).Ids : t;
-        Tensor Labels(Tensor l) => landmark ? LandmarkTokens.InsertLabels(l, lb) : l;
+        // A mixer with its own sequences (Landmark: a landmark token after every ℓ_b tokens, labels −100 there) reads those.
+        var seq = mixer.Sequences;
+        Tensor Tokens(Tensor t) => seq is null ? t : seq.Tokens(t, c.Vocab);
+        Tensor Labels(Tensor l) => seq is null ? l : seq.Labels(l);
         var (trainTokens, trainLabels, testTokens, testLabels) = (Tokens(train.Tokens), Labels(train.Labels), Tokens(test.Tokens), Labels(test.Labels));
-        var model = new TinyGptConfig(Layers: 2, DModel: c.DModel, Heads: c.Heads, VocabSize: c.Vocab + (landmark ? 1 : 0), Mlp: false, MaxLength: (int)testTokens.shape[1]);
+        var model = new TinyGptConfig(Layers: 2, DModel: c.DModel, Heads: c.Heads, VocabSize: c.Vocab + (seq?.ExtraVocab ?? 0), Mlp: false,
+            MaxLength: (int)testTokens.shape[1]);
         using var net = new TinyGpt(model, layer => layer == 0 ? new BaseConv(c.DModel) : mixer.Build(c.DModel, c.Heads)).to(device);
         var options = new TrainOptions(c.Steps, c.LearningRate, WarmupSteps: c.Steps / 10, ReportEvery: c.Steps);
         var history = Trainer.Fit(net, step =>
@@ -114,11 +113,11 @@ public sealed class MixerAtlas : IPaperExperiment<MixerAtlas.Config, AtlasResult
             recall = predicted.eq(testLabels).logical_and(scored).sum().item<long>() / (double)Math.Max(1, scored.sum().item<long>());
         }
         var time = Benchmark.Time(() => { using var _ = torch.no_grad(); net.call(testTokens).Dispose(); }, warmup: 1, repeats: c.TimingRepeats);
-        double tokensPerSecond = test.Tokens.numel() / (time.MinMs / 1000.0);                 // ordinary tokens (landmarks are overhead)
-        if (landmark)
+        double tokensPerSecond = test.Tokens.numel() / (time.MinMs / 1000.0);                 // ordinary tokens (inserted ones are overhead)
+        if (mixer.CountedStateBytes is { } counted)
         {
             long conv = ((BaseConv)net.Blocks[0].Mixer).StateBytes();
-            long working = LandmarkCost.At(c.SeqLen, lb, mixer.LandmarkTopK, c.Heads, c.DModel / c.Heads).LandmarkKvBytes;
+            long working = counted(c.SeqLen, c.Heads, c.DModel / c.Heads);
             return new AtlasPoint(mixer.Name, mixer.Family, recall, conv + working, tokensPerSecond, net.ParameterCount, double.NaN,
                 history.Elapsed.TotalSeconds, StateCounted: true);
         }
@@ -134,7 +133,7 @@ public sealed class MixerAtlas : IPaperExperiment<MixerAtlas.Config, AtlasResult
     /// <summary>State bytes after streaming one sequence and max |Step − forward|; (null, NaN) for a mixer that cannot stream.</summary>
     static (long? Bytes, double MaxAbs) Stream(TinyGpt net, Tensor tokens)
     {
-        if (net.Blocks.Any(b => b.Mixer is not IStreamingMixer)) return (null, double.NaN);
+        if (net.Blocks.Any(b => b.Mixer is not IStreamingMixer { CanStream: true })) return (null, double.NaN);
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
         using var state = net.NewState(1);

@@ -151,6 +151,9 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     /// <summary>y = concat_h(z_h) W_O: [B, T, d] from z [B, T, H, Dv] and the mixer's input x (a gate may use x).</summary>
     protected virtual Tensor Output(Tensor z, Tensor x) => proj.call(z.reshape(z.shape[0], z.shape[1], Heads * ValueDim));
 
+    /// <summary>True when the mixer decodes token by token (<see cref="NewState"/>, <see cref="Step"/>); a mixer without a decode form overrides it.</summary>
+    public virtual bool CanStream => true;
+
     /// <summary>An empty decode state for <paramref name="batch"/> sequences, owned by this mixer (<see cref="CreateState"/> makes it).</summary>
     public MixerState NewState(long batch, ScalarType dtype, Device device)
     {

@@ -18,6 +18,8 @@ public abstract class MixerState : IDisposable
 /// <summary>A sequence mixer that can also run one token at a time, reproducing its causal forward pass.</summary>
 public interface IStreamingMixer
 {
+    /// <summary>False for a mixer that implements the interface through a shared base but has no token-by-token form.</summary>
+    bool CanStream => true;
     /// <summary>An empty state for <paramref name="batch"/> sequences.</summary>
     MixerState NewState(long batch, ScalarType dtype, Device device);
     /// <summary>Output [B, d] for the next token x_t [B, d]; updates <paramref name="state"/>.</summary>

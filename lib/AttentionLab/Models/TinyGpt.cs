@@ -130,7 +130,7 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
         {
             var mixer = blocks[layer].Mixer;
             layers.Add(kvPolicy is null
-                ? mixer is IStreamingMixer s ? s.NewState(batch, w.dtype, w.device) : throw new InvalidOperationException($"the mixer {mixer.GetType().Name} cannot stream.")
+                ? mixer is IStreamingMixer { CanStream: true } s ? s.NewState(batch, w.dtype, w.device) : throw new InvalidOperationException($"the mixer {mixer.GetType().Name} cannot stream.")
                 : mixer is CausalSelfAttention a ? a.NewState(kvPolicy(layer), layer) : throw new InvalidOperationException($"kvPolicy needs CausalSelfAttention mixers, block {layer} has {mixer.GetType().Name}."));
         }
         var state = new TinyGptState(layers);

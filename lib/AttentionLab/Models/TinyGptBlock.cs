@@ -55,8 +55,8 @@ public sealed class TinyGptBlock : nn.Module<Tensor, Tensor>
     /// <summary>One token x_t [B, d] → [B, d], with the mixer's streaming state. Hooks see T = 1 ([B, 1, …]).</summary>
     public Tensor Step(Tensor xT, MixerState state)
     {
-        if (attn is not IStreamingMixer streaming)
-            throw new InvalidOperationException($"the mixer {attn.GetType().Name} cannot stream (it does not implement IStreamingMixer).");
+        if (attn is not IStreamingMixer { CanStream: true } streaming)
+            throw new InvalidOperationException($"the mixer {attn.GetType().Name} cannot stream (it is not an IStreamingMixer with CanStream).");
         Guard.Rank(xT, 2, nameof(xT), "B, d");
         using var scope = NewDisposeScope();
         return Residual(xT, h => streaming.Step(ln1.call(h), state), (hp, t) => hp.call(t.unsqueeze(1)).squeeze(1)).MoveToOuterDisposeScope();

@@ -16,8 +16,11 @@ public sealed record Shape(int B, int T, int H, int D, int Dv, int Chunk)
 /// <summary>What one form returns: its output and its final states (none for a stateless form), in a fixed order.</summary>
 public sealed record FormOutput(Tensor Output, params Tensor[] States);
 
-/// <summary>A named form of a method: inputs (in the order the method's input factory makes them) → output and states.</summary>
-public sealed record Form(string Name, Func<Tensor[], FormOutput> Run)
+/// <summary>
+/// A named form of a method: inputs (in the order the method's input factory makes them) → output and states.
+/// <paramref name="Gradients"/> false: a forward-only form (no autograd path), compared on outputs and states only.
+/// </summary>
+public sealed record Form(string Name, Func<Tensor[], FormOutput> Run, bool Gradients = true)
 {
     public override string ToString() => Name;
 }
@@ -37,6 +40,10 @@ public static class Conformance
         new(2, 13, 2, 3, 6, 8),     // T not a power of two, the last chunk short
         new(1, 16, 2, 8, 8, 16),    // one full chunk
         new(3, 33, 1, 7, 3, 8),     // 2^k + 1 tokens, several chunks
+        new(1, 9, 2, 4, 4, 1),      // chunk 1: every token its own chunk
+        new(2, 7, 2, 6, 3, 16),     // 1 < T < chunk
+        new(1, 64, 2, 8, 8, 32),    // an exact multiple: two full chunks
+        new(2, 100, 4, 6, 3, 64),   // long T, the last chunk 36 of 64
     ];
 
     /// <summary>The grid as xunit theory data.</summary>
@@ -47,16 +54,29 @@ public static class Conformance
         return data;
     }
 
+    /// <summary>The grid crossed with a method's variants (h0 or none, causal or not, …) as xunit member data: {shape, variant}.</summary>
+    public static IEnumerable<object[]> ShapesWith(object a, object b) => Cross(a, b);
+
+    /// <inheritdoc cref="ShapesWith(object, object)"/>
+    public static IEnumerable<object[]> ShapesWith(object a, object b, object c) => Cross(a, b, c);
+
+    /// <inheritdoc cref="ShapesWith(object, object)"/>
+    public static IEnumerable<object[]> ShapesWith(object a, object b, object c, object d) => Cross(a, b, c, d);
+
+    static IEnumerable<object[]> Cross(params object[] variants) => Grid.SelectMany(s => variants.Select(v => new object[] { s, v }));
+
     /// <summary>
     /// Checks every form in <paramref name="forms"/> against <paramref name="naive"/> at <paramref name="shape"/>:
     /// <paramref name="inputs"/>(shape, dtype, generator) makes the inputs (the kit sets requires_grad on the floating ones);
     /// float64: outputs, states and input gradients within <paramref name="tol64"/>; float32: the same against the float64
     /// twin within <paramref name="tol32"/> (gradients within <paramref name="gradTol32"/>, default = tol32 × 10).
-    /// Gradients come from loss = Σ output·g + Σ state·g_s with fixed random g, so every state's gradient path counts.
+    /// A tolerance bounds max |Δ| by tol·(1 + max|ref|); with <paramref name="rms32"/> tol32 bounds the RMS relative error
+    /// of float32 outputs and states instead (the specs' "float32 rel"; gradients, which can be 0, keep max |Δ|). Gradients come from loss = Σ output·g + Σ state·g_s with fixed
+    /// random g, so every state's gradient path counts; <paramref name="gradients"/> false (or a forward-only form) skips them.
     /// Throws naming the form, the dtype and what differs.
     /// </summary>
     public static void Check(Shape shape, Func<Shape, ScalarType, Generator, Tensor[]> inputs, Form naive, IEnumerable<Form> forms,
-        double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0)
+        double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0, bool rms32 = false)
     {
         ArgumentNullException.ThrowIfNull(shape);
         var list = forms.ToList();
@@ -65,10 +85,12 @@ public static class Conformance
         var reference = Evaluate(naive, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), gradients, seed);
         foreach (var form in list)
         {
-            var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), gradients, seed);
-            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64);
-            var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), gradients, seed);
-            Compare(form.Name, "float32", shape, f32, reference, tol32, gradTol32 ?? tol32 * 10);
+            bool grads = gradients && form.Gradients;
+            var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), grads, seed);
+            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64, rms: false);
+            var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), grads, seed);
+            Assert.True(f32.Output.dtype == ScalarType.Float32, $"{form.Name} (float32, {shape}): the output is {f32.Output.dtype}");
+            Compare(form.Name, "float32", shape, f32, reference, tol32, gradTol32 ?? tol32 * 10, rms32);
         }
     }
 
@@ -88,20 +110,27 @@ public static class Conformance
         var byInput = new Tensor?[leaves.Length];
         // an input the output does not depend on (T = 1: the softmax of one score is 1) gets no gradient: it is zero
         for (int i = 0, g = 0; i < leaves.Length; i++)
-            if (leaves[i].requires_grad) byInput[i] = grads[g++] is { } grad && grad.Handle != IntPtr.Zero ? grad : torch.zeros_like(leaves[i]);
+            if (leaves[i].requires_grad) byInput[i] = grads[g++] is { IsInvalid: false } grad ? grad : torch.zeros_like(leaves[i]);
         return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), byInput);
     }
 
-    static void Compare(string form, string dtype, Shape shape, Evaluated actual, Evaluated reference, double tol, double gradTol)
+    static void Close(Tensor actual, Tensor reference, double tol, bool rms, string what)
+    {
+        if (!rms) { AssertClose.Tensors(actual, reference, tol, tol, what); return; }
+        var err = ErrorStats.Of(actual, reference);
+        Assert.True(err.RmsRelative < tol, $"{what} differs from its reference: {err} (allowed rms-rel {tol:E1}).");
+    }
+
+    static void Compare(string form, string dtype, Shape shape, Evaluated actual, Evaluated reference, double tol, double gradTol, bool rms)
     {
         string where = $"{form} ({dtype}, {shape})";
         Assert.True(actual.Output.shape.SequenceEqual(reference.Output.shape),
             $"{where}: output shape [{string.Join(", ", actual.Output.shape)}] vs the twin's [{string.Join(", ", reference.Output.shape)}]");
-        AssertClose.Tensors(actual.Output, reference.Output, tol, tol, $"{where}: output");
+        Close(actual.Output, reference.Output, tol, rms, $"{where}: output");
         Assert.True(actual.States.Length == reference.States.Length, $"{where}: {actual.States.Length} final states vs the twin's {reference.States.Length}");
         for (int i = 0; i < actual.States.Length; i++)
-            AssertClose.Tensors(actual.States[i], reference.States[i], tol, tol, $"{where}: final state {i}");
-        for (int i = 0; i < reference.Gradients.Length; i++)
+            Close(actual.States[i], reference.States[i], tol, rms, $"{where}: final state {i}");
+        for (int i = 0; i < actual.Gradients.Length; i++)
         {
             var (a, r) = (actual.Gradients[i], reference.Gradients[i]);
             if (r is null && a is null) continue;

@@ -7,6 +7,7 @@ using AttentionLab.Papers.Based;
 using AttentionLab.Papers.LightningAttention;
 using AttentionLab.Papers.Flowformer;
 using AttentionLab.Papers.LandmarkAttention;
+using AttentionLab.Papers.RoutingTransformer;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -39,6 +40,8 @@ public class MixerHooksTests
         ["BASED pure linear (elu+1)"] = _ => new BasedLinearAttention(D, featureDim: 4, heads: H, featureMap: FeatureMaps.EluPlusOne),
         ["TNL (Lightning)"] = LightningStack.Mixers(Config),
         ["S2 (heterogeneous)"] = _ => new AttentionLab.Papers.S2Attention.S2SelfAttention(D, H, block: 2, localBlocks: 2, vertStride: 4),
+        ["Routing (nearest, 2 local heads)"] = _ => new RoutingAttention(D, H, clusters: 3, window: 2, balanced: false, localHeads: 2, localWindow: 3),
+        ["Routing (balanced, separate Q/K)"] = _ => new RoutingAttention(D, H, clusters: 3, window: 4, sharedQk: false, localHeads: 1, localWindow: 2),
     };
 
     public static TheoryData<string> Names()
@@ -143,5 +146,17 @@ public class MixerHooksTests
         Assert.Contains("another CausalSelfAttention", e.Message);
         a.Step(x, state);
         Assert.Equal(1, state.Position);
+    }
+
+    [Fact]
+    public void AMixerWithoutADecodeFormSaysSoAndTinyGptRefusesToStreamIt()
+    {
+        using var model = new TinyGpt(Config, _ => new RoutingAttention(D, H, clusters: 3, window: 2, balanced: false));
+        var mixer = (AttentionMixer)model.Blocks[0].Mixer;
+        Assert.False(mixer.CanStream);
+        Assert.Throws<NotSupportedException>(() => mixer.NewState(1, ScalarType.Float32, torch.CPU));
+        var e = Assert.Throws<InvalidOperationException>(() => model.NewState(1));
+        Assert.Contains("RoutingAttention", e.Message);
+        Assert.True(((AttentionMixer)Mixers["softmax (TinyGpt)"](0)).CanStream);
     }
 }

@@ -101,7 +101,7 @@ public class AttentionSinksTests
         using (cache)
         {
             var fast = SinkMeasurements.SinkOutputShare(cache, weights, token).data<double>().ToArray();
-            var naive = SinkMeasurements.SinkOutputShareNaive(cache, weights, token);
+            var naive = SinkNaive.SinkOutputShare(cache, weights, token);
             Assert.Equal(2 * h, fast.Length);
             for (int i = 0; i < fast.Length; i++) Assert.Equal(naive[i / h, i % h], fast[i], 12);
             Assert.All(fast, x => Assert.True(x >= 0 && double.IsFinite(x), $"σ {x}"));
@@ -146,7 +146,7 @@ public class AttentionSinksTests
             var wrongWidth = new List<Tensor> { weights[0], torch.randn(5, 7, dtype: float64) };
             Assert.Equal("outputWeights", Assert.Throws<ArgumentException>(() => SinkMeasurements.SinkOutputShare(cache, wrongWidth)).ParamName);
             Assert.Equal("token", Assert.Throws<ArgumentOutOfRangeException>(() => SinkMeasurements.SinkOutputShare(cache, weights, token: 4)).ParamName);
-            Assert.Equal("token", Assert.Throws<ArgumentOutOfRangeException>(() => SinkMeasurements.SinkOutputShareNaive(cache, weights, token: -1)).ParamName);
+            Assert.Equal("token", Assert.Throws<ArgumentOutOfRangeException>(() => SinkNaive.SinkOutputShare(cache, weights, token: -1)).ParamName);
         }
     }
 }

@@ -10,15 +10,6 @@ namespace AttentionLab.Tests.Papers;
 /// <summary>BASED's forms against the naive twin (values, states, gradients), the mixers' streaming, and bad inputs.</summary>
 public class BasedTests
 {
-    public static TheoryData<int, int, int, int, int, int> Shapes => new()
-    {
-        { 1, 1, 1, 4, 3, 4 },      // T = 1
-        { 2, 7, 2, 3, 5, 4 },      // T not a multiple of the chunk, d′ odd
-        { 1, 13, 3, 5, 2, 8 },     // chunk does not divide T, d′ not a power of two
-        { 2, 16, 1, 6, 4, 16 },    // one full chunk
-        { 1, 33, 2, 4, 3, 5 },     // several chunks + tail
-    };
-
     static (Tensor q, Tensor k, Tensor v) Inputs(int b, int t, int h, int d, int dv, ScalarType dtype, double spread = 1)
     {
         var q = torch.randn(b, t, h, d, dtype: dtype) * spread;
@@ -55,34 +46,24 @@ public class BasedTests
         Assert.True(BasedAttention.Kernel(q, k).min().item<double>() >= 0.5);      // 1 + s + s²/2 ≥ 1/2
     }
 
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void AllFormsAgreeWithTheNaiveTwinInFloat64(int b, int t, int h, int d, int dv, int chunk)
-    {
-        torch.manual_seed(100 + t);
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Inputs(b, t, h, d, dv, float64, spread: 1.5);
-        var naive = BasedNaive.Attention(q, k, v);
-        foreach (var (name, form) in Forms(chunk))
-            AssertClose.Tensors(form(q, k, v), naive, atol: 1e-10, rtol: 1e-10, what: name);
-    }
+    /// <summary>q, k [B, T, H, D] × 1.5 (so the s²/2 term matters), v [B, T, H, Dv].</summary>
+    static Tensor[] ConformanceInputs(Shape s, ScalarType dtype, Generator g) =>
+    [
+        (torch.randn(s.B, s.T, s.H, s.D, generator: g, dtype: float64) * 1.5).to(dtype),
+        (torch.randn(s.B, s.T, s.H, s.D, generator: g, dtype: float64) * 1.5).to(dtype),
+        torch.randn(s.B, s.T, s.H, s.Dv, generator: g, dtype: float64).to(dtype),
+    ];
 
+    /// <summary>
+    /// The engine's forms (packed and full Taylor map) and the fla-style decomposition against BasedNaive, on outputs and
+    /// the gradients of q, k, v (float64 1e−10; float32 RMS-relative 1e−5, the spec's); the naive twin run in float32 too.
+    /// </summary>
     [Theory]
-    [MemberData(nameof(Shapes))]
-    public void Float32FormsMatchTheFloat64Twin(int b, int t, int h, int d, int dv, int chunk)
-    {
-        torch.manual_seed(200 + t);
-        using var scope = NewDisposeScope();
-        var (q, k, v) = Inputs(b, t, h, d, dv, float32);
-        var reference = BasedNaive.Attention(q.to(float64), k.to(float64), v.to(float64));
-        foreach (var (name, form) in Forms(chunk).Append(("naive float32", (q, k, v) => BasedNaive.Attention(q, k, v))))
-        {
-            var o = form(q, k, v);
-            Assert.Equal(ScalarType.Float32, o.dtype);
-            var err = ErrorStats.Of(o, reference);
-            Assert.True(err.RmsRelative < 1e-5, $"{name}: {err}");
-        }
-    }
+    [MemberData(nameof(Conformance.Shapes), MemberType = typeof(Conformance))]
+    public void FormsConformToTheNaiveTwin(Shape shape) =>
+        Conformance.Check(shape, ConformanceInputs, new Form("naive", x => new FormOutput(BasedNaive.Attention(x[0], x[1], x[2]))),
+            Forms(shape.Chunk).Append(("naive float32", (q, k, v) => BasedNaive.Attention(q, k, v)))
+                .Select(f => new Form(f.Name, x => new FormOutput(f.Form(x[0], x[1], x[2])))), tol32: 1e-5, rms32: true);
 
     [Fact]
     public void FinalStatesAgreeAndCarryOver()
@@ -105,27 +86,6 @@ public class BasedTests
         var dFla = BasedAttention.TaylorChunked(Half(q, false), Half(k, false), Half(v, false), chunkSize: 5, h0: c.FinalState);
         AssertClose.Tensors(torch.cat(new[] { c.Output, dFla.Output }, 1), whole, atol: 1e-10, rtol: 1e-10, what: "engine → fla");
         AssertClose.Tensors(dFla.FinalState.S, engine.FinalState.S, atol: 1e-10, rtol: 1e-10, what: "S after the split run");
-    }
-
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void GradientsAgreeAcrossForms(int b, int t, int h, int d, int dv, int chunk)
-    {
-        torch.manual_seed(300 + t);
-        using var scope = NewDisposeScope();
-        var (q0, k0, v0) = Inputs(b, t, h, d, dv, float64);
-        var weight = torch.randn(b, t, h, dv, dtype: float64);                      // loss = Σ weight · o
-        var forms = Forms(chunk).Prepend(("naive", (q, k, v) => BasedNaive.Attention(q, k, v)));
-        Tensor[]? expected = null;
-        foreach (var (name, form) in forms)
-        {
-            var (q, k, v) = (q0.clone().requires_grad_(), k0.clone().requires_grad_(), v0.clone().requires_grad_());
-            (form(q, k, v) * weight).sum().backward();
-            var grads = new[] { q, k, v }.Select(x => x.grad ?? torch.zeros_like(x)).ToArray();
-            if (expected is null) { expected = grads; continue; }
-            for (int i = 0; i < 3; i++)
-                AssertClose.Tensors(grads[i], expected[i], atol: 1e-9, rtol: 1e-9, what: $"{name} d/d{"qkv"[i]}");
-        }
     }
 
     [Fact]

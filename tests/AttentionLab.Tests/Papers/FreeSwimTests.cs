@@ -80,7 +80,7 @@ public class FreeSwimTests
     public void GatherIndicesEqualTheNaiveDenseMask(WindowKind kind, int t, int h, int w, int dh, int dw)
     {
         using var win = WindowMasks.Of(kind, t, h, w, dh, dw);
-        using var naive = WindowMasks.NaiveDense(kind, t, h, w, dh, dw);
+        using var naive = FreeSwimNaive.WindowMask(kind, t, h, w, dh, dw);
         Assert.True(TensorBits.Same(win.ToDense(), naive));
     }
 
@@ -102,7 +102,7 @@ public class FreeSwimTests
         using var scope = NewDisposeScope();
         using var win = WindowMasks.Of(kind, t, h, w, dh, dw);
         var (q, k, v) = Qkv(2, t * h * w, heads, d, d + 1);
-        using var naive = WindowAttention.Naive(q, k, v, win, scale: 0.37);
+        using var naive = FreeSwimNaive.WindowAttention(q, k, v, win, scale: 0.37);
         Close(WindowAttention.Forward(q, k, v, win, scale: 0.37), naive.Output, 1e-10, "output");
         Close(WindowAttention.Forward(q, k, v, win), ReferenceAttention.Softmax(q, k, v, mask: win.ToDense()).Output, 1e-10, "default scale");
     }
@@ -118,7 +118,7 @@ public class FreeSwimTests
         foreach (bool gather in new[] { false, true })
         {
             var (q, k, v) = Qkv(2, 70, 2, 3, 4, grad: true);
-            var o = gather ? WindowAttention.Forward(q, k, v, win) : WindowAttention.Naive(q, k, v, win).Output;
+            var o = gather ? WindowAttention.Forward(q, k, v, win) : FreeSwimNaive.WindowAttention(q, k, v, win).Output;
             (o * torch.linspace(-1, 1, 4, dtype: ScalarType.Float64)).sum().backward();
             grads.Add(new[] { q.grad!, k.grad!, v.grad! });
         }
@@ -131,7 +131,7 @@ public class FreeSwimTests
         using var scope = NewDisposeScope();
         using var win = WindowMasks.InwardSliding(1, 16, 16, 4, 4);
         var (q, k, v) = Qkv(2, 256, 4, 16, 16, ScalarType.Float32);
-        using var naive = WindowAttention.Naive(q, k, v, win);
+        using var naive = FreeSwimNaive.WindowAttention(q, k, v, win);
         Close(WindowAttention.Forward(q, k, v, win), naive.Output, 1e-5, "f32");
     }
 

@@ -18,61 +18,39 @@ public class S2AttentionTests
     static void Close(Tensor a, Tensor b, double tol, string what) =>
         Assert.True(a.allclose(b, rtol: tol, atol: tol), $"{what}: max |Δ| = {(a - b).abs().max().to(ScalarType.Float64).item<double>()}");
 
+    /// <summary>A local-stride pattern on the shared grid: the grid's H is the KV heads, its chunk the block size b.</summary>
+    public sealed record Pattern(string Name, int Local, int Stride, bool Homo = false, bool Dense = false, int Groups = 1)
+    {
+        public override string ToString() => Name;
+    }
+
+    public static IEnumerable<object[]> Patterns() => Conformance.ShapesWith(
+        new Pattern("ℓ2 s4", 2, 4), new Pattern("GQA ×2, ℓ1 (diagonal only) s3", 1, 3, Groups: 2),
+        new Pattern("homogeneous ℓ3 s2", 3, 2, Homo: true), new Pattern("one dense head, ℓ2 s5", 2, 5, Dense: true));
+
+    /// <summary>
+    /// The gather (block-sparse) and strided-local forms against dense masked attention (S2Naive) on outputs, the LSE
+    /// (a final state here) and the gradients of q, k, v; float64 1e−10, float32 1e−5 (the spec's) against the float64 twin.
+    /// </summary>
     [Theory]
-    [InlineData(1, 1, 2, 2, 4, 4, 4, 2, 4, false, 0)]      // T = 1
-    [InlineData(2, 37, 4, 4, 5, 3, 4, 2, 4, false, 0)]     // T not a multiple of b, D odd, H = s
-    [InlineData(1, 50, 4, 2, 6, 6, 3, 1, 3, false, 0)]     // GQA, ℓ = 1 (diagonal only)
-    [InlineData(2, 64, 4, 4, 8, 8, 4, 3, 2, true, 0)]      // homogeneous
-    [InlineData(1, 45, 3, 3, 4, 5, 4, 2, 5, false, 1)]     // a dense head, H < s
-    public void FastFormsMatchDenseMaskedAttention(int b, int t, int hq, int hkv, int d, int dv, int block, int local, int stride, bool homo, int dense)
+    [MemberData(nameof(Patterns))]
+    public void FormsConformToDenseMaskedAttention(Shape shape, Pattern p)
     {
-        using var scope = NewDisposeScope();
-        var mask = S2Pattern.LocalStride(hkv, t, block, local, stride, homo, dense);
-        var residues = S2Pattern.Residues(hkv, stride, homo, dense);
-        var (q, k, v) = Qkv(b, t, hq, hkv, d, dv);
-        using var naive = S2Naive.Forward(q, k, v, mask);
-        var (go, gl) = BlockSparseAttention.Forward(q, k, v, mask);
-        var (so, sl) = StridedLocalAttention.Forward(q, k, v, block, local, stride, residues);
-        Close(go, naive.Output, 1e-10, "gather output");
-        Close(gl, naive.LogSumExp, 1e-10, "gather LSE");
-        Close(so, naive.Output, 1e-10, "strided output");
-        Close(sl, naive.LogSumExp, 1e-10, "strided LSE");
-    }
-
-    [Fact]
-    public void Float32MatchesWithin1e5()
-    {
-        using var scope = NewDisposeScope();
-        var mask = S2Pattern.LocalStride(4, 200, 16, 4, 4);
-        var (q, k, v) = Qkv(2, 200, 4, 4, 16, 16, ScalarType.Float32);
-        using var naive = S2Naive.Forward(q, k, v, mask);
-        Close(BlockSparseAttention.Forward(q, k, v, mask).Output, naive.Output, 1e-5, "gather f32");
-        Close(StridedLocalAttention.Forward(q, k, v, 16, 4, 4, S2Pattern.Residues(4, 4)).Output, naive.Output, 1e-5, "strided f32");
-    }
-
-    [Fact]
-    public void GradientsMatchNaive()
-    {
-        using var scope = NewDisposeScope();
-        int t = 29, block = 4, local = 2, stride = 3;
-        var mask = S2Pattern.LocalStride(2, t, block, local, stride);
-        var residues = S2Pattern.Residues(2, stride);
-        var grads = new List<Tensor[]>();
-        foreach (var form in new Func<Tensor, Tensor, Tensor, Tensor>[]
-                 {
-                     (q, k, v) => S2Naive.Forward(q, k, v, mask).Output,
-                     (q, k, v) => BlockSparseAttention.Forward(q, k, v, mask).Output,
-                     (q, k, v) => StridedLocalAttention.Forward(q, k, v, block, local, stride, residues).Output,
-                 })
-        {
-            var (q, k, v) = Qkv(2, t, 4, 2, 5, 3, grad: true);
-            var w = torch.linspace(-1, 1, 3, dtype: ScalarType.Float64);
-            (form(q, k, v) * w).sum().backward();
-            grads.Add(new[] { q.grad!, k.grad!, v.grad! });
-        }
-        for (int f = 1; f < grads.Count; f++)
-            for (int i = 0; i < 3; i++)
-                Close(grads[f][i], grads[0][i], 1e-10, $"form {f} grad {"qkv"[i]}");
+        var mask = S2Pattern.LocalStride(shape.H, shape.T, shape.Chunk, p.Local, p.Stride, p.Homo, p.Dense ? 1 : 0);
+        var residues = S2Pattern.Residues(shape.H, p.Stride, p.Homo, p.Dense ? 1 : 0);
+        Tensor[] Inputs(Shape s, ScalarType dtype, Generator g) =>
+        [
+            torch.randn(s.B, s.T, s.H * p.Groups, s.D, generator: g, dtype: ScalarType.Float64).to(dtype),
+            torch.randn(s.B, s.T, s.H, s.D, generator: g, dtype: ScalarType.Float64).to(dtype),
+            torch.randn(s.B, s.T, s.H, s.Dv, generator: g, dtype: ScalarType.Float64).to(dtype),
+        ];
+        Form Of(string name, Func<Tensor, Tensor, Tensor, (Tensor Output, Tensor Lse)> f) =>
+            new(name, x => { var (o, l) = f(x[0], x[1], x[2]); return new FormOutput(o, l); });
+        Conformance.Check(shape, Inputs, Of("naive", (q, k, v) => { using var r = S2Naive.Forward(q, k, v, mask); return (r.Output.alias(), r.LogSumExp.alias()); }),
+        [
+            Of("gather", (q, k, v) => BlockSparseAttention.Forward(q, k, v, mask)),
+            Of("strided", (q, k, v) => StridedLocalAttention.Forward(q, k, v, shape.Chunk, p.Local, p.Stride, residues)),
+        ], tol32: 1e-5);
     }
 
     [Fact]

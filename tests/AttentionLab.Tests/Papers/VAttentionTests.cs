@@ -54,7 +54,7 @@ public class VAttentionTests
         using var contiguous = DecodeAttention.Contiguous(c.Slots, q);
         using var gathered = DecodeAttention.PagedGather(c.Paged, q);
         var (blocks, blockLse) = DecodeAttention.PagedBlocks(c.Paged, q);
-        var naive = DecodeAttention.Naive(c.Exact, q);
+        var naive = VAttentionNaive.Decode(c.Exact, q);
         Assert.Equal(new long[] { lengths.Length, tq, hq, d + 1 }, contiguous.Output.shape);
         AssertClose.Tensors(gathered.Output, contiguous.Output, atol: 1e-6, rtol: 0, what: "paged gather vs contiguous");   // same values, same masked math
         AssertClose.Tensors(contiguous.Output, naive, atol: 1e-6, rtol: 1e-6, what: "length-masked slot vs exact-length tensor");
@@ -71,7 +71,7 @@ public class VAttentionTests
         using var c = Fill(lengths, hkv, d, beta, float64);
         var q = torch.randn(lengths.Length, tq, hq, d, dtype: float64) * 3;
         var (blocks, _) = DecodeAttention.PagedBlocks(c.Paged, q);
-        AssertClose.Tensors(blocks, DecodeAttention.Naive(c.Exact, q), atol: 1e-12, rtol: 1e-12, what: "block loop vs naive");
+        AssertClose.Tensors(blocks, VAttentionNaive.Decode(c.Exact, q), atol: 1e-12, rtol: 1e-12, what: "block loop vs naive");
     }
 
     [Fact]
@@ -88,7 +88,7 @@ public class VAttentionTests
         slots.Append(0, k, v);
         var q = torch.randn(2, 1, 2, 4);
         using var r = DecodeAttention.Contiguous(slots, q);
-        var expected = DecodeAttention.Naive(new[] { (k.unsqueeze(0), v.unsqueeze(0)), slots.Slot(1) }, q);
+        var expected = VAttentionNaive.Decode(new[] { (k.unsqueeze(0), v.unsqueeze(0)), slots.Slot(1) }, q);
         AssertClose.Tensors(r.Output, expected, atol: 1e-6, rtol: 1e-6, what: "reused slot");
         Assert.Equal(9 * slots.BytesPerToken, slots.Bytes);
         Assert.Equal(2 * 16 * slots.BytesPerToken, slots.ReservedBytes);
@@ -129,7 +129,7 @@ public class VAttentionTests
         LeakCheck.AssertNoLeak(() => DecodeAttention.Contiguous(c.Slots, q).Dispose(), "Contiguous");
         LeakCheck.AssertNoLeak(() => DecodeAttention.PagedGather(c.Paged, q).Dispose(), "PagedGather");
         LeakCheck.AssertNoLeak(() => { var (o, l) = DecodeAttention.PagedBlocks(c.Paged, q); o.Dispose(); l.Dispose(); }, "PagedBlocks");
-        LeakCheck.AssertNoLeak(() => DecodeAttention.Naive(c.Exact, q).Dispose(), "Naive");
+        LeakCheck.AssertNoLeak(() => VAttentionNaive.Decode(c.Exact, q).Dispose(), "Naive");
     }
 
     [Fact]
@@ -151,7 +151,7 @@ public class VAttentionTests
         Assert.Equal("cache", Assert.Throws<ArgumentException>(() => DecodeAttention.PagedBlocks(paged, torch.randn(2, 1, 2, 4))).ParamName);
         Assert.Equal("lengths", Assert.Throws<ArgumentException>(() => DecodeAttention.LengthMask(Array.Empty<long>(), 1, 4)).ParamName);
         Assert.Equal("sequences", Assert.Throws<ArgumentException>(() =>
-            DecodeAttention.Naive(new[] { (torch.randn(1, 1, 2, 4), torch.randn(1, 1, 2, 4)) }, torch.randn(1, 2, 2, 4))).ParamName);
+            VAttentionNaive.Decode(new[] { (torch.randn(1, 1, 2, 4), torch.randn(1, 1, 2, 4)) }, torch.randn(1, 2, 2, 4))).ParamName);
         Assert.Equal("kvHeads", Assert.Throws<ArgumentException>(() =>
             DecodeAttentionBench.Run(new[] { 8 }, new[] { 4 }, 1, 3, 2, 4, 1, 0, 1, torch.CPU)).ParamName);
     }

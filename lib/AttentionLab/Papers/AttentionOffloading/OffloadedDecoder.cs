@@ -54,7 +54,7 @@ public sealed class OffloadedDecoder : IDisposable
         try
         {
             foreach (var (block, i) in model.Blocks.Select((b, i) => (b, i)))
-                layers.Add(block.Mixer is CausalSelfAttention a ? a.NewRemoteState(batch, weights.dtype, attentionDevice, meter)
+                layers.Add(block.Mixer is CausalSelfAttention a ? RemoteKvState.Create(a, batch, weights.dtype, attentionDevice, meter)
                     : throw new ArgumentException($"offloading needs CausalSelfAttention mixers; block {i} has {block.Mixer.GetType().Name}.", nameof(model)));
         }
         catch { foreach (var l in layers) l.Dispose(); throw; }

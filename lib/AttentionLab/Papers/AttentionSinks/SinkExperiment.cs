@@ -336,7 +336,7 @@ public sealed class SinkExperiment : IPaperExperiment<SinkExperiment.Config, Sin
             weights.Add(torch.randn(4, 6, generator: gen, dtype: float64).to(device));
         }
         var fast = SinkMeasurements.SinkOutputShare(cache, weights).cpu().data<double>().ToArray();
-        var naive = SinkMeasurements.SinkOutputShareNaive(cache, weights);
+        var naive = SinkNaive.SinkOutputShare(cache, weights);
         return fast.Select((x, i) => Math.Abs(x - naive[i / 2, i % 2])).Max();
     }
 

@@ -39,7 +39,7 @@ public static class FreeSwimBenchmark
             Add("full", n, () => { using var s = NewDisposeScope(); TinyDiT.FullAttention(q, k, v, null); });
             Add("inward gather", window.KeysPerQuery.Average(), () => { using var s = NewDisposeScope(); WindowAttention.Forward(q, k, v, window); });
             if (n <= maxDense)
-                Add("inward dense mask", window.KeysPerQuery.Average(), () => { using var s = NewDisposeScope(); WindowAttention.Naive(q, k, v, window); });
+                Add("inward dense mask", window.KeysPerQuery.Average(), () => { using var s = NewDisposeScope(); FreeSwimNaive.WindowAttention(q, k, v, window); });
         }
         return rows;
     }

@@ -127,7 +127,7 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
         double scale = EntropyScale.Factor(63, 8);
         ErrorStats Gather(ScalarType t)
         {
-            using var naive = WindowAttention.Naive(q.to(t), k.to(t), v.to(t), toy, scale);
+            using var naive = FreeSwimNaive.WindowAttention(q.to(t), k.to(t), v.to(t), toy, scale);
             return ErrorStats.Of(WindowAttention.Forward(q.to(t), k.to(t), v.to(t), toy, scale), naive.Output);
         }
         var g64 = Gather(ScalarType.Float64);
@@ -201,7 +201,7 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
         public override Tensor SelfAttention(int layer, Tensor q, Tensor k, Tensor v, TokenGrid grid)
         {
             using var scope = NewDisposeScope();
-            using var r = window is null ? ReferenceAttention.Softmax(q, k, v, scale: scale) : WindowAttention.Naive(q, k, v, window, scale);
+            using var r = window is null ? ReferenceAttention.Softmax(q, k, v, scale: scale) : FreeSwimNaive.WindowAttention(q, k, v, window, scale);
             Entropies.Add(AttentionStats.RowEntropy(r.Probabilities).mean().item<float>());
             return r.Output.alias().MoveToOuterDisposeScope();
         }

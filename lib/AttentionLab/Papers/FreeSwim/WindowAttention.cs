@@ -12,7 +12,7 @@ namespace AttentionLab.Papers.FreeSwim;
 /// <remarks>
 /// K̃_n = K[idx_n], Ṽ_n = V[idx_n] (gathered, [K, H, D]);  s_nk = scale · q_n·K̃_nk  (−∞ on padding slots);
 /// p_n = softmax_k(s_n);  o_n = Σ_k p_nk Ṽ_nk. Equal to dense masked attention with <see cref="WindowIndex.ToDense"/>
-/// (<see cref="Naive"/>). Every query's own token lies in its window, so no row is empty. Queries are processed in
+/// (<see cref="FreeSwimNaive.WindowAttention"/>). Every query's own token lies in its window, so no row is empty. Queries are processed in
 /// chunks whose gathered [B, c, K, H, D] temporaries stay under <see cref="ChunkBytes"/>: a 12-image, CFG-doubled
 /// 16×16-token batch would otherwise gather 127 MB per tensor and layer, above the heap's mmap threshold, and pay fresh
 /// page faults on every call (4× slower per step in a notebook run).
@@ -48,16 +48,7 @@ public static class WindowAttention
     /// <summary>Largest gathered temporary per query chunk, bytes (8 MiB: well under the heap's mmap threshold and near the L3).</summary>
     public const long ChunkBytes = 8L << 20;
 
-    /// <summary>The naive twin: dense reference attention with the window's O(N²) keep-mask (outputs, probabilities, LSE).</summary>
-    public static AttentionResult Naive(Tensor q, Tensor k, Tensor v, WindowIndex window, double? scale = null)
-    {
-        Validate(q, k, v, window);
-        using var scope = NewDisposeScope();
-        var mask = window.ToDense().to(q.device);
-        return ReferenceAttention.Softmax(q, k, v, scale: scale, mask: mask).MoveToOuterDisposeScope();
-    }
-
-    static void Validate(Tensor q, Tensor k, Tensor v, WindowIndex window)
+    internal static void Validate(Tensor q, Tensor k, Tensor v, WindowIndex window)
     {
         ArgumentNullException.ThrowIfNull(window);
         Guard.Qkv(q, k, v, "B, N, H, D", "B, N, H, D", "B, N, H, Dv");

@@ -74,7 +74,7 @@ public sealed class WindowIndex : IDisposable
 /// <summary>
 /// FreeSwim's inward sliding-window mask (official <c>init_mask_flex</c>) and the clipped window it fixes, built as gather
 /// indices [N, K] — never the O(N²) dense mask, which exists only as <see cref="WindowIndex.ToDense"/> and
-/// <see cref="NaiveDense"/> for tests and pictures.
+/// <see cref="FreeSwimNaive.WindowMask"/> for tests and pictures.
 /// </summary>
 /// <remarks>
 /// Query (t, y, x) on a T×H×W grid, half-sizes d_h, d_w (FreeSwim: d_h = H_native/2, d_w = W_native/2):
@@ -110,31 +110,7 @@ public static class WindowMasks
         return (Math.Max(0, y - d - above), Math.Min(size - 1, y + d + below));      // y − d_h − d_u ≤ y′ ≤ y + d_h + d_b, inside the grid
     }
 
-    /// <summary>
-    /// The naive twin: the dense [N, N] keep-mask by plain loops over every (query, key) pair, testing the remarks'
-    /// inequalities literally (float-free). O(N²) — small grids only.
-    /// </summary>
-    public static Tensor NaiveDense(WindowKind kind, int t, int h, int w, int dh, int dw)
-    {
-        Check(t, h, w, dh, dw);
-        int n = t * h * w;
-        var m = new bool[(long)n * n];
-        for (int q = 0; q < n; q++)
-        {
-            int qy = q % (h * w) / w, qx = q % w;
-            int db = Math.Max(0, dh - qy), du = Math.Max(0, dh + qy - h + 1), dr = Math.Max(0, dw - qx), dl = Math.Max(0, dw + qx - w + 1);
-            if (kind != WindowKind.Inward) db = du = dr = dl = 0;
-            for (int k = 0; k < n; k++)
-            {
-                int ky = k % (h * w) / w, kx = k % w;                                 // k's frame is never tested
-                m[(long)q * n + k] = kind == WindowKind.Full ||
-                    (ky <= qy + dh + db && ky >= qy - dh - du && kx <= qx + dw + dr && kx >= qx - dw - dl);
-            }
-        }
-        return torch.tensor(m, new long[] { n, n });
-    }
-
-    static void Check(int t, int h, int w, int dh, int dw)
+    internal static void Check(int t, int h, int w, int dh, int dw)
     {
         Guard.Positive(t, nameof(t)); Guard.Positive(h, nameof(h)); Guard.Positive(w, nameof(w));
         if (dh < 0) throw new ArgumentOutOfRangeException(nameof(dh), dh, "dh must be ≥ 0.");

@@ -162,7 +162,7 @@ public static class Routing
         var slot = offset.gather(2, sortedGroup) * w + rank;
         long total = Math.Max(1L, chunks.sum(2).max().item<long>());
         var slotToken = torch.full(new long[] { b, h, total * w }, -1L, dtype: ScalarType.Int64, device: device).scatter(2, slot, order);
-        var first = slotToken.view(b, h, total, w).select(3, 0);                          // a chunk's first slot is always filled
+        var first = slotToken.view(b, h, total, w).select(-1, 0);                         // a chunk's first slot is always filled
         var chunkGroup = torch.where(first >= 0, group.gather(2, first.clamp_min(0)), torch.full_like(first, -1));
         return new ChunkLayout(slotToken, chunkGroup, offset, total);
     }

@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
+using AttentionLab.Models;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -22,13 +23,18 @@ namespace AttentionLab.Papers.RoutingTransformer;
 /// Training: the first batch initialises μ by k-means (pitfall (c)); every batch then updates μ by EMA (no gradient)
 /// and leaves β·mean (q̂ − sg(μ))² (+ the same for k̂ when not shared, as the official code) in <see cref="AuxLoss"/>.
 /// A window larger than T is clamped to T.
+/// Hooks (the <see cref="AttentionMixer"/> base): hook_q/k/v carry the projected heads (before the routing heads' LN);
+/// while a hook listens on the scores or the pattern the layer runs its dense form (the naive twin's masks): hook_attn_scores
+/// carries s [B, H, T, T] — local heads q·k/√D + b_h(i − j) in their blocks, routing heads q̂·k̂/√D (s_ii = −5·10⁴ under
+/// the self-token rule) on the keys some cluster shows the query — and hook_pattern the weights the output really uses
+/// (balanced: the average over a query's clusters, ÷ (count + ε); nearest: softmax ÷ (1 + ε)), so z = A·V.
+/// It does not decode token by token (<see cref="CanStream"/> is false): balanced routing ranks the whole sequence.
 /// Not built: lucidrains' per-cluster learned memory key/value (<c>num_mem_kv</c>), which that port adds only for causal
 /// layers with separate Q/K; the paper's configurations share Q/K and the official code has none. A causal query with no
 /// admissible key in its cluster gets 0 from that head (separate Q/K only; with shared Q/K it always has itself).
 /// </remarks>
-public sealed class RoutingAttention : nn.Module<Tensor, Tensor>
+public sealed class RoutingAttention : AttentionMixer
 {
-    readonly Linear qkv, proj;
     readonly OnlineKMeans kmeans;
     readonly Parameter? local_bias;
 
@@ -50,27 +56,28 @@ public sealed class RoutingAttention : nn.Module<Tensor, Tensor>
     public RoutingAttention(int dModel, int heads, int clusters, int window, bool causal = true, bool sharedQk = true, bool balanced = true,
         int localHeads = 0, int localWindow = 16, double decay = 0.999, double countEpsilon = Routing.OfficialCountEpsilon, bool maskSelf = true,
         bool relativeLocal = true)
-        : base(nameof(RoutingAttention))
+        : base(nameof(RoutingAttention), dModel, CheckHeads(dModel, heads))
     {
-        Guard.Positive(dModel, nameof(dModel));
-        Guard.Positive(heads, nameof(heads));
         Guard.Positive(clusters, nameof(clusters));
         Guard.Positive(window, nameof(window));
         Guard.Positive(localWindow, nameof(localWindow));
-        if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
         if (localHeads < 0 || localHeads > heads) throw new ArgumentException($"localHeads must be in [0, {heads}], got {localHeads}.", nameof(localHeads));
-        (DModel, Heads, Clusters, Window, Causal, SharedQk, Balanced, LocalHeads, LocalWindow, CountEpsilon, MaskSelf) =
-            (dModel, heads, clusters, window, causal, sharedQk, balanced, localHeads, localWindow, countEpsilon, maskSelf && sharedQk);
-        qkv = nn.Linear(dModel, 3 * dModel);
-        proj = nn.Linear(dModel, dModel);
+        (Clusters, Window, Causal, SharedQk, Balanced, LocalHeads, LocalWindow, CountEpsilon, MaskSelf) =
+            (clusters, window, causal, sharedQk, balanced, localHeads, localWindow, countEpsilon, maskSelf && sharedQk);
         kmeans = new OnlineKMeans(Math.Max(1, heads - localHeads), clusters, dModel / heads, decay);
         if (relativeLocal && localHeads > 0)
             local_bias = nn.Parameter(torch.zeros(localHeads, LocalBlockAttention.BiasLength(localWindow, causal)));
         RegisterComponents();
     }
 
-    public int DModel { get; }
-    public int Heads { get; }
+    static int CheckHeads(int dModel, int heads)
+    {
+        Guard.Positive(dModel, nameof(dModel));
+        Guard.Positive(heads, nameof(heads));
+        if (dModel % heads != 0) throw new ArgumentException($"heads {heads} must divide dModel {dModel}.", nameof(heads));
+        return heads;
+    }
+
     public int Clusters { get; }
     public int Window { get; }
     public bool Causal { get; }
@@ -89,79 +96,126 @@ public sealed class RoutingAttention : nn.Module<Tensor, Tensor>
     public OnlineKMeans KMeans => kmeans;
     /// <summary>The commitment loss of the last training forward (a scalar owned by this module), or null.</summary>
     public Tensor? AuxLoss { get; private set; }
+    /// <summary>False: routing assigns clusters over the whole sequence, so the layer has no token-by-token decode.</summary>
+    public override bool CanStream => false;
 
-    public override Tensor forward(Tensor x)
+    /// <summary>The routed heads of one forward: normalised q̂, k̂ [B, T, H_r, D], affinities [B, H_r, T, C] and nearest clusters.</summary>
+    sealed record Routed(Tensor Q, Tensor K, Tensor QScores, Tensor KScores, Tensor QIndex, Tensor KIndex);
+
+    protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
     {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
-        Guard.Dim(x, 2, DModel, nameof(x), "width");
-        using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1];
-        var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
-        var (q, k, v) = (parts[0], parts[1], parts[2]);
+        Routed? routed = RoutingHeads > 0 ? Route(Heads_(q, LocalHeads, RoutingHeads), Heads_(k, LocalHeads, RoutingHeads), fit: training) : null;
+        var z = PatternObserved ? Dense(q, k, v, routed) : Sparse(q, k, v, routed);
+        if (training && routed is not null) Commit(routed);
+        return z;
+    }
+
+    /// <summary>The fast form: block-local heads and routing heads, no T × T matrix.</summary>
+    Tensor Sparse(Tensor q, Tensor k, Tensor v, Routed? routed)
+    {
         var outputs = new List<Tensor>();
         if (LocalHeads > 0)
             outputs.Add(LocalBlockAttention.Attend(Heads_(q, 0, LocalHeads), Heads_(k, 0, LocalHeads), Heads_(v, 0, LocalHeads), LocalWindow, Causal,
                 relativeBias: local_bias));
-        if (RoutingHeads > 0)
-            outputs.Add(Route(Heads_(q, LocalHeads, RoutingHeads), Heads_(k, LocalHeads, RoutingHeads), Heads_(v, LocalHeads, RoutingHeads)));
-        var y = torch.cat(outputs, 2).reshape(b, t, DModel);
-        return proj.call(y).MoveToOuterDisposeScope();
+        if (routed is not null)
+        {
+            var vr = Heads_(v, LocalHeads, RoutingHeads);
+            int w = WindowFor(q.shape[1]);
+            double? self = MaskSelf ? Routing.SelfTokenScore : null;
+            outputs.Add(Balanced ? Routing.Attend(routed.Q, routed.K, vr, routed.QScores, routed.KScores, w, Causal, CountEpsilon, selfScore: self)
+                                 : Routing.AttendNearest(routed.Q, routed.K, vr, routed.QScores, routed.KScores, w, Causal, CountEpsilon, selfScore: self));
+        }
+        return outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 2);
     }
+
+    /// <summary>The dense form while the scores or the pattern are observed: s → hook_attn_scores, A → hook_pattern, z = A·V.</summary>
+    Tensor Dense(Tensor q, Tensor k, Tensor v, Routed? routed)
+    {
+        long t = q.shape[1];
+        int w = WindowFor(t);
+        var scores = new List<Tensor>();
+        if (LocalHeads > 0)
+            scores.Add(RoutingNaive.LocalBlockScores(Heads_(q, 0, LocalHeads), Heads_(k, 0, LocalHeads), LocalWindow, Causal, relativeBias: local_bias));
+        Tensor? mq = null, mk = null;
+        if (routed is not null)
+        {
+            Tensor keep;
+            if (Balanced)
+            {
+                (mq, mk) = (Routing.Membership(routed.QScores, w, balanced: true), Routing.Membership(routed.KScores, w, balanced: true));
+                keep = RoutingNaive.UnionMask(mq, mk, Causal);
+            }
+            else keep = RoutingNaive.NearestMask(routed.QScores, routed.KScores, w, Causal);
+            scores.Add(RoutingNaive.MaskedScores(routed.Q, routed.K, keep, selfScore: MaskSelf ? Routing.SelfTokenScore : null));
+        }
+        var s = hook_attn_scores.call(torch.cat(scores, 1));                              // [B, H, T, T]
+        var patterns = new List<Tensor>();
+        if (LocalHeads > 0) patterns.Add(ReferenceAttention.Normalize(s.narrow(1, 0, LocalHeads)).Probabilities);
+        if (routed is not null)
+        {
+            var sr = s.narrow(1, LocalHeads, RoutingHeads);
+            patterns.Add(Balanced ? RoutingNaive.BalancedPattern(sr, mq!, mk!, Causal, CountEpsilon)
+                                  : ReferenceAttention.Normalize(sr).Probabilities / (1 + CountEpsilon));
+        }
+        var pattern = hook_pattern.call(torch.cat(patterns, 1));
+        return Combine(pattern, v);
+    }
+
+    /// <summary>Routing needs the whole sequence's clusters: plain attention by position is not this layer's.</summary>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos) =>
+        throw new NotSupportedException("RoutingAttention scores depend on the clustering of the whole sequence: call forward, not Attend.");
+
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) =>
+        throw new NotSupportedException("RoutingAttention does not decode token by token (CanStream is false): run forward over the sequence.");
 
     /// <summary>The routing keep-mask [B, H_r, T, T] the routing heads use for x [B, T, d] (for heatmaps; no EMA update).</summary>
     public Tensor RoutingMask(Tensor x)
     {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
-        long b = x.shape[0], t = x.shape[1];
-        var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
-        var (qn, kn) = Normalized(Heads_(parts[0], LocalHeads, RoutingHeads), Heads_(parts[1], LocalHeads, RoutingHeads));
-        var (qs, _) = kmeans.Assign(qn);
-        var ks = SharedQk ? qs : kmeans.Assign(kn).Scores;
-        return Routing.Mask(qs, ks, (int)Math.Min(Window, t), Balanced, Causal).MoveToOuterDisposeScope();
+        var routed = RoutedHeads(x);
+        return Routing.Mask(routed.QScores, routed.KScores, WindowFor(x.shape[1]), Balanced, Causal).MoveToOuterDisposeScope();
     }
 
-    /// <summary>The routing heads' query affinities [B, H_r, T, C] for x [B, T, d] (no EMA update).</summary>
-    public Tensor Scores(Tensor x)
+    /// <summary>The routing heads' query affinities a = q̂·μ − ½‖μ‖² [B, H_r, T, C] for x [B, T, d] (no EMA update).</summary>
+    public Tensor ClusterAffinities(Tensor x)
     {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
-        long b = x.shape[0], t = x.shape[1];
-        var parts = qkv.call(x).view(b, t, 3, Heads, DModel / Heads).unbind(2);
-        var (qn, _) = Normalized(Heads_(parts[0], LocalHeads, RoutingHeads), Heads_(parts[1], LocalHeads, RoutingHeads));
-        return kmeans.Assign(qn).Scores.MoveToOuterDisposeScope();
+        return RoutedHeads(x).QScores.MoveToOuterDisposeScope();
     }
 
-    Tensor Route(Tensor q, Tensor k, Tensor v)
+    Routed RoutedHeads(Tensor x)
     {
-        var (qn, kn) = Normalized(q, k);
-        if (training && !kmeans.Initialized) kmeans.Initialize(qn);
-        var (qs, qIdx) = kmeans.Assign(qn);
-        var (ks, kIdx) = SharedQk ? (qs, qIdx) : kmeans.Assign(kn);
-        int w = (int)Math.Min(Window, q.shape[1]);
-        double? self = MaskSelf ? Routing.SelfTokenScore : null;
-        var y = Balanced ? Routing.Attend(qn, kn, v, qs, ks, w, Causal, CountEpsilon, selfScore: self)
-                         : Routing.AttendNearest(qn, kn, v, qs, ks, w, Causal, CountEpsilon, selfScore: self);
-        if (training)
-        {
-            var aux = kmeans.CommitmentLoss(qn, qIdx);                                    // β·mean (q̂ − sg μ)²
-            if (!SharedQk) aux = aux + kmeans.CommitmentLoss(kn, kIdx);                   // + the keys' (official: q_loss + k_loss)
-            AuxLoss?.Dispose();
-            AuxLoss = aux.DetachFromDisposeScope();
-            kmeans.Update(qn, qIdx);
-            if (!SharedQk) kmeans.Update(kn, kIdx);
-        }
-        return y;
+        if (RoutingHeads == 0) throw new InvalidOperationException("this layer has no routing heads (localHeads = heads).");
+        var (q, k, _) = Project(x);
+        return Route(Heads_(q, LocalHeads, RoutingHeads), Heads_(k, LocalHeads, RoutingHeads), fit: false);
     }
 
-    (Tensor Q, Tensor K) Normalized(Tensor q, Tensor k)
+    /// <summary>q̂ = LN(q), k̂ = LN(k) (or q̂), their affinities and nearest clusters; the first training batch initialises μ by k-means.</summary>
+    Routed Route(Tensor q, Tensor k, bool fit)
     {
         var dims = new long[] { q.shape[3] };
         var qn = nn.functional.layer_norm(q, dims);                                       // LN without scale or bias
-        return (qn, SharedQk ? qn : nn.functional.layer_norm(k, dims));
+        var kn = SharedQk ? qn : nn.functional.layer_norm(k, dims);
+        if (fit && !kmeans.Initialized) kmeans.Initialize(qn);
+        var (qs, qIdx) = kmeans.Assign(qn);
+        var (ks, kIdx) = SharedQk ? (qs, qIdx) : kmeans.Assign(kn);
+        return new Routed(qn, kn, qs, ks, qIdx, kIdx);
     }
+
+    /// <summary>Training: AuxLoss = β·mean (q̂ − sg μ)² (+ the keys' with separate Q/K, as the official q_loss + k_loss), then the EMA update of μ.</summary>
+    void Commit(Routed r)
+    {
+        var aux = kmeans.CommitmentLoss(r.Q, r.QIndex);
+        if (!SharedQk) aux = aux + kmeans.CommitmentLoss(r.K, r.KIndex);
+        AuxLoss?.Dispose();
+        AuxLoss = aux.DetachFromDisposeScope();
+        kmeans.Update(r.Q, r.QIndex);
+        if (!SharedQk) kmeans.Update(r.K, r.KIndex);
+    }
+
+    int WindowFor(long length) => (int)Math.Min(Window, length);
 
     static Tensor Heads_(Tensor x, int start, int count) => x.narrow(2, start, count);
 

@@ -343,7 +343,7 @@ public sealed class RoutingExperiment : IPaperExperiment<RoutingExperiment.Confi
         double density = all.sum().item<long>() / causalPairs;
         double keysPerQuery = all.sum(-1).to(ScalarType.Float64).mean().item<double>();
         var mask = all.select(0, 0).select(0, 0).to(ScalarType.Float32);                  // [T, T]
-        var order = layer.Scores(captured).argmax(-1).select(0, 0).select(0, 0);          // nearest cluster of t
+        var order = layer.ClusterAffinities(captured).argmax(-1).select(0, 0).select(0, 0);          // nearest cluster of t
         var perm = (order * n + torch.arange(n)).argsort();
         var sorted = mask.index_select(0, perm).index_select(1, perm);
         var data = sorted.data<float>().ToArray();

@@ -37,18 +37,37 @@ public static class RoutingNaive
         using var scope = NewDisposeScope();
         var mq = Membership(qScores, window);                                             // [B, H, C, T]
         var mk = Membership(kScores, window);
-        long t = q.shape[1], clusters = qScores.shape[3];
-        var sum = torch.zeros(q.shape[0], t, q.shape[2], v.shape[3], dtype: v.dtype, device: v.device);
-        var count = torch.zeros(q.shape[0], t, q.shape[2], 1, dtype: v.dtype, device: v.device);
-        for (long c = 0; c < clusters; c++)
-        {
-            var inQ = mq.select(2, c);                                                    // [B, H, T]
-            var keep = inQ.unsqueeze(-1) & mk.select(2, c).unsqueeze(-2);                 // M_c [B, H, T, T]
-            if (causal) keep &= AttentionMasks.Causal(t, t, q.device);
-            var w = inQ.permute(0, 2, 1).unsqueeze(-1).to(v.dtype);                      // [i ∈ I_c]  [B, T, H, 1]
-            sum += Dense(q, k, v, keep, scale, selfScore) * w;
-            count += w;
-        }
+        var keep = UnionMask(mq, mk, causal);
+        var pattern = BalancedPattern(MaskedScores(q, k, keep, scale, selfScore), mq, mk, causal, countEpsilon);
+        return Combine(pattern, v).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>∃c: i ∈ I_c ∧ j ∈ J_c (∧ j ≤ i): the keys some cluster shows query i, [B, H, T, T], from memberships [B, H, C, T].</summary>
+    public static Tensor UnionMask(Tensor queryMembership, Tensor keyMembership, bool causal)
+    {
+        Guard.Rank(queryMembership, 4, nameof(queryMembership), "B, H, C, T");
+        Guard.Rank(keyMembership, 4, nameof(keyMembership), "B, H, C, T");
+        using var scope = NewDisposeScope();
+        var keep = (queryMembership.unsqueeze(-1) & keyMembership.unsqueeze(-2)).any(2);   // [B, H, T, T]
+        if (causal) keep &= AttentionMasks.Causal(queryMembership.shape[3], keyMembership.shape[3], queryMembership.device);
+        return keep.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The balanced routing pattern [B, H, T, T] from scores s (−∞ outside the union mask) and memberships [B, H, C, T]:
+    /// A_ij = Σ_c [i ∈ I_c] · softmax_{j : M_c[i,j]}(s_ij) / (Σ_c [i ∈ I_c] + ε), and 0 for a query no cluster holds.
+    /// </summary>
+    public static Tensor BalancedPattern(Tensor scores, Tensor queryMembership, Tensor keyMembership, bool causal, double countEpsilon)
+    {
+        Guard.Rank(scores, 4, nameof(scores), "B, H, T, T");
+        using var scope = NewDisposeScope();
+        long tq = scores.shape[2], tk = scores.shape[3];
+        var keep = queryMembership.unsqueeze(-1) & keyMembership.unsqueeze(-2);          // M_c [B, H, C, T, T]
+        if (causal) keep &= AttentionMasks.Causal(tq, tk, scores.device);
+        var (p, _) = ReferenceAttention.Normalize(scores.unsqueeze(2).masked_fill(keep.logical_not(), double.NegativeInfinity));
+        var inQ = queryMembership.unsqueeze(-1).to(scores.dtype);                        // [i ∈ I_c]  [B, H, C, T, 1]
+        var sum = (p * inQ).sum(2);                                                       // Σ_c [i ∈ I_c] softmax_c
+        var count = inQ.sum(2);                                                           // [B, H, T, 1]
         return torch.where(count > 0, sum / (count + countEpsilon).clamp_min(1e-30), torch.zeros_like(sum)).MoveToOuterDisposeScope();
     }
 
@@ -83,7 +102,8 @@ public static class RoutingNaive
         Routing.Check(q, k, v, qScores, kScores, countEpsilon);
         using var scope = NewDisposeScope();
         var keep = NearestMask(qScores, kScores, window, causal);
-        return (Dense(q, k, v, keep, scale, selfScore) / (1 + countEpsilon)).MoveToOuterDisposeScope();
+        var (p, _) = ReferenceAttention.Normalize(MaskedScores(q, k, keep, scale, selfScore));
+        return (Combine(p, v) / (1 + countEpsilon)).MoveToOuterDisposeScope();
     }
 
     /// <summary>The block-local keep-mask [T, T]: key block within one behind the query's (one ahead when not causal), j ≤ i when causal.</summary>
@@ -107,31 +127,43 @@ public static class RoutingNaive
     public static Tensor LocalBlock(Tensor q, Tensor k, Tensor v, int block, bool causal = true, double? scale = null, Tensor? relativeBias = null)
     {
         Guard.Qkv(q, k, v);
+        using var scope = NewDisposeScope();
+        var (p, _) = ReferenceAttention.Normalize(LocalBlockScores(q, k, block, causal, scale, relativeBias));
+        return Combine(p, v).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The block-local heads' scores [B, H, T, T]: q_i·k_j/√D + b_h(i − j) under <see cref="LocalBlockMask"/>, −∞ elsewhere.</summary>
+    public static Tensor LocalBlockScores(Tensor q, Tensor k, int block, bool causal = true, double? scale = null, Tensor? relativeBias = null)
+    {
+        Guard.Rank(q, 4, nameof(q), "B, T, H, D");
         LocalBlockAttention.CheckBias(relativeBias, q.shape[2], block, causal);
         using var scope = NewDisposeScope();
         long t = q.shape[1];
         var keep = LocalBlockMask(t, block, causal, q.device);
-        Tensor? bias = null;
+        var s = Scaled(q, k, scale);
         if (relativeBias is not null)
         {
             var i = torch.arange(t, device: q.device).unsqueeze(1);
             var j = torch.arange(t, device: q.device).unsqueeze(0);
             var index = (i - j + LocalBlockAttention.BiasOffset(block, causal)).clamp(0, relativeBias.shape[1] - 1);   // outside the window: masked anyway
-            bias = relativeBias.index_select(1, index.flatten()).view(-1, t, t).unsqueeze(0).to(q.dtype);           // b_h(i − j)  [1, H, T, T]
-            bias = bias.masked_fill(keep.logical_not(), double.NegativeInfinity);
+            s = s + relativeBias.index_select(1, index.flatten()).view(-1, t, t).unsqueeze(0).to(q.dtype);         // + b_h(i − j)
         }
-        using var r = ReferenceAttention.Softmax(q, k, v, scale: scale, mask: bias ?? keep);
-        return r.Output.alias().MoveToOuterDisposeScope();
+        return s.masked_fill(keep.logical_not(), double.NegativeInfinity).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Dense softmax attention under a keep-mask [B, H, T, T], with s_ii = <paramref name="selfScore"/> when given → [B, T, H, Dv].</summary>
-    static Tensor Dense(Tensor q, Tensor k, Tensor v, Tensor keep, double? scale, double? selfScore)
+    /// <summary>Scores [B, H, T, T] under a keep-mask [B, H, T, T]: q_i·k_j/√D, s_ii = <paramref name="selfScore"/> when given, −∞ where not kept.</summary>
+    public static Tensor MaskedScores(Tensor q, Tensor k, Tensor keep, double? scale = null, double? selfScore = null)
     {
-        long t = q.shape[1];
-        var s = q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 3, 1)) * (scale ?? 1.0 / Math.Sqrt(q.shape[3]));   // q_i·k_j/√D
-        if (selfScore is { } self) s = s.masked_fill(torch.eye(t, dtype: ScalarType.Bool, device: q.device), self);
-        s = s.masked_fill(keep.logical_not(), double.NegativeInfinity);
-        var (p, _) = ReferenceAttention.Normalize(s);
-        return p.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3);
+        Guard.Rank(q, 4, nameof(q), "B, T, H, D");
+        using var scope = NewDisposeScope();
+        var s = Scaled(q, k, scale);
+        if (selfScore is { } self) s = s.masked_fill(torch.eye(q.shape[1], k.shape[1], dtype: ScalarType.Bool, device: q.device), self);
+        return s.masked_fill(keep.logical_not(), double.NegativeInfinity).MoveToOuterDisposeScope();
     }
+
+    static Tensor Scaled(Tensor q, Tensor k, double? scale) =>
+        q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 3, 1)) * (scale ?? 1.0 / Math.Sqrt(q.shape[3]));   // q_i·k_j/√D  [B, H, T, T]
+
+    /// <summary>z_i = Σ_j A_ij v_j: [B, T, H, Dv] from A [B, H, T, T] and v [B, T, H, Dv].</summary>
+    static Tensor Combine(Tensor pattern, Tensor v) => pattern.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3);
 }

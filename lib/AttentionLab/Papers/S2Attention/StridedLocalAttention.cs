@@ -68,8 +68,12 @@ public static class StridedLocalAttention
     }
 
     /// <summary>Queries [B, T, G, D] as blocks [B, G, nb, b, D] (zero-padded to nb·b).</summary>
-    static Tensor QueryBlocks(Tensor q, int b, int nb) =>
-        nn.functional.pad(q, new long[] { 0, 0, 0, 0, 0, nb * b - q.shape[1] }).view(q.shape[0], nb, b, q.shape[2], q.shape[3]).permute(0, 3, 1, 2, 4);
+    static Tensor QueryBlocks(Tensor q, int b, int nb)
+    {
+        var padded = nn.functional.pad(q, new long[] { 0, 0, 0, 0, 0, nb * b - q.shape[1] });   // [B, nb·b, G, D]
+        var blocks = padded.unflatten(1, new long[] { nb, b });                                 // [B, nb, b, G, D]
+        return blocks.permute(0, 3, 1, 2, 4);                                                   // [B, G, nb, b, D]
+    }
 
     /// <summary>Back from [B, G, nb, b, E] / [B, G, nb, b] to [B, T, G, E] / [B, G, T].</summary>
     static (Tensor, Tensor) Unblock(Tensor o, Tensor lse, long t)

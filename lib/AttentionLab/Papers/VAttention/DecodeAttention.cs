@@ -9,7 +9,7 @@ namespace AttentionLab.Papers.VAttention;
 /// Attention of the newest Tq tokens of every sequence over its own cache, three ways: over vAttention's contiguous
 /// slots (<see cref="Contiguous"/>, reads keys in place), over vLLM's paged pool with a non-paged kernel
 /// (<see cref="PagedGather"/>: copy the blocks into a padded tensor first: the "paging tax"), and with a paged-aware
-/// loop over block-table columns merging partial softmaxes (<see cref="PagedBlocks"/>). <see cref="Naive"/> is the
+/// loop over block-table columns merging partial softmaxes (<see cref="PagedBlocks"/>). <see cref="VAttentionNaive.Decode"/> is the
 /// obviously-correct twin: one reference attention per sequence on its exact-length keys.
 /// </summary>
 /// <remarks>
@@ -94,26 +94,7 @@ public static class DecodeAttention
         return (output.MoveToOuterDisposeScope(), lse.MoveToOuterDisposeScope());
     }
 
-    /// <summary>
-    /// The naive twin: for each sequence b, reference causal attention of q[b] [1, Tq, Hq, D] over its exact-length
-    /// keys [1, L_b, H, D] (each L_b ≥ Tq); outputs stacked to [B, Tq, Hq, Dv].
-    /// </summary>
-    public static Tensor Naive(IReadOnlyList<(Tensor Keys, Tensor Values)> sequences, Tensor q, double? scale = null)
-    {
-        ArgumentNullException.ThrowIfNull(sequences);
-        CheckQuery(q, sequences.Count, nameof(q));
-        using var scope = NewDisposeScope();
-        var outputs = sequences.Select((kv, b) =>
-        {
-            if (kv.Keys.shape[1] < q.shape[1])
-                throw new ArgumentException($"sequence {b} holds {kv.Keys.shape[1]} keys, fewer than the {q.shape[1]} queries.", nameof(sequences));
-            using var r = ReferenceAttention.Softmax(q.narrow(0, b, 1), kv.Keys, kv.Values, causal: true, scale: scale);
-            return r.Output.alias();
-        }).ToList();
-        return torch.cat(outputs, 0).MoveToOuterDisposeScope();
-    }
-
-    static void CheckQuery(Tensor q, int batch, string name)
+    internal static void CheckQuery(Tensor q, int batch, string name)
     {
         Guard.Rank(q, 4, name, "B, Tq, Hq, D");
         Guard.FloatingPoint(q, name);

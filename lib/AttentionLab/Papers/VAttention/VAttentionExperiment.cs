@@ -132,7 +132,7 @@ public sealed class VAttentionExperiment : IPaperExperiment<VAttentionExperiment
         using var paged = new PagedKvCache(4, 2, 7, 7, blockSize: 8, device: device);
         for (int b = 0; b < 4; b++) { slots.Append(b, toyK[b], toyV[b]); paged.Append(b, toyK[b], toyV[b]); }
         var q = torch.randn(new long[] { 4, 1, 2, 7 }, generator: gen).to(device);
-        var naive = DecodeAttention.Naive(toyK.Zip(toyV, (k, v) => (k.unsqueeze(0), v.unsqueeze(0))).ToList(), q);
+        var naive = VAttentionNaive.Decode(toyK.Zip(toyV, (k, v) => (k.unsqueeze(0), v.unsqueeze(0))).ToList(), q);
         using var contiguous = DecodeAttention.Contiguous(slots, q);
         using var gathered = DecodeAttention.PagedGather(paged, q);
         var forms = new List<FormCheck>
@@ -147,7 +147,7 @@ public sealed class VAttentionExperiment : IPaperExperiment<VAttentionExperiment
         var newV = torch.randn(new long[] { 3, 2, 7 }, generator: gen).to(device);
         slots.Append(1, newK, newV);
         toyK[1] = newK; toyV[1] = newV;
-        var naiveReused = DecodeAttention.Naive(toyK.Zip(toyV, (k, v) => (k.unsqueeze(0), v.unsqueeze(0))).ToList(), q);
+        var naiveReused = VAttentionNaive.Decode(toyK.Zip(toyV, (k, v) => (k.unsqueeze(0), v.unsqueeze(0))).ToList(), q);
         using var reused = DecodeAttention.Contiguous(slots, q);
         forms.Add(new("reused slot (length cleared), contiguous", ErrorStats.Of(reused.Output, naiveReused)));
         return new VAttentionExactness(arithmetic, forms);
