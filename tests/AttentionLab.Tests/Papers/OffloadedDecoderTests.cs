@@ -62,7 +62,7 @@ public class OffloadedDecoderTests
         using var mixed = new TinyGpt(Config(PositionKind.Rope), layer => new AttentionLab.Papers.Aaren.AarenLayer(24, 3));
         Assert.Equal("model", Assert.Throws<ArgumentException>(() => new OffloadedDecoder(mixed, CPU, CPU, 1)).ParamName);
         using var sink = new TinyGpt(Config(PositionKind.Rope, AttentionKind.SinkLogit));
-        Assert.Equal("attentionDevice", Assert.Throws<ArgumentException>(() => new OffloadedDecoder(sink, CPU, CPU, 1)).ParamName);
+        Assert.Equal("model", Assert.Throws<ArgumentException>(() => new OffloadedDecoder(sink, CPU, CPU, 1)).ParamName);
         using var model = new TinyGpt(Config(PositionKind.Rope));
         Assert.Equal("batch", Assert.ThrowsAny<ArgumentException>(() => new OffloadedDecoder(model, CPU, CPU, 0)).ParamName);
         using var decoder = new OffloadedDecoder(model, CPU, CPU, 2);

@@ -54,8 +54,13 @@ public sealed class OffloadedDecoder : IDisposable
         try
         {
             foreach (var (block, i) in model.Blocks.Select((b, i) => (b, i)))
+            {
+                if (block.Mixer is CausalSelfAttention { Kind: AttentionKind.SinkLogit })
+                    throw new ArgumentException($"block {i} is a SinkLogit layer (its learned logit lives on the model device); " +
+                                                "offloading supports the other kinds.", nameof(model));
                 layers.Add(block.Mixer is CausalSelfAttention a ? RemoteKvState.Create(a, batch, weights.dtype, attentionDevice, meter)
                     : throw new ArgumentException($"offloading needs CausalSelfAttention mixers; block {i} has {block.Mixer.GetType().Name}.", nameof(model)));
+            }
         }
         catch { foreach (var l in layers) l.Dispose(); throw; }
         (this.model, ModelDevice, AttentionDevice, Batch) = (model, modelDevice, attentionDevice, batch);
