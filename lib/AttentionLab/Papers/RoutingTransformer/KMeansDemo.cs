@@ -50,8 +50,7 @@ public static class KMeansDemo
             return torch.tensor(xy, new long[] { 1, config.BatchSize, 1, 2 });
         }
         using var km = new OnlineKMeans(1, 4, 2, config.Decay);
-        // a start near the origin
-        km.SetMeans(torch.tensor(Enumerable.Range(0, 8).Select(_ => (float)(0.5 * Normal())).ToArray(), new long[] { 1, 4, 2 }));
+        km.SetMeans(torch.tensor(Enumerable.Range(0, 8).Select(_ => (float)(0.5 * Normal())).ToArray(), new long[] { 1, 4, 2 }));   // a start near the origin
         var trajectory = new List<(double, double)[]> { Read(km.Means) };
         var errors = new List<double> { Error(km.Means) };
         var points = Read(Batch().reshape(1, -1, 2));
