@@ -41,7 +41,8 @@ public static class AtlasMixers
     /// <summary>Softmax attention: the KV cache grows with T.</summary>
     public static AtlasMixer Softmax { get; } = new("softmax attention", "full attention", (d, h) => new CausalSelfAttention(d, h));
     /// <summary>Exact softmax over the last <paramref name="window"/> tokens.</summary>
-    public static AtlasMixer SlidingWindow(int window) => new($"sliding window w={window}", "sliding window", (d, h) => new SlidingWindowAttention(d, h, window));
+    public static AtlasMixer SlidingWindow(int window) =>
+        new($"sliding window w={window}", "sliding window", (d, h) => new SlidingWindowAttention(d, h, window));
     /// <summary>BASED's Taylor linear attention with feature dim d′.</summary>
     public static AtlasMixer Based(int featureDim) => new($"BASED d′={featureDim}", "BASED", (d, h) => new BasedLinearAttention(d, featureDim, h));
     /// <summary>TransNormer-LLM attention (Lightning Attention-2 with per-head decay).</summary>
@@ -58,7 +59,8 @@ public static class AtlasMixers
     /// heads and a local window on the other half; no streaming state.
     /// </summary>
     public static AtlasMixer Routing(int clusters = 4, int window = 8) => new($"Routing C={clusters}", "Routing",
-        (d, h) => new RoutingAttention(d, h, clusters, window, causal: true, balanced: false, localHeads: Math.Max(1, h / 2), localWindow: window, decay: 0.99));
+        (d, h) =>
+            new RoutingAttention(d, h, clusters, window, causal: true, balanced: false, localHeads: Math.Max(1, h / 2), localWindow: window, decay: 0.99));
 
     /// <summary>
     /// S2-Attention: per-head local + vertical-stride block pattern (heterogeneous residues, so the heads together read

@@ -79,7 +79,8 @@ public sealed class MixerAtlas : IPaperExperiment<MixerAtlas.Config, AtlasResult
         {
             var point = One(mixer, config, train, test, device);
             clock.Lap(mixer.Name);
-            progress?.Report($"{mixer.Name}: recall {point.Recall:P1}, state {(point.StateBytes is { } b ? $"{b:N0} B" : "n/a")}, {point.TokensPerSecond:N0} tokens/s, trained in {point.TrainSeconds:F1} s");
+            progress?.Report($"{mixer.Name}: recall {point.Recall:P1}, state {(point.StateBytes is { } b ? $"{b:N0} B" : "n/a")}, " +
+                $"{point.TokensPerSecond:N0} tokens/s, trained in {point.TrainSeconds:F1} s");
             points.Add(point);
         }
         return new AtlasResult(config, points, clock.Seconds);
@@ -102,7 +103,8 @@ public sealed class MixerAtlas : IPaperExperiment<MixerAtlas.Config, AtlasResult
         {
             var rows = torch.arange(step * (long)c.BatchSize, (step + 1L) * c.BatchSize, device: device);
             var logits = net.call(trainTokens.index_select(0, rows));
-            return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), trainLabels.index_select(0, rows).reshape(-1), ignore_index: TokenBatch.Ignore);
+            return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), trainLabels.index_select(0, rows).reshape(-1),
+                ignore_index: TokenBatch.Ignore);
         }, options);
         net.eval();
         double recall;

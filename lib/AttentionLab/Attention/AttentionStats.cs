@@ -11,7 +11,9 @@ public static class AttentionStats
     public static Tensor RowEntropy(Tensor probabilities)
     {
         Guard.NotNull(probabilities, nameof(probabilities));
-        if (probabilities.dim() < 2) throw new ArgumentException($"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
+        if (probabilities.dim() < 2)
+            throw new ArgumentException(
+                $"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
         using var scope = NewDisposeScope();
         var p = probabilities;
         var plogp = torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p));
@@ -22,7 +24,9 @@ public static class AttentionStats
     public static Tensor MeanDistance(Tensor probabilities)
     {
         Guard.NotNull(probabilities, nameof(probabilities));
-        if (probabilities.dim() < 2) throw new ArgumentException($"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
+        if (probabilities.dim() < 2)
+            throw new ArgumentException(
+                $"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
         using var scope = NewDisposeScope();
         long tq = probabilities.shape[^2], tk = probabilities.shape[^1];
         var i = torch.arange(tq, device: probabilities.device).unsqueeze(1) + (tk - tq);
@@ -39,9 +43,12 @@ public static class AttentionStats
     public static Tensor SinkScore(Tensor probabilities, long key = 0, bool causal = true)
     {
         Guard.NotNull(probabilities, nameof(probabilities));
-        if (probabilities.dim() < 2) throw new ArgumentException($"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
+        if (probabilities.dim() < 2)
+            throw new ArgumentException(
+                $"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
         long tq = probabilities.shape[^2], tk = probabilities.shape[^1];
-        if (tq != tk) throw new ArgumentException($"probabilities must be square (Tq = Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
+        if (tq != tk)
+            throw new ArgumentException($"probabilities must be square (Tq = Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
         if (key < 0 || key >= tk) throw new ArgumentOutOfRangeException(nameof(key), key, $"key must be in [0, {tk}).");
         long first = causal ? Math.Max(key, 1) : 0;
         if (first >= tq) throw new ArgumentException($"no query can see key {key} besides itself (T = {tq}); the sink score is undefined.", nameof(key));

@@ -70,7 +70,9 @@ public static class AttentionVariants
         bool elementwise = gateLogits.dim() == 4 && gateLogits.shape.SequenceEqual(headOutputs.shape);
         bool perHead = gateLogits.dim() == 3 && gateLogits.shape.SequenceEqual(headOutputs.shape[..3]);
         if (!elementwise && !perHead)
-            throw new ArgumentException($"gateLogits {Guard.ShapeText(gateLogits)} must be [B, T, H, Dv] or [B, T, H] for headOutputs {Guard.ShapeText(headOutputs)}.", nameof(gateLogits));
+            throw new ArgumentException(
+                $"gateLogits {Guard.ShapeText(gateLogits)} must be [B, T, H, Dv] or [B, T, H] for headOutputs {Guard.ShapeText(headOutputs)}.",
+                nameof(gateLogits));
         using var scope = NewDisposeScope();
         var g = perHead ? gateLogits.unsqueeze(-1) : gateLogits;
         return (headOutputs * torch.sigmoid(g)).MoveToOuterDisposeScope();           // Y′ = Y ⊙ σ(g)

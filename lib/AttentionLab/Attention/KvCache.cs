@@ -38,7 +38,8 @@ public sealed class KvCache : IDisposable
         if (k.shape[0] != keys.shape[0] || k.shape[2] != keys.shape[2] || k.shape[3] != keys.shape[3])
             throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit the cache's keys {Guard.ShapeText(keys)}.", nameof(k));
         if (v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != values.shape[2] || v.shape[3] != values.shape[3])
-            throw new ArgumentException($"v {Guard.ShapeText(v)} does not fit k {Guard.ShapeText(k)} and the cache's values {Guard.ShapeText(values)}.", nameof(v));
+            throw new ArgumentException(
+                $"v {Guard.ShapeText(v)} does not fit k {Guard.ShapeText(k)} and the cache's values {Guard.ShapeText(values)}.", nameof(v));
         long n = k.shape[1];
         if (Length + n > keys.shape[1]) Grow(Math.Max(2 * keys.shape[1], Length + n));
         using var scope = NewDisposeScope();

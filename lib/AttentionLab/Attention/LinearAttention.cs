@@ -40,22 +40,26 @@ public static class LinearAttention
     /// <param name="logDecay">log λ_h per head [H], ≤ 0 and not NaN (any floating dtype; −∞ allowed); null: no decay.</param>
     /// <param name="h0">state before the first token (F = the feature map's output dim); z required iff normalised; null: zero.</param>
     /// <param name="options">feature map, normalisation, ε, q scale, chunk size; null: <see cref="LinearAttentionOptions.Default"/>.</param>
-    public static LinearAttentionResult Parallel(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null, LinearAttentionOptions? options = null) =>
+    public static LinearAttentionResult Parallel(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null,
+        LinearAttentionOptions? options = null) =>
         Run(LinearForm.Parallel, q, k, v, logDecay, h0, options);
 
     /// <summary>Token-by-token recurrence S_t = λ S_{t−1} + φ(k_t) v_tᵀ; o_t = φ(q_t)ᵀ S_t. Arguments as <see cref="Parallel"/>.</summary>
-    public static LinearAttentionResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null, LinearAttentionOptions? options = null) =>
+    public static LinearAttentionResult Recurrent(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null,
+        LinearAttentionOptions? options = null) =>
         Run(LinearForm.Recurrent, q, k, v, logDecay, h0, options);
 
     /// <summary>
     /// Chunks of <see cref="LinearAttentionOptions.ChunkSize"/> tokens: quadratic inside a chunk, the state carried between
     /// chunks; the chunk need not divide T (the last chunk is shorter). Arguments as <see cref="Parallel"/>.
     /// </summary>
-    public static LinearAttentionResult Chunked(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null, LinearAttentionOptions? options = null) =>
+    public static LinearAttentionResult Chunked(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null,
+        LinearAttentionOptions? options = null) =>
         Run(LinearForm.Chunked, q, k, v, logDecay, h0, options);
 
     /// <summary>The causal output and final state by the chosen <paramref name="form"/>. Arguments as <see cref="Parallel"/>.</summary>
-    public static LinearAttentionResult Run(LinearForm form, Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null, LinearAttentionOptions? options = null)
+    public static LinearAttentionResult Run(LinearForm form, Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null,
+        LinearAttentionOptions? options = null)
     {
         options ??= LinearAttentionOptions.Default;
         ValidateCausal(q, k, v, logDecay, h0, options);
@@ -125,7 +129,8 @@ public static class LinearAttention
     /// [B, H, Tq, Tk] in the accumulation dtype. With <see cref="LinearAttentionOptions.Normalize"/> the weights of the
     /// forms are κ_ij / (Σ_j κ_ij + ε) (<see cref="NormaliseKernel"/>); o = W·V equals every form's output.
     /// </summary>
-    public static Tensor Kernel(Tensor q, Tensor k, Tensor qPos, Tensor kPos, LinearAttentionOptions? options = null, Tensor? logDecay = null, bool causal = true)
+    public static Tensor Kernel(Tensor q, Tensor k, Tensor qPos, Tensor kPos, LinearAttentionOptions? options = null, Tensor? logDecay = null,
+        bool causal = true)
     {
         options ??= LinearAttentionOptions.Default;
         Guard.Rank(q, 4, nameof(q), "B, Tq, H, D");
@@ -156,7 +161,8 @@ public static class LinearAttention
         inputDtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
 
     /// <summary>Bytes of the recurrent state for these sizes (see <see cref="LinearState.BytesFor"/>).</summary>
-    public static long StateBytes(long batch, long heads, long keyDim, long valueDim, LinearAttentionOptions? options = null, ScalarType inputDtype = ScalarType.Float32)
+    public static long StateBytes(long batch, long heads, long keyDim, long valueDim, LinearAttentionOptions? options = null,
+        ScalarType inputDtype = ScalarType.Float32)
     {
         options ??= LinearAttentionOptions.Default;
         return LinearState.BytesFor(batch, heads, options.FeatureMap.OutputDim(keyDim), valueDim, options.Normalize, inputDtype);
@@ -187,10 +193,12 @@ public static class LinearAttention
         Guard.Qkv(q, k, v);
         bool kOk = k.shape[0] == q.shape[0] && k.shape[2] == q.shape[2] && k.shape[3] == q.shape[3] && (!causal || k.shape[1] == q.shape[1]);
         if (!kOk)
-            throw new ArgumentException($"k {Guard.ShapeText(k)} must match q {Guard.ShapeText(q)} in batch, heads, head dim{(causal ? " and length (causal)" : "")}.", nameof(k));
+            throw new ArgumentException(
+                $"k {Guard.ShapeText(k)} must match q {Guard.ShapeText(q)} in batch, heads, head dim{(causal ? " and length (causal)" : "")}.", nameof(k));
         if (v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != k.shape[2])
             throw new ArgumentException($"v {Guard.ShapeText(v)} must match k {Guard.ShapeText(k)} in batch, length and heads.", nameof(v));
-        if (q.shape[1] == 0 || k.shape[1] == 0) throw new ArgumentException($"q and k need at least one token (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(q));
+        if (q.shape[1] == 0 || k.shape[1] == 0)
+            throw new ArgumentException($"q and k need at least one token (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(q));
     }
 
     internal static long FeatureDim(IFeatureMap map, Tensor q)
@@ -199,7 +207,8 @@ public static class LinearAttention
         try { return map.OutputDim(q.shape[^1]); }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"q head dim {q.shape[^1]} (q {Guard.ShapeText(q)}) does not fit the feature map {map.Name}: {e.Message}", nameof(q), e);
+            throw new ArgumentException(
+                $"q head dim {q.shape[^1]} (q {Guard.ShapeText(q)}) does not fit the feature map {map.Name}: {e.Message}", nameof(q), e);
         }
     }
 
@@ -221,7 +230,8 @@ public static class LinearAttention
         if (state.S.IsInvalid) throw new ArgumentException($"{name}.S is a disposed tensor.", name);
         long[] expected = { batch, heads, featureDim, valueDim };
         if (!state.S.shape.SequenceEqual(expected))
-            throw new ArgumentException($"{name}.S must be [B, H, F, Dv] = [{string.Join(", ", expected)}] (F from the feature map), got {Guard.ShapeText(state.S)}.", name);
+            throw new ArgumentException(
+                $"{name}.S must be [B, H, F, Dv] = [{string.Join(", ", expected)}] (F from the feature map), got {Guard.ShapeText(state.S)}.", name);
         if (!state.S.is_floating_point()) throw new ArgumentException($"{name}.S must be floating-point, got {state.S.dtype}.", name);
         if (state.S.device.ToString() != q.device.ToString()) throw new ArgumentException($"{name} is on {state.S.device} but q is on {q.device}.", name);
         if (normalize && state.Z is null) throw new ArgumentException($"{name} has no z but the attention is normalised.", name);

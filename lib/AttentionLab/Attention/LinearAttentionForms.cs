@@ -22,7 +22,9 @@ namespace AttentionLab.Attention;
 /// </remarks>
 static class LinearAttentionForms
 {
-    /// <summary>Lowest log λ used: e^{−10⁴} is 0 in float64 already, so clamping −∞ (and anything below) here changes nothing but avoids 0·(−∞).</summary>
+    /// <summary>
+    /// Lowest log λ used: e^{−10⁴} is 0 in float64 already, so clamping −∞ (and anything below) here changes nothing but avoids 0·(−∞).
+    /// </summary>
     internal const double LogDecayFloor = -1e4;
 
     /// <summary>D [.., L, L] with D_ij = λ^{i−j} (i ≥ j), 0 above the diagonal; plain lower-triangular ones without decay.</summary>
@@ -102,7 +104,8 @@ static class LinearAttentionForms
     /// inter-chunk state carried by a loop over N), then the short last chunk (T mod C tokens) as one more block.
     /// No padding: the tail block builds its own, shorter decay mask.
     /// </summary>
-    internal static (Tensor O, Tensor S, Tensor? Z) Chunked(Tensor qf, Tensor kf, Tensor v, Tensor? ld, Tensor? s0, Tensor? z0, bool normalize, double eps, int chunk)
+    internal static (Tensor O, Tensor S, Tensor? Z) Chunked(Tensor qf, Tensor kf, Tensor v, Tensor? ld, Tensor? s0, Tensor? z0, bool normalize, double eps,
+        int chunk)
     {
         long b = qf.shape[0], h = qf.shape[1], t = qf.shape[2], f = qf.shape[3], dv = v.shape[3];
         long n = t / chunk, rem = t % chunk;

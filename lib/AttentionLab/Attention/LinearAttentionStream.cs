@@ -37,7 +37,10 @@ public sealed class LinearAttentionStream : IDisposable
         Batch = batch; Heads = heads; KeyDim = keyDim; ValueDim = valueDim; Dtype = dtype;
         Device = device ?? CPU;
         try { FeatureDim = Options.FeatureMap.OutputDim(keyDim); }
-        catch (ArgumentException e) { throw new ArgumentException($"keyDim {keyDim} does not fit the feature map {Options.FeatureMap.Name}: {e.Message}", nameof(keyDim), e); }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"keyDim {keyDim} does not fit the feature map {Options.FeatureMap.Name}: {e.Message}", nameof(keyDim), e);
+        }
         using var scope = NewDisposeScope();
         var probe = torch.empty(new[] { batch, 1, heads, keyDim }, dtype: dtype, device: Device);   // shapes for the guards
         Guard.FloatingPoint(probe, nameof(dtype));

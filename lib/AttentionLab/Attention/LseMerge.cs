@@ -28,7 +28,8 @@ public static class LseMerge
             if (l.shape[0] != po.shape[0] || l.shape[1] != po.shape[2] || l.shape[2] != po.shape[1])
                 throw new ArgumentException($"parts[{i}]: LSE {Guard.ShapeText(l)} must be [B, H, Tq] of output {Guard.ShapeText(po)}.", nameof(parts));
             if (!po.shape.SequenceEqual(parts[0].Output.shape))
-                throw new ArgumentException($"parts[{i}].Output {Guard.ShapeText(po)} differs from parts[0].Output {Guard.ShapeText(parts[0].Output)}.", nameof(parts));
+                throw new ArgumentException(
+                    $"parts[{i}].Output {Guard.ShapeText(po)} differs from parts[0].Output {Guard.ShapeText(parts[0].Output)}.", nameof(parts));
             Guard.SameDtype(parts[0].Output, "parts[0].Output", po, $"parts[{i}].Output");
             Guard.SameDevice(parts[0].Output, "parts[0].Output", po, $"parts[{i}].Output");
         }

@@ -75,7 +75,8 @@ public sealed class PagedKvCache : IDisposable
         if (k.shape[1] != keyPool.shape[2] || k.shape[2] != keyPool.shape[3])
             throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit the cache's [T, {keyPool.shape[2]}, {keyPool.shape[3]}].", nameof(k));
         if (v.shape[0] != k.shape[0] || v.shape[1] != valuePool.shape[2] || v.shape[2] != valuePool.shape[3])
-            throw new ArgumentException($"v {Guard.ShapeText(v)} does not fit k {Guard.ShapeText(k)} and the cache's [T, {valuePool.shape[2]}, {valuePool.shape[3]}].", nameof(v));
+            throw new ArgumentException(
+                $"v {Guard.ShapeText(v)} does not fit k {Guard.ShapeText(k)} and the cache's [T, {valuePool.shape[2]}, {valuePool.shape[3]}].", nameof(v));
         Guard.SameDtype(keyPool, "the cache", k, nameof(k)); Guard.SameDtype(keyPool, "the cache", v, nameof(v));
         Guard.SameDevice(keyPool, "the cache", k, nameof(k)); Guard.SameDevice(keyPool, "the cache", v, nameof(v));
         using var scope = NewDisposeScope();

@@ -122,7 +122,8 @@ public sealed class PolicyKvCache : IDisposable
         if (keys is null) throw new InvalidOperationException("Observe before the first Append.");
         long b = keys.shape[0], hkv = keys.shape[1], hq = probabilities.shape[1];
         if (probabilities.shape[0] != b || probabilities.shape[3] != Count || hq % hkv != 0)
-            throw new ArgumentException($"probabilities {Guard.ShapeText(probabilities)} must be [B = {b}, Hq (a multiple of {hkv}), Tq, Count = {Count}].", nameof(probabilities));
+            throw new ArgumentException(
+                $"probabilities {Guard.ShapeText(probabilities)} must be [B = {b}, Hq (a multiple of {hkv}), Tq, Count = {Count}].", nameof(probabilities));
         Guard.SameDevice(keys, "the cache", probabilities, nameof(probabilities));
         using var scope = NewDisposeScope();
         using (torch.no_grad())
@@ -147,7 +148,8 @@ public sealed class PolicyKvCache : IDisposable
             throw new ArgumentException($"v {Guard.ShapeText(v)} must match k {Guard.ShapeText(k)} in batch, length and heads.", nameof(v));
         if (keys is null) return;
         if (k.shape[0] != keys.shape[0] || k.shape[2] != keys.shape[1] || k.shape[3] != keys.shape[3])
-            throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit the cache's [B = {keys.shape[0]}, T, Hkv = {keys.shape[1]}, D = {keys.shape[3]}].", nameof(k));
+            throw new ArgumentException(
+                $"k {Guard.ShapeText(k)} does not fit the cache's [B = {keys.shape[0]}, T, Hkv = {keys.shape[1]}, D = {keys.shape[3]}].", nameof(k));
         if (v.shape[3] != values!.shape[3])
             throw new ArgumentException($"v {Guard.ShapeText(v)} does not fit the cache's value dim {values.shape[3]}.", nameof(v));
         Guard.SameDtype(keys, "the cache", k, nameof(k));
@@ -188,7 +190,8 @@ public sealed class PolicyKvCache : IDisposable
     {
         long b = keys!.shape[0], h = keys.shape[1];
         if (keep.dim() != 3 || keep.shape[0] != b || keep.shape[1] != h || keep.shape[2] > Count || keep.dtype != ScalarType.Int64)
-            throw new InvalidOperationException($"policy {Policy.Name} returned keep indices {Guard.ShapeText(keep)} ({keep.dtype}); expected int64 [{b}, {h}, ≤ {Count}].");
+            throw new InvalidOperationException(
+                $"policy {Policy.Name} returned keep indices {Guard.ShapeText(keep)} ({keep.dtype}); expected int64 [{b}, {h}, ≤ {Count}].");
         long n = keep.shape[2];
         void Take(Tensor buffer)
         {

@@ -26,7 +26,8 @@ public sealed class QuestSelector : IKvSelector
     public QuestSelector(int pageSize, int budgetPages)
     {
         Guard.Positive(pageSize, nameof(pageSize));
-        if (budgetPages < 2) throw new ArgumentException($"budgetPages must be ≥ 2 (the current page plus one selected page), got {budgetPages}.", nameof(budgetPages));
+        if (budgetPages < 2)
+            throw new ArgumentException($"budgetPages must be ≥ 2 (the current page plus one selected page), got {budgetPages}.", nameof(budgetPages));
         (PageSize, BudgetPages) = (pageSize, budgetPages);
     }
 
@@ -65,7 +66,8 @@ public sealed class QuestSelector : IKvSelector
         Guard.Positive(pageSize, nameof(pageSize));
         long b = keys.shape[0], n = keys.shape[1], hkv = keys.shape[2], d = keys.shape[3], hq = query.shape[1];
         if (query.shape[0] != b || query.shape[2] != d || hq % hkv != 0)
-            throw new ArgumentException($"query {Guard.ShapeText(query)} must be [B = {b}, Hq (a multiple of {hkv}), D = {d}] for keys {Guard.ShapeText(keys)}.", nameof(query));
+            throw new ArgumentException(
+                $"query {Guard.ShapeText(query)} must be [B = {b}, Hq (a multiple of {hkv}), D = {d}] for keys {Guard.ShapeText(keys)}.", nameof(query));
         long full = (n - 1) / pageSize;                                                  // pages strictly before the current one
         if (full == 0) return torch.zeros(new[] { b, hkv, 0L }, dtype: query.dtype, device: query.device);
         using var scope = NewDisposeScope();

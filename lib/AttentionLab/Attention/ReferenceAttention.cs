@@ -95,7 +95,9 @@ public static class ReferenceAttention
         }
         if (causal)
         {
-            if (tq > tk) throw new ArgumentException($"causal attention needs Tq ≤ Tk (queries end-aligned to the keys), got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(q));
+            if (tq > tk)
+                throw new ArgumentException(
+                    $"causal attention needs Tq ≤ Tk (queries end-aligned to the keys), got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(q));
             scores = scores.masked_fill(CausalKeepMask(tq, tk, q.device).logical_not(), double.NegativeInfinity);
         }
         return (scores, vh);
@@ -109,8 +111,10 @@ public static class ReferenceAttention
     internal static void Validate(Tensor q, Tensor k, Tensor v)
     {
         Guard.Qkv(q, k, v, "B, Tq, Hq, D", "B, Tk, Hkv, D", "B, Tk, Hkv, Dv");
-        if (k.shape[0] != q.shape[0]) throw new ArgumentException($"k batch {k.shape[0]} ≠ q batch {q.shape[0]} (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(k));
-        if (k.shape[3] != q.shape[3]) throw new ArgumentException($"k head dim {k.shape[3]} ≠ q head dim {q.shape[3]} (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(k));
+        if (k.shape[0] != q.shape[0])
+            throw new ArgumentException($"k batch {k.shape[0]} ≠ q batch {q.shape[0]} (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(k));
+        if (k.shape[3] != q.shape[3])
+            throw new ArgumentException($"k head dim {k.shape[3]} ≠ q head dim {q.shape[3]} (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).", nameof(k));
         if (v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != k.shape[2])
             throw new ArgumentException($"v {Guard.ShapeText(v)} must match k {Guard.ShapeText(k)} in batch, length and heads.", nameof(v));
         if (q.shape[2] % k.shape[2] != 0)

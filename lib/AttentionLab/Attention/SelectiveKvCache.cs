@@ -119,12 +119,14 @@ public sealed class SelectiveKvCache : IDisposable
         {
             if (query.dim() == 4 && query.shape[1] == 1) query = query.squeeze(1);
             if (query.dim() != 3 || query.shape[0] != batch || query.shape[1] % kvHeads != 0 || query.shape[2] != keyDim)
-                throw new ArgumentException($"query must be [B = {batch}, Hq (a multiple of {kvHeads}), D = {keyDim}], got {Guard.ShapeText(query)}.", nameof(query));
+                throw new ArgumentException(
+                    $"query must be [B = {batch}, Hq (a multiple of {kvHeads}), D = {keyDim}], got {Guard.ShapeText(query)}.", nameof(query));
         }
         var selected = Selector.Select(new KvSelectQuery(Count, batch, kvHeads, device!, query?.detach(), live.Keys));
         if (selected is null) return null;
         if (selected.dim() != 3 || selected.shape[0] != batch || selected.shape[1] != kvHeads || selected.dtype != ScalarType.Int64 || selected.shape[2] == 0)
-            throw new InvalidOperationException($"selector {Selector.Name} returned {Guard.ShapeText(selected)} ({selected.dtype}); expected int64 [{batch}, {kvHeads}, n′ ≥ 1].");
+            throw new InvalidOperationException(
+                $"selector {Selector.Name} returned {Guard.ShapeText(selected)} ({selected.dtype}); expected int64 [{batch}, {kvHeads}, n′ ≥ 1].");
         if (Guard.ShouldReadValues(selected) && (selected.min().item<long>() < 0 || selected.max().item<long>() >= Count))
             throw new InvalidOperationException($"selector {Selector.Name} returned indices outside [0, {Count}).");
         return selected;
@@ -150,7 +152,8 @@ public sealed class SelectiveKvCache : IDisposable
         _ = Live;
         long b = batch, hkv = kvHeads, hq = probabilities.shape[1], n = probabilities.shape[3];
         if (probabilities.shape[0] != b || probabilities.shape[2] != 1 || hq % hkv != 0 || n > Count)
-            throw new ArgumentException($"probabilities {Guard.ShapeText(probabilities)} must be [B = {b}, Hq (a multiple of {hkv}), 1, n′ ≤ {Count}].", nameof(probabilities));
+            throw new ArgumentException(
+                $"probabilities {Guard.ShapeText(probabilities)} must be [B = {b}, Hq (a multiple of {hkv}), 1, n′ ≤ {Count}].", nameof(probabilities));
         using (var scope = NewDisposeScope())
         using (torch.no_grad())
             Selector.Observe(probabilities.detach());
@@ -174,7 +177,9 @@ public sealed class SelectiveKvCache : IDisposable
         if (q.shape[1] != 1) throw new ArgumentException($"q must hold one query token [B, 1, Hq, D], got {Guard.ShapeText(q)}.", nameof(q));
         if (k.shape[1] != 1) throw new ArgumentException($"k must hold one token [B, 1, Hkv, D], got {Guard.ShapeText(k)}.", nameof(k));
         if (cache is not null && (k.shape[0] != batch || k.shape[2] != kvHeads || k.shape[3] != keyDim || v.shape[3] != valueDim))
-            throw new ArgumentException($"k {Guard.ShapeText(k)} / v {Guard.ShapeText(v)} do not fit the cache's B = {batch}, Hkv = {kvHeads}, D = {keyDim}, Dv = {valueDim}.", nameof(k));
+            throw new ArgumentException(
+                $"k {Guard.ShapeText(k)} / v {Guard.ShapeText(v)} do not fit the cache's B = {batch}, Hkv = {kvHeads}, D = {keyDim}, Dv = {valueDim}.",
+                nameof(k));
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
         Append(k, v);

@@ -91,7 +91,8 @@ public static class SoftmaxMonoid
         ArgumentNullException.ThrowIfNull(a);
         ArgumentNullException.ThrowIfNull(b);
         if (!a.M.shape.SequenceEqual(b.M.shape) || !a.W.shape.SequenceEqual(b.W.shape))
-            throw new ArgumentException($"b (m {Guard.ShapeText(b.M)}, w {Guard.ShapeText(b.W)}) must match a (m {Guard.ShapeText(a.M)}, w {Guard.ShapeText(a.W)}).", nameof(b));
+            throw new ArgumentException(
+                $"b (m {Guard.ShapeText(b.M)}, w {Guard.ShapeText(b.W)}) must match a (m {Guard.ShapeText(a.M)}, w {Guard.ShapeText(a.W)}).", nameof(b));
         using var scope = NewDisposeScope();
         var m = torch.maximum(a.M, b.M);                                          // m = max(m_A, m_B)
         var mSafe = torch.where(m.isneginf(), torch.zeros_like(m), m);           // guard: −∞ − (−∞) would be NaN

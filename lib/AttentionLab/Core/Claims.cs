@@ -114,8 +114,10 @@ public sealed class ClaimSet : IReadOnlyList<ClaimRecord>
         if (record.Paper != Paper) throw new ArgumentException($"record '{record.Id}' is for paper {record.Paper}, not {Paper}.", nameof(record));
         if (!IsId(record.Id)) throw new ArgumentException($"claim id '{record.Id}' must be kebab-case (a-z, 0-9, '-').", nameof(record));
         if (records.Any(r => r.Id == record.Id)) throw new ArgumentException($"paper {Paper} already has a claim '{record.Id}'.", nameof(record));
-        if (record.Kind == ClaimKind.Exactness && !record.Asserted) throw new ArgumentException($"exactness claim '{record.Id}' must be asserted.", nameof(record));
-        if (record.Kind == ClaimKind.Reported && record.Asserted) throw new ArgumentException($"reported claim '{record.Id}' cannot be asserted.", nameof(record));
+        if (record.Kind == ClaimKind.Exactness && !record.Asserted)
+            throw new ArgumentException($"exactness claim '{record.Id}' must be asserted.", nameof(record));
+        if (record.Kind == ClaimKind.Reported && record.Asserted)
+            throw new ArgumentException($"reported claim '{record.Id}' cannot be asserted.", nameof(record));
         if (record.Asserted && record.Status == ClaimStatus.NotShown)
             throw new ArgumentException($"claim '{record.Id}' is asserted but not shown: assert only what this size decides.", nameof(record));
         if (record.Status == ClaimStatus.NotShown && string.IsNullOrWhiteSpace(record.Note))
@@ -185,7 +187,8 @@ public sealed class ClaimSet : IReadOnlyList<ClaimRecord>
         new StringDataFrameColumn("criterion", records.Select(r => r.Criterion)),
         new StringDataFrameColumn("status", records.Select(r => ClaimRecord.StatusText(r.Status))),
         new BooleanDataFrameColumn("asserted", records.Select(r => r.Asserted)),
-        new StringDataFrameColumn("deviation / note", records.Select(r => string.Join(" ", new[] { r.Deviation is null ? null : "Deviation: " + r.Deviation, r.Note }.Where(s => s is not null)))));
+        new StringDataFrameColumn("deviation / note",
+            records.Select(r => string.Join(" ", new[] { r.Deviation is null ? null : "Deviation: " + r.Deviation, r.Note }.Where(s => s is not null)))));
 
     /// <summary>
     /// Writes the claims for the notebook runner (when <see cref="FileVariable"/> is set), then throws

@@ -44,7 +44,8 @@ public static class NotebookDisplay
     public static string PlotlyJs()
     {
         var asm = typeof(GenericChart).Assembly;
-        string name = asm.GetManifestResourceNames().Single(n => n.StartsWith("Plotly.NET.plotly-", StringComparison.Ordinal) && n.EndsWith(".min.js", StringComparison.Ordinal));
+        string name = asm.GetManifestResourceNames()
+            .Single(n => n.StartsWith("Plotly.NET.plotly-", StringComparison.Ordinal) && n.EndsWith(".min.js", StringComparison.Ordinal));
         using var stream = asm.GetManifestResourceStream(name)!;
         using var reader = new StreamReader(stream);
         return reader.ReadToEnd();
@@ -97,8 +98,10 @@ public static class NotebookDisplay
             .Append("<th>criterion</th><th>status</th><th>asserted</th><th>deviation / note</th></tr></thead><tbody>");
         foreach (var c in claims)
         {
-            string badge = $"<span style=\"background:{StatusColour[c.Status]};color:#fff;border-radius:1em;padding:0 .5em;white-space:nowrap\">{E(ClaimRecord.StatusText(c.Status))}</span>";
-            string note = string.Join("<br>", new[] { c.Deviation is null ? null : "<b>Deviation:</b> " + E(c.Deviation), c.Note is null ? null : E(c.Note) }.Where(x => x is not null));
+            string badge = $"<span style=\"background:{StatusColour[c.Status]};color:#fff;border-radius:1em;padding:0 .5em;white-space:nowrap\">" +
+                $"{E(ClaimRecord.StatusText(c.Status))}</span>";
+            string note = string.Join("<br>",
+                new[] { c.Deviation is null ? null : "<b>Deviation:</b> " + E(c.Deviation), c.Note is null ? null : E(c.Note) }.Where(x => x is not null));
             sb.Append($"<tr><td><code>{E(c.Id)}</code></td><td>{E(ClaimRecord.KindText(c.Kind))}</td><td>{E(c.Statement)}</td><td>{E(c.PaperFigure)}</td>")
               .Append($"<td>{E(c.Ours)}</td><td>{E(c.Criterion)}</td><td>{badge}</td><td>{(c.Asserted ? "yes" : "no")}</td><td>{note}</td></tr>");
         }

@@ -63,7 +63,8 @@ public static class PaperCatalog
 
     /// <summary>The experiment of paper <paramref name="number"/>.</summary>
     public static PaperEntry Get(int number) => All.FirstOrDefault(e => e.Info.Number == number)
-        ?? throw new ArgumentException($"no experiment for paper {number}; the library has {string.Join(", ", All.Select(e => e.Info.Number))}.", nameof(number));
+        ?? throw new ArgumentException(
+            $"no experiment for paper {number}; the library has {string.Join(", ", All.Select(e => e.Info.Number))}.", nameof(number));
 
     /// <summary>Every type in <paramref name="assembly"/> implementing the contract.</summary>
     public static IReadOnlyList<PaperEntry> Find(Assembly assembly)
@@ -82,7 +83,8 @@ public static class PaperCatalog
             list.Add(new PaperEntry(info, type, run));
         }
         var twice = list.GroupBy(e => e.Info.Number).FirstOrDefault(g => g.Count() > 1);
-        if (twice is not null) throw new InvalidOperationException($"paper {twice.Key} has two experiments: {string.Join(", ", twice.Select(e => e.Experiment.Name))}.");
+        if (twice is not null)
+            throw new InvalidOperationException($"paper {twice.Key} has two experiments: {string.Join(", ", twice.Select(e => e.Experiment.Name))}.");
         return list.OrderBy(e => e.Info.Number).ToList();
     }
 

@@ -80,6 +80,7 @@ public sealed record InductionTask(int VocabSize = 64, int SegmentLength = 16, b
         long first = Separator ? 2 : 1;
         if (VocabSize <= first) throw new ArgumentException($"VocabSize must be > {first}, got {VocabSize}.", nameof(VocabSize));
         if (Distinct && VocabSize - first < SegmentLength)
-            throw new ArgumentException($"VocabSize {VocabSize} has {VocabSize - first} segment tokens, fewer than SegmentLength {SegmentLength} distinct ones.", nameof(VocabSize));
+            throw new ArgumentException(
+                $"VocabSize {VocabSize} has {VocabSize - first} segment tokens, fewer than SegmentLength {SegmentLength} distinct ones.", nameof(VocabSize));
     }
 }

@@ -89,7 +89,8 @@ public sealed record MqarTask(int VocabSize = 8192, int Length = 64, int Pairs =
         if (Pairs <= 0) throw new ArgumentException($"Pairs must be positive, got {Pairs}.", nameof(Pairs));
         if (Length % 2 != 0) throw new ArgumentException($"Length must be even, got {Length}.", nameof(Length));
         if (4 * Pairs > Length) throw new ArgumentException($"Length must be ≥ 4·Pairs = {4 * Pairs}, got {Length}.", nameof(Length));
-        if (VocabSize / 2 - 1 < Pairs) throw new ArgumentException($"VocabSize {VocabSize} leaves {VocabSize / 2 - 1} keys in [1, V/2), fewer than Pairs = {Pairs}.", nameof(VocabSize));
+        if (VocabSize / 2 - 1 < Pairs)
+            throw new ArgumentException($"VocabSize {VocabSize} leaves {VocabSize / 2 - 1} keys in [1, V/2), fewer than Pairs = {Pairs}.", nameof(VocabSize));
         if (!(PowerA > 0)) throw new ArgumentException($"PowerA must be positive, got {PowerA}.", nameof(PowerA));
     }
 }

@@ -59,7 +59,9 @@ public sealed record MultiHopTask(int VocabSize = 64, int Hops = 2, int Distract
         if (Hops <= 0) throw new ArgumentException($"Hops must be positive, got {Hops}.", nameof(Hops));
         if (Distractors < 0) throw new ArgumentException($"Distractors must be ≥ 0, got {Distractors}.", nameof(Distractors));
         int needed = (1 + Distractors) * (Hops + 1);
-        if (VocabSize - 2 < needed) throw new ArgumentException($"VocabSize {VocabSize} has {VocabSize - 2} entities, fewer than the {needed} distinct ones needed.", nameof(VocabSize));
+        if (VocabSize - 2 < needed)
+            throw new ArgumentException(
+                $"VocabSize {VocabSize} has {VocabSize - 2} entities, fewer than the {needed} distinct ones needed.", nameof(VocabSize));
     }
 }
 

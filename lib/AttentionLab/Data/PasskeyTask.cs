@@ -51,7 +51,8 @@ public sealed record PasskeyTask(int VocabSize = 64, int Length = 64, int Needle
     void Validate()
     {
         if (NeedleLength <= 0) throw new ArgumentException($"NeedleLength must be positive, got {NeedleLength}.", nameof(NeedleLength));
-        if (Length < 2 * NeedleLength + 3) throw new ArgumentException($"Length must be ≥ 2·NeedleLength + 3 = {2 * NeedleLength + 3}, got {Length}.", nameof(Length));
+        if (Length < 2 * NeedleLength + 3)
+            throw new ArgumentException($"Length must be ≥ 2·NeedleLength + 3 = {2 * NeedleLength + 3}, got {Length}.", nameof(Length));
         if (VocabSize <= 3) throw new ArgumentException($"VocabSize must be > 3 (0–2 are special), got {VocabSize}.", nameof(VocabSize));
         if (!(Depth >= 0 && Depth <= 1)) throw new ArgumentException($"Depth must be in [0, 1], got {Depth}.", nameof(Depth));
     }

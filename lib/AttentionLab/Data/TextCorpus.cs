@@ -82,7 +82,8 @@ public sealed class TextCorpus
         var (lo, hi) = Range(split);
         int chars = CharsPerWindow(length, bos);
         if (hi - lo < chars + 1)
-            throw new ArgumentOutOfRangeException(nameof(length), length, $"the {split} split holds {hi - lo} characters, fewer than a window needs ({chars + 1}).");
+            throw new ArgumentOutOfRangeException(
+                nameof(length), length, $"the {split} split holds {hi - lo} characters, fewer than a window needs ({chars + 1}).");
         var rng = new Random(seed);
         var starts = Enumerable.Range(0, count).Select(_ => rng.Next(lo, hi - chars)).ToArray();
         return Windows(starts, length, bos, device);
@@ -94,7 +95,8 @@ public sealed class TextCorpus
         var (lo, hi) = Range(split);
         int chars = CharsPerWindow(length, bos);
         if (offset < 0 || lo + offset + chars + 1 > hi)
-            throw new ArgumentOutOfRangeException(nameof(length), length, $"offset {offset} + {chars + 1} characters do not fit the {split} split ({hi - lo} characters).");
+            throw new ArgumentOutOfRangeException(
+                nameof(length), length, $"offset {offset} + {chars + 1} characters do not fit the {split} split ({hi - lo} characters).");
         return Windows(new[] { lo + offset }, length, bos, device);
     }
 

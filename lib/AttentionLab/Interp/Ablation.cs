@@ -48,7 +48,8 @@ public static class Ablation
     /// Effect [L, H] of ablating each head alone: metric(ablated logits) − metric(clean logits), no grad.
     /// Mean ablation uses <see cref="MeanZ"/> of <paramref name="referenceTokens"/> (default: <paramref name="tokens"/>).
     /// </summary>
-    public static Tensor HeadEffects(IHookedModel model, Tensor tokens, Func<Tensor, double> metric, AblationKind kind = AblationKind.Zero, Tensor? referenceTokens = null)
+    public static Tensor HeadEffects(IHookedModel model, Tensor tokens, Func<Tensor, double> metric, AblationKind kind = AblationKind.Zero,
+        Tensor? referenceTokens = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(metric);
@@ -85,7 +86,8 @@ public static class Ablation
     {
         ArgumentNullException.ThrowIfNull(model);
         int l = layer < 0 ? layer + model.LayerCount : layer;
-        if (l < 0 || l >= model.LayerCount) throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer must be in [−{model.LayerCount}, {model.LayerCount}).");
+        if (l < 0 || l >= model.LayerCount)
+            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer must be in [−{model.LayerCount}, {model.LayerCount}).");
         if (head < 0 || head >= model.HeadCount) throw new ArgumentOutOfRangeException(nameof(head), head, $"head must be in [0, {model.HeadCount}).");
         layer = l;
         return ActName.Get("z", l);

@@ -25,7 +25,9 @@ public static class ActName
     public static string Get(string name, int? layer = null, string? layerType = null)
     {
         if (string.IsNullOrWhiteSpace(name)) throw new ArgumentException("name must not be empty.", nameof(name));
-        if (layer is < 0) throw new ArgumentOutOfRangeException(nameof(layer), layer, "layer must be ≥ 0 here; resolve negative layers against the model's layer count first.");
+        if (layer is < 0)
+            throw new ArgumentOutOfRangeException(
+                nameof(layer), layer, "layer must be ≥ 0 here; resolve negative layers against the model's layer count first.");
         if ((name.Contains('.') || name.StartsWith("hook_", StringComparison.Ordinal)) && layer is null && layerType is null) return name;
         if (Alias.TryGetValue(name, out var alias)) name = alias;
         var full = layer is null ? "" : $"blocks.{layer}.";

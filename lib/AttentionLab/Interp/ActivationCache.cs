@@ -51,7 +51,8 @@ public sealed class ActivationCache : IDisposable
     {
         ObjectDisposedException.ThrowIf(disposed, this);
         if (store.TryGetValue(full, out var t)) return t;
-        throw new ArgumentException($"'{full}' is not in the cache (captured: {string.Join(", ", store.Keys.Take(8))}{(store.Count > 8 ? ", …" : "")}).", argument);
+        throw new ArgumentException(
+            $"'{full}' is not in the cache (captured: {string.Join(", ", store.Keys.Take(8))}{(store.Count > 8 ? ", …" : "")}).", argument);
     }
 
     public void Dispose()

@@ -71,7 +71,8 @@ public static class HeadDetector
         bool shared = detectionPattern.dim() == 2 && detectionPattern.shape[0] == t && detectionPattern.shape[1] == t;
         bool perSeq = detectionPattern.dim() == 3 && detectionPattern.shape[0] == b && detectionPattern.shape[1] == t && detectionPattern.shape[2] == t;
         if (!shared && !perSeq)
-            throw new ArgumentException($"detectionPattern must be [T, T] or [B, T, T] with B = {b}, T = {t}; got {Guard.ShapeText(detectionPattern)}.", nameof(detectionPattern));
+            throw new ArgumentException(
+                $"detectionPattern must be [T, T] or [B, T, T] with B = {b}, T = {t}; got {Guard.ShapeText(detectionPattern)}.", nameof(detectionPattern));
         Guard.SameDevice(patterns, nameof(patterns), detectionPattern, nameof(detectionPattern));
         using var scope = NewDisposeScope();
         var a = patterns.to(ScalarType.Float64);
@@ -103,7 +104,8 @@ public static class HeadDetector
         {
             HeadPattern.PreviousToken => torch.eye(t, device: x.device).roll(1, 0).tril(-1).expand(b, t, t).contiguous(),   // j = i − 1
             HeadPattern.DuplicateToken => duplicate,
-            HeadPattern.Induction => torch.cat(new[] { torch.zeros(b, t, 1, device: x.device), duplicate.narrow(2, 0, t - 1) }, 2).tril(),  // shift right by one
+            // shift right by one
+            HeadPattern.Induction => torch.cat(new[] { torch.zeros(b, t, 1, device: x.device), duplicate.narrow(2, 0, t - 1) }, 2).tril(),
             _ => throw new ArgumentException($"unknown pattern kind {kind}.", nameof(kind)),
         };
         return pattern.MoveToOuterDisposeScope();

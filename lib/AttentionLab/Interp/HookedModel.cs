@@ -35,7 +35,9 @@ public static class HookedModel
         return model.RunWithCache(input, wanted.Contains);
     }
 
-    /// <summary>Runs the model with the hooks attached, then removes them (also when the run throws). A hook's returned tensor replaces the activation.</summary>
+    /// <summary>
+    /// Runs the model with the hooks attached, then removes them (also when the run throws). A hook's returned tensor replaces the activation.
+    /// </summary>
     public static Tensor RunWithHooks(this IHookedModel model, Tensor input, params (string Name, Func<Tensor, HookPoint, Tensor?> Fn)[] hooks)
     {
         using var scope = model.Hooks(hooks);

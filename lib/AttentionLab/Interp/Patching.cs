@@ -11,8 +11,11 @@ namespace AttentionLab.Interp;
 /// </summary>
 public static class Patching
 {
-    /// <summary>Per layer × position [L, T]: patch <c>blocks.{L}.hook_{activation}</c>[:, pos] (resid_pre, resid_mid, resid_post, attn_out, mlp_out).</summary>
-    public static Tensor ResidByPosition(IHookedModel model, Tensor cleanTokens, Tensor corruptTokens, Func<Tensor, double> metric, string activation = "resid_pre")
+    /// <summary>
+    /// Per layer × position [L, T]: patch <c>blocks.{L}.hook_{activation}</c>[:, pos] (resid_pre, resid_mid, resid_post, attn_out, mlp_out).
+    /// </summary>
+    public static Tensor ResidByPosition(IHookedModel model, Tensor cleanTokens, Tensor corruptTokens, Func<Tensor, double> metric,
+        string activation = "resid_pre")
     {
         Check(model, cleanTokens, corruptTokens, metric);
         using var scope = NewDisposeScope();
@@ -57,7 +60,8 @@ public static class Patching
                     var patched = model.RunWithHooks(corruptTokens, (ActName.Get("z", l), (z, _) => Put(z, 2, head, source.select(2, head))));
                     result[l * model.HeadCount + h] = Normalise(Ablation.Measure(metric, patched), clean, corrupt);
                 }
-            return torch.tensor(result, dtype: ScalarType.Float64, device: cleanTokens.device).view(model.LayerCount, model.HeadCount).MoveToOuterDisposeScope();
+            return torch.tensor(result, dtype: ScalarType.Float64, device: cleanTokens.device).view(model.LayerCount, model.HeadCount)
+                .MoveToOuterDisposeScope();
         }
     }
 
@@ -82,7 +86,8 @@ public static class Patching
         Guard.NotNull(clean, "cleanTokens");
         Guard.NotNull(corrupt, "corruptTokens");
         if (!clean.shape.SequenceEqual(corrupt.shape))
-            throw new ArgumentException($"corruptTokens {Guard.ShapeText(corrupt)} must have the shape of cleanTokens {Guard.ShapeText(clean)}.", "corruptTokens");
+            throw new ArgumentException(
+                $"corruptTokens {Guard.ShapeText(corrupt)} must have the shape of cleanTokens {Guard.ShapeText(clean)}.", "corruptTokens");
         if (clean.dim() < 2) throw new ArgumentException($"cleanTokens must be [B, T, …], got {Guard.ShapeText(clean)}.", "cleanTokens");
     }
 }

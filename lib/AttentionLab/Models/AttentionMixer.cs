@@ -43,7 +43,8 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
         Guard.Positive(dModel, nameof(dModel));
         Guard.Positive(heads, nameof(heads));
         if (keyDim is null || valueDim is null)
-            if (dModel % heads != 0) throw new ArgumentException($"dModel {dModel} must be a multiple of heads {heads} (or give keyDim and valueDim).", nameof(heads));
+            if (dModel % heads != 0)
+                throw new ArgumentException($"dModel {dModel} must be a multiple of heads {heads} (or give keyDim and valueDim).", nameof(heads));
         (DModel, Heads, KeyDim, ValueDim, ProjectsQuery) = (dModel, heads, keyDim ?? dModel / heads, valueDim ?? dModel / heads, projectQuery);
         Guard.Positive(KeyDim, nameof(keyDim));
         Guard.Positive(ValueDim, nameof(valueDim));

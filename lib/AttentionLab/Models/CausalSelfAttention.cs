@@ -42,7 +42,8 @@ public sealed partial class CausalSelfAttention : AttentionMixer
     public CausalSelfAttention(int dModel, int heads, PositionKind positions = PositionKind.None, double ropeBase = 10000,
         AttentionKind kind = AttentionKind.Softmax, AttentionNormaliser? normaliser = null) : base(nameof(CausalSelfAttention), dModel, heads)
     {
-        if (positions == PositionKind.Rope && (dModel / heads) % 2 != 0) throw new ArgumentException($"RoPE needs an even head dim, got {dModel}/{heads}.", nameof(positions));
+        if (positions == PositionKind.Rope && (dModel / heads) % 2 != 0)
+            throw new ArgumentException($"RoPE needs an even head dim, got {dModel}/{heads}.", nameof(positions));
         if (!Enum.IsDefined(kind)) throw new ArgumentException($"kind {(int)kind} is not a known AttentionKind.", nameof(kind));
         (this.positions, this.ropeBase, this.kind) = (positions, ropeBase, kind);
         this.normaliser = normaliser ?? AttentionNormaliser.For(kind, heads);
@@ -69,7 +70,9 @@ public sealed partial class CausalSelfAttention : AttentionMixer
 
     protected override Tensor Normalise(Tensor scores) => normaliser.call(scores);
 
-    /// <summary>RoPE: q, k = hook_rot_q/k(R_p q, R_p k) at the given positions; s_ij = q_i·k_j / √Dh − m_h (i − j) (ALiBi), −∞ where j &gt; i.</summary>
+    /// <summary>
+    /// RoPE: q, k = hook_rot_q/k(R_p q, R_p k) at the given positions; s_ij = q_i·k_j / √Dh − m_h (i − j) (ALiBi), −∞ where j &gt; i.
+    /// </summary>
     protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos)
     {
         if (positions == PositionKind.Rope)

@@ -186,7 +186,8 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
         Guard.Rank(hidden, 3, nameof(hidden), "B, T, D");
         Guard.Rank(attentionMask, 2, nameof(attentionMask), "B, T");
         if (attentionMask.shape[0] != hidden.shape[0] || attentionMask.shape[1] != hidden.shape[1])
-            throw new ArgumentException($"attentionMask {Guard.ShapeText(attentionMask)} must be [B, T] of hidden {Guard.ShapeText(hidden)}.", nameof(attentionMask));
+            throw new ArgumentException(
+                $"attentionMask {Guard.ShapeText(attentionMask)} must be [B, T] of hidden {Guard.ShapeText(hidden)}.", nameof(attentionMask));
         using var scope = NewDisposeScope();
         var m = attentionMask.to(hidden.dtype, hidden.device).unsqueeze(-1);                     // [B, T, 1]
         var mean = (hidden * m).sum(1) / m.sum(1).clamp_min(1e-9);
@@ -246,7 +247,8 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
         if (inputIds.dtype != int64 && inputIds.dtype != int32)
             throw new ArgumentException($"inputIds must be int64 or int32 token ids, got {inputIds.dtype}.", nameof(inputIds));
         if (!attentionMask.shape.SequenceEqual(inputIds.shape))
-            throw new ArgumentException($"attentionMask {Guard.ShapeText(attentionMask)} must have the shape of inputIds {Guard.ShapeText(inputIds)}.", nameof(attentionMask));
+            throw new ArgumentException(
+                $"attentionMask {Guard.ShapeText(attentionMask)} must have the shape of inputIds {Guard.ShapeText(inputIds)}.", nameof(attentionMask));
         if (inputIds.shape[0] == 0 || inputIds.shape[1] == 0)
             throw new ArgumentException($"inputIds must hold at least one token, got {Guard.ShapeText(inputIds)}.", nameof(inputIds));
         if (inputIds.shape[1] > Config.MaxPositions)
@@ -279,7 +281,9 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
     {
         ArgumentNullException.ThrowIfNull(name);
         return points.TryGetValue(name, out var p) ? p
-            : throw new ArgumentException($"no hook point '{name}'. Names look like 'hook_embed', 'blocks.0.attn.hook_pattern', 'blocks.{Config.Layers - 1}.hook_resid_post'.", nameof(name));
+            : throw new ArgumentException(
+                $"no hook point '{name}'. Names look like 'hook_embed', 'blocks.0.attn.hook_pattern', 'blocks.{Config.Layers - 1}.hook_resid_post'.",
+                nameof(name));
     }
 
     /// <summary>Adds fn(activation) at <paramref name="name"/>; a returned tensor replaces the activation. Dispose the handle to remove it.</summary>

@@ -114,7 +114,8 @@ public static class MiniLmFiles
         }
         var missing = names.Where(n => !found.ContainsKey(n)).ToList();
         if (missing.Count > 0)
-            throw new InvalidDataException($"'{dllPath}' has no resource {string.Join(", ", missing)}; it has {string.Join(", ", ManifestResourceNames(dllPath))}.");
+            throw new InvalidDataException(
+                $"'{dllPath}' has no resource {string.Join(", ", missing)}; it has {string.Join(", ", ManifestResourceNames(dllPath))}.");
         return found;
     }
 }

@@ -178,7 +178,8 @@ public sealed class MiniLmWeights
             eps.Add(Floats(constant.Attribute.Single(a => a.Name == "value").T).Single());
         }
         if (eps.Count != 2 * layers + 1 || eps.Distinct().Count() != 1)
-            throw new InvalidDataException($"expected {2 * layers + 1} LayerNorms with one eps, found {eps.Count} with eps {string.Join(", ", eps.Distinct())}.");
+            throw new InvalidDataException(
+                $"expected {2 * layers + 1} LayerNorms with one eps, found {eps.Count} with eps {string.Join(", ", eps.Distinct())}.");
 
         int erf = graph.Node.Count(n => n.OpType == "Erf"), softmax = graph.Node.Count(n => n.OpType == "Softmax");
         if (erf != layers || softmax != layers)

@@ -79,7 +79,11 @@ public sealed record RopeTables(Tensor CosY, Tensor SinY, Tensor CosX, Tensor Si
         var xs = n.remainder(grid.Width);                                                      // x of token n
         int half = headDim / 2;
         var theta = torch.pow(@base, -2.0 * torch.arange(half / 2, dtype: ScalarType.Float64, device: device) / half);   // θ_i
-        Tensor Table(Tensor p, bool sin) { var a = p.unsqueeze(1) * theta.unsqueeze(0); return (sin ? a.sin() : a.cos()).to(dtype).view(1, grid.Tokens, 1, half / 2); }
+        Tensor Table(Tensor p, bool sin)
+        {
+            var a = p.unsqueeze(1) * theta.unsqueeze(0);
+            return (sin ? a.sin() : a.cos()).to(dtype).view(1, grid.Tokens, 1, half / 2);
+        }
         return new RopeTables(Table(ys, false), Table(ys, true), Table(xs, false), Table(xs, true));
     }
 }
@@ -240,7 +244,9 @@ public sealed class TinyDiT : nn.Module<Tensor, Tensor, Tensor, Tensor>
         return Unpatchify(outTokens, p, Config.Channels, gh, gw).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Flow-matching loss on clean images x₀ [B, C, H, W] with labels [B]; labels dropped to ∅ with probability <paramref name="dropLabel"/>.</summary>
+    /// <summary>
+    /// Flow-matching loss on clean images x₀ [B, C, H, W] with labels [B]; labels dropped to ∅ with probability <paramref name="dropLabel"/>.
+    /// </summary>
     public Tensor FlowMatchingLoss(Tensor x0, Tensor labels, Generator? generator = null, double dropLabel = 0.1)
     {
         using var scope = NewDisposeScope();

@@ -123,15 +123,19 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
     {
         Guard.Positive(batch, nameof(batch));
         if (kvPolicy is not null && Config.Positions is PositionKind.Learned or PositionKind.Sinusoidal)
-            throw new ArgumentException($"kvPolicy re-indexes positions inside the cache, which {Config.Positions} position embeddings cannot follow; use RoPE, ALiBi or None.", nameof(kvPolicy));
+            throw new ArgumentException(
+                $"kvPolicy re-indexes positions inside the cache, which {Config.Positions} position embeddings cannot follow; use RoPE, ALiBi or None.",
+                nameof(kvPolicy));
         var w = ln_final.Weight;
         var layers = new List<MixerState>();
         for (int layer = 0; layer < blocks.Count; layer++)
         {
             var mixer = blocks[layer].Mixer;
             layers.Add(kvPolicy is null
-                ? mixer is IStreamingMixer { CanStream: true } s ? s.NewState(batch, w.dtype, w.device) : throw new InvalidOperationException($"the mixer {mixer.GetType().Name} cannot stream.")
-                : mixer is CausalSelfAttention a ? a.NewState(kvPolicy(layer), layer) : throw new InvalidOperationException($"kvPolicy needs CausalSelfAttention mixers, block {layer} has {mixer.GetType().Name}."));
+                ? mixer is IStreamingMixer { CanStream: true } s ? s.NewState(batch, w.dtype, w.device)
+                    : throw new InvalidOperationException($"the mixer {mixer.GetType().Name} cannot stream.")
+                : mixer is CausalSelfAttention a ? a.NewState(kvPolicy(layer), layer)
+                    : throw new InvalidOperationException($"kvPolicy needs CausalSelfAttention mixers, block {layer} has {mixer.GetType().Name}."));
         }
         var state = new TinyGptState(layers);
         if (register is not null)
@@ -155,7 +159,8 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
         var layers = new List<MixerState>();
         for (int layer = 0; layer < blocks.Count; layer++)
             layers.Add(blocks[layer].Mixer is CausalSelfAttention a ? a.NewState(selector(layer), layer)
-                : throw new InvalidOperationException($"selective decoding needs CausalSelfAttention mixers, block {layer} has {blocks[layer].Mixer.GetType().Name}."));
+                : throw new InvalidOperationException(
+                    $"selective decoding needs CausalSelfAttention mixers, block {layer} has {blocks[layer].Mixer.GetType().Name}."));
         return new TinyGptState(layers);
     }
 

@@ -36,7 +36,8 @@ public static class AnalysisCharts
     /// Log-log lines with each series' fitted slope in its legend name ("name (slope 1.02)"); returns the slopes too.
     /// Series with fewer than two positive points are drawn without a slope.
     /// </summary>
-    public static (GenericChart Chart, IReadOnlyDictionary<string, double> Slopes) LogLogWithSlopes(IEnumerable<Series> series, string title, string xTitle, string yTitle)
+    public static (GenericChart Chart, IReadOnlyDictionary<string, double> Slopes) LogLogWithSlopes(IEnumerable<Series> series, string title, string xTitle,
+        string yTitle)
     {
         var slopes = new Dictionary<string, double>();
         var labelled = new List<Series>();
@@ -82,7 +83,8 @@ public static class AnalysisCharts
             var values = m.detach().to(ScalarType.Float64, CPU).data<double>().ToArray();
             int w = (int)m.shape[1];
             var z = Enumerable.Range(0, (int)m.shape[0]).Select(r => values.Skip(r * w).Take(w).ToArray()).ToArray();
-            return CsChart.Heatmap<double, int, int, string>(zData: z, ColorScale: StyleParam.Colorscale.Greys, ShowScale: false, ReverseYAxis: true, Name: titles[i]);
+            return CsChart.Heatmap<double, int, int, string>(zData: z, ColorScale: StyleParam.Colorscale.Greys, ShowScale: false, ReverseYAxis: true,
+                Name: titles[i]);
         }).ToList();
         int rows = (images.Count + columns - 1) / columns;
         return CsChart.Grid(charts, rows, columns, SubPlotTitles: titles.ToArray());

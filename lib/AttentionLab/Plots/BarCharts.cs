@@ -21,7 +21,8 @@ public static class BarCharts
         foreach (var s in segments)
             if (s.Values.Count != categories.Count)
                 throw new ArgumentException($"segment '{s.Name}' has {s.Values.Count} values for {categories.Count} categories.", nameof(segments));
-        var charts = segments.Select(s => CsChart.StackedColumn<double, string, string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name)).ToList();
+        var charts = segments.Select(s => CsChart.StackedColumn<double, string, string>(values: s.Values.ToArray(), Keys: categories.ToArray(), Name: s.Name))
+            .ToList();
         var chart = CsChart.Combine(charts)
             .WithXAxisStyle<double, double, string>(TitleText: xTitle, AxisType: StyleParam.AxisType.Category)
             .WithYAxisStyle<double, double, string>(TitleText: yTitle);

@@ -11,7 +11,11 @@ namespace AttentionLab.Plots;
 /// <summary>A named line: x and y values of equal length.</summary>
 public sealed record Series(string Name, IReadOnlyList<double> X, IReadOnlyList<double> Y)
 {
-    public static Series Of(string name, IEnumerable<double> y) { var ys = y.ToArray(); return new(name, Enumerable.Range(0, ys.Length).Select(i => (double)i).ToArray(), ys); }
+    public static Series Of(string name, IEnumerable<double> y)
+    {
+        var ys = y.ToArray();
+        return new(name, Enumerable.Range(0, ys.Length).Select(i => (double)i).ToArray(), ys);
+    }
 }
 
 /// <summary>The library's chart vocabulary (Plotly.NET): heatmaps with token labels, lines, bars.</summary>
@@ -42,7 +46,8 @@ public static class Charts
     }
 
     /// <summary>Several lines on one set of axes; optional log axes.</summary>
-    public static GenericChart Lines(IEnumerable<Series> series, string title, string xTitle, string yTitle, bool logX = false, bool logY = false, bool markers = true)
+    public static GenericChart Lines(IEnumerable<Series> series, string title, string xTitle, string yTitle, bool logX = false, bool logY = false,
+        bool markers = true)
     {
         var charts = series.Select(s =>
         {

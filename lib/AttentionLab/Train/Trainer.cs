@@ -161,8 +161,10 @@ public static class Trainer
         ArgumentNullException.ThrowIfNull(o);
         if (o.Steps <= 0) throw new ArgumentException($"Steps must be positive, got {o.Steps}.", nameof(o.Steps));
         if (!(o.LearningRate > 0)) throw new ArgumentException($"LearningRate must be positive, got {o.LearningRate}.", nameof(o.LearningRate));
-        if (o.WarmupSteps < 0 || o.WarmupSteps > o.Steps) throw new ArgumentException($"WarmupSteps must be in [0, Steps], got {o.WarmupSteps}.", nameof(o.WarmupSteps));
-        if (o.MinLearningRateRatio < 0 || o.MinLearningRateRatio > 1) throw new ArgumentException($"MinLearningRateRatio must be in [0, 1], got {o.MinLearningRateRatio}.", nameof(o.MinLearningRateRatio));
+        if (o.WarmupSteps < 0 || o.WarmupSteps > o.Steps)
+            throw new ArgumentException($"WarmupSteps must be in [0, Steps], got {o.WarmupSteps}.", nameof(o.WarmupSteps));
+        if (o.MinLearningRateRatio < 0 || o.MinLearningRateRatio > 1)
+            throw new ArgumentException($"MinLearningRateRatio must be in [0, 1], got {o.MinLearningRateRatio}.", nameof(o.MinLearningRateRatio));
         if (o.StepsPerEpoch < 0) throw new ArgumentException($"StepsPerEpoch must be ≥ 0, got {o.StepsPerEpoch}.", nameof(o.StepsPerEpoch));
         if (o.ReportEvery <= 0) throw new ArgumentException($"ReportEvery must be positive, got {o.ReportEvery}.", nameof(o.ReportEvery));
     }

@@ -39,7 +39,9 @@ public static class AarenAttention
     {
         ArgumentNullException.ThrowIfNull(state);
         if (!s.shape.SequenceEqual(state.M.shape) || !v.shape.SequenceEqual(state.W.shape))
-            throw new ArgumentException($"s {Guard.ShapeText(s)} and v {Guard.ShapeText(v)} must match the state (m {Guard.ShapeText(state.M)}, w {Guard.ShapeText(state.W)}).", nameof(s));
+            throw new ArgumentException(
+                $"s {Guard.ShapeText(s)} and v {Guard.ShapeText(v)} must match the state (m {Guard.ShapeText(state.M)}, w {Guard.ShapeText(state.W)}).",
+                nameof(s));
         using var scope = NewDisposeScope();
         var m = torch.maximum(state.M, s);                                          // m_k = max(m_{k−1}, s_k)
         var mSafe = torch.where(m.isneginf(), torch.zeros_like(m), m);             // (−∞, −∞) guard

@@ -39,7 +39,8 @@ public sealed class AarenExperiment : IPaperExperiment<AarenExperiment.Config, A
 
         public static Config Full => new(SeqLen: 1024, DModel: 128, Heads: 8, Layers: 4, MlpRatio: 4, Horizon: 8, Buckets: 4,
             Noise: 0.05, TrainSeries: 16384, TestSeries: 1024, BatchSize: 64, Epochs: 20, StepsPerEpoch: 250, LearningRate: 1e-3,
-            WarmupSteps: 200, StreamLength: 65536, ScalingLengths: new[] { 256, 1024, 4096, 8192 }, ScalingBatch: 1, BenchRepeats: 5, Seed: 0) { Size = "full" };
+            WarmupSteps: 200, StreamLength: 65536, ScalingLengths: new[] { 256, 1024, 4096, 8192 }, ScalingBatch: 1, BenchRepeats: 5,
+            Seed: 0) { Size = "full" };
 
         /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
         public string Size { get; init; } = "custom";

@@ -29,7 +29,8 @@ public sealed record ClusterConfig(string Name, DeviceSpec ModelDevice, int Mode
     public double PricePerHour => ModelDevices * ModelDevice.PricePerHour + AttentionDevices * (AttentionDevice?.PricePerHour ?? 0);
 
     /// <summary>n_m × model device, e.g. "4×H100" or "2×H100 + 4×H20".</summary>
-    public string Hardware => IsHeterogeneous ? $"{ModelDevices}×{ModelDevice.Name} + {AttentionDevices}×{AttentionDevice!.Name}" : $"{ModelDevices}×{ModelDevice.Name}";
+    public string Hardware =>
+        IsHeterogeneous ? $"{ModelDevices}×{ModelDevice.Name} + {AttentionDevices}×{AttentionDevice!.Name}" : $"{ModelDevices}×{ModelDevice.Name}";
 
     /// <summary>Everything on <paramref name="count"/> copies of <paramref name="device"/>.</summary>
     public static ClusterConfig Homogeneous(DeviceSpec device, int count, double usableMemoryFraction = 0.9, bool overlap = true) =>
@@ -60,13 +61,18 @@ public sealed record ClusterConfig(string Name, DeviceSpec ModelDevice, int Mode
             throw new ArgumentException($"{argumentName}.{nameof(UsableMemoryFraction)} must be in (0, 1], got {UsableMemoryFraction}.", argumentName);
         if (AttentionDevice is null)
         {
-            if (AttentionDevices != 0) throw new ArgumentException($"{argumentName}: {AttentionDevices} attention devices but no AttentionDevice.", argumentName);
+            if (AttentionDevices != 0)
+                throw new ArgumentException($"{argumentName}: {AttentionDevices} attention devices but no AttentionDevice.", argumentName);
             return this;
         }
         AttentionDevice.Validated(argumentName);
-        if (AttentionDevices <= 0) throw new ArgumentException($"{argumentName}.{nameof(AttentionDevices)} must be positive when attention is offloaded, got {AttentionDevices}.", argumentName);
-        if (!(NetworkGBs > 0) || double.IsInfinity(NetworkGBs)) throw new ArgumentException($"{argumentName}.{nameof(NetworkGBs)} must be a finite positive number, got {NetworkGBs}.", argumentName);
-        if (!(NetworkLatencyUs >= 0) || double.IsInfinity(NetworkLatencyUs)) throw new ArgumentException($"{argumentName}.{nameof(NetworkLatencyUs)} must be a finite number ≥ 0, got {NetworkLatencyUs}.", argumentName);
+        if (AttentionDevices <= 0)
+            throw new ArgumentException(
+                $"{argumentName}.{nameof(AttentionDevices)} must be positive when attention is offloaded, got {AttentionDevices}.", argumentName);
+        if (!(NetworkGBs > 0) || double.IsInfinity(NetworkGBs))
+            throw new ArgumentException($"{argumentName}.{nameof(NetworkGBs)} must be a finite positive number, got {NetworkGBs}.", argumentName);
+        if (!(NetworkLatencyUs >= 0) || double.IsInfinity(NetworkLatencyUs))
+            throw new ArgumentException($"{argumentName}.{nameof(NetworkLatencyUs)} must be a finite number ≥ 0, got {NetworkLatencyUs}.", argumentName);
         return this;
     }
 }

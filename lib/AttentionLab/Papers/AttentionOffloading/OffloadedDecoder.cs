@@ -49,7 +49,8 @@ public sealed class OffloadedDecoder : IDisposable
         Guard.Positive(batch, nameof(batch));
         var weights = model.parameters().First();
         if (weights.device.type != modelDevice.type || weights.device.index != modelDevice.index && modelDevice.index >= 0)
-            throw new ArgumentException($"the model's weights are on {weights.device}, not on modelDevice {modelDevice}; move it first (model.to(modelDevice)).", nameof(model));
+            throw new ArgumentException(
+                $"the model's weights are on {weights.device}, not on modelDevice {modelDevice}; move it first (model.to(modelDevice)).", nameof(model));
         var layers = new List<MixerState>();
         try
         {
@@ -79,7 +80,8 @@ public sealed class OffloadedDecoder : IDisposable
     public Tensor Step(Tensor tokens)
     {
         Guard.Rank(tokens, 1, nameof(tokens), "B");
-        if (tokens.shape[0] != Batch) throw new ArgumentException($"tokens must hold {Batch} ids (one per sequence), got {Guard.ShapeText(tokens)}.", nameof(tokens));
+        if (tokens.shape[0] != Batch)
+            throw new ArgumentException($"tokens must hold {Batch} ids (one per sequence), got {Guard.ShapeText(tokens)}.", nameof(tokens));
         total.Start();
         try { return model.Step(tokens, state); }
         finally
@@ -120,14 +122,16 @@ public sealed record OffloadPoint(int Context, double NetworkBytesPerToken, doub
 public static class FunctionalOffload
 {
     /// <summary>The toy model: 2 layers, d 64, 4 heads, RoPE, MLP; random weights (the bytes and the equality do not need training).</summary>
-    public static TinyGptConfig ModelConfig(int maxLength) => new(Layers: 2, DModel: 64, Heads: 4, VocabSize: 64, Positions: PositionKind.Rope, MaxLength: maxLength);
+    public static TinyGptConfig ModelConfig(int maxLength) =>
+        new(Layers: 2, DModel: 64, Heads: 4, VocabSize: 64, Positions: PositionKind.Rope, MaxLength: maxLength);
 
     /// <summary>For each context n: prefill n − steps tokens by decoding them, then time <paramref name="steps"/> steps.</summary>
     public static IReadOnlyList<OffloadPoint> Run(IReadOnlyList<int> contexts, int batch, int steps, Device modelDevice, Device attentionDevice, int seed = 0,
         IProgress<string>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(contexts);
-        if (contexts.Count == 0 || contexts.Any(n => n <= steps)) throw new ArgumentException($"contexts must be non-empty and each > steps = {steps}.", nameof(contexts));
+        if (contexts.Count == 0 || contexts.Any(n => n <= steps))
+            throw new ArgumentException($"contexts must be non-empty and each > steps = {steps}.", nameof(contexts));
         Guard.Positive(batch, nameof(batch)); Guard.Positive(steps, nameof(steps));
         var config = ModelConfig(contexts.Max());
         torch.manual_seed(seed);
@@ -158,8 +162,11 @@ public static class FunctionalOffload
                 (after.BytesToAttention + after.BytesToModel - before.BytesToAttention - before.BytesToModel) / (double)(steps * batch),
                 OffloadedDecoder.BytesPerTokenPerLayer(config) * (double)layers,
                 2 * midContext * config.DModel * dtypeBytes * layers,
-                perStep(after.MsCompute - before.MsCompute), perStep(after.MsAttention - before.MsAttention), perStep(after.MsTransfer - before.MsTransfer), maxAbs));
-            progress?.Report($"n = {n}: {points[^1].NetworkBytesPerToken:N0} B/token over the link vs {points[^1].KvBytesReadPerToken:N0} B/token of KV read; max |Δlogit| vs local {maxAbs:E1}");
+                perStep(after.MsCompute - before.MsCompute), perStep(after.MsAttention - before.MsAttention), perStep(after.MsTransfer - before.MsTransfer),
+                maxAbs));
+            progress?.Report($"n = {n}: " +
+                $"{points[^1].NetworkBytesPerToken:N0} B/token over the link vs {points[^1].KvBytesReadPerToken:N0} B/token of KV read; " +
+                $"max |Δlogit| vs local {maxAbs:E1}");
         }
         return points;
     }

@@ -83,7 +83,8 @@ public sealed partial record OffloadingResult
         var rows = Grid.Where(r => r.Context == n).ToList();
         if (rows.Count == 0) throw new ArgumentException($"context {n} was not estimated.", nameof(context));
         var caps = Config.BatchCaps.Select(b => (double)b).ToArray();
-        Series Of(bool hetero) => new(rows.First(r => r.Heterogeneous == hetero).Hardware, caps, rows.Where(r => r.Heterogeneous == hetero).Select(r => r.TokensPerDollar).ToArray());
+        Series Of(bool hetero) =>
+            new(rows.First(r => r.Heterogeneous == hetero).Hardware, caps, rows.Where(r => r.Heterogeneous == hetero).Select(r => r.TokensPerDollar).ToArray());
         return Charts.Lines(new[] { Of(false), Of(true) }, $"Tokens per $ vs batch cap at context {K(n)} (flat once memory caps the batch)",
             "batch cap", "tokens per $", logX: true);
     }
@@ -107,11 +108,13 @@ public sealed partial record OffloadingResult
     {
         var fitted = Probe.Where(p => p.Context >= Config.ProbeFitFromContext).ToList();
         var cached = Probe.Where(p => p.Context < Config.ProbeFitFromContext).ToList();
-        Series Of(string name, IReadOnlyList<ProbePoint> ps, Func<ProbePoint, double> y) => new(name, ps.Select(p => p.KvBytes / 1048576.0).ToArray(), ps.Select(y).ToArray());
+        Series Of(string name, IReadOnlyList<ProbePoint> ps, Func<ProbePoint, double> y) =>
+            new(name, ps.Select(p => p.KvBytes / 1048576.0).ToArray(), ps.Select(y).ToArray());
         var series = new List<Series> { Of($"measured on {ProbeDevice}, fitted range (min of repeats)", fitted, p => p.MinMs) };
         if (cached.Count > 0) series.Add(Of("measured, smaller caches (not fitted)", cached, p => p.MinMs));
         series.Add(Of($"t₀ + bytes / {Fit.BandwidthGBs:F1} GB/s", Probe, p => Fit.PredictMs(p.KvBytes)));
-        var (chart, _) = AnalysisCharts.LogLogWithSlopes(series, "Decode attention time vs KV cache bytes (slope 1 = bandwidth-bound)", "KV cache (MiB)", "ms per step");
+        var (chart, _) = AnalysisCharts.LogLogWithSlopes(series, "Decode attention time vs KV cache bytes (slope 1 = bandwidth-bound)", "KV cache (MiB)",
+            "ms per step");
         return chart;
     }
 

@@ -42,8 +42,8 @@ public sealed class OffloadingExperiment : IPaperExperiment<OffloadingExperiment
             deviceCounts, SweepContext: 16384, ProbeContexts: new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 },
             ProbeBatch: 1, ProbeHeads: 8, ProbeHeadDim: 64, ProbeRepeats: 5, Seed: 0, ProbeFitFromContext: 16384) { Size = "smoke" };
 
-        public static Config Full => Smoke with { ProbeContexts = new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 }, ProbeBatch = 8, ProbeRepeats = 10, ProbeFitFromContext = 8192,
-            OffloadContexts = new[] { 256, 1024, 4096 }, OffloadBatch = 8, OffloadSteps = 16, Size = "full" };
+        public static Config Full => Smoke with { ProbeContexts = new[] { 2048, 4096, 8192, 16384, 32768, 65536, 131072 }, ProbeBatch = 8, ProbeRepeats = 10,
+            ProbeFitFromContext = 8192, OffloadContexts = new[] { 256, 1024, 4096 }, OffloadBatch = 8, OffloadSteps = 16, Size = "full" };
 
         /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
         public string Size { get; init; } = "custom";
@@ -64,12 +64,14 @@ public sealed class OffloadingExperiment : IPaperExperiment<OffloadingExperiment
         /// <summary>Everything on <see cref="HomogeneousDevices"/> compute devices.</summary>
         public ClusterConfig Homogeneous => ClusterConfig.Homogeneous(Compute, HomogeneousDevices, overlap: Overlap);
         /// <summary>Lamina: <see cref="ModelDevices"/> compute devices + <see cref="AttentionDevices"/> memory devices.</summary>
-        public ClusterConfig Offloaded => ClusterConfig.Heterogeneous(Compute, ModelDevices, Memory, AttentionDevices, NetworkGBs, NetworkLatencyUs, overlap: Overlap);
+        public ClusterConfig Offloaded =>
+            ClusterConfig.Heterogeneous(Compute, ModelDevices, Memory, AttentionDevices, NetworkGBs, NetworkLatencyUs, overlap: Overlap);
 
         /// <summary>Throws an ArgumentException naming <paramref name="argumentName"/> for an inconsistent config.</summary>
         public Config Validated(string argumentName = "config")
         {
-            if (Model is null || Compute is null || Memory is null) throw new ArgumentException($"{argumentName}: Model, Compute and Memory must be given.", argumentName);
+            if (Model is null || Compute is null || Memory is null)
+                throw new ArgumentException($"{argumentName}: Model, Compute and Memory must be given.", argumentName);
             Model.Validated(argumentName); Homogeneous.Validated(argumentName); Offloaded.Validated(argumentName);
             void Positive(int[]? values, string name)
             {
@@ -80,9 +82,13 @@ public sealed class OffloadingExperiment : IPaperExperiment<OffloadingExperiment
             Positive(ProbeContexts, nameof(ProbeContexts));
             Positive(new[] { BatchCap, SweepContext, ProbeBatch, ProbeHeads, ProbeHeadDim, ProbeRepeats }, "BatchCap/SweepContext/Probe sizes");
             if (OffloadContexts is null || OffloadContexts.Length == 0 || OffloadContexts.Any(n => n <= OffloadSteps) || OffloadBatch <= 0 || OffloadSteps <= 0)
-                throw new ArgumentException($"{argumentName}.{nameof(OffloadContexts)} must be non-empty, each > OffloadSteps (> 0), with OffloadBatch > 0.", argumentName);
-            if (ProbeFitFromContext < 0) throw new ArgumentException($"{argumentName}.{nameof(ProbeFitFromContext)} must be ≥ 0, got {ProbeFitFromContext}.", argumentName);
-            if (ProbeContexts.Where(n => n >= ProbeFitFromContext).Distinct().Count() < 2) throw new ArgumentException($"{argumentName}.{nameof(ProbeContexts)} needs two different lengths ≥ ProbeFitFromContext for a fit.", argumentName);
+                throw new ArgumentException(
+                    $"{argumentName}.{nameof(OffloadContexts)} must be non-empty, each > OffloadSteps (> 0), with OffloadBatch > 0.", argumentName);
+            if (ProbeFitFromContext < 0)
+                throw new ArgumentException($"{argumentName}.{nameof(ProbeFitFromContext)} must be ≥ 0, got {ProbeFitFromContext}.", argumentName);
+            if (ProbeContexts.Where(n => n >= ProbeFitFromContext).Distinct().Count() < 2)
+                throw new ArgumentException(
+                    $"{argumentName}.{nameof(ProbeContexts)} needs two different lengths ≥ ProbeFitFromContext for a fit.", argumentName);
             return this;
         }
     }
@@ -98,7 +104,8 @@ public sealed class OffloadingExperiment : IPaperExperiment<OffloadingExperiment
         progress?.Report("(a) split attention vs the monolithic call");
         var split = SplitErrors(config.Seed, device);
 
-        progress?.Report($"(b) cost model: {config.Homogeneous.Hardware} vs {config.Offloaded.Hardware}, {config.Model.Name}, both {(config.Overlap ? "pipelined" : "serial")}");
+        progress?.Report($"(b) cost model: {config.Homogeneous.Hardware} vs {config.Offloaded.Hardware}, {config.Model.Name}, " +
+            $"both {(config.Overlap ? "pipelined" : "serial")}");
         var grid = new List<CostEstimate>();
         foreach (int n in config.Contexts)
             foreach (int b in config.BatchCaps)
@@ -112,7 +119,8 @@ public sealed class OffloadingExperiment : IPaperExperiment<OffloadingExperiment
             ServingCostModel.AtBatchCap(config.Model, config.Offloaded.WithAttentionDevices(a), config.SweepContext, config.BatchCap)).ToList();
         var invariants = CheckInvariants(config);
 
-        progress?.Report($"(c) decode attention vs KV bytes on {device.type} (B = {config.ProbeBatch}, H = {config.ProbeHeads}, D = {config.ProbeHeadDim}, float32)");
+        progress?.Report($"(c) decode attention vs KV bytes on {device.type} " +
+            $"(B = {config.ProbeBatch}, H = {config.ProbeHeads}, D = {config.ProbeHeadDim}, float32)");
         var probe = DecodeBandwidthProbe.Measure(config.ProbeContexts, config.ProbeBatch, config.ProbeHeads, config.ProbeHeadDim, device,
             repeats: config.ProbeRepeats, seed: config.Seed, progress: progress);
         var fit = DecodeBandwidthProbe.Fit(probe.Where(p => p.Context >= config.ProbeFitFromContext).ToList());
@@ -173,7 +181,8 @@ public sealed class OffloadingExperiment : IPaperExperiment<OffloadingExperiment
                     })
                     {
                         cases++;
-                        if (!(ServingCostModel.Estimate(model, better, w).TokensPerSecond >= ServingCostModel.Estimate(model, baseline, w).TokensPerSecond)) violations++;
+                        if (!(ServingCostModel.Estimate(model, better, w).TokensPerSecond >= ServingCostModel.Estimate(model, baseline, w).TokensPerSecond))
+                            violations++;
                     }
                 }
             }
@@ -212,7 +221,8 @@ public sealed class OffloadingExperiment : IPaperExperiment<OffloadingExperiment
             var (q, k, v) = (q64.to(dtype, device), k64.to(dtype, device), v64.to(dtype, device));
             var (o, lse) = SplitAttention.Monolithic(q, k, v);
             foreach (var (partition, parts, run) in new (string, int, Func<Tensor, Tensor, Tensor, int, (Tensor, Tensor)>)[]
-                { ("by requests", 3, SplitAttention.ByRequests), ("by KV heads", 4, SplitAttention.ByHeads), ("by sequence (LSE merge)", 3, SplitAttention.BySequence) })
+                { ("by requests", 3, SplitAttention.ByRequests), ("by KV heads", 4, SplitAttention.ByHeads),
+                    ("by sequence (LSE merge)", 3, SplitAttention.BySequence) })
             {
                 var (so, sl) = run(q, k, v, parts);
                 rows.Add(new SplitError(partition, parts, Err(so, o), Err(sl, lse), name));

@@ -189,7 +189,9 @@ public static class ServingCostModel
         ArgumentNullException.ThrowIfNull(homogeneous);
         ArgumentNullException.ThrowIfNull(offloaded);
         if (homogeneous.Overlap != offloaded.Overlap)
-            throw new ArgumentException($"both setups must use the same overlap assumption (homogeneous Overlap = {homogeneous.Overlap}, offloaded Overlap = {offloaded.Overlap}).", nameof(offloaded));
+            throw new ArgumentException(
+                $"both setups must use the same overlap assumption (homogeneous Overlap = {homogeneous.Overlap}, offloaded Overlap = {offloaded.Overlap}).",
+                nameof(offloaded));
     }
 
     static void Check(ModelSpec model, ClusterConfig config)

@@ -27,7 +27,8 @@ public static class SplitAttention
         ReferenceAttention.Validate(q, k, v);
         CheckParts(parts, q.shape[0], "batch rows", q);
         using var scope = NewDisposeScope();
-        var results = Bounds(q.shape[0], parts).Select(s => Monolithic(q.narrow(0, s.Start, s.Length), k.narrow(0, s.Start, s.Length), v.narrow(0, s.Start, s.Length))).ToList();
+        var results = Bounds(q.shape[0], parts)
+            .Select(s => Monolithic(q.narrow(0, s.Start, s.Length), k.narrow(0, s.Start, s.Length), v.narrow(0, s.Start, s.Length))).ToList();
         return (torch.cat(results.Select(r => r.Output).ToArray(), 0).MoveToOuterDisposeScope(),
                 torch.cat(results.Select(r => r.LogSumExp).ToArray(), 0).MoveToOuterDisposeScope());
     }
@@ -42,7 +43,8 @@ public static class SplitAttention
         CheckParts(parts, k.shape[2], "KV heads", k);
         long group = q.shape[2] / k.shape[2];                                        // query heads per KV head
         using var scope = NewDisposeScope();
-        var results = Bounds(k.shape[2], parts).Select(s => Monolithic(q.narrow(2, s.Start * group, s.Length * group), k.narrow(2, s.Start, s.Length), v.narrow(2, s.Start, s.Length))).ToList();
+        var results = Bounds(k.shape[2], parts)
+            .Select(s => Monolithic(q.narrow(2, s.Start * group, s.Length * group), k.narrow(2, s.Start, s.Length), v.narrow(2, s.Start, s.Length))).ToList();
         return (torch.cat(results.Select(r => r.Output).ToArray(), 2).MoveToOuterDisposeScope(),
                 torch.cat(results.Select(r => r.LogSumExp).ToArray(), 1).MoveToOuterDisposeScope());
     }

@@ -133,7 +133,8 @@ public static class SinkMeasurements
         return torch.stack(rows).MoveToOuterDisposeScope();
     }
 
-    internal static (Tensor Pattern, Tensor V, Tensor? Gate, Tensor W, long First) ShareInputs(ActivationCache cache, Tensor w, int layer, long token, bool causal)
+    internal static (Tensor Pattern, Tensor V, Tensor? Gate, Tensor W, long First) ShareInputs(ActivationCache cache, Tensor w, int layer, long token,
+        bool causal)
     {
         var pattern = cache["pattern", layer];
         var v = cache["v", layer];

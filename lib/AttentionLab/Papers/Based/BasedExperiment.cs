@@ -45,18 +45,21 @@ public sealed class BasedExperiment : IPaperExperiment<BasedExperiment.Config, B
                 new MqarModel(BasedLayerKind.Attention), new MqarModel(BasedLayerKind.LinearAttention, 4), new MqarModel(BasedLayerKind.LinearAttention, 16),
                 new MqarModel(BasedLayerKind.PlainLinearAttention, 15), new MqarModel(BasedLayerKind.SlidingWindow, 8),
             },
-            DecodeLength: 512, DecodeWindow: 64, PrefillLengths: new[] { 256, 512, 1024 }, PrefillRepeats: 2, MaxReferenceLength: 1024, Seed: 0) { Size = "smoke" };
+            DecodeLength: 512, DecodeWindow: 64, PrefillLengths: new[] { 256, 512, 1024 }, PrefillRepeats: 2, MaxReferenceLength: 1024,
+            Seed: 0) { Size = "smoke" };
 
         public static Config Full => new(new[] { 4, 8, 16, 24, 32, 48 }, new[] { 32, 64, 128, 256 }, new[] { 8, 16, 32, 64, 128 }, 100,
             new BasedMqar.Settings(Vocab: 8192, SeqLen: 256, Pairs: 32, DModel: 128, Steps: 4000, BatchSize: 256, LearningRate: 3e-3, TestCount: 1000, Seed: 0),
             new[]
             {
                 new MqarModel(BasedLayerKind.Attention), new MqarModel(BasedLayerKind.LinearAttention, 8), new MqarModel(BasedLayerKind.LinearAttention, 16),
-                new MqarModel(BasedLayerKind.LinearAttention, 24), new MqarModel(BasedLayerKind.PlainLinearAttention, 45), new MqarModel(BasedLayerKind.PlainLinearAttention, 153),
+                new MqarModel(BasedLayerKind.LinearAttention, 24), new MqarModel(BasedLayerKind.PlainLinearAttention, 45),
+                new MqarModel(BasedLayerKind.PlainLinearAttention, 153),
                 new MqarModel(BasedLayerKind.SlidingWindow, 16), new MqarModel(BasedLayerKind.SlidingWindow, 32),
                 new MqarModel(BasedLayerKind.SlidingWindow, 64), new MqarModel(BasedLayerKind.SlidingWindow, 128),
             },
-            DecodeLength: 8192, DecodeWindow: 256, PrefillLengths: new[] { 256, 1024, 4096, 8192 }, PrefillRepeats: 3, MaxReferenceLength: 8192, Seed: 0) { Size = "full" };
+            DecodeLength: 8192, DecodeWindow: 256, PrefillLengths: new[] { 256, 1024, 4096, 8192 }, PrefillRepeats: 3, MaxReferenceLength: 8192,
+            Seed: 0) { Size = "full" };
 
         /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
         public string Size { get; init; } = "custom";
@@ -90,7 +93,8 @@ public sealed class BasedExperiment : IPaperExperiment<BasedExperiment.Config, B
         var decode = BasedBenchmark.Decode(config.DecodeLength, window: config.DecodeWindow, device: device);
         Lap("decode");
         progress?.Report($"prefill: T = {string.Join(", ", config.PrefillLengths)}");
-        var prefill = BasedBenchmark.Prefill(config.PrefillLengths, repeats: config.PrefillRepeats, maxReferenceLength: config.MaxReferenceLength, device: device);
+        var prefill = BasedBenchmark.Prefill(config.PrefillLengths, repeats: config.PrefillRepeats, maxReferenceLength: config.MaxReferenceLength,
+            device: device);
         Lap("prefill");
         progress?.Report($"done in {clock.Seconds:F1} s");
         return new BasedResult(config, exactness, probe, runs, decode, prefill, clock.Seconds, clock.Phases);
@@ -103,7 +107,8 @@ public sealed class BasedExperiment : IPaperExperiment<BasedExperiment.Config, B
         var points = new List<ProbePoint>();
         const int d = 16;
         ProbePoint At(ProbeMixer m, string family, string name, int fd, int n, int? w = null) =>
-            new(family, name, fd, w, n, RecallProbe.StateFloats(m, fd, n, w ?? 64), RecallProbe.Capacity(m, fd, n, w ?? 64, trials: c.ProbeTrials, seed: c.Seed));
+            new(family, name, fd, w, n, RecallProbe.StateFloats(m, fd, n, w ?? 64),
+                RecallProbe.Capacity(m, fd, n, w ?? 64, trials: c.ProbeTrials, seed: c.Seed));
         foreach (int n in c.ProbePairs)
         {
             foreach (int fd in c.ProbeFeatureDims) points.Add(At(ProbeMixer.Taylor, "based (taylor)", $"taylor d′={fd}", fd, n));
@@ -159,7 +164,8 @@ public sealed class BasedExperiment : IPaperExperiment<BasedExperiment.Config, B
         foreach (var (name, run) in forms)
         {
             errors.Add(new BasedFormError(name, "float64", "output", ErrorStats.Of(run(q, k, v, null).Output, naive)));
-            errors.Add(new BasedFormError(name, "float32", "output", ErrorStats.Of(run(q.to(float32), k.to(float32), v.to(float32), null).Output.to(float64), naive)));
+            errors.Add(new BasedFormError(name, "float32", "output",
+                ErrorStats.Of(run(q.to(float32), k.to(float32), v.to(float32), null).Output.to(float64), naive)));
             // h0 carry-in: the first 13 tokens, then the other 8 from that state
             var first = run(q.narrow(1, 0, Split), k.narrow(1, 0, Split), v.narrow(1, 0, Split), null);
             var second = run(q.narrow(1, Split, T - Split), k.narrow(1, Split, T - Split), v.narrow(1, Split, T - Split), first.FinalState);

@@ -39,7 +39,8 @@ public sealed record MqarModel(BasedLayerKind Family, int Knob = 0)
 }
 
 /// <summary>What one MQAR model reached: accuracy at the query positions, the loss curve and its streaming state after N tokens.</summary>
-public sealed record MqarRun(MqarModel Model, double Accuracy, IReadOnlyList<double> Losses, long StateBytes, long Params, double StepVsForwardMaxAbs, double Seconds);
+public sealed record MqarRun(MqarModel Model, double Accuracy, IReadOnlyList<double> Losses, long StateBytes, long Params, double StepVsForwardMaxAbs,
+    double Seconds);
 
 /// <summary>
 /// Trains the zoology-style 2-layer MQAR models (token embedding, [BaseConv(k = 3), mixer], no MLP, no positions —

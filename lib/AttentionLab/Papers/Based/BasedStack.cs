@@ -68,7 +68,8 @@ public static class BasedStack
             BasedLayerKind.BaseConv => new BaseConv(config.DModel, m.ConvKernel),
             BasedLayerKind.LinearAttention => new BasedLinearAttention(config.DModel, m.FeatureDim, m.LinearHeads ?? config.Heads, m.PackSymmetric),
             BasedLayerKind.SlidingWindow => new SlidingWindowAttention(config.DModel, config.Heads, m.AttendedKeys),
-            BasedLayerKind.PlainLinearAttention => new BasedLinearAttention(config.DModel, m.FeatureDim, m.LinearHeads ?? config.Heads, featureMap: FeatureMaps.EluPlusOne),
+            BasedLayerKind.PlainLinearAttention =>
+                new BasedLinearAttention(config.DModel, m.FeatureDim, m.LinearHeads ?? config.Heads, featureMap: FeatureMaps.EluPlusOne),
             BasedLayerKind.Attention => new CausalSelfAttention(config.DModel, config.Heads, config.Positions, config.RopeBase),
             var k => throw new ArgumentException($"unknown layer kind {k}.", nameof(pattern)),
         };

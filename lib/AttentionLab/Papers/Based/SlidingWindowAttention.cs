@@ -14,7 +14,8 @@ namespace AttentionLab.Papers.Based;
 /// values, so its state is 2·WindowKeys·d floats at most.
 /// </summary>
 /// <remarks>
-/// On the <see cref="AttentionMixer"/> base. q, k, v = split(W_qkv x) [B, T, H, d/H];  y_p = W_O concat_h Σ_{p−n &lt; s ≤ p} softmax_s(q_p·k_s/√(d/H)) v_s,  n = WindowKeys
+/// On the <see cref="AttentionMixer"/> base. q, k, v = split(W_qkv x) [B, T, H, d/H];  y_p = W_O concat_h Σ_{p−n &lt; s ≤ p} softmax_s(q_p·k_s/√(d/H))
+/// v_s,  n = WindowKeys
 /// (mask: <see cref="AttentionMasks.SlidingWindow"/>; no positions here — TinyGpt's embeddings carry them).
 /// Based's own parameter counts differently: <c>SlidingAttention(window_size=W)</c> passes flash-attn's
 /// <c>window_size=(W // 2, 0)</c>, so query p attends to keys p − ⌊W/2⌋ … p: ⌊W/2⌋ + 1 keys (W = 64 → 33, W = 128 → 65).

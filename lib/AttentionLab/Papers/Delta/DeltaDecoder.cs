@@ -54,8 +54,10 @@ public sealed class DeltaDecoder : IDisposable
         var c = model.Config;
         if (!c.TokenInputs) throw new ArgumentException("model must read token ids (VocabSize > 0).", nameof(model));
         if (c.Attention != AttentionKind.Softmax) throw new ArgumentException($"model must use softmax attention, got {c.Attention}.", nameof(model));
-        if (c.Positions == PositionKind.Alibi) throw new ArgumentException("ALiBi models are not supported (use RoPE, learned, sinusoidal or none).", nameof(model));
-        if (model.Blocks.Any(b => b.Mixer is not CausalSelfAttention)) throw new ArgumentException("every block's mixer must be CausalSelfAttention.", nameof(model));
+        if (c.Positions == PositionKind.Alibi)
+            throw new ArgumentException("ALiBi models are not supported (use RoPE, learned, sinusoidal or none).", nameof(model));
+        if (model.Blocks.Any(b => b.Mixer is not CausalSelfAttention))
+            throw new ArgumentException("every block's mixer must be CausalSelfAttention.", nameof(model));
         policy.CheckLayers(c.Layers, nameof(policy));
         (this.model, Policy, Batch, Masked, PerLayer) = (model, policy, batch, masked, perLayer);
         var w = model.FinalNorm.Weight;
@@ -137,7 +139,8 @@ public sealed class DeltaDecoder : IDisposable
         return hMid + block.Mlp.call(block.Norm2.call(hMid));                                   // h + MLP(LN₂(h))
     }
 
-    Tensor Attention(int layer, TinyGptBlock block, Tensor x, long t, LayerRole role, bool decode, ref Tensor? pages, double[][]? scores, Dictionary<int, double> recall)
+    Tensor Attention(int layer, TinyGptBlock block, Tensor x, long t, LayerRole role, bool decode, ref Tensor? pages, double[][]? scores,
+        Dictionary<int, double> recall)
     {
         var attn = (CausalSelfAttention)block.Mixer;
         long b = x.shape[0], d = x.shape[1], hd = d / attn.Heads;
@@ -189,7 +192,8 @@ public sealed class DeltaDecoder : IDisposable
             }
         }
         if (decode)                                                                             // bytes read = attended · B·H·(D + Dv)·size
-            trace.Add(new DecodeStepStats(layer, t, Enumerable.Repeat(attended, attn.Heads).ToArray(), cache.Bytes, cache.AllocatedBytes, attended * cache.Bytes / n));
+            trace.Add(new DecodeStepStats(layer, t, Enumerable.Repeat(attended, attn.Heads).ToArray(), cache.Bytes, cache.AllocatedBytes,
+                attended * cache.Bytes / n));
         return attn.Proj.call(z.reshape(b, d));                                                 // W_O concat_h(z_h)
     }
 

@@ -52,8 +52,10 @@ public sealed class DeltaExperiment : IPaperExperiment<DeltaExperiment.Config, D
             Guard.Positive(Sequences, nameof(Sequences)); Guard.Positive(PageSize, nameof(PageSize));
             if (BudgetPages is null || BudgetPages.Length == 0 || BudgetPages.Any(b => b < Math.Max(2, RecentPages)))
                 throw new ArgumentException($"BudgetPages must be non-empty and each ≥ RecentPages {RecentPages} and ≥ 2.", nameof(BudgetPages));
-            if (!BudgetPages.Contains(HeadlineBudget)) throw new ArgumentException($"HeadlineBudget {HeadlineBudget} must be one of BudgetPages.", nameof(HeadlineBudget));
-            if (SinkTokens < 0 || BudgetPages.Any(b => b * PageSize <= SinkTokens)) throw new ArgumentException($"SinkTokens {SinkTokens} must be ≥ 0 and below every budget in tokens.", nameof(SinkTokens));
+            if (!BudgetPages.Contains(HeadlineBudget))
+                throw new ArgumentException($"HeadlineBudget {HeadlineBudget} must be one of BudgetPages.", nameof(HeadlineBudget));
+            if (SinkTokens < 0 || BudgetPages.Any(b => b * PageSize <= SinkTokens))
+                throw new ArgumentException($"SinkTokens {SinkTokens} must be ≥ 0 and below every budget in tokens.", nameof(SinkTokens));
             Policy(HeadlineBudget).CheckLayers(DeltaCheckpoint.Config.Layers, nameof(DeltaLayers));
             return this;
         }
@@ -81,13 +83,15 @@ public sealed class DeltaExperiment : IPaperExperiment<DeltaExperiment.Config, D
         config.Validate();
         var clock = Stopwatch.StartNew();
         var exactness = Exactness(model, config, device);
-        progress?.Report($"exactness: page score vs loop {exactness.PageScoreMaxAbs:E1}, K ≥ pages vs dense {exactness.AllPagesMaxAbs:E1}, all full vs dense {exactness.AllFullMaxAbs:E1}, gather vs masked {exactness.GatherVsMaskedMaxAbs:E1}");
+        progress?.Report($"exactness: page score vs loop {exactness.PageScoreMaxAbs:E1}, K ≥ pages vs dense {exactness.AllPagesMaxAbs:E1}, " +
+            $"all full vs dense {exactness.AllFullMaxAbs:E1}, gather vs masked {exactness.GatherVsMaskedMaxAbs:E1}");
         using var batch = DeltaCheckpoint.Task.Generate(config.Sequences, config.Seed, device);
         var rows = new List<DeltaRow>();
         DeltaDecoder? headline = null;
         try
         {
-            rows.Add(RunDelta(model, config, DeltaPolicy.AllFull(model.Config.Layers, config.PageSize, 1, 1), batch, FullName, int.MaxValue, false, out var fullDec));
+            rows.Add(RunDelta(model, config, DeltaPolicy.AllFull(model.Config.Layers, config.PageSize, 1, 1), batch, FullName, int.MaxValue, false,
+                out var fullDec));
             fullDec.Dispose();
             progress?.Report(rows[^1].ToString());
             foreach (int k in config.BudgetPages)
@@ -149,7 +153,8 @@ public sealed class DeltaExperiment : IPaperExperiment<DeltaExperiment.Config, D
         return torch.stack(steps, 1).MoveToOuterDisposeScope();
     }
 
-    static DeltaRow RunDelta(TinyGpt model, Config config, DeltaPolicy policy, TokenBatch batch, string name, int budget, bool capture, out DeltaDecoder dec, bool perLayer = false)
+    static DeltaRow RunDelta(TinyGpt model, Config config, DeltaPolicy policy, TokenBatch batch, string name, int budget, bool capture, out DeltaDecoder dec,
+        bool perLayer = false)
     {
         using var scope = NewDisposeScope();
         dec = new DeltaDecoder(model, policy, batch.Count, perLayer: perLayer) { Capture = capture };
@@ -169,7 +174,8 @@ public sealed class DeltaExperiment : IPaperExperiment<DeltaExperiment.Config, D
     {
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
-        using var state = model.NewSelectiveState(batch.Count, layer => config.IsDense(layer) ? new FullSelector() : new QuestSelector(config.PageSize, budget));
+        using var state = model.NewSelectiveState(batch.Count,
+            layer => config.IsDense(layer) ? new FullSelector() : new QuestSelector(config.PageSize, budget));
         var watch = Stopwatch.StartNew();
         var steps = new List<Tensor>();
         for (long t = 0; t < batch.Length; t++) steps.Add(model.Step(batch.Tokens.select(1, t), state));

@@ -43,11 +43,13 @@ public sealed class DeltaPolicy
         ArgumentNullException.ThrowIfNull(fullLayers);
         ArgumentNullException.ThrowIfNull(deltaLayers);
         if (fullLayers.Any(l => l < 0)) throw new ArgumentException($"fullLayers must be ≥ 0, got [{string.Join(", ", fullLayers)}].", nameof(fullLayers));
-        if (deltaLayers.Any(l => l < 0)) throw new ArgumentException($"deltaLayers must be ≥ 0, got [{string.Join(", ", deltaLayers)}].", nameof(deltaLayers));
+        if (deltaLayers.Any(l => l < 0))
+            throw new ArgumentException($"deltaLayers must be ≥ 0, got [{string.Join(", ", deltaLayers)}].", nameof(deltaLayers));
         Guard.Positive(pageSize, nameof(pageSize));
         Guard.Positive(budgetPages, nameof(budgetPages));
         if (recentPages < 1 || recentPages > budgetPages)
-            throw new ArgumentException($"recentPages must be in [1, budgetPages = {budgetPages}] (the current page must be attended), got {recentPages}.", nameof(recentPages));
+            throw new ArgumentException(
+                $"recentPages must be in [1, budgetPages = {budgetPages}] (the current page must be attended), got {recentPages}.", nameof(recentPages));
         delta = new HashSet<int>(deltaLayers);
         full = new HashSet<int>(fullLayers.Where(l => !delta.Contains(l)));
         (PageSize, BudgetPages, RecentPages) = (pageSize, budgetPages, recentPages);
@@ -66,7 +68,8 @@ public sealed class DeltaPolicy
         Guard.Positive(layers, nameof(layers));
         ArgumentNullException.ThrowIfNull(fullCacheLayers);
         var set = new HashSet<int>(fullCacheLayers);
-        if (set.Any(l => l < 0 || l >= layers)) throw new ArgumentException($"fullCacheLayers must lie in [0, {layers}), got [{string.Join(", ", fullCacheLayers)}].", nameof(fullCacheLayers));
+        if (set.Any(l => l < 0 || l >= layers))
+            throw new ArgumentException($"fullCacheLayers must lie in [0, {layers}), got [{string.Join(", ", fullCacheLayers)}].", nameof(fullCacheLayers));
         var deltas = set.Where(l => l + 1 < layers && !set.Contains(l + 1)).OrderBy(l => l).ToArray();
         return new DeltaPolicy(set.Except(deltas).OrderBy(l => l).ToArray(), deltas, pageSize, budgetPages, recentPages);
     }
@@ -88,7 +91,8 @@ public sealed class DeltaPolicy
     public void CheckLayers(int layers, string name)
     {
         if (full.Concat(delta).Any(l => l >= layers))
-            throw new ArgumentException($"policy names layers ≥ {layers}: full [{string.Join(", ", FullLayers)}], Δ [{string.Join(", ", DeltaLayers)}].", name);
+            throw new ArgumentException(
+                $"policy names layers ≥ {layers}: full [{string.Join(", ", FullLayers)}], Δ [{string.Join(", ", DeltaLayers)}].", name);
         for (int l = 0; l < layers; l++)
             if (Role(l) == LayerRole.Sparse && !delta.Any(d => d < l))
                 throw new ArgumentException($"sparse layer {l} has no preceding Δ-layer (Δ = [{string.Join(", ", DeltaLayers)}]).", name);
@@ -113,7 +117,10 @@ public sealed class DeltaPolicy
         return top.sort(dim: 1).Values.MoveToOuterDisposeScope();                                // logical order
     }
 
-    /// <summary>Token indices [B, min(K, N)·P − pad] of the selected pages <paramref name="pages"/> [B, K′] for <paramref name="tokens"/> tokens (the partial last page trimmed).</summary>
+    /// <summary>
+    /// Token indices [B, min(K, N)·P − pad] of the selected pages <paramref name="pages"/> [B, K′] for <paramref name="tokens"/> tokens (the partial last
+    /// page trimmed).
+    /// </summary>
     public Tensor TokenIndices(Tensor pages, long tokens)
     {
         Guard.Rank(pages, 2, nameof(pages), "B, K′");

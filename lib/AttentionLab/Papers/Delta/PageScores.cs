@@ -34,7 +34,8 @@ public static class PageScores
         using var scope = NewDisposeScope();
         long l = scoresByLayer.shape[0];
         var top = scoresByLayer.topk(k, dim: 1).indexes;
-        var member = torch.zeros_like(scoresByLayer, dtype: ScalarType.Float64).scatter_(1, top, torch.ones_like(top, dtype: ScalarType.Float64));   // 1[j ∈ T_a]
+        // 1[j ∈ T_a]
+        var member = torch.zeros_like(scoresByLayer, dtype: ScalarType.Float64).scatter_(1, top, torch.ones_like(top, dtype: ScalarType.Float64));
         var inter = member.matmul(member.t());                                                  // |T_a ∩ T_b|
         return (inter / (2.0 * k - inter)).MoveToOuterDisposeScope();                           // |∪| = 2k − |∩|
     }

@@ -82,8 +82,11 @@ public sealed class FlowAttention : nn.Module<Tensor, Tensor, Tensor, Tensor>
         long b = queries.shape[0], n = queries.shape[1], m = keys.shape[1];
         if (values.shape[0] != keys.shape[0] || values.shape[1] != m)
             throw new ArgumentException($"values {Guard.ShapeText(values)} must match keys {Guard.ShapeText(keys)} in batch and length.", nameof(values));
-        if (keys.shape[0] != b) throw new ArgumentException($"keys {Guard.ShapeText(keys)} must match queries {Guard.ShapeText(queries)} in batch.", nameof(keys));
-        if (Causal && m != n) throw new ArgumentException($"causal flow attention needs as many keys as queries, got queries {Guard.ShapeText(queries)}, keys {Guard.ShapeText(keys)}.", nameof(keys));
+        if (keys.shape[0] != b)
+            throw new ArgumentException($"keys {Guard.ShapeText(keys)} must match queries {Guard.ShapeText(queries)} in batch.", nameof(keys));
+        if (Causal && m != n)
+            throw new ArgumentException(
+                $"causal flow attention needs as many keys as queries, got queries {Guard.ShapeText(queries)}, keys {Guard.ShapeText(keys)}.", nameof(keys));
         return (query_projection.call(queries).view(b, n, Heads, HeadDim), key_projection.call(keys).view(b, m, Heads, HeadDim),
                 value_projection.call(values).view(b, m, Heads, HeadDim));
     }
@@ -91,7 +94,8 @@ public sealed class FlowAttention : nn.Module<Tensor, Tensor, Tensor, Tensor>
     /// <summary>An empty decoding state (causal only: the normal variant's flows need the whole sequence).</summary>
     public FlowStreamState NewState(long batch, ScalarType dtype, Device device)
     {
-        if (!Causal) throw new InvalidOperationException("only causal Flow-Attention can decode token by token: the normal variant's flows sum over every key.");
+        if (!Causal)
+            throw new InvalidOperationException("only causal Flow-Attention can decode token by token: the normal variant's flows sum over every key.");
         return new FlowStreamState(batch, Heads, HeadDim, dtype, device, Eps);
     }
 

@@ -46,9 +46,11 @@ public sealed class FlowExperiment : IPaperExperiment<FlowExperiment.Config, Flo
             Steps: 300, BatchSize: 32, LearningRate: 3e-3, TestCount: 512, ProbeCount: 64, Seeds: new[] { 0 },
             SpeedLengths: new[] { 256, 512, 1024, 2048 }, SpeedHeads: 4, SpeedDim: 32, SpeedRepeats: 1, MaxReferenceLength: 1024, Seed: 0) { Size = "smoke" };
 
-        public static Config Full => new(256, 16, new ListOpsLite(MaxLength: 1024, MaxDepth: 6, MaxArgs: 6, LeafProbability: 0.5), Layers: 4, DModel: 128, Heads: 4,
+        public static Config Full =>
+            new(256, 16, new ListOpsLite(MaxLength: 1024, MaxDepth: 6, MaxArgs: 6, LeafProbability: 0.5), Layers: 4, DModel: 128, Heads: 4,
             Steps: 5000, BatchSize: 32, LearningRate: 1e-3, TestCount: 2000, ProbeCount: 64, Seeds: new[] { 0, 1, 2 },
-            SpeedLengths: new[] { 256, 512, 1024, 2048, 4096, 8192, 16384, 32768 }, SpeedHeads: 4, SpeedDim: 64, SpeedRepeats: 3, MaxReferenceLength: 16384, Seed: 0) { Size = "full" };
+            SpeedLengths: new[] { 256, 512, 1024, 2048, 4096, 8192, 16384, 32768 }, SpeedHeads: 4, SpeedDim: 64, SpeedRepeats: 3, MaxReferenceLength: 16384,
+            Seed: 0) { Size = "full" };
 
         /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; "custom" once you change one.</summary>
         public string Size { get; init; } = "custom";
@@ -146,7 +148,8 @@ public sealed class FlowExperiment : IPaperExperiment<FlowExperiment.Config, Flo
         int layers = net.Blocks.Count;
         for (int layer = 0; layer < layers; layer++)
             if (net.Blocks[layer].Mixer is not IAttentionPattern)
-                throw new ArgumentException($"block {layer}'s mixer {net.Blocks[layer].Mixer.GetType().Name} does not show its attention (IAttentionPattern).", nameof(net));
+                throw new ArgumentException(
+                    $"block {layer}'s mixer {net.Blocks[layer].Mixer.GetType().Name} does not show its attention (IAttentionPattern).", nameof(net));
         var sums = new double[layers];
         double rows = 0;
         using var noGrad = torch.no_grad();
@@ -190,14 +193,16 @@ public sealed class FlowExperiment : IPaperExperiment<FlowExperiment.Config, Flo
         var (q, k, v) = (R(2, 7, 2, 5, 2), R(2, 11, 2, 5, 2), R(2, 11, 2, 3));
         var naive = FlowAttentionNaive.Attend(q, k, v, causal: false);
         Add(NormalGroup, "normal n=7 m=11 D=5", Diff(FlowAttention.Attend(q, k, v, causal: false), naive), Tol);
-        Add(NormalGroup, "normal Materialize·V", Diff(FlowAttention.Materialize(q, k, causal: false).matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3), naive), Tol);
+        Add(NormalGroup, "normal Materialize·V", Diff(FlowAttention.Materialize(q, k, causal: false).matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3), naive),
+            Tol);
         foreach (int t in new[] { 1, 13 })
         {
             var (qc, kc, vc) = (R(1, t, 2, 5, 2), R(1, t, 2, 5, 2), R(1, t, 2, 3));
             var naiveC = FlowAttentionNaive.Attend(qc, kc, vc, causal: true);
             foreach (var form in new[] { LinearForm.Parallel, LinearForm.Recurrent, LinearForm.Chunked })
                 Add(CausalGroup, $"causal T={t} {form}", Diff(FlowAttention.Attend(qc, kc, vc, causal: true, form: form, chunkSize: 4), naiveC), Tol);
-            Add(CausalGroup, $"causal T={t} Materialize", Diff(FlowAttention.Materialize(qc, kc, causal: true), FlowAttentionNaive.Weights(qc, kc, causal: true)), Tol);
+            Add(CausalGroup, $"causal T={t} Materialize",
+                Diff(FlowAttention.Materialize(qc, kc, causal: true), FlowAttentionNaive.Weights(qc, kc, causal: true)), Tol);
         }
 
         // gradients of Σ R ⊙ g to q, k, v: fast forms vs the naive twin
@@ -257,12 +262,15 @@ public sealed class FlowExperiment : IPaperExperiment<FlowExperiment.Config, Flo
         foreach (var x in new[] { q2, k2, v2 }) x.narrow(1, 8, 4).add_(torch.randn(new long[] { 1, 4, 2, x.shape[3] }, dtype: ScalarType.Float64) * 3);
         var o2 = FlowAttention.Attend(q2, k2, v2, causal: true);
         Add(SymmetryGroup, "causal: prefix change when the future changes", Diff(o2.narrow(1, 0, 8), o.narrow(1, 0, 8)), 1e-12);
-        Add(SymmetryGroup, "causal: materialised weights above the diagonal", FlowAttention.Materialize(qs, ks, causal: true).triu(1).abs().max().item<double>(), 0);
+        Add(SymmetryGroup, "causal: materialised weights above the diagonal",
+            FlowAttention.Materialize(qs, ks, causal: true).triu(1).abs().max().item<double>(), 0);
         var (qp, kp, vp) = (R(1, 9, 2, 4), R(1, 12, 2, 4), R(1, 12, 2, 3));
         var op = FlowAttention.Attend(qp, kp, vp, causal: false);
         var pq = torch.randperm(9); var pk = torch.randperm(12);
-        Add(SymmetryGroup, "normal: query permutation (equivariant)", Diff(FlowAttention.Attend(qp.index_select(1, pq), kp, vp, causal: false), op.index_select(1, pq)), 1e-12);
-        Add(SymmetryGroup, "normal: joint (k, v) permutation (invariant)", Diff(FlowAttention.Attend(qp, kp.index_select(1, pk), vp.index_select(1, pk), causal: false), op), 1e-12);
+        Add(SymmetryGroup, "normal: query permutation (equivariant)",
+            Diff(FlowAttention.Attend(qp.index_select(1, pq), kp, vp, causal: false), op.index_select(1, pq)), 1e-12);
+        Add(SymmetryGroup, "normal: joint (k, v) permutation (invariant)",
+            Diff(FlowAttention.Attend(qp, kp.index_select(1, pk), vp.index_select(1, pk), causal: false), op), 1e-12);
         return new FlowExactness(checks);
     }
 

@@ -100,7 +100,8 @@ public sealed class SigmoidLinearAttention : LinearAttentionMixer, IAttentionPat
     /// <param name="heads">H; must divide d.</param>
     /// <param name="causal">causal (decoder, streams) or bidirectional (encoder).</param>
     public SigmoidLinearAttention(int dModel, int heads, bool causal = true)
-        : base(nameof(SigmoidLinearAttention), dModel, heads, new LinearAttentionOptions { FeatureMap = FeatureMaps.Sigmoid, Normalize = true, Eps = 1e-6 }, causal) =>
+        : base(nameof(SigmoidLinearAttention), dModel, heads, new LinearAttentionOptions { FeatureMap = FeatureMaps.Sigmoid, Normalize = true, Eps = 1e-6 },
+            causal) =>
         RegisterComponents();
 
     /// <summary>W_ij = φq_i·φk_j / (Σ_{j′} φq_i·φk_{j′} + ε) (j, j′ ≤ i when causal), φ = σ.</summary>

@@ -30,7 +30,9 @@ public sealed class WindowedDiTAttention : DiTAttention
     internal static void CheckGrid(WindowIndex window, TokenGrid grid)
     {
         if (window.Grid != grid)
-            throw new ArgumentException($"the window is for grid {window.Grid.Frames}×{window.Grid.Height}×{window.Grid.Width}, the model runs {grid.Frames}×{grid.Height}×{grid.Width}.", nameof(window));
+            throw new ArgumentException(
+                $"the window is for grid {window.Grid.Frames}×{window.Grid.Height}×{window.Grid.Width}, " +
+                $"the model runs {grid.Frames}×{grid.Height}×{grid.Width}.", nameof(window));
     }
 }
 
@@ -178,7 +180,10 @@ public sealed class DualPathSampler
     sealed class GuideAttention : DiTAttention
     {
         readonly WindowIndex window; readonly double? scale; readonly long b; readonly CrossAttnCache? cache;
-        public GuideAttention(WindowIndex window, double? scale, long b, CrossAttnCache? cache) { this.window = window; this.scale = scale; this.b = b; this.cache = cache; }
+        public GuideAttention(WindowIndex window, double? scale, long b, CrossAttnCache? cache)
+        {
+            this.window = window; this.scale = scale; this.b = b; this.cache = cache;
+        }
         public override double? Scale => scale;
 
         public override Tensor SelfAttention(int layer, Tensor q, Tensor k, Tensor v, TokenGrid grid)
@@ -214,6 +219,7 @@ public sealed class DualPathSampler
         }
 
         public override Tensor? CrossAttentionReplacement(int layer) =>
-            cache.Get(layer) ?? throw new InvalidOperationException($"no cached cross-attention output for layer {layer}: the first step must be a guide step.");
+            cache.Get(layer) ?? throw new InvalidOperationException(
+                $"no cached cross-attention output for layer {layer}: the first step must be a guide step.");
     }
 }

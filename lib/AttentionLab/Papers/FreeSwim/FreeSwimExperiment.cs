@@ -49,8 +49,10 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
         /// <summary>Checks every size; throws ArgumentException naming the field.</summary>
         public Config Validate()
         {
-            if (MaskFactors is null || MaskFactors.Length == 0 || MaskFactors.Any(f => f < 1)) throw new ArgumentException("MaskFactors must be non-empty and ≥ 1.", nameof(MaskFactors));
-            if (SampleFactors is null || SampleFactors.Length == 0 || SampleFactors.Any(f => f < 2)) throw new ArgumentException("SampleFactors must be non-empty and ≥ 2.", nameof(SampleFactors));
+            if (MaskFactors is null || MaskFactors.Length == 0 || MaskFactors.Any(f => f < 1))
+                throw new ArgumentException("MaskFactors must be non-empty and ≥ 1.", nameof(MaskFactors));
+            if (SampleFactors is null || SampleFactors.Length == 0 || SampleFactors.Any(f => f < 2))
+                throw new ArgumentException("SampleFactors must be non-empty and ≥ 2.", nameof(SampleFactors));
             Guard.Positive(SamplesPerClass, nameof(SamplesPerClass)); Guard.Positive(Steps, nameof(Steps));
             if (!(Strength > 0 && Strength <= 1)) throw new ArgumentException($"Strength must be in (0, 1], got {Strength}.", nameof(Strength));
             if (!(Guidance >= 1)) throw new ArgumentException($"Guidance must be ≥ 1, got {Guidance}.", nameof(Guidance));
@@ -98,7 +100,8 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
         using var model = FreeSwimCheckpoint.Load();
         model.to(device);
         var exactness = Exactness(model, device, config.Seed);
-        progress?.Report($"exactness: gather vs dense {exactness.Gather64.MaxAbs:E1} (float64), {exactness.Gather32.MaxAbs:E1} (float32); dual path identities {exactness.DualWorst:E1}");
+        progress?.Report($"exactness: gather vs dense {exactness.Gather64.MaxAbs:E1} (float64), {exactness.Gather32.MaxAbs:E1} (float32); " +
+            $"dual path identities {exactness.DualWorst:E1}");
         var entropy = Entropy(model, config, device);
         progress?.Report("entropy (nats): " + string.Join(", ", entropy.Where(e => e.Variant == "full 1/√d").Select(e => $"{e.Factor}× {e.Entropy:F2}")));
         var (rows, images, scores) = Sample(model, config, device, progress);
@@ -147,7 +150,8 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
             var baseline = FlowSampler.Sample(model, x, labels, 0.7, 3, 3.0);
             // the CFG pass runs the window branch: with the window covering the 6×6 grid it is full attention too
             using var covering = WindowMasks.InwardSliding(1, 6, 6, 3, 3, device);
-            var fullBranch = new DualPathSampler(model, cacheSteps: 1, overrideCrossAttn: false, keep: DualBranch.Full).Sample(x, labels, 0.7, 3, 3.0, covering, scale: null);
+            var fullBranch = new DualPathSampler(model, cacheSteps: 1, overrideCrossAttn: false, keep: DualBranch.Full)
+                .Sample(x, labels, 0.7, 3, 3.0, covering, scale: null);
             var on = new DualPathSampler(model, cacheSteps: 1, useCache: true).Sample(x, labels, 0.7, 3, 3.0, window, 0.4);
             var off = new DualPathSampler(model, cacheSteps: 1, useCache: false).Sample(x, labels, 0.7, 3, 3.0, window, 0.4);
             var noOverride = new DualPathSampler(model, cacheSteps: 1, overrideCrossAttn: false).Sample(x, labels, 0.7, 3, 3.0, window, 0.4);
@@ -162,7 +166,9 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
         return new FreeSwimExactness(g64, g32, keys.Min(), keys.Max(), 2 * 5 * 3, fullVsBaseline, onVsOff, overrideVsWindow);
     }
 
-    /// <summary>(a) Mean self-attention row entropy (nats, over layers, heads, queries, images) of the trained model on noised shapes (t = 0.5) per factor.</summary>
+    /// <summary>
+    /// (a) Mean self-attention row entropy (nats, over layers, heads, queries, images) of the trained model on noised shapes (t = 0.5) per factor.
+    /// </summary>
     public static IReadOnlyList<EntropyRow> Entropy(TinyDiT model, Config config, Device device)
     {
         var rows = new List<EntropyRow>();
@@ -211,8 +217,8 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
     /// (b) Coarse-to-fine sampling with every method: rows per (method, factor), the images per method, and every image's
     /// scores (for paired comparisons: image i of every method at a factor starts from the same native sample and noise).
     /// </summary>
-    public static (IReadOnlyList<SampleRow> Rows, IReadOnlyList<MethodImages> Images, IReadOnlyList<ImageScores> Scores) Sample(TinyDiT model, Config config, Device device,
-        IProgress<string>? progress = null)
+    public static (IReadOnlyList<SampleRow> Rows, IReadOnlyList<MethodImages> Images, IReadOnlyList<ImageScores> Scores) Sample(TinyDiT model, Config config,
+        Device device, IProgress<string>? progress = null)
     {
         using var outer = NewDisposeScope();                                   // every intermediate; kept images are detached
         var rows = new List<SampleRow>();
@@ -251,14 +257,16 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
                 {
                     "full-direct" => FlowSampler.Sample(model, direct, labels, 1.0, config.Steps, config.Guidance),
                     "full" => FlowSampler.Sample(model, start, labels, config.Strength, hiSteps, config.Guidance),
-                    "clipped" => FlowSampler.Sample(model, start, labels, config.Strength, hiSteps, config.Guidance, new WindowedDiTAttention(clipped, freeSwim)),
+                    "clipped" =>
+                        FlowSampler.Sample(model, start, labels, config.Strength, hiSteps, config.Guidance, new WindowedDiTAttention(clipped, freeSwim)),
                     "inward" => FlowSampler.Sample(model, start, labels, config.Strength, hiSteps, config.Guidance, new WindowedDiTAttention(inward, freeSwim)),
                     _ => DualPath(model, config, start, labels, hiSteps, inward, freeSwim, out guides),
                 };
                 double ms = watch.Elapsed.TotalMilliseconds / steps;
                 Add(method, f, x.clamp(-1, 1), ms, guides);
             }
-            progress?.Report($"{f}×: " + string.Join(", ", rows.Where(r => r.Factor == f).Select(r => $"{r.Method} comps {r.Components:F2} agree {r.Agreement:P0}")));
+            progress?.Report($"{f}×: "
+                + string.Join(", ", rows.Where(r => r.Factor == f).Select(r => $"{r.Method} comps {r.Components:F2} agree {r.Agreement:P0}")));
         }
         return (rows, images, scores);
 
@@ -275,7 +283,8 @@ public sealed class FreeSwimExperiment : IPaperExperiment<FreeSwimExperiment.Con
                 agree[i] = ShapeImages.Classify(img, minArea) is { } k && (long)k == labelArray[i] ? 1 : 0;
                 sharp[i] = ImageMasks.EdgeSharpness(img);
             }
-            rows.Add(new SampleRow(method, factor, NativeGrid * factor, comps.Average(), comps.Count(c => c > 1) / (double)b, agree.Average(), sharp.Average(), ms, guides));
+            rows.Add(new SampleRow(method, factor, NativeGrid * factor, comps.Average(), comps.Count(c => c > 1) / (double)b, agree.Average(), sharp.Average(),
+                ms, guides));
             scores.Add(new ImageScores(method, factor, comps, agree, sharp));
             var kept = cpu.clone(); kept.DetachFromDisposeScope();
             images.Add(new MethodImages(method, factor, kept, labelArray));

@@ -54,7 +54,10 @@ public static class WindowAttention
         Guard.Qkv(q, k, v, "B, N, H, D", "B, N, H, D", "B, N, H, Dv");
         Guard.SameDevice(q, nameof(q), window.Indices, nameof(window));
         long n = window.Grid.Tokens;
-        if (q.shape[1] != n) throw new ArgumentException($"q has {q.shape[1]} tokens but the window's grid {window.Grid.Frames}×{window.Grid.Height}×{window.Grid.Width} has {n} (q {Guard.ShapeText(q)}).", nameof(q));
+        if (q.shape[1] != n)
+            throw new ArgumentException(
+                $"q has {q.shape[1]} tokens but the window's grid {window.Grid.Frames}×{window.Grid.Height}×{window.Grid.Width} " +
+                $"has {n} (q {Guard.ShapeText(q)}).", nameof(q));
         if (!k.shape.Take(3).SequenceEqual(q.shape.Take(3)) || k.shape[3] != q.shape[3])
             throw new ArgumentException($"k {Guard.ShapeText(k)} must match q {Guard.ShapeText(q)}.", nameof(k));
         if (!v.shape.Take(3).SequenceEqual(q.shape.Take(3)))

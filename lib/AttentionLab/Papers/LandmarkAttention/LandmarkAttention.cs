@@ -126,14 +126,17 @@ public static class LandmarkAttention
         Guard.Rank(isLandmark, 2, nameof(isLandmark), "B, T");
         if (isLandmark.dtype != ScalarType.Bool) throw new ArgumentException($"isLandmark must be bool, got {isLandmark.dtype}.", nameof(isLandmark));
         if (isLandmark.shape[0] != scores.shape[0] || isLandmark.shape[1] != scores.shape[2])
-            throw new ArgumentException($"isLandmark must be [B, T] = [{scores.shape[0]}, {scores.shape[2]}], got {Guard.ShapeText(isLandmark)}.", nameof(isLandmark));
+            throw new ArgumentException(
+                $"isLandmark must be [B, T] = [{scores.shape[0]}, {scores.shape[2]}], got {Guard.ShapeText(isLandmark)}.", nameof(isLandmark));
         Guard.SameDevice(scores, nameof(scores), isLandmark, nameof(isLandmark));
         Guard.Positive(blockSize, nameof(blockSize));
         if (!Guard.ShouldReadValues(isLandmark)) return;
         using var scope = NewDisposeScope();
         var expected = LandmarkTokens.Mask(isLandmark.shape[1], blockSize, isLandmark.device).unsqueeze(0);
         if (!isLandmark.eq(expected).all().item<bool>())
-            throw new ArgumentException($"isLandmark must mark every ({blockSize}+1)-th position (regular blocks of ℓ_b = {blockSize} tokens + landmark) in every row.", nameof(isLandmark));
+            throw new ArgumentException(
+                $"isLandmark must mark every ({blockSize}+1)-th position (regular blocks of ℓ_b = {blockSize} tokens + landmark) in every row.",
+                nameof(isLandmark));
     }
 
     internal static void CheckQkv(Tensor q, Tensor k, Tensor v)
@@ -141,7 +144,9 @@ public static class LandmarkAttention
         Guard.Qkv(q, k, v);
         for (int d = 0; d < 3; d++)
             if (k.shape[d] != q.shape[d] || v.shape[d] != q.shape[d])
-                throw new ArgumentException($"k and v must share B, T, H with q {Guard.ShapeText(q)}, got k {Guard.ShapeText(k)}, v {Guard.ShapeText(v)}.", d == 2 || k.shape[d] != q.shape[d] ? nameof(k) : nameof(v));
+                throw new ArgumentException(
+                    $"k and v must share B, T, H with q {Guard.ShapeText(q)}, got k {Guard.ShapeText(k)}, v {Guard.ShapeText(v)}.",
+                    d == 2 || k.shape[d] != q.shape[d] ? nameof(k) : nameof(v));
         Guard.Dim(k, 3, q.shape[3], nameof(k), "head dim");
     }
 }

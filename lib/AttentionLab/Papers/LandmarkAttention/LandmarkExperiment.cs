@@ -63,7 +63,8 @@ public sealed class LandmarkExperiment : IPaperExperiment<LandmarkExperiment.Con
         int SamplesPerDepth, int EvalBatch, int Seed, string? Checkpoint, int TrainSteps, double MinAccuracy) : IPaperConfig<Config>
     {
         public static Config Smoke => new(CheckpointModel, CheckpointTrainLength, CheckpointNeedleLength, new[] { 64, 256, 512 }, new[] { 2 },
-            new[] { 0.1, 0.3, 0.5, 0.7, 0.9 }, SamplesPerDepth: 16, EvalBatch: 40, Seed: 12345, Checkpoint: CheckpointName, TrainSteps: 0, MinAccuracy: 0.8) { Size = "smoke" };
+            new[] { 0.1, 0.3, 0.5, 0.7, 0.9 }, SamplesPerDepth: 16, EvalBatch: 40, Seed: 12345, Checkpoint: CheckpointName, TrainSteps: 0,
+            MinAccuracy: 0.8) { Size = "smoke" };
         public static Config Full => Smoke with
         {
             EvalLengths = new[] { 64, 256, 512, 1024, 4096 }, TopKs = new[] { 1, 2, 4 }, SamplesPerDepth = 64, EvalBatch = 4, Size = "full",
@@ -92,7 +93,8 @@ public sealed class LandmarkExperiment : IPaperExperiment<LandmarkExperiment.Con
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var exactness = Exactness(device, config.Seed);
         progress?.Report($"exactness: grouped softmax vs naive {Num.Sci(exactness.GroupedMaxAbs)}, memory vs loop twin {Num.Sci(exactness.TwinWorst)} " +
-                         $"({exactness.TwinCases.Count} cases), k ≥ S vs training form {Num.Sci(exactness.AllBlocksWorst)}  [{clock.Elapsed.TotalSeconds:F1} s]");
+                         $"({exactness.TwinCases.Count} cases), " +
+                         $"k ≥ S vs training form {Num.Sci(exactness.AllBlocksWorst)}  [{clock.Elapsed.TotalSeconds:F1} s]");
         using var model = config.Model.Build();
         model.to(device);
         if (config.Checkpoint is not null)
@@ -118,7 +120,8 @@ public sealed class LandmarkExperiment : IPaperExperiment<LandmarkExperiment.Con
             {
                 var row = Evaluate(model, config, n, method, k);
                 rows.Add(row);
-                progress?.Report($"n = {n,5}  {method,-16} k = {k}  accuracy {row.Accuracy:P1}  attended {row.AttendedTokens}  [{clock.Elapsed.TotalSeconds:F1} s]");
+                progress?.Report($"n = {n,5}  {method,-16} k = {k}  accuracy {row.Accuracy:P1}  attended {row.AttendedTokens}  " +
+                    $"[{clock.Elapsed.TotalSeconds:F1} s]");
             }
         }
         var retrieval = RetrievalDemo(model, config);
@@ -177,7 +180,8 @@ public sealed class LandmarkExperiment : IPaperExperiment<LandmarkExperiment.Con
             ($"k = S = {blocks}, chunk 3", new LandmarkMemory(blocks, ChunkBlocks: 3)),
             ($"k = S = {blocks}, chunk 2, no remap", new LandmarkMemory(blocks, RemapPositions: false, ChunkBlocks: 2)),
         }.Select(c => new MemoryCase(c.Name, c.Memory, (c.Memory.Attend(q, k, v, lb) - training).abs().max().item<double>())).ToList();
-        return new LandmarkExactness(weightsErr, attendErr, rowDev, landmarkCols, twin, all, $"B = 2, T = {t}, H = 3, D = 6, ℓ_b = {lb} ({blocks} blocks + {t - blocks * (lb + 1)} tokens)");
+        return new LandmarkExactness(weightsErr, attendErr, rowDev, landmarkCols, twin, all,
+            $"B = 2, T = {t}, H = 3, D = 6, ℓ_b = {lb} ({blocks} blocks + {t - blocks * (lb + 1)} tokens)");
     }
 
     /// <summary>Accuracy on the passkey digits and the last query's cost for one method at length n.</summary>
@@ -194,7 +198,8 @@ public sealed class LandmarkExperiment : IPaperExperiment<LandmarkExperiment.Con
             for (int done = 0; done < config.SamplesPerDepth; done += config.EvalBatch)
             {
                 int count = Math.Min(config.EvalBatch, config.SamplesPerDepth - done);
-                using var batch = LandmarkPasskey.Batch(config.Model, n, config.NeedleLength, config.Depths[d], count, config.Seed + 1000 * d + done + 17 * n, device);
+                using var batch = LandmarkPasskey.Batch(config.Model, n, config.NeedleLength, config.Depths[d], count, config.Seed + 1000 * d + done + 17 * n,
+                    device);
                 using var scope = NewDisposeScope();
                 using var noGrad = torch.no_grad();
                 Tensor logits, labels = batch.Labels;

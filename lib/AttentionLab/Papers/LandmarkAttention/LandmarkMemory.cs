@@ -87,7 +87,8 @@ public sealed record LandmarkMemory(int TopK, LandmarkSelect Mode = LandmarkSele
                 logits.Add(model.call(ids.narrow(1, start, Math.Min(chunk, t - start))));
             var all = torch.cat(logits, 1);
             var last = sessions[0];
-            return new LandmarkRun(all.MoveToOuterDisposeScope(), sessions.Select(s => s.TakeLastRetrieval()).ToList(), sessions.Select(s => s.TakeLastSelected()).ToList(),
+            return new LandmarkRun(all.MoveToOuterDisposeScope(), sessions.Select(s => s.TakeLastRetrieval()).ToList(),
+                sessions.Select(s => s.TakeLastSelected()).ToList(),
                 StoredBlocks: last.Stored, RetrievedBlocks: Math.Min(TopK, last.StoredBeforeLastChunk), LastChunkLength: last.LastChunkLength,
                 BlockSize: blockSize, Heads: layers[0].Heads, HeadDim: model.Config.DModel / layers[0].Heads, Layers: layers.Count);
         }
@@ -152,8 +153,8 @@ public sealed record LandmarkMemory(int TopK, LandmarkSelect Mode = LandmarkSele
 /// What a memory run produced: logits [B, T, V], per layer the landmark retrieval probabilities of the last chunk
 /// [B, H, C, S] and the blocks it kept [B, H, C, k] (null when nothing was retrieved), and the costs of the last query.
 /// </summary>
-public sealed record LandmarkRun(Tensor Logits, IReadOnlyList<Tensor?> LastRetrieval, IReadOnlyList<Tensor?> LastSelected, long StoredBlocks, long RetrievedBlocks,
-    long LastChunkLength, int BlockSize, int Heads, int HeadDim, int Layers) : IDisposable
+public sealed record LandmarkRun(Tensor Logits, IReadOnlyList<Tensor?> LastRetrieval, IReadOnlyList<Tensor?> LastSelected, long StoredBlocks,
+    long RetrievedBlocks, long LastChunkLength, int BlockSize, int Heads, int HeadDim, int Layers) : IDisposable
 {
     /// <summary>
     /// Keys the last query touches per head and layer: the S′ landmark keys it scores (blocks stored before its chunk),
@@ -205,7 +206,9 @@ internal sealed class LandmarkLayerSession : IDisposable
     {
         long l = lb + 1, b = q.shape[0], c = q.shape[1], h = q.shape[2], dh = q.shape[3], s = Stored;
         if (b != Batch) throw new ArgumentException($"chunk batch {b} differs from the run's batch {Batch}.", nameof(q));
-        if (Position % l != 0) throw new InvalidOperationException($"a chunk must start on a block boundary; position {Position} is not a multiple of {l} (only the last chunk may be partial).");
+        if (Position % l != 0)
+            throw new InvalidOperationException(
+                $"a chunk must start on a block boundary; position {Position} is not a multiple of {l} (only the last chunk may be partial).");
         int kk = (int)Math.Min(memory.TopK, s);
         var device = q.device;
         long chunkSlot = !memory.RemapPositions ? Position / l : s <= memory.TopK ? s : memory.TopK + 1;

@@ -20,7 +20,8 @@ public static class LandmarkNaive
         Guard.Rank(isLandmark, 2, nameof(isLandmark), "B, T");
         if (isLandmark.dtype != ScalarType.Bool) throw new ArgumentException($"isLandmark must be bool, got {isLandmark.dtype}.", nameof(isLandmark));
         if (scores.shape[2] != scores.shape[3] || isLandmark.shape[0] != scores.shape[0] || isLandmark.shape[1] != scores.shape[2])
-            throw new ArgumentException($"need scores [B, H, T, T] and isLandmark [B, T], got {Guard.ShapeText(scores)} and {Guard.ShapeText(isLandmark)}.", nameof(isLandmark));
+            throw new ArgumentException(
+                $"need scores [B, H, T, T] and isLandmark [B, T], got {Guard.ShapeText(scores)} and {Guard.ShapeText(isLandmark)}.", nameof(isLandmark));
         using var scope = NewDisposeScope();
         long bs = scores.shape[0], hs = scores.shape[1], t = scores.shape[2];
         var marks = isLandmark.cpu().data<bool>().ToArray();

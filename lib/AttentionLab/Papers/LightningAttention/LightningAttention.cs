@@ -86,7 +86,8 @@ public static class LightningAttention
                 long r = t - i * block;                                                           // real tokens in the last block
                 var kr = ki.narrow(2, 0, r);
                 var w = ld is null ? null : (torch.arange(r - 1, -1, -1, dtype: acc, device: q.device).unsqueeze(-1) * ld).exp(); // λ^{r−1−j}
-                hT = Decay(kv, ld, r - 1) + (w is null ? kr : kr * w).transpose(-2, -1).matmul(vi.narrow(2, 0, r)); // S_{T−1} = λ^{r−1} KV_(i) + Σ_j λ^{r−1−j} k_jᵀ v_j
+                // S_{T−1} = λ^{r−1} KV_(i) + Σ_j λ^{r−1−j} k_jᵀ v_j
+                hT = Decay(kv, ld, r - 1) + (w is null ? kr : kr * w).transpose(-2, -1).matmul(vi.narrow(2, 0, r));
             }
         }
         var o = torch.cat(outputs, 2).narrow(2, 0, t).permute(0, 2, 1, 3).to(q.dtype).contiguous();   // drop the padding → [B, T, H, Dv]

@@ -76,14 +76,17 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
 
         progress?.Report($"constant-speed sweep: {config.TokensPerBatch} tokens per batch, n = {string.Join(", ", config.Lengths)}, forward + backward, " +
                          $"{config.SweepRounds} interleaved rounds");
-        var report = new InlineProgress<SpeedRow>(r => progress?.Report($"  n = {r.SeqLen,5} × B = {r.Batch,3}  {r.Method,-22} median {r.Ms,9:F1} ms  {r.TokensPerSecond / 1000,8:F1} k tok/s"));
+        var report = new InlineProgress<SpeedRow>(r =>
+            progress?.Report($"  n = {r.SeqLen,5} × B = {r.Batch,3}  {r.Method,-22} median {r.Ms,9:F1} ms  {r.TokensPerSecond / 1000,8:F1} k tok/s"));
         var speed = LightningBenchmarks.Sweep(config.Lengths, config.TokensPerBatch, heads: config.Heads, headDim: config.HeadDim, block: config.Block,
             backward: true, maxQuadraticLength: config.MaxQuadraticLength, methods: MainSweepMethods, warmup: config.BenchWarmup, rounds: config.SweepRounds,
             measureMemory: device.type == DeviceType.CPU, seed: config.Seed, device: device, progress: report);
         Lap("speed sweep");
-        progress?.Report($"cumsum vs lightning: {config.CumsumTokensPerBatch} tokens per batch, n = {string.Join(", ", config.CumsumLengths)}, {config.CumsumRounds} interleaved rounds");
-        var cumsum = LightningBenchmarks.Sweep(config.CumsumLengths, config.CumsumTokensPerBatch, heads: config.Heads, headDim: config.HeadDim, block: config.Block,
-            backward: true, methods: new[] { LightningBenchmarks.CumsumLinear, LightningBenchmarks.Chunked }, warmup: config.BenchWarmup, rounds: config.CumsumRounds,
+        progress?.Report($"cumsum vs lightning: {config.CumsumTokensPerBatch} tokens per batch, n = {string.Join(", ", config.CumsumLengths)}, " +
+            $"{config.CumsumRounds} interleaved rounds");
+        var cumsum = LightningBenchmarks.Sweep(config.CumsumLengths, config.CumsumTokensPerBatch, heads: config.Heads, headDim: config.HeadDim,
+            block: config.Block, backward: true, methods: new[] { LightningBenchmarks.CumsumLinear, LightningBenchmarks.Chunked },
+            warmup: config.BenchWarmup, rounds: config.CumsumRounds,
             measureMemory: device.type == DeviceType.CPU, seed: config.Seed, device: device, progress: report);
         Lap("cumsum sweep");
         int splitN = config.Lengths.Max() / config.Block * config.Block;
@@ -98,7 +101,8 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
         {
             string name = softmax ? SoftmaxName : TnlName;
             torch.manual_seed(config.Seed);
-            var model = softmax ? new TinyGpt(config.Model(corpus.VocabSize, true)) : LightningStack.Create(config.Model(corpus.VocabSize, false), block: config.Block);
+            var model = softmax ? new TinyGpt(config.Model(corpus.VocabSize, true))
+                : LightningStack.Create(config.Model(corpus.VocabSize, false), block: config.Block);
             model.to(device);
             runs.Add(Train(name, model, corpus, config, device, progress));
             Lap($"train {name}");

@@ -32,8 +32,13 @@ public sealed class TnlAttention : LinearAttentionMixer
     /// 1 − l/(L−1) + 1e−5 (<see cref="DecaySchedules.AlibiLayerFactor"/>); L = 1 keeps the reference's bare slopes.</param>
     /// <param name="schedule">which public decay schedule; default ALiBi (× the layer factor when L &gt; 1).</param>
     /// <param name="block">block length of the chunked form used by the forward pass.</param>
-    public TnlAttention(int dModel, int heads, int layer = 0, int layers = 1, DecaySchedule schedule = DecaySchedule.Alibi, int block = LightningAttention.DefaultBlock)
-        : base(nameof(TnlAttention), dModel, heads, new LinearAttentionOptions { ChunkSize = block > 0 ? block : throw new ArgumentOutOfRangeException(nameof(block), block, "block must be positive.") },
+    public TnlAttention(int dModel, int heads, int layer = 0, int layers = 1, DecaySchedule schedule = DecaySchedule.Alibi,
+        int block = LightningAttention.DefaultBlock)
+        : base(nameof(TnlAttention), dModel, heads,
+               new LinearAttentionOptions
+               {
+                   ChunkSize = block > 0 ? block : throw new ArgumentOutOfRangeException(nameof(block), block, "block must be positive.")
+               },
                causal: true, bias: false)
     {
         slopes = DecaySchedules.Slopes(schedule, heads, layer, layers);                           // a_{h,l}; λ = e^{−a}
@@ -98,7 +103,8 @@ public sealed class SimpleRmsNorm : nn.Module<Tensor, Tensor>
 public static class LightningStack
 {
     /// <summary>The mixer factory: block l gets <c>new TnlAttention(d, H, l, L, schedule)</c>.</summary>
-    public static Func<int, nn.Module<Tensor, Tensor>> Mixers(TinyGptConfig config, DecaySchedule schedule = DecaySchedule.Alibi, int block = LightningAttention.DefaultBlock) =>
+    public static Func<int, nn.Module<Tensor, Tensor>> Mixers(TinyGptConfig config, DecaySchedule schedule = DecaySchedule.Alibi,
+        int block = LightningAttention.DefaultBlock) =>
         layer => new TnlAttention(config.DModel, config.Heads, layer, config.Layers, schedule, block);
 
     /// <summary>The model: forward by the chunked form, <see cref="TinyGpt.Step"/> by the recurrence with a constant state per layer.</summary>

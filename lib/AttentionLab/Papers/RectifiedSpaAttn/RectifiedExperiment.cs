@@ -27,11 +27,14 @@ public sealed class RectifiedExperiment : IPaperExperiment<RectifiedExperiment.C
         double[] Localities, double[] Taus, double Noise, int MinTopK, double ModerateLocality, double PeakedLocality, double FixedTau, int Seed,
         double LengthScale = 1.0, double ContentScale = 4.0, int TimingRepeats = 7) : IPaperConfig<Config>
     {
-        /// <summary>2×16×16 grid (512 visual tokens), B = 32, d = 32, 2 heads, 16 text tokens (spec smoke size); γ 1…5, moderate 2, peaked 4, τ = 0.8 fixed.</summary>
-        public static Config Smoke => new(2, 16, 16, 32, 2, 16, 32, new[] { 1.0, 2.0, 3.0, 4.0, 5.0 }, new[] { 0.3, 0.5, 0.7, 0.8, 0.9 }, 0.1, 1, 2.0, 4.0, 0.8, 0) { Size = "smoke" };
+        /// <summary>
+        /// 2×16×16 grid (512 visual tokens), B = 32, d = 32, 2 heads, 16 text tokens (spec smoke size); γ 1…5, moderate 2, peaked 4, τ = 0.8 fixed.
+        /// </summary>
+        public static Config Smoke =>
+            new(2, 16, 16, 32, 2, 16, 32, new[] { 1.0, 2.0, 3.0, 4.0, 5.0 }, new[] { 0.3, 0.5, 0.7, 0.8, 0.9 }, 0.1, 1, 2.0, 4.0, 0.8, 0) { Size = "smoke" };
         /// <summary>8×32×32 = 8192 visual tokens, B = 128, d = 64, 4 heads, 64 text tokens (spec full size).</summary>
-        public static Config Full => new(8, 32, 32, 64, 4, 64, 128, new[] { 1.0, 2.0, 3.0, 4.0, 5.0, 6.0 }, new[] { 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95 }, 0.1, 1, 2.0, 4.0, 0.8, 0,
-            TimingRepeats: 11) { Size = "full" };
+        public static Config Full => new(8, 32, 32, 64, 4, 64, 128, new[] { 1.0, 2.0, 3.0, 4.0, 5.0, 6.0 }, new[] { 0.2, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95 },
+            0.1, 1, 2.0, 4.0, 0.8, 0, TimingRepeats: 11) { Size = "full" };
 
         /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
         public string Size { get; init; } = "custom";
@@ -45,10 +48,13 @@ public sealed class RectifiedExperiment : IPaperExperiment<RectifiedExperiment.C
         public Config Validate()
         {
             Guard.Positive(Frames, nameof(Frames)); Guard.Positive(Height, nameof(Height)); Guard.Positive(Width, nameof(Width));
-            Guard.Positive(HeadDim, nameof(HeadDim)); Guard.Positive(Heads, nameof(Heads)); Guard.Positive(Block, nameof(Block)); Guard.Positive(MinTopK, nameof(MinTopK));
+            Guard.Positive(HeadDim, nameof(HeadDim)); Guard.Positive(Heads, nameof(Heads));
+            Guard.Positive(Block, nameof(Block)); Guard.Positive(MinTopK, nameof(MinTopK));
             if (TextTokens < 0) throw new ArgumentException("TextTokens must be ≥ 0.", nameof(TextTokens));
-            if (Localities is null || Localities.Length == 0 || Localities.Any(g => !(g >= 0))) throw new ArgumentException("Localities must be non-empty and ≥ 0.", nameof(Localities));
-            if (Taus is null || Taus.Length == 0 || Taus.Any(t => !(t >= 0 && t < 1))) throw new ArgumentException("Taus must be non-empty, in [0, 1).", nameof(Taus));
+            if (Localities is null || Localities.Length == 0 || Localities.Any(g => !(g >= 0)))
+                throw new ArgumentException("Localities must be non-empty and ≥ 0.", nameof(Localities));
+            if (Taus is null || Taus.Length == 0 || Taus.Any(t => !(t >= 0 && t < 1)))
+                throw new ArgumentException("Taus must be non-empty, in [0, 1).", nameof(Taus));
             if (!Localities.Contains(ModerateLocality)) throw new ArgumentException("ModerateLocality must be one of Localities.", nameof(ModerateLocality));
             if (!Localities.Contains(PeakedLocality)) throw new ArgumentException("PeakedLocality must be one of Localities.", nameof(PeakedLocality));
             if (!Taus.Contains(FixedTau)) throw new ArgumentException("FixedTau must be one of Taus.", nameof(FixedTau));
@@ -62,7 +68,8 @@ public sealed class RectifiedExperiment : IPaperExperiment<RectifiedExperiment.C
     public static readonly string[] Variants = { "plain top-p", "IPAR scaling", "IPAR + comp. (all)", "IPAR + comp. + GAPR" };
 
     /// <summary>Output of one variant (flags of <see cref="RectifiedSparseAttention.Forward"/>).</summary>
-    public static (Tensor Output, RectifyDiagnostics Diagnostics) Forward(string variant, Config c, Tensor q, Tensor k, Tensor v, double tau, bool trueMass = false)
+    public static (Tensor Output, RectifyDiagnostics Diagnostics) Forward(string variant, Config c, Tensor q, Tensor k, Tensor v, double tau,
+        bool trueMass = false)
     {
         var (ipar, compensate, gapr) = variant switch
         {
@@ -94,7 +101,8 @@ public sealed class RectifiedExperiment : IPaperExperiment<RectifiedExperiment.C
         config.Validate();
         var clock = Stopwatch.StartNew();
         var exactness = Exactness(device, config.Seed);
-        progress?.Report($"exactness: fast vs naive {exactness.FastVsNaive.MaxAbs:E1}, constant blocks {exactness.ConstantBlocks.MaxAbs:E1}, τ = 1 {exactness.TauOne.MaxAbs:E1}");
+        progress?.Report($"exactness: fast vs naive {exactness.FastVsNaive.MaxAbs:E1}, constant blocks {exactness.ConstantBlocks.MaxAbs:E1}, " +
+            $"τ = 1 {exactness.TauOne.MaxAbs:E1}");
         var rows = new List<RectifiedRow>();
         MassSnapshot? snapshot = null;
         foreach (double gamma in config.Localities)
@@ -199,7 +207,11 @@ public sealed class RectifiedExperiment : IPaperExperiment<RectifiedExperiment.C
         var methods = new (string Name, double Density, Action Run)[]
         {
             (FullName, 1.0, () => { using var r = ReferenceAttention.Softmax(q, k, v); }),
-            (RectifiedName, density, () => { var (o, d) = RectifiedSparseAttention.Forward(q, k, v, c.Block, c.FixedTau, c.MinTopK, isolatedTail: c.TextTokens); o.Dispose(); d.Dispose(); }),
+            (RectifiedName, density, () =>
+            {
+                var (o, d) = RectifiedSparseAttention.Forward(q, k, v, c.Block, c.FixedTau, c.MinTopK, isolatedTail: c.TextTokens);
+                o.Dispose(); d.Dispose();
+            }),
             (KernelName, density, () => RectifiedSparseAttention.BlockSparse(q, k, v, selected, c.Block, c.TextTokens).Dispose()),
             (EstimateName, density, () => RectifiedSparseAttention.Estimate(q, k, c.Block, c.FixedTau, c.MinTopK, c.TextTokens).Dispose()),
         };

@@ -62,7 +62,12 @@ public static class RectifiedNaive
                     // pooled probabilities p over [visual blocks ; text tokens], then IPAR
                     var logit = new double[nb + tail];
                     for (int J = 0; J < nb; J++) { double s = 0; for (int i = 0; i < D; i++) s += qbar[I, i] * kbar[J, i]; logit[J] = s * scale; }
-                    for (int t = 0; t < tail; t++) { double s = 0; for (int i = 0; i < D; i++) s += qbar[I, i] * Ka(b, tv + t, h, i); logit[nb + t] = s * scale; }
+                    for (int t = 0; t < tail; t++)
+                    {
+                        double s = 0;
+                        for (int i = 0; i < D; i++) s += qbar[I, i] * Ka(b, tv + t, h, i);
+                        logit[nb + t] = s * scale;
+                    }
                     double mx = logit.Max();
                     var p = logit.Select(x => Math.Exp(x - mx)).ToArray();
                     double z = p.Sum();
@@ -134,7 +139,12 @@ public static class RectifiedNaive
                 double[] Attend(int qi, List<int> keys)
                 {
                     var s = new double[keys.Count];
-                    for (int m = 0; m < keys.Count; m++) { double x = 0; for (int i = 0; i < D; i++) x += Qa(b, qi, h, i) * Ka(b, keys[m], h, i); s[m] = x * scale; }
+                    for (int m = 0; m < keys.Count; m++)
+                    {
+                        double x = 0;
+                        for (int i = 0; i < D; i++) x += Qa(b, qi, h, i) * Ka(b, keys[m], h, i);
+                        s[m] = x * scale;
+                    }
                     double mx = s.Max(), z = 0;
                     for (int m = 0; m < s.Length; m++) { s[m] = Math.Exp(s[m] - mx); z += s[m]; }
                     var o = new double[Dv];

@@ -105,7 +105,8 @@ public static class RectifiedSparseAttention
     }
 
     /// <summary>The estimation stage alone: pooled scores, IPAR mass P, critical sets and the GAPR verdicts (O((T/B)²·d)).</summary>
-    public static RectifyEstimate Estimate(Tensor q, Tensor k, int block = 128, double tau = 0.5, int minTopK = 1, int isolatedTail = 0, bool[,]? neighbours = null)
+    public static RectifyEstimate Estimate(Tensor q, Tensor k, int block = 128, double tau = 0.5, int minTopK = 1, int isolatedTail = 0,
+        bool[,]? neighbours = null)
     {
         Checks.Inputs(q, k, k, block, tau, minTopK, isolatedTail, neighbours);
         using var scope = NewDisposeScope();
@@ -124,8 +125,10 @@ public static class RectifiedSparseAttention
         using var scope = NewDisposeScope();
         int tail = isolatedTail, tv = (int)q.shape[1] - tail, nb = (tv + block - 1) / block;
         Guard.Rank(selected, 4, nameof(selected), "batch, heads, query block, key block");
-        if (selected.dtype != ScalarType.Bool || selected.shape[0] != q.shape[0] || selected.shape[1] != q.shape[2] || selected.shape[2] != nb || selected.shape[3] != nb)
-            throw new ArgumentException($"selected must be bool [{q.shape[0]}, {q.shape[2]}, {nb}, {nb}], got {selected.dtype} {Guard.ShapeText(selected)}.", nameof(selected));
+        if (selected.dtype != ScalarType.Bool || selected.shape[0] != q.shape[0] || selected.shape[1] != q.shape[2] || selected.shape[2] != nb
+            || selected.shape[3] != nb)
+            throw new ArgumentException(
+                $"selected must be bool [{q.shape[0]}, {q.shape[2]}, {nb}, {nb}], got {selected.dtype} {Guard.ShapeText(selected)}.", nameof(selected));
         var (qh, kh, vh) = (q.permute(0, 2, 1, 3), k.permute(0, 2, 1, 3), v.permute(0, 2, 1, 3));
         var counts = BlockPooling.Counts(tv, block, q.dtype, q.device);
         var tokenValid = (torch.arange(nb * (long)block, device: q.device) < tv).view(nb, block);
@@ -274,8 +277,10 @@ static class Checks
         Guard.SameDevice(q, nameof(q), k, nameof(k)); Guard.SameDevice(q, nameof(q), v, nameof(v));
         for (int dim = 0; dim < 3; dim++)
         {
-            if (k.shape[dim] != q.shape[dim]) throw new ArgumentException($"k {Guard.ShapeText(k)} must match q {Guard.ShapeText(q)} in batch, tokens and heads.", nameof(k));
-            if (v.shape[dim] != q.shape[dim]) throw new ArgumentException($"v {Guard.ShapeText(v)} must match q {Guard.ShapeText(q)} in batch, tokens and heads.", nameof(v));
+            if (k.shape[dim] != q.shape[dim])
+                throw new ArgumentException($"k {Guard.ShapeText(k)} must match q {Guard.ShapeText(q)} in batch, tokens and heads.", nameof(k));
+            if (v.shape[dim] != q.shape[dim])
+                throw new ArgumentException($"v {Guard.ShapeText(v)} must match q {Guard.ShapeText(q)} in batch, tokens and heads.", nameof(v));
         }
         Guard.Dim(k, 3, q.shape[3], nameof(k), "head dim");
         if (q.shape[1] == 0 || q.shape[3] == 0 || v.shape[3] == 0) throw new ArgumentException($"q has an empty dimension: {Guard.ShapeText(q)}.", nameof(q));
@@ -283,12 +288,14 @@ static class Checks
         if (!(tau >= 0) || double.IsNaN(tau)) throw new ArgumentException($"tau must be ≥ 0, got {tau}.", nameof(tau));
         if (minTopK < 1) throw new ArgumentException($"minTopK must be ≥ 1, got {minTopK}.", nameof(minTopK));
         if (isolatedTail < 0 || isolatedTail >= q.shape[1])
-            throw new ArgumentException($"isolatedTail must be in [0, {q.shape[1] - 1}] (at least one visual token), got {isolatedTail}.", nameof(isolatedTail));
+            throw new ArgumentException(
+                $"isolatedTail must be in [0, {q.shape[1] - 1}] (at least one visual token), got {isolatedTail}.", nameof(isolatedTail));
         if (neighbours is not null)
         {
             long nb = (q.shape[1] - isolatedTail + block - 1) / block;
             if (neighbours.GetLength(0) != nb || neighbours.GetLength(1) != nb)
-                throw new ArgumentException($"neighbours must be [{nb}, {nb}] (visual blocks), got [{neighbours.GetLength(0)}, {neighbours.GetLength(1)}].", nameof(neighbours));
+                throw new ArgumentException(
+                    $"neighbours must be [{nb}, {nb}] (visual blocks), got [{neighbours.GetLength(0)}, {neighbours.GetLength(1)}].", nameof(neighbours));
         }
     }
 }

@@ -30,7 +30,8 @@ public static class SyntheticVideoQkv
         if (w <= 0) throw new ArgumentException($"w must be positive, got {w}.", nameof(w));
         if (d <= 0) throw new ArgumentException($"d must be positive, got {d}.", nameof(d));
         if (heads <= 0) throw new ArgumentException($"heads must be positive, got {heads}.", nameof(heads));
-        if (!(locality >= 0) || double.IsInfinity(locality)) throw new ArgumentException($"locality must be finite and ≥ 0, got {locality}.", nameof(locality));
+        if (!(locality >= 0) || double.IsInfinity(locality))
+            throw new ArgumentException($"locality must be finite and ≥ 0, got {locality}.", nameof(locality));
         if (!(noise >= 0) || double.IsInfinity(noise)) throw new ArgumentException($"noise must be finite and ≥ 0, got {noise}.", nameof(noise));
         if (textTokens < 0) throw new ArgumentException($"textTokens must be ≥ 0, got {textTokens}.", nameof(textTokens));
         if (!(lengthScale > 0) || !(contentScale > 0)) throw new ArgumentException("length scales must be positive.", nameof(lengthScale));

@@ -18,7 +18,8 @@ public static class RecycledAttentionNaive
     public static Tensor Decode(Tensor q, Tensor k, Tensor v, int topK, int stride, int prefill = 1, double? scale = null)
     {
         Attention.ReferenceAttention.Validate(q, k, v);
-        if (q.shape[1] != k.shape[1]) throw new ArgumentException($"q {Guard.ShapeText(q)} and k {Guard.ShapeText(k)} must have the same length (one query per key).", nameof(q));
+        if (q.shape[1] != k.shape[1])
+            throw new ArgumentException($"q {Guard.ShapeText(q)} and k {Guard.ShapeText(k)} must have the same length (one query per key).", nameof(q));
         if (topK <= 0) throw new ArgumentException($"topK must be positive, got {topK}.", nameof(topK));
         if (stride <= 0) throw new ArgumentException($"stride must be positive, got {stride}.", nameof(stride));
         if (prefill <= 0) throw new ArgumentException($"prefill must be positive, got {prefill}.", nameof(prefill));

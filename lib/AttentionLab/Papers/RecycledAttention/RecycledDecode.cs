@@ -5,17 +5,21 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.RecycledAttention;
 
-/// <summary>The fast form on one layer without positions: a <see cref="SelectiveKvCache"/> with a <see cref="RecycledAttentionPolicy"/>, step by step.</summary>
+/// <summary>
+/// The fast form on one layer without positions: a <see cref="SelectiveKvCache"/> with a <see cref="RecycledAttentionPolicy"/>, step by step.
+/// </summary>
 public static class RecycledDecode
 {
     /// <summary>
     /// Decodes q [B, T, Hq, D] against k [B, T, Hkv, D], v [B, T, Hkv, Dv] (query t sees keys ≤ t). Returns the outputs
     /// [B, T, Hq, Dv], the attended mask [B, Hkv, T, T] (1 where step t attended key j) and the per-step statistics.
     /// </summary>
-    public static (Tensor Output, Tensor Attended, IReadOnlyList<DecodeStepStats> Trace) Layer(Tensor q, Tensor k, Tensor v, int topK, int stride, int prefill = 1)
+    public static (Tensor Output, Tensor Attended, IReadOnlyList<DecodeStepStats> Trace) Layer(Tensor q, Tensor k, Tensor v, int topK, int stride,
+        int prefill = 1)
     {
         ReferenceAttention.Validate(q, k, v);
-        if (q.shape[1] != k.shape[1]) throw new ArgumentException($"q {Guard.ShapeText(q)} and k {Guard.ShapeText(k)} must have the same length (one query per key).", nameof(q));
+        if (q.shape[1] != k.shape[1])
+            throw new ArgumentException($"q {Guard.ShapeText(q)} and k {Guard.ShapeText(k)} must have the same length (one query per key).", nameof(q));
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
         var policy = new RecycledAttentionPolicy(topK, stride, prefill);

@@ -31,7 +31,8 @@ public sealed class RecycledExperiment : IPaperExperiment<RecycledExperiment.Con
     public const string Checkpoint = "induction-2l-attn-only";
 
     /// <summary>The checkpoint's model: 2 attention-only layers, 4 heads of 16, RoPE base 100.</summary>
-    public static TinyGptConfig ModelConfig => new(Layers: 2, DModel: 64, Heads: 4, VocabSize: 16, Positions: PositionKind.Rope, RopeBase: 100, MaxLength: 64, Mlp: false);
+    public static TinyGptConfig ModelConfig =>
+        new(Layers: 2, DModel: 64, Heads: 4, VocabSize: 16, Positions: PositionKind.Rope, RopeBase: 100, MaxLength: 64, Mlp: false);
 
     /// <summary>
     /// Copy task: [BOS] filler S gap S with |S| = 12, gap g ∈ [0, 16] and 16 − g filler tokens before the first copy, so
@@ -69,11 +70,14 @@ public sealed class RecycledExperiment : IPaperExperiment<RecycledExperiment.Con
         public Config Validate()
         {
             Guard.Positive(Queries, nameof(Queries));
-            if (TopKs is null || TopKs.Length == 0 || TopKs.Any(k => k <= SinkTokens + 1)) throw new ArgumentException($"TopKs must be non-empty and each > SinkTokens + 1 = {SinkTokens + 1}.", nameof(TopKs));
+            if (TopKs is null || TopKs.Length == 0 || TopKs.Any(k => k <= SinkTokens + 1))
+                throw new ArgumentException($"TopKs must be non-empty and each > SinkTokens + 1 = {SinkTokens + 1}.", nameof(TopKs));
             if (!TopKs.Contains(ClaimK)) throw new ArgumentException($"TopKs must contain the claim's K = n/8 = {ClaimK}.", nameof(TopKs));
-            if (Strides is null || Strides.Length == 0 || Strides.Any(s => s <= 0)) throw new ArgumentException("Strides must be non-empty and positive.", nameof(Strides));
+            if (Strides is null || Strides.Length == 0 || Strides.Any(s => s <= 0))
+                throw new ArgumentException("Strides must be non-empty and positive.", nameof(Strides));
             if (!Strides.Contains(ClaimStride)) throw new ArgumentException($"Strides must contain the claim's S = {ClaimStride}.", nameof(Strides));
-            if (Taus is null || Taus.Any(t => !(t >= -1 && t <= 1))) throw new ArgumentException("Taus must be a list of values in [−1, 1] (possibly empty).", nameof(Taus));
+            if (Taus is null || Taus.Any(t => !(t >= -1 && t <= 1)))
+                throw new ArgumentException("Taus must be a list of values in [−1, 1] (possibly empty).", nameof(Taus));
             if (SinkTokens < 0) throw new ArgumentException($"SinkTokens must be ≥ 0, got {SinkTokens}.", nameof(SinkTokens));
             return this;
         }
@@ -108,7 +112,8 @@ public sealed class RecycledExperiment : IPaperExperiment<RecycledExperiment.Con
         model.to(device).eval();
         using var batch = Task.Generate(config.Queries, seed: 10_000 + config.Seed, device: device);
         var exactness = Exactness(model, batch, device, config.Seed);
-        progress?.Report($"exactness: naive twin {exactness.NaiveTwin.MaxAbs:E1}, K ≥ n vs dense decode {exactness.FullBudgetMaxAbs:E1}, S = 1 vs dense decode {exactness.StrideOneMaxAbs:E1}");
+        progress?.Report($"exactness: naive twin {exactness.NaiveTwin.MaxAbs:E1}, K ≥ n vs dense decode {exactness.FullBudgetMaxAbs:E1}, " +
+            $"S = 1 vs dense decode {exactness.StrideOneMaxAbs:E1}");
         var rows = new List<PolicyRow> { Decode(model, batch, FullName, 0, 0, b => model.NewSelectiveState(b, _ => new FullSelector())) };
         progress?.Report($"full: accuracy {rows[0].TokenAccuracy:P0}, {rows[0].AttendedMean:F1} keys per step");
         foreach (int k in config.TopKs)
@@ -116,13 +121,16 @@ public sealed class RecycledExperiment : IPaperExperiment<RecycledExperiment.Con
             foreach (int s in config.Strides)
                 rows.Add(Decode(model, batch, Recycled, k, s, b => model.NewSelectiveState(b, _ => new RecycledAttentionPolicy(k, s, Prefill))));
             foreach (double tau in config.Taus)
-                rows.Add(Decode(model, batch, RecycledDynamic, k, 0, b => model.NewSelectiveState(b, _ => new RecycledAttentionPolicy(k, int.MaxValue, Prefill, tau)), tau));
-            foreach (var r in rows.Skip(rows.Count - config.Strides.Length - config.Taus.Length)) progress?.Report($"{r.Name}: accuracy {r.TokenAccuracy:P0}, {r.AttendedMean:F1} keys per step");
+                rows.Add(Decode(model, batch, RecycledDynamic, k, 0,
+                    b => model.NewSelectiveState(b, _ => new RecycledAttentionPolicy(k, int.MaxValue, Prefill, tau)), tau));
+            foreach (var r in rows.Skip(rows.Count - config.Strides.Length - config.Taus.Length))
+                progress?.Report($"{r.Name}: accuracy {r.TokenAccuracy:P0}, {r.AttendedMean:F1} keys per step");
         }
         foreach (int budget in BaselineBudgets(config, rows))
         {
             int heavy = budget / 2;
-            rows.Add(Decode(model, batch, StreamingName, budget, 0, b => model.NewState(b, _ => KvPolicy.SinkWindow(budget - config.SinkTokens, config.SinkTokens))));
+            rows.Add(Decode(model, batch, StreamingName, budget, 0,
+                b => model.NewState(b, _ => KvPolicy.SinkWindow(budget - config.SinkTokens, config.SinkTokens))));
             rows.Add(Decode(model, batch, H2OName, budget, 0, b => model.NewState(b, _ => KvPolicy.H2O(heavy, budget - heavy))));
             rows.Add(Decode(model, batch, OracleName, budget, 0, b => model.NewSelectiveState(b, _ => new QuestSelector(pageSize: 1, budgetPages: budget))));
             foreach (var r in rows.TakeLast(3)) progress?.Report($"{r.Name}: accuracy {r.TokenAccuracy:P0}, {r.AttendedMean:F1} keys per step");

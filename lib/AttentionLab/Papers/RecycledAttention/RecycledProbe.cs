@@ -12,7 +12,8 @@ namespace AttentionLab.Papers.RecycledAttention;
 /// the StreamingLLM set of the same size. <see cref="Heatmap"/>: rows t = t₀ … n−1 of one head's full pattern (first
 /// sequence); <see cref="Selected"/>: 1 where the recycled set with stride <see cref="Stride"/> holds the key.
 /// </summary>
-public sealed record MassProbe(int TopK, int Stride, int FullStep, double[] Recycled, double[] SinkWindow, double[][] Heatmap, double[][] Selected, int Layer, int Head);
+public sealed record MassProbe(int TopK, int Stride, int FullStep, double[] Recycled, double[] SinkWindow, double[][] Heatmap, double[][] Selected, int Layer,
+    int Head);
 
 /// <summary>Computes <see cref="MassProbe"/> from one full forward pass (training-free).</summary>
 public static class RecycledProbe

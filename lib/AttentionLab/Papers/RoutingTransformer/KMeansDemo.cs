@@ -50,7 +50,7 @@ public static class KMeansDemo
             return torch.tensor(xy, new long[] { 1, config.BatchSize, 1, 2 });
         }
         using var km = new OnlineKMeans(1, 4, 2, config.Decay);
-        km.SetMeans(torch.tensor(Enumerable.Range(0, 8).Select(_ => (float)(0.5 * Normal())).ToArray(), new long[] { 1, 4, 2 }));        // a start near the origin
+        km.SetMeans(torch.tensor(Enumerable.Range(0, 8).Select(_ => (float)(0.5 * Normal())).ToArray(), new long[] { 1, 4, 2 }));   // a start near the origin
         var trajectory = new List<(double, double)[]> { Read(km.Means) };
         var errors = new List<double> { Error(km.Means) };
         var points = Read(Batch().reshape(1, -1, 2));
@@ -78,7 +78,8 @@ public static class KMeansDemo
         var m = Read(mu);
         double best = double.PositiveInfinity;
         foreach (var perm in Permutations(new[] { 0, 1, 2, 3 }))
-            best = Math.Min(best, Enumerable.Range(0, 4).Average(i => Math.Sqrt(Math.Pow(m[perm[i]].X - Centres[i].X, 2) + Math.Pow(m[perm[i]].Y - Centres[i].Y, 2))));
+            best = Math.Min(best,
+                Enumerable.Range(0, 4).Average(i => Math.Sqrt(Math.Pow(m[perm[i]].X - Centres[i].X, 2) + Math.Pow(m[perm[i]].Y - Centres[i].Y, 2))));
         return best;
     }
 

@@ -36,7 +36,8 @@ public static class LocalBlockAttention
         Guard.Qkv(q, k, v);
         Guard.Positive(block, nameof(block));
         if (!q.shape.SequenceEqual(k.shape)) throw new ArgumentException($"k must have q's shape {Guard.ShapeText(q)}, got {Guard.ShapeText(k)}.", nameof(k));
-        if (!v.shape.Take(3).SequenceEqual(q.shape.Take(3))) throw new ArgumentException($"v must be [B, T, H, Dv] with q's B, T, H {Guard.ShapeText(q)}, got {Guard.ShapeText(v)}.", nameof(v));
+        if (!v.shape.Take(3).SequenceEqual(q.shape.Take(3)))
+            throw new ArgumentException($"v must be [B, T, H, Dv] with q's B, T, H {Guard.ShapeText(q)}, got {Guard.ShapeText(v)}.", nameof(v));
         CheckBias(relativeBias, q.shape[2], block, causal);
         using var scope = NewDisposeScope();
         long b = q.shape[0], t = q.shape[1], h = q.shape[2], d = q.shape[3], dv = v.shape[3];
@@ -74,7 +75,9 @@ public static class LocalBlockAttention
         if (bias is null) return;
         Guard.Rank(bias, 2, nameof(bias), "H, distances");
         if (bias.shape[0] != heads || bias.shape[1] != BiasLength(block, causal))
-            throw new ArgumentException($"relativeBias must be [H, {BiasLength(block, causal)}] = [{heads}, {BiasLength(block, causal)}], got {Guard.ShapeText(bias)}.", "relativeBias");
+            throw new ArgumentException(
+                $"relativeBias must be [H, {BiasLength(block, causal)}] = [{heads}, {BiasLength(block, causal)}], got {Guard.ShapeText(bias)}.",
+                "relativeBias");
     }
 
     /// <summary>Blocks [B, H, nb, L, E] shifted by <paramref name="offset"/> blocks (block β holds block β + offset; zeros outside).</summary>

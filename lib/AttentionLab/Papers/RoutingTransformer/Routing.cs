@@ -140,7 +140,9 @@ public static class Routing
         return (y / (1 + countEpsilon)).permute(0, 2, 1, 3).contiguous().MoveToOuterDisposeScope();
     }
 
-    /// <summary>Tokens grouped into chunks: slot → token [B, H, chunks·w] (−1 = empty), chunk → group [B, H, chunks], group → first chunk [B, H, G].</summary>
+    /// <summary>
+    /// Tokens grouped into chunks: slot → token [B, H, chunks·w] (−1 = empty), chunk → group [B, H, chunks], group → first chunk [B, H, G].
+    /// </summary>
     internal sealed record ChunkLayout(Tensor SlotToken, Tensor ChunkGroup, Tensor Offset, long Chunks);
 
     /// <summary>
@@ -223,10 +225,13 @@ public static class Routing
         Guard.Rank(kScores, 4, nameof(kScores), "B, H, T, C");
         Guard.FloatingPoint(q, nameof(q));
         if (!q.shape.SequenceEqual(k.shape)) throw new ArgumentException($"k must have q's shape {Guard.ShapeText(q)}, got {Guard.ShapeText(k)}.", nameof(k));
-        if (!v.shape.Take(3).SequenceEqual(q.shape.Take(3))) throw new ArgumentException($"v must be [B, T, H, Dv] with q's B, T, H {Guard.ShapeText(q)}, got {Guard.ShapeText(v)}.", nameof(v));
+        if (!v.shape.Take(3).SequenceEqual(q.shape.Take(3)))
+            throw new ArgumentException($"v must be [B, T, H, Dv] with q's B, T, H {Guard.ShapeText(q)}, got {Guard.ShapeText(v)}.", nameof(v));
         var expected = new[] { q.shape[0], q.shape[2], q.shape[1] };
-        if (!qScores.shape.Take(3).SequenceEqual(expected)) throw new ArgumentException($"qScores must be [B, H, T, C] = [{string.Join(", ", expected)}, C], got {Guard.ShapeText(qScores)}.", nameof(qScores));
-        if (!kScores.shape.SequenceEqual(qScores.shape)) throw new ArgumentException($"kScores must have qScores' shape {Guard.ShapeText(qScores)}, got {Guard.ShapeText(kScores)}.", nameof(kScores));
+        if (!qScores.shape.Take(3).SequenceEqual(expected))
+            throw new ArgumentException($"qScores must be [B, H, T, C] = [{string.Join(", ", expected)}, C], got {Guard.ShapeText(qScores)}.", nameof(qScores));
+        if (!kScores.shape.SequenceEqual(qScores.shape))
+            throw new ArgumentException($"kScores must have qScores' shape {Guard.ShapeText(qScores)}, got {Guard.ShapeText(kScores)}.", nameof(kScores));
         if (!(countEpsilon >= 0)) throw new ArgumentException($"countEpsilon must be ≥ 0, got {countEpsilon}.", nameof(countEpsilon));
     }
 

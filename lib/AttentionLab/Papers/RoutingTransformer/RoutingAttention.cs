@@ -204,7 +204,9 @@ public sealed class RoutingAttention : AttentionMixer
         return new Routed(qn, kn, qs, ks, qIdx, kIdx);
     }
 
-    /// <summary>Training: AuxLoss = β·mean (q̂ − sg μ)² (+ the keys' with separate Q/K, as the official q_loss + k_loss), then the EMA update of μ.</summary>
+    /// <summary>
+    /// Training: AuxLoss = β·mean (q̂ − sg μ)² (+ the keys' with separate Q/K, as the official q_loss + k_loss), then the EMA update of μ.
+    /// </summary>
     void Commit(Routed r)
     {
         var aux = kmeans.CommitmentLoss(r.Q, r.QIndex);

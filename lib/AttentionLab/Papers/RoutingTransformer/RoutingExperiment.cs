@@ -205,7 +205,12 @@ public sealed class RoutingExperiment : IPaperExperiment<RoutingExperiment.Confi
         var count = new double[h, c];
         var sum = new double[h, c, d];
         var mu0 = km.Means.cpu().data<double>().ToArray();
-        for (int hh = 0; hh < h; hh++) for (int cc = 0; cc < c; cc++) { count[hh, cc] = 1; for (int dd = 0; dd < d; dd++) sum[hh, cc, dd] = mu0[(hh * c + cc) * d + dd]; }
+        for (int hh = 0; hh < h; hh++)
+            for (int cc = 0; cc < c; cc++)
+            {
+                count[hh, cc] = 1;
+                for (int dd = 0; dd < d; dd++) sum[hh, cc, dd] = mu0[(hh * c + cc) * d + dd];
+            }
         double worst = 0, commitment = 0, ratio = 0;
         for (int step = 0; step < 2; step++)
         {
@@ -251,7 +256,9 @@ public sealed class RoutingExperiment : IPaperExperiment<RoutingExperiment.Confi
         return (worst, commitment, ratio);
     }
 
-    /// <summary>The whole mixer (nearest routing + block-local heads) after one training step: max change of outputs at t &lt; 12 when t ≥ 12 is redrawn.</summary>
+    /// <summary>
+    /// The whole mixer (nearest routing + block-local heads) after one training step: max change of outputs at t &lt; 12 when t ≥ 12 is redrawn.
+    /// </summary>
     static double MixerLeak(Device device, int seed)
     {
         using var scope = NewDisposeScope();
@@ -296,7 +303,8 @@ public sealed class RoutingExperiment : IPaperExperiment<RoutingExperiment.Confi
         {
             var rows = torch.arange(step * (long)c.BatchSize, (step + 1L) * c.BatchSize, device: device);
             var logits = net.call(train.Tokens.index_select(0, rows));
-            var loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), train.Labels.index_select(0, rows).reshape(-1), ignore_index: TokenBatch.Ignore);
+            var loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), train.Labels.index_select(0, rows).reshape(-1),
+                ignore_index: TokenBatch.Ignore);
             foreach (var r in routing.Where(r => r.AuxLoss is not null)) loss = loss + r.AuxLoss!;   // + β·mean (q̂ − sg μ)²
             return loss;
         }, options, progress is null ? null : new InlineProgress<TrainProgress>(p => progress.Report($"  {variant}: {p}")));

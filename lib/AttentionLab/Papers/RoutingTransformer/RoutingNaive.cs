@@ -151,7 +151,9 @@ public static class RoutingNaive
         return s.masked_fill(keep.logical_not(), double.NegativeInfinity).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Scores [B, H, T, T] under a keep-mask [B, H, T, T]: q_i·k_j/√D, s_ii = <paramref name="selfScore"/> when given, −∞ where not kept.</summary>
+    /// <summary>
+    /// Scores [B, H, T, T] under a keep-mask [B, H, T, T]: q_i·k_j/√D, s_ii = <paramref name="selfScore"/> when given, −∞ where not kept.
+    /// </summary>
     public static Tensor MaskedScores(Tensor q, Tensor k, Tensor keep, double? scale = null, double? selfScore = null)
     {
         Guard.Rank(q, 4, nameof(q), "B, T, H, D");

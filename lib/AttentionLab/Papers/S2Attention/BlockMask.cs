@@ -24,13 +24,15 @@ public sealed class BlockMask
     {
         ArgumentNullException.ThrowIfNull(blocks);
         if (blocks.GetLength(0) == 0 || blocks.GetLength(1) == 0 || blocks.GetLength(1) != blocks.GetLength(2))
-            throw new ArgumentException($"blocks must be [H > 0, nb > 0, nb], got [{blocks.GetLength(0)}, {blocks.GetLength(1)}, {blocks.GetLength(2)}].", nameof(blocks));
+            throw new ArgumentException(
+                $"blocks must be [H > 0, nb > 0, nb], got [{blocks.GetLength(0)}, {blocks.GetLength(1)}, {blocks.GetLength(2)}].", nameof(blocks));
         if (blockSize <= 0) throw new ArgumentException($"blockSize must be positive, got {blockSize}.", nameof(blockSize));
         if (localBlocks <= 0) throw new ArgumentException($"localBlocks must be positive, got {localBlocks}.", nameof(localBlocks));
         for (int h = 0; h < blocks.GetLength(0); h++)
             for (int i = 0; i < blocks.GetLength(1); i++)
                 if (!blocks[h, i, i])
-                    throw new ArgumentException($"head {h}, query block {i} misses its diagonal block: its first token would see no key (softmax NaN).", nameof(blocks));
+                    throw new ArgumentException(
+                        $"head {h}, query block {i} misses its diagonal block: its first token would see no key (softmax NaN).", nameof(blocks));
         this.blocks = (bool[,,])blocks.Clone();
         BlockSize = blockSize;
         LocalBlocks = localBlocks;

@@ -51,15 +51,18 @@ public sealed class S2Experiment : IPaperExperiment<S2Experiment.Config, S2Resul
         /// <summary>Checks every size; throws ArgumentException naming the field.</summary>
         public Config Validate()
         {
-            if (Lengths is null || Lengths.Length == 0 || Lengths.Any(n => n <= 2)) throw new ArgumentException("Lengths must be non-empty and > 2.", nameof(Lengths));
-            if (Depths is null || Depths.Length == 0 || Depths.Any(d => !(d >= 0 && d < 1))) throw new ArgumentException("Depths must be non-empty, in [0, 1).", nameof(Depths));
+            if (Lengths is null || Lengths.Length == 0 || Lengths.Any(n => n <= 2))
+                throw new ArgumentException("Lengths must be non-empty and > 2.", nameof(Lengths));
+            if (Depths is null || Depths.Length == 0 || Depths.Any(d => !(d >= 0 && d < 1)))
+                throw new ArgumentException("Depths must be non-empty, in [0, 1).", nameof(Depths));
             Guard.Positive(Heads, nameof(Heads)); Guard.Positive(HeadDim, nameof(HeadDim)); Guard.Positive(Block, nameof(Block));
             Guard.Positive(LocalBlocks, nameof(LocalBlocks)); Guard.Positive(VertStride, nameof(VertStride)); Guard.Positive(Trials, nameof(Trials));
             Guard.Positive(TimingRepeats, nameof(TimingRepeats));
             if (!(QueryGain > 0)) throw new ArgumentException($"QueryGain must be positive, got {QueryGain}.", nameof(QueryGain));
             ArgumentNullException.ThrowIfNull(Needle, nameof(Needle));
             Needle.Validate();
-            if (NeedleVariants is null || NeedleVariants.Length == 0 || NeedleVariants.Any(v => !Variants.Contains(v)) || !NeedleVariants.Contains("dense") || !NeedleVariants.Contains("heterogeneous"))
+            if (NeedleVariants is null || NeedleVariants.Length == 0 || NeedleVariants.Any(v => !Variants.Contains(v)) || !NeedleVariants.Contains("dense")
+                || !NeedleVariants.Contains("heterogeneous"))
                 throw new ArgumentException($"NeedleVariants must hold dense and heterogeneous, from {string.Join(", ", Variants)}.", nameof(NeedleVariants));
             return this;
         }
@@ -136,9 +139,11 @@ public sealed class S2Experiment : IPaperExperiment<S2Experiment.Config, S2Resul
 
         var decode = Decode(config, device);
         clock.Lap("decode");
-        progress?.Report($"decode {decode.Length} tokens: pruned vs full-cache max |Δ| {Num.Sci(decode.MaxAbsVsFull)}, held tokens per head [{string.Join(", ", decode.HeldAtEnd)}] of {decode.Length}");
+        progress?.Report($"decode {decode.Length} tokens: pruned vs full-cache max |Δ| {Num.Sci(decode.MaxAbsVsFull)}, " +
+            $"held tokens per head [{string.Join(", ", decode.HeldAtEnd)}] of {decode.Length}");
 
-        progress?.Report($"training one-layer needle models ({string.Join(", ", config.NeedleVariants)}), {config.Needle.Steps} steps each, T = {config.Needle.Length}");
+        progress?.Report($"training one-layer needle models ({string.Join(", ", config.NeedleVariants)}), {config.Needle.Steps} steps each, " +
+            $"T = {config.Needle.Length}");
         var trained = S2NeedleTraining.Run(config.Needle, config.NeedleVariants, device, progress);
         clock.Lap("trained needle");
 
@@ -171,11 +176,13 @@ public sealed class S2Experiment : IPaperExperiment<S2Experiment.Config, S2Resul
             using var naive = S2Naive.Forward(q, k, v, toy);
             string type = dtype == ScalarType.Float64 ? "float64" : "float32";
             forms.Add(new S2FormError("gather block-sparse", type, MaxAbs(BlockSparseAttention.Forward(q, k, v, toy).Output, naive.Output)));
-            forms.Add(new S2FormError("strided + local (LSE merge)", type, MaxAbs(StridedLocalAttention.Forward(q, k, v, 4, 2, 3, S2Pattern.Residues(2, 3)).Output, naive.Output)));
+            forms.Add(new S2FormError("strided + local (LSE merge)", type,
+                MaxAbs(StridedLocalAttention.Forward(q, k, v, 4, 2, 3, S2Pattern.Residues(2, 3)).Output, naive.Output)));
         }
 
         var (mq, mk, mv) = (torch.randn(new long[] { 2, 23, 2, 4 }, generator: gen, dtype: float64).to(device),
-            torch.randn(new long[] { 2, 23, 2, 4 }, generator: gen, dtype: float64).to(device), torch.randn(new long[] { 2, 23, 2, 3 }, generator: gen, dtype: float64).to(device));
+            torch.randn(new long[] { 2, 23, 2, 4 }, generator: gen, dtype: float64).to(device),
+            torch.randn(new long[] { 2, 23, 2, 3 }, generator: gen, dtype: float64).to(device));
         using var whole = ReferenceAttention.Softmax(mq, mk, mv, causal: true);
         var parts = new List<(Tensor, Tensor)>();
         foreach (var (start, len) in new[] { (0, 7), (7, 9), (16, 7) })
@@ -249,7 +256,8 @@ public sealed class S2Experiment : IPaperExperiment<S2Experiment.Config, S2Resul
     {
         torch.manual_seed(c.Seed);
         using var q = torch.randn(new long[] { 1, n, c.Heads, c.HeadDim }, device: device);
-        return Benchmark.Time(() => { using var s = NewDisposeScope(); Forward(variant, c, q, q, q); }, warmup: 1, repeats: c.TimingRepeats, device: device).MedianMs;
+        return Benchmark.Time(() => { using var s = NewDisposeScope(); Forward(variant, c, q, q, q); },
+            warmup: 1, repeats: c.TimingRepeats, device: device).MedianMs;
     }
 
     /// <summary>

@@ -57,7 +57,8 @@ public sealed class S2HeadCache : IDisposable
         using (var scope = NewDisposeScope())
         using (torch.no_grad())
         {
-            var (nk, nv) = (torch.cat(new[] { nearKeys, k.detach() }, 1).DetachFromDisposeScope(), torch.cat(new[] { nearValues, v.detach() }, 1).DetachFromDisposeScope());
+            var (nk, nv) = (torch.cat(new[] { nearKeys, k.detach() }, 1).DetachFromDisposeScope(),
+                torch.cat(new[] { nearValues, v.detach() }, 1).DetachFromDisposeScope());
             nearKeys.Dispose(); nearValues.Dispose();
             (nearKeys, nearValues) = (nk, nv);
         }
@@ -74,7 +75,8 @@ public sealed class S2HeadCache : IDisposable
                 for (int i = 0; i < block; i++) farPositions.Add(nearStart + i);
             }
             long rest = nearKeys.shape[1] - block;
-            var (nk, nv) = (nearKeys.narrow(1, block, rest).clone().DetachFromDisposeScope(), nearValues.narrow(1, block, rest).clone().DetachFromDisposeScope());
+            var (nk, nv) = (nearKeys.narrow(1, block, rest).clone().DetachFromDisposeScope(),
+                nearValues.narrow(1, block, rest).clone().DetachFromDisposeScope());
             nearKeys.Dispose(); nearValues.Dispose();
             (nearKeys, nearValues) = (nk, nv);
             nearStart += block;

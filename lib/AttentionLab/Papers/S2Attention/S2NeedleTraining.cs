@@ -73,7 +73,8 @@ public static class S2NeedleTraining
             foreach (var variant in variants)
             {
                 var r = One(variant, config, train, tests, device);
-                progress?.Report($"  trained {variant}: needle accuracy {r.Accuracy:P1} (off-stride {r.OffStrideAccuracy:P1}), loss {r.FinalLoss:F3}, {r.TrainSeconds:F1} s");
+                progress?.Report($"  trained {variant}: needle accuracy {r.Accuracy:P1} (off-stride {r.OffStrideAccuracy:P1}), loss {r.FinalLoss:F3}, " +
+                    $"{r.TrainSeconds:F1} s");
                 results.Add(r);
             }
             return results;

@@ -61,7 +61,9 @@ public static class S2Pattern
         double c = mask.DistantCoverage();
         if (c < 1) w.Add($"the heads together read only {c:P1} of the distant block pairs (heterogeneous residues need H ≥ s).");
         var bad = mask.KvInefficiencies();
-        if (bad.Count > 0) w.Add($"{bad.Count} (head, key block) pairs are read by some later queries but not others: the KV cache cannot drop them (pattern not KV-cache efficient).");
+        if (bad.Count > 0)
+            w.Add($"{bad.Count} (head, key block) pairs are read by some later queries but not others: " +
+                "the KV cache cannot drop them (pattern not KV-cache efficient).");
         return w;
     }
 }

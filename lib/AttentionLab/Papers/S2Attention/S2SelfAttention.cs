@@ -103,7 +103,8 @@ public sealed class S2SelfAttention : AttentionMixer
 
     /// <summary>An empty pruned per-head cache (<see cref="S2KvState"/>): the decode working set S2 really needs.</summary>
     protected override MixerState CreateState(long batch, ScalarType dtype, Device device) =>
-        new S2KvState(Enumerable.Range(0, Heads).Select(h => new S2HeadCache(batch, KeyDim, ValueDim, residues[h], Block, LocalBlocks, VertStride, dtype, device)).ToArray());
+        new S2KvState(Enumerable.Range(0, Heads)
+            .Select(h => new S2HeadCache(batch, KeyDim, ValueDim, residues[h], Block, LocalBlocks, VertStride, dtype, device)).ToArray());
 
     /// <summary>An empty full KV cache (every token, every head), masked per head by <see cref="Scores"/> at each step: the pruned cache's twin.</summary>
     public MixerState NewFullState(long batch, ScalarType dtype, Device device)

@@ -32,13 +32,16 @@ public static class StridedLocalAttention
     {
         ReferenceAttention.Validate(q, k, v);
         ArgumentNullException.ThrowIfNull(residues);
-        if (k.shape[1] != q.shape[1]) throw new ArgumentException($"self-attention needs q and k of one length, got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(k));
+        if (k.shape[1] != q.shape[1])
+            throw new ArgumentException($"self-attention needs q and k of one length, got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(k));
         if (block <= 0) throw new ArgumentException($"block must be positive, got {block}.", nameof(block));
         if (local <= 0) throw new ArgumentException($"local must be ≥ 1 (the diagonal block), got {local}.", nameof(local));
         if (stride <= 0) throw new ArgumentException($"stride must be positive, got {stride}.", nameof(stride));
-        if (residues.Count != k.shape[2]) throw new ArgumentException($"residues has {residues.Count} entries but k has {k.shape[2]} KV heads (k {Guard.ShapeText(k)}).", nameof(residues));
+        if (residues.Count != k.shape[2])
+            throw new ArgumentException($"residues has {residues.Count} entries but k has {k.shape[2]} KV heads (k {Guard.ShapeText(k)}).", nameof(residues));
         for (int h = 0; h < residues.Count; h++)
-            if (residues[h] is int r && (r < 0 || r >= stride)) throw new ArgumentException($"residues[{h}] = {r} must be in [0, stride = {stride}).", nameof(residues));
+            if (residues[h] is int r && (r < 0 || r >= stride))
+                throw new ArgumentException($"residues[{h}] = {r} must be in [0, stride = {stride}).", nameof(residues));
 
         using var scope = NewDisposeScope();
         long hkv = k.shape[2], g = q.shape[2] / hkv;

@@ -45,7 +45,9 @@ public static class DecodeAttention
         return ReferenceAttention.Softmax(q, k, v, scale: scale, mask: mask).MoveToOuterDisposeScope();
     }
 
-    /// <summary>q [B, Tq, Hq, D] over a <see cref="PagedKvCache"/>: gather every sequence's blocks into [B, Lmax, H, D], then the same masked attention.</summary>
+    /// <summary>
+    /// q [B, Tq, Hq, D] over a <see cref="PagedKvCache"/>: gather every sequence's blocks into [B, Lmax, H, D], then the same masked attention.
+    /// </summary>
     public static AttentionResult PagedGather(PagedKvCache cache, Tensor q, double? scale = null)
     {
         ArgumentNullException.ThrowIfNull(cache);

@@ -47,7 +47,10 @@ public sealed record GpuBudget(long DeviceBytes, long WeightBytes, long ReserveB
     {
         if (DeviceBytes <= 0) throw new ArgumentException($"DeviceBytes must be positive, got {DeviceBytes}.", nameof(DeviceBytes));
         if (WeightBytes < 0 || ReserveBytes < 0) throw new ArgumentException("WeightBytes and ReserveBytes must be ≥ 0.", nameof(WeightBytes));
-        if (KvBytes <= 0) throw new ArgumentException($"the budget leaves {KvBytes} B for the KV cache (device {DeviceBytes} − weights {WeightBytes} − reserve {ReserveBytes}).", nameof(DeviceBytes));
+        if (KvBytes <= 0)
+            throw new ArgumentException(
+                $"the budget leaves {KvBytes} B for the KV cache (device {DeviceBytes} − weights {WeightBytes} − reserve {ReserveBytes}).",
+                nameof(DeviceBytes));
         return this;
     }
 }
@@ -95,6 +98,7 @@ public static class PageMath
         geometry.Validate();
         long unit = geometry.BytesPerTokenPerTensor;
         if (pageBytes <= 0 || pageBytes % unit != 0)
-            throw new ArgumentException($"pageBytes must be a positive multiple of one token's row H_kv·D·bytes = {unit} B, got {pageBytes}.", nameof(pageBytes));
+            throw new ArgumentException(
+                $"pageBytes must be a positive multiple of one token's row H_kv·D·bytes = {unit} B, got {pageBytes}.", nameof(pageBytes));
     }
 }

@@ -35,14 +35,18 @@ public sealed record LengthDist(LengthDist.Shape Kind, double Median, double Sig
     public LengthDist Validate(string name)
     {
         if (Min < 1 || Max < Min) throw new ArgumentException($"{name} needs 1 ≤ Min ≤ Max, got [{Min}, {Max}].", name);
-        if (Kind == Shape.LogNormal && (Median <= 0 || Sigma < 0)) throw new ArgumentException($"{name} needs Median > 0 and Sigma ≥ 0, got {Median}, {Sigma}.", name);
+        if (Kind == Shape.LogNormal && (Median <= 0 || Sigma < 0))
+            throw new ArgumentException($"{name} needs Median > 0 and Sigma ≥ 0, got {Median}, {Sigma}.", name);
         return this;
     }
 
     static double Gaussian(Random rng) => Math.Sqrt(-2 * Math.Log(1 - rng.NextDouble())) * Math.Cos(2 * Math.PI * rng.NextDouble());   // Box–Muller
 }
 
-/// <summary>One request: arrives at iteration <paramref name="Arrival"/>, has a prompt of <paramref name="PromptLen"/> tokens and generates <paramref name="DecodeLen"/>.</summary>
+/// <summary>
+/// One request: arrives at iteration <paramref name="Arrival"/>, has a prompt of <paramref name="PromptLen"/> tokens and generates
+/// <paramref name="DecodeLen"/>.
+/// </summary>
 public sealed record TraceRequest(int Id, int Arrival, int PromptLen, int DecodeLen)
 {
     /// <summary>Tokens in the KV cache when the request finishes: prompt + decode.</summary>
@@ -63,7 +67,8 @@ public sealed record RequestTrace(IReadOnlyList<TraceRequest> Requests)
         ArgumentNullException.ThrowIfNull(decodeLen);
         promptLen.Validate(nameof(promptLen));
         decodeLen.Validate(nameof(decodeLen));
-        if (!(ratePerStep > 0) || double.IsInfinity(ratePerStep)) throw new ArgumentException($"ratePerStep must be positive and finite, got {ratePerStep}.", nameof(ratePerStep));
+        if (!(ratePerStep > 0) || double.IsInfinity(ratePerStep))
+            throw new ArgumentException($"ratePerStep must be positive and finite, got {ratePerStep}.", nameof(ratePerStep));
         var rng = new Random(seed);
         double t = 0;
         var requests = new List<TraceRequest>(n);

@@ -67,7 +67,8 @@ public sealed class SlotKvCache : IDisposable
         if (k.shape[1] != keys.shape[2] || k.shape[2] != keys.shape[3])
             throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit the cache's [T, {keys.shape[2]}, {keys.shape[3]}].", nameof(k));
         if (v.shape[0] != k.shape[0] || v.shape[1] != values.shape[2] || v.shape[2] != values.shape[3])
-            throw new ArgumentException($"v {Guard.ShapeText(v)} does not fit k {Guard.ShapeText(k)} and the cache's [T, {values.shape[2]}, {values.shape[3]}].", nameof(v));
+            throw new ArgumentException(
+                $"v {Guard.ShapeText(v)} does not fit k {Guard.ShapeText(k)} and the cache's [T, {values.shape[2]}, {values.shape[3]}].", nameof(v));
         Guard.SameDtype(keys, "the cache", k, nameof(k)); Guard.SameDtype(keys, "the cache", v, nameof(v));
         Guard.SameDevice(keys, "the cache", k, nameof(k)); Guard.SameDevice(keys, "the cache", v, nameof(v));
         long n = k.shape[0];

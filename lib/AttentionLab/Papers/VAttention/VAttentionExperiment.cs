@@ -65,7 +65,8 @@ public sealed class VAttentionExperiment : IPaperExperiment<VAttentionExperiment
             Geometry.Validate(); Budget.Validate();
             if (Policies is null || Policies.Length == 0) throw new ArgumentException("Policies must not be empty.", nameof(Policies));
             if (PromptLen.Max + DecodeLen.Max > MaxContext)
-                throw new ArgumentException($"PromptLen.Max + DecodeLen.Max = {PromptLen.Max + DecodeLen.Max} exceeds MaxContext {MaxContext}.", nameof(MaxContext));
+                throw new ArgumentException(
+                    $"PromptLen.Max + DecodeLen.Max = {PromptLen.Max + DecodeLen.Max} exceeds MaxContext {MaxContext}.", nameof(MaxContext));
             if (DecodePrompts is null || DecodePrompts.Length == 0) throw new ArgumentException("DecodePrompts must not be empty.", nameof(DecodePrompts));
             return this;
         }
@@ -119,8 +120,10 @@ public sealed class VAttentionExperiment : IPaperExperiment<VAttentionExperiment
             new("KV bytes per token (Llama-3-8B)", g.BytesPerToken, 2L * 32 * 8 * 128 * 2),
         };
         foreach (long tokens in new long[] { 0, 1, 1024, 1025, 8191 })
-            arithmetic.Add(new($"2 MiB pages per layer tensor at {tokens} tokens", PageMath.PagesPerTensor(g, PageMath.Page2MiB, tokens), (tokens + 1023) / 1024));
-        arithmetic.Add(new("fragmentation bound per request, 2 MiB pages (bytes)", PageMath.FragmentationBoundBytes(g, PageMath.Page2MiB), 2L * 32 * 1023 * tokenRow));
+            arithmetic.Add(new($"2 MiB pages per layer tensor at {tokens} tokens", PageMath.PagesPerTensor(g, PageMath.Page2MiB, tokens),
+                (tokens + 1023) / 1024));
+        arithmetic.Add(new("fragmentation bound per request, 2 MiB pages (bytes)", PageMath.FragmentationBoundBytes(g, PageMath.Page2MiB),
+            2L * 32 * 1023 * tokenRow));
 
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
