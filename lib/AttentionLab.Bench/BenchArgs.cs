@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Globalization;
 using AttentionLab.Core;
 using TorchSharp;
 using static TorchSharp.torch;

@@ -1,6 +1,5 @@
 using AttentionLab.Core;
 using AttentionLab.Papers.Flowformer;
-using TorchSharp;
 
 namespace AttentionLab.Bench.Commands;
 

@@ -1,7 +1,7 @@
+using System.CommandLine;
 using System.Globalization;
 using AttentionLab.Core;
 using AttentionLab.Papers.LightningAttention;
-using System.CommandLine;
 
 namespace AttentionLab.Bench.Commands;
 

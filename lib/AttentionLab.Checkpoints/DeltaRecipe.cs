@@ -3,7 +3,6 @@ using AttentionLab.Models;
 using AttentionLab.Papers.Delta;
 using AttentionLab.Train;
 using TorchSharp;
-using static TorchSharp.torch;
 
 namespace AttentionLab.Checkpoints;
 

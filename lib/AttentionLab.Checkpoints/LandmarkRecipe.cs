@@ -1,7 +1,6 @@
 using AttentionLab.Papers.LandmarkAttention;
 using AttentionLab.Train;
 using TorchSharp;
-using static TorchSharp.torch;
 
 namespace AttentionLab.Checkpoints;
 

@@ -6,7 +6,6 @@ using AttentionLab.Papers.LandmarkAttention;
 using AttentionLab.Papers.LightningAttention;
 using AttentionLab.Papers.RoutingTransformer;
 using AttentionLab.Papers.S2Attention;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Atlas;

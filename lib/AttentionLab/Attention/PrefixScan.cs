@@ -1,4 +1,3 @@
-using AttentionLab.Core;
 using TorchSharp;
 using static TorchSharp.torch;
 

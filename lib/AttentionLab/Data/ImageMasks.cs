@@ -1,5 +1,4 @@
 using AttentionLab.Core;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Data;

@@ -1,5 +1,4 @@
 using AttentionLab.Attention;
-using AttentionLab.Core;
 using AttentionLab.Interp;
 using TorchSharp;
 using TorchSharp.Modules;

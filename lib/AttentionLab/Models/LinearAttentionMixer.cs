@@ -1,5 +1,4 @@
 using AttentionLab.Attention;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Models;

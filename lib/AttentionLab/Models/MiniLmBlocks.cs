@@ -1,6 +1,5 @@
 using AttentionLab.Attention;
 using AttentionLab.Interp;
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

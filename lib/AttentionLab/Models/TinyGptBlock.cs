@@ -1,6 +1,5 @@
 using AttentionLab.Core;
 using AttentionLab.Interp;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Models;

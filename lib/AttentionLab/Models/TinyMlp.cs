@@ -1,5 +1,4 @@
 using AttentionLab.Interp;
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

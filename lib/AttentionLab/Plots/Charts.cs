@@ -1,10 +1,9 @@
 using AttentionLab.Core;
 using Microsoft.FSharp.Core;
 using Plotly.NET;
-using Plotly.NET.LayoutObjects;
+using Plotly.NET.CSharp;
 using static TorchSharp.torch;
 using CsChart = Plotly.NET.CSharp.Chart;
-using Plotly.NET.CSharp;
 
 namespace AttentionLab.Plots;
 

@@ -1,5 +1,4 @@
 using AttentionLab.Attention;
-using AttentionLab.Core;
 using AttentionLab.Models;
 using TorchSharp;
 using TorchSharp.Modules;

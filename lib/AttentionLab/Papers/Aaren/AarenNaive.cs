@@ -1,6 +1,4 @@
 using AttentionLab.Attention;
-using AttentionLab.Core;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.Aaren;

@@ -1,5 +1,4 @@
 using AttentionLab.Interp;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.AttentionSinks;

@@ -1,6 +1,5 @@
 using AttentionLab.Attention;
 using AttentionLab.Models;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.Based;

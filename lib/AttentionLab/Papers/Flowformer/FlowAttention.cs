@@ -1,6 +1,5 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
-using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

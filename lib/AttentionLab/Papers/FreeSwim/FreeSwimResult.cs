@@ -3,7 +3,6 @@ using AttentionLab.Data;
 using AttentionLab.Plots;
 using Microsoft.Data.Analysis;
 using Plotly.NET;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.FreeSwim;

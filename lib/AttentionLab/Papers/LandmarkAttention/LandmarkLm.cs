@@ -1,7 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Data;
 using AttentionLab.Models;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.LandmarkAttention;

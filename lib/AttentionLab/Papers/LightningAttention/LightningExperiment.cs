@@ -1,6 +1,6 @@
-using AttentionLab.Bench;
 using System.Diagnostics;
 using AttentionLab.Attention;
+using AttentionLab.Bench;
 using AttentionLab.Core;
 using AttentionLab.Data;
 using AttentionLab.Models;

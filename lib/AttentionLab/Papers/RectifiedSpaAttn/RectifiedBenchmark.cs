@@ -2,7 +2,6 @@ using AttentionLab.Attention;
 using AttentionLab.Bench;
 using AttentionLab.Core;
 using Microsoft.Data.Analysis;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.RectifiedSpaAttn;

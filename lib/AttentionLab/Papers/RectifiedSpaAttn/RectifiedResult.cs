@@ -2,10 +2,10 @@ using AttentionLab.Core;
 using AttentionLab.Plots;
 using Microsoft.Data.Analysis;
 using Plotly.NET;
+using Plotly.NET.CSharp;
 using TorchSharp;
 using static TorchSharp.torch;
 using CsChart = Plotly.NET.CSharp.Chart;
-using Plotly.NET.CSharp;
 
 namespace AttentionLab.Papers.RectifiedSpaAttn;
 

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using AttentionLab.Attention;
 using AttentionLab.Bench;
 using AttentionLab.Core;

@@ -2,7 +2,6 @@ using AttentionLab.Attention;
 using AttentionLab.Core;
 using AttentionLab.Models;
 using TorchSharp;
-using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.S2Attention;
