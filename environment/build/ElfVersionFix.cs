@@ -190,7 +190,8 @@ namespace AttentionLab.Build
     /// <summary>MSBuild task: applies <see cref="ElfVersionFixer"/> for libstdc++ to each file in Files.</summary>
     public class ElfVersionFixTask : Microsoft.Build.Utilities.Task
     {
-        [Microsoft.Build.Framework.Required] public Microsoft.Build.Framework.ITaskItem[] Files { get; set; } = Array.Empty<Microsoft.Build.Framework.ITaskItem>();
+        [Microsoft.Build.Framework.Required] public Microsoft.Build.Framework.ITaskItem[] Files { get; set; } =
+            Array.Empty<Microsoft.Build.Framework.ITaskItem>();
         public string SoName { get; set; } = "libstdc++.so.6";
 
         public override bool Execute()
@@ -215,7 +216,8 @@ namespace AttentionLab.Build
                     else if (r.AlreadyWeak.Count > 0)
                         Log.LogMessage(Microsoft.Build.Framework.MessageImportance.Normal, $"ElfVersionFix: {path}: already patched.");
                     else
-                        Log.LogMessage(Microsoft.Build.Framework.MessageImportance.Normal, $"ElfVersionFix: {path}: {system} has every needed version; nothing patched.");
+                        Log.LogMessage(Microsoft.Build.Framework.MessageImportance.Normal,
+                            $"ElfVersionFix: {path}: {system} has every needed version; nothing patched.");
                 }
                 catch (Exception e)
                 {

@@ -30,14 +30,17 @@ static class BasedCommand
         var device = o.SetUp();
         var points = BasedBenchmark.Prefill(lengths, 1, o.Int("heads"), o.Int("feature-dim"), o.Int("dim"), o.Int("chunk"), warmup: 1,
             repeats: o.Int("repeats"), maxReferenceLength: o.Int("max-reference"), includeFla: true, measureMemory: measureMemory, device: device,
-            progress: new InlineProgress<SweepPoint>(p => Console.Error.WriteLine($"T = {p.SeqLen,6} {p.Method,-18} {p.MedianMs,10:F2} ms  {p.PeakMiB:F1} MiB")));
+            progress: new InlineProgress<SweepPoint>(p => Console.Error.WriteLine(
+                $"T = {p.SeqLen,6} {p.Method,-18} {p.MedianMs,10:F2} ms  {p.PeakMiB:F1} MiB")));
         o.PrintHeader(device);
         Console.WriteLine();
         Console.WriteLine(MarkdownTable.From(BasedBenchmark.ToDataFrame(points), new Dictionary<string, string> { ["peak_mib"] = "F1", ["median_ms"] = "F2" }));
         Console.WriteLine();
         foreach (var (method, slope) in Sweep.Slopes(points)) Console.WriteLine($"slope {method}: {slope:F2}");
         foreach (var baseline in new[] { BasedBenchmark.Sdpa, BasedBenchmark.Reference })
-            Console.WriteLine($"crossover {BasedBenchmark.BasedChunked} vs {baseline}: {(Sweep.Crossover(points, BasedBenchmark.BasedChunked, baseline) is { } t ? $"T = {t}" : "none in range")}");
+            Console.WriteLine(
+                $"crossover {BasedBenchmark.BasedChunked} vs {baseline}: " +
+                $"{(Sweep.Crossover(points, BasedBenchmark.BasedChunked, baseline) is { } t ? $"T = {t}" : "none in range")}");
         return 0;
     }
 }

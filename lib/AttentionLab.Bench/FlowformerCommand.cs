@@ -37,7 +37,8 @@ static class FlowformerCommand
             if (backward ? pass == "forward" : pass == "backward") continue;
             points.AddRange(FlowBenchmark.Speed(lengths, 1, Int("heads"), Int("dim"), Int("chunk"), warmup: 1, repeats: Int("repeats"),
                 maxReferenceLength: Int("max-reference"), measureMemory: measureMemory, device: device, backward: backward,
-                progress: new InlineProgress<SweepPoint>(p => Console.Error.WriteLine($"{p.Pass,-16} T = {p.SeqLen,6} {p.Method,-18} {p.MedianMs,10:F2} ms  {p.PeakMiB:F1} MiB"))));
+                progress: new InlineProgress<SweepPoint>(p =>
+                    Console.Error.WriteLine($"{p.Pass,-16} T = {p.SeqLen,6} {p.Method,-18} {p.MedianMs,10:F2} ms  {p.PeakMiB:F1} MiB"))));
         }
         o.PrintHeader(device);
         Console.WriteLine();
@@ -48,9 +49,13 @@ static class FlowformerCommand
             Console.WriteLine($"{p}:");
             foreach (var (method, slope) in Sweep.Slopes(points, p)) Console.WriteLine($"slope {method}: {slope:F2}");
             foreach (var baseline in new[] { FlowBenchmark.Sdpa, FlowBenchmark.Reference })
-                Console.WriteLine($"crossover {FlowBenchmark.FlowCausal} vs {baseline}: {(Sweep.Crossover(points, FlowBenchmark.FlowCausal, baseline, p) is { } t ? $"T = {t}" : "none in range")}");
+                Console.WriteLine(
+                    $"crossover {FlowBenchmark.FlowCausal} vs {baseline}: " +
+                    $"{(Sweep.Crossover(points, FlowBenchmark.FlowCausal, baseline, p) is { } t ? $"T = {t}" : "none in range")}");
             foreach (var baseline in new[] { FlowBenchmark.Sdpa, FlowBenchmark.Reference })
-                Console.WriteLine($"speed-up {FlowBenchmark.FlowCausal} vs {baseline} at T = 8192: {(Sweep.Speedup(points, FlowBenchmark.FlowCausal, baseline, 8192, p) is { } s ? $"{s:F2}×" : "not measured")}");
+                Console.WriteLine(
+                    $"speed-up {FlowBenchmark.FlowCausal} vs {baseline} at T = 8192: " +
+                    $"{(Sweep.Speedup(points, FlowBenchmark.FlowCausal, baseline, 8192, p) is { } s ? $"{s:F2}×" : "not measured")}");
         }
         return 0;
     }

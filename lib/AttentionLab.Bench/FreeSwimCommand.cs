@@ -30,9 +30,11 @@ static class FreeSwimCommand
         var rows = FreeSwimBenchmark.Run(sides, o.Int("frames"), half, o.Int("heads"), o.Int("dim"), o.Int("repeats"), o.Int("max-dense"), device,
             new InlineProgress<FreeSwimBenchRow>(r => Console.Error.WriteLine($"{r.Side,3}×{r.Side,-3} {r.Method,-18} {r.MedianMs,10:F2} ms")));
         o.PrintHeader(device);
-        Console.WriteLine($"forward of one self-attention layer, batch 1, float32; inward window {2 * half + 1}×{2 * half + 1} (d_h = d_w = {half}); --lengths are grid sides");
+        Console.WriteLine($"forward of one self-attention layer, batch 1, float32; inward window {2 * half + 1}×{2 * half + 1} (d_h = d_w = {half}); " +
+            "--lengths are grid sides");
         Console.WriteLine();
-        Console.WriteLine(MarkdownTable.From(FreeSwimBenchmark.ToDataFrame(rows), new Dictionary<string, string> { ["median_ms"] = "F2", ["keys_per_query"] = "F0" }));
+        Console.WriteLine(MarkdownTable.From(FreeSwimBenchmark.ToDataFrame(rows),
+            new Dictionary<string, string> { ["median_ms"] = "F2", ["keys_per_query"] = "F0" }));
         return 0;
     }
 }

@@ -27,7 +27,8 @@ static class LandmarkCommand
         o.PrintHeader(device);
         Console.WriteLine($"one decode step, one layer, float32, ℓ_b = {block}, k = {topK}, {heads} heads × {dim}: keys touched per head and K/V bytes read");
         Console.WriteLine();
-        Console.WriteLine(MarkdownTable.From(LandmarkCost.ToDataFrame(LandmarkCost.Sweep(lengths, block, topK, heads, dim)), new Dictionary<string, string> { ["token_ratio"] = "F2" }));
+        Console.WriteLine(MarkdownTable.From(LandmarkCost.ToDataFrame(LandmarkCost.Sweep(lengths, block, topK, heads, dim)),
+            new Dictionary<string, string> { ["token_ratio"] = "F2" }));
         return 0;
     }
 }

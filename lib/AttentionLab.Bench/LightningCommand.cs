@@ -47,11 +47,13 @@ static class LightningCommand
         bool backward = o.Flag("backward"), memory = !o.Flag("no-memory");
         int Int(string name) => o.Int(name);
         int? tokens = o.OptionalInt("tokens");
-        var methods = o.OptionalText("methods") is { Length: > 0 } m ? m.Split(',').Select(s => s.Trim()).ToArray() : LightningExperiment.MainSweepMethods.ToArray();
+        var methods = o.OptionalText("methods") is { Length: > 0 } m ? m.Split(',').Select(s => s.Trim()).ToArray()
+            : LightningExperiment.MainSweepMethods.ToArray();
         var device = o.SetUp();
         var sweep = LightningBenchmarks.Sweep(lengths, tokens, Int("batch"), Int("heads"), Int("dim"), Int("block"), backward,
             Int("max-quadratic"), methods, Int("warmup"), Int("rounds"), memory, 0, device,
-            new InlineProgress<SpeedRow>(r => Console.Error.WriteLine($"T = {r.SeqLen,6} {r.Method,-22} {r.Time} · peak {(r.PeakBytes ?? 0) / 1048576.0:F1} MiB")));
+            new InlineProgress<SpeedRow>(r => Console.Error.WriteLine(
+                $"T = {r.SeqLen,6} {r.Method,-22} {r.Time} · peak {(r.PeakBytes ?? 0) / 1048576.0:F1} MiB")));
 
         o.PrintHeader(device);
         Console.WriteLine($"timed: {(backward ? "forward + backward" : "forward, no grad")}; ms = median of {Int("rounds")} interleaved rounds; " +
@@ -62,7 +64,10 @@ static class LightningCommand
         Console.WriteLine("| method | slope (log-log, ms vs T) | tokens/s spread | crossover vs reference | crossover vs SDPA |");
         Console.WriteLine("|---|---|---|---|---|");
         foreach (var method in sweep.Methods)
-            Console.WriteLine($"| {method} | {sweep.Slope(method):F2} | {sweep.SpeedSpread(method):F2} | {sweep.Crossover(method, LightningBenchmarks.Reference)?.ToString(CultureInfo.InvariantCulture) ?? "none"} | {sweep.Crossover(method, LightningBenchmarks.Sdpa)?.ToString(CultureInfo.InvariantCulture) ?? "none"} |");
+            Console.WriteLine(
+                $"| {method} | {sweep.Slope(method):F2} | {sweep.SpeedSpread(method):F2} | " +
+                $"{sweep.Crossover(method, LightningBenchmarks.Reference)?.ToString(CultureInfo.InvariantCulture) ?? "none"} | " +
+                $"{sweep.Crossover(method, LightningBenchmarks.Sdpa)?.ToString(CultureInfo.InvariantCulture) ?? "none"} |");
         Console.WriteLine();
         foreach (int n in lengths)
         {

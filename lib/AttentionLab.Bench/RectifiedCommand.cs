@@ -29,12 +29,14 @@ static class RectifiedCommand
         var densities = o.Doubles("densities");
         var device = o.SetUp();
         var rows = RectifiedBenchmark.Run(lengths, o.Int("heads"), o.Int("dim"), o.Int("block"), densities, o.Int("repeats"), o.Int("max-dense"), device,
-            new InlineProgress<RectifiedBenchRow>(r => Console.Error.WriteLine($"n = {r.Length,6} {r.Method,-16} ρ {r.TargetDensity,5:F3} {r.MedianMs,10:F2} ms")));
+            new InlineProgress<RectifiedBenchRow>(r => Console.Error.WriteLine(
+                $"n = {r.Length,6} {r.Method,-16} ρ {r.TargetDensity,5:F3} {r.MedianMs,10:F2} ms")));
         o.PrintHeader(device);
         Console.WriteLine("forward of one attention layer, batch 1, float32, synthetic video Q/K/V (γ = 2) in Hilbert order, top-k critical sets; " +
                           "'estimate only' = pooled scores + IPAR + critical sets + GAPR; 'rectified (all)' = estimate + gather kernel + R and compensation");
         Console.WriteLine();
-        Console.WriteLine(MarkdownTable.From(RectifiedBenchmark.ToDataFrame(rows), new Dictionary<string, string> { ["median_ms"] = "F2", ["target_density"] = "F3", ["density"] = "F3" }));
+        Console.WriteLine(MarkdownTable.From(RectifiedBenchmark.ToDataFrame(rows),
+            new Dictionary<string, string> { ["median_ms"] = "F2", ["target_density"] = "F3", ["density"] = "F3" }));
         return 0;
     }
 }

@@ -30,7 +30,8 @@ static class RecycledCommand
         o.PrintHeader(device);
         Console.WriteLine("decode attention of one layer (no model), batch 1, float32; ms = mean over the steps (full steps included)");
         Console.WriteLine();
-        Console.WriteLine(MarkdownTable.From(RecycledBenchmarks.ToDataFrame(rows), new Dictionary<string, string> { ["ms_per_step"] = "F3", ["attended_mean"] = "F1", ["expected_speedup"] = "F2", ["measured_speedup"] = "F2" }));
+        Console.WriteLine(MarkdownTable.From(RecycledBenchmarks.ToDataFrame(rows),
+            new Dictionary<string, string> { ["ms_per_step"] = "F3", ["attended_mean"] = "F1", ["expected_speedup"] = "F2", ["measured_speedup"] = "F2" }));
         return 0;
     }
 }

@@ -37,7 +37,8 @@ static class ReferenceVsSdpaCommand
         Console.WriteLine($"memory: {df["memory"][0]}");
         Console.WriteLine();
         df.Columns.Remove("memory");
-        Console.WriteLine(MarkdownTable.From(df, new Dictionary<string, string> { ["max_abs_vs_reference"] = "0.0E+0", ["peak_mib"] = "F1", ["score_matrix_mib"] = "F1" }));
+        Console.WriteLine(MarkdownTable.From(df,
+            new Dictionary<string, string> { ["max_abs_vs_reference"] = "0.0E+0", ["peak_mib"] = "F1", ["score_matrix_mib"] = "F1" }));
         return 0;
     }
 }

@@ -34,11 +34,14 @@ static class S2Command
         if (o.Flag("decode"))
         {
             var decode = S2Benchmark.Decode(lengths, o.Int("heads"), o.Int("dim"), o.Int("block"), o.Int("local"), o.Int("stride"), device,
-                new InlineProgress<S2DecodeBenchRow>(r => Console.Error.WriteLine($"n = {r.Length,6} {r.Cache,-34} {r.MsPerToken,8:F3} ms/token {r.KvBytes,12:N0} B")));
+                new InlineProgress<S2DecodeBenchRow>(r => Console.Error.WriteLine(
+                    $"n = {r.Length,6} {r.Cache,-34} {r.MsPerToken,8:F3} ms/token {r.KvBytes,12:N0} B")));
             o.PrintHeader(device);
-            Console.WriteLine("decode of one S2 layer token by token, batch 1, float32, heterogeneous pattern: full KV cache (masked per head) vs pruned per-head cache");
+            Console.WriteLine(
+                "decode of one S2 layer token by token, batch 1, float32, heterogeneous pattern: full KV cache (masked per head) vs pruned per-head cache");
             Console.WriteLine();
-            Console.WriteLine(MarkdownTable.From(S2Benchmark.ToDataFrame(decode), new Dictionary<string, string> { ["ms_per_token"] = "F3", ["held_per_head"] = "F1", ["max_abs_vs_full"] = "0.0E+0" }));
+            Console.WriteLine(MarkdownTable.From(S2Benchmark.ToDataFrame(decode),
+                new Dictionary<string, string> { ["ms_per_token"] = "F3", ["held_per_head"] = "F1", ["max_abs_vs_full"] = "0.0E+0" }));
             return 0;
         }
         var rows = S2Benchmark.Run(lengths, o.Int("heads"), o.Int("dim"), o.Int("block"), o.Int("local"), o.Int("stride"),

@@ -42,7 +42,9 @@ public static class InductionRecipe
     /// <summary>Seed of the batch of training step <paramref name="step"/>: every step draws fresh sequences.</summary>
     public static int BatchSeed(int seed, int step) => seed * 1_000_003 + step;
 
-    /// <summary>Trains with <paramref name="seed"/>; saves to data/models/ through <see cref="CheckpointStore"/> unless <paramref name="save"/> is false.</summary>
+    /// <summary>
+    /// Trains with <paramref name="seed"/>; saves to data/models/ through <see cref="CheckpointStore"/> unless <paramref name="save"/> is false.
+    /// </summary>
     public static int Run(int steps, int seed, bool save, string command)
     {
         torch.manual_seed(seed);

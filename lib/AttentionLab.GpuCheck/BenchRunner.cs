@@ -200,7 +200,8 @@ public sealed class BenchRunner
                 }
                 results[(method.Key, seqLen)] = result;
                 csv.Row(method.Key, method.Dtype.ToString(), seqLen, shape.Batch, result.MiB, result.How, result.Status, watch.Elapsed.TotalSeconds);
-                Console.WriteLine($"  {method.Key,-24} T={seqLen,-6} " + (result.MiB is { } mib ? $"{mib,10:F1} MiB" : result.Status) + $"  ({watch.Elapsed.TotalSeconds:F1} s)");
+                Console.WriteLine($"  {method.Key,-24} T={seqLen,-6} " + (result.MiB is { } mib ? $"{mib,10:F1} MiB" : result.Status)
+                    + $"  ({watch.Elapsed.TotalSeconds:F1} s)");
             }
         return results;
     }

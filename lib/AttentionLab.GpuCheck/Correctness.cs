@@ -66,11 +66,13 @@ public static class Correctness
         }));
         list.Add(new CheckCase("softmax-off-by-one f32 causal", "B2 T128 H4 D32", ForwardTol, device =>
         {
-            using var r = AttentionVariants.Softmax1(Input(11, device, 2, 128, 4, 32), Input(12, device, 2, 128, 4, 32), Input(13, device, 2, 128, 4, 32), causal: true);
+            using var r = AttentionVariants.Softmax1(Input(11, device, 2, 128, 4, 32), Input(12, device, 2, 128, 4, 32), Input(13, device, 2, 128, 4, 32),
+                causal: true);
             return new[] { Cpu("output", r.Output), Cpu("lse", r.LogSumExp) };
         }));
         list.Add(new CheckCase("SDPA baseline f32 causal", "B2 T128 H4 D32", ForwardTol, device =>
-            new[] { Cpu("output", SdpaBaseline.Forward(Input(11, device, 2, 128, 4, 32), Input(12, device, 2, 128, 4, 32), Input(13, device, 2, 128, 4, 32), causal: true)) }));
+            new[] { Cpu("output", SdpaBaseline.Forward(Input(11, device, 2, 128, 4, 32), Input(12, device, 2, 128, 4, 32), Input(13, device, 2, 128, 4, 32),
+                causal: true)) }));
 
         // Aaren (attention as an RNN): the scan forms and the recurrent form, D not a power of two, and T = 1.
         foreach (var (b, t, h, d) in new (long, long, long, long)[] { (2, 200, 4, 24), (3, 1, 2, 8) })
@@ -103,7 +105,8 @@ public static class Correctness
             foreach (var form in new[] { LinearForm.Parallel, LinearForm.Recurrent, LinearForm.Chunked })
             {
                 bool grads = form != LinearForm.Recurrent;
-                list.Add(new CheckCase($"linear attention {form.ToString().ToLowerInvariant()} f32", $"B{b} T{t} H{h} D{d} chunk{chunk} elu+1 normalised decay h0", grads ? GradTol : ForwardTol, device =>
+                list.Add(new CheckCase($"linear attention {form.ToString().ToLowerInvariant()} f32",
+                    $"B{b} T{t} H{h} D{d} chunk{chunk} elu+1 normalised decay h0", grads ? GradTol : ForwardTol, device =>
                 {
                     var (q, k, v) = (Input(41, device, b, t, h, d), Input(42, device, b, t, h, d), Input(43, device, b, t, h, d));
                     var logDecay = -torch.linspace(0.01, 0.5, h, dtype: ScalarType.Float32).to(device);
@@ -123,8 +126,10 @@ public static class Correctness
 
         // One training step of TinyGpt (causal attention mixer, and Aaren mixer): same seed, same batch.
         var config = new TinyGptConfig(Layers: 2, DModel: 64, Heads: 4, MlpRatio: 2, InputFeatures: 8, OutputFeatures: 8, Positions: PositionKind.Sinusoidal);
-        list.Add(new CheckCase("TinyGpt training step f32", "attention, B4 T64 d64 L2", GradTol, device => TrainStep(device, config, () => new TinyGpt(config))));
-        list.Add(new CheckCase("TinyGpt training step f32", "Aaren mixer, B4 T64 d64 L2", GradTol, device => TrainStep(device, config, () => AarenStack.Create(config))));
+        list.Add(new CheckCase("TinyGpt training step f32", "attention, B4 T64 d64 L2", GradTol,
+            device => TrainStep(device, config, () => new TinyGpt(config))));
+        list.Add(new CheckCase("TinyGpt training step f32", "Aaren mixer, B4 T64 d64 L2", GradTol,
+            device => TrainStep(device, config, () => AarenStack.Create(config))));
         return list;
     }
 
@@ -182,7 +187,8 @@ public static class Correctness
             using var scope = NewDisposeScope();
             CheckRow Error(string compare, Exception e)
             {
-                var row = new CheckRow(c.Check, c.Case, $"error: {e.GetType().Name}: {e.Message.Split('\n')[0].Trim()}", compare, double.NaN, double.NaN, double.NaN, "", false);
+                var row = new CheckRow(c.Check, c.Case, $"error: {e.GetType().Name}: {e.Message.Split('\n')[0].Trim()}", compare, double.NaN, double.NaN,
+                    double.NaN, "", false);
                 rows.Add(row);
                 report(row);
                 return row;

@@ -43,7 +43,9 @@ public static class MemoryProbe
             using (var scope = NewDisposeScope()) method.Run(inputs);
             torch.cuda.synchronize();
             var after = nvml.Memory(0)!.Value;
-            Console.WriteLine($"{Marker} bytes={Math.Max(0, after.Used - before.Used)} how=NVML device memory growth during one call in a fresh process (torch caching allocator reserve; inputs excluded)");
+            Console.WriteLine(
+                $"{Marker} bytes={Math.Max(0, after.Used - before.Used)} how=NVML device memory growth during one call in a fresh process (torch caching " +
+                "allocator reserve; inputs excluded)");
             return 0;
         }
         var m = Benchmark.PeakMemory(() => method.Run(inputs));
@@ -73,7 +75,8 @@ public static class MemoryProbe
         if (process.ExitCode != 0 || line is null)
         {
             string err = (stderr.Result + "\n" + output).Trim();
-            string first = err.Split('\n').FirstOrDefault(l => l.Contains("memory", StringComparison.OrdinalIgnoreCase) || l.Contains("FAILED")) ?? err.Split('\n').FirstOrDefault() ?? "";
+            string first = err.Split('\n').FirstOrDefault(l => l.Contains("memory", StringComparison.OrdinalIgnoreCase) || l.Contains("FAILED"))
+                ?? err.Split('\n').FirstOrDefault() ?? "";
             return (null, "", $"probe exited {process.ExitCode}: {first.Trim()}");
         }
         string rest = line[Marker.Length..].Trim();

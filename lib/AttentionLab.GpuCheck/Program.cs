@@ -66,7 +66,8 @@ public static class Program
             error = $"{TorchRuntime.LibDirVariable}='{dir}'. {string.Join(" <- ", messages)}\n" +
                     "Check that the folder is libtorch's lib/ (libc10.so, libtorch_cpu.so, libtorch.so) and run " +
                     "`ldd -r libLibTorchSharp.so` with LD_LIBRARY_PATH set to it: undefined symbols mean this libtorch is " +
-                    $"not ABI-compatible with TorchSharp's native bridge (TorchSharp {typeof(torch).Assembly.GetName().Version}, built for libtorch {BuiltFor()}).";
+                    $"not ABI-compatible with TorchSharp's native bridge (TorchSharp {typeof(torch).Assembly.GetName().Version}, built for libtorch " +
+                    $"{BuiltFor()}).";
             return false;
         }
     }
@@ -142,19 +143,24 @@ sealed class CheckRun
         var failures = new List<CheckRow>();
         Say(isCuda ? "correctness: every check on CUDA against CPU, and CPU against a CPU repeat (must be bit-identical)"
                    : cudaAvailable ? "correctness: CUDA comparisons skipped (--device cpu); CPU against a CPU repeat (must be bit-identical)"
-                   : "correctness: CUDA not available on this machine, so CUDA-vs-CPU comparisons are skipped; CPU against a CPU repeat (must be bit-identical)");
-        using (var csv = new CsvFile(Path.Combine(outDir, "correctness.csv"), "check", "case", "value", "compare", "max_abs_diff", "rms_rel", "allowed", "tolerance", "status"))
+                   : "correctness: CUDA not available on this machine, so CUDA-vs-CPU comparisons are skipped; " +
+                     "CPU against a CPU repeat (must be bit-identical)");
+        using (var csv = new CsvFile(Path.Combine(outDir, "correctness.csv"), "check", "case", "value", "compare", "max_abs_diff", "rms_rel", "allowed",
+            "tolerance", "status"))
         {
             torch.set_num_threads(1);   // bit-identical CPU repeats need the same reduction order: one thread
             var rows = Correctness.Run(Correctness.Cases(), isCuda ? device : null, options.Perturb, row =>
             {
                 csv.Row(row.Check, row.Case, row.Value, row.Compare, row.MaxAbsDiff, row.RmsRel, row.Allowed, row.Tolerance, row.Passed ? "pass" : "FAIL");
-                Console.WriteLine($"  {(row.Passed ? "pass" : "FAIL")}  {row.Check} [{row.Case}] {row.Value}, {row.Compare}: max|Δ| {row.MaxAbsDiff:E2} (allowed {row.Allowed:E1})");
+                Console.WriteLine(
+                    $"  {(row.Passed ? "pass" : "FAIL")}  {row.Check} [{row.Case}] {row.Value}, {row.Compare}: max|Δ| {row.MaxAbsDiff:E2} (allowed " +
+                    $"{row.Allowed:E1})");
             });
             torch.set_num_threads(threads);
             failures.AddRange(rows.Where(r => !r.Passed));
             Say($"correctness: {rows.Count - failures.Count}/{rows.Count} comparisons within tolerance" +
-                (isCuda ? $"; largest CUDA-vs-CPU max|Δ| {rows.Where(r => r.Compare.StartsWith("cuda")).Select(r => r.MaxAbsDiff).DefaultIfEmpty(0).Max():E2}" : ""));
+                (isCuda ? $"; largest CUDA-vs-CPU max|Δ| {rows.Where(r => r.Compare.StartsWith("cuda")).Select(r => r.MaxAbsDiff).DefaultIfEmpty(0).Max():E2}"
+                    : ""));
         }
         try
         {
@@ -195,7 +201,8 @@ sealed class CheckRun
             ("cpu_cores", Environment.ProcessorCount.ToString(CultureInfo.InvariantCulture)),
             ("torch_threads", threads.ToString(CultureInfo.InvariantCulture)),
             ("attentionlab", $"{BuildInfo.Current.Version} (backend {BuildInfo.Current.Backend})"),
-            ("torchsharp", typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion ?? typeof(torch).Assembly.GetName().Version?.ToString() ?? "?"),
+            ("torchsharp", typeof(torch).Assembly.GetCustomAttribute<AssemblyInformationalVersionAttribute>()?.InformationalVersion
+                ?? typeof(torch).Assembly.GetName().Version?.ToString() ?? "?"),
             ("torchsharp_built_for_libtorch", torch.__version__),
             ("torch_lib_dir", Environment.GetEnvironmentVariable(TorchRuntime.LibDirVariable) ?? ""),
             ("loaded_from_lib_dir", string.Join(" ", TorchRuntime.ExternalLibraries.Select(Path.GetFileName))),
@@ -225,6 +232,7 @@ sealed class CheckRun
             csv.Row(key, value);
             if (key != "mapped_torch_and_cuda_libraries") Console.WriteLine($"  {key}: {value}");
         }
-        Say($"device {device} · CUDA available {cudaAvailable}" + (nvml is not null && nvml.DeviceCount() > 0 ? $" · {nvml.DeviceName(0)} · driver {nvml.DriverVersion()}" : ""));
+        Say($"device {device} · CUDA available {cudaAvailable}"
+            + (nvml is not null && nvml.DeviceCount() > 0 ? $" · {nvml.DeviceName(0)} · driver {nvml.DriverVersion()}" : ""));
     }
 }

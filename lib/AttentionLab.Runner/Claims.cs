@@ -119,14 +119,16 @@ public static class ClaimsBoard
     {
         var list = rows.ToList();
         if (list.Count == 0) return "";
-        return $"{list.Count(r => r.Status == "holds")} hold · {list.Count(r => r.Status == "does not hold")} do not hold · {list.Count(r => r.Status == "not shown")} not shown";
+        return $"{list.Count(r => r.Status == "holds")} hold · {list.Count(r => r.Status == "does not hold")} do not hold · " +
+            $"{list.Count(r => r.Status == "not shown")} not shown";
     }
 
     /// <summary>The scoreboard: one section per notebook, one row per claim (paper's figure beside ours, criterion, status).</summary>
     public static string RenderPage(IReadOnlyList<ClaimRow> rows, ExpectedClaims? expected)
     {
         static string E(string? s) => HtmlPage.E(s ?? "");
-        var sb = new StringBuilder("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>AttentionLab reproduction scoreboard</title>\n<style>\n")
+        var sb = new StringBuilder(
+            "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>AttentionLab reproduction scoreboard</title>\n<style>\n")
             .Append(Css).Append("</style>\n</head>\n<body>\n<h1>Reproduction scoreboard</h1>\n")
             .Append("<p class=\"meta\">Does each paper's claim reproduce, at what size, by how much? One row per claim: the paper's own figure beside ")
             .Append("ours, the criterion (from the paper's spec; deviations named), the kind (<i>exactness</i>: identities and naive-twin agreement; ")
@@ -138,14 +140,16 @@ public static class ClaimsBoard
             var diffs = expected.Compare(rows, rows.Select(r => r.Paper).Distinct().ToList());
             sb.Append(diffs.Count == 0
                 ? $" Every status equals the committed expectation ({E(expected.Source)}).</p>\n"
-                : $" <b>{diffs.Count} difference(s) from the committed expectation ({E(expected.Source)}):</b></p>\n<ul class=\"diff\">{string.Concat(diffs.Select(d => $"<li>{E(d)}</li>"))}</ul>\n");
+                : $" <b>{diffs.Count} difference(s) from the committed expectation ({E(expected.Source)}):</b></p>\n" +
+                $"<ul class=\"diff\">{string.Concat(diffs.Select(d => $"<li>{E(d)}</li>"))}</ul>\n");
         }
         else sb.Append("</p>\n");
         foreach (var group in rows.GroupBy(r => r.Notebook))
         {
             var first = group.First();
             sb.Append($"<h2 id=\"{E(group.Key)}\"><a href=\"../notebooks/{Uri.EscapeDataString(group.Key)}.html\">{E(group.Key)}</a></h2>\n")
-              .Append($"<p class=\"meta\">size {E(first.Size)} · device {E(first.Device)} · run {E(first.RunAt.Length >= 16 ? first.RunAt[..16].Replace('T', ' ') : first.RunAt)} · {E(Tally(group))}</p>\n")
+              .Append($"<p class=\"meta\">size {E(first.Size)} · device {E(first.Device)} · run " +
+                  $"{E(first.RunAt.Length >= 16 ? first.RunAt[..16].Replace('T', ' ') : first.RunAt)} · {E(Tally(group))}</p>\n")
               .Append("<table>\n<thead><tr><th>claim</th><th>kind</th><th>statement</th><th>paper's figure</th><th>ours</th><th>criterion</th><th>status</th>")
               .Append(expected is null ? "" : "<th>expected</th>").Append("</tr></thead>\n<tbody>\n");
             foreach (var r in group)
@@ -153,7 +157,8 @@ public static class ClaimsBoard
                 string status = r.Status.Replace(' ', '-');
                 string? want = expected?.StatusOf(r.Paper, r.Id);
                 string note = string.Join(" ", new[] { r.Deviation is null ? null : "Deviation: " + r.Deviation, r.Note }.Where(s => !string.IsNullOrEmpty(s)));
-                sb.Append($"<tr><td><code>{E(r.Id)}</code>{(r.Asserted ? " <span class=\"asserted\" title=\"asserted: the notebook fails when it does not hold\">●</span>" : "")}</td>")
+                sb.Append($"<tr><td><code>{E(r.Id)}</code>" +
+                    $"{(r.Asserted ? " <span class=\"asserted\" title=\"asserted: the notebook fails when it does not hold\">●</span>" : "")}</td>")
                   .Append($"<td>{E(r.Kind)}</td><td>{E(r.Statement)}{(note.Length > 0 ? $"<div class=\"note\">{E(note)}</div>" : "")}</td>")
                   .Append($"<td>{E(r.PaperFigure)}</td><td>{E(r.Ours)}</td><td>{E(r.Criterion)}</td>")
                   .Append($"<td><span class=\"badge {E(status)}\">{E(r.Status)}</span></td>");
@@ -227,7 +232,8 @@ public sealed class ExpectedClaims
         Source = source;
         var twice = entries.GroupBy(e => (e.Paper, e.Claim)).FirstOrDefault(g => g.Count() > 1);
         if (twice is not null)
-            throw new InvalidDataException($"{source}: paper {twice.Key.Paper} claim '{twice.Key.Claim}' is listed twice (lines {string.Join(", ", twice.Select(e => e.Line))}).");
+            throw new InvalidDataException(
+                $"{source}: paper {twice.Key.Paper} claim '{twice.Key.Claim}' is listed twice (lines {string.Join(", ", twice.Select(e => e.Line))}).");
     }
 
     public IReadOnlyList<Entry> Entries { get; }
@@ -287,7 +293,8 @@ public sealed class ExpectedClaims
         {
             seen.Add((a.Paper, a.Claim));
             var e = Entries.FirstOrDefault(x => x.Paper == a.Paper && x.Claim == a.Claim);
-            if (e is null) diffs.Add($"P{a.Paper:00} {a.Claim}: {a.Status} in this run, not listed in {Source} (add '{a.Paper},{a.Claim},{a.Kind},{a.Status}')");
+            if (e is null) diffs.Add(
+                $"P{a.Paper:00} {a.Claim}: {a.Status} in this run, not listed in {Source} (add '{a.Paper},{a.Claim},{a.Kind},{a.Status}')");
             else if (!Matches(e.Status, a.Status)) diffs.Add($"P{a.Paper:00} {a.Claim}: expected '{e.Status}' ({Source}:{e.Line}), this run '{a.Status}'");
             else if (e.Kind != a.Kind) diffs.Add($"P{a.Paper:00} {a.Claim}: expected kind '{e.Kind}' ({Source}:{e.Line}), this run '{a.Kind}'");
         }

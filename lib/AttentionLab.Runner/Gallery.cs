@@ -58,8 +58,10 @@ public static class Gallery
           .Append(Css).Append("</style>\n</head>\n<body>\n<h1>AttentionLab notebook gallery</h1>\n")
           .Append($"<p class=\"meta\">Latest run: {(newest is { } n ? n.ToString("yyyy-MM-dd HH:mm zzz", CultureInfo.InvariantCulture) : "none")} · ")
           .Append($"{passed} passed, {entries.Count - passed} failed · ")
-          .Append($"<a href=\"{ClaimsBoard.PageName}\">reproduction scoreboard</a> ({E(claims.Count == 0 ? "no claims yet" : ClaimsBoard.Tally(claims))})</p>\n")
-          .Append("<table>\n<thead><tr><th>notebook</th><th>status</th><th>claims</th><th>seconds</th><th>device</th><th>size</th><th>run</th><th>error</th></tr></thead>\n<tbody>\n");
+          .Append($"<a href=\"{ClaimsBoard.PageName}\">reproduction scoreboard</a> " +
+              $"({E(claims.Count == 0 ? "no claims yet" : ClaimsBoard.Tally(claims))})</p>\n")
+          .Append("<table>\n<thead><tr><th>notebook</th><th>status</th><th>claims</th><th>seconds</th><th>device</th><th>size</th><th>run</th>" +
+              "<th>error</th></tr></thead>\n<tbody>\n");
         foreach (var e in entries)
         {
             string shortError = e.Error.Length <= 140 ? e.Error : e.Error[..139] + "…";

@@ -63,7 +63,8 @@ public static partial class HtmlPage
           .Append("<style>\n").Append(Css).Append("</style>\n</head>\n<body>\n<header>\n")
           .Append("<p><a href=\"../gallery/index.html\">← gallery</a></p>\n")
           .Append($"<h1>{E(r.Notebook)}</h1>\n")
-          .Append($"<p class=\"meta\"><span class=\"badge {r.Status}\">{r.Status}</span> {r.Seconds:0.0} s · device {E(r.Device)} · size {E(r.Size)} · run {r.StartedAt:yyyy-MM-dd HH:mm zzz}</p>\n");
+          .Append($"<p class=\"meta\"><span class=\"badge {r.Status}\">{r.Status}</span> {r.Seconds:0.0} s · device {E(r.Device)} · size {E(r.Size)} · run " +
+              $"{r.StartedAt:yyyy-MM-dd HH:mm zzz}</p>\n");
         if (r.Error is not null)
         {
             string where = r.FailedCell is { } n ? $"<a href=\"#cell-{n}\">cell {n}</a>" : "notebook";

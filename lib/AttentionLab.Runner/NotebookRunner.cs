@@ -129,7 +129,8 @@ public sealed partial class NotebookRunner(RunOptions options, Action<string>? l
             kernel?.Dispose();
             kernel = null;
             string why = cancel.IsCancellationRequested ? $"cancelled in cell {cell.Number}"
-                : notebookCts.IsCancellationRequested ? $"timed out in cell {cell.Number} after {s:0} s (notebook timeout {options.NotebookTimeout.TotalSeconds:0} s)"
+                : notebookCts.IsCancellationRequested
+                    ? $"timed out in cell {cell.Number} after {s:0} s (notebook timeout {options.NotebookTimeout.TotalSeconds:0} s)"
                 : $"timed out in cell {cell.Number} after {options.CellTimeout.TotalSeconds:0} s (cell timeout)";
             if (ran.Contains(cell.Number)) collector.AddError($"TimeoutError: {why}; the kernel was killed.");
             return (why, cell.Number, ran);

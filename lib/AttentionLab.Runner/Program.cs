@@ -14,7 +14,8 @@ public static class Program
     /// <summary>The whole CLI, with its output sent to <paramref name="output"/> (tests call this in-process).</summary>
     public static Task<int> RunAsync(string[] args, TextWriter output, TextWriter error, CancellationToken cancel = default)
     {
-        var size = new Option<string>("--size") { Description = "smoke (default) or full; passed to notebooks as ATTNLAB_SIZE", DefaultValueFactory = _ => RunOptions.Smoke };
+        var size = new Option<string>("--size") { Description = "smoke (default) or full; passed to notebooks as ATTNLAB_SIZE",
+            DefaultValueFactory = _ => RunOptions.Smoke };
         size.AcceptOnlyFromAmong(RunOptions.Smoke, RunOptions.Full);
         var filter = new Option<string?>("--filter") { Description = "run only notebooks whose file name contains this text" };
         var jobs = new Option<int>("--jobs", "-j") { Description = "kernels at once (each ~450 MB and CPU-bound)", DefaultValueFactory = _ => 1 };
@@ -22,8 +23,10 @@ public static class Program
         var notebooks = new Option<DirectoryInfo?>("--notebooks") { Description = "the notebooks folder [default: <repo>/notebooks]" };
         var outDir = new Option<DirectoryInfo?>("--out") { Description = "the output folder [default: <repo>/artifacts]" };
         var repoRoot = new Option<DirectoryInfo?>("--repo-root") { Description = "the repository root [default: the folder above holding Notebooks.sln]" };
-        var cellTimeout = new Option<int>("--cell-timeout") { Description = "seconds one cell may run before the kernel is killed", DefaultValueFactory = _ => 600 };
-        var notebookTimeout = new Option<int>("--notebook-timeout") { Description = "seconds one notebook may run (kernel start included)", DefaultValueFactory = _ => 1200 };
+        var cellTimeout = new Option<int>("--cell-timeout") { Description = "seconds one cell may run before the kernel is killed",
+            DefaultValueFactory = _ => 600 };
+        var notebookTimeout = new Option<int>("--notebook-timeout") { Description = "seconds one notebook may run (kernel start included)",
+            DefaultValueFactory = _ => 1200 };
         foreach (var o in new[] { cellTimeout, notebookTimeout })
             o.Validators.Add(r => { if (r.GetValueOrDefault<int>() < 1) r.AddError($"{r.Option.Name} must be at least 1 second."); });
 

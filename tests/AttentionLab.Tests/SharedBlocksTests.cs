@@ -19,7 +19,8 @@ public class SharedBlocksTests
     {
         torch.manual_seed(13);
         using var scope = NewDisposeScope();
-        using var model = new TinyGpt(new TinyGptConfig(Layers: 2, DModel: 12, Heads: 3, MlpRatio: 2, InputFeatures: 2, OutputFeatures: 3, Positions: positions));
+        using var model = new TinyGpt(new TinyGptConfig(Layers: 2, DModel: 12, Heads: 3, MlpRatio: 2, InputFeatures: 2, OutputFeatures: 3,
+            Positions: positions));
         var x = torch.randn(2, 21, 2);                                          // 21 > the cache's first capacity
         using var _ = torch.no_grad();
         var full = model.call(x);

@@ -94,7 +94,8 @@ public class SoftmaxMonoidTests
         var e1 = Assert.Throws<ArgumentException>(() => SoftmaxMonoid.Leaf(torch.zeros(2, 3), torch.zeros(2, 4, 5)));
         Assert.Equal("v", e1.ParamName);
         Assert.Contains("[2, 4, 5]", e1.Message);
-        Assert.Equal("s", Assert.Throws<ArgumentException>(() => SoftmaxMonoid.Leaf(torch.zeros(2, 3, dtype: int64), torch.zeros(2, 3, 5, dtype: int64))).ParamName);
+        Assert.Equal("s", Assert.Throws<ArgumentException>(() =>
+            SoftmaxMonoid.Leaf(torch.zeros(2, 3, dtype: int64), torch.zeros(2, 3, 5, dtype: int64))).ParamName);
         var a = SoftmaxMonoid.Identity(new long[] { 2 }, 3);
         var b = SoftmaxMonoid.Identity(new long[] { 2 }, 4);
         Assert.Equal("b", Assert.Throws<ArgumentException>(() => SoftmaxMonoid.Combine(a, b)).ParamName);

@@ -17,8 +17,8 @@ public sealed class BundleTests(BundleFixture fx, ITestOutputHelper output)
         "max_ms", "repeats", "tokens_per_s", "peak_mem_mib", "mem_method", "status", "note",
     };
     static readonly string[] MemoryHeader = { "key", "dtype", "seq_len", "batch", "peak_mem_mib", "mem_method", "status", "seconds" };
-    static readonly string[] CpuMethods = { "reference-f32", "sdpa-f32", "aaren-naive-f32", "aaren-recurrent-f32", "aaren-scan-hs-f32", "aaren-scan-blelloch-f32",
-        "linear-chunked-f32", "linear-parallel-f32", "linear-recurrent-f32" };
+    static readonly string[] CpuMethods = { "reference-f32", "sdpa-f32", "aaren-naive-f32", "aaren-recurrent-f32", "aaren-scan-hs-f32",
+        "aaren-scan-blelloch-f32", "linear-chunked-f32", "linear-parallel-f32", "linear-recurrent-f32" };
 
     string Exe => Path.Combine(fx.Bundle, "attnlab-gpucheck");
 
@@ -73,14 +73,16 @@ public sealed class BundleTests(BundleFixture fx, ITestOutputHelper output)
         var correctness = new CsvTable(Path.Combine(outDir, "correctness.csv"));
         Assert.Equal(CorrectnessHeader, correctness.Header);
         Assert.True(correctness.Rows.Count >= 30, $"only {correctness.Rows.Count} correctness rows");
-        foreach (var check in new[] { "reference attention f32 causal", "SDPA baseline f32 causal", "Aaren scan (Hillis-Steele) f32", "Aaren scan (Blelloch) f32", "Aaren recurrent f32", "TinyGpt training step f32" })
+        foreach (var check in new[] { "reference attention f32 causal", "SDPA baseline f32 causal", "Aaren scan (Hillis-Steele) f32",
+            "Aaren scan (Blelloch) f32", "Aaren recurrent f32", "TinyGpt training step f32" })
             Assert.Contains(correctness.Rows, x => x["check"] == check);
         Assert.Contains(correctness.Rows, x => x["case"].Contains("Hkv2"));                       // grouped-query attention
         Assert.Contains(correctness.Rows, x => x["value"] == "loss after one SGD step");
         foreach (var row in correctness.Rows)
         {
             Assert.Equal("cpu vs cpu (repeat)", row["compare"]);
-            Assert.True(CsvTable.Number(row["max_abs_diff"]) == 0, $"{row["check"]} [{row["case"]}] {row["value"]}: CPU repeat differs by {row["max_abs_diff"]}");
+            Assert.True(CsvTable.Number(row["max_abs_diff"]) == 0,
+                $"{row["check"]} [{row["case"]}] {row["value"]}: CPU repeat differs by {row["max_abs_diff"]}");
             Assert.Equal("pass", row["status"]);
         }
 
@@ -113,7 +115,8 @@ public sealed class BundleTests(BundleFixture fx, ITestOutputHelper output)
 
     static void CheckCrossCheckLayout(string dir)
     {
-        var meta = File.ReadAllLines(Path.Combine(dir, "meta.txt")).Where(l => l.Contains('=')).ToDictionary(l => l[..l.IndexOf('=')], l => l[(l.IndexOf('=') + 1)..]);
+        var meta = File.ReadAllLines(Path.Combine(dir, "meta.txt")).Where(l => l.Contains('='))
+            .ToDictionary(l => l[..l.IndexOf('=')], l => l[(l.IndexOf('=') + 1)..]);
         int b = int.Parse(meta["B"]), t = int.Parse(meta["T"]), h = int.Parse(meta["H"]), d = int.Parse(meta["D"]);
         double scale = double.Parse(meta["scale"], CultureInfo.InvariantCulture);
         Assert.Equal("B,T,H,D", meta["layout"]);
@@ -129,7 +132,8 @@ public sealed class BundleTests(BundleFixture fx, ITestOutputHelper output)
         int At(int bi, int ti, int hi, int di) => ((bi * t + ti) * h + hi) * d + di;
         foreach (var (bi, ti, hi) in new[] { (0, 0, 0), (1, t - 1, h - 1), (0, t / 2, 1) })
         {
-            var s = Enumerable.Range(0, ti + 1).Select(j => scale * Enumerable.Range(0, d).Sum(x => (double)q[At(bi, ti, hi, x)] * k[At(bi, j, hi, x)])).ToArray();
+            var s = Enumerable.Range(0, ti + 1).Select(j => scale * Enumerable.Range(0, d).Sum(
+                x => (double)q[At(bi, ti, hi, x)] * k[At(bi, j, hi, x)])).ToArray();
             double max = s.Max(), z = s.Sum(x => Math.Exp(x - max));
             for (int x = 0; x < d; x++)
             {

@@ -142,7 +142,8 @@ public sealed class CliAndUnitTests : IDisposable
     [Fact]
     public void Inline_plotly_script_is_stripped_and_nothing_else()
     {
-        string html = "<script type=\"text/javascript\" id=\"attnlab-plotlyjs\">!function(){var a=\"<div>\";}();</script>\n<div id=\"c\"></div><script type=\"text/javascript\">Plotly.newPlot('c', []);</script>";
+        string html = "<script type=\"text/javascript\" id=\"attnlab-plotlyjs\">!function(){var a=\"<div>\";}();</script>\n<div id=\"c\"></div>" +
+            "<script type=\"text/javascript\">Plotly.newPlot('c', []);</script>";
         Assert.Equal("\n<div id=\"c\"></div><script type=\"text/javascript\">Plotly.newPlot('c', []);</script>", HtmlPage.StripInlinePlotly(html));
     }
 }

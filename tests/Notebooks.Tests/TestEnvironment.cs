@@ -101,7 +101,8 @@ public static class TestEnvironment
     static JsonArray SplitLines(string source)
     {
         var parts = source.Split('\n');
-        return new JsonArray(parts.Select((l, i) => (JsonNode?)JsonValue.Create(i < parts.Length - 1 ? l + "\n" : l)).Where(n => n!.GetValue<string>().Length > 0).ToArray());
+        return new JsonArray(parts.Select((l, i) => (JsonNode?)JsonValue.Create(i < parts.Length - 1 ? l + "\n" : l)).Where(
+            n => n!.GetValue<string>().Length > 0).ToArray());
     }
 
     /// <summary>SHA-256 over every file's relative path and bytes, plus the folder list.</summary>

@@ -70,7 +70,8 @@ public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPo
         var claims = new ClaimSet(MixerAtlas.Paper.Number, Config.Size);
         var streamed = Points.Where(p => p.StateBytes is not null && !p.StateCounted).ToList();
         double worst = streamed.Select(p => p.StepVsForwardMaxAbs).DefaultIfEmpty(0).Max(x => double.IsNaN(x) ? double.PositiveInfinity : x);
-        var worstPoint = streamed.OrderByDescending(p => double.IsNaN(p.StepVsForwardMaxAbs) ? double.PositiveInfinity : p.StepVsForwardMaxAbs).FirstOrDefault();
+        var worstPoint = streamed.OrderByDescending(p => double.IsNaN(p.StepVsForwardMaxAbs) ? double.PositiveInfinity
+            : p.StepVsForwardMaxAbs).FirstOrDefault();
         claims.Exactness("step-equals-forward", "every streaming mixer's Step reproduces its parallel forward (both layers, trained weights)",
             streamed.Count == 0 ? "no streaming mixer in this run" : $"max |Δ| {Num.Sci(worst)} over {streamed.Count} mixers (worst: {worstPoint!.Name})",
             $"≤ {Num.Sci(StepTolerance, 0)} (float32, two trained layers) [ours]", streamed.Count == 0 || worst <= StepTolerance,
@@ -78,8 +79,10 @@ public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPo
 
         var softmax = Points.FirstOrDefault(p => p.Name == AtlasMixers.Softmax.Name);
         foreach (var s2 in Points.Where(p => p.FormulaStateBytes is not null))
-            claims.Exactness($"{Slug(s2.Name)}-state-is-pruned-cache", $"{s2.Name} streams with its pruned per-head KV cache: each head holds its stride blocks plus the local window",
-                $"streamed {s2.StateBytes:N0} B, formula {s2.FormulaStateBytes:N0} B" + (softmax?.StateBytes is { } sb ? $", softmax's full cache {sb:N0} B" : ""),
+            claims.Exactness($"{Slug(s2.Name)}-state-is-pruned-cache",
+                $"{s2.Name} streams with its pruned per-head KV cache: each head holds its stride blocks plus the local window",
+                $"streamed {s2.StateBytes:N0} B, formula {s2.FormulaStateBytes:N0} B"
+                    + (softmax?.StateBytes is { } sb ? $", softmax's full cache {sb:N0} B" : ""),
                 "streamed bytes = conv + Σ_h held_h(T) × 2·d_h·4 B, and below softmax's (P22 spec §2)",
                 s2.StateBytes == s2.FormulaStateBytes && (softmax?.StateBytes is not { } full || s2.StateBytes < full),
                 paperFigure: "a KV head needs only its stride blocks + the last ℓ blocks (P22 spec §2; dkernel)");
@@ -117,16 +120,23 @@ public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPo
         claims.Reported("time-per-token", "linear-time mixers run faster per token than softmax attention",
             "BASED 24× FlashAttention-2 generation throughput (BASED abstract); Lightning constant speed in n (P39)",
             string.Join("; ", speeds.Select(p => $"{p.Name} {1e6 / p.TokensPerSecond:F2} µs")),
-            $"each BASED / Lightning / Flowformer / Aaren point faster per token than softmax (forward, T = {Config.SeqLen}, batch {Config.TestCount}; a CPU timing: reported)",
+            $"each BASED / Lightning / Flowformer / Aaren point faster per token than softmax (forward, T = {Config.SeqLen}, batch {Config.TestCount}; a CPU " +
+            "timing: reported)",
             softmax is not null && linear.Count > 0 && linear.All(p => 1e6 / p.TokensPerSecond < softmaxUs));
 
         var best = Points.OrderByDescending(p => p.Recall).First();
-        claims.Saw($"{Points.Count} mixers trained on MQAR (T = {Config.SeqLen}, {Config.Pairs} pairs, {Config.Steps} steps): best recall {best.Name} {best.Recall:P1}; " +
-                   $"{Points.Count(p => p.Recall > Chance + OverChance)} of {Points.Count} clear chance ({Chance:P1}) by {OverChance * 100:F0} points.");
-        if (withState.Count > 0) claims.Saw($"The recall-vs-state front runs {string.Join(" → ", StateFront())}; the smallest state is {withState[0].Name} ({withState[0].StateBytes:N0} B), the largest {withState[^1].Name} ({withState[^1].StateBytes:N0} B).");
+        claims.Saw($"{Points.Count} mixers trained on MQAR (T = {Config.SeqLen}, {Config.Pairs} pairs, {Config.Steps} steps): best recall {best.Name} " +
+                   $"{best.Recall:P1}; {Points.Count(p => p.Recall > Chance + OverChance)} of {Points.Count} clear chance ({Chance:P1}) by " +
+                   $"{OverChance * 100:F0} points.");
+        if (withState.Count > 0) claims.Saw(
+            $"The recall-vs-state front runs {string.Join(" → ", StateFront())}; the smallest state is {withState[0].Name} ({withState[0].StateBytes:N0} B), " +
+            $"the largest {withState[^1].Name} ({withState[^1].StateBytes:N0} B).");
         foreach (var s2 in Points.Where(p => p.FormulaStateBytes is not null))
-            claims.Saw($"{s2.Name} keeps {s2.StateBytes:N0} B after {Config.SeqLen} tokens (recall {s2.Recall:P1})" + (softmax?.StateBytes is { } sb ? $" against softmax's {sb:N0} B: its heads drop the blocks off their stride once they leave the window." : "."));
-        claims.Saw($"Fastest forward per token on this machine: {speeds[0].Name} ({1e6 / speeds[0].TokensPerSecond:F2} µs); slowest: {speeds[^1].Name} ({1e6 / speeds[^1].TokensPerSecond:F2} µs).");
+            claims.Saw($"{s2.Name} keeps {s2.StateBytes:N0} B after {Config.SeqLen} tokens (recall {s2.Recall:P1})"
+                + (softmax?.StateBytes is { } sb ? $" against softmax's {sb:N0} B: its heads drop the blocks off their stride once they leave the window."
+                    : "."));
+        claims.Saw($"Fastest forward per token on this machine: {speeds[0].Name} ({1e6 / speeds[0].TokensPerSecond:F2} µs); slowest: {speeds[^1].Name} " +
+            $"({1e6 / speeds[^1].TokensPerSecond:F2} µs).");
         return claims;
     }
 }

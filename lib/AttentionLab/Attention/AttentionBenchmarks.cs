@@ -74,7 +74,8 @@ public static class AttentionBenchmarks
             var k = torch.randn(new long[] { batch, t, heads, headDim }, dtype: dtype, device: device);
             var v = torch.randn(new long[] { batch, t, heads, headDim }, dtype: dtype, device: device);
             var logDecay = -torch.linspace(0.01, 0.5, heads, dtype: ScalarType.Float32, device: device);   // λ_h from 0.99 to 0.61
-            Func<Tensor> Form(LinearForm form) => () => { using var r = LinearAttention.Run(form, q, k, v, logDecay, options: options); return r.Output.clone(); };
+            Func<Tensor> Form(LinearForm form) => () =>
+                { using var r = LinearAttention.Run(form, q, k, v, logDecay, options: options); return r.Output.clone(); };
             var reference = Form(LinearForm.Parallel)();
             body("linear-parallel", Form(LinearForm.Parallel), reference);
             if (includeRecurrent) body("linear-recurrent", Form(LinearForm.Recurrent), reference);

@@ -98,7 +98,8 @@ public static class Benchmark
     /// On Linux: resets the process's resident-set high-water mark (writes "5" to /proc/self/clear_refs), runs the
     /// call, and reads VmHWM from /proc/self/status. This is the whole process (libtorch's CPU allocations, the .NET
     /// heap, anything else running) and page-granular; free heap pages are returned to the OS first (malloc_trim) and
-    /// large blocks always get their own mapping, so reused memory still counts; GPU memory is not in it. Elsewhere (or when /proc is not writable) it reports "not available".
+    /// large blocks always get their own mapping, so reused memory still counts; GPU memory is not in it. Elsewhere (or when /proc is not writable) it reports
+    /// "not available".
     /// </summary>
     public static MemoryStats PeakMemory(Action action)
     {
@@ -115,7 +116,8 @@ public static class Benchmark
         long? baseline = reset ? ReadStatusKb("VmHWM") : null;
         try { using var scope = NewDisposeScope(); action(); }
         finally { RestoreMallocThresholds(); }
-        if (!reset || baseline is null) return new MemoryStats(null, null, OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
+        if (!reset || baseline is null) return new MemoryStats(null, null,
+            OperatingSystem.IsLinux() ? "not available: /proc/self/clear_refs not writable" : "not available on this OS");
         return new MemoryStats(ReadStatusKb("VmHWM") * 1024, baseline * 1024, method);
     }
 

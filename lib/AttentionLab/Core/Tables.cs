@@ -5,7 +5,9 @@ using Microsoft.Data.Analysis;
 
 namespace AttentionLab.Core;
 
-/// <summary>Names, rounds or leaves out a record's property in <see cref="Tables.From{T}"/>; on positional records write <c>[property: Column(...)]</c>.</summary>
+/// <summary>
+/// Names, rounds or leaves out a record's property in <see cref="Tables.From{T}"/>; on positional records write <c>[property: Column(...)]</c>.
+/// </summary>
 [AttributeUsage(AttributeTargets.Property)]
 public sealed class ColumnAttribute(string? name = null) : Attribute
 {
@@ -68,7 +70,8 @@ public static class Tables
             .OrderBy(p => p.MetadataToken)
             .Select(p => (Property: p, Attribute: p.GetCustomAttribute<ColumnAttribute>()))
             .Where(x => x.Attribute?.Skip != true && IsScalar(x.Property.PropertyType))
-            .Select(x => new ColumnSpec(x.Attribute?.Name ?? SnakeCase(x.Property.Name), x.Property.PropertyType, x.Property.GetValue, x.Attribute?.Digits ?? -1))
+            .Select(x => new ColumnSpec(x.Attribute?.Name ?? SnakeCase(x.Property.Name), x.Property.PropertyType, x.Property.GetValue,
+                x.Attribute?.Digits ?? -1))
             .ToList());
 
     static bool IsScalar(Type t)

@@ -44,7 +44,8 @@ public class AttentionMasksTests
         foreach (var (l, s) in new (long, long)[] { (1, 1), (2, 3), (3, 4), (4, 2) })
             AssertIsLoop(AttentionMasks.Strided(tq, tk, l, s), tq, tk, (p, j) => j <= p && (p - j < l || (p - j) % s == 0), $"strided l={l} s={s}");
         foreach (var (block, c) in new (long, long)[] { (1, 0), (1, 1), (3, 1), (4, 2), (4, 0), (5, 5) })
-            AssertIsLoop(AttentionMasks.Fixed(tq, tk, block, c), tq, tk, (p, j) => j <= p && (j / block == p / block || j % block >= block - c), $"fixed ℓ={block} c={c}");
+            AssertIsLoop(AttentionMasks.Fixed(tq, tk, block, c), tq, tk, (p, j) => j <= p && (j / block == p / block || j % block >= block - c),
+                $"fixed ℓ={block} c={c}");
     }
 
     [Theory, MemberData(nameof(Sizes))]

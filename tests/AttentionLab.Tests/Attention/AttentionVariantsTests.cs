@@ -39,7 +39,8 @@ public class AttentionVariantsTests
         using var scope = NewDisposeScope();
         foreach (var dtype in new[] { float32, float64 })
         {
-            var q = torch.randn(b, tq, hq, 6, dtype: dtype) * 2; var k = torch.randn(b, tk, hkv, 6, dtype: dtype) * 2; var v = torch.randn(b, tk, hkv, 5, dtype: dtype);
+            var q = torch.randn(b, tq, hq, 6, dtype: dtype) * 2; var k = torch.randn(b, tk, hkv, 6, dtype: dtype) * 2;
+            var v = torch.randn(b, tk, hkv, 5, dtype: dtype);
             var keep = causal ? AttentionMasks.Causal(tq, tk) : torch.ones(tq, tk, dtype: ScalarType.Bool);
             using var r = AttentionVariants.Softmax1(q, k, v, causal);
             var p = SoftmaxWithVirtualKey(Scores(q, k, keep), torch.zeros(1, dtype: dtype));
@@ -127,7 +128,8 @@ public class AttentionVariantsTests
         var q = torch.randn(1, 3, 4, 8); var k = torch.randn(1, 3, 2, 8); var v = torch.randn(1, 3, 2, 8);
         Assert.Equal("sinkLogits", Assert.ThrowsAny<ArgumentException>(() => AttentionVariants.SinkLogit(q, k, v, torch.zeros(2))).ParamName);
         Assert.Equal("sinkLogits", Assert.ThrowsAny<ArgumentException>(() => AttentionVariants.SinkLogit(q, k, v, torch.zeros(4, dtype: float64))).ParamName);
-        Assert.Equal("sinkLogits", Assert.ThrowsAny<ArgumentException>(() => AttentionVariants.SinkLogit(q, k, v, torch.full(4, double.PositiveInfinity))).ParamName);
+        Assert.Equal("sinkLogits", Assert.ThrowsAny<ArgumentException>(
+            () => AttentionVariants.SinkLogit(q, k, v, torch.full(4, double.PositiveInfinity))).ParamName);
         Assert.Equal("k", Assert.ThrowsAny<ArgumentException>(() => AttentionVariants.Softmax1(q, torch.randn(1, 3, 3, 8), torch.randn(1, 3, 3, 8))).ParamName);
         Assert.Equal("gateLogits", Assert.ThrowsAny<ArgumentException>(() => AttentionVariants.GatedG1(q, torch.zeros(1, 3, 4, 7))).ParamName);
         Assert.Equal("gateLogits", Assert.ThrowsAny<ArgumentException>(() => AttentionVariants.GatedG1(q, torch.zeros(1, 3))).ParamName);

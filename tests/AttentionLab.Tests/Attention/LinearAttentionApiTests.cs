@@ -90,7 +90,8 @@ public class LinearAttentionApiTests
         Assert.Equal(4L * b * h * 3 * dv, LinearState.BytesFor(b, h, 3, dv, false, ScalarType.BFloat16));
         using var half = new LinearAttentionStream(1, 1, 2, 2, ScalarType.BFloat16);
         Assert.Equal(float32, half.State.S.dtype);
-        Assert.Equal(ScalarType.BFloat16, half.Step(torch.ones(1, 1, 2, dtype: ScalarType.BFloat16), torch.ones(1, 1, 2, dtype: ScalarType.BFloat16), torch.ones(1, 1, 2, dtype: ScalarType.BFloat16)).dtype);
+        Assert.Equal(ScalarType.BFloat16, half.Step(torch.ones(1, 1, 2, dtype: ScalarType.BFloat16), torch.ones(1, 1, 2, dtype: ScalarType.BFloat16),
+            torch.ones(1, 1, 2, dtype: ScalarType.BFloat16)).dtype);
     }
 
     [Fact]
@@ -145,9 +146,11 @@ public class LinearAttentionApiTests
         var df = AttentionBenchmarks.LinearForms(new[] { 5, 20 }, batch: 2, heads: 2, headDim: 8, chunkSize: 8, featureMap: FeatureMaps.EluPlusOne,
             normalize: true, warmup: 0, repeats: 1, measureMemory: false, progress: new InlineProgress<AttentionBenchRow>(rows.Add));
         Assert.Equal(6, df.Rows.Count);
-        Assert.Equal(new[] { "linear-parallel", "linear-recurrent", "linear-chunked-8", "linear-parallel", "linear-recurrent", "linear-chunked-8" }, df["method"].Cast<string>());
+        Assert.Equal(new[] { "linear-parallel", "linear-recurrent", "linear-chunked-8", "linear-parallel", "linear-recurrent", "linear-chunked-8" },
+            df["method"].Cast<string>());
         Assert.All(rows, r => Assert.True(r.MaxAbsVsReference < 1e-5, $"{r.Method} at T = {r.SeqLen}: {r.MaxAbsVsReference}"));
-        Assert.Equal(2, AttentionBenchmarks.LinearForms(new[] { 4 }, headDim: 4, includeRecurrent: false, warmup: 0, repeats: 1, measureMemory: false).Rows.Count);
+        Assert.Equal(2, AttentionBenchmarks.LinearForms(new[] { 4 }, headDim: 4, includeRecurrent: false, warmup: 0, repeats: 1,
+            measureMemory: false).Rows.Count);
     }
 
     static void Throws(string param, Action action)

@@ -21,8 +21,10 @@ public class QuestSelectorTests
         return total;
     }
 
-    static double[,,] To3(Tensor t) { var a = new double[t.shape[0], t.shape[1], t.shape[2]]; var d = t.data<double>().ToArray(); Buffer.BlockCopy(d, 0, a, 0, d.Length * 8); return a; }
-    static double[,,,] To4(Tensor t) { var a = new double[t.shape[0], t.shape[1], t.shape[2], t.shape[3]]; var d = t.data<double>().ToArray(); Buffer.BlockCopy(d, 0, a, 0, d.Length * 8); return a; }
+    static double[,,] To3(Tensor t) { var a = new double[t.shape[0], t.shape[1], t.shape[2]]; var d = t.data<double>().ToArray();
+        Buffer.BlockCopy(d, 0, a, 0, d.Length * 8); return a; }
+    static double[,,,] To4(Tensor t) { var a = new double[t.shape[0], t.shape[1], t.shape[2], t.shape[3]]; var d = t.data<double>().ToArray();
+        Buffer.BlockCopy(d, 0, a, 0, d.Length * 8); return a; }
 
     [Theory]
     [InlineData(1, 13, 2, 2, 3, 4)]    // partial current page, MHA
@@ -85,7 +87,8 @@ public class QuestSelectorTests
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(2);
-        var (q, k, v) = (torch.randn(1, 12, 2, 4, dtype: ScalarType.Float64), torch.randn(1, 12, 2, 4, dtype: ScalarType.Float64), torch.randn(1, 12, 2, 4, dtype: ScalarType.Float64));
+        var (q, k, v) = (torch.randn(1, 12, 2, 4, dtype: ScalarType.Float64), torch.randn(1, 12, 2, 4, dtype: ScalarType.Float64),
+            torch.randn(1, 12, 2, 4, dtype: ScalarType.Float64));
         using var quest = new SelectiveKvCache(new QuestSelector(pageSize: 4, budgetPages: 3));
         using var full = new SelectiveKvCache(new FullSelector());
         for (int t = 0; t < 12; t++)

@@ -81,10 +81,12 @@ public class BenchCliTests
     public void TheCommandLinesInTheDocsParse()
     {
         var root = AttentionLab.Tests.Build.LibrarySources.Repo;
-        var lines = new[] { "docs/benchmarks.md", "README.md" }.Concat(Directory.GetFiles(Path.Combine(root, "notebooks"), "*.ipynb").Select(p => Path.GetRelativePath(root, p)))
+        var lines = new[] { "docs/benchmarks.md", "README.md" }.Concat(
+            Directory.GetFiles(Path.Combine(root, "notebooks"), "*.ipynb").Select(p => Path.GetRelativePath(root, p)))
             .SelectMany(f => File.ReadLines(Path.Combine(root, f)))
             .Where(l => !l.StartsWith("command: ", StringComparison.Ordinal))              // a header a run printed, not a typed line
-            .SelectMany(l => Regex.Matches(l.Replace("\\\"", "\""), @"AttentionLab\.Bench -c Release(?: --no-build)? -- ([^`]+)").Select(m => m.Groups[1].Value.Trim()))
+            .SelectMany(l => Regex.Matches(l.Replace("\\\"", "\""), @"AttentionLab\.Bench -c Release(?: --no-build)? -- ([^`]+)").Select(
+                m => m.Groups[1].Value.Trim()))
             .Distinct().ToList();
         Assert.True(lines.Count >= 8, $"found only {lines.Count} bench command lines");
         foreach (var line in lines)

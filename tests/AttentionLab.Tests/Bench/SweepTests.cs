@@ -63,7 +63,8 @@ public class SweepTests
         Assert.Equal("points", Assert.Throws<ArgumentException>(() => Sweep.Slopes(new[] { new SweepPoint("a", 0, 1), new SweepPoint("a", 2, 1) })).ParamName);
         Assert.Equal("points", Assert.Throws<ArgumentException>(() => Sweep.Slopes(new SweepPoint[] { null! })).ParamName);
         Assert.Equal("method", Assert.Throws<ArgumentException>(() => Sweep.Crossover(Points(), "", "linear")).ParamName);
-        Assert.Equal("y", Assert.Throws<ArgumentException>(() => Sweep.Slopes(new[] { new SweepPoint("a", 1, 1), new SweepPoint("a", 2, 0) })).ParamName);   // log of 0 ms
+        // log of 0 ms
+        Assert.Equal("y", Assert.Throws<ArgumentException>(() => Sweep.Slopes(new[] { new SweepPoint("a", 1, 1), new SweepPoint("a", 2, 0) })).ParamName);
     }
 
     [Fact]

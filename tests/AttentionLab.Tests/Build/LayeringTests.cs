@@ -82,10 +82,14 @@ public class LayeringTests(ITestOutputHelper output)
     }
 
     [Theory]
-    [InlineData("namespace AttentionLab.Core; static class Wrong { static object X => typeof(AttentionLab.Models.TinyGpt); }", "AttentionLab.Core uses AttentionLab.Models.TinyGpt (a higher layer)")]
-    [InlineData("namespace AttentionLab.Attention; static class Wrong { static string X => AttentionLab.Papers.Aaren.AarenExperiment.AarenName; }", "(a higher layer)")]
-    [InlineData("namespace AttentionLab.Papers.Aaren; static class Wrong { static object X => new AttentionLab.Atlas.MixerAtlas.Config(1,1,1,1,1,1,1,1,1); }", "AttentionLab.Atlas")]
-    [InlineData("namespace AttentionLab.Papers.Aaren; using AttentionLab.Papers.Based; static class Wrong { static object X => typeof(BasedExperiment); }", "(another paper)")]
+    [InlineData("namespace AttentionLab.Core; static class Wrong { static object X => typeof(AttentionLab.Models.TinyGpt); }",
+        "AttentionLab.Core uses AttentionLab.Models.TinyGpt (a higher layer)")]
+    [InlineData("namespace AttentionLab.Attention; static class Wrong { static string X => AttentionLab.Papers.Aaren.AarenExperiment.AarenName; }",
+        "(a higher layer)")]
+    [InlineData("namespace AttentionLab.Papers.Aaren; static class Wrong { static object X => new AttentionLab.Atlas.MixerAtlas.Config(1,1,1,1,1,1,1,1,1); }",
+        "AttentionLab.Atlas")]
+    [InlineData("namespace AttentionLab.Papers.Aaren; using AttentionLab.Papers.Based; static class Wrong { static object X => typeof(BasedExperiment); }",
+        "(another paper)")]
     public void AWrongReferenceIsCaught(string source, string message)
     {
         var violations = Violations(library.Value.AddSyntaxTrees(CSharpSyntaxTree.ParseText(source, LibrarySources.Options, "Extra.cs")), "Extra.cs");

@@ -16,7 +16,8 @@ public class NaiveTwinRuleTests
         var offenders = Library.GetTypes()
             .Where(t => t.IsPublic && !t.Name.EndsWith("Naive", StringComparison.Ordinal))
             .SelectMany(t => t.GetMethods(BindingFlags.Public | BindingFlags.Static | BindingFlags.Instance | BindingFlags.DeclaredOnly)
-                .Where(m => !m.IsSpecialName && m.Name.Contains("Naive", StringComparison.Ordinal)).Select(m => $"{t.FullName}.{m.Name}"))   // properties are measurements
+                // properties are measurements
+                .Where(m => !m.IsSpecialName && m.Name.Contains("Naive", StringComparison.Ordinal)).Select(m => $"{t.FullName}.{m.Name}"))
             .Distinct().ToList();
         Assert.True(offenders.Count == 0, "naive twins belong in a …Naive class of their own file: " + string.Join(", ", offenders));
     }
@@ -34,7 +35,8 @@ public class NaiveTwinRuleTests
     public void TheRuleCatchesANaiveMethodOnAFastClass()
     {
         // the same predicate as above, on a type that breaks the rule
-        var bad = typeof(Offender).GetMethods(BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly).Where(m => m.Name.Contains("Naive", StringComparison.Ordinal));
+        var bad = typeof(Offender).GetMethods(BindingFlags.Public | BindingFlags.Static | BindingFlags.DeclaredOnly).Where(
+            m => m.Name.Contains("Naive", StringComparison.Ordinal));
         Assert.Single(bad);
     }
 

@@ -45,7 +45,8 @@ public class NumericsAndAnalysisChartsTests
         Assert.Equal(2.0, slopes["quadratic"], 9);
         Assert.Contains("slope 2.00", NotebookDisplay.ChartHtml(chart));
 
-        var pareto = AnalysisCharts.Pareto(new[] { new LabeledPoint("a", 1, 0.5), new LabeledPoint("b", 2, 0.4), new LabeledPoint("c", 3, 0.9) }, "p", "state", "recall");
+        var pareto = AnalysisCharts.Pareto(new[] { new LabeledPoint("a", 1, 0.5), new LabeledPoint("b", 2, 0.4), new LabeledPoint("c", 3, 0.9) }, "p", "state",
+            "recall");
         Assert.Contains("Pareto front", NotebookDisplay.ChartHtml(pareto));
 
         using var img = torch.rand(4, 5);

@@ -81,7 +81,8 @@ public class AblationPatchingTests
         for (int p = 0; p < 9; p++) Assert.Equal(p == 4 ? 1.0 : 0.0, result[0, p].item<double>());   // layer 0: only position 4 differs
         for (int p = 0; p < 4; p++) Assert.Equal(0.0, result[1, p].item<double>());                // earlier positions never saw it
         Assert.Equal("activation", Assert.Throws<ArgumentException>(() => Patching.ResidByPosition(model, clean, corrupt, Metric, "nothing")).ParamName);
-        Assert.Equal("corruptTokens", Assert.Throws<ArgumentException>(() => Patching.ResidByPosition(model, clean, corrupt.narrow(1, 0, 5), Metric)).ParamName);
+        Assert.Equal("corruptTokens", Assert.Throws<ArgumentException>(
+            () => Patching.ResidByPosition(model, clean, corrupt.narrow(1, 0, 5), Metric)).ParamName);
         Assert.Throws<InvalidOperationException>(() => Patching.ResidByPosition(model, clean, clean, Metric));
     }
 

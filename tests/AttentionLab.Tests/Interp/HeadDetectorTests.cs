@@ -99,7 +99,8 @@ public class HeadDetectorTests
         }
         Assert.Equal("detectionPattern", Assert.Throws<ArgumentException>(() => HeadDetector.Score(a, torch.zeros(4, 4))).ParamName);
         Assert.Equal("patterns", Assert.Throws<ArgumentException>(() => HeadDetector.Score(a[0], p)).ParamName);
-        Assert.Equal("tokens", Assert.Throws<ArgumentException>(() => HeadDetector.DetectionPattern(torch.zeros(1, 1, 3, dtype: int64), HeadPattern.Induction)).ParamName);
+        Assert.Equal("tokens", Assert.Throws<ArgumentException>(
+            () => HeadDetector.DetectionPattern(torch.zeros(1, 1, 3, dtype: int64), HeadPattern.Induction)).ParamName);
     }
 
     [Fact]

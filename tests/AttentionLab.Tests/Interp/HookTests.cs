@@ -36,7 +36,8 @@ public class HookTests
         var x = Tokens();
         var plain = model.call(x);
         int calls = 0;
-        var keep = model.RunWithHooks(x, model.HookPoints.Keys.Select(n => (n, (Func<Tensor, HookPoint, Tensor?>)((_, _) => { calls++; return null; }))).ToArray());
+        var keep = model.RunWithHooks(x, model.HookPoints.Keys.Select(
+            n => (n, (Func<Tensor, HookPoint, Tensor?>)((_, _) => { calls++; return null; }))).ToArray());
         var copy = model.RunWithHooks(x, model.HookPoints.Keys.Select(n => (n, (Func<Tensor, HookPoint, Tensor?>)((t, _) => t.clone()))).ToArray());
         Assert.Equal(model.HookPoints.Count, calls);                               // every point fired once
         Assert.True(TensorBits.Same(plain, keep), "null-returning hooks changed the logits");
@@ -153,9 +154,11 @@ public class HookTests
             throw new InvalidOperationException("body failed");
         }));
         Assert.Equal(0, HookCount(model));
-        Assert.Throws<InvalidOperationException>(() => model.RunWithHooks(x, ("blocks.1.attn.hook_z", (_, _) => throw new InvalidOperationException("hook failed"))));
+        Assert.Throws<InvalidOperationException>(() => model.RunWithHooks(x,
+            ("blocks.1.attn.hook_z", (_, _) => throw new InvalidOperationException("hook failed"))));
         Assert.Equal(0, HookCount(model));
-        Assert.Throws<InvalidOperationException>(() => model.RunWithCache(x, n => { if (n.Contains("hook_z")) throw new InvalidOperationException(); return true; }));
+        Assert.Throws<InvalidOperationException>(() => model.RunWithCache(x,
+            n => { if (n.Contains("hook_z")) throw new InvalidOperationException(); return true; }));
         Assert.Equal(0, HookCount(model));
         var e = Assert.Throws<ArgumentException>(() => model.Hooks(("hook_embed", (_, _) => null), ("blocks.9.hook_nothing", (_, _) => null)));
         Assert.Equal("hooks", e.ParamName);

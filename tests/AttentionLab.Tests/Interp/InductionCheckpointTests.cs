@@ -94,7 +94,9 @@ public class InductionCheckpointTests(ITestOutputHelper output)
         double clean = Accuracy(model, batch);
         double withoutInduction = KnockedOut(model, batch, layer: 1, HeadDetector.DetectionPattern(batch.Tokens, HeadPattern.Induction));
         double withoutPrevious = KnockedOut(model, batch, layer: 0, HeadDetector.DetectionPattern(batch.Tokens, HeadPattern.PreviousToken));
-        output.WriteLine($"copy accuracy {clean:F3}; layer-1 attention on the induction pattern removed {withoutInduction:F3}; layer-0 attention on the previous token removed {withoutPrevious:F3}");
+        output.WriteLine(
+            $"copy accuracy {clean:F3}; layer-1 attention on the induction pattern removed {withoutInduction:F3}; layer-0 attention on the previous token " +
+            $"removed {withoutPrevious:F3}");
         Assert.True(clean >= 0.85, $"copy accuracy {clean:F3} (measured 0.94 at shipping)");
         Assert.True(withoutInduction <= 0.2, $"without layer-1 induction attention the accuracy is still {withoutInduction:F3}");
         Assert.True(withoutPrevious <= 0.2, $"without layer-0 previous-token attention the accuracy is still {withoutPrevious:F3}");
@@ -113,7 +115,9 @@ public class InductionCheckpointTests(ITestOutputHelper output)
         double noPrevHead = AccuracyWith(model, batch, Ablation.ZeroHead(model, 0, prevHead));
         double noInductionHead = AccuracyWith(model, batch, Ablation.ZeroHead(model, 1, inductionHead));
         double noLayer1Heads = AccuracyWith(model, batch, Enumerable.Range(0, model.HeadCount).Select(h => Ablation.ZeroHead(model, 1, h)).ToArray());
-        output.WriteLine($"copy accuracy {clean:F3}; L0H{prevHead} (previous-token) zeroed {noPrevHead:F3}; L1H{inductionHead} (best induction) zeroed {noInductionHead:F3}; all layer-1 heads zeroed {noLayer1Heads:F3}");
+        output.WriteLine(
+            $"copy accuracy {clean:F3}; L0H{prevHead} (previous-token) zeroed {noPrevHead:F3}; L1H{inductionHead} (best induction) zeroed " +
+            $"{noInductionHead:F3}; all layer-1 heads zeroed {noLayer1Heads:F3}");
         Assert.True(clean - noPrevHead >= 0.3, $"zeroing the previous-token head L0H{prevHead}: {clean:F3} → {noPrevHead:F3}");
         Assert.True(clean - noLayer1Heads >= 0.6, $"zeroing the layer-1 induction heads: {clean:F3} → {noLayer1Heads:F3}");
         // One layer-1 head alone matters little: the other three carry the same circuit (measured 0.94 → 0.90).

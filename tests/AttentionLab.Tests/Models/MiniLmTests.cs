@@ -79,7 +79,8 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
         Assert.Equal(1e-12, c.LayerNormEps, 1e-18);
         Assert.Equal(36, w.RecoveredNames.Count);
         Assert.All(w.RecoveredNames, r => Assert.True(long.TryParse(r.OnnxName, out _), $"{r.OnnxName} should be an anonymous initializer"));
-        string[] order = { "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense", "output.dense" };
+        string[] order = { "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense", "intermediate.dense",
+            "output.dense" };
         for (int l = 0; l < 6; l++)
             for (int i = 0; i < 6; i++)
                 Assert.Equal($"encoder.layer.{l}.{order[i]}.weight", w.RecoveredNames[6 * l + i].Name);
@@ -159,7 +160,8 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
         {
             var theirs = torch.tensor(results[l].GetTensorDataAsSpan<float>().ToArray(), new[] { b, 12L, t, t });
             // padding query rows are meaningless on both sides; the graph's additive −10000 leaves ~0 on padding keys
-            var stats = AssertClose.Tensors(ours.Attentions[l].masked_select(realQuery), theirs.masked_select(realQuery), atol: 1e-5, rtol: 0, what: $"layer {l} pattern");
+            var stats = AssertClose.Tensors(ours.Attentions[l].masked_select(realQuery), theirs.masked_select(realQuery), atol: 1e-5, rtol: 0,
+                what: $"layer {l} pattern");
             worst = Math.Max(worst, stats.MaxAbs);
         }
         log.WriteLine($"attention patterns vs the graph's Softmax outputs (6 layers, 3 sentences, padded batch): worst max|Δ| {worst:E2}");
@@ -260,7 +262,9 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
         }
         var clsMass = torch.stack(perSentence.ToArray()).mean(new long[] { 0 }).to(float64);                                  // [L, H]
         double share = clsMass.gt(0.3).to(float64).mean().item<double>();
-        log.WriteLine($"share of heads with mean [CLS] mass > 0.3: {share:P1}; per layer mean mass {string.Join(", ", Enumerable.Range(0, 6).Select(l => clsMass[l].mean().item<double>().ToString("F2")))}");
+        log.WriteLine(
+            $"share of heads with mean [CLS] mass > 0.3: {share:P1}; per layer mean mass " +
+            $"{string.Join(", ", Enumerable.Range(0, 6).Select(l => clsMass[l].mean().item<double>().ToString("F2")))}");
         Assert.True(share > 0.5, $"[CLS] should be a sink in most heads (platform notes measured 75 %); got {share:P1}.");
     }
 
@@ -271,7 +275,8 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
         foreach (var n in new[] { "hook_embed", "hook_pos_embed", "hook_token_type_embed" }) Assert.Contains(n, names);
         for (int l = 0; l < 6; l++)
             foreach (var n in new[] { "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_pattern", "attn.hook_z",
-                                      "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post", "hook_normalized_resid_post" })
+                                      "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
+                                      "hook_normalized_resid_post" })
                 Assert.Contains($"blocks.{l}.{n}", names);
         Assert.Equal("blocks.2.attn.hook_pattern", Model.GetHookPoint("blocks.2.attn.hook_pattern").Name);
 

@@ -79,9 +79,11 @@ public class MixerHooksTests
                 Assert.Equal(new long[] { 2, H, T, T }, pattern.shape);
                 var z = cache["z", layer];
                 Assert.Equal(new long[] { 2, T, H, D / H }, z.shape);
-                foreach (var act in new[] { "q", "k", "v", "attn_scores" }) Assert.True(cache.Contains(ActName.Get(act, layer)), $"{name}: no {act} in layer {layer}");
+                foreach (var act in new[] { "q", "k", "v", "attn_scores" }) Assert.True(cache.Contains(ActName.Get(act, layer)),
+                    $"{name}: no {act} in layer {layer}");
                 var v = cache["v", layer];
-                AssertClose.Tensors(pattern.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3), z, atol: 1e-10, rtol: 1e-10, what: $"{name}: z = pattern·V (layer {layer})");
+                AssertClose.Tensors(pattern.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3), z, atol: 1e-10, rtol: 1e-10,
+                    what: $"{name}: z = pattern·V (layer {layer})");
             }
         }
     }
@@ -124,7 +126,8 @@ public class MixerHooksTests
             Assert.Equal(new long[] { H, D, D }, mixer.QK.shape);
         }
         long kRow = mixer.ProjectsQuery ? H * dk : 0;
-        AssertClose.Tensors(k, act(torch.einsum("btd,hde->bthe", x, mixer.W_K) + bias.narrow(0, kRow, H * dk).view(H, dk)), atol: 1e-12, rtol: 1e-12, what: $"{name}: x W_K + b_K");
+        AssertClose.Tensors(k, act(torch.einsum("btd,hde->bthe", x, mixer.W_K) + bias.narrow(0, kRow, H * dk).view(H, dk)), atol: 1e-12, rtol: 1e-12,
+            what: $"{name}: x W_K + b_K");
         AssertClose.Tensors(v, act(torch.einsum("btd,hde->bthe", x, mixer.W_V) + bias.narrow(0, kRow + H * dk, H * mixer.ValueDim).view(H, mixer.ValueDim)),
             atol: 1e-12, rtol: 1e-12, what: $"{name}: x W_V + b_V");
         // y = Σ_h z_h W_O[h] + b_O: the per-head output weights recombine W_O

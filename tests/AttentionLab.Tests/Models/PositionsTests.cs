@@ -94,6 +94,7 @@ public class PositionsTests
         Assert.Equal("positions", Assert.Throws<ArgumentException>(() => Positions.Rope(torch.randn(1, 2, 1, 4), torch.arange(3))).ParamName);
         Assert.Equal("positions", Assert.Throws<ArgumentException>(() => Positions.Rope(torch.randn(1, 2, 1, 4), torch.zeros(2))).ParamName);
         Assert.Equal("heads", Assert.Throws<ArgumentOutOfRangeException>(() => Positions.AlibiSlopes(0)).ParamName);
-        Assert.Equal("queryPositions", Assert.Throws<ArgumentException>(() => Positions.AlibiBias(new[] { 0.5 }, torch.zeros(2, 2), torch.arange(2))).ParamName);
+        Assert.Equal("queryPositions", Assert.Throws<ArgumentException>(
+            () => Positions.AlibiBias(new[] { 0.5 }, torch.zeros(2, 2), torch.arange(2))).ParamName);
     }
 }

@@ -84,7 +84,8 @@ public class TinyGptTokenTests
         var x = torch.randint(0, 11, new long[] { 1, 5 });
         var (logits, cache) = global::AttentionLab.Interp.HookedModel.RunWithCache(tied, x, n => n == "ln_final.hook_normalized");
         using (cache)
-            AssertClose.Tensors(logits, cache["normalized"].matmul(((TorchSharp.Modules.Embedding)tied.Embed).weight!.t()), atol: 1e-6, rtol: 1e-6, what: "h W_Eᵀ");
+            AssertClose.Tensors(logits, cache["normalized"].matmul(((TorchSharp.Modules.Embedding)tied.Embed).weight!.t()), atol: 1e-6, rtol: 1e-6,
+                what: "h W_Eᵀ");
     }
 
     [Fact]

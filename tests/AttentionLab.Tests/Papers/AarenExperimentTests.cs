@@ -54,7 +54,8 @@ public class AarenExperimentTests(ITestOutputHelper output)
     [Fact]
     public void ClaimsFollowTheMeasurements()
     {
-        var forms = new[] { new FormError("scan", "float64", new ErrorStats(1e-15, 1e-15, 10)), new FormError("scan", "float32", new ErrorStats(1e-7, 1e-7, 10)) };
+        var forms = new[] { new FormError("scan", "float64", new ErrorStats(1e-15, 1e-15, 10)),
+            new FormError("scan", "float32", new ErrorStats(1e-7, 1e-7, 10)) };
         var exact = new AarenExactness(forms, new ErrorStats(1e-6, 1e-6, 5), false);
         var stream = Enumerable.Range(1, 20).SelectMany(t => new[]
         {
@@ -62,7 +63,8 @@ public class AarenExperimentTests(ITestOutputHelper output)
         }).ToArray();
         var metrics = new[]
         {
-            new MetricRow(AarenExperiment.AarenName, "classify", "acc", 0.8, 1, 1), new MetricRow(AarenExperiment.TransformerName, "classify", "acc", 0.8, 1, 1),
+            new MetricRow(AarenExperiment.AarenName, "classify", "acc", 0.8, 1, 1),
+            new MetricRow(AarenExperiment.TransformerName, "classify", "acc", 0.8, 1, 1),
             new MetricRow(AarenExperiment.MajorityName, "classify", "acc", 0.25, 0, 0),
         };
         var good = new AarenResult(AarenExperiment.Config.Smoke, exact, metrics, new[] { 0.15 }, new[] { 0.1 }, 1.0,

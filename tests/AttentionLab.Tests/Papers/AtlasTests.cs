@@ -65,7 +65,9 @@ public class AtlasTests(ITestOutputHelper output)
         Assert.Equal(AtlasMixers.Smoke.Count - 1, claims.Count(c => c.Id.StartsWith("learns-")));
     }
 
-    /// <summary>Landmark Attention joins with landmark tokens inserted and its state counted (landmark keys + k blocks + current block), not streamed.</summary>
+    /// <summary>
+    /// Landmark Attention joins with landmark tokens inserted and its state counted (landmark keys + k blocks + current block), not streamed.
+    /// </summary>
     [Fact]
     public void LandmarkJoinsWithCountedState()
     {
@@ -108,7 +110,8 @@ public class AtlasTests(ITestOutputHelper output)
         Assert.Contains(With(0, points[0] with { Recall = 0.85 }).Claims().Failures, f => f.Id == "attention-solves-mqar");
         Assert.Contains(With(1, points[1] with { StepVsForwardMaxAbs = 2e-3 }).Claims().Failures, f => f.Id == "step-equals-forward");
         Assert.Contains(With(1, points[1] with { StepVsForwardMaxAbs = double.NaN }).Claims().Failures, f => f.Id == "step-equals-forward");
-        Assert.Contains(With(3, points[3] with { StateBytes = 8448 + 16, FormulaStateBytes = 8448 + 16 }).Claims().Failures, f => f.Id == "s2-b-4-l-2-s-2-state-is-pruned-cache");
+        Assert.Contains(With(3, points[3] with { StateBytes = 8448 + 16, FormulaStateBytes = 8448 + 16 }).Claims().Failures,
+            f => f.Id == "s2-b-4-l-2-s-2-state-is-pruned-cache");
         Assert.Contains(With(3, points[3] with { StateBytes = 8448 }).Claims().Failures, f => f.Id == "s2-b-4-l-2-s-2-state-is-pruned-cache");
         Assert.Equal(ClaimStatus.DoesNotHold, With(1, points[1] with { Recall = 0.05 }).Claims()["learns-based-d-4"].Status);
         // reported: a fixed state above the KV cache, a linear mixer slower than softmax — statuses change, the check does not fail
@@ -134,7 +137,8 @@ public class AtlasTests(ITestOutputHelper output)
     [Fact]
     public void BadConfigIsNamed()
     {
-        Assert.Equal("Mixers", Assert.Throws<ArgumentException>(() => (MixerAtlas.Config.Smoke with { Mixers = Array.Empty<AtlasMixer>() }).Validate()).ParamName);
+        Assert.Equal("Mixers", Assert.Throws<ArgumentException>(
+            () => (MixerAtlas.Config.Smoke with { Mixers = Array.Empty<AtlasMixer>() }).Validate()).ParamName);
         Assert.Equal("Heads", Assert.Throws<ArgumentException>(() => (MixerAtlas.Config.Smoke with { Heads = 3 }).Validate()).ParamName);
         Assert.Equal("full", MixerAtlas.Config.For(RunSize.Full).Size);
         Assert.Equal(90, MixerAtlas.Paper.Number);

@@ -53,7 +53,8 @@ public class BasedExperimentTests(ITestOutputHelper output)
         var kv = result.Decode.Where(p => p.Method.StartsWith("softmax")).ToList();
         Assert.Equal(kv[0].StateBytes * kv[^1].T / kv[0].T, kv[^1].StateBytes);
         Assert.Equal(4 * config.PrefillLengths.Length, result.Prefill.Count);
-        Assert.Equal(new[] { "source", "family", "name", "d_feature", "window_keys", "d_model", "state_bytes", "recall" }, result.ToDataFrame().Columns.Select(c => c.Name));
+        Assert.Equal(new[] { "source", "family", "name", "d_feature", "window_keys", "d_model", "state_bytes", "recall" },
+            result.ToDataFrame().Columns.Select(c => c.Name));
     }
 
     /// <summary>A result built by hand: every claim holds; then each measurement crosses its criterion and the claim flips.</summary>
@@ -76,27 +77,36 @@ public class BasedExperimentTests(ITestOutputHelper output)
         var e = good.Exactness;
         BasedFormError Worse(BasedFormError f, double v) => f with { Error = new ErrorStats(v, v, 10) };
         Fails(good with { Exactness = e with { KernelMaxAbs = 1e-5 } }, "taylor-kernel");
-        Fails(good with { Exactness = e with { Forms = e.Forms.Select(f => f.What == "h0 carry" ? Worse(f, 1e-8) : f).ToList() } }, "forms-equal-naive-float64");
-        Fails(good with { Exactness = e with { Forms = e.Forms.Select(f => f.DType == "float32" ? Worse(f, double.NaN) : f).ToList() } }, "forms-equal-naive-float32");
+        Fails(good with { Exactness = e with { Forms = e.Forms.Select(f => f.What == "h0 carry" ? Worse(f, 1e-8) : f).ToList() } },
+            "forms-equal-naive-float64");
+        Fails(good with { Exactness = e with { Forms = e.Forms.Select(f => f.DType == "float32" ? Worse(f, double.NaN) : f).ToList() } },
+            "forms-equal-naive-float32");
         Fails(good with { Exactness = e with { Gradients = e.Gradients.Select(f => f.What == "dk" ? Worse(f, 1e-6) : f).ToList() } }, "gradients-agree");
         Fails(good with { Exactness = e with { MinKernel = 0.4 } }, "denominator-positive");
         Fails(good with { Exactness = e with { CausalMaxAbs = 1e-3 } }, "causal");
-        Fails(good with { Probe = good.Probe.Select(p => p.Name == "swa w=64" && p.Pairs == 32 ? p with { Recall = 0.5 } : p).ToList() }, "swa-equals-softmax-in-window");
+        Fails(good with { Probe = good.Probe.Select(p => p.Name == "swa w=64" && p.Pairs == 32 ? p with { Recall = 0.5 } : p).ToList() },
+            "swa-equals-softmax-in-window");
         Fails(good with { Exactness = e with { BasedWindowMaxAbs = 0.1 } }, "swa-based-window-convention");
         Fails(good with { Mqar = good.Mqar.Select(r => r.Model.Knob == 15 ? r with { StepVsForwardMaxAbs = 1e-3 } : r).ToList() }, "step-equals-forward");
         Fails(good with { Decode = good.Decode.Select(p => p.Method.StartsWith("based") ? p with { StateBytes = p.T } : p).ToList() }, "decode-constant-state");
-        Fails(good with { Probe = good.Probe.Select(p => p.Name == "taylor d′=16" && p.Pairs == 64 ? p with { Recall = 0.2 } : p).ToList() }, "probe-recall-rises-with-dprime");
-        Fails(good with { Probe = good.Probe.Select(p => p.Name == "identity d′=16" && p.Pairs == 64 ? p with { Recall = 0.7 } : p).ToList() }, "probe-softmax-taylor-identity");
-        Fails(good with { Mqar = good.Mqar.Select(r => r.Model.Family == BasedLayerKind.Attention ? r with { Accuracy = 0.5 } : r).ToList() }, "mqar-attention-learns");
+        Fails(good with { Probe = good.Probe.Select(p => p.Name == "taylor d′=16" && p.Pairs == 64 ? p with { Recall = 0.2 } : p).ToList() },
+            "probe-recall-rises-with-dprime");
+        Fails(good with { Probe = good.Probe.Select(p => p.Name == "identity d′=16" && p.Pairs == 64 ? p with { Recall = 0.7 } : p).ToList() },
+            "probe-softmax-taylor-identity");
+        Fails(good with { Mqar = good.Mqar.Select(r => r.Model.Family == BasedLayerKind.Attention ? r with { Accuracy = 0.5 } : r).ToList() },
+            "mqar-attention-learns");
         Fails(good with { Mqar = good.Mqar.Select(r => r.Model.Name == "based d′=4" ? r with { Accuracy = 0.2 } : r).ToList() }, "mqar-based-beats-swa");
-        Fails(good with { Mqar = good.Mqar.Select(r => r.Model.Name == "linear elu+1 d′=15" ? r with { Accuracy = 0.95 } : r).ToList() }, "mqar-based-beats-pure-linear");
+        Fails(good with { Mqar = good.Mqar.Select(r => r.Model.Name == "linear elu+1 d′=15" ? r with { Accuracy = 0.95 } : r).ToList() },
+            "mqar-based-beats-pure-linear");
 
         // a lead under the margin: the status follows the measurement, but it is not asserted
-        var close = (good with { Mqar = good.Mqar.Select(r => r.Model.Name == "linear elu+1 d′=15" ? r with { Accuracy = 0.82 } : r).ToList() }).Claims()["mqar-based-beats-pure-linear"];
+        var close = (good with { Mqar = good.Mqar.Select(r => r.Model.Name == "linear elu+1 d′=15" ? r with { Accuracy = 0.82 }
+            : r).ToList() }).Claims()["mqar-based-beats-pure-linear"];
         Assert.Equal(ClaimStatus.Holds, close.Status);
         Assert.False(close.Asserted);
         // no state-matched window: not shown, with the reason
-        var unmatched = good with { Mqar = good.Mqar.Select(r => r.Model.Family == BasedLayerKind.SlidingWindow ? r with { StateBytes = 40_000 } : r).ToList() };
+        var unmatched = good with { Mqar = good.Mqar.Select(
+            r => r.Model.Family == BasedLayerKind.SlidingWindow ? r with { StateBytes = 40_000 } : r).ToList() };
         Assert.Equal(ClaimStatus.NotShown, unmatched.Claims()["mqar-based-beats-swa"].Status);
 
         // reported: the probe against the prototype and the timings flip their status but never fail the check
@@ -106,7 +116,8 @@ public class BasedExperimentTests(ITestOutputHelper output)
         var slow = good with { Decode = good.Decode.Select(p => p.Method.StartsWith("based") ? p with { MsPerToken = p.T / 64.0 } : p).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, slow.Claims()["decode-constant-cost"].Status);
         Assert.Empty(slow.Claims().Failures);
-        var quadratic = good with { Prefill = good.Prefill.Select(p => p.Method == BasedBenchmark.BasedChunked ? p with { MedianMs = p.SeqLen * p.SeqLen / 1e4 } : p).ToList() };
+        var quadratic = good with { Prefill = good.Prefill.Select(
+            p => p.Method == BasedBenchmark.BasedChunked ? p with { MedianMs = p.SeqLen * p.SeqLen / 1e4 } : p).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, quadratic.Claims()["prefill-linear-time"].Status);
         Assert.Empty(quadratic.Claims().Failures);
     }
@@ -116,10 +127,12 @@ public class BasedExperimentTests(ITestOutputHelper output)
         var config = BasedExperiment.Config.Smoke;
         var forms = new[] { "parallel", "recurrent", "fla" }.SelectMany(f => new[]
         {
-            new BasedFormError(f, "float64", "output", new ErrorStats(1e-15, 1e-15, 10)), new BasedFormError(f, "float32", "output", new ErrorStats(1e-7, 1e-7, 10)),
+            new BasedFormError(f, "float64", "output", new ErrorStats(1e-15, 1e-15, 10)),
+            new BasedFormError(f, "float32", "output", new ErrorStats(1e-7, 1e-7, 10)),
             new BasedFormError(f, "float64", "h0 carry", new ErrorStats(1e-15, 1e-15, 10)),
         }).ToList();
-        var grads = new[] { "parallel", "recurrent", "fla" }.SelectMany(f => new[] { "dq", "dk", "dv" }.Select(g => new BasedFormError(f, "float64", g, new ErrorStats(1e-14, 1e-14, 10)))).ToList();
+        var grads = new[] { "parallel", "recurrent", "fla" }.SelectMany(
+            f => new[] { "dq", "dk", "dv" }.Select(g => new BasedFormError(f, "float64", g, new ErrorStats(1e-14, 1e-14, 10)))).ToList();
         var exact = new BasedExactness(1e-15, 1e-15, forms, grads, 0.5, 0, 1e-16);
         // the probe at the spec's prototype numbers (so it "matches"); every N for the windows
         var probe = new List<ProbePoint>();

@@ -17,7 +17,8 @@ public class DeltaExperimentTests
         torch.manual_seed(0);
         using var model = new TinyGpt(DeltaCheckpoint.Config);
         var result = DeltaExperiment.Run(Tiny, model, torch.CPU);
-        Assert.Equal(new[] { "full", "DELTA", DeltaExperiment.PerLayerName, DeltaExperiment.QuestName, "StreamingLLM", "H2O" }, result.Rows.Select(r => r.Policy));
+        Assert.Equal(new[] { "full", "DELTA", DeltaExperiment.PerLayerName, DeltaExperiment.QuestName, "StreamingLLM", "H2O" },
+            result.Rows.Select(r => r.Policy));
         var full = result.Get(DeltaExperiment.FullName, 0);
         Assert.Equal(1.0, full.AttendedRatio, 12);
         Assert.Equal(1.0, full.SparseAttendedRatio, 12);
@@ -33,7 +34,8 @@ public class DeltaExperimentTests
         {
             var r = result.Get(p, 5);
             Assert.InRange(Math.Abs(delta.AttendedRatio - r.AttendedRatio), 0, 0.03);          // equal reads: the same layer roles and budget (the
-            Assert.InRange(Math.Abs(delta.SparseAttendedRatio - r.SparseAttendedRatio), 0, 0.06); // evicting caches hold K·P tokens, pages lose the last page's gap)
+            // evicting caches hold K·P tokens, pages lose the last page's gap)
+            Assert.InRange(Math.Abs(delta.SparseAttendedRatio - r.SparseAttendedRatio), 0, 0.06);
         }
         Assert.True(result.Get(DeltaExperiment.PerLayerName, 5).ReadRatio > delta.ReadRatio); // the oracle scores every key
         var quest = result.Get(DeltaExperiment.QuestName, 5);
@@ -105,7 +107,8 @@ public class DeltaClaimTests(ITestOutputHelper output)
             Row(DeltaExperiment.StreamingName, 5, 0.40, 0.72, 0.44, 0.72, held: 700),
             Row(DeltaExperiment.H2OName, 5, 0.45, 0.72, 0.44, 0.72, held: 700),
         };
-        return new DeltaResult(config, exact, rows, new[] { new double[2] }, new[] { new double[2] }, new[] { new double[4], new double[4], new double[4], new double[4] },
+        return new DeltaResult(config, exact, rows, new[] { new double[2] }, new[] { new double[2] },
+            new[] { new double[4], new double[4], new double[4], new double[4] },
             new Dictionary<int, double> { [2] = 0.9, [3] = 0.8 }, Array.Empty<AttentionLab.Plots.Series>(), 72, 0, TimeSpan.FromSeconds(1));
     }
 
@@ -138,7 +141,8 @@ public class DeltaClaimTests(ITestOutputHelper output)
         Assert.Empty(quest.Claims().Failures);
         // exactness: each check fails on its own measurement (NaN included)
         Assert.Contains((good with { Exactness = good.Exactness with { PageScoreMaxAbs = 1e-9 } }).Claims().Failures, f => f.Id == "page-score-equals-loop");
-        Assert.Contains((good with { Exactness = good.Exactness with { AllFullMaxAbs = double.NaN } }).Claims().Failures, f => f.Id == "full-budget-equals-dense");
+        Assert.Contains((good with { Exactness = good.Exactness with { AllFullMaxAbs = double.NaN } }).Claims().Failures,
+            f => f.Id == "full-budget-equals-dense");
         Assert.Contains((good with { Exactness = good.Exactness with { GatherVsMaskedMaxAbs = 1e-3 } }).Claims().Failures, f => f.Id == "gather-equals-masked");
         Assert.Contains((good with { SelectionViolations = 1 }).Claims().Failures, f => f.Id == "selection-invariants");
         Assert.Contains(With(good, DeltaExperiment.QuestName, r => r with { KvBytesHeld = 900 }).Claims().Failures, f => f.Id == "never-evicts");

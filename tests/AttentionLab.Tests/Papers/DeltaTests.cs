@@ -163,11 +163,13 @@ public class DeltaTests
     {
         using var model = Model();
         using var scope = NewDisposeScope();
-        Assert.Equal("recentPages", Assert.ThrowsAny<ArgumentException>(() => new DeltaPolicy(new[] { 0 }, new[] { 1 }, budgetPages: 2, recentPages: 3)).ParamName);
+        Assert.Equal("recentPages", Assert.ThrowsAny<ArgumentException>(
+            () => new DeltaPolicy(new[] { 0 }, new[] { 1 }, budgetPages: 2, recentPages: 3)).ParamName);
         Assert.Equal("recentPages", Assert.ThrowsAny<ArgumentException>(() => new DeltaPolicy(new[] { 0 }, new[] { 1 }, recentPages: 0)).ParamName);
         Assert.Equal("pageSize", Assert.ThrowsAny<ArgumentException>(() => new DeltaPolicy(new[] { 0 }, new[] { 1 }, pageSize: 0)).ParamName);
         Assert.Equal("deltaLayers", Assert.ThrowsAny<ArgumentException>(() => new DeltaPolicy(new[] { 0 }, new[] { -1 })).ParamName);
-        Assert.Equal("policy", Assert.ThrowsAny<ArgumentException>(() => new DeltaDecoder(model, new DeltaPolicy(new[] { 0 }, new[] { 2 }))).ParamName);   // layer 1 sparse, no Δ before
+        // layer 1 sparse, no Δ before
+        Assert.Equal("policy", Assert.ThrowsAny<ArgumentException>(() => new DeltaDecoder(model, new DeltaPolicy(new[] { 0 }, new[] { 2 }))).ParamName);
         Assert.Equal("policy", Assert.ThrowsAny<ArgumentException>(() => new DeltaDecoder(model, new DeltaPolicy(new[] { 0 }, new[] { 7 }))).ParamName);
         Assert.Equal("probs", Assert.ThrowsAny<ArgumentException>(() => PageScores.MaxOverHeads(torch.rand(2, 3), 4)).ParamName);
         Assert.Equal("pageSize", Assert.ThrowsAny<ArgumentException>(() => PageScores.MaxOverHeads(torch.rand(1, 2, 1, 3), 0)).ParamName);

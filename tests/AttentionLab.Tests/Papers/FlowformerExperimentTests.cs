@@ -6,7 +6,9 @@ using Xunit.Abstractions;
 
 namespace AttentionLab.Tests.Papers;
 
-/// <summary>The notebook's smoke run, once: the claims at seed 0 and the shape of everything the notebook plots; and claims that follow their measurements.</summary>
+/// <summary>
+/// The notebook's smoke run, once: the claims at seed 0 and the shape of everything the notebook plots; and claims that follow their measurements.
+/// </summary>
 public class FlowformerExperimentTests(ITestOutputHelper output)
 {
     [Fact]
@@ -66,7 +68,8 @@ public class FlowformerExperimentTests(ITestOutputHelper output)
             if (t <= 1024) speed.Add(new SweepPoint(FlowBenchmark.Reference, t, 5 * x * x, 4 * x * x, FlowBenchmark.ForwardBackward));
             speed.Add(new SweepPoint(FlowBenchmark.Sdpa, t, 1.2 * Math.Pow(x, 1.7), 0.5 * x, FlowBenchmark.ForwardBackward));
         }
-        return new FlowResult(FlowExperiment.Config.Smoke, exact, maps, new[] { 1.5, 0.5 }, new[] { 0.4, 0.6 }, runs, 0.117, speed, 1, new Dictionary<string, double>());
+        return new FlowResult(FlowExperiment.Config.Smoke, exact, maps, new[] { 1.5, 0.5 }, new[] { 0.4, 0.6 }, runs, 0.117, speed, 1,
+            new Dictionary<string, double>());
     }
 
     [Fact]
@@ -91,7 +94,8 @@ public class FlowformerExperimentTests(ITestOutputHelper output)
         foreach (var group in good.Exactness.Checks.Select(c => c.Group))
             foreach (double bad in new[] { 1e-9, double.NaN })
             {
-                var off = good with { Exactness = new FlowExactness(good.Exactness.Checks.Select(c => c.Group == group ? c with { Value = bad } : c).ToList()) };
+                var off = good with { Exactness = new FlowExactness(
+                    good.Exactness.Checks.Select(c => c.Group == group ? c with { Value = bad } : c).ToList()) };
                 var e = Assert.Throws<ClaimCheckException>(() => off.Claims().Check());
                 Assert.Equal(group, Assert.Single(e.Failing).Id);
             }
@@ -117,13 +121,15 @@ public class FlowformerExperimentTests(ITestOutputHelper output)
         var initInverted = good with { Maps = good.Maps.Select(m => m.Mechanism == "flow" ? m with { MeanRowEntropy = 4.16 } : m).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, initInverted.Claims()["entropy-at-init"].Status);
         Assert.Empty(initInverted.Claims().Failures);
-        var quadraticFlow = good with { Speed = good.Speed.Select(p => p.Method == FlowBenchmark.FlowCausal ? p with { MedianMs = p.SeqLen * p.SeqLen / 1e4, PeakMiB = p.SeqLen * p.SeqLen / 1e4 } : p).ToList() };
+        var quadraticFlow = good with { Speed = good.Speed.Select(
+            p => p.Method == FlowBenchmark.FlowCausal ? p with { MedianMs = p.SeqLen * p.SeqLen / 1e4, PeakMiB = p.SeqLen * p.SeqLen / 1e4 } : p).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, quadraticFlow.Claims()["fwd-bwd-linear-time"].Status);
         Assert.Equal(ClaimStatus.DoesNotHold, quadraticFlow.Claims()["fwd-bwd-linear-memory"].Status);
         Assert.Empty(quadraticFlow.Claims().Failures);
         var fastSdpa = good with { Speed = good.Speed.Select(p => p.Method == FlowBenchmark.Sdpa ? p with { MedianMs = 0.01 } : p).ToList() };
         Assert.Equal(ClaimStatus.NotShown, fastSdpa.Claims()["fwd-bwd-crossover-sdpa"].Status);    // only to T = 2048
-        var longer = fastSdpa with { Speed = fastSdpa.Speed.Concat(new[] { new SweepPoint(FlowBenchmark.FlowCausal, 8192, 64, 32, FlowBenchmark.ForwardBackward),
+        var longer = fastSdpa with { Speed = fastSdpa.Speed.Concat(
+            new[] { new SweepPoint(FlowBenchmark.FlowCausal, 8192, 64, 32, FlowBenchmark.ForwardBackward),
             new SweepPoint(FlowBenchmark.Sdpa, 8192, 0.01, 2, FlowBenchmark.ForwardBackward) }).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, longer.Claims()["fwd-bwd-crossover-sdpa"].Status);
         Assert.Empty(longer.Claims().Failures);

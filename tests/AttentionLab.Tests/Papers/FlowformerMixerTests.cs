@@ -102,7 +102,8 @@ public class FlowformerMixerTests
         Assert.Equal(Math.Log(8), FlowExperiment.MeanRowEntropy(uniform), 12);
         var oneHot = torch.eye(8, dtype: float64).unsqueeze(0);
         Assert.Equal(0.0, FlowExperiment.MeanRowEntropy(oneHot), 12);
-        var mixed = torch.cat(new[] { torch.ones(1, 4, 8, dtype: float64), torch.eye(8, dtype: float64).narrow(0, 0, 4).unsqueeze(0) }, 1);   // rows 0–3 uniform, 4–7 one-hot
+        // rows 0–3 uniform, 4–7 one-hot
+        var mixed = torch.cat(new[] { torch.ones(1, 4, 8, dtype: float64), torch.eye(8, dtype: float64).narrow(0, 0, 4).unsqueeze(0) }, 1);
         Assert.Equal(Math.Log(8) / 2, FlowExperiment.MeanRowEntropy(mixed), 12);
         var firstHalf = torch.arange(8).lt(4).unsqueeze(0);
         Assert.Equal(Math.Log(8), FlowExperiment.MeanRowEntropy(mixed, firstHalf), 12);
@@ -120,7 +121,8 @@ public class FlowformerMixerTests
         foreach (var kind in FlowExperiment.Mechanisms)
         {
             torch.manual_seed(0);
-            using var net = new TinyGpt(new TinyGptConfig(Layers: 3, DModel: 16, Heads: 2, VocabSize: task.VocabSize, Positions: PositionKind.Learned, MaxLength: 24),
+            using var net = new TinyGpt(
+                new TinyGptConfig(Layers: 3, DModel: 16, Heads: 2, VocabSize: task.VocabSize, Positions: PositionKind.Learned, MaxLength: 24),
                 FlowMixers.Factory(kind, 16, 2, causal: false));
             var h = FlowExperiment.LayerEntropies(net, batch.Tokens, rows);
             Assert.Equal(3, h.Length);
@@ -134,8 +136,10 @@ public class FlowformerMixerTests
             var oneByOne = FlowExperiment.LayerEntropies(net, batch.Tokens, rows, chunk: 1);   // chunks weigh by their counted rows
             for (int l = 0; l < 3; l++) Assert.Equal(h[l], oneByOne[l], 6);                  // float32 model: batch size changes the last bits
         }
-        using var decoder = new TinyGpt(new TinyGptConfig(Layers: 1, DModel: 16, Heads: 2, VocabSize: task.VocabSize, Positions: PositionKind.Learned, MaxLength: 24));
-        Assert.Equal("net", Assert.Throws<ArgumentException>(() => FlowExperiment.LayerEntropies(decoder, batch.Tokens, rows)).ParamName);   // no IAttentionPattern
+        using var decoder = new TinyGpt(new TinyGptConfig(Layers: 1, DModel: 16, Heads: 2, VocabSize: task.VocabSize, Positions: PositionKind.Learned,
+            MaxLength: 24));
+        // no IAttentionPattern
+        Assert.Equal("net", Assert.Throws<ArgumentException>(() => FlowExperiment.LayerEntropies(decoder, batch.Tokens, rows)).ParamName);
     }
 
     [Fact]

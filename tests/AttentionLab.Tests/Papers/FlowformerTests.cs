@@ -66,7 +66,8 @@ public class FlowformerTests
         AssertClose.Tensors(rows, torch.ones_like(rows), atol: 1e-4, rtol: 0, what: "rows of (φQ/I)φKᵀ sum to ≈ 1");
         using var c = FlowWeights.Compute(q.narrow(1, 0, 10), k.narrow(1, 0, 10), causal: true);
         var count = torch.arange(1, 11, dtype: float64);
-        AssertClose.Tensors((c.ConservedSource.exp() / c.ConservedSource.exp().cumsum(-1)), c.Competition / count, atol: 1e-12, rtol: 1e-12, what: "causal competition: C_j/(j+1) = softmax over j′ ≤ j at j's own time");
+        AssertClose.Tensors((c.ConservedSource.exp() / c.ConservedSource.exp().cumsum(-1)), c.Competition / count, atol: 1e-12, rtol: 1e-12,
+            what: "causal competition: C_j/(j+1) = softmax over j′ ≤ j at j's own time");
         Assert.True(c.Allocation.gt(0).all().item<bool>() && c.Allocation.lt(1).all().item<bool>(), "causal A ∈ (0, 1)");
     }
 
@@ -78,8 +79,10 @@ public class FlowformerTests
         var (q, k, v) = (R(1, 9, 2, 4), R(1, 12, 2, 4), R(1, 12, 2, 3));
         var o = FlowAttention.Attend(q, k, v, causal: false);
         var pq = torch.randperm(9); var pk = torch.randperm(12);
-        AssertClose.Tensors(FlowAttention.Attend(q.index_select(1, pq), k, v, causal: false), o.index_select(1, pq), atol: 1e-12, rtol: 1e-10, what: "query permutation");
-        AssertClose.Tensors(FlowAttention.Attend(q, k.index_select(1, pk), v.index_select(1, pk), causal: false), o, atol: 1e-12, rtol: 1e-10, what: "joint (k, v) permutation");
+        AssertClose.Tensors(FlowAttention.Attend(q.index_select(1, pq), k, v, causal: false), o.index_select(1, pq), atol: 1e-12, rtol: 1e-10,
+            what: "query permutation");
+        AssertClose.Tensors(FlowAttention.Attend(q, k.index_select(1, pk), v.index_select(1, pk), causal: false), o, atol: 1e-12, rtol: 1e-10,
+            what: "joint (k, v) permutation");
     }
 
     [Fact]
@@ -123,16 +126,22 @@ public class FlowformerTests
         double Normal(int i) => causal ? i + 1 : 1;
         // sink_incoming = 1 / ((φq_i+ε)·(Σ φk + ε)) · normal;  source_outgoing likewise
         var sinkIn = new double[n]; var sourceOut = new double[m];
-        for (int i = 0; i < n; i++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int j = 0; j <= Last(i, m); j++) sum += fk[j, c]; dot += (fq[i, c] + eps) * (sum + eps); } sinkIn[i] = Normal(i) / dot; }
-        for (int j = 0; j < m; j++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int i = 0; i <= Last(j, n); i++) sum += fq[i, c]; dot += (fk[j, c] + eps) * (sum + eps); } sourceOut[j] = Normal(j) / dot; }
+        for (int i = 0; i < n; i++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int j = 0; j <= Last(i, m); j++) sum += fk[j, c];
+            dot += (fq[i, c] + eps) * (sum + eps); } sinkIn[i] = Normal(i) / dot; }
+        for (int j = 0; j < m; j++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int i = 0; i <= Last(j, n); i++) sum += fq[i, c];
+            dot += (fk[j, c] + eps) * (sum + eps); } sourceOut[j] = Normal(j) / dot; }
         // conserved_sink = (φq_i+ε)·(Σ φk_j·source_outgoing_j + ε) / normal;  conserved_source likewise, clamped to [−1, 1]
         var conservedSink = new double[n]; var conservedSource = new double[m];
-        for (int i = 0; i < n; i++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int j = 0; j <= Last(i, m); j++) sum += fk[j, c] * sourceOut[j]; dot += (fq[i, c] + eps) * (sum + eps); } conservedSink[i] = dot / Normal(i); }
-        for (int j = 0; j < m; j++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0; for (int i = 0; i <= Last(j, n); i++) sum += fq[i, c] * sinkIn[i]; dot += (fk[j, c] + eps) * (sum + eps); } conservedSource[j] = Math.Clamp(dot / Normal(j), -1, 1); }
+        for (int i = 0; i < n; i++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0;
+            for (int j = 0; j <= Last(i, m); j++) sum += fk[j, c] * sourceOut[j]; dot += (fq[i, c] + eps) * (sum + eps); } conservedSink[i] = dot / Normal(i); }
+        for (int j = 0; j < m; j++) { double dot = 0; for (int c = 0; c < d; c++) { double sum = 0;
+            for (int i = 0; i <= Last(j, n); i++) sum += fq[i, c] * sinkIn[i]; dot += (fk[j, c] + eps) * (sum + eps); }
+            conservedSource[j] = Math.Clamp(dot / Normal(j), -1, 1); }
         // allocation = σ(conserved_sink · n/m) (causal: no n/m);  competition = softmax · m (causal: e^{Ô_j}/Σ_{j′≤j} e^{Ô_j′} · (j+1))
         var allocation = new double[n]; var competition = new double[m];
         for (int i = 0; i < n; i++) allocation[i] = Sig(causal ? conservedSink[i] : conservedSink[i] * n / m);
-        for (int j = 0; j < m; j++) { double total = 0; for (int j2 = 0; j2 <= Last(j, m); j2++) total += Math.Exp(conservedSource[j2]); competition[j] = Math.Exp(conservedSource[j]) / total * (causal ? j + 1 : m); }
+        for (int j = 0; j < m; j++) { double total = 0; for (int j2 = 0; j2 <= Last(j, m); j2++) total += Math.Exp(conservedSource[j2]);
+            competition[j] = Math.Exp(conservedSource[j]) / total * (causal ? j + 1 : m); }
         // R_i = A_i · Σ_j (φq_i · sink_incoming_i / normal_i)·φk_j · (C_j v_j)
         var r = new double[n, dv];
         for (int i = 0; i < n; i++)
@@ -152,8 +161,10 @@ public class FlowformerTests
     {
         // n = 3 sinks, m = 3 (causal) or 4 sources, D = 2, Dv = 2; entries up to ±3 so σ is far from ½ and the clamp can act
         var q = new double[,] { { 0.5, -1.0 }, { 2.0, 0.0 }, { -3.0, 1.5 } };
-        var k = causal ? new double[,] { { 1.0, 0.0 }, { -0.5, 0.3 }, { 0.0, 2.0 } } : new double[,] { { 1.0, 0.0 }, { -0.5, 0.3 }, { 0.0, 2.0 }, { 3.0, -2.0 } };
-        var v = causal ? new double[,] { { 1.0, 0.5 }, { -2.0, 1.0 }, { 3.0, -1.0 } } : new double[,] { { 1.0, 0.5 }, { -2.0, 1.0 }, { 3.0, -1.0 }, { 0.25, 2.0 } };
+        var k = causal ? new double[,] { { 1.0, 0.0 }, { -0.5, 0.3 }, { 0.0, 2.0 } }
+            : new double[,] { { 1.0, 0.0 }, { -0.5, 0.3 }, { 0.0, 2.0 }, { 3.0, -2.0 } };
+        var v = causal ? new double[,] { { 1.0, 0.5 }, { -2.0, 1.0 }, { 3.0, -1.0 } }
+            : new double[,] { { 1.0, 0.5 }, { -2.0, 1.0 }, { 3.0, -1.0 }, { 0.25, 2.0 } };
         var expected = FlowByHand(q, k, v, causal);
         using var scope = NewDisposeScope();
         Tensor T(double[,] x) => torch.tensor(x.Cast<double>().ToArray(), new long[] { 1, x.GetLength(0), 1, x.GetLength(1) }, dtype: float64);
@@ -189,7 +200,8 @@ public class FlowformerTests
             LeakCheck.AssertNoLeak(() => attn.call(x, x, x).Dispose(), $"FlowAttention causal={causal}");
         }
         using var cross = new FlowAttention(8, 2, causal: false);
-        using (var s = NewDisposeScope()) Assert.Equal(new long[] { 1, 3, 8 }, cross.call(torch.randn(1, 3, 8), torch.randn(1, 5, 8), torch.randn(1, 5, 8)).shape);
+        using (var s = NewDisposeScope()) Assert.Equal(new long[] { 1, 3, 8 },
+            cross.call(torch.randn(1, 3, 8), torch.randn(1, 5, 8), torch.randn(1, 5, 8)).shape);
         using var mixer = new FlowSelfAttention(8, 2);
         using var lin = new SigmoidLinearAttention(8, 2);
         using (var s = NewDisposeScope())

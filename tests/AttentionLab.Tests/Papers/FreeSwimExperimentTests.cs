@@ -28,7 +28,8 @@ public class FreeSwimExperimentTests(ITestOutputHelper output)
     [Fact]
     public void SmokeRunMeetsItsClaims()
     {
-        if (!FreeSwimCheckpoint.Available()) throw new InvalidOperationException($"checkpoint {FreeSwimCheckpoint.Name} missing; regenerate with: {FreeSwimCheckpoint.Command}");
+        if (!FreeSwimCheckpoint.Available()) throw new InvalidOperationException(
+            $"checkpoint {FreeSwimCheckpoint.Name} missing; regenerate with: {FreeSwimCheckpoint.Command}");
         var c = FreeSwimExperiment.Config.Smoke;
         var r = FreeSwimExperiment.Run(c, CPU, new InlineProgress<string>(output.WriteLine));
         Assert.Equal(1 + c.SampleFactors.Length * (FreeSwimExperiment.Methods.Length - 1), r.ToDataFrame().Rows.Count);
@@ -48,12 +49,14 @@ public class FreeSwimExperimentTests(ITestOutputHelper output)
     [Fact]
     public void ExactnessLeavesTheModelAsItWas()
     {
-        if (!FreeSwimCheckpoint.Available()) throw new InvalidOperationException($"checkpoint {FreeSwimCheckpoint.Name} missing; regenerate with: {FreeSwimCheckpoint.Command}");
+        if (!FreeSwimCheckpoint.Available()) throw new InvalidOperationException(
+            $"checkpoint {FreeSwimCheckpoint.Name} missing; regenerate with: {FreeSwimCheckpoint.Command}");
         using var model = FreeSwimCheckpoint.Load();
         var before = model.parameters().Select(p => p.detach().clone()).ToList();
         var x = FreeSwimExperiment.Exactness(model, CPU);
         Assert.True(x.DualWorst <= 1e-10, $"{x.DualWorst}");
-        Assert.All(model.parameters().Zip(before), p => Assert.True(p.First.dtype == ScalarType.Float32 && (p.First - p.Second).abs().max().item<float>() == 0, "weights changed"));
+        Assert.All(model.parameters().Zip(before), p => Assert.True(p.First.dtype == ScalarType.Float32 && (p.First - p.Second).abs().max().item<float>() == 0,
+            "weights changed"));
     }
 
     [Fact]
@@ -85,10 +88,11 @@ public class FreeSwimExperimentTests(ITestOutputHelper output)
             new EntropyRow("full 1/√d", f, 64 * f * f, 3.5 + fullGrowth * (f - 1) / 2.0, Math.Log(64 * f * f)),
             new EntropyRow("inward, FreeSwim scale", f, 64 * f * f, 3.45 + inwardDrift * (f - 1) / 2.0, Math.Log(64 * f * f)),
         }).ToList();
-        var scores = new List<ImageScores> { new("native", 1, Enumerable.Repeat(1.0, 6).ToArray(), Enumerable.Range(0, 6).Select(i => i < nativeAgreement * 6 ? 1.0 : 0).ToArray(), Enumerable.Repeat(1.0, 6).ToArray()) };
+        var scores = new List<ImageScores> { new("native", 1, Enumerable.Repeat(1.0, 6).ToArray(),
+            Enumerable.Range(0, 6).Select(i => i < nativeAgreement * 6 ? 1.0 : 0).ToArray(), Enumerable.Repeat(1.0, 6).ToArray()) };
         scores.AddRange(FreeSwimExperiment.Methods.Skip(1).Select(m => new ImageScores(m, 2, components(m), agreement(m), sharpness(m))));
-        var rows = scores.Select(s => new SampleRow(s.Method, s.Factor, 8 * s.Factor, s.Components.Average(), s.Components.Count(x => x > 1) / 6.0, s.Agreement.Average(),
-            s.Sharpness.Average(), s.Method == "full" ? 10 : 12, s.Method == "inward+dual" ? 3 : 0)).ToList();
+        var rows = scores.Select(s => new SampleRow(s.Method, s.Factor, 8 * s.Factor, s.Components.Average(), s.Components.Count(x => x > 1) / 6.0,
+            s.Agreement.Average(), s.Sharpness.Average(), s.Method == "full" ? 10 : 12, s.Method == "inward+dual" ? 3 : 0)).ToList();
         var ok = new ErrorStats(1e-15, 1e-15, 10);
         var exact = new FreeSwimExactness(ok, new ErrorStats(1e-7, 1e-7, 10), 30, 30, 30, 1e-15, 0, 1e-15);
         return new FreeSwimResult(c, masks, entropy, rows, Array.Empty<MethodImages>(), TimeSpan.Zero) { Exactness = exact, Scores = scores };
@@ -139,7 +143,8 @@ public class FreeSwimExperimentTests(ITestOutputHelper output)
         Assert.Contains(ByHand(1.0, _ => Const(1), _ => Const(1), _ => Const(1), inwardDrift: 0.6).Claims().Failures, f => f.Id == "window-keeps-entropy");
         // exactness: a gather off by 1e-4 in float32, a cache that changes the sample
         var x = clear.Exactness;
-        Assert.Contains((clear with { Exactness = x with { Gather32 = new ErrorStats(1e-4, 1e-4, 10) } }).Claims().Failures, f => f.Id == "gather-equals-dense");
+        Assert.Contains((clear with { Exactness = x with { Gather32 = new ErrorStats(1e-4, 1e-4, 10) } }).Claims().Failures,
+            f => f.Id == "gather-equals-dense");
         Assert.Contains((clear with { Exactness = x with { CacheOnVsOff = 1e-9 } }).Claims().Failures, f => f.Id == "dual-path-identities");
         Assert.Contains((clear with { Exactness = x with { OverrideOffVsWindow = double.NaN } }).Claims().Failures, f => f.Id == "dual-path-identities");
         Assert.Contains((clear with { Exactness = x with { ToyMaxKeys = 31 } }).Claims().Failures, f => f.Id == "receptive-field");
@@ -148,7 +153,8 @@ public class FreeSwimExperimentTests(ITestOutputHelper output)
     [Fact]
     public void BadConfigNamesTheField()
     {
-        Assert.Equal("SampleFactors", Assert.Throws<ArgumentException>(() => (FreeSwimExperiment.Config.Smoke with { SampleFactors = new[] { 1 } }).Validate()).ParamName);
+        Assert.Equal("SampleFactors", Assert.Throws<ArgumentException>(
+            () => (FreeSwimExperiment.Config.Smoke with { SampleFactors = new[] { 1 } }).Validate()).ParamName);
         Assert.Equal("Strength", Assert.Throws<ArgumentException>(() => (FreeSwimExperiment.Config.Smoke with { Strength = 0 }).Validate()).ParamName);
     }
 }

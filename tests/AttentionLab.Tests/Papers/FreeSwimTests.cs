@@ -152,7 +152,8 @@ public class FreeSwimTests
         using var win = WindowMasks.InwardSliding(1, 4, 4, 1, 1);
         var (q, k, v) = Qkv(1, 16, 2, 4, 4, ScalarType.Float32);
         Assert.Equal("q", Assert.Throws<ArgumentException>(() => WindowAttention.Forward(q[0], k, v, win)).ParamName);
-        Assert.Equal("q", Assert.Throws<ArgumentException>(() => WindowAttention.Forward(q.narrow(1, 0, 15), k.narrow(1, 0, 15), v.narrow(1, 0, 15), win)).ParamName);
+        Assert.Equal("q", Assert.Throws<ArgumentException>(() =>
+            WindowAttention.Forward(q.narrow(1, 0, 15), k.narrow(1, 0, 15), v.narrow(1, 0, 15), win)).ParamName);
         Assert.Equal("k", Assert.Throws<ArgumentException>(() => WindowAttention.Forward(q, k.to(ScalarType.Float64), v, win)).ParamName);
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => WindowAttention.Forward(q, k, v.narrow(2, 0, 1), win)).ParamName);
         Assert.Equal("q", Assert.Throws<ArgumentException>(() => WindowAttention.Forward(q.to(ScalarType.Int32), k, v, win)).ParamName);

@@ -71,18 +71,22 @@ public class LandmarkExperimentTests(ITestOutputHelper output)
         Assert.Contains(With(256, LandmarkMethod.FullAttention, 1.0 + 1e-9).Claims().Failures, f => f.Id == "passkey-4x");
         Assert.Contains(With(512, LandmarkMethod.Landmark, double.NaN).Claims().Failures, f => f.Id == "passkey-8x");
         // exactness: off by more than 1e-12, or NaN
-        Assert.Contains((good with { Exactness = exact with { TwinCases = new[] { new MemoryCase("k = 1", new LandmarkMemory(1), 2e-12) } } }).Claims().Failures,
+        Assert.Contains(
+            (good with { Exactness = exact with { TwinCases = new[] { new MemoryCase("k = 1", new LandmarkMemory(1), 2e-12) } } }).Claims().Failures,
             f => f.Id == "memory-equals-loop-twin");
-        Assert.Contains((good with { Exactness = exact with { AllBlocksCases = new[] { new MemoryCase("k = S", new LandmarkMemory(8), double.NaN) } } }).Claims().Failures,
+        Assert.Contains(
+            (good with { Exactness = exact with { AllBlocksCases = new[] { new MemoryCase("k = S", new LandmarkMemory(8), double.NaN) } } }).Claims().Failures,
             f => f.Id == "all-blocks-equals-training-form");
         Assert.Contains((good with { Exactness = exact with { GroupedMaxAbs = 1e-9 } }).Claims().Failures, f => f.Id == "grouped-softmax-equals-naive");
         Assert.Contains((good with { Exactness = exact with { LandmarkColumnMaxAbs = 1e-30 } }).Claims().Failures, f => f.Id == "rows-sum-to-one");
         // reported records change status but never fail the check
-        var windowUp = good with { Rows = rows.Select(x => x.N == 256 && x.Method == LandmarkMethod.Window ? x with { DepthAccuracy = new[] { 0.3, 0.04, 0.02, 0.03, 1.0 } } : x).ToList() };
+        var windowUp = good with { Rows = rows.Select(x => x.N == 256 && x.Method == LandmarkMethod.Window
+            ? x with { DepthAccuracy = new[] { 0.3, 0.04, 0.02, 0.03, 1.0 } } : x).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, windowUp.Claims()["window-lower-bound"].Status);
         Assert.Empty(windowUp.Claims().Failures);
         Assert.Equal(ClaimStatus.DoesNotHold, With(512, LandmarkMethod.LandmarkNoRemap, 1.0).Claims()["remap-needed"].Status);
-        var miscounted = good with { Rows = rows.Select(x => x.N == 512 && x.Method == LandmarkMethod.Landmark ? x with { AttendedTokens = x.AttendedTokens + 1 } : x).ToList() };
+        var miscounted = good with { Rows = rows.Select(x => x.N == 512 && x.Method == LandmarkMethod.Landmark
+            ? x with { AttendedTokens = x.AttendedTokens + 1 } : x).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, miscounted.Claims()["keys-per-query"].Status);
         Assert.Empty(miscounted.Claims().Failures);
     }

@@ -19,7 +19,8 @@ public class LightningAttentionTests
         return (q, k, v, ld, new LinearState(s0));
     }
 
-    static IEnumerable<(string Name, Func<Tensor, Tensor, Tensor, Tensor?, LinearState?, LinearAttentionResult> Form)> FastForms(int block) => new (string, Func<Tensor, Tensor, Tensor, Tensor?, LinearState?, LinearAttentionResult>)[]
+    static IEnumerable<(string Name, Func<Tensor, Tensor, Tensor, Tensor?, LinearState?, LinearAttentionResult> Form)> FastForms(int block) =>
+        new (string, Func<Tensor, Tensor, Tensor, Tensor?, LinearState?, LinearAttentionResult>)[]
     {
         ("tiled", (q, k, v, ld, h0) => LightningAttention.Tiled(q, k, v, ld, block, h0)),
         ("forward (engine chunked)", (q, k, v, ld, h0) => LightningAttention.Forward(q, k, v, ld, block, h0)),

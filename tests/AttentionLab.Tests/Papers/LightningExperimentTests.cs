@@ -49,7 +49,8 @@ public class LightningExperimentTests(ITestOutputHelper output)
         }
         Assert.All(result.Speed.Rows, r => Assert.Equal(config.TokensPerBatch, r.Batch * r.SeqLen));
         Assert.All(result.Speed.Rows, r => Assert.Equal(config.SweepRounds, r.Time.Repeats));
-        Assert.Equal(new[] { "n", "batch", "method", "ms", "best_ms", "rounds", "tokens_per_s", "ms_per_seq", "bytes" }, result.ToDataFrame().Columns.Select(c => c.Name));
+        Assert.Equal(new[] { "n", "batch", "method", "ms", "best_ms", "rounds", "tokens_per_s", "ms_per_seq", "bytes" },
+            result.ToDataFrame().Columns.Select(c => c.Name));
         // the LMs trained on the same batches; TNL decodes with a constant state, the softmax KV cache grows
         Assert.Equal(2, result.Lms.Count);
         Assert.All(result.Lms, l => Assert.Equal(config.LmSteps, l.TrainLoss.Count));
@@ -79,14 +80,18 @@ public class LightningExperimentTests(ITestOutputHelper output)
             Assert.Contains(c.Failures, f => f.Id == id);
             Assert.Contains(id, Assert.Throws<ClaimCheckException>(() => c.Check()).Message);
         }
-        Fails(good with { Exactness = e with { Forms = e.Forms.Select(f => f.DType == "float64" && f.Form == "cumsum" ? Worse(f, 2e-10, 1e-12) : f).ToList() } }, "forms-equal-masked-float64");
-        Fails(good with { Exactness = e with { Gradients = e.Gradients.Select(f => f.What == "dlogλ" ? Worse(f, double.NaN, double.NaN) : f).ToList() } }, "gradients-equal-masked-float64");
-        Fails(good with { Exactness = e with { Forms = e.Forms.Select(f => f.DType == "float32" ? Worse(f, 1e-3, 2e-4) : f).ToList() } }, "forms-equal-masked-float32");
+        Fails(good with { Exactness = e with { Forms = e.Forms.Select(
+            f => f.DType == "float64" && f.Form == "cumsum" ? Worse(f, 2e-10, 1e-12) : f).ToList() } }, "forms-equal-masked-float64");
+        Fails(good with { Exactness = e with { Gradients = e.Gradients.Select(f => f.What == "dlogλ" ? Worse(f, double.NaN, double.NaN) : f).ToList() } },
+            "gradients-equal-masked-float64");
+        Fails(good with { Exactness = e with { Forms = e.Forms.Select(f => f.DType == "float32" ? Worse(f, 1e-3, 2e-4) : f).ToList() } },
+            "forms-equal-masked-float32");
         Fails(good with { Exactness = e with { SlopesH8 = LightningExactness.ExpectedSlopesH8.Select(a => a * 1.00001).ToArray() } }, "alibi-slopes-h8");
         Fails(good with { Exactness = e with { SlopesH8Float32 = LightningExactness.ExpectedSlopesH8.Reverse().ToArray() } }, "alibi-slopes-h8");
         Fails(good with { Exactness = e with { ZeroDecayMaxAbs = 1e-6 } }, "zero-decay-is-linear-attention");
         Fails(good with { Exactness = e with { StrongDecayFinite = false } }, "no-nan-strong-decay");
-        Fails(good with { Decode = good.Decode.Select(d => d.Model == LightningExperiment.TnlName ? d with { StateBytes = 100 * d.T } : d).ToList() }, "decode-constant-state");
+        Fails(good with { Decode = good.Decode.Select(d => d.Model == LightningExperiment.TnlName ? d with { StateBytes = 100 * d.T } : d).ToList() },
+            "decode-constant-state");
         Fails(good with { StepVsForwardMaxAbs = double.NaN }, "decode-equals-forward");
         Fails(good with { Lms = new[] { good.Lms[0] with { ValidationLoss = 2.9 }, good.Lms[1] } }, "tnl-lm-on-par");       // 1.26 × softmax
 
@@ -97,13 +102,16 @@ public class LightningExperimentTests(ITestOutputHelper output)
         Assert.NotNull(close.Note);
 
         // the timings are reported: crossing the criterion flips the status but never fails the check
-        var flatSdpa = good with { Speed = new SpeedSweep(good.Speed.Rows.Select(r => r.Method == LightningBenchmarks.Sdpa ? Row(r.SeqLen, r.Method, 4096 / 1000.0) : r).ToList()) };
+        var flatSdpa = good with { Speed = new SpeedSweep(good.Speed.Rows.Select(
+            r => r.Method == LightningBenchmarks.Sdpa ? Row(r.SeqLen, r.Method, 4096 / 1000.0) : r).ToList()) };
         Assert.Equal(ClaimStatus.DoesNotHold, flatSdpa.Claims()["constant-speed"].Status);
         Assert.Empty(flatSdpa.Claims().Failures);
-        var uneven = good with { Speed = new SpeedSweep(good.Speed.Rows.Select(r => r.Method == LightningBenchmarks.Chunked && r.SeqLen == 2048 ? Row(2048, r.Method, 10.0) : r).ToList()) };
+        var uneven = good with { Speed = new SpeedSweep(good.Speed.Rows.Select(
+            r => r.Method == LightningBenchmarks.Chunked && r.SeqLen == 2048 ? Row(2048, r.Method, 10.0) : r).ToList()) };
         Assert.Equal(ClaimStatus.DoesNotHold, uneven.Claims()["constant-speed"].Status);
         int n0 = good.Config.CumsumLengths[0], tokens = good.Config.CumsumTokensPerBatch;
-        var slowTiles = good with { CumsumSpeed = new SpeedSweep(good.CumsumSpeed.Rows.Select(r => r.Method == LightningBenchmarks.Chunked && r.SeqLen == n0 ? Row(n0, r.Method, 500.0, tokens) : r).ToList()) };
+        var slowTiles = good with { CumsumSpeed = new SpeedSweep(
+            good.CumsumSpeed.Rows.Select(r => r.Method == LightningBenchmarks.Chunked && r.SeqLen == n0 ? Row(n0, r.Method, 500.0, tokens) : r).ToList()) };
         Assert.Equal(ClaimStatus.DoesNotHold, slowTiles.Claims()["beats-cumsum"].Status);
         Assert.Empty(slowTiles.Claims().Failures);
         Assert.NotNull(good.Claims()["beats-cumsum"].Deviation);                       // measured at a smaller budget than the main sweep
@@ -138,7 +146,8 @@ public class LightningExperimentTests(ITestOutputHelper output)
             rows.Add(Row(n, LightningBenchmarks.Sdpa, Math.Pow(2, i)));
         }
         int tokens = config.CumsumTokensPerBatch;
-        var cumsum = config.CumsumLengths.SelectMany(n => new[] { Row(n, LightningBenchmarks.CumsumLinear, 300, tokens), Row(n, LightningBenchmarks.Chunked, 3, tokens) }).ToList();
+        var cumsum = config.CumsumLengths.SelectMany(n => new[] { Row(n, LightningBenchmarks.CumsumLinear, 300, tokens),
+            Row(n, LightningBenchmarks.Chunked, 3, tokens) }).ToList();
         var decode = Enumerable.Range(1, 10).SelectMany(t => new[]
         {
             new StreamPoint(LightningExperiment.TnlName, t, 0.1, 8192), new StreamPoint(LightningExperiment.SoftmaxName, t, 0.1, 512L * t),

@@ -9,7 +9,8 @@ namespace AttentionLab.Tests.Papers;
 /// <summary>The notebook's run with a tiny probe: tables and series have the right shape; every claim follows its measurement.</summary>
 public class OffloadingExperimentTests(ITestOutputHelper output)
 {
-    static readonly OffloadingExperiment.Config Tiny = OffloadingExperiment.Config.Smoke with { ProbeContexts = new[] { 64, 256, 1024 }, ProbeRepeats = 1, ProbeFitFromContext = 256 };
+    static readonly OffloadingExperiment.Config Tiny = OffloadingExperiment.Config.Smoke with { ProbeContexts = new[] { 64, 256, 1024 }, ProbeRepeats = 1,
+        ProbeFitFromContext = 256 };
 
     [Fact]
     public void RunProducesEveryTableAndSeries()
@@ -19,7 +20,8 @@ public class OffloadingExperimentTests(ITestOutputHelper output)
         Assert.Equal(8, r.Split.Count);
         Assert.All(r.Split.Where(s => !double.IsNaN(s.LseMaxAbs)), s => Assert.True(s.OutputMaxAbs <= OffloadingResult.SplitToleranceOf(s.DType)
             && s.LseMaxAbs <= OffloadingResult.SplitToleranceOf(s.DType), $"{s.Partition} {s.DType}: {s.OutputMaxAbs}, {s.LseMaxAbs}"));
-        Assert.All(r.Split.Where(s => s.DType == "float64" && !double.IsNaN(s.LseMaxAbs)), s => Assert.True(s.OutputMaxAbs <= 1e-12, $"{s.Partition}: {s.OutputMaxAbs}"));
+        Assert.All(r.Split.Where(s => s.DType == "float64" && !double.IsNaN(s.LseMaxAbs)),
+            s => Assert.True(s.OutputMaxAbs <= 1e-12, $"{s.Partition}: {s.OutputMaxAbs}"));
         Assert.All(r.Split.Where(s => double.IsNaN(s.LseMaxAbs)), s => Assert.True(s.OutputMaxAbs > 1e-3, "the plain average should be wrong"));
         Assert.Equal(2 * Tiny.Contexts.Length * Tiny.BatchCaps.Length, r.Grid.Count);
         Assert.Equal(Tiny.Contexts.Length, r.Best.Count);
@@ -79,7 +81,8 @@ public class OffloadingExperimentTests(ITestOutputHelper output)
         var split = new[] { "float64", "float32" }.SelectMany(t => new[]
         {
             new SplitError("by requests", 3, 1e-15, 1e-15, t), new SplitError("by KV heads", 4, 1e-15, 1e-15, t),
-            new SplitError("by sequence (LSE merge)", 3, t == "float64" ? 1e-15 : 2e-6, 1e-15, t), new SplitError("by sequence (plain average: wrong)", 3, 0.4, double.NaN, t),
+            new SplitError("by sequence (LSE merge)", 3, t == "float64" ? 1e-15 : 2e-6, 1e-15, t),
+            new SplitError("by sequence (plain average: wrong)", 3, 0.4, double.NaN, t),
         }).ToArray();
         var offload = new[] { 64, 256, 512 }.Select(n => new OffloadPoint(n, 2048, 2048, 2 * (n - 4.0) * 64 * 4 * 2, 1, 1, 0.1, 1e-7)).ToArray();
         var pipelined = Compare(true);
@@ -97,19 +100,26 @@ public class OffloadingExperimentTests(ITestOutputHelper output)
         var claims = good.Claims();
         output.WriteLine(claims.ToDataFrame().ToString());
         Assert.Empty(claims.Failures);
-        Assert.Equal(new[] { "split-equals-monolithic-float64", "split-equals-monolithic-float32", "plain-average-differs", "offload-equals-local", "link-bytes-equal-formula", "cost-model-invariants",
+        Assert.Equal(new[] { "split-equals-monolithic-float64", "split-equals-monolithic-float32", "plain-average-differs", "offload-equals-local",
+            "link-bytes-equal-formula", "cost-model-invariants",
             "throughput-per-dollar", "throughput-per-dollar-serial", "link-traffic-o-d", "attention-bandwidth-bound" }, claims.Select(x => x.Id));
 
         // a float64 split off by more than the spec's 1e-6, a float32 one by more than 1e-5, a plain average that happens to be
         // right, offloaded logits off by 1e-4, one byte more over the link, a violated invariant: each exactness check fails
-        Assert.Contains(Fails(good with { Split = good.Split.Select((s, i) => i == 2 ? s with { OutputMaxAbs = 2e-6 } : s).ToList() }), f => f.Id == "split-equals-monolithic-float64");
-        Assert.Contains(Fails(good with { Split = good.Split.Select((s, i) => i == 6 ? s with { LseMaxAbs = 2e-5 } : s).ToList() }), f => f.Id == "split-equals-monolithic-float32");
-        Assert.Contains(Fails(good with { Split = good.Split.Select((s, i) => i == 7 ? s with { OutputMaxAbs = 1e-4 } : s).ToList() }), f => f.Id == "plain-average-differs");
-        Assert.Contains(Fails(good with { Offload = good.Offload.Select((p, i) => i == 1 ? p with { MaxAbsVsLocal = 1e-4 } : p).ToList() }), f => f.Id == "offload-equals-local");
-        Assert.Contains(Fails(good with { Offload = good.Offload.Select((p, i) => i == 1 ? p with { NetworkBytesPerToken = 2049 } : p).ToList() }), f => f.Id == "link-bytes-equal-formula");
+        Assert.Contains(Fails(good with { Split = good.Split.Select((s, i) => i == 2 ? s with { OutputMaxAbs = 2e-6 } : s).ToList() }),
+            f => f.Id == "split-equals-monolithic-float64");
+        Assert.Contains(Fails(good with { Split = good.Split.Select((s, i) => i == 6 ? s with { LseMaxAbs = 2e-5 } : s).ToList() }),
+            f => f.Id == "split-equals-monolithic-float32");
+        Assert.Contains(Fails(good with { Split = good.Split.Select((s, i) => i == 7 ? s with { OutputMaxAbs = 1e-4 } : s).ToList() }),
+            f => f.Id == "plain-average-differs");
+        Assert.Contains(Fails(good with { Offload = good.Offload.Select((p, i) => i == 1 ? p with { MaxAbsVsLocal = 1e-4 } : p).ToList() }),
+            f => f.Id == "offload-equals-local");
+        Assert.Contains(Fails(good with { Offload = good.Offload.Select((p, i) => i == 1 ? p with { NetworkBytesPerToken = 2049 } : p).ToList() }),
+            f => f.Id == "link-bytes-equal-formula");
         Assert.Contains(Fails(good with { Invariants = good.Invariants with { MonotoneViolations = 1 } }), f => f.Id == "cost-model-invariants");
         Assert.Contains(Fails(good with { Invariants = good.Invariants with { SerialSymmetryGap = 1e-6 } }), f => f.Id == "cost-model-invariants");
-        var e = Assert.Throws<ClaimCheckException>(() => (good with { Offload = good.Offload.Select((p, i) => i == 1 ? p with { MaxAbsVsLocal = double.NaN } : p).ToList() }).Claims().Check());
+        var e = Assert.Throws<ClaimCheckException>(() => (good with { Offload = good.Offload.Select(
+            (p, i) => i == 1 ? p with { MaxAbsVsLocal = double.NaN } : p).ToList() }).Claims().Check());
         Assert.Contains("offload-equals-local", e.Message);
 
         // the per-$ claim: an H20 at twice an H100's price ($4/h: $20/h against $8/h) scales every ratio by 8/20, which
@@ -132,7 +142,8 @@ public class OffloadingExperimentTests(ITestOutputHelper output)
         Assert.Contains(shrinking.Claims().Failures, f => f.Id == "throughput-per-dollar");
 
         // link bytes that grow with n: the O(d) claim fails
-        var growing = good with { Offload = good.Offload.Select(p => p with { NetworkBytesPerToken = p.Context * 4.0, FormulaBytesPerToken = p.Context * 4.0 }).ToList() };
+        var growing = good with { Offload = good.Offload.Select(
+            p => p with { NetworkBytesPerToken = p.Context * 4.0, FormulaBytesPerToken = p.Context * 4.0 }).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, growing.Claims()["link-traffic-o-d"].Status);
         Assert.Contains(growing.Claims().Failures, f => f.Id == "link-traffic-o-d");
 

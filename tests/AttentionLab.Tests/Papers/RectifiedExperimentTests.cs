@@ -16,7 +16,9 @@ public class RectifiedExperimentTests
         var c = RectifiedExperiment.Config.Smoke with { TimingRepeats = 2 };
         var r = RectifiedExperiment.Run(c, CPU);
         foreach (var row in r.Rows)
-            output.WriteLine($"γ {row.Locality} τ {row.Tau} density {row.Density:F3} err [{string.Join(", ", row.Error.Select(e => e.ToString("F3")))}] ben {row.FractionBeneficial:F2} bias {row.SelectedMassBias:F3}");
+            output.WriteLine(
+                $"γ {row.Locality} τ {row.Tau} density {row.Density:F3} err [{string.Join(", ", row.Error.Select(e => e.ToString("F3")))}] ben " +
+                $"{row.FractionBeneficial:F2} bias {row.SelectedMassBias:F3}");
         Assert.Equal(c.Localities.Length * c.Taus.Length, r.ToDataFrame().Rows.Count);
         Assert.Equal(6, r.Exactness.ToDataFrame().Rows.Count);
         Assert.Equal(4, r.Timings.Count);
@@ -42,8 +44,10 @@ public class RectifiedExperimentTests
         var exact = new RectifiedExactness(ok, 1e-15, ok, new ErrorStats(0.3, 0.3, 10), true, 0.4, ok, 0);
         var timings = new[]
         {
-            new RectifiedTiming(RectifiedExperiment.FullName, 528, 1, 2.0, 1.9, 5), new RectifiedTiming(RectifiedExperiment.RectifiedName, 528, 0.5, 3.0, 2.9, 5),
-            new RectifiedTiming(RectifiedExperiment.KernelName, 528, 0.5, 1.5, 1.4, 5), new RectifiedTiming(RectifiedExperiment.EstimateName, 528, 0.5, 0.5, 0.4, 5),
+            new RectifiedTiming(RectifiedExperiment.FullName, 528, 1, 2.0, 1.9, 5),
+            new RectifiedTiming(RectifiedExperiment.RectifiedName, 528, 0.5, 3.0, 2.9, 5),
+            new RectifiedTiming(RectifiedExperiment.KernelName, 528, 0.5, 1.5, 1.4, 5),
+            new RectifiedTiming(RectifiedExperiment.EstimateName, 528, 0.5, 0.5, 0.4, 5),
         };
         return new RectifiedResult(c, rows, null!, TimeSpan.Zero) { Exactness = exact, Timings = timings };
     }
@@ -75,15 +79,19 @@ public class RectifiedExperimentTests
         Assert.Equal(ClaimStatus.DoesNotHold, noBias.Claims()["peaked-ungated-hurts"].Status);
         Assert.Contains(noBias.Claims().Failures, f => f.Id == "peaked-ungated-hurts");
         // GAPR worse than compensating every block at moderate γ is not "conservative" in the spec's sense
-        Assert.Equal(ClaimStatus.DoesNotHold, ByHand(new[] { 0.26, 0.19, 0.14, 0.13 }, new[] { 0.08, 0.13, 0.14, 0.07 }).Claims()["moderate-gapr-conservative"].Status);
+        Assert.Equal(ClaimStatus.DoesNotHold, ByHand(new[] { 0.26, 0.19, 0.14, 0.13 },
+            new[] { 0.08, 0.13, 0.14, 0.07 }).Claims()["moderate-gapr-conservative"].Status);
 
         // exactness: a twin off by 1e-8, weights off by 1e-5, a plain sparse that happens to be exact, NaN at τ = 1
         var x = good.Exactness;
-        Assert.Contains((good with { Exactness = x with { FastVsNaive = new ErrorStats(1e-8, 1e-8, 10) } }).Claims().Failures, f => f.Id == "fast-equals-naive");
+        Assert.Contains((good with { Exactness = x with { FastVsNaive = new ErrorStats(1e-8, 1e-8, 10) } }).Claims().Failures,
+            f => f.Id == "fast-equals-naive");
         Assert.Contains((good with { Exactness = x with { WeightSumGap = 1e-5 } }).Claims().Failures, f => f.Id == "weights-sum-to-one");
-        Assert.Contains((good with { Exactness = x with { PlainConstantBlocks = new ErrorStats(1e-9, 1e-9, 10) } }).Claims().Failures, f => f.Id == "exact-when-pooling-exact");
+        Assert.Contains((good with { Exactness = x with { PlainConstantBlocks = new ErrorStats(1e-9, 1e-9, 10) } }).Claims().Failures,
+            f => f.Id == "exact-when-pooling-exact");
         Assert.Contains((good with { Exactness = x with { ConstantAllBeneficial = false } }).Claims().Failures, f => f.Id == "exact-when-pooling-exact");
-        Assert.Contains((good with { Exactness = x with { TauOne = new ErrorStats(double.NaN, double.NaN, 10) } }).Claims().Failures, f => f.Id == "tau-one-is-full");
+        Assert.Contains((good with { Exactness = x with { TauOne = new ErrorStats(double.NaN, double.NaN, 10) } }).Claims().Failures,
+            f => f.Id == "tau-one-is-full");
 
         // the timing is reported: faster rectified flips its status, never the check; no timing phase → not shown
         var fast = good with { Timings = good.Timings.Select(t => t.Method == RectifiedExperiment.RectifiedName ? t with { MedianMs = 1.0 } : t).ToList() };
@@ -96,6 +104,7 @@ public class RectifiedExperimentTests
     {
         Assert.Equal("Taus", Assert.Throws<ArgumentException>(() => (RectifiedExperiment.Config.Smoke with { Taus = new[] { 1.0 } }).Validate()).ParamName);
         Assert.Equal("FixedTau", Assert.Throws<ArgumentException>(() => (RectifiedExperiment.Config.Smoke with { FixedTau = 0.55 }).Validate()).ParamName);
-        Assert.Equal("TimingRepeats", Assert.Throws<ArgumentException>(() => (RectifiedExperiment.Config.Smoke with { TimingRepeats = -1 }).Validate()).ParamName);
+        Assert.Equal("TimingRepeats", Assert.Throws<ArgumentException>(
+            () => (RectifiedExperiment.Config.Smoke with { TimingRepeats = -1 }).Validate()).ParamName);
     }
 }

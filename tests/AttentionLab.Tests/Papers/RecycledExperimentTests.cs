@@ -45,7 +45,8 @@ public class RecycledExperimentTests(ITestOutputHelper output)
     {
         using var scope = torch.NewDisposeScope();
         torch.manual_seed(1);
-        var (q, k, v) = (torch.randn(1, 9, 2, 3, dtype: torch.float64), torch.randn(1, 9, 2, 3, dtype: torch.float64), torch.randn(1, 9, 2, 3, dtype: torch.float64));
+        var (q, k, v) = (torch.randn(1, 9, 2, 3, dtype: torch.float64), torch.randn(1, 9, 2, 3, dtype: torch.float64),
+            torch.randn(1, 9, 2, 3, dtype: torch.float64));
         var (outputs, attended, trace) = RecycledDecode.Layer(q, k, v, topK: 2, stride: 3);
         Assert.True(outputs.allclose(RecycledAttentionNaive.Decode(q, k, v, 2, 3), rtol: 1e-10, atol: 1e-12));
         for (int t = 0; t < 9; t++) Assert.Equal(trace[t].AttendedTokens[0], (long)attended[0, 0, t].sum().item<double>());
@@ -96,16 +97,19 @@ public class RecycledExperimentTests(ITestOutputHelper output)
         var window = WithRow(good, RecycledExperiment.StreamingName, 13, 0, r => r with { TokenAccuracy = 0.2 });
         var e = Assert.Throws<ClaimCheckException>(() => window.Claims().Check());
         Assert.Contains("beats-streamingllm-equal-keys", e.Message);
-        Assert.Contains(WithRow(good, RecycledExperiment.H2OName, 13, 0, r => r with { TokenAccuracy = 0.4 }).Claims().Failures, f => f.Id == "beats-h2o-equal-keys");
+        Assert.Contains(WithRow(good, RecycledExperiment.H2OName, 13, 0, r => r with { TokenAccuracy = 0.4 }).Claims().Failures,
+            f => f.Id == "beats-h2o-equal-keys");
         // a recycled row reading more keys moves the baselines' budget: without rows at that budget the claim cannot be computed
         Assert.ThrowsAny<ArgumentException>(() => WithRow(good, RecycledExperiment.Recycled, 5, 4, r => r with { AttendedMean = 14.5 }).Claims());
         // the gap to full closes: near-full starts holding (never a failure either way)
         var close = WithRow(good, RecycledExperiment.Recycled, 5, 2, r => r with { TokenAccuracy = 0.9 });
         Assert.Equal(ClaimStatus.Holds, close.Claims()["near-full"].Status);
         // exactness: the naive twin, set sizes, the reduces-to-full identities (NaN fails) and the mass order
-        Assert.Contains((good with { Exactness = good.Exactness with { NaiveTwin = new ErrorStats(1e-9, 1e-9, 10) } }).Claims().Failures, f => f.Id == "fast-equals-naive");
+        Assert.Contains((good with { Exactness = good.Exactness with { NaiveTwin = new ErrorStats(1e-9, 1e-9, 10) } }).Claims().Failures,
+            f => f.Id == "fast-equals-naive");
         Assert.Contains((good with { Exactness = good.Exactness with { SetSizeErrors = 1 } }).Claims().Failures, f => f.Id == "recycled-set-size");
-        Assert.Contains((good with { Exactness = good.Exactness with { StrideOneMaxAbs = double.NaN } }).Claims().Failures, f => f.Id == "full-budget-equals-full");
+        Assert.Contains((good with { Exactness = good.Exactness with { StrideOneMaxAbs = double.NaN } }).Claims().Failures,
+            f => f.Id == "full-budget-equals-full");
         Assert.Contains((good with { Probe = good.Probe with { SinkWindow = new[] { 0.95, 0.4 } } }).Claims().Failures, f => f.Id == "topk-mass-dominates");
         // the timing is reported: slower than full changes its status but never fails the check
         var slow = WithRow(good, RecycledExperiment.Recycled, 5, 4, r => r with { MsPerToken = 5 });

@@ -46,7 +46,8 @@ public class S2AttentionTests
         ];
         Form Of(string name, Func<Tensor, Tensor, Tensor, (Tensor Output, Tensor Lse)> f) =>
             new(name, x => { var (o, l) = f(x[0], x[1], x[2]); return new FormOutput(o, l); });
-        Conformance.Check(shape, Inputs, Of("naive", (q, k, v) => { using var r = S2Naive.Forward(q, k, v, mask); return (r.Output.alias(), r.LogSumExp.alias()); }),
+        Conformance.Check(shape, Inputs, Of("naive", (q, k, v) =>
+            { using var r = S2Naive.Forward(q, k, v, mask); return (r.Output.alias(), r.LogSumExp.alias()); }),
         [
             Of("gather", (q, k, v) => BlockSparseAttention.Forward(q, k, v, mask)),
             Of("strided", (q, k, v) => StridedLocalAttention.Forward(q, k, v, shape.Chunk, p.Local, p.Stride, residues)),
@@ -163,7 +164,8 @@ public class S2AttentionTests
         var mask = S2Pattern.LocalStride(2, 40, 8, 2, 2);
         var (q, k, v) = Qkv(1, 40, 2, 2, 4, 4);
         LeakCheck.AssertNoLeak(() => { var (o, l) = BlockSparseAttention.Forward(q, k, v, mask); o.Dispose(); l.Dispose(); }, "BlockSparseAttention");
-        LeakCheck.AssertNoLeak(() => { var (o, l) = StridedLocalAttention.Forward(q, k, v, 8, 2, 2, S2Pattern.Residues(2, 2)); o.Dispose(); l.Dispose(); }, "StridedLocalAttention");
+        LeakCheck.AssertNoLeak(() => { var (o, l) = StridedLocalAttention.Forward(q, k, v, 8, 2, 2, S2Pattern.Residues(2, 2)); o.Dispose(); l.Dispose(); },
+            "StridedLocalAttention");
         LeakCheck.AssertNoLeak(() => S2Naive.Forward(q, k, v, mask).Dispose(), "S2Naive");
     }
 }

@@ -54,8 +54,10 @@ public class S2ExperimentTests(ITestOutputHelper output)
     {
         Assert.Equal("Lengths", Assert.Throws<ArgumentException>(() => (S2Experiment.Config.Smoke with { Lengths = Array.Empty<int>() }).Validate()).ParamName);
         Assert.Equal("Depths", Assert.Throws<ArgumentException>(() => (S2Experiment.Config.Smoke with { Depths = new[] { 1.0 } }).Validate()).ParamName);
-        Assert.Equal("NeedleVariants", Assert.Throws<ArgumentException>(() => (S2Experiment.Config.Smoke with { NeedleVariants = new[] { "dense" } }).Validate()).ParamName);
-        Assert.Equal("Steps", Assert.ThrowsAny<ArgumentException>(() => (S2Experiment.Config.Smoke with { Needle = S2Experiment.Config.Smoke.Needle with { Steps = 0 } }).Validate()).ParamName);
+        Assert.Equal("NeedleVariants", Assert.Throws<ArgumentException>(
+            () => (S2Experiment.Config.Smoke with { NeedleVariants = new[] { "dense" } }).Validate()).ParamName);
+        Assert.Equal("Steps", Assert.ThrowsAny<ArgumentException>(
+            () => (S2Experiment.Config.Smoke with { Needle = S2Experiment.Config.Smoke.Needle with { Steps = 0 } }).Validate()).ParamName);
         Assert.Equal("full", S2Experiment.Config.For(RunSize.Full).Size);
     }
 
@@ -71,14 +73,16 @@ public class S2ExperimentTests(ITestOutputHelper output)
         NeedleCell Cell(string v, double d, double acc) => new(v, 256, d, S2Experiment.NeedlePosition(d, 256), acc);
         var cells = S2Experiment.Variants.SelectMany(v => new[] { Cell(v, 0.0, 1.0), Cell(v, 0.5, v == "homogeneous" ? 0.0 : 1.0) }).ToArray();
         var rows = S2Experiment.Variants.Select(v => new VariantRow(v, 256, 1, v == "dense" ? 1 : 0.4, 100, 1, v == "dense" ? 2.0 : 1.0)).ToArray();
-        var decode = new S2DecodeCheck(512, 1e-7, 1e-7, 0, Array.Empty<DecodeRow>(), new long[] { 176, 160, 160, 160 }, new long[] { 176, 160, 160, 160 }, 84_992, 262_144);
+        var decode = new S2DecodeCheck(512, 1e-7, 1e-7, 0, Array.Empty<DecodeRow>(), new long[] { 176, 160, 160, 160 }, new long[] { 176, 160, 160, 160 },
+            84_992, 262_144);
         var trained = new[]
         {
             new TrainedNeedle("dense", new[] { 1.0 }, 1.0, 1.0, 0.01, 1, 1), new TrainedNeedle("homogeneous", new[] { 0.4 }, 0.4, 0.03, 2, 1, 1),
             new TrainedNeedle("heterogeneous", new[] { 1.0 }, 1.0, 1.0, 0.01, 1, 1),
         };
         var good = new S2Result(c, exact, cells, rows, decode, trained, new Dictionary<string, BlockMask>(), 0, new Dictionary<string, double>());
-        Assert.True(new S2Result(c, exact, cells, rows, decode, trained, new Dictionary<string, BlockMask>(), 0, new Dictionary<string, double>()).OffStride(cells[3]));
+        Assert.True(
+            new S2Result(c, exact, cells, rows, decode, trained, new Dictionary<string, BlockMask>(), 0, new Dictionary<string, double>()).OffStride(cells[3]));
         var claims = good.Claims();
         Assert.Empty(claims.Failures);
         Assert.All(claims.Where(x => x.Kind != ClaimKind.Reported), x => Assert.Equal(ClaimStatus.Holds, x.Status));
@@ -86,15 +90,19 @@ public class S2ExperimentTests(ITestOutputHelper output)
 
         ClaimStatus Status(S2Result r, string id) => r.Claims()[id].Status;
         // exactness: a form off by more than 1e-5, the LSE merge off, an uncovered block pair, a pruned decode off or holding a wrong key
-        Assert.Contains((good with { Exactness = exact with { Forms = new[] { forms[0], forms[1] with { MaxAbs = 2e-5 } } } }).Claims().Failures, f => f.Id == "forms-equal-naive-float32");
+        Assert.Contains((good with { Exactness = exact with { Forms = new[] { forms[0], forms[1] with { MaxAbs = 2e-5 } } } }).Claims().Failures,
+            f => f.Id == "forms-equal-naive-float32");
         Assert.Contains((good with { Exactness = exact with { LseMergeMaxAbs = double.NaN } }).Claims().Failures, f => f.Id == "lse-merge");
-        Assert.Contains((good with { Exactness = exact with { Coverage = new[] { coverage[0] with { HeterogeneousCoverage = 0.99 } } } }).Claims().Failures, f => f.Id == "union-coverage");
-        Assert.Contains((good with { Exactness = exact with { Coverage = new[] { coverage[0] with { HomogeneousCycleDeviation = 0.01 } } } }).Claims().Failures, f => f.Id == "union-coverage");
+        Assert.Contains((good with { Exactness = exact with { Coverage = new[] { coverage[0] with { HeterogeneousCoverage = 0.99 } } } }).Claims().Failures,
+            f => f.Id == "union-coverage");
+        Assert.Contains((good with { Exactness = exact with { Coverage = new[] { coverage[0] with { HomogeneousCycleDeviation = 0.01 } } } }).Claims().Failures,
+            f => f.Id == "union-coverage");
         Assert.Contains((good with { Decode = decode with { MaxAbsVsFull = 1e-3 } }).Claims().Failures, f => f.Id == "pruned-decode-equals-full");
         Assert.Contains((good with { Decode = decode with { HeldMismatches = 1 } }).Claims().Failures, f => f.Id == "pruned-decode-equals-full");
         // the measured cache: a head holding more than n/s + ℓ·b = 128 + 64 tokens breaks the KV claim
         Assert.Equal(192, good.KvFormulaTokens);
-        Assert.Equal(ClaimStatus.DoesNotHold, Status(good with { Decode = decode with { HeldAtEnd = new long[] { 193, 160, 160, 160 } } }, "kv-tokens-per-head"));
+        Assert.Equal(ClaimStatus.DoesNotHold, Status(good with { Decode = decode with { HeldAtEnd = new long[] { 193, 160, 160, 160 } } },
+            "kv-tokens-per-head"));
         // probe: heterogeneous 10 points below dense; homogeneous reading its off-stride needles
         var worseProbe = good with { Cells = cells.Select(x => x.Variant == "heterogeneous" && x.Depth == 0.5 ? x with { Accuracy = 0.8 } : x).ToArray() };
         Assert.Equal(ClaimStatus.DoesNotHold, Status(worseProbe, "probe-heterogeneous-near-dense"));
@@ -106,7 +114,8 @@ public class S2ExperimentTests(ITestOutputHelper output)
         var worseTrained = good with { Trained = trained.Select(t => t.Variant == "heterogeneous" ? t with { Accuracy = 0.9 } : t).ToArray() };
         Assert.Equal(ClaimStatus.DoesNotHold, Status(worseTrained, "trained-heterogeneous-near-dense"));
         Assert.Contains(worseTrained.Claims().Failures, f => f.Id == "trained-heterogeneous-near-dense");       // asserted: the check names it
-        Assert.Equal(ClaimStatus.DoesNotHold, Status(good with { Trained = trained.Select(t => t with { OffStrideAccuracy = 0.9 }).ToArray() }, "trained-homogeneous-blind"));
+        Assert.Equal(ClaimStatus.DoesNotHold, Status(good with { Trained = trained.Select(t => t with { OffStrideAccuracy = 0.9 }).ToArray() },
+            "trained-homogeneous-blind"));
         var unlearned = good with { Trained = trained.Select(t => t with { Accuracy = 0.1 }).ToArray() };
         Assert.Equal(ClaimStatus.NotShown, Status(unlearned, "trained-heterogeneous-near-dense"));
         Assert.Equal(ClaimStatus.NotShown, Status(unlearned, "trained-homogeneous-blind"));

@@ -112,7 +112,8 @@ public class ServingCostModelTests(Xunit.Abstractions.ITestOutputHelper output)
         // pipelined, the twin has twice the devices: never slower
         var homoP = homo with { Overlap = true };
         var twinP = twin with { Overlap = true };
-        Assert.True(ServingCostModel.Estimate(M70, twinP, new Workload(64, 4096)).StepMs <= ServingCostModel.Estimate(M70, homoP, new Workload(64, 4096)).StepMs);
+        Assert.True(ServingCostModel.Estimate(M70, twinP, new Workload(64, 4096)).StepMs
+            <= ServingCostModel.Estimate(M70, homoP, new Workload(64, 4096)).StepMs);
         // comparing a pipelined setup with a serial one is refused
         Assert.Equal("offloaded", Assert.Throws<ArgumentException>(() => ServingCostModel.Ratio(M70, homo, twinP, 4096, 64)).ParamName);
         Assert.Equal("offloaded", Assert.Throws<ArgumentException>(() => ServingCostModel.Estimate(M70, homoP, twin, new[] { 1024 }, new[] { 8 })).ParamName);
@@ -169,7 +170,8 @@ public class ServingCostModelTests(Xunit.Abstractions.ITestOutputHelper output)
         foreach (bool overlap in new[] { true, false })
         {
             var cc = c with { Overlap = overlap };
-            output.WriteLine($"overlap {overlap}: " + string.Join(", ", c.Contexts.Select(n => $"{n}: {ServingCostModel.Ratio(cc.Model, cc.Homogeneous, cc.Offloaded, n, cc.BatchCap):F3}")));
+            output.WriteLine($"overlap {overlap}: " + string.Join(", ",
+                c.Contexts.Select(n => $"{n}: {ServingCostModel.Ratio(cc.Model, cc.Homogeneous, cc.Offloaded, n, cc.BatchCap):F3}")));
         }
         var df = ServingCostModel.Estimate(c.Model, c.Homogeneous, c.Offloaded, c.Contexts, c.BatchCaps);
         Assert.Equal(2L * c.Contexts.Length * c.BatchCaps.Length, df.Rows.Count);
@@ -183,7 +185,8 @@ public class ServingCostModelTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal("device", Assert.Throws<ArgumentException>(() => (H100 with { MemBwGBs = -1 }).Validated()).ParamName);
         Assert.Equal("device", Assert.Throws<ArgumentException>(() => DeviceSpec.H20(double.NaN)).ParamName);
         Assert.Equal("model", Assert.Throws<ArgumentException>(() => ServingCostModel.Estimate(M70 with { Layers = 0 }, homo, new Workload(1, 1))).ParamName);
-        Assert.Equal("config", Assert.Throws<ArgumentException>(() => ServingCostModel.Estimate(M70, homo with { ModelDevices = 0 }, new Workload(1, 1))).ParamName);
+        Assert.Equal("config", Assert.Throws<ArgumentException>(
+            () => ServingCostModel.Estimate(M70, homo with { ModelDevices = 0 }, new Workload(1, 1))).ParamName);
         Assert.Equal("config", Assert.Throws<ArgumentException>(() => ClusterConfig.Heterogeneous(H100, 2, H20, 0)).ParamName);
         Assert.Equal("config", Assert.Throws<ArgumentException>(() => ClusterConfig.Heterogeneous(H100, 2, H20, 4, networkGBs: 0)).ParamName);
         Assert.Equal("config", Assert.Throws<ArgumentException>(() => ClusterConfig.Homogeneous(H100, 2, usableMemoryFraction: 1.5)).ParamName);
@@ -193,7 +196,9 @@ public class ServingCostModelTests(Xunit.Abstractions.ITestOutputHelper output)
         Assert.Equal("batchCap", Assert.Throws<ArgumentException>(() => ServingCostModel.AtBatchCap(M70, homo, 10, 0)).ParamName);
         Assert.Equal("count", Assert.Throws<ArgumentException>(() => homo.WithAttentionDevices(2)).ParamName);
         Assert.Equal("contexts", Assert.Throws<ArgumentException>(() => ServingCostModel.Estimate(M70, homo, homo, Array.Empty<int>(), new[] { 1 })).ParamName);
-        Assert.Equal("config", Assert.Throws<ArgumentException>(() => (OffloadingExperiment.Config.Smoke with { ProbeContexts = new[] { 64, 64 } }).Validated()).ParamName);
-        Assert.Equal("config", Assert.Throws<ArgumentException>(() => (OffloadingExperiment.Config.Smoke with { Contexts = new[] { 0 } }).Validated()).ParamName);
+        Assert.Equal("config", Assert.Throws<ArgumentException>(
+            () => (OffloadingExperiment.Config.Smoke with { ProbeContexts = new[] { 64, 64 } }).Validated()).ParamName);
+        Assert.Equal("config", Assert.Throws<ArgumentException>(
+            () => (OffloadingExperiment.Config.Smoke with { Contexts = new[] { 0 } }).Validated()).ParamName);
     }
 }

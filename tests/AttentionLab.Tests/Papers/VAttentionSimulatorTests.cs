@@ -164,8 +164,10 @@ public class VAttentionSimulatorTests
         Assert.Equal("HeadDim", Assert.Throws<ArgumentException>(() => new KvGeometry(1, 1, 0, 2).Validate()).ParamName);
         Assert.Equal("DeviceBytes", Assert.Throws<ArgumentException>(() => new GpuBudget(10, 20).Validate()).ParamName);
         Assert.Equal("n", Assert.Throws<ArgumentException>(() => RequestTrace.Synthetic(0, LengthDist.Constant(4), LengthDist.Constant(4), 1, 0)).ParamName);
-        Assert.Equal("ratePerStep", Assert.Throws<ArgumentException>(() => RequestTrace.Synthetic(3, LengthDist.Constant(4), LengthDist.Constant(4), 0, 0)).ParamName);
-        Assert.Equal("promptLen", Assert.Throws<ArgumentException>(() => RequestTrace.Synthetic(3, LengthDist.Uniform(5, 2), LengthDist.Constant(4), 1, 0)).ParamName);
+        Assert.Equal("ratePerStep", Assert.Throws<ArgumentException>(
+            () => RequestTrace.Synthetic(3, LengthDist.Constant(4), LengthDist.Constant(4), 0, 0)).ParamName);
+        Assert.Equal("promptLen", Assert.Throws<ArgumentException>(
+            () => RequestTrace.Synthetic(3, LengthDist.Uniform(5, 2), LengthDist.Constant(4), 1, 0)).ParamName);
         Assert.Equal("maxBatch", Assert.Throws<ArgumentException>(() => new KvMemorySimulator(GpuBudget.A100_80GB_8B, Llama, maxBatch: 0)).ParamName);
         var tooLong = RequestTrace.Synthetic(2, LengthDist.Constant(5000), LengthDist.Constant(10), 1, 0);
         Assert.Equal("trace", Assert.Throws<ArgumentException>(() => SmallSimulator().Run(tooLong, MemoryPolicy.Paged(16))).ParamName);

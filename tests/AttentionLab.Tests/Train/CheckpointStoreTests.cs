@@ -12,7 +12,8 @@ public class CheckpointStoreTests : IDisposable
     static TinyGpt Model(int seed)
     {
         torch.manual_seed(seed);
-        return new TinyGpt(new TinyGptConfig(Layers: 1, DModel: 16, Heads: 2, VocabSize: 20, Positions: AttentionLab.Attention.PositionKind.Learned, MaxLength: 16));
+        return new TinyGpt(new TinyGptConfig(Layers: 1, DModel: 16, Heads: 2, VocabSize: 20, Positions: AttentionLab.Attention.PositionKind.Learned,
+            MaxLength: 16));
     }
 
     [Fact]
@@ -20,7 +21,8 @@ public class CheckpointStoreTests : IDisposable
     {
         var store = new CheckpointStore(dir);
         using var a = Model(1);
-        var entry = store.Save(a, "tiny-test", new { layers = 1, width = 16 }, seed: 1, steps: 0, finalLoss: 2.5, command: "dotnet run --project X -- tiny-test");
+        var entry = store.Save(a, "tiny-test", new { layers = 1, width = 16 }, seed: 1, steps: 0, finalLoss: 2.5,
+            command: "dotnet run --project X -- tiny-test");
         Assert.Equal(64, entry.Sha256.Length);
         Assert.Equal(entry.Sha256, store.Find("tiny-test")!.Sha256);
         Assert.Equal(16, store.Find("tiny-test")!.Config.GetProperty("width").GetInt32());

@@ -39,7 +39,8 @@ public sealed record ModelSpec(string Name, int Layers, int DModel, int DKv, dou
         if (Layers <= 0) throw new ArgumentException($"{argumentName}.{nameof(Layers)} must be positive, got {Layers}.", argumentName);
         if (DModel <= 0) throw new ArgumentException($"{argumentName}.{nameof(DModel)} must be positive, got {DModel}.", argumentName);
         if (DKv <= 0) throw new ArgumentException($"{argumentName}.{nameof(DKv)} must be positive, got {DKv}.", argumentName);
-        if (!(Params > 0) || double.IsInfinity(Params)) throw new ArgumentException($"{argumentName}.{nameof(Params)} must be a finite positive number, got {Params}.", argumentName);
+        if (!(Params > 0) || double.IsInfinity(Params)) throw new ArgumentException(
+            $"{argumentName}.{nameof(Params)} must be a finite positive number, got {Params}.", argumentName);
         if (BytesPerValue <= 0) throw new ArgumentException($"{argumentName}.{nameof(BytesPerValue)} must be positive, got {BytesPerValue}.", argumentName);
         return this;
     }

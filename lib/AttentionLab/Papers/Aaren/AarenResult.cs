@@ -136,21 +136,25 @@ public sealed record AarenResult(
         foreach (var group in Exactness.Forms.GroupBy(f => f.DType))
         {
             double tol = AarenExactness.Tolerance(group.Key), worst = group.Max(f => f.Error.MaxAbs);
-            claims.Exactness($"forms-equal-naive-{group.Key}", $"recurrent RNN, Hillis–Steele and Blelloch scans equal the masked softmax with a fixed query ({group.Key})",
+            claims.Exactness($"forms-equal-naive-{group.Key}",
+                $"recurrent RNN, Hillis–Steele and Blelloch scans equal the masked softmax with a fixed query ({group.Key})",
                 $"max |Δ| {Num.Sci(worst)} (T = 13, 2 heads, d 5)", $"≤ {Num.Sci(tol, 0)} (spec §6)", worst <= tol);
         }
         claims.Exactness("large-scores-finite", "the running max keeps scores of ±1e3 finite (float32 scan vs float64)",
-            $"NaN: {(Exactness.LargeScoresNaN ? "yes" : "no")}, max |Δ| {Num.Sci(Exactness.LargeScores.MaxAbs)}", "no NaN, ≤ 1e-4 (spec §6: no NaN, matches float64)",
+            $"NaN: {(Exactness.LargeScoresNaN ? "yes" : "no")}, max |Δ| {Num.Sci(Exactness.LargeScores.MaxAbs)}",
+            "no NaN, ≤ 1e-4 (spec §6: no NaN, matches float64)",
             !Exactness.LargeScoresNaN && Exactness.LargeScores.MaxAbs <= 1e-4);
         claims.Exactness("step-equals-forward", "streaming Step over tokens reproduces the parallel forward of the trained stack",
-            $"max |Δ| {Num.Sci(StepVsForwardMaxAbs)} over the first {Math.Min(Config.SeqLen, Config.StreamLength)} tokens", "≤ 1e-5 (spec §6)", StepVsForwardMaxAbs <= 1e-5);
+            $"max |Δ| {Num.Sci(StepVsForwardMaxAbs)} over the first {Math.Min(Config.SeqLen, Config.StreamLength)} tokens", "≤ 1e-5 (spec §6)",
+            StepVsForwardMaxAbs <= 1e-5);
 
         var aarenBytes = Streaming.Where(p => p.Model == AarenExperiment.AarenName).Select(p => p.StateBytes).Distinct().ToList();
         var kv = Streaming.Where(p => p.Model == AarenExperiment.TransformerName).ToList();
         claims.Claim("constant-streaming-memory", "Aaren streams with constant memory; the Transformer's KV cache grows linearly",
             "O(1) state vs O(t) KV cache (paper §3)",
             $"Aaren {aarenBytes[0]:N0} B at every t ≤ {Config.StreamLength}; KV cache {kv[0].StateBytes:N0} → {kv[^1].StateBytes:N0} B",
-            "Aaren's state bytes identical at every t; KV bytes = t × bytes per token", aarenBytes.Count == 1 && kv[^1].StateBytes == kv[0].StateBytes * kv.Count,
+            "Aaren's state bytes identical at every t; KV bytes = t × bytes per token",
+            aarenBytes.Count == 1 && kv[^1].StateBytes == kv[0].StateBytes * kv.Count,
             asserted: true);
 
         double ratio = AarenMse / TransformerMse;
@@ -171,11 +175,14 @@ public sealed record AarenResult(
             $"median Step latency, last tenth / first tenth of {Config.StreamLength} tokens: Aaren {aGrowth:F2}×, Transformer {tGrowth:F2}×",
             "Aaren's growth < 1.5× (timing on a shared CPU: reported)", aGrowth < 1.5);
 
-        claims.Saw($"Aaren's forecast MSE is {ratio:F2}× the Transformer's with the same backbone and batches, and {AarenMse / LastValueMse:P0} of repeating the last value.");
-        claims.Saw($"Streaming {Config.StreamLength} tokens, Aaren keeps {aarenBytes[0]:N0} bytes of state while the KV cache reaches {kv[^1].StateBytes:N0} bytes.");
+        claims.Saw($"Aaren's forecast MSE is {ratio:F2}× the Transformer's with the same backbone and batches, and {AarenMse / LastValueMse:P0} of repeating " +
+            "the last value.");
+        claims.Saw($"Streaming {Config.StreamLength} tokens, Aaren keeps {aarenBytes[0]:N0} bytes of state while the KV cache reaches {kv[^1].StateBytes:N0} " +
+            "bytes.");
         var longest = Scaling.Where(p => p.SeqLen == Scaling.Max(q => q.SeqLen)).OrderBy(p => p.MedianMs).ToList();
         if (longest.Count > 0)
-            claims.Saw($"At T = {longest[0].SeqLen} the fastest form on this device is {longest[0].Form} ({longest[0].MedianMs:F2} ms); the slowest is {longest[^1].Form} ({longest[^1].MedianMs:F2} ms).");
+            claims.Saw($"At T = {longest[0].SeqLen} the fastest form on this device is {longest[0].Form} ({longest[0].MedianMs:F2} ms); the slowest is " +
+                $"{longest[^1].Form} ({longest[^1].MedianMs:F2} ms).");
         return claims;
     }
 }

@@ -151,25 +151,32 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
             $"max |Δ| ≥ {averageErr:G3} (3 chunks, every dtype)", "> 1e-3 (spec §2 pitfall)", averageErr > 1e-3, "pitfall (spec §2)");
 
         double offloadWorst = Worst(Offload.Select(p => p.MaxAbsVsLocal));
-        claims.Exactness("offload-equals-local", "a TinyGpt decoding with its KV caches and attention on the attention device gives the logits of local decoding",
+        claims.Exactness("offload-equals-local",
+            "a TinyGpt decoding with its KV caches and attention on the attention device gives the logits of local decoding",
             $"max |Δlogit| {Num.Sci(offloadWorst)} at n = {string.Join(", ", Offload.Select(p => p.Context))}", $"≤ {Num.Sci(OffloadTolerance, 0)} (spec §6)",
             Offload.Count > 0 && offloadWorst <= OffloadTolerance);
         double bytesGap = Worst(Offload.Select(p => Math.Abs(p.NetworkBytesPerToken - p.FormulaBytesPerToken)));
         claims.Exactness("link-bytes-equal-formula", "measured link bytes per token equal (2d + 2d_kv)·b·L, both directions",
-            Offload.Count == 0 ? "no functional offload run" : $"{Offload[0].NetworkBytesPerToken:N0} B/token measured, {Offload[0].FormulaBytesPerToken:N0} by formula (max |Δ| {bytesGap:G3} B)",
+            Offload.Count == 0 ? "no functional offload run"
+                : $"{Offload[0].NetworkBytesPerToken:N0} B/token measured, {Offload[0].FormulaBytesPerToken:N0} by formula (max |Δ| {bytesGap:G3} B)",
             "equal (spec §6)", Offload.Count > 0 && bytesGap <= 0.5);
 
         var inv = Invariants;
         claims.Exactness("cost-model-invariants", "the cost model: one rule for both setups, more resources never slower, ratio → 1 as attention vanishes",
-            $"serial symmetry gap {Num.Sci(inv.SerialSymmetryGap)}; {inv.MonotoneViolations} of {inv.MonotoneCases} monotonicity cases violated; ratio − 1 = {Num.Sci(inv.VanishingAttentionGap)} with negligible attention",
+            $"serial symmetry gap {Num.Sci(inv.SerialSymmetryGap)}; {inv.MonotoneViolations} of {inv.MonotoneCases} monotonicity cases violated; ratio − 1 = " +
+            $"{Num.Sci(inv.VanishingAttentionGap)} with negligible attention",
             "symmetry ≤ 1e-12 relative; no violation; |ratio − 1| ≤ 1e-4 (spec §6)",
-            inv.MonotoneCases > 0 && inv.SerialSymmetryGap <= 1e-12 && inv.MonotoneViolations == 0 && inv.VanishingAttentionGap <= 1e-4, "spec §6 (cost-model monotonicity)");
+            inv.MonotoneCases > 0 && inv.SerialSymmetryGap <= 1e-12 && inv.MonotoneViolations == 0 && inv.VanishingAttentionGap <= 1e-4,
+            "spec §6 (cost-model monotonicity)");
 
-        string paperRange = $"{PaperLow}–{PaperHigh}× estimated throughput per $ over homogeneous setups (v1 abstract); 16.1–90.1 % higher throughput at similar cost (v2 abstract)";
+        string paperRange = $"{PaperLow}–{PaperHigh}× estimated throughput per $ over homogeneous setups (v1 abstract); 16.1–90.1 % higher throughput at " +
+            "similar cost (v2 abstract)";
         var (grows, line) = RatioReading(Best);
         string assumption = Config.Overlap ? "both pipelined; offloaded pays L·RTT" : "both serial; offloaded pays L·RTT";
-        claims.Claim("throughput-per-dollar", "offloading attention to memory devices raises throughput per $ over a homogeneous cluster, more so at long contexts",
-            paperRange, $"modelled ({assumption}; {Config.Homogeneous.Hardware} ${Config.Homogeneous.PricePerHour:0.##}/h vs {Config.Offloaded.Hardware} ${Config.Offloaded.PricePerHour:0.##}/h, {Config.Model.Name}, batch cap {Config.BatchCap}): {line}",
+        claims.Claim("throughput-per-dollar",
+            "offloading attention to memory devices raises throughput per $ over a homogeneous cluster, more so at long contexts",
+            paperRange, $"modelled ({assumption}; {Config.Homogeneous.Hardware} ${Config.Homogeneous.PricePerHour:0.##}/h vs {Config.Offloaded.Hardware} " +
+            $"${Config.Offloaded.PricePerHour:0.##}/h, {Config.Model.Name}, batch cap {Config.BatchCap}): {line}",
             "ratio > 1 at the longest context and larger there than at the shortest (spec §7 toy analogue)", grows, asserted: true,
             note: $"a simulation from peak figures with illustrative prices, not a measurement; {InsidePaperRange(Best)}");
         var otherList = Config.Overlap ? Serial : Pipelined;
@@ -186,12 +193,15 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
         {
             var (first, last) = (Offload[0], Offload[^1]);
             bool flat = Offload.All(p => Math.Abs(p.NetworkBytesPerToken - first.NetworkBytesPerToken) <= 0.5);
-            double kvGrowth = last.KvBytesReadPerToken / first.KvBytesReadPerToken, nGrowth = (last.Context - Config.OffloadSteps / 2.0) / (first.Context - Config.OffloadSteps / 2.0);
+            double kvGrowth = last.KvBytesReadPerToken / first.KvBytesReadPerToken,
+                nGrowth = (last.Context - Config.OffloadSteps / 2.0) / (first.Context - Config.OffloadSteps / 2.0);
             double modelled = ServingCostModel.NetworkToMemoryRatio(Config.Model, Config.Contexts[^1]);
             bool holds = flat && Math.Abs(kvGrowth / nGrowth - 1) <= 1e-9;
             claims.Claim("link-traffic-o-d", "per token only O(d) activations cross the link while attention reads O(n·d) of KV cache",
                 "(2d + 2d_kv)·b per token and layer vs 2·n·d_kv·b (paper §3; spec §8 ratio)",
-                $"TinyGpt offload: {first.NetworkBytesPerToken:N0} B/token over the link at every n = {first.Context}…{last.Context} (measured) vs KV read {first.KvBytesReadPerToken:N0} → {last.KvBytesReadPerToken:N0} B/token; {Config.Model.Name} at {K(Config.Contexts[^1])}: link/KV = {modelled:P4}",
+                $"TinyGpt offload: {first.NetworkBytesPerToken:N0} B/token over the link at every n = {first.Context}…{last.Context} (measured) vs KV read " +
+                $"{first.KvBytesReadPerToken:N0} → {last.KvBytesReadPerToken:N0} B/token; {Config.Model.Name} at {K(Config.Contexts[^1])}: link/KV = " +
+                $"{modelled:P4}",
                 "link bytes per token the same at every n, KV bytes read ∝ n (spec §7: O(d) transfer vs O(n·d) memory traffic)", holds, asserted: true);
         }
         else
@@ -202,16 +212,23 @@ public sealed partial record OffloadingResult(OffloadingExperiment.Config Config
         bool slopeInRange = Fit.LogLogSlope >= SlopeLow && Fit.LogLogSlope <= SlopeHigh;
         claims.Reported("attention-bandwidth-bound", "decode attention is memory-bound: its time grows in proportion to the KV bytes it reads",
             "≈ 1 FLOP per byte, far below any ridge point (paper §2)",
-            $"log-log slope {Fit.LogLogSlope:F2} (R² {Fit.RSquared:F3}), {Fit.BandwidthGBs:F1} GB/s effective on {ProbeDevice}, caches ≥ {K(Config.ProbeFitFromContext)} tokens",
+            $"log-log slope {Fit.LogLogSlope:F2} (R² {Fit.RSquared:F3}), {Fit.BandwidthGBs:F1} GB/s effective on {ProbeDevice}, caches ≥ " +
+            $"{K(Config.ProbeFitFromContext)} tokens",
             $"slope in [{SlopeLow}, {SlopeHigh}] [ours: the spec names no band]", slopeInRange, note: "a timing on a shared machine: reported, never asserted");
 
         var longest = Best[^1];
-        claims.Saw($"With {(Config.Overlap ? "both setups pipelined" : "both setups serial")}, the modelled tokens per $ of {Config.Offloaded.Hardware} over {Config.Homogeneous.Hardware} go from {Best[0].Ratio:F2}× at {K(Best[0].Context)} to {longest.Ratio:F2}× at {K(longest.Context)} (a simulation; prices are inputs).");
+        claims.Saw($"With {(Config.Overlap ? "both setups pipelined" : "both setups serial")}, the modelled tokens per $ of {Config.Offloaded.Hardware} over " +
+            $"{Config.Homogeneous.Hardware} go from {Best[0].Ratio:F2}× at {K(Best[0].Context)} to {longest.Ratio:F2}× at {K(longest.Context)} (a " +
+            "simulation; prices are inputs).");
         if (otherList.Count > 0)
-            claims.Saw($"With both {(Config.Overlap ? "serial" : "pipelined")} instead, the same ratio goes from {otherList[0].Ratio:F2}× to {otherList[^1].Ratio:F2}×.");
-        claims.Saw($"At {K(longest.Context)} the homogeneous cluster fits {longest.Homogeneous.Batch} requests and the offloaded one {longest.Offloaded.Batch}; the offloaded step is {longest.Offloaded.StepMs:F1} ms (network {longest.Offloaded.NetworkMs:F2} ms, L·RTT {longest.Offloaded.NetworkLatencyMs:F2} ms) against {longest.Homogeneous.StepMs:F1} ms.");
+            claims.Saw($"With both {(Config.Overlap ? "serial" : "pipelined")} instead, the same ratio goes from {otherList[0].Ratio:F2}× to " +
+                $"{otherList[^1].Ratio:F2}×.");
+        claims.Saw($"At {K(longest.Context)} the homogeneous cluster fits {longest.Homogeneous.Batch} requests and the offloaded one " +
+            $"{longest.Offloaded.Batch}; the offloaded step is {longest.Offloaded.StepMs:F1} ms (network {longest.Offloaded.NetworkMs:F2} ms, L·RTT " +
+            $"{longest.Offloaded.NetworkLatencyMs:F2} ms) against {longest.Homogeneous.StepMs:F1} ms.");
         if (Offload.Count > 0)
-            claims.Saw($"The offloaded TinyGpt sends {Offload[0].NetworkBytesPerToken:N0} B per token over the link at every cache length, and its logits match local decoding to {Num.Sci(offloadWorst)}.");
+            claims.Saw($"The offloaded TinyGpt sends {Offload[0].NetworkBytesPerToken:N0} B per token over the link at every cache length, and its logits " +
+                $"match local decoding to {Num.Sci(offloadWorst)}.");
         claims.Saw($"Decode attention on {ProbeDevice} grows as bytes^{Fit.LogLogSlope:F2}, about {Fit.BandwidthGBs:F1} GB/s effective.");
         return claims;
     }

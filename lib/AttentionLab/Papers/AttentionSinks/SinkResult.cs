@@ -140,7 +140,8 @@ public sealed record SinkResult(SinkExperiment.Config Config, SinkExactness Exac
         }));
         foreach (var (suffix, policy) in new[] { ("window", SinkExperiment.WindowOnly), ("sink_window", SinkExperiment.SinkWindow),
                      ("dense", SinkExperiment.Dense), ("recompute", SinkExperiment.Recompute) })
-            frame.Columns.Add(new DoubleDataFrameColumn($"stream_{Config.StreamFactor}x_{suffix}", Runs.Select(r => r.LastChunk(policy))));   // named by the factor
+            // named by the factor
+            frame.Columns.Add(new DoubleDataFrameColumn($"stream_{Config.StreamFactor}x_{suffix}", Runs.Select(r => r.LastChunk(policy))));
         frame.Columns.Add(new DoubleDataFrameColumn("train_s", Runs.Select(r => r.TrainTime.TotalSeconds)));
         return frame;
     }

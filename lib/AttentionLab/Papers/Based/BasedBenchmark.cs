@@ -8,7 +8,10 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.Based;
 
-/// <summary>One prefill timing is a <see cref="SweepPoint"/> (slopes and crossovers: <see cref="Sweep"/>). One decode window: mean ms per token over the window ending at token t, and the state bytes after t tokens.</summary>
+/// <summary>
+/// One prefill timing is a <see cref="SweepPoint"/> (slopes and crossovers: <see cref="Sweep"/>). One decode window: mean ms per token over the window ending
+/// at token t, and the state bytes after t tokens.
+/// </summary>
 public sealed record DecodePoint(string Method, int T, double MsPerToken, long StateBytes);
 
 /// <summary>
@@ -35,7 +38,8 @@ public static class BasedBenchmark
         if (ts.Length == 0 || ts.Any(t => t <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
         Guard.Positive(batch, nameof(batch)); Guard.Positive(heads, nameof(heads));
         Guard.Positive(featureDim, nameof(featureDim)); Guard.Positive(headDim, nameof(headDim));
-        return Benchmark.Sweep(ts, ForEachMethod, (name, t, time, mib) => new SweepPoint(name, t, time.MedianMs, mib), warmup, repeats, device, measureMemory, progress);
+        return Benchmark.Sweep(ts, ForEachMethod, (name, t, time, mib) => new SweepPoint(name, t, time.MedianMs, mib), warmup, repeats, device, measureMemory,
+            progress);
 
         void ForEachMethod(int t, Action<string, Action> body)
         {

@@ -74,7 +74,9 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
         [("softmax (KV cache)", 64)] = 0.86, [("identity d′=16", 64)] = 0.27, [("elu+1 d′=16", 64)] = 0.02, [("swa w=64", 128)] = 0.43,
     };
 
-    /// <summary>How far our probe may sit from the spec's prototype and still "reproduce" it [ours: the spec calls its numbers what to expect, not guarantees].</summary>
+    /// <summary>
+    /// How far our probe may sit from the spec's prototype and still "reproduce" it [ours: the spec calls its numbers what to expect, not guarantees].
+    /// </summary>
     public const double PrototypeTolerance = 0.05;
     /// <summary>The spec's attention bar for trained MQAR (§6, written for the nightly size).</summary>
     public const double AttentionAccuracy = 0.9;
@@ -102,7 +104,8 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
             new StringDataFrameColumn("family", probe.Select(p => p.Family).Concat(Mqar.Select(r => r.Model.FamilyName))),
             new StringDataFrameColumn("name", probe.Select(p => p.Name).Concat(Mqar.Select(r => r.Model.Name))),
             new Int32DataFrameColumn("d_feature", probe.Select(p => (int?)p.FeatureDim).Concat(Mqar.Select(r => Linear(r) ? (int?)r.Model.Knob : null))),
-            new Int32DataFrameColumn("window_keys", probe.Select(p => p.WindowKeys).Concat(Mqar.Select(r => r.Model.Family == BasedLayerKind.SlidingWindow ? (int?)r.Model.Knob : null))),
+            new Int32DataFrameColumn("window_keys", probe.Select(p => p.WindowKeys).Concat(
+                Mqar.Select(r => r.Model.Family == BasedLayerKind.SlidingWindow ? (int?)r.Model.Knob : null))),
             new Int32DataFrameColumn("d_model", probe.Select(_ => (int?)null).Concat(Mqar.Select(_ => (int?)Config.Mqar.DModel))),
             new Int64DataFrameColumn("state_bytes", probe.Select(p => p.StateFloats * sizeof(float)).Concat(Mqar.Select(r => r.StateBytes))),
             new DoubleDataFrameColumn("recall", probe.Select(p => p.Recall).Concat(Mqar.Select(r => r.Accuracy))));
@@ -143,7 +146,8 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
     }
 
     /// <summary>A row of <see cref="PrototypeFrame"/> (N keeps the spec's capital).</summary>
-    sealed record PrototypeRow(string Name, [property: Column("N")] int Pairs, double Ours, [property: Column("spec_prototype")] double Prototype, double AbsDiff);
+    sealed record PrototypeRow(string Name, [property: Column("N")] int Pairs, double Ours, [property: Column("spec_prototype")] double Prototype,
+        double AbsDiff);
 
     /// <summary>The probe points the spec's prototype table names, beside its numbers.</summary>
     public IReadOnlyList<(string Name, int Pairs, double Ours, double Prototype)> PrototypeRows() =>
@@ -166,13 +170,15 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
             e.KernelMaxAbs <= BasedExactness.KernelTolerance && e.PackedVsFullMaxAbs <= BasedExactness.KernelTolerance);
         const string formsText = "parallel, recurrent, chunked (packed and full φ) and fla's decomposition";
         claims.Exactness("forms-equal-naive-float64", $"{formsText} equal the naive quadratic twin, also continued from an h0 (float64)",
-            $"max |Δ| {Num.Sci(e.Float64MaxAbs)} (T = 21, chunk 8, d′ = 5, carry after 13 tokens)", $"≤ {Num.Sci(BasedExactness.Float64Tolerance, 0)} (spec §6)",
+            $"max |Δ| {Num.Sci(e.Float64MaxAbs)} (T = 21, chunk 8, d′ = 5, carry after 13 tokens)",
+            $"≤ {Num.Sci(BasedExactness.Float64Tolerance, 0)} (spec §6)",
             e.Float64MaxAbs <= BasedExactness.Float64Tolerance);
         claims.Exactness("forms-equal-naive-float32", $"{formsText} in float32 stay close to the float64 twin",
             $"RMS-relative {Num.Sci(e.Float32RmsRelative)}", $"≤ {Num.Sci(BasedExactness.Float32Tolerance, 0)} (spec §6)",
             e.Float32RmsRelative <= BasedExactness.Float32Tolerance);
         claims.Exactness("gradients-agree", "their gradients (q, k, v) equal the naive twin's (autograd, float64)",
-            $"max |Δ| {Num.Sci(e.GradientMaxAbs)}", $"≤ {Num.Sci(BasedExactness.Float64Tolerance, 0)} (spec §6)", e.GradientMaxAbs <= BasedExactness.Float64Tolerance);
+            $"max |Δ| {Num.Sci(e.GradientMaxAbs)}", $"≤ {Num.Sci(BasedExactness.Float64Tolerance, 0)} (spec §6)",
+            e.GradientMaxAbs <= BasedExactness.Float64Tolerance);
         claims.Exactness("denominator-positive", "the Taylor kernel never goes below 1/2, so the denominator is positive",
             $"smallest K {e.MinKernel:F4} (q, k × 4)", "K ≥ 1/2 (spec §6: denominator > 0)", e.MinKernel >= 0.5 - 1e-12);
         claims.Exactness("causal", "changing the tokens after t leaves every output up to t unchanged (every form)",
@@ -182,7 +188,8 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
         claims.Exactness("swa-equals-softmax-in-window", "a sliding window that keeps all N pairs recalls exactly what softmax recalls",
             inside.Count == 0 ? "no window ≥ N was probed" : $"{inside.Count} probe points with w ≥ N: max |recall − softmax's| {insideDiff:F3}",
             "identical (spec §6: SWA(w) == softmax when N ≤ w)", inside.Count > 0 && insideDiff == 0);
-        claims.Exactness("swa-based-window-convention", "SlidingWindowAttention.FromBasedWindowSize(W) attends what Based's SlidingAttention(window_size = W) attends",
+        claims.Exactness("swa-based-window-convention",
+            "SlidingWindowAttention.FromBasedWindowSize(W) attends what Based's SlidingAttention(window_size = W) attends",
             $"max |Δ| {Num.Sci(e.BasedWindowMaxAbs)} for W = 7, 8, 64 (⌊W/2⌋ + 1 keys)", "≤ 1e-12 against flash-attn's window (W // 2, 0) row by row",
             e.BasedWindowMaxAbs <= 1e-12, paperFigure: "window = (window_size // 2, 0) (HazyResearch/based slide_attention.py)");
         double stepWorst = BasedExactness.Worst(Mqar.Select(r => r.StepVsForwardMaxAbs));
@@ -214,15 +221,18 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
         var steps = taylor.Zip(taylor.Skip(1), (a, b) => b.r - a.r).ToList();
         double smallest = steps.DefaultIfEmpty(double.NaN).Min();
         claims.Claim("probe-recall-rises-with-dprime", "recall is bought with state: Taylor recall rises with d′ (training-free associative-memory probe)",
-            $"recall bought with state (abstract: the recall–memory Pareto frontier); spec's numpy prototype at N = {n}, d′ = {string.Join("/", Config.ProbeFeatureDims)}: {Proto(n)}",
+            $"recall bought with state (abstract: the recall–memory Pareto frontier); spec's numpy prototype at N = {n}, d′ = " +
+            $"{string.Join("/", Config.ProbeFeatureDims)}: {Proto(n)}",
             $"N = {n}: {string.Join(" < ", taylor.Select(x => $"{x.r:F2}"))} (d′ = {string.Join("/", taylor.Select(x => x.d))}; {Config.ProbeTrials} trials)",
             "strictly rising in d′ (spec §6, seed 0)", steps.Count > 0 && smallest > 0, asserted: steps.Count > 0 && Math.Abs(smallest) >= 0.02,
             note: steps.Count > 0 && Math.Abs(smallest) < 0.02 ? "the smallest step is under 0.02: not asserted" : null);
 
-        double soft = ProbeRecall("softmax (KV cache)", n), t16 = TaylorRecall(16, n), id16 = ProbeRecall("identity d′=16", n), elu16 = ProbeRecall("elu+1 d′=16", n);
+        double soft = ProbeRecall("softmax (KV cache)", n), t16 = TaylorRecall(16, n), id16 = ProbeRecall("identity d′=16", n),
+            elu16 = ProbeRecall("elu+1 d′=16", n);
         double gap = Math.Min(soft - t16, t16 - id16);
         string protoOrder = SpecPrototype.TryGetValue(("softmax (KV cache)", n), out var ps)
-            ? $"spec's numpy prototype at N = {n}: softmax {ps:F2}, Taylor d′=16 {SpecPrototype[("taylor d′=16", n)]:F2}, identity {SpecPrototype[("identity d′=16", n)]:F2}, elu+1 {SpecPrototype[("elu+1 d′=16", n)]:F2}"
+            ? $"spec's numpy prototype at N = {n}: softmax {ps:F2}, Taylor d′=16 {SpecPrototype[("taylor d′=16", n)]:F2}, identity " +
+            $"{SpecPrototype[("identity d′=16", n)]:F2}, elu+1 {SpecPrototype[("elu+1 d′=16", n)]:F2}"
             : "—";
         claims.Claim("probe-softmax-taylor-identity", "attention recalls most; the Taylor map more than plain linear attention at the same d′",
             protoOrder, $"N = {n}: softmax {soft:F2} ≥ Taylor d′=16 {t16:F2} ≥ identity {id16:F2} (elu+1 {elu16:F2})",
@@ -259,7 +269,8 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
             $"accuracy ≥ {AttentionAccuracy:P0} (spec §6)", "no attention model in this run's MQAR sweep");
         else
             claims.Claim("mqar-attention-learns", "attention solves MQAR (the task trains at this size: the comparison below means something)",
-                "attention: full recall quality at the largest state (abstract)", $"{attention.Accuracy:P1} at {attention.StateBytes:N0} B after T = {s.SeqLen} (KV cache grows with T); {size}",
+                "attention: full recall quality at the largest state (abstract)",
+                $"{attention.Accuracy:P1} at {attention.StateBytes:N0} B after T = {s.SeqLen} (KV cache grows with T); {size}",
                 $"≥ {AttentionAccuracy:P0} (spec §6)", attention.Accuracy >= AttentionAccuracy,
                 asserted: Math.Abs(attention.Accuracy - AttentionAccuracy) >= 0.02, deviation: Config.Size == "smoke" ? deviation : null,
                 note: Math.Abs(attention.Accuracy - AttentionAccuracy) < 0.02 ? "within 2 points of the bar: not asserted" : null);
@@ -271,13 +282,15 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
         {
             double ratio = (double)Math.Max(based.StateBytes, swa.StateBytes) / Math.Min(based.StateBytes, swa.StateBytes);
             bool matched = ratio <= 1.5;
-            string ours = $"{based.Model.Name} {based.Accuracy:P1} ({based.StateBytes:N0} B) vs {swa.Model.Name} {swa.Accuracy:P1} ({swa.StateBytes:N0} B, {ratio:F2}×)";
+            string ours = $"{based.Model.Name} {based.Accuracy:P1} ({based.StateBytes:N0} B) vs {swa.Model.Name} {swa.Accuracy:P1} ({swa.StateBytes:N0} B, " +
+                $"{ratio:F2}×)";
             string criterion = $"BASED ≥ window + {SwaMargin:F1} at a state within 1.5× (spec §6: BASED > SWA at matched state size; margin ours)";
             if (!matched) claims.NotShown("mqar-based-beats-swa", "BASED recalls more than a sliding window at matched state", headline, ours, criterion,
                 $"no window within 1.5× of {based.Model.Name}'s state");
             else claims.Claim("mqar-based-beats-swa", "BASED recalls more than a sliding window at matched state", headline, ours, criterion,
                 based.Accuracy >= swa.Accuracy + SwaMargin, asserted: Math.Abs(based.Accuracy - swa.Accuracy - SwaMargin) >= 0.05,
-                deviation: Config.Size == "smoke" ? deviation + "; BASED d′ = 4, not 16: at d = 64 BASED d′ = 16's state exceeds attention's whole KV cache at T = 64" : null);
+                deviation: Config.Size == "smoke" ? deviation
+                    + "; BASED d′ = 4, not 16: at d = 64 BASED d′ = 16's state exceeds attention's whole KV cache at T = 64" : null);
         }
 
         if (based is null || linear is null)
@@ -287,16 +300,21 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
         {
             double ratio = (double)Math.Max(based.StateBytes, linear.StateBytes) / Math.Min(based.StateBytes, linear.StateBytes);
             double lead = based.Accuracy - linear.Accuracy;
-            string ours = $"{based.Model.Name} {based.Accuracy:P1} ({based.StateBytes:N0} B) vs {linear.Model.Name} {linear.Accuracy:P1} ({linear.StateBytes:N0} B)";
-            string criterion = $"BASED > pure linear at a state within 1.1×; asserted when the lead is ≥ {LinearMargin:F2} [ours: spec §4b plots both against state]";
-            if (ratio > 1.1) claims.NotShown("mqar-based-beats-pure-linear", "BASED's Taylor map recalls more than pure linear attention (elu+1) at equal state",
+            string ours = $"{based.Model.Name} {based.Accuracy:P1} ({based.StateBytes:N0} B) vs {linear.Model.Name} {linear.Accuracy:P1} " +
+                $"({linear.StateBytes:N0} B)";
+            string criterion = $"BASED > pure linear at a state within 1.1×; asserted when the lead is ≥ {LinearMargin:F2} [ours: spec §4b plots both " +
+                "against state]";
+            if (ratio > 1.1) claims.NotShown("mqar-based-beats-pure-linear",
+                "BASED's Taylor map recalls more than pure linear attention (elu+1) at equal state",
                 headline, ours, criterion, $"no pure linear model within 1.1× of {based.Model.Name}'s state");
             else claims.Claim("mqar-based-beats-pure-linear", "BASED's Taylor map recalls more than pure linear attention (elu+1) at equal state",
                 headline, ours, criterion, lead > 0, asserted: Math.Abs(lead) >= LinearMargin,
-                note: Math.Abs(lead) < LinearMargin ? $"a lead under {LinearMargin:F2}: recorded, not asserted" : "one lr for all models: the lead depends on it (docs/decisions.md)");
+                note: Math.Abs(lead) < LinearMargin ? $"a lead under {LinearMargin:F2}: recorded, not asserted"
+                    : "one lr for all models: the lead depends on it (docs/decisions.md)");
         }
         if (attention is not null && based is not null)
-            claims.Saw($"On MQAR ({size}) attention reaches {attention.Accuracy:P1} with a {attention.StateBytes:N0}-byte state that grows with T; {based.Model.Name} reaches {based.Accuracy:P1} with {based.StateBytes:N0} B" +
+            claims.Saw($"On MQAR ({size}) attention reaches {attention.Accuracy:P1} with a {attention.StateBytes:N0}-byte state that grows with T; " +
+                $"{based.Model.Name} reaches {based.Accuracy:P1} with {based.StateBytes:N0} B" +
                        (swa is null ? "" : $", a window of {swa.Model.Knob} keys {swa.Accuracy:P1} with {swa.StateBytes:N0} B") +
                        (linear is null ? "." : $", pure linear (elu+1) {linear.Accuracy:P1} with {linear.StateBytes:N0} B."));
     }
@@ -311,14 +329,18 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
             double bGrowth = based[^1].MsPerToken / based[0].MsPerToken, kGrowth = kv[^1].MsPerToken / kv[0].MsPerToken;
             claims.Reported("decode-constant-cost", "BASED's per-token decode cost stays constant while attention's grows with the KV cache",
                 "24× higher generation throughput than FlashAttention-2 (1.3B, 1024 generated tokens, IO-aware kernels; abstract)",
-                $"ms per token, last window / first of {Config.DecodeLength} tokens: BASED {bGrowth:F2}× ({based[^1].MsPerToken:F3} ms), KV cache {kGrowth:F2}× ({kv[^1].MsPerToken:F3} ms); attention cores, 16 heads",
+                $"ms per token, last window / first of {Config.DecodeLength} tokens: BASED {bGrowth:F2}× ({based[^1].MsPerToken:F3} ms), KV cache " +
+                $"{kGrowth:F2}× ({kv[^1].MsPerToken:F3} ms); attention cores, 16 heads",
                 "BASED's growth < 1.5× while the KV cache's > BASED's (spec §7 toy: constant vs growing per-token cost)", bGrowth < 1.5 && kGrowth > bGrowth,
                 note: "timing on a shared CPU: reported, never asserted");
             var pairs = based.Zip(kv).ToList();
             int? cross = Enumerable.Range(0, pairs.Count).Where(i => pairs.Skip(i).All(p => p.First.MsPerToken < p.Second.MsPerToken))
                 .Select(i => (int?)pairs[i].First.T).FirstOrDefault();                    // from this window on, BASED is cheaper in every window
-            claims.Saw(cross is { } c ? $"Decoding, BASED's recurrent step is cheaper per token than the KV cache from the window ending at t = {c} on (spec §8: a few hundred tokens at d′ = 16)."
-                : $"Decoding, the KV cache stays cheaper per token than BASED's recurrent step up to t = {Config.DecodeLength} on this device (spec §8 expects the crossover at a few hundred tokens).");
+            claims.Saw(cross is { } c
+                ? $"Decoding, BASED's recurrent step is cheaper per token than the KV cache from the window ending at t = {c} on (spec §8: a few hundred " +
+                "tokens at d′ = 16)."
+                : $"Decoding, the KV cache stays cheaper per token than BASED's recurrent step up to t = {Config.DecodeLength} on this device (spec §8 " +
+                "expects the crossover at a few hundred tokens).");
         }
         var slopes = Sweep.Slopes(Prefill);
         if (slopes.TryGetValue(BasedBenchmark.BasedChunked, out var bs) && slopes.TryGetValue(BasedBenchmark.Reference, out var rs))
@@ -331,7 +353,8 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
                 note: "timing on a shared CPU: reported, never asserted");
             var cross = Sweep.Crossover(Prefill, BasedBenchmark.BasedChunked, BasedBenchmark.Sdpa);
             claims.Saw(cross is { } c ? $"Prefill: BASED chunked is faster than SDPA from T = {c} on, at these lengths on this device."
-                : $"Prefill: SDPA's fused kernel stays faster than BASED chunked up to T = {Config.PrefillLengths.Max()} on this device (docs/benchmarks.md has the sweep to T = 16384).");
+                : $"Prefill: SDPA's fused kernel stays faster than BASED chunked up to T = {Config.PrefillLengths.Max()} on this device (docs/benchmarks.md " +
+                "has the sweep to T = 16384).");
         }
     }
 }

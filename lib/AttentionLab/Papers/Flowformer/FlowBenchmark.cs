@@ -11,7 +11,8 @@ namespace AttentionLab.Papers.Flowformer;
 public static class FlowBenchmark
 {
     /// <summary>Method names of <see cref="Speed"/>.</summary>
-    public const string FlowCausal = "flow-causal", FlowNormal = "flow-normal", Linear = "linear-sigmoid", Reference = "softmax-reference", Sdpa = "softmax-sdpa";
+    public const string FlowCausal = "flow-causal", FlowNormal = "flow-normal", Linear = "linear-sigmoid", Reference = "softmax-reference",
+        Sdpa = "softmax-sdpa";
 
     /// <summary>Pass names: one forward without gradients, or a forward and the backward of Σ o ⊙ g (g fixed, random) to q, k, v.</summary>
     public const string Forward = "forward", ForwardBackward = "forward+backward";
@@ -24,7 +25,8 @@ public static class FlowBenchmark
     /// no_grad. With <paramref name="measureMemory"/> each call's peak RSS growth is measured after the timings (Linux).
     /// </summary>
     public static IReadOnlyList<SweepPoint> Speed(IEnumerable<int> lengths, int batch = 1, int heads = 4, int headDim = 64, int chunkSize = 64,
-        int warmup = 1, int repeats = 3, int maxReferenceLength = 4096, bool measureMemory = false, Device? device = null, IProgress<SweepPoint>? progress = null,
+        int warmup = 1, int repeats = 3, int maxReferenceLength = 4096, bool measureMemory = false, Device? device = null,
+        IProgress<SweepPoint>? progress = null,
         bool backward = false)
     {
         ArgumentNullException.ThrowIfNull(lengths);
@@ -33,7 +35,8 @@ public static class FlowBenchmark
         Guard.Positive(batch, nameof(batch)); Guard.Positive(heads, nameof(heads)); Guard.Positive(headDim, nameof(headDim));
         Guard.Positive(chunkSize, nameof(chunkSize));
         string pass = backward ? ForwardBackward : Forward;
-        return Benchmark.Sweep(ts, ForEachMethod, (name, t, time, mib) => new SweepPoint(name, t, time.MedianMs, mib, pass), warmup, repeats, device, measureMemory, progress);
+        return Benchmark.Sweep(ts, ForEachMethod, (name, t, time, mib) => new SweepPoint(name, t, time.MedianMs, mib, pass), warmup, repeats, device,
+            measureMemory, progress);
 
         void ForEachMethod(int t, Action<string, Action> body)
         {
@@ -54,7 +57,8 @@ public static class FlowBenchmark
             Timed(FlowCausal, (q, k, v) => FlowAttention.Attend(q, k, v, causal: true, chunkSize: chunkSize));
             Timed(FlowNormal, (q, k, v) => FlowAttention.Attend(q, k, v, causal: false));
             Timed(Linear, (q, k, v) => { using var r = LinearAttention.Chunked(q, k, v, options: linear); return r.Output.alias(); });
-            if (t <= maxReferenceLength) Timed(Reference, (q, k, v) => { using var r = ReferenceAttention.Softmax(q, k, v, causal: true); return r.Output.alias(); });
+            if (t <= maxReferenceLength) Timed(Reference, (q, k, v) =>
+                { using var r = ReferenceAttention.Softmax(q, k, v, causal: true); return r.Output.alias(); });
             Timed(Sdpa, (q, k, v) => SdpaBaseline.Forward(q, k, v, causal: true));
         }
     }

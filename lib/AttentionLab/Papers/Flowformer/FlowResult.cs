@@ -32,7 +32,8 @@ public sealed record FlowExactness(IReadOnlyList<FlowCheck> Checks)
 /// <param name="Speed">Forward + backward time and memory per method and T.</param>
 /// <param name="Seconds">Wall-clock time of the run.</param>
 /// <param name="PhaseSeconds">Wall-clock time per phase.</param>
-public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exactness, IReadOnlyList<AttentionMap> Maps, double[] Competition, double[] Allocation,
+public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exactness, IReadOnlyList<AttentionMap> Maps, double[] Competition,
+    double[] Allocation,
     IReadOnlyList<ListOpsRun> ListOps, double MajorityAccuracy, IReadOnlyList<SweepPoint> Speed,
     double Seconds, IReadOnlyDictionary<string, double> PhaseSeconds) : IPaperResult
 {
@@ -54,7 +55,8 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
     /// seed, accuracy, ms_per_iter, peak_bytes.
     /// </summary>
     public DataFrame ToDataFrame() => new(
-        new StringDataFrameColumn("source", ListOps.Select(r => r.Causal ? "listops-lite (decoder)" : "listops-lite (encoder)").Concat(Speed.Select(p => $"speed ({p.Pass})"))),
+        new StringDataFrameColumn("source", ListOps.Select(r => r.Causal ? "listops-lite (decoder)" : "listops-lite (encoder)").Concat(
+            Speed.Select(p => $"speed ({p.Pass})"))),
         new StringDataFrameColumn("mechanism", ListOps.Select(r => r.Mechanism.ToString().ToLowerInvariant()).Concat(Speed.Select(p => p.Method))),
         new Int32DataFrameColumn("n", ListOps.Select(_ => Config.Task.MaxLength).Concat(Speed.Select(p => p.SeqLen))),
         new Int32DataFrameColumn("seed", ListOps.Select(r => (int?)r.Seed).Concat(Speed.Select(_ => (int?)null))),
@@ -77,7 +79,8 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
         for (int l = 0; l < layers; l++)
         {
             int layer = l;
-            columns.Add(new DoubleDataFrameColumn($"layer_{layer}", ListOps.Select(r => layer < r.LayerEntropy.Length ? r.LayerEntropy[layer] : (double?)null)));
+            columns.Add(new DoubleDataFrameColumn($"layer_{layer}",
+                ListOps.Select(r => layer < r.LayerEntropy.Length ? r.LayerEntropy[layer] : (double?)null)));
         }
         return new DataFrame(columns);
     }
@@ -100,7 +103,8 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
     }
 
     /// <summary>The paper's LRA ListOps accuracies (paper Table 1, repo <c>pic/LRA_results.png</c>).</summary>
-    public const string PaperListOps = "LRA ListOps accuracy: Flowformer 38.70 %, Transformer 36.37 %, Linear Trans. 16.13 % (paper Table 1; repo pic/LRA_results.png)";
+    public const string PaperListOps = "LRA ListOps accuracy: Flowformer 38.70 %, Transformer 36.37 %, Linear Trans. 16.13 % (paper Table 1; repo " +
+        "pic/LRA_results.png)";
 
     /// <summary>Trained entropy gap (linear − flow) must reach this multiple of the gap at initialisation (spec §6: "much larger after training").</summary>
     public const double EntropyGapFactor = 10;
@@ -129,13 +133,15 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
         }
         Exact(FlowExperiment.NormalGroup, "normal Flow-Attention (two matrix products) and its materialised matrix equal the per-position naive twin",
             "max |Δ| ≤ 1e-10 in float64 (spec §6)");
-        Exact(FlowExperiment.CausalGroup, "causal Flow-Attention (parallel, recurrent, chunked engine forms) and its matrix equal an explicit O(n²) per-position loop",
+        Exact(FlowExperiment.CausalGroup,
+            "causal Flow-Attention (parallel, recurrent, chunked engine forms) and its matrix equal an explicit O(n²) per-position loop",
             "max |Δ| ≤ 1e-10 in float64 (spec §6)");
         Exact(FlowExperiment.GradientGroup, "gradients to q, k, v of the fast forms equal the naive twin's",
             "max |Δ| ≤ 1e-10 in float64 (spec §6 tolerance, house rule: gradients too)");
         Exact(FlowExperiment.StreamGroup, "causal Flow-Attention decoded token by token (five running sums + one linear state) reproduces its forward",
             "max |Δ| ≤ 1e-10 in float64");
-        Exact(FlowExperiment.InvariantGroup, "Σ_j C_j = m, A ∈ (0, 1), Ô clamped to [−1, 1], rows of (φQ/I)φKᵀ sum to ≈ 1; causal C_j/(j+1) = softmax over j′ ≤ j",
+        Exact(FlowExperiment.InvariantGroup,
+            "Σ_j C_j = m, A ∈ (0, 1), Ô clamped to [−1, 1], rows of (φQ/I)φKᵀ sum to ≈ 1; causal C_j/(j+1) = softmax over j′ ≤ j",
             "|Σ C − m| ≤ 1e-10, rows within 1e-4 of 1 (ε), no A or Ô outside (spec §6)");
         Exact(FlowExperiment.SymmetryGroup, "causal output ignores the future; normal output is query-permutation equivariant and (k, v)-permutation invariant",
             "max |Δ| ≤ 1e-12 (spec §6)");
@@ -146,23 +152,31 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
         double uniform = Math.Log(Config.Task.MaxLength);
         string variant = Config.Causal ? "decoders" : "encoders";
         claims.Claim("trained-flow-sharper-than-linear",
-            "conservation's competition keeps Flow-Attention from degenerating to near-uniform weights: trained flow rows are more concentrated than plain σ-linear attention's",
-            "'avoid trivial attention' (paper §3, Fig. 2 visualisation; no number); spec §6 prototype 4.145 < 4.152 nats at initialisation, 'much larger after training'",
-            $"mean row entropy of the trained {variant}: flow {hFlow:F3}, linear {hLinear:F3}, softmax {hSoft:F3} nats (uniform ln {Config.Task.MaxLength} = {uniform:F3}); " +
-            $"gap {trainedGap:F3} nats vs {initGap:F4} at initialisation ({(initGap > 0 ? $"{trainedGap / initGap:F0}×" : "n/a")})",
+            "conservation's competition keeps Flow-Attention from degenerating to near-uniform weights: trained flow rows are more concentrated than plain " +
+            "σ-linear attention's",
+            "'avoid trivial attention' (paper §3, Fig. 2 visualisation; no number); spec §6 prototype 4.145 < 4.152 nats at initialisation, 'much larger " +
+            "after training'",
+            $"mean row entropy of the trained {variant}: flow {hFlow:F3}, linear {hLinear:F3}, softmax {hSoft:F3} nats (uniform ln {Config.Task.MaxLength} = " +
+            $"{uniform:F3}); gap {trainedGap:F3} nats vs {initGap:F4} at initialisation ({(initGap > 0 ? $"{trainedGap / initGap:F0}×" : "n/a")})",
             $"H(flow) < H(linear) by ≥ {EntropyGapFactor:F0}× the initialisation gap (spec §6 criterion; the margin is ours)",
             trainedGap > 0 && trainedGap >= EntropyGapFactor * Math.Max(initGap, 0), asserted: true,
-            deviation: $"spec §6 asks only H(flow) < H(linear) and says the margin 'should be much larger after training'; we require ≥ {EntropyGapFactor:F0}× the seed-0 initialisation gap measured in the same run so a 0.007-nat pass cannot count",
-            note: $"entropy over the query rows of {Config.ProbeCount} test expressions (pads excluded as queries, every key counted), mean over heads and {Config.Layers} layers");
+            deviation: "spec §6 asks only H(flow) < H(linear) and says the margin 'should be much larger after training'; we require ≥ " +
+            $"{EntropyGapFactor:F0}× the seed-0 initialisation gap measured in the same run so a 0.007-nat pass cannot count",
+            note: $"entropy over the query rows of {Config.ProbeCount} test expressions (pads excluded as queries, every key counted), mean over heads and " +
+            $"{Config.Layers} layers");
 
         // the LRA analogue: encoders on ListOps-lite at equal budget
         double aFlow = Accuracy(FlowMixerKind.Flow), aLinear = Accuracy(FlowMixerKind.Linear), aSoft = Accuracy(FlowMixerKind.Softmax);
         double best = new[] { aFlow, aLinear, aSoft }.Max();
         string acc = $"accuracy flow {aFlow:P1}, linear {aLinear:P1}, softmax {aSoft:P1}; label prior {MajorityAccuracy:P1} " +
-                     $"({Config.Seeds.Length} seed{(Config.Seeds.Length > 1 ? "s" : "")}, {Config.TestCount} test expressions, T ≤ {Config.Task.MaxLength}, {Config.Steps} steps × {Config.BatchSize})";
-        const string listOpsStatement = "Flow-Attention in a non-causal encoder matches or beats plain linear attention on ListOps and comes close to softmax (LRA analogue, same steps, batches, width and seed)";
-        string listOpsCriterion = $"flow ≥ linear and flow ≥ softmax − {CloseToSoftmax * 100:F0} pts (spec §7: 'flow ≥ plain linear, close to softmax'), with a model ≥ {AbovePrior * 100:F0} pts above the label prior";
-        const string listOpsDeviation = "spec §7 says 'close to softmax' without a number: ours 5 points; the prior check is ours (a ranking of models at the prior tests nothing)";
+                     $"({Config.Seeds.Length} seed{(Config.Seeds.Length > 1 ? "s" : "")}, {Config.TestCount} test expressions, T ≤ {Config.Task.MaxLength}, " +
+                     $"{Config.Steps} steps × {Config.BatchSize})";
+        const string listOpsStatement = "Flow-Attention in a non-causal encoder matches or beats plain linear attention on ListOps and comes close to " +
+            "softmax (LRA analogue, same steps, batches, width and seed)";
+        string listOpsCriterion = $"flow ≥ linear and flow ≥ softmax − {CloseToSoftmax * 100:F0} pts (spec §7: 'flow ≥ plain linear, close to softmax'), " +
+            $"with a model ≥ {AbovePrior * 100:F0} pts above the label prior";
+        const string listOpsDeviation = "spec §7 says 'close to softmax' without a number: ours 5 points; the prior check is ours (a ranking of models at " +
+            "the prior tests nothing)";
         if (best - MajorityAccuracy < AbovePrior)
             claims.NotShown("listops-lra-analogue", listOpsStatement, PaperListOps, acc, listOpsCriterion,
                 $"no model is {AbovePrior * 100:F0} points above the label prior at this size: the ranking is noise", deviation: listOpsDeviation);
@@ -170,12 +184,15 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
             claims.Claim("listops-lra-analogue", listOpsStatement, PaperListOps, acc, listOpsCriterion,
                 aFlow >= aLinear && aFlow >= aSoft - CloseToSoftmax, asserted: Config.Seeds.Length >= 3,
                 deviation: listOpsDeviation,
-                note: Config.Seeds.Length >= 3 ? null : $"one seed and {Config.TestCount} test expressions (sampling error ≈ {100 * Math.Sqrt(0.25 / Config.TestCount):F0} pts): recorded, not asserted; the full size runs 3 seeds");
+                note: Config.Seeds.Length >= 3 ? null
+                    : $"one seed and {Config.TestCount} test expressions (sampling error ≈ {100 * Math.Sqrt(0.25 / Config.TestCount):F0} pts): recorded, not " +
+                    "asserted; the full size runs 3 seeds");
 
         // reported: the gap at initialisation (the spec's prototype), and forward + backward cost vs T
         claims.Reported("entropy-at-init", "at random initialisation flow's implied attention is already (slightly) less uniform than plain σ-linear's",
             "spec §6 numpy prototype: 4.145 < 4.152 nats (n = 64, d = 16, seed 0)",
-            $"flow {Entropy("flow"):F4} vs linear {Entropy("linear (σ)"):F4} nats, softmax {Entropy("softmax"):F4} (n = {Config.MapLength}, d = {Config.MapDim}, seed {Config.Seed})",
+            $"flow {Entropy("flow"):F4} vs linear {Entropy("linear (σ)"):F4} nats, softmax {Entropy("softmax"):F4} (n = {Config.MapLength}, d = " +
+            $"{Config.MapDim}, seed {Config.Seed})",
             "H(flow) < H(linear) (spec §6)", Entropy("flow") < Entropy("linear (σ)"),
             note: "a margin of thousandths of a nat at random q, k: reported; the claim is tested on trained models above");
 
@@ -184,20 +201,23 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
         double S(string m) => slopes.TryGetValue(m, out var s) ? s : double.NaN;
         int maxT = fb.Count == 0 ? 0 : fb.Max(p => p.SeqLen);
         int refMax = fb.Where(p => p.Method == FlowBenchmark.Reference).Select(p => p.SeqLen).DefaultIfEmpty(0).Max();
-        string range = fb.Count == 0 ? "not measured" : $"T = {fb.Min(p => p.SeqLen)}…{maxT}" + (refMax > 0 && refMax < maxT ? $", reference softmax to {refMax}" : "");
+        string range = fb.Count == 0 ? "not measured" : $"T = {fb.Min(p => p.SeqLen)}…{maxT}"
+            + (refMax > 0 && refMax < maxT ? $", reference softmax to {refMax}" : "");
         claims.Reported("fwd-bwd-linear-time", "Flow-Attention's forward + backward time grows linearly in n, softmax attention's quadratically",
             "O((n + m)·d²) (paper §3.3); spec §7: log-log slope ≈ 1 vs 2",
-            $"fitted slopes ({range}, fwd + bwd): causal flow {S(FlowBenchmark.FlowCausal):F2}, normal flow {S(FlowBenchmark.FlowNormal):F2}, σ-linear {S(FlowBenchmark.Linear):F2}, " +
-            $"reference softmax {S(FlowBenchmark.Reference):F2}, SDPA {S(FlowBenchmark.Sdpa):F2}",
+            $"fitted slopes ({range}, fwd + bwd): causal flow {S(FlowBenchmark.FlowCausal):F2}, normal flow {S(FlowBenchmark.FlowNormal):F2}, σ-linear " +
+            $"{S(FlowBenchmark.Linear):F2}, reference softmax {S(FlowBenchmark.Reference):F2}, SDPA {S(FlowBenchmark.Sdpa):F2}",
             "causal flow ≤ 1.3 and reference softmax ≥ 1.7 (spec §7 '≈ 1 vs 2'; ±0.3 is ours)",
             S(FlowBenchmark.FlowCausal) <= 1.3 && S(FlowBenchmark.Reference) >= 1.7,
             deviation: "spec §7 says '≈ 1 vs 2' without a tolerance: ours ±0.3", note: "timings on a shared CPU, one torch thread: reported, never asserted");
 
         var memory = Sweep.MemorySlopes(fb, FlowBenchmark.ForwardBackward);
         double M(string m) => memory.TryGetValue(m, out var s) ? s : double.NaN;
-        claims.Reported("fwd-bwd-linear-memory", "Flow-Attention's forward + backward memory grows linearly in n, softmax attention's (explicit scores) quadratically",
+        claims.Reported("fwd-bwd-linear-memory",
+            "Flow-Attention's forward + backward memory grows linearly in n, softmax attention's (explicit scores) quadratically",
             "linear memory (paper §3.3); spec §8: memory vs n",
-            $"peak-RSS growth slopes ({range}, fwd + bwd): causal flow {M(FlowBenchmark.FlowCausal):F2}, normal flow {M(FlowBenchmark.FlowNormal):F2}, reference softmax {M(FlowBenchmark.Reference):F2}",
+            $"peak-RSS growth slopes ({range}, fwd + bwd): causal flow {M(FlowBenchmark.FlowCausal):F2}, normal flow {M(FlowBenchmark.FlowNormal):F2}, " +
+            $"reference softmax {M(FlowBenchmark.Reference):F2}",
             "causal flow ≤ 1.3 and reference softmax ≥ 1.7 (as the time slopes)",
             M(FlowBenchmark.FlowCausal) <= 1.3 && M(FlowBenchmark.Reference) >= 1.7,
             deviation: "the spec gives no memory slope: the time criterion ('≈ 1 vs 2', ±0.3 ours) is reused",
@@ -206,7 +226,8 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
         int? cross = Sweep.Crossover(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Sdpa, FlowBenchmark.ForwardBackward);
         double? vsSdpa = Sweep.Speedup(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Sdpa, maxT, FlowBenchmark.ForwardBackward);
         double? vsRef = refMax > 0 ? Sweep.Speedup(fb, FlowBenchmark.FlowCausal, FlowBenchmark.Reference, refMax, FlowBenchmark.ForwardBackward) : null;
-        string crossOurs = $"crossover {(cross is { } c ? $"from T = {c}" : "none")} in {range}; at T = {maxT} causal flow is {(vsSdpa is { } a ? $"{a:F2}×" : "n/a")} SDPA's speed" +
+        string crossOurs = $"crossover {(cross is { } c ? $"from T = {c}" : "none")} in {range}; at T = {maxT} causal flow is " +
+            $"{(vsSdpa is { } a ? $"{a:F2}×" : "n/a")} SDPA's speed" +
                            (vsRef is { } r ? $", {r:F1}× the reference softmax's at T = {refMax}" : "");
         const string crossStatement = "causal Flow-Attention (fwd + bwd) overtakes the fused SDPA kernel at long n";
         const string crossPaper = "spec §8: crossover with SDPA expected around 2–8k tokens on a GPU (no paper figure)";
@@ -215,18 +236,23 @@ public sealed record FlowResult(FlowExperiment.Config Config, FlowExactness Exac
             claims.Reported("fwd-bwd-crossover-sdpa", crossStatement, crossPaper, crossOurs, crossCriterion, true, note: "timings on a shared CPU: reported");
         else if (maxT < 8192)
             claims.NotShown("fwd-bwd-crossover-sdpa", crossStatement, crossPaper, crossOurs, crossCriterion,
-                $"measured only to T = {maxT} (the expected crossover lies at 2–8k); run the full size or `AttentionLab.Bench flowformer`", kind: ClaimKind.Reported);
+                $"measured only to T = {maxT} (the expected crossover lies at 2–8k); run the full size or `AttentionLab.Bench flowformer`",
+                kind: ClaimKind.Reported);
         else
             claims.Reported("fwd-bwd-crossover-sdpa", crossStatement, crossPaper, crossOurs, crossCriterion, false, note: "timings on a shared CPU: reported");
 
         // what we saw
-        claims.Saw($"Trained as encoders on ListOps-lite with the same batches, flow reaches {aFlow:P1}, plain σ-linear {aLinear:P1} and softmax {aSoft:P1} (label prior {MajorityAccuracy:P1}).");
-        claims.Saw($"Training moves the mean row entropy of flow's attention from {InitialEntropy(FlowMixerKind.Flow):F3} to {hFlow:F3} nats, plain linear's from {InitialEntropy(FlowMixerKind.Linear):F3} to {hLinear:F3}, softmax's from {InitialEntropy(FlowMixerKind.Softmax):F3} to {hSoft:F3} (uniform {uniform:F3}).");
+        claims.Saw($"Trained as encoders on ListOps-lite with the same batches, flow reaches {aFlow:P1}, plain σ-linear {aLinear:P1} and softmax {aSoft:P1} " +
+            $"(label prior {MajorityAccuracy:P1}).");
+        claims.Saw($"Training moves the mean row entropy of flow's attention from {InitialEntropy(FlowMixerKind.Flow):F3} to {hFlow:F3} nats, plain linear's " +
+            $"from {InitialEntropy(FlowMixerKind.Linear):F3} to {hLinear:F3}, softmax's from {InitialEntropy(FlowMixerKind.Softmax):F3} to {hSoft:F3} " +
+            $"(uniform {uniform:F3}).");
         claims.Saw($"On random q, k the gap between flow and plain linear is {initGap:F4} nats; after training it is {trainedGap:F3}.");
         var causalFlow = fb.Where(p => p.Method == FlowBenchmark.FlowCausal && p.SeqLen == maxT).Select(p => p.MedianMs).FirstOrDefault(double.NaN);
         var sdpa = fb.Where(p => p.Method == FlowBenchmark.Sdpa && p.SeqLen == maxT).Select(p => p.MedianMs).FirstOrDefault(double.NaN);
         if (fb.Count > 0)
-            claims.Saw($"One forward + backward at T = {maxT}: causal flow {causalFlow:F1} ms, SDPA {sdpa:F1} ms; fitted time slopes causal flow {S(FlowBenchmark.FlowCausal):F2} vs reference softmax {S(FlowBenchmark.Reference):F2}.");
+            claims.Saw($"One forward + backward at T = {maxT}: causal flow {causalFlow:F1} ms, SDPA {sdpa:F1} ms; fitted time slopes causal flow " +
+                $"{S(FlowBenchmark.FlowCausal):F2} vs reference softmax {S(FlowBenchmark.Reference):F2}.");
         return claims;
     }
 }

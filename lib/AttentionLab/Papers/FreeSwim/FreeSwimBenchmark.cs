@@ -21,7 +21,8 @@ public static class FreeSwimBenchmark
         IProgress<FreeSwimBenchRow>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(sides);
-        Guard.Positive(frames, nameof(frames)); Guard.Positive(heads, nameof(heads)); Guard.Positive(dim, nameof(dim)); Guard.Positive(repeats, nameof(repeats));
+        Guard.Positive(frames, nameof(frames)); Guard.Positive(heads, nameof(heads)); Guard.Positive(dim, nameof(dim));
+        Guard.Positive(repeats, nameof(repeats));
         var rows = new List<FreeSwimBenchRow>();
         foreach (int side in sides)
         {
@@ -39,7 +40,8 @@ public static class FreeSwimBenchmark
             Add("full", n, () => { using var s = NewDisposeScope(); TinyDiT.FullAttention(q, k, v, null); });
             Add("inward gather", window.KeysPerQuery.Average(), () => { using var s = NewDisposeScope(); WindowAttention.Forward(q, k, v, window); });
             if (n <= maxDense)
-                Add("inward dense mask", window.KeysPerQuery.Average(), () => { using var s = NewDisposeScope(); FreeSwimNaive.WindowAttention(q, k, v, window); });
+                Add("inward dense mask", window.KeysPerQuery.Average(),
+                    () => { using var s = NewDisposeScope(); FreeSwimNaive.WindowAttention(q, k, v, window); });
         }
         return rows;
     }

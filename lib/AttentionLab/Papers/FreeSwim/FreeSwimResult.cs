@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 namespace AttentionLab.Papers.FreeSwim;
 
 /// <summary>Receptive field of one window kind at one grid: keys per query (min, mean, max; the corner and centre query) vs all tokens.</summary>
-public sealed record MaskRow(string Kind, int Factor, int Height, int Width, int MinKeys, double MeanKeys, int MaxKeys, int CornerKeys, int CentreKeys, int Tokens);
+public sealed record MaskRow(string Kind, int Factor, int Height, int Width, int MinKeys, double MeanKeys, int MaxKeys, int CornerKeys, int CentreKeys,
+    int Tokens);
 
 /// <summary>Mean self-attention row entropy (nats) of one variant at one grid factor, beside ln N (a uniform row).</summary>
 public sealed record EntropyRow(string Variant, int Factor, int Tokens, double Entropy, double LogTokens);
@@ -17,7 +18,8 @@ public sealed record EntropyRow(string Variant, int Factor, int Tokens, double E
 /// One sampling method at one factor: mean connected components per image, share with more than one component,
 /// shape-test agreement with the label, mean edge sharpness, ms per denoising step (CFG included), guide steps (dual path).
 /// </summary>
-public sealed record SampleRow(string Method, int Factor, int GridSide, double Components, double Repeated, double Agreement, double Sharpness, double MsPerStep, int GuideSteps);
+public sealed record SampleRow(string Method, int Factor, int GridSide, double Components, double Repeated, double Agreement, double Sharpness,
+    double MsPerStep, int GuideSteps);
 
 /// <summary>The images [B, 3, S, S] (in [−1, 1]) a method produced at a factor, with their labels.</summary>
 public sealed record MethodImages(string Method, int Factor, Tensor Images, long[] Labels);
@@ -43,7 +45,8 @@ public sealed record FreeSwimExactness(ErrorStats Gather64, ErrorStats Gather32,
     /// <summary>Columns: check, max_abs, criterion.</summary>
     public DataFrame ToDataFrame() => new(
         new StringDataFrameColumn("check", new[] { "gather window vs dense masked twin (float64)", "gather window vs dense masked twin (float32)",
-            "dual path: override off + full branch vs full-attention sampling", "dual path: cache on vs off (cache_steps 1)", "dual path: override off vs window-only sampling" }),
+            "dual path: override off + full branch vs full-attention sampling", "dual path: cache on vs off (cache_steps 1)",
+            "dual path: override off vs window-only sampling" }),
         new DoubleDataFrameColumn("max_abs", new[] { Gather64.MaxAbs, Gather32.MaxAbs, FullBranchVsBaseline, CacheOnVsOff, OverrideOffVsWindow }),
         new StringDataFrameColumn("criterion", new[] { "≤ 1e-10", "≤ 1e-5", "≤ 1e-10", "= 0", "≤ 1e-10" }));
 }
@@ -154,25 +157,37 @@ public sealed record FreeSwimResult(FreeSwimExperiment.Config Config, IReadOnlyL
         bool clippedShrinks = big.All(f => Mask("clipped", f).CornerKeys == corner && Mask("clipped", f).MinKeys < Mask("inward", f).MinKeys);
         bool nativeFull = !Config.MaskFactors.Contains(1) || Mask("inward", 1).MinKeys == Mask("inward", 1).Tokens;
         bool timeFull = x.ToyMinKeys == x.ToyExpectedKeys && x.ToyMaxKeys == x.ToyExpectedKeys;
-        claims.Exactness("receptive-field", "every inward query keeps the training-size field T(2d_h+1)(2d_w+1) (full attention at native size, time never windowed); clipping shrinks border fields",
-            $"inward {win} keys/query at factors {string.Join(", ", big)}: {Yes(inwardExact)}; = full at 1×: {Yes(nativeFull)}; T = 2 toy {x.ToyMinKeys}–{x.ToyMaxKeys} keys (expect {x.ToyExpectedKeys}); clipped corner {corner}: {Yes(clippedShrinks)}",
+        claims.Exactness("receptive-field",
+            "every inward query keeps the training-size field T(2d_h+1)(2d_w+1) (full attention at native size, time never windowed); clipping shrinks " +
+            "border fields",
+            $"inward {win} keys/query at factors {string.Join(", ", big)}: {Yes(inwardExact)}; = full at 1×: {Yes(nativeFull)}; T = 2 toy " +
+            $"{x.ToyMinKeys}–{x.ToyMaxKeys} keys (expect {x.ToyExpectedKeys}); clipped corner {corner}: {Yes(clippedShrinks)}",
             "exact counts (spec §6)", inwardExact && clippedShrinks && nativeFull && timeFull, "spec §2 (official init_mask_flex)");
-        claims.Exactness("dual-path-identities", "dual path: override off + full branch = full-attention sampling; cache on = off at cache_steps 1; override off = window-only sampling",
-            $"max |Δ| {Num.Sci(x.FullBranchVsBaseline)}, {Num.Sci(x.CacheOnVsOff)}, {Num.Sci(x.OverrideOffVsWindow)} (trained model run in float64, 3 images, 3 steps)",
-            "≤ 1e-10, = 0, ≤ 1e-10 (spec §6: 1e-5 and identical; read in float64)", x.FullBranchVsBaseline <= 1e-10 && x.CacheOnVsOff == 0 && x.OverrideOffVsWindow <= 1e-10);
+        claims.Exactness("dual-path-identities",
+            "dual path: override off + full branch = full-attention sampling; cache on = off at cache_steps 1; override off = window-only sampling",
+            $"max |Δ| {Num.Sci(x.FullBranchVsBaseline)}, {Num.Sci(x.CacheOnVsOff)}, {Num.Sci(x.OverrideOffVsWindow)} (trained model run in float64, 3 " +
+            "images, 3 steps)",
+            "≤ 1e-10, = 0, ≤ 1e-10 (spec §6: 1e-5 and identical; read in float64)",
+            x.FullBranchVsBaseline <= 1e-10 && x.CacheOnVsOff == 0 && x.OverrideOffVsWindow <= 1e-10);
 
         int lo = Config.MaskFactors.Min(), hi = Config.MaskFactors.Max();
         double fullGrowth = EntropyOf("full 1/√d", hi) - EntropyOf("full 1/√d", lo);
         double inwardDrift = Math.Abs(EntropyOf("inward, FreeSwim scale", hi) - EntropyOf("inward, FreeSwim scale", lo));
         int nativeTokens = FreeSwimExperiment.NativeGrid * FreeSwimExperiment.NativeGrid;
         double drift = Math.Log(win / (double)Math.Min(win, nativeTokens)) + 0.1;
-        const string entropyPaper = "attention entropy grows with the token count at higher resolution, diluting attention; a training-size window keeps it (paper §3)";
+        const string entropyPaper = "attention entropy grows with the token count at higher resolution, diluting attention; a training-size window keeps it " +
+            "(paper §3)";
         claims.Claim("entropy-grows-full", "with full attention, the trained model's self-attention entropy grows as the grid outgrows the training size",
-            entropyPaper, $"full attention at 1/√d: {string.Join(" → ", Config.MaskFactors.Select(f => $"{EntropyOf("full 1/√d", f):F2}"))} nats at {string.Join(", ", Config.MaskFactors.Select(f => $"{f}×"))} (+{fullGrowth:F2})",
+            entropyPaper,
+            $"full attention at 1/√d: {string.Join(" → ", Config.MaskFactors.Select(f => $"{EntropyOf("full 1/√d", f):F2}"))} nats at " +
+            $"{string.Join(", ", Config.MaskFactors.Select(f => $"{f}×"))} (+{fullGrowth:F2})",
             $"+≥ 1 nat from {lo}× to {hi}× [ours: the spec names no threshold]", fullGrowth >= 1.0, asserted: true);
         claims.Claim("window-keeps-entropy", "the inward window keeps the entropy at its training value (its key count grows only from N_native to (2d+1)²)",
-            entropyPaper, $"inward window at the FreeSwim scale: {string.Join(" → ", Config.MaskFactors.Select(f => $"{EntropyOf("inward, FreeSwim scale", f):F2}"))} nats (drift {inwardDrift:F2})",
-            $"drift ≤ ln({win}/{Math.Min(win, nativeTokens)}) + 0.1 = {drift:F2} nats [ours: the bound of a uniform row + 0.1]", inwardDrift <= drift, asserted: true);
+            entropyPaper,
+            $"inward window at the FreeSwim scale: {string.Join(" → ", Config.MaskFactors.Select(f => $"{EntropyOf("inward, FreeSwim scale", f):F2}"))} nats " +
+            $"(drift {inwardDrift:F2})",
+            $"drift ≤ ln({win}/{Math.Min(win, nativeTokens)}) + 0.1 = {drift:F2} nats [ours: the bound of a uniform row + 0.1]", inwardDrift <= drift,
+            asserted: true);
 
         int f2 = Config.SampleFactors.Max();
         double nativeAgree = Row("native", 1).Agreement;
@@ -185,7 +200,8 @@ public sealed record FreeSwimResult(FreeSwimExperiment.Config Config, IReadOnlyL
             if (gate is not null)
                 claims.NotShown(id, statement, qualityPaper, ours, criterion, gate);
             else if (diff.Unresolved)
-                claims.NotShown(id, statement, qualityPaper, ours, criterion, $"not shown at this size: the difference is within two standard errors over {diff.Count} images");
+                claims.NotShown(id, statement, qualityPaper, ours, criterion,
+                    $"not shown at this size: the difference is within two standard errors over {diff.Count} images");
             else
                 claims.Claim(id, statement, qualityPaper, ours, criterion, diff.Favours, asserted: false,
                     note: "sample quality of a 3000-step toy denoiser on few images: recorded, not asserted");
@@ -203,24 +219,31 @@ public sealed record FreeSwimResult(FreeSwimExperiment.Config Config, IReadOnlyL
         Paired("class-fidelity", "FreeSwim keeps the object's class at the higher resolution better than full attention",
             "shape-test agreement with the label", PairedDifference.Of(ScoresOf("inward+dual", f2).Agreement, ScoresOf("full", f2).Agreement),
             "inward+dual", "full", $"higher agreement than full attention, given native agreement ≥ {NativeAgreementGate:P0}; " + rule,
-            nativeAgree < NativeAgreementGate ? $"not shown at this size: the denoiser draws the labelled shape in only {nativeAgree:P0} of its native samples (< {NativeAgreementGate:P0})" : null);
+            nativeAgree < NativeAgreementGate
+                ? $"not shown at this size: the denoiser draws the labelled shape in only {nativeAgree:P0} of its native samples (< {NativeAgreementGate:P0})"
+                    : null);
 
         var full = Row("full", f2);
         var inward = Row("inward", f2);
         var dual = Row("inward+dual", f2);
         claims.Reported("ms-per-step", "the windowed passes cost no more per step than full attention",
             "> 2× speed-up from caching the full branch's cross-attention (README); FlexAttention block masks",
-            $"ms per denoising step at {where}: full {full.MsPerStep:F1}, inward (gather) {inward.MsPerStep:F1}, inward+dual {dual.MsPerStep:F1} ({dual.GuideSteps} guide steps of {(int)Math.Round(Config.Steps * Config.Strength)})",
+            $"ms per denoising step at {where}: full {full.MsPerStep:F1}, inward (gather) {inward.MsPerStep:F1}, inward+dual {dual.MsPerStep:F1} " +
+            $"({dual.GuideSteps} guide steps of {(int)Math.Round(Config.Steps * Config.Strength)})",
             "inward+dual ≤ full per step [ours]", dual.MsPerStep <= full.MsPerStep,
             note: "a CPU gather is no FlexAttention kernel, on a shared machine: reported, never asserted");
 
-        claims.Saw($"Native samples ({FreeSwimExperiment.NativeGrid}×{FreeSwimExperiment.NativeGrid} tokens): shape agreement {nativeAgree:P0}, {Row("native", 1).Components:F2} components per image.");
+        claims.Saw($"Native samples ({FreeSwimExperiment.NativeGrid}×{FreeSwimExperiment.NativeGrid} tokens): shape agreement {nativeAgree:P0}, " +
+            $"{Row("native", 1).Components:F2} components per image.");
         claims.Saw($"At {where}: components per image " + string.Join(", ", FreeSwimExperiment.Methods.Skip(1).Select(m => $"{m} {Row(m, f2).Components:F2}")) +
                    "; shape agreement " + string.Join(", ", FreeSwimExperiment.Methods.Skip(1).Select(m => $"{m} {Row(m, f2).Agreement:P0}")) +
                    "; sharpness " + string.Join(", ", FreeSwimExperiment.Methods.Skip(1).Select(m => $"{m} {Row(m, f2).Sharpness:F2}")) + ".");
-        claims.Saw($"Self-attention entropy (nats) from {lo}× to {hi}×: full attention {EntropyOf("full 1/√d", lo):F2} → {EntropyOf("full 1/√d", hi):F2} (uniform would be {Math.Log(Mask("full", lo).Tokens):F2} → {Math.Log(Mask("full", hi).Tokens):F2}); inward window {EntropyOf("inward, FreeSwim scale", lo):F2} → {EntropyOf("inward, FreeSwim scale", hi):F2}.");
+        claims.Saw($"Self-attention entropy (nats) from {lo}× to {hi}×: full attention {EntropyOf("full 1/√d", lo):F2} → {EntropyOf("full 1/√d", hi):F2} " +
+            $"(uniform would be {Math.Log(Mask("full", lo).Tokens):F2} → {Math.Log(Mask("full", hi).Tokens):F2}); inward window " +
+            $"{EntropyOf("inward, FreeSwim scale", lo):F2} → {EntropyOf("inward, FreeSwim scale", hi):F2}.");
         if (Config.MaskFactors.Contains(1))
-            claims.Saw($"At 1× the clipped window already sees only {Mask("clipped", 1).MeanKeys:F1} of {Mask("clipped", 1).Tokens} keys on average, so clipping changes the model even at its training resolution.");
+            claims.Saw($"At 1× the clipped window already sees only {Mask("clipped", 1).MeanKeys:F1} of {Mask("clipped", 1).Tokens} keys on average, so " +
+                "clipping changes the model even at its training resolution.");
         return claims;
     }
 
@@ -244,7 +267,8 @@ public sealed record FreeSwimResult(FreeSwimExperiment.Config Config, IReadOnlyL
     /// <summary>Entropy vs grid tokens per variant, with ln N (uniform attention) for reference.</summary>
     public GenericChart EntropyChart()
     {
-        var series = Entropy.GroupBy(e => e.Variant).Select(g => new Series(g.Key, g.Select(e => (double)e.Tokens).ToArray(), g.Select(e => e.Entropy).ToArray())).ToList();
+        var series = Entropy.GroupBy(e => e.Variant).Select(
+            g => new Series(g.Key, g.Select(e => (double)e.Tokens).ToArray(), g.Select(e => e.Entropy).ToArray())).ToList();
         var first = Entropy.Where(e => e.Variant == Entropy[0].Variant).ToList();
         series.Add(new Series("ln N (uniform)", first.Select(e => (double)e.Tokens).ToArray(), first.Select(e => e.LogTokens).ToArray()));
         return Charts.Lines(series, "self-attention row entropy of the trained tiny DiT vs tokens per image", "tokens N (log)", "entropy (nats)", logX: true);
@@ -262,7 +286,8 @@ public sealed record FreeSwimResult(FreeSwimExperiment.Config Config, IReadOnlyL
             "ms" => r => r.MsPerStep,
             _ => throw new ArgumentException($"unknown quantity '{quantity}'.", nameof(quantity)),
         };
-        return Charts.Bars(rows.Select(r => r.Method).ToList(), rows.Select(pick).ToList(), $"{quantity} per method at {factor}× ({rows[0].GridSide}×{rows[0].GridSide} tokens)", quantity);
+        return Charts.Bars(rows.Select(r => r.Method).ToList(), rows.Select(pick).ToList(),
+            $"{quantity} per method at {factor}× ({rows[0].GridSide}×{rows[0].GridSide} tokens)", quantity);
     }
 
     /// <summary>The windows of a corner and a centre query under the clipped and the inward mask at <paramref name="factor"/> (1 = key).</summary>

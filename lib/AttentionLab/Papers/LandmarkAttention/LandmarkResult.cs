@@ -76,7 +76,8 @@ public sealed record LandmarkExactness(double GroupedMaxAbs, double AttendMaxAbs
 /// <param name="DemoWeights">grouped weights of the heatmap demo [T, T].</param>
 /// <param name="DemoMaxError">the demo's fast vs naive max |Δ|.</param>
 /// <param name="Seconds">wall-clock time of the run.</param>
-public sealed record LandmarkResult(LandmarkExperiment.Config Config, LandmarkExactness Exactness, IReadOnlyList<LandmarkRow> Rows, LandmarkRetrievalDemo Retrieval,
+public sealed record LandmarkResult(LandmarkExperiment.Config Config, LandmarkExactness Exactness, IReadOnlyList<LandmarkRow> Rows,
+    LandmarkRetrievalDemo Retrieval,
     Tensor DemoWeights, double DemoMaxError, double Seconds) : IPaperResult, IDisposable
 {
     /// <summary>Columns n, k, method, accuracy, attended tokens, KV bytes per step.</summary>
@@ -123,9 +124,11 @@ public sealed record LandmarkResult(LandmarkExperiment.Config Config, LandmarkEx
             $"landmark retrieval softmax of the QUERY token (n = {Retrieval.N}, layer {layer}, mean over heads)", "retrieval probability");
     }
 
-    public GenericChart AccuracyChart() => Charts.Lines(SeriesBy(r => r.Accuracy), "passkey accuracy vs context length", "n (ordinary tokens)", "digit accuracy", logX: true);
+    public GenericChart AccuracyChart() => Charts.Lines(SeriesBy(r => r.Accuracy), "passkey accuracy vs context length", "n (ordinary tokens)",
+        "digit accuracy", logX: true);
 
-    public GenericChart AttendedChart() => Charts.Lines(SeriesBy(r => r.AttendedTokens), "keys the last query touches vs n", "n (ordinary tokens)", "attended tokens per query", logX: true, logY: true);
+    public GenericChart AttendedChart() => Charts.Lines(SeriesBy(r => r.AttendedTokens), "keys the last query touches vs n", "n (ordinary tokens)",
+        "attended tokens per query", logX: true, logY: true);
 
     /// <summary>
     /// The claims: grouped softmax = its loop twin, rows sum to 1 with zero landmark columns, memory inference = its loop
@@ -142,10 +145,12 @@ public sealed record LandmarkResult(LandmarkExperiment.Config Config, LandmarkEx
             $"max |Δ| weights {Num.Sci(x.GroupedMaxAbs)}, outputs {Num.Sci(x.AttendMaxAbs)} (float64, T = 23, ℓ_b = 4, 3 heads, D = 5)",
             $"≤ {Num.Sci(tol, 0)} (float64)", x.GroupedMaxAbs <= tol && x.AttendMaxAbs <= tol);
         claims.Exactness("rows-sum-to-one", "every row of grouped weights sums to 1 and a landmark's value is never read",
-            $"max |Σ_j w_ij − 1| {Num.Sci(x.RowSumMaxDeviation)}, max weight on landmark columns {(x.LandmarkColumnMaxAbs == 0 ? "0" : Num.Sci(x.LandmarkColumnMaxAbs))}",
+            $"max |Σ_j w_ij − 1| {Num.Sci(x.RowSumMaxDeviation)}, max weight on landmark columns " +
+            $"{(x.LandmarkColumnMaxAbs == 0 ? "0" : Num.Sci(x.LandmarkColumnMaxAbs))}",
             $"≤ {Num.Sci(tol, 0)} and exactly 0 (spec §6)", x.RowSumMaxDeviation <= tol && x.LandmarkColumnMaxAbs == 0);
         var worstTwin = x.TwinCases.OrderByDescending(c => c.MaxAbs).First();
-        claims.Exactness("memory-equals-loop-twin", "memory inference (top-k blocks per token and head or max over heads, position remapping) equals its loop twin",
+        claims.Exactness("memory-equals-loop-twin",
+            "memory inference (top-k blocks per token and head or max over heads, position remapping) equals its loop twin",
             $"max |Δ| {Num.Sci(x.TwinWorst)} over {x.TwinCases.Count} cases (worst: {worstTwin.Name}; {x.TwinShape})",
             $"≤ {Num.Sci(tol, 0)} (float64)", x.TwinWorst <= tol, "definition (paper §3.2; official mem_cache.py, llama_mem.py)");
         claims.Exactness("all-blocks-equals-training-form", "with k = S (every block retrieved) memory inference equals the training form",
@@ -158,9 +163,12 @@ public sealed record LandmarkResult(LandmarkExperiment.Config Config, LandmarkEx
         {
             string times = Times(n);
             double lm = Accuracy(n, LandmarkMethod.Landmark, k), full = Accuracy(n, LandmarkMethod.FullAttention);
-            claims.Claim(ClaimId(n), $"landmark memory (k = {k}) retrieves the passkey at {times} the training length, at least as well as full attention over the whole context",
-                "fine-tuning LLaMA-7B with landmarks extends its context to over 32k tokens, tested by passkey retrieval; the base model fails past its 2k context (abstract, §4)",
-                $"n = {n} ({times} n_train = {Config.TrainLength}): landmark k = {k} {lm:P1}, full attention {full:P1} ({Samples} sequences × {Config.NeedleLength} digits)",
+            claims.Claim(ClaimId(n),
+                $"landmark memory (k = {k}) retrieves the passkey at {times} the training length, at least as well as full attention over the whole context",
+                "fine-tuning LLaMA-7B with landmarks extends its context to over 32k tokens, tested by passkey retrieval; the base model fails past its 2k " +
+                "context (abstract, §4)",
+                $"n = {n} ({times} n_train = {Config.TrainLength}): landmark k = {k} {lm:P1}, full attention {full:P1} ({Samples} sequences × " +
+                $"{Config.NeedleLength} digits)",
                 $"landmark ≥ {Config.MinAccuracy:P0} (spec §6) and ≥ full attention at the same n (spec §4 baseline)",
                 lm >= Config.MinAccuracy && lm >= full, asserted: true,
                 note: n == 8 * Config.TrainLength ? null : $"spec §6 states 0.8 at 8×; applied here at {times}.");
@@ -172,14 +180,16 @@ public sealed record LandmarkResult(LandmarkExperiment.Config Config, LandmarkEx
             claims.Reported("window-lower-bound", "a training-length window (no memory) reads the passkey only when it lies inside the window: the lower bound",
                 "window baseline at chance (spec §6)",
                 string.Join("; ", window.Select(w => $"{Times(w.N)}: window {w.All:P1} overall" +
-                    (w.Out.Depths > 0 ? $", {w.Out.Accuracy:P1} on the {w.Out.Depths} of {Config.Depths.Length} depths outside it" : ", every depth inside it"))) +
+                    (w.Out.Depths > 0 ? $", {w.Out.Accuracy:P1} on the {w.Out.Depths} of {Config.Depths.Length} depths outside it"
+                        : ", every depth inside it"))) +
                 $"; chance {ChanceAccuracy:P1}",
                 "on the depths whose passkey lies outside the window: accuracy ≤ chance + 3 binomial standard errors",
                 judged.Count > 0 && judged.All(w => w.Out.Accuracy <= w.Out.Threshold),
                 note: "the window sees the passkey when its depth puts it in the last n_train tokens; those depths are reported, not judged.");
             claims.Reported("remap-needed", "without position remapping the retrieval extrapolates worse, more so the further past training",
                 "position remapping is part of the method; omitting it breaks length extrapolation (paper §3, spec §2 pitfalls)",
-                $"no remap {string.Join(", ", longer.Select(n => $"{Times(n)} {Accuracy(n, LandmarkMethod.LandmarkNoRemap, k):P1}"))} vs remapped {string.Join(", ", longer.Select(n => $"{Accuracy(n, LandmarkMethod.Landmark, k):P1}"))}",
+                $"no remap {string.Join(", ", longer.Select(n => $"{Times(n)} {Accuracy(n, LandmarkMethod.LandmarkNoRemap, k):P1}"))} vs remapped " +
+                $"{string.Join(", ", longer.Select(n => $"{Accuracy(n, LandmarkMethod.Landmark, k):P1}"))}",
                 "no remap below remapped at the longest n [ours: the spec names no threshold]",
                 Accuracy(longest, LandmarkMethod.LandmarkNoRemap, k) < Accuracy(longest, LandmarkMethod.Landmark, k));
         }
@@ -187,8 +197,10 @@ public sealed record LandmarkResult(LandmarkExperiment.Config Config, LandmarkEx
         var fullRow = Row(longest, LandmarkMethod.FullAttention);
         var cost = LandmarkCost.At(longest, Config.Model.BlockSize, k, Config.Model.Heads, Config.Model.DModel / Config.Model.Heads);
         claims.Reported("keys-per-query", "each query reads k(ℓ_b+1) retrieved keys + its chunk + one landmark key per stored block, instead of all n",
-            "k(ℓ_b+1) + chunk + n/ℓ_b vs n attended tokens (spec §8); performance comparable to Transformer-XL while retrieving far fewer tokens per step (abstract)",
-            $"n = {longest}: {lmRow.AttendedTokens} keys per query and head vs {fullRow.AttendedTokens} ({fullRow.AttendedTokens / (double)lmRow.AttendedTokens:F1}× fewer); " +
+            "k(ℓ_b+1) + chunk + n/ℓ_b vs n attended tokens (spec §8); performance comparable to Transformer-XL while retrieving far fewer tokens per step " +
+            "(abstract)",
+            $"n = {longest}: {lmRow.AttendedTokens} keys per query and head vs {fullRow.AttendedTokens} " +
+            $"({fullRow.AttendedTokens / (double)lmRow.AttendedTokens:F1}× fewer); " +
             $"KV read per step {lmRow.KvBytesPerStep:N0} B vs {fullRow.KvBytesPerStep:N0} B over {Config.Model.Layers} layers",
             "counted keys = the spec §8 formula (LandmarkCost) and fewer than full attention",
             lmRow.AttendedTokens == cost.LandmarkTokens && lmRow.AttendedTokens < fullRow.AttendedTokens && lmRow.KvBytesPerStep < fullRow.KvBytesPerStep,
@@ -196,22 +208,30 @@ public sealed record LandmarkResult(LandmarkExperiment.Config Config, LandmarkEx
 
         int train = Config.TrainLength;
         if (Config.EvalLengths.Contains(train))
-            claims.Saw($"At its training length (n = {train}) the checkpoint reads the passkey with {Accuracy(train, LandmarkMethod.FullAttention):P1} of digits right in the training form, and landmark memory k = {k} gets {Accuracy(train, LandmarkMethod.Landmark, k):P1}.");
+            claims.Saw($"At its training length (n = {train}) the checkpoint reads the passkey with {Accuracy(train, LandmarkMethod.FullAttention):P1} of " +
+                $"digits right in the training form, and landmark memory k = {k} gets {Accuracy(train, LandmarkMethod.Landmark, k):P1}.");
         foreach (int n in longer)
-            claims.Saw($"At n = {n} ({Times(n)}): landmark k = {k} {Accuracy(n, LandmarkMethod.Landmark, k):P1}, without remapping {Accuracy(n, LandmarkMethod.LandmarkNoRemap, k):P1}, " +
-                       $"full attention {Accuracy(n, LandmarkMethod.FullAttention):P1}, training-length window {Accuracy(n, LandmarkMethod.Window):P1} (chance {ChanceAccuracy:P1}).");
+            claims.Saw($"At n = {n} ({Times(n)}): landmark k = {k} {Accuracy(n, LandmarkMethod.Landmark, k):P1}, without remapping " +
+                $"{Accuracy(n, LandmarkMethod.LandmarkNoRemap, k):P1}, " +
+                       $"full attention {Accuracy(n, LandmarkMethod.FullAttention):P1}, training-length window {Accuracy(n, LandmarkMethod.Window):P1} " +
+                       $"(chance {ChanceAccuracy:P1}).");
         foreach (int n in longer)
         {
             var outside = WindowOutside(n);
             if (outside.Depths > 0 && outside.Depths < Config.Depths.Length)
                 claims.Saw($"At {Times(n)} the window reads {outside.Accuracy:P1} of digits on the {outside.Depths} depths whose passkey lies outside it and " +
-                           $"{Config.Depths.Select((d, i) => (d, i)).Where(x => LandmarkExperiment.NeedleInWindow(Config, n, x.d)).Average(x => Row(n, LandmarkMethod.Window).DepthAccuracy?[x.i] ?? double.NaN):P1} on the others.");
+                           $"{Config.Depths.Select((d, i) => (d, i)).Where(x => LandmarkExperiment.NeedleInWindow(Config, n, x.d))
+                               .Average(x => Row(n, LandmarkMethod.Window).DepthAccuracy?[x.i] ?? double.NaN):P1} on the others.");
         }
-        claims.Saw($"At n = {longest} the last query touches {lmRow.AttendedTokens} keys per head with landmark memory against {fullRow.AttendedTokens} for full attention.");
+        claims.Saw($"At n = {longest} the last query touches {lmRow.AttendedTokens} keys per head with landmark memory against {fullRow.AttendedTokens} for " +
+            "full attention.");
         var demo = Retrieval;
-        claims.Saw($"The QUERY token's retrieval softmax at n = {demo.N} (depth {demo.Depth}) puts {demo.NeedleMass(demo.BestLayer):P1} of its mass on the passkey's block(s) in layer {demo.BestLayer}" +
-                   (demo.PerLayer.Count > 1 ? $" (per layer: {string.Join(", ", Enumerable.Range(0, demo.PerLayer.Count).Select(l => demo.NeedleMass(l).ToString("P1")))})." : "."));
-        claims.Saw($"Memory inference matched its loop twin to {Num.Sci(Exactness.TwinWorst)} over {Exactness.TwinCases.Count} configurations; the run took {Seconds:F1} s.");
+        claims.Saw($"The QUERY token's retrieval softmax at n = {demo.N} (depth {demo.Depth}) puts {demo.NeedleMass(demo.BestLayer):P1} of its mass on the " +
+            $"passkey's block(s) in layer {demo.BestLayer}" +
+                   (demo.PerLayer.Count > 1
+                       ? $" (per layer: {string.Join(", ", Enumerable.Range(0, demo.PerLayer.Count).Select(l => demo.NeedleMass(l).ToString("P1")))})." : "."));
+        claims.Saw($"Memory inference matched its loop twin to {Num.Sci(Exactness.TwinWorst)} over {Exactness.TwinCases.Count} configurations; the run took " +
+            $"{Seconds:F1} s.");
         return claims;
     }
 

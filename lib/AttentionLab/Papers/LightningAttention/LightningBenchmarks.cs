@@ -62,7 +62,9 @@ public sealed record SpeedSweep(IReadOnlyList<SpeedRow> Rows)
         return Numerics.LogLogFit(rows.Select(r => (double)r.SeqLen).ToList(), rows.Select(r => r.MsPerSequence).ToList()).Slope;
     }
 
-    /// <summary>The smallest n from which <paramref name="method"/> is faster than <paramref name="baseline"/> at every larger n (null: never, at these lengths).</summary>
+    /// <summary>
+    /// The smallest n from which <paramref name="method"/> is faster than <paramref name="baseline"/> at every larger n (null: never, at these lengths).
+    /// </summary>
     public int? Crossover(string method, string baseline) =>
         Numerics.Crossover(Of(method).Concat(Of(baseline)), r => r.Method, r => r.SeqLen, r => r.Ms, method, baseline);
 
@@ -134,13 +136,15 @@ public static class LightningBenchmarks
         ArgumentNullException.ThrowIfNull(lengths);
         var ns = lengths.ToArray();
         if (ns.Length == 0 || ns.Any(n => n <= 0)) throw new ArgumentException("lengths must be a non-empty list of positive lengths.", nameof(lengths));
-        if (tokensPerBatch is { } tk && ns.Any(n => tk < n)) throw new ArgumentException($"tokensPerBatch {tk} is smaller than the longest length {ns.Max()}.", nameof(tokensPerBatch));
+        if (tokensPerBatch is { } tk && ns.Any(n => tk < n)) throw new ArgumentException($"tokensPerBatch {tk} is smaller than the longest length {ns.Max()}.",
+            nameof(tokensPerBatch));
         Guard.Positive(batch, nameof(batch)); Guard.Positive(heads, nameof(heads)); Guard.Positive(headDim, nameof(headDim));
         if (rounds <= 0) throw new ArgumentOutOfRangeException(nameof(rounds), rounds, "rounds must be positive.");
         if (warmup < 0) throw new ArgumentOutOfRangeException(nameof(warmup), warmup, "warmup must be ≥ 0.");
         var chosen = (methods ?? Methods).ToArray();
         var unknown = chosen.Except(Methods).ToArray();
-        if (unknown.Length > 0) throw new ArgumentException($"unknown methods: {string.Join(", ", unknown)}; known: {string.Join(", ", Methods)}.", nameof(methods));
+        if (unknown.Length > 0) throw new ArgumentException($"unknown methods: {string.Join(", ", unknown)}; known: {string.Join(", ", Methods)}.",
+            nameof(methods));
         bool cuda = device?.type == DeviceType.CUDA;
         using var scope = NewDisposeScope();
         var cells = new List<(int N, int B, string Method, Action Call, long? Peak, List<double> Ms)>();

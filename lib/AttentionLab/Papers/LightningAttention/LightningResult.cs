@@ -66,7 +66,8 @@ public sealed record LightningExactness(IReadOnlyList<FormError> Forms, IReadOnl
 /// <summary>Everything <see cref="LightningExperiment.Run"/> measured, as tables and as series for the plots.</summary>
 /// <param name="Config">The sizes it ran with.</param>
 /// <param name="Exactness">The forms against the masked parallel form on toy tensors, slopes, zero and strong decay.</param>
-/// <param name="Speed">The constant-tokens sweep, forward + backward, every method but the cumsum form at every length it ran (median of interleaved rounds).</param>
+/// <param name="Speed">The constant-tokens sweep, forward + backward, every method but the cumsum form at every length it ran (median of interleaved
+/// rounds).</param>
 /// <param name="CumsumSpeed">The cumsum form and the chunked form at <c>CumsumTokensPerBatch</c> (its own interleaved sweep).</param>
 /// <param name="SplitLength">n of the intra/inter split.</param>
 /// <param name="Intra">Time of all intra-block left products at <paramref name="SplitLength"/>.</param>
@@ -145,7 +146,8 @@ public sealed record LightningResult(
         var expected = LightningExactness.ExpectedSlopesH8;
         bool slopesExact = e.SlopesH8.SequenceEqual(expected) && e.SlopesH8Float32.SequenceEqual(expected);
         claims.Exactness("alibi-slopes-h8", "the default slopes for H = 8 are the reference's bare ALiBi slopes",
-            $"{string.Join(", ", e.SlopesH8.Select(a => $"1/{1 / a:0.###}"))} (float32 tensor {(e.SlopesH8Float32.SequenceEqual(expected) ? "equal" : "differs")})",
+            $"{string.Join(", ", e.SlopesH8.Select(a => $"1/{1 / a:0.###}"))} (float32 tensor " +
+            $"{(e.SlopesH8Float32.SequenceEqual(expected) ? "equal" : "differs")})",
             "exactly {1/2, …, 1/256} (spec §6; lightning-attention _build_slope_tensor)", slopesExact,
             paperFigure: "_build_slope_tensor(8) = 1/2 … 1/256 (lightning-attention)");
         claims.Exactness("zero-decay-is-linear-attention", "a = 0 gives plain causal linear attention [(QKᵀ) ⊙ tril] V (every form)",
@@ -171,7 +173,8 @@ public sealed record LightningResult(
         double ratio = tnl.ValidationLoss / soft.ValidationLoss;
         bool lmHolds = tnl.ValidationLoss < UnigramLoss && ratio <= LossFactor;
         bool decided = !(tnl.ValidationLoss < UnigramLoss) || Math.Abs(ratio - LossFactor) >= LossMargin;   // asserted only with margin, either way
-        claims.Claim("tnl-lm-on-par", "a TNL LM (Lightning mixers) is on par with a softmax Transformer of the same size (toy: Moby-Dick characters, same batches)",
+        claims.Claim("tnl-lm-on-par",
+            "a TNL LM (Lightning mixers) is on par with a softmax Transformer of the same size (toy: Moby-Dick characters, same batches)",
             "TNL on par with Transformer-based LLMs (abstract)",
             $"validation {tnl.ValidationLoss:F3} vs {soft.ValidationLoss:F3} nats/char (ratio {ratio:F3}); unigram {UnigramLoss:F3}",
             $"TNL < unigram and ≤ {LossFactor} × softmax [ours: spec §4 asks for \"comparable loss\" without a threshold]",
@@ -184,11 +187,12 @@ public sealed record LightningResult(
         {
             double spread = Speed.SpeedSpread(chunked), sdpaDrop = Speed.Slowdown(sdpa);
             int rounds = Speed.Of(chunked)[0].Time.Repeats;
-            claims.Reported("constant-speed", "Lightning's training speed (tokens/s) stays constant across n at fixed tokens per batch, while softmax attention's falls",
+            claims.Reported("constant-speed",
+                "Lightning's training speed (tokens/s) stays constant across n at fixed tokens per batch, while softmax attention's falls",
                 "constant speed across lengths (paper title); repo README (batch 4, 32 heads, d 128, bf16): forward 17.7 ms vs FlashAttention-2 162.9 ms " +
                 "at n = 32k, 0.35 vs 0.09 ms at n = 512 — Lightning's tokens/s varies 1.27× over n = 512…32k, FlashAttention-2's falls 27×",
-                $"chunked tokens/s varies {spread:F2}× across n = {ns.Min()}…{ns.Max()} ({Config.TokensPerBatch} tokens per batch, median of {rounds} interleaved rounds); " +
-                $"SDPA falls {sdpaDrop:F2}×; slope of time per sequence {Speed.Slope(chunked):F2} (SDPA {Speed.Slope(sdpa):F2})",
+                $"chunked tokens/s varies {spread:F2}× across n = {ns.Min()}…{ns.Max()} ({Config.TokensPerBatch} tokens per batch, median of {rounds} " +
+                $"interleaved rounds); SDPA falls {sdpaDrop:F2}×; slope of time per sequence {Speed.Slope(chunked):F2} (SDPA {Speed.Slope(sdpa):F2})",
                 $"chunked spread < {MaxSpread}× while SDPA falls > {MaxSpread}× (spec §6)", spread < MaxSpread && sdpaDrop > MaxSpread,
                 note: "timing on a shared CPU: reported, never asserted");
         }
@@ -201,12 +205,16 @@ public sealed record LightningResult(
         {
             int rounds = CumsumSpeed.Of(cumsum)[0].Time.Repeats;
             claims.Reported("beats-cumsum", "Lightning's tiling beats the cumsum form of causal linear attention (all n prefix states materialised)",
-                "no figure; \"due to the issue with cumulative summation (cumsum), current linear attention algorithms cannot demonstrate their theoretical advantage in a causal setting\" (abstract)",
-                $"chunked / cumsum tokens/s {vsCumsum.Min(x => x.Ratio):F0}–{vsCumsum.Max(x => x.Ratio):F0}× at n = {string.Join(", ", vsCumsum.Select(x => x.SeqLen))}, " +
-                $"{Config.CumsumTokensPerBatch} tokens per batch, median of {rounds} interleaved rounds (peak memory: cumsum {PeakMiB(CumsumSpeed, cumsum)}, chunked {PeakMiB(CumsumSpeed, chunked)})",
+                "no figure; \"due to the issue with cumulative summation (cumsum), current linear attention algorithms cannot demonstrate their theoretical " +
+                "advantage in a causal setting\" (abstract)",
+                $"chunked / cumsum tokens/s {vsCumsum.Min(x => x.Ratio):F0}–{vsCumsum.Max(x => x.Ratio):F0}× at n = " +
+                $"{string.Join(", ", vsCumsum.Select(x => x.SeqLen))}, " +
+                $"{Config.CumsumTokensPerBatch} tokens per batch, median of {rounds} interleaved rounds (peak memory: cumsum {PeakMiB(CumsumSpeed, cumsum)}, " +
+                $"chunked {PeakMiB(CumsumSpeed, chunked)})",
                 "chunked faster at every n [ours: spec §4 expects the cumsum form to \"OOM or crawl\"]", vsCumsum.All(x => x.Ratio > 1),
                 deviation: Config.CumsumTokensPerBatch != Config.TokensPerBatch
-                    ? $"measured at {Config.CumsumTokensPerBatch} tokens per batch, not the main sweep's {Config.TokensPerBatch}: one cumsum call there takes seconds on this CPU; both forms at the same budget"
+                    ? $"measured at {Config.CumsumTokensPerBatch} tokens per batch, not the main sweep's {Config.TokensPerBatch}: one cumsum call there " +
+                    "takes seconds on this CPU; both forms at the same budget"
                     : null,
                 note: "timing on a shared CPU: reported, never asserted");
         }
@@ -214,14 +222,21 @@ public sealed record LightningResult(
             "chunked faster at every n", "the sweep did not run both the chunked and the cumsum form", ClaimKind.Reported);
 
         if (Speed.Crossover(chunked, sdpa) is { } cross)
-            claims.Saw($"From n = {cross} on, Lightning (chunked) is faster than SDPA at {Config.TokensPerBatch} tokens per batch on this device; in the repo README's GPU forward times the crossover lies between n = 2048 and 4096.");
+            claims.Saw($"From n = {cross} on, Lightning (chunked) is faster than SDPA at {Config.TokensPerBatch} tokens per batch on this device; in the " +
+                "repo README's GPU forward times the crossover lies between n = 2048 and 4096.");
         else if (Speed.Of(sdpa).Count > 0)
-            claims.Saw($"SDPA stays faster than Lightning (chunked) up to n = {ns.Max()} on this device (median tokens/s at the longest n: {Speed.Of(chunked)[^1].TokensPerSecond / 1000:F0}k vs {Speed.Of(sdpa)[^1].TokensPerSecond / 1000:F0}k); in the repo README's GPU forward times the crossover lies between n = 2048 and 4096.");
+            claims.Saw($"SDPA stays faster than Lightning (chunked) up to n = {ns.Max()} on this device (median tokens/s at the longest n: " +
+                $"{Speed.Of(chunked)[^1].TokensPerSecond / 1000:F0}k vs {Speed.Of(sdpa)[^1].TokensPerSecond / 1000:F0}k); in the repo README's GPU forward " +
+                "times the crossover lies between n = 2048 and 4096.");
         if (CumsumSpeed.Of(cumsum).Count > 0 && CumsumSpeed.Of(chunked).Count > 0)
-            claims.Saw($"The cumsum form does constant work per token too, but materialises n d×d states per sequence: at {Config.CumsumTokensPerBatch} tokens per batch it runs at " +
-                       $"{CumsumSpeed.Of(cumsum).Average(r => r.TokensPerSecond) / 1000:F2}k tokens/s against Lightning's {CumsumSpeed.Of(chunked).Average(r => r.TokensPerSecond) / 1000:F0}k.");
-        claims.Saw($"The tiled loop at n = {SplitLength} spends {Intra.MedianMs:F1} ms in the intra-block products and {Inter.MedianMs:F1} ms in the inter-block products and state updates (forward).");
-        claims.Saw($"TNL reaches {tnl.ValidationLoss:F3} nats/char after {Config.LmSteps} steps, the softmax Transformer {soft.ValidationLoss:F3} (unigram {UnigramLoss:F3}); TNL decodes with {(tnlBytes.Count > 0 ? tnlBytes[0] : 0):N0} B of state while the KV cache reaches {softDecode.LastOrDefault()?.StateBytes ?? 0:N0} B after {softDecode.Count} tokens.");
+            claims.Saw($"The cumsum form does constant work per token too, but materialises n d×d states per sequence: at {Config.CumsumTokensPerBatch} " +
+                       $"tokens per batch it runs at {CumsumSpeed.Of(cumsum).Average(r => r.TokensPerSecond) / 1000:F2}k tokens/s against Lightning's " +
+                       $"{CumsumSpeed.Of(chunked).Average(r => r.TokensPerSecond) / 1000:F0}k.");
+        claims.Saw($"The tiled loop at n = {SplitLength} spends {Intra.MedianMs:F1} ms in the intra-block products and {Inter.MedianMs:F1} ms in the " +
+            "inter-block products and state updates (forward).");
+        claims.Saw($"TNL reaches {tnl.ValidationLoss:F3} nats/char after {Config.LmSteps} steps, the softmax Transformer {soft.ValidationLoss:F3} (unigram " +
+            $"{UnigramLoss:F3}); TNL decodes with {(tnlBytes.Count > 0 ? tnlBytes[0] : 0):N0} B of state while the KV cache reaches " +
+            $"{softDecode.LastOrDefault()?.StateBytes ?? 0:N0} B after {softDecode.Count} tokens.");
         return claims;
     }
 

@@ -43,7 +43,8 @@ public static class RectifiedBenchmark
         {
             var (frames, side) = Grid(n);
             var (q64, k64, v64) = SyntheticVideoQkv.Generate(frames, side, side, dim, 2.0, 0.1, 0, seed: 0, heads: heads);
-            using var q = q64.to(ScalarType.Float32, device); using var k = k64.to(ScalarType.Float32, device); using var v = v64.to(ScalarType.Float32, device);
+            using var q = q64.to(ScalarType.Float32, device); using var k = k64.to(ScalarType.Float32, device); using var v = v64.to(ScalarType.Float32,
+                device);
             q64.Dispose(); k64.Dispose(); v64.Dispose();
             int nb = (n + block - 1) / block;
             void Add(string method, double target, double density, Action run)
@@ -73,7 +74,8 @@ public static class RectifiedBenchmark
                 {
                     Add(Estimate, rho, density, () => RectifiedSparseAttention.Estimate(q, k, block, tau: 0, minTopK: topK).Dispose());
                     Add(Gather, rho, density, () => RectifiedSparseAttention.BlockSparse(q, k, v, selected, block).Dispose());
-                    Add(Rectified, rho, density, () => { var (o, d) = RectifiedSparseAttention.Forward(q, k, v, block, tau: 0, minTopK: topK); o.Dispose(); d.Dispose(); });
+                    Add(Rectified, rho, density, () => { var (o, d) = RectifiedSparseAttention.Forward(q, k, v, block, tau: 0,
+                        minTopK: topK); o.Dispose(); d.Dispose(); });
                 }
             }
         }

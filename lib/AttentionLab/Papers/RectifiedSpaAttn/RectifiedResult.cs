@@ -17,7 +17,8 @@ public sealed record RectifiedRow(double Locality, double Tau, double Density, d
 
 /// <summary>Batch 0, head 0 at (moderate γ, fixed τ): estimated vs true block mass [nb, nc] and the critical sets [nb, nb];
 /// plus every (estimated, true) visual pair of all heads for the scatter.</summary>
-public sealed record MassSnapshot(double Locality, double Tau, double[][] Estimated, double[][] True, double[][] Selected, double[] AllEstimated, double[] AllTrue)
+public sealed record MassSnapshot(double Locality, double Tau, double[][] Estimated, double[][] True, double[][] Selected, double[] AllEstimated,
+    double[] AllTrue)
 {
     internal static MassSnapshot Of(RectifyDiagnostics d, double gamma, double tau)
     {
@@ -47,7 +48,8 @@ public sealed record RectifiedExactness(ErrorStats FastVsNaive, double WeightSum
     public DataFrame ToDataFrame() => new(
         new StringDataFrameColumn("check", new[] { "fast vs naive twin (τ = 0.5)", "|R + Σ comp. weights − 1|", "constant blocks: rectified vs full",
             "constant blocks: plain sparse vs full", "τ = 1: output vs full", "τ = 1: |R − 1|" }),
-        new DoubleDataFrameColumn("max_abs", new[] { FastVsNaive.MaxAbs, WeightSumGap, ConstantBlocks.MaxAbs, PlainConstantBlocks.MaxAbs, TauOne.MaxAbs, TauOneRGap }),
+        new DoubleDataFrameColumn("max_abs", new[] { FastVsNaive.MaxAbs, WeightSumGap, ConstantBlocks.MaxAbs, PlainConstantBlocks.MaxAbs, TauOne.MaxAbs,
+            TauOneRGap }),
         new StringDataFrameColumn("criterion", new[] { "≤ 1e-10", "≤ 1e-6", "≤ 1e-6", "> 1e-2 (not exact)", "≤ 1e-6", "≤ 1e-12" }));
 }
 
@@ -62,7 +64,8 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
 
     /// <summary>The exactness phase's measurements (toy tensors, float64).</summary>
     public RectifiedExactness Exactness { get; init; } = new(new ErrorStats(double.NaN, double.NaN, 0), double.NaN,
-        new ErrorStats(double.NaN, double.NaN, 0), new ErrorStats(double.NaN, double.NaN, 0), false, double.NaN, new ErrorStats(double.NaN, double.NaN, 0), double.NaN);
+        new ErrorStats(double.NaN, double.NaN, 0), new ErrorStats(double.NaN, double.NaN, 0), false, double.NaN, new ErrorStats(double.NaN, double.NaN, 0),
+        double.NaN);
 
     /// <summary>Forward timings on the moderate-γ inputs (empty when <c>TimingRepeats</c> = 0).</summary>
     public IReadOnlyList<RectifiedTiming> Timings { get; init; } = Array.Empty<RectifiedTiming>();
@@ -70,7 +73,9 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
     /// <summary>Columns: method, tokens, density, median_ms, min_ms, repeats.</summary>
     public DataFrame TimingFrame() => Tables.From(Timings.Select(t => new { t.Method, t.Tokens, t.Density, t.MedianMs, t.MinMs, t.Repeats }));
 
-    /// <summary>Columns: gamma, tau, density, selected_fraction, err_* and cos_* per variant (plain, scale, comp, gapr), frac_beneficial, selected_mass_bias.</summary>
+    /// <summary>
+    /// Columns: gamma, tau, density, selected_fraction, err_* and cos_* per variant (plain, scale, comp, gapr), frac_beneficial, selected_mass_bias.
+    /// </summary>
     public DataFrame ToDataFrame()
     {
         var cols = new List<DataFrameColumn>
@@ -98,7 +103,8 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
 
     static string Errors(RectifiedRow r) => $"plain {r.Error[0]:F3}, scale {r.Error[1]:F3}, comp {r.Error[2]:F3}, GAPR {r.Error[3]:F3}";
     static string Prototype(double[] e, string regime) =>
-        $"spec's numpy prototype, {regime}, τ = 0.8 (32×32, B = 64): plain {e[0]:F3}, scale {e[1]:F3}, comp {e[2]:F3}, GAPR {e[3]:F3}; the paper publishes no error table";
+        $"spec's numpy prototype, {regime}, τ = 0.8 (32×32, B = 64): plain {e[0]:F3}, scale {e[1]:F3}, comp {e[2]:F3}, GAPR {e[3]:F3}; the paper publishes " +
+        "no error table";
 
     /// <summary>
     /// The claims: the spec's §6 identities (fast = naive twin, weights sum to 1, exact when pooling is exact, τ = 1 = full);
@@ -111,12 +117,16 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
         var claims = new ClaimSet(RectifiedExperiment.Paper.Number, Config.Size);
         var x = Exactness;
         claims.Exactness("fast-equals-naive", "the gathered rectified form equals the float64 loop twin written from the equations",
-            $"max |Δ| {Num.Sci(x.FastVsNaive.MaxAbs)} (float64, T_v = 45, B = 8, 3 text tokens, d 7)", "≤ 1e-10 [ours: float64 round-off]", x.FastVsNaive.MaxAbs <= 1e-10);
+            $"max |Δ| {Num.Sci(x.FastVsNaive.MaxAbs)} (float64, T_v = 45, B = 8, 3 text tokens, d 7)", "≤ 1e-10 [ours: float64 round-off]",
+            x.FastVsNaive.MaxAbs <= 1e-10);
         claims.Exactness("weights-sum-to-one", "R_I plus the compensation weights is 1 in every query block",
             $"max |R + Σ w − 1| {Num.Sci(x.WeightSumGap)}", "≤ 1e-6 (spec §6)", x.WeightSumGap <= 1e-6);
-        claims.Exactness("exact-when-pooling-exact", "with q, k constant inside every block, GAPR accepts every block and rectified attention equals full attention; plain sparse does not",
-            $"rectified vs full {Num.Sci(x.ConstantBlocks.MaxAbs)}, plain sparse vs full {x.PlainConstantBlocks.MaxAbs:G3}, all beneficial: {(x.ConstantAllBeneficial ? "yes" : "no")} (density {x.ConstantDensity:P0})",
-            "rectified ≤ 1e-6, plain > 1e-2, every block beneficial (spec §6)", x.ConstantBlocks.MaxAbs <= 1e-6 && x.PlainConstantBlocks.MaxAbs > 1e-2 && x.ConstantAllBeneficial);
+        claims.Exactness("exact-when-pooling-exact",
+            "with q, k constant inside every block, GAPR accepts every block and rectified attention equals full attention; plain sparse does not",
+            $"rectified vs full {Num.Sci(x.ConstantBlocks.MaxAbs)}, plain sparse vs full {x.PlainConstantBlocks.MaxAbs:G3}, all beneficial: " +
+            $"{(x.ConstantAllBeneficial ? "yes" : "no")} (density {x.ConstantDensity:P0})",
+            "rectified ≤ 1e-6, plain > 1e-2, every block beneficial (spec §6)",
+            x.ConstantBlocks.MaxAbs <= 1e-6 && x.PlainConstantBlocks.MaxAbs > 1e-2 && x.ConstantAllBeneficial);
         claims.Exactness("tau-one-is-full", "τ = 1 keeps every block: R = 1, no compensation, full attention",
             $"output vs full {Num.Sci(x.TauOne.MaxAbs)}, |R − 1| {Num.Sci(x.TauOneRGap)}", "≤ 1e-6 (spec §6)", x.TauOne.MaxAbs <= 1e-6 && x.TauOneRGap <= 1e-6);
 
@@ -124,10 +134,12 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
         var mod = At(gm, tau);
         var peak = At(gp, tau);
         string atMod = $"γ = {gm}, τ = {tau}, density {mod.Density:P1} (every variant): ", atPeak = $"γ = {gp}, τ = {tau}, density {peak.Density:P1}: ";
-        string? peakedDeviation = gp == 3 ? null : $"the peaked regime is γ = {gp} here (the prototype's γ = 3); our synthetic recipe's Jensen bias turns negative later (docs/decisions.md)";
+        string? peakedDeviation = gp == 3 ? null
+            : $"the peaked regime is γ = {gp} here (the prototype's γ = 3); our synthetic recipe's Jensen bias turns negative later (docs/decisions.md)";
 
         bool helps = mod.Error[2] < mod.Error[0];
-        claims.Claim("moderate-rectification-helps", "moderate locality: IPAR scaling + compensation of the dropped blocks cuts the error of plain top-p at equal density",
+        claims.Claim("moderate-rectification-helps",
+            "moderate locality: IPAR scaling + compensation of the dropped blocks cuts the error of plain top-p at equal density",
             Prototype(PrototypeModerate, "γ = 2"), atMod + Errors(mod) + $" (comp/plain {mod.Error[2] / mod.Error[0]:F2})",
             "comp < plain (spec §6, seed 0)", helps, asserted: true);
         bool scaling = mod.Error[1] < mod.Error[0];
@@ -140,12 +152,15 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
             "comp < GAPR < plain (spec §4)", conservative, asserted: false, note: "GAPR sits within about 10 % of plain top-p here: recorded, not asserted");
 
         bool hurts = peak.Error[1] > peak.Error[0] && peak.Error[2] > peak.Error[0];
-        claims.Claim("peaked-ungated-hurts", "peaked attention: the pooled estimate is biased low, so ungated rectification (scaling, compensation of every block) is worse than plain top-p",
+        claims.Claim("peaked-ungated-hurts",
+            "peaked attention: the pooled estimate is biased low, so ungated rectification (scaling, compensation of every block) is worse than plain top-p",
             Prototype(PrototypePeaked, "γ = 3"), atPeak + Errors(peak) + $"; mean selected-mass bias {peak.SelectedMassBias:F3}",
             "scale > plain and comp > plain (spec §4)", hurts, asserted: true, deviation: peakedDeviation);
         bool best = peak.Error[3] < peak.Error[0] && peak.Error[3] < peak.Error[1] && peak.Error[3] < peak.Error[2];
         claims.Claim("peaked-gapr-best", "peaked attention: GAPR gates out the untrustworthy blocks and is the best of the four",
-            Prototype(PrototypePeaked, "γ = 3"), atPeak + $"GAPR {peak.Error[3]:F3} vs plain {peak.Error[0]:F3}, scale {peak.Error[1]:F3}, comp {peak.Error[2]:F3} (GAPR/comp {peak.Error[3] / peak.Error[2]:F2})" +
+            Prototype(PrototypePeaked, "γ = 3"), atPeak
+                + $"GAPR {peak.Error[3]:F3} vs plain {peak.Error[0]:F3}, scale {peak.Error[1]:F3}, comp {peak.Error[2]:F3} (GAPR/comp " +
+                $"{peak.Error[3] / peak.Error[2]:F2})" +
                 (gp != 3 && Rows.Any(r => r.Locality == 3 && r.Tau == tau) ? $"; at the prototype's γ = 3: {Errors(At(3, tau))}" : ""),
             "GAPR below every other variant (spec §4)", best, asserted: false, deviation: peakedDeviation,
             note: "the prototype's margin is 0.009 (0.070 vs 0.079): too thin to assert at this size");
@@ -160,7 +175,8 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
                 "rectified forward < full attention [ours]", "the timing phase was skipped (TimingRepeats = 0)", ClaimKind.Reported);
         else
             claims.Reported("forward-speed", "rectified block-sparse attention is faster than full attention",
-                speedPaper, $"{full.Tokens} tokens, density {rect.Density:P0}: full {full.MedianMs:F2} ms, rectified {rect.MedianMs:F2} ms (kernel {kernel.MedianMs:F2}, estimate {estimate.MedianMs:F2}); speed-up {full.MedianMs / rect.MedianMs:F2}× (median of {full.Repeats}, interleaved)",
+                speedPaper, $"{full.Tokens} tokens, density {rect.Density:P0}: full {full.MedianMs:F2} ms, rectified {rect.MedianMs:F2} ms (kernel " +
+                $"{kernel.MedianMs:F2}, estimate {estimate.MedianMs:F2}); speed-up {full.MedianMs / rect.MedianMs:F2}× (median of {full.Repeats}, interleaved)",
                 "rectified forward faster than full attention [ours: the spec names no CPU target]", rect.MedianMs < full.MedianMs,
                 note: "CPU timing of a gather kernel on a shared machine at smoke size (no Triton): reported, never asserted");
 
@@ -171,7 +187,8 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
         var winners = lo.Select(r => $"γ {r.Locality}: {Short[Array.IndexOf(r.Error, r.Error.Min())]}");
         claims.Saw("Lowest-error variant by γ at τ = " + tau + ": " + string.Join(", ", winners) + ".");
         if (full is not null && rect is not null)
-            claims.Saw($"On this device, one rectified forward at {rect.Tokens} tokens takes {rect.MedianMs:F2} ms against {full.MedianMs:F2} ms for full attention.");
+            claims.Saw($"On this device, one rectified forward at {rect.Tokens} tokens takes {rect.MedianMs:F2} ms against {full.MedianMs:F2} ms for full " +
+                "attention.");
         return claims;
     }
 
@@ -215,7 +232,8 @@ public sealed record RectifiedResult(RectifiedExperiment.Config Config, IReadOnl
                 .WithYAxisStyle<double, double, string>(TitleText: gi == 0 ? "relative L2 error" : "");
         }).ToList();
         var grid = CsChart.Grid(panels, 1, panels.Count, SubPlotTitles: Config.Localities.Select(g => $"γ = {g}").ToArray());
-        return Plotly.NET.Chart.withTitle("error vs full attention at matched density, per locality γ", Microsoft.FSharp.Core.FSharpOption<Font>.None).Invoke(grid);
+        return Plotly.NET.Chart.withTitle("error vs full attention at matched density, per locality γ", Microsoft.FSharp.Core.FSharpOption<Font>.None).Invoke(
+            grid);
     }
 
     /// <summary>Bars: error per variant at the fixed τ, for the moderate and the peaked γ.</summary>

@@ -17,7 +17,8 @@ public static class RecycledBenchmarks
     /// For each n: a cache of n − 1 random keys, then <paramref name="steps"/> decode steps (the first one full), timed per
     /// step, for full attention and for Recycled Attention (K, S). Random data: only cost is measured.
     /// </summary>
-    public static IReadOnlyList<RecycledBenchRow> DecodeSweep(int[] lengths, int heads, int dim, int topK, int stride, int steps, Device device, IProgress<RecycledBenchRow>? progress = null)
+    public static IReadOnlyList<RecycledBenchRow> DecodeSweep(int[] lengths, int heads, int dim, int topK, int stride, int steps, Device device,
+        IProgress<RecycledBenchRow>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(lengths);
         if (lengths.Length == 0 || lengths.Any(n => n < 2)) throw new ArgumentException("lengths must be non-empty, each ≥ 2.", nameof(lengths));
@@ -34,12 +35,14 @@ public static class RecycledBenchmarks
                 using var noGrad = torch.no_grad();
                 var gen = new Generator(seed: (ulong)n, device: device);
                 using var cache = new SelectiveKvCache(make());
-                cache.Append(torch.randn(1, n - 1, heads, dim, generator: gen, device: device), torch.randn(1, n - 1, heads, dim, generator: gen, device: device));
+                cache.Append(torch.randn(1, n - 1, heads, dim, generator: gen, device: device),
+                    torch.randn(1, n - 1, heads, dim, generator: gen, device: device));
                 var clock = new Stopwatch();
                 for (int s = 0; s < steps; s++)
                 {
                     using var stepScope = NewDisposeScope();
-                    var (q, k, v) = (torch.randn(1, 1, heads, dim, generator: gen, device: device), torch.randn(1, 1, heads, dim, generator: gen, device: device), torch.randn(1, 1, heads, dim, generator: gen, device: device));
+                    var (q, k, v) = (torch.randn(1, 1, heads, dim, generator: gen, device: device),
+                        torch.randn(1, 1, heads, dim, generator: gen, device: device), torch.randn(1, 1, heads, dim, generator: gen, device: device));
                     clock.Start();
                     var r = cache.Attend(q, k, v);
                     _ = r.Output.sum().item<float>();                               // wait for the device

@@ -89,13 +89,16 @@ public sealed record RecycledResult(RecycledExperiment.Config Config, RecycledEx
         var oracle = Row(RecycledExperiment.OracleName, budget);
         string setting = $"recycled(K = {rec.TopK} = n/8, S = {rec.Stride}) {rec.TokenAccuracy:P1} at {rec.AttendedMean:F1} keys/step";
         double streamRatio = rec.TokenAccuracy / stream.TokenAccuracy;
-        claims.Claim("beats-streamingllm-equal-keys", "at equal keys read per step, Recycled Attention reaches ≥ 2× the accuracy of a local-context baseline (StreamingLLM)",
+        claims.Claim("beats-streamingllm-equal-keys",
+            "at equal keys read per step, Recycled Attention reaches ≥ 2× the accuracy of a local-context baseline (StreamingLLM)",
             "≈ 2× the accuracy of local-context baselines at comparable speed-up (RULER, Llama-3.1-8B and Qwen2-7B; paper abstract)",
             $"{setting} vs StreamingLLM {stream.TokenAccuracy:P1} at {stream.AttendedMean:F1} keys/step (ratio {streamRatio:F1}×)",
             $"recycled ≥ 2 × StreamingLLM, StreamingLLM given ⌈recycled's mean keys per step⌉ = {budget} (spec §6)",
             rec.TokenAccuracy >= 2 * stream.TokenAccuracy, asserted: true,
-            deviation: $"budget: the spec gives both methods K = n/8 = {rec.TopK}; recycled then reads {rec.AttendedMean:F1} keys per step (its full steps counted), so StreamingLLM gets {budget}",
-            note: "The copy source lies 12–28 tokens back, so a window of this size only holds it for the shortest gaps: the spec's task is built against windows.");
+            deviation: $"budget: the spec gives both methods K = n/8 = {rec.TopK}; recycled then reads {rec.AttendedMean:F1} keys per step (its full steps " +
+            $"counted), so StreamingLLM gets {budget}",
+            note: "The copy source lies 12–28 tokens back, so a window of this size only holds it for the shortest gaps: the spec's task is built against " +
+            "windows.");
         claims.Claim("beats-h2o-equal-keys", "at equal keys read per step, Recycled Attention beats accumulated-attention eviction (H2O)",
             "compared with eviction by accumulated attention (H2O-style) on RULER (paper abstract); no single figure quoted here",
             $"{setting} vs H2O {h2o.TokenAccuracy:P1} at {h2o.AttendedMean:F1} keys/step",
@@ -106,33 +109,45 @@ public sealed record RecycledResult(RecycledExperiment.Config Config, RecycledEx
         var small = Row(RecycledExperiment.Recycled, Config.ClaimK, smallS);
         claims.Claim("near-full", "Recycled Attention stays close to full attention for small S (spec §7's toy analogue)",
             "RULER accuracy is reported beside full attention in the paper's tables (not quoted: this project could not verify them)",
-            $"recycled(K = {small.TopK}, S = {small.Stride}) {small.TokenAccuracy:P1}, (S = {rec.Stride}) {rec.TokenAccuracy:P1} vs full {full.TokenAccuracy:P1} at {full.AttendedMean:F1} keys/step",
+            $"recycled(K = {small.TopK}, S = {small.Stride}) {small.TokenAccuracy:P1}, (S = {rec.Stride}) {rec.TokenAccuracy:P1} vs full " +
+            $"{full.TokenAccuracy:P1} at {full.AttendedMean:F1} keys/step",
             $"≥ full − 10 pts at K = n/8 and the smallest S = {smallS} [ours: spec §7 says 'stays high for small S' with no number]",
             small.TokenAccuracy >= full.TokenAccuracy - 0.10, asserted: false,
-            note: "Not asserted: the spec gives no number for it; recorded with its status at this size. Copying is the hardest case for a stale set (the source moves every step).");
+            note: "Not asserted: the spec gives no number for it; recorded with its status at this size. Copying is the hardest case for a stale set (the " +
+            "source moves every step).");
 
         claims.Reported("ms-per-token", "recycled steps read K + (t − t₀) KV rows instead of n: attention speed-up ≈ n / (K + n/S) (spec §8)",
             "speed-up comparable to local-context baselines (paper abstract); visible at n ≥ 8k on GPU (spec §8)",
-            $"ms per decoded token at n = {ContextLength}: full {full.MsPerToken:F2}, {rec.Name} {rec.MsPerToken:F2}, StreamingLLM B={budget} {stream.MsPerToken:F2}",
+            $"ms per decoded token at n = {ContextLength}: full {full.MsPerToken:F2}, {rec.Name} {rec.MsPerToken:F2}, StreamingLLM B={budget} " +
+            $"{stream.MsPerToken:F2}",
             "recycled < full ms/token (n = 41 on a shared CPU is overhead-bound: reported, not asserted)", rec.MsPerToken < full.MsPerToken);
 
-        claims.Saw($"Full attention copies {full.TokenAccuracy:P1} of the tokens reading {full.AttendedMean:F1} keys per step; Recycled Attention (K = {rec.TopK}, S = {rec.Stride}) reads {rec.AttendedMean:F1} ({rec.AttendedMean / full.AttendedMean:P0} of full, its full steps included) and copies {rec.TokenAccuracy:P1}.");
-        claims.Saw($"At the same {budget} keys per step: StreamingLLM {stream.TokenAccuracy:P1}, H2O {h2o.TokenAccuracy:P1}, and a per-step top-k oracle (exact q·k over every key, an upper bound on choosing) {oracle.TokenAccuracy:P1}.");
+        claims.Saw($"Full attention copies {full.TokenAccuracy:P1} of the tokens reading {full.AttendedMean:F1} keys per step; Recycled Attention (K = " +
+            $"{rec.TopK}, S = {rec.Stride}) reads {rec.AttendedMean:F1} ({rec.AttendedMean / full.AttendedMean:P0} of full, its full steps included) and " +
+            $"copies {rec.TokenAccuracy:P1}.");
+        claims.Saw($"At the same {budget} keys per step: StreamingLLM {stream.TokenAccuracy:P1}, H2O {h2o.TokenAccuracy:P1}, and a per-step top-k oracle " +
+            $"(exact q·k over every key, an upper bound on choosing) {oracle.TokenAccuracy:P1}.");
         var pairs = Rows.Where(r => r.Policy == RecycledExperiment.Recycled)
-            .Select(r => (Recycled: r, Window: Rows.FirstOrDefault(b => b.Policy == RecycledExperiment.StreamingName && b.TopK == RecycledExperiment.EqualBudget(r.AttendedMean))))
+            .Select(r => (Recycled: r, Window: Rows.FirstOrDefault(
+                b => b.Policy == RecycledExperiment.StreamingName && b.TopK == RecycledExperiment.EqualBudget(r.AttendedMean))))
             .Where(p => p.Window is not null).ToList();
         var windowWins = pairs.Where(p => p.Window!.TokenAccuracy >= p.Recycled.TokenAccuracy).ToList();
         if (pairs.Count > 0)
             claims.Saw(windowWins.Count == 0
                 ? $"Every fixed-stride Recycled row beats StreamingLLM at its own key budget ({pairs.Count} of {pairs.Count})."
                 : $"StreamingLLM at equal keys matches or beats Recycled Attention in {windowWins.Count} of {pairs.Count} fixed-stride rows: " +
-                  string.Join("; ", windowWins.Select(p => $"{p.Recycled.Name} {p.Recycled.TokenAccuracy:P1} vs window {p.Window!.TokenAccuracy:P1} at {p.Window.TopK} keys")) +
+                  string.Join("; ", windowWins.Select(p =>
+                      $"{p.Recycled.Name} {p.Recycled.TokenAccuracy:P1} vs window {p.Window!.TokenAccuracy:P1} at {p.Window.TopK} keys")) +
                   " — once the budget reaches the copy distance, a window holds the source every step and a stale set does not.");
-        var bestTau = Rows.Where(r => r.Policy == RecycledExperiment.RecycledDynamic && r.TopK == Config.ClaimK).OrderByDescending(r => r.TokenAccuracy).FirstOrDefault();
+        var bestTau = Rows.Where(r => r.Policy == RecycledExperiment.RecycledDynamic && r.TopK == Config.ClaimK).OrderByDescending(
+            r => r.TokenAccuracy).FirstOrDefault();
         if (bestTau is not null)
-            claims.Saw($"The dynamic schedule at K = {bestTau.TopK}, τ = {bestTau.Tau}: {bestTau.TokenAccuracy:P1} at {bestTau.AttendedMean:F1} keys per step, with {bestTau.FullStepFraction:P0} of the decoded steps full (S = {small.Stride}: {small.TokenAccuracy:P1} at {small.AttendedMean:F1} keys, {small.FullStepFraction:P0} full).");
+            claims.Saw($"The dynamic schedule at K = {bestTau.TopK}, τ = {bestTau.Tau}: {bestTau.TokenAccuracy:P1} at {bestTau.AttendedMean:F1} keys per " +
+                $"step, with {bestTau.FullStepFraction:P0} of the decoded steps full (S = {small.Stride}: {small.TokenAccuracy:P1} at " +
+                $"{small.AttendedMean:F1} keys, {small.FullStepFraction:P0} full).");
         if (Probe.Recycled.Length > 1)
-            claims.Saw($"Recovered attention mass of the recycled set falls from {Probe.Recycled[0]:F2} at the full step to {Probe.Recycled[1]:F2} one step later (sink + window of the same size: {Probe.SinkWindow[0]:F2} → {Probe.SinkWindow[1]:F2}).");
+            claims.Saw($"Recovered attention mass of the recycled set falls from {Probe.Recycled[0]:F2} at the full step to {Probe.Recycled[1]:F2} one step " +
+                $"later (sink + window of the same size: {Probe.SinkWindow[0]:F2} → {Probe.SinkWindow[1]:F2}).");
         return claims;
     }
 
@@ -145,14 +160,16 @@ public sealed record RecycledResult(RecycledExperiment.Config Config, RecycledEx
             RecycledExperiment.RecycledDynamic => $"recycled τ={r.Tau}",
             _ => r.Policy,
         });
-        var series = groups.Select(g => { var o = g.OrderBy(r => r.AttendedMean).ToList(); return new Series(g.Key, o.Select(r => r.AttendedMean).ToArray(), o.Select(r => r.TokenAccuracy).ToArray()); }).ToList();
+        var series = groups.Select(g => { var o = g.OrderBy(r => r.AttendedMean).ToList(); return new Series(g.Key, o.Select(r => r.AttendedMean).ToArray(),
+            o.Select(r => r.TokenAccuracy).ToArray()); }).ToList();
         var full = Row(RecycledExperiment.FullName, 0);
         series.Add(new Series("full", new[] { full.AttendedMean }, new[] { full.TokenAccuracy }));
         return Charts.Lines(series, "Copy accuracy vs keys read per step (full steps included)", "keys read per head and step (mean)", "token accuracy");
     }
 
     /// <summary>The last layer's sharpest head: full-model probabilities, rows = decode steps t = t₀ …, columns = context position.</summary>
-    public GenericChart ProbabilityHeatmap() => Charts.Heatmap(Probe.Heatmap, $"full-step probabilities, layer {Probe.Layer} head {Probe.Head} (rows t = {Probe.FullStep}…)");
+    public GenericChart ProbabilityHeatmap() => Charts.Heatmap(Probe.Heatmap,
+        $"full-step probabilities, layer {Probe.Layer} head {Probe.Head} (rows t = {Probe.FullStep}…)");
 
     /// <summary>The same rows: 1 where the recycled set (K, S of the probe) holds the key.</summary>
     public GenericChart RecycledSetHeatmap() => Charts.Heatmap(Probe.Selected, $"recycled set (K = {Probe.TopK}, S = {Probe.Stride}; full steps re-select)");
@@ -166,7 +183,8 @@ public sealed record RecycledResult(RecycledExperiment.Config Config, RecycledEx
     {
         var shown = Rows.Where(r => r.Policy == RecycledExperiment.FullName
             || (r.Policy is (RecycledExperiment.Recycled or RecycledExperiment.RecycledDynamic) && r.TopK == Config.ClaimK)
-            || (r.Policy is (RecycledExperiment.StreamingName or RecycledExperiment.H2OName or RecycledExperiment.OracleName) && r.TopK == ClaimBudget)).ToList();
+            || (r.Policy is (RecycledExperiment.StreamingName or RecycledExperiment.H2OName or RecycledExperiment.OracleName)
+                && r.TopK == ClaimBudget)).ToList();
         return Charts.Bars(shown.Select(r => r.Name).ToList(), shown.Select(r => r.MsPerToken).ToList(),
             $"ms per decoded token (n = {ContextLength}: the MLP-free toy is overhead-bound)", "ms / token");
     }

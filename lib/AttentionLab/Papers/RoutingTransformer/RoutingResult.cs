@@ -58,9 +58,11 @@ public sealed record RoutingResult(RoutingExperiment.Config Config, RoutingExact
     public DataFrame ToDataFrame() => new(
         new StringDataFrameColumn("variant", Runs.Select(r => r.Variant.ToString()).Concat(Speed.Select(p => "speed: " + p.Method))),
         new Int32DataFrameColumn("n", Runs.Select(_ => Config.Task.Length).Concat(Speed.Select(p => p.SeqLen))),
-        new Int32DataFrameColumn("C", Runs.Select(r => r.Variant is RoutingVariant.LocalPlusRouting or RoutingVariant.LocalPlusNearest ? (int?)Config.Clusters : null)
+        new Int32DataFrameColumn("C", Runs.Select(r => r.Variant is RoutingVariant.LocalPlusRouting or RoutingVariant.LocalPlusNearest ? (int?)Config.Clusters
+            : null)
             .Concat(Speed.Select(p => p.Method == RoutingBenchmark.RoutingMethod ? (int?)p.Clusters : null))),
-        new Int32DataFrameColumn("w", Runs.Select(r => r.Variant is RoutingVariant.LocalPlusRouting or RoutingVariant.LocalPlusNearest ? (int?)Config.Window : null)
+        new Int32DataFrameColumn("w", Runs.Select(r => r.Variant is RoutingVariant.LocalPlusRouting or RoutingVariant.LocalPlusNearest ? (int?)Config.Window
+            : null)
             .Concat(Speed.Select(p => p.Method == RoutingBenchmark.RoutingMethod ? (int?)p.Clusters : null))),
         new DoubleDataFrameColumn("accuracy", Runs.Select(r => (double?)r.Accuracy).Concat(Speed.Select(_ => (double?)null))),
         new DoubleDataFrameColumn("ms", Runs.Select(r => r.MsPerStep).Concat(Speed.Select(p => p.MedianMs))));
@@ -76,26 +78,33 @@ public sealed record RoutingResult(RoutingExperiment.Config Config, RoutingExact
         var claims = new ClaimSet(RoutingExperiment.Paper.Number, Config.Size);
         var e = Exactness;
         const string shapes = "float64; T = 37, 23, 19 (not multiples of w or L); 2–3 heads; shared Q/K with the self-token rule and separate; causal and not";
-        claims.Exactness("routing-equals-naive", "balanced routing (top-w per cluster gathered, [C, w, w] attention, scatter ÷ (count + ε)) equals its dense per-cluster masked twin",
+        claims.Exactness("routing-equals-naive",
+            "balanced routing (top-w per cluster gathered, [C, w, w] attention, scatter ÷ (count + ε)) equals its dense per-cluster masked twin",
             $"max |Δ| {Num.Sci(e.Balanced)} over outputs and input gradients ({shapes})", $"≤ {Num.Sci(TwinTolerance, 0)}", e.Balanced <= TwinTolerance);
         claims.Exactness("nearest-equals-naive", "nearest-centroid routing (keys chunked by cluster, [w, 2w] attention) equals its dense masked twin",
             $"max |Δ| {Num.Sci(e.Nearest)} over outputs and input gradients ({shapes})", $"≤ {Num.Sci(TwinTolerance, 0)}", e.Nearest <= TwinTolerance);
-        claims.Exactness("local-block-equals-naive", "block-local heads (own + previous block, [L, 2L] attention, relative bias b_h(i − j)) equal dense attention under the block mask",
-            $"max |Δ| {Num.Sci(e.Local)} over outputs and gradients of q, k, v and the bias (float64; T = 37, 23, 19 with L = 5, 6, 4)", $"≤ {Num.Sci(TwinTolerance, 0)}", e.Local <= TwinTolerance);
+        claims.Exactness("local-block-equals-naive",
+            "block-local heads (own + previous block, [L, 2L] attention, relative bias b_h(i − j)) equal dense attention under the block mask",
+            $"max |Δ| {Num.Sci(e.Local)} over outputs and gradients of q, k, v and the bias (float64; T = 37, 23, 19 with L = 5, 6, 4)",
+            $"≤ {Num.Sci(TwinTolerance, 0)}", e.Local <= TwinTolerance);
         claims.Exactness("one-cluster-is-full-attention", "with C = 1 and w = n routing attention is full causal attention",
             $"max |Δ| {Num.Sci(e.OneCluster)} (ε = 0, T = 11, 3 heads)", "≤ 1e-6 (spec §6)", e.OneCluster <= 1e-6);
-        claims.Exactness("self-token-rule", "with shared Q/K a token's own key scores −5·10⁴ (lucidrains' TOKEN_SELF_ATTN_VALUE): it attends to itself only when it has no other key",
+        claims.Exactness("self-token-rule",
+            "with shared Q/K a token's own key scores −5·10⁴ (lucidrains' TOKEN_SELF_ATTN_VALUE): it attends to itself only when it has no other key",
             $"max |Δ| {Num.Sci(e.SelfRule)} vs attention over the other keys; {Num.Sci(e.WithoutSelfRule)} without the rule",
             $"≤ {Num.Sci(TwinTolerance, 0)} with the rule, > 1e-3 without it", e.SelfRule <= TwinTolerance && e.WithoutSelfRule > 1e-3,
             paperFigure: "−5·10⁴ on the diagonal (lucidrains/routing-transformer; the official TF code has no rule)");
-        claims.Exactness("kmeans-update-definition", "the EMA update (count, sum ← λ·old + (1−λ)·batch; μ = sum / Laplace-smoothed count) equals its definition written out with loops",
+        claims.Exactness("kmeans-update-definition",
+            "the EMA update (count, sum ← λ·old + (1−λ)·batch; μ = sum / Laplace-smoothed count) equals its definition written out with loops",
             $"max |Δμ| {Num.Sci(e.KMeansUpdate)} after two updates (float64, 2 heads, 3 clusters)", "≤ 1e-12", e.KMeansUpdate <= 1e-12,
             paperFigure: "official utils.online_kmeans, ε = 1e-5");
         claims.Exactness("commitment-loss-mean", "the commitment loss is β · mean (x − sg(μ))² over every element, as the references",
             $"relative |Δ| {Num.Sci(e.Commitment)}; loss ÷ (β · mean_t ‖x − μ‖²) = {e.CommitmentRatio:F4} (= 1/D)", "relative |Δ| ≤ 1e-12",
             e.Commitment <= 1e-12, paperFigure: "official reduce_mean(squared_difference); lucidrains F.mse_loss");
-        claims.Exactness("causality-probe", "nearest-centroid routing is strictly causal (the function and the whole mixer); balanced top-w leaks the future (pitfall (a))",
-            $"past outputs moved by {Num.Sci(e.LeakNearest)} (nearest), {Num.Sci(e.LeakMixer)} (mixer), {Num.Sci(e.LeakBalanced)} (balanced) when the future was redrawn",
+        claims.Exactness("causality-probe",
+            "nearest-centroid routing is strictly causal (the function and the whole mixer); balanced top-w leaks the future (pitfall (a))",
+            $"past outputs moved by {Num.Sci(e.LeakNearest)} (nearest), {Num.Sci(e.LeakMixer)} (mixer), {Num.Sci(e.LeakBalanced)} (balanced) when the future " +
+            "was redrawn",
             "nearest and mixer exactly 0; balanced > 1e-6 (the leak shown, spec §6)", e.LeakNearest == 0 && e.LeakMixer == 0 && e.LeakBalanced > 1e-6,
             paperFigure: "spec §2 pitfall (a); official decoding sets future distances to 1e9");
 
@@ -107,7 +116,8 @@ public sealed record RoutingResult(RoutingExperiment.Config Config, RoutingExact
         if (Map is { } map)
             claims.Reported("routing-is-sparse", "each routed query attends inside a cluster window smaller than the sequence",
                 "C·w = n in the official configs (wikitext103_local_cluster4k: C = 8, w = 512, n = 4096)",
-                $"C·w = {Config.Clusters}·{Config.Window} = {cw} vs T = {t}; trained routing head: {map.KeysPerQuery:F1} keys per query, {map.Density:P1} of the causal pairs",
+                $"C·w = {Config.Clusters}·{Config.Window} = {cw} vs T = {t}; trained routing head: {map.KeysPerQuery:F1} keys per query, {map.Density:P1} of " +
+                "the causal pairs",
                 "C·w < T and the head keeps < 50 % of the causal pairs [ours: the spec names no threshold]", cw < t && map.Density < 0.5);
 
         const string paperFigure = "WikiText-103 perplexity 15.8 vs 18.3 for comparable sparse attention models (paper abstract); PG-19 33.2";
@@ -127,10 +137,12 @@ public sealed record RoutingResult(RoutingExperiment.Config Config, RoutingExact
                 : "task: " + string.Join("; ", changes) + " — with key-first pairs no routing variant learned the recall at this budget (docs/decisions.md)";
             if (Has(RoutingVariant.Full) && Accuracy(RoutingVariant.Full) < LearnedThreshold)
                 claims.NotShown("routing-beats-local", statement, paperFigure, ours, criterion,
-                    $"full attention reaches only {Accuracy(RoutingVariant.Full):P1} (< {LearnedThreshold:P0}): the task is not learned at this size, so the comparison says nothing",
+                    $"full attention reaches only {Accuracy(RoutingVariant.Full):P1} (< {LearnedThreshold:P0}): the task is not learned at this size, so the " +
+                    "comparison says nothing",
                     deviation: deviation);
             else
-                claims.Claim("routing-beats-local", statement, paperFigure, ours, criterion, gain >= Config.MinGain, asserted: Config.AssertGain, deviation: deviation);
+                claims.Claim("routing-beats-local", statement, paperFigure, ours, criterion, gain >= Config.MinGain, asserted: Config.AssertGain,
+                    deviation: deviation);
             if (Has(RoutingVariant.Full))
             {
                 double f = Accuracy(RoutingVariant.Full), closed = f - local > 0 ? gain / (f - local) : double.NaN;
@@ -163,11 +175,15 @@ public sealed record RoutingResult(RoutingExperiment.Config Config, RoutingExact
         }
 
         if (Has(RoutingVariant.LocalOnly) && Has(RoutingVariant.LocalPlusRouting))
-            claims.Saw($"On long-gap MQAR (T = {t}, {Config.Task.Pairs} pairs, local block {Config.LocalBlock}) local + routing reached {Accuracy(RoutingVariant.LocalPlusRouting):P1} " +
-                       $"and local-only {Accuracy(RoutingVariant.LocalOnly):P1}" + (Has(RoutingVariant.Full) ? $"; full attention {Accuracy(RoutingVariant.Full):P1}." : "."));
+            claims.Saw($"On long-gap MQAR (T = {t}, {Config.Task.Pairs} pairs, local block {Config.LocalBlock}) local + routing reached " +
+                $"{Accuracy(RoutingVariant.LocalPlusRouting):P1} " +
+                       $"and local-only {Accuracy(RoutingVariant.LocalOnly):P1}"
+                           + (Has(RoutingVariant.Full) ? $"; full attention {Accuracy(RoutingVariant.Full):P1}." : "."));
         if (Map is { } m)
-            claims.Saw($"C·w = {cw} < T = {t}: the trained routing head attends to {m.KeysPerQuery:F1} keys per query on average ({m.Density:P1} of the causal pairs).");
-        claims.Saw($"Balanced routing moved past outputs by {Num.Sci(Exactness.LeakBalanced)} when the future changed; nearest-centroid routing by {(Exactness.LeakNearest == 0 ? "exactly 0" : Num.Sci(Exactness.LeakNearest))}.");
+            claims.Saw($"C·w = {cw} < T = {t}: the trained routing head attends to {m.KeysPerQuery:F1} keys per query on average ({m.Density:P1} of the " +
+                "causal pairs).");
+        claims.Saw($"Balanced routing moved past outputs by {Num.Sci(Exactness.LeakBalanced)} when the future changed; nearest-centroid routing by " +
+            $"{(Exactness.LeakNearest == 0 ? "exactly 0" : Num.Sci(Exactness.LeakNearest))}.");
         if (slopes.TryGetValue(RoutingBenchmark.RoutingMethod, out double s2))
             claims.Saw($"The sparse layer's forward time grew with slope {s2:F2} in log-log over the measured lengths" +
                        (slopes.TryGetValue(RoutingBenchmark.DenseLayer, out double d2) ? $", the dense layer's with {d2:F2}." : "."));

@@ -6,7 +6,10 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.VAttention;
 
-/// <summary>One timed attention call: phase (decode: 1 query per sequence; prefill: the last Tq), method, block size, median µs, and its distance from the contiguous result.</summary>
+/// <summary>
+/// One timed attention call: phase (decode: 1 query per sequence; prefill: the last Tq), method, block size, median µs, and its distance from the contiguous
+/// result.
+/// </summary>
 public sealed record BenchRow(string Phase, int SeqLen, string Method, int BlockTokens, double MedianUs, double MaxAbsVsContiguous,
     long UsedBytes, long HeldBytes);
 
@@ -42,7 +45,8 @@ public static class DecodeAttentionBench
         ArgumentNullException.ThrowIfNull(blockSizes);
         ArgumentNullException.ThrowIfNull(device);
         if (lengths.Length == 0 || lengths.Any(n => n <= 0)) throw new ArgumentException("lengths must be non-empty and positive.", nameof(lengths));
-        if (blockSizes.Length == 0 || blockSizes.Any(b => b <= 0)) throw new ArgumentException("blockSizes must be non-empty and positive.", nameof(blockSizes));
+        if (blockSizes.Length == 0 || blockSizes.Any(b => b <= 0)) throw new ArgumentException("blockSizes must be non-empty and positive.",
+            nameof(blockSizes));
         Guard.Positive(batch, nameof(batch)); Guard.Positive(heads, nameof(heads)); Guard.Positive(kvHeads, nameof(kvHeads)); Guard.Positive(dim, nameof(dim));
         if (heads % kvHeads != 0) throw new ArgumentException($"heads {heads} must be a multiple of kvHeads {kvHeads}.", nameof(kvHeads));
         Guard.Positive(prefillQueries, nameof(prefillQueries)); Guard.Positive(repeats, nameof(repeats));
@@ -91,8 +95,10 @@ public static class DecodeAttentionBench
                 for (int b = 0; b < batch; b++) paged.Append(b, kv[b].K, kv[b].V);
                 using var gathered = DecodeAttention.PagedGather(paged, q);
                 var (blocks, _) = DecodeAttention.PagedBlocks(paged, q);
-                methods.Add((GatherName, beta, () => DecodeAttention.PagedGather(paged, q).Dispose(), ErrorStats.Of(gathered.Output, reference.Output).MaxAbs, paged.Bytes, paged.AllocatedBytes));
-                methods.Add((BlocksName, beta, () => { using var s = NewDisposeScope(); DecodeAttention.PagedBlocks(paged, q); }, ErrorStats.Of(blocks, reference.Output).MaxAbs, paged.Bytes, paged.AllocatedBytes));
+                methods.Add((GatherName, beta, () => DecodeAttention.PagedGather(paged, q).Dispose(), ErrorStats.Of(gathered.Output, reference.Output).MaxAbs,
+                    paged.Bytes, paged.AllocatedBytes));
+                methods.Add((BlocksName, beta, () => { using var s = NewDisposeScope(); DecodeAttention.PagedBlocks(paged, q); },
+                    ErrorStats.Of(blocks, reference.Output).MaxAbs, paged.Bytes, paged.AllocatedBytes));
             }
             foreach (var m in methods) Benchmark.Time(m.Run, warmup: 0, repeats: Math.Max(1, warmup), device: device);
             var us = methods.Select(_ => new List<double>()).ToList();
@@ -123,7 +129,8 @@ public static class DecodeAttentionBench
     {
         ArgumentNullException.ThrowIfNull(promptLengths);
         ArgumentNullException.ThrowIfNull(device);
-        if (promptLengths.Length == 0 || promptLengths.Any(l => l <= 0)) throw new ArgumentException("promptLengths must be non-empty and positive.", nameof(promptLengths));
+        if (promptLengths.Length == 0 || promptLengths.Any(l => l <= 0)) throw new ArgumentException("promptLengths must be non-empty and positive.",
+            nameof(promptLengths));
         Guard.Positive(steps, nameof(steps)); Guard.Positive(blockTokens, nameof(blockTokens)); Guard.Positive(pageTokens, nameof(pageTokens));
         Guard.Positive(heads, nameof(heads)); Guard.Positive(dim, nameof(dim));
         using var scope = NewDisposeScope();

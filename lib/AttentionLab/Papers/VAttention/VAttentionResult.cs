@@ -33,7 +33,8 @@ public sealed record VAttentionExactness(IReadOnlyList<PageCheck> Arithmetic, IR
 /// <param name="Steps">steps checked (all policies).</param>
 /// <param name="ConservationViolations">steps where used ≤ held ≤ reserved ≤ budget fails.</param>
 /// <param name="StaticWasteGap">largest |static waste − Σ(max_ctx − len)·bytes/token| in bytes.</param>
-/// <param name="BoundViolations">steps where a paged run wastes more than running·(β − 1) tokens or a vAttention run more than running × the page bound.</param>
+/// <param name="BoundViolations">steps where a paged run wastes more than running·(β − 1) tokens or a vAttention run more than running × the page
+/// bound.</param>
 /// <param name="WorstBoundShare">largest waste / bound over the paged and vAttention steps (≤ 1 when the bounds hold).</param>
 public sealed record SimulatorAccounting(int Steps, int ConservationViolations, long StaticWasteGap, int BoundViolations, double WorstBoundShare);
 
@@ -57,7 +58,8 @@ public sealed record VAttentionResult(VAttentionExperiment.Config Config, Reques
             foreach (var s in run.Steps)
             {
                 steps++;
-                if (!(s.UsedBytes <= s.HeldBytes && s.HeldBytes <= s.ReservedBytes && s.ReservedBytes <= run.BudgetBytes && s.ReclaimableBytes >= 0)) conservation++;
+                if (!(s.UsedBytes <= s.HeldBytes && s.HeldBytes <= s.ReservedBytes && s.ReservedBytes <= run.BudgetBytes
+                    && s.ReclaimableBytes >= 0)) conservation++;
                 long? bound = run.Policy switch
                 {
                     StaticPolicy p => null,
@@ -210,21 +212,29 @@ public sealed record VAttentionResult(VAttentionExperiment.Config Config, Reques
         var x = Exactness;
         var wrong = x.Arithmetic.Where(a => a.Library != a.ByHand).ToList();
         var p2 = x.Arithmetic.FirstOrDefault(a => a.What.StartsWith("tokens per 2 MiB"));
-        claims.Exactness("page-arithmetic", "tokens per page, KV bytes per token, the page-count ceiling and the fragmentation bound follow the spec's formulas",
-            $"{x.Arithmetic.Count - wrong.Count} of {x.Arithmetic.Count} values equal the hand formulas (2 MiB page = {p2?.Library} tokens)" + (wrong.Count > 0 ? $"; differ: {string.Join(", ", wrong.Select(w => w.What))}" : ""),
-            "every value equal (spec §2: 2 MB / (8·128·2 B) = 1024 tokens; 128 KB per token)", x.Arithmetic.Count > 0 && wrong.Count == 0, "spec §2 worked example");
+        claims.Exactness("page-arithmetic",
+            "tokens per page, KV bytes per token, the page-count ceiling and the fragmentation bound follow the spec's formulas",
+            $"{x.Arithmetic.Count - wrong.Count} of {x.Arithmetic.Count} values equal the hand formulas (2 MiB page = {p2?.Library} tokens)"
+                + (wrong.Count > 0 ? $"; differ: {string.Join(", ", wrong.Select(w => w.What))}" : ""),
+            "every value equal (spec §2: 2 MB / (8·128·2 B) = 1024 tokens; 128 KB per token)", x.Arithmetic.Count > 0 && wrong.Count == 0,
+            "spec §2 worked example");
         double formWorst = Worst(x.Forms.Select(f => f.Error.MaxAbs));
-        claims.Exactness("layouts-equal-naive", "contiguous slots, paged gather, paged block loop and a reused slot equal attention on each sequence's exact-length keys",
+        claims.Exactness("layouts-equal-naive",
+            "contiguous slots, paged gather, paged block loop and a reused slot equal attention on each sequence's exact-length keys",
             $"max |Δ| {Num.Sci(formWorst)} over {x.Forms.Count} forms (lengths 5, 17, 33, 1; a slot refilled with 3 tokens over 17 stale ones)",
             $"≤ {Num.Sci(VAttentionExactness.Tolerance, 0)} (spec §6)", x.Forms.Count == 4 && formWorst <= VAttentionExactness.Tolerance);
         double benchWorst = Worst(Bench.Select(r => r.MaxAbsVsContiguous)), decodeWorst = Worst(Decode.Select(d => d.MaxAbsPagedVsContiguous));
         double gatherWorst = Worst(Bench.Where(r => r.Method == DecodeAttentionBench.GatherName).Select(r => r.MaxAbsVsContiguous));
-        claims.Exactness("paged-equals-contiguous", "paged attention (gather and block loop) equals contiguous attention at every benchmark size and decode step",
-            $"gather {Num.Sci(gatherWorst)}, worst of both {Num.Sci(benchWorst)} over {Bench.Count} benchmark rows; {Num.Sci(decodeWorst)} over {Decode.Count} decode steps (float32)",
+        claims.Exactness("paged-equals-contiguous",
+            "paged attention (gather and block loop) equals contiguous attention at every benchmark size and decode step",
+            $"gather {Num.Sci(gatherWorst)}, worst of both {Num.Sci(benchWorst)} over {Bench.Count} benchmark rows; {Num.Sci(decodeWorst)} over " +
+            $"{Decode.Count} decode steps (float32)",
             "≤ 1e-5 (spec §6: exact in float32 for the gather; the block loop reorders the sums)", benchWorst <= 1e-5 && decodeWorst <= 1e-5);
         var acc = Accounting();
-        claims.Exactness("simulator-accounting", "the simulator's books: used ≤ held ≤ reserved ≤ budget, static waste = Σ(max_ctx − len), paged and vAttention waste within their bounds",
-            $"{acc.Steps:N0} steps: {acc.ConservationViolations} conservation violations, static gap {acc.StaticWasteGap} B, {acc.BoundViolations} bound violations (worst waste {acc.WorstBoundShare:P0} of its bound)",
+        claims.Exactness("simulator-accounting",
+            "the simulator's books: used ≤ held ≤ reserved ≤ budget, static waste = Σ(max_ctx − len), paged and vAttention waste within their bounds",
+            $"{acc.Steps:N0} steps: {acc.ConservationViolations} conservation violations, static gap {acc.StaticWasteGap} B, {acc.BoundViolations} bound " +
+            $"violations (worst waste {acc.WorstBoundShare:P0} of its bound)",
             "no violation, gap 0 (spec §6)", acc.Steps > 0 && acc.ConservationViolations == 0 && acc.StaticWasteGap == 0 && acc.BoundViolations == 0);
 
         var stat = Runs.First(r => r.Policy is StaticPolicy);
@@ -234,14 +244,18 @@ public sealed record VAttentionResult(VAttentionExperiment.Config Config, Reques
         var eager = Of(MemoryPolicy.Virtual(PageMath.Page64KiB, deferredReclaim: false));
         string sim = $"simulated, {Trace.Requests.Count} requests, {Config.Budget.KvBytes / GB:F0} GB of KV budget";
         bool parity = v64.MeanFragmentation <= paged.MeanFragmentation + 0.02 && v64.MaxBatch >= 0.95 * paged.MaxBatch;
-        claims.Claim("memory-parity-small-pages", "with small pages vAttention's dynamic memory is as efficient as PagedAttention's, while every request stays contiguous",
-            "64–256 KB pages (modified UVM driver) avoid the 2 MB pages' fragmentation (paper §5); spec §7 toy: fragmentation close to paged allocation with small pages",
-            $"{sim}: vAttention-64 KB fragmentation {v64.MeanFragmentation:P2} ({v64.MeanWastedBytes / GB:F2} GB wasted on average), max batch {v64.MaxBatch}; paged-16 {paged.MeanFragmentation:P2} ({paged.MeanWastedBytes / GB:F2} GB), max batch {paged.MaxBatch}",
+        claims.Claim("memory-parity-small-pages",
+            "with small pages vAttention's dynamic memory is as efficient as PagedAttention's, while every request stays contiguous",
+            "64–256 KB pages (modified UVM driver) avoid the 2 MB pages' fragmentation (paper §5); spec §7 toy: fragmentation close to paged allocation with " +
+            "small pages",
+            $"{sim}: vAttention-64 KB fragmentation {v64.MeanFragmentation:P2} ({v64.MeanWastedBytes / GB:F2} GB wasted on average), max batch " +
+            $"{v64.MaxBatch}; paged-16 {paged.MeanFragmentation:P2} ({paged.MeanWastedBytes / GB:F2} GB), max batch {paged.MaxBatch}",
             "fragmentation ≤ paged-16's + 2 points and max batch ≥ 95 % of paged-16's [ours: the spec says \"close\"]", parity, asserted: true);
         bool bigPages = v2m.MeanFragmentation > v64.MeanFragmentation;
         claims.Claim("large-pages-fragment", "stock 2 MB pages waste more memory than small pages (up to page_tokens − 1 rows per layer tensor)",
             "2 MB page = 1024 tokens of one layer tensor: up to 1023 wasted per request and buffer (spec §2, from the paper)",
-            $"{sim}: fragmentation 2 MB {v2m.MeanFragmentation:P2} ({v2m.MeanWastedBytes / GB:F2} GB) vs 64 KB {v64.MeanFragmentation:P2}; max batch {v2m.MaxBatch} vs {v64.MaxBatch}",
+            $"{sim}: fragmentation 2 MB {v2m.MeanFragmentation:P2} ({v2m.MeanWastedBytes / GB:F2} GB) vs 64 KB {v64.MeanFragmentation:P2}; max batch " +
+            $"{v2m.MaxBatch} vs {v64.MaxBatch}",
             "2 MB fragmentation > 64 KB fragmentation (spec §2)", bigPages, asserted: true);
         bool dynamic = v64.MaxBatch >= 2 * stat.MaxBatch;
         claims.Claim("dynamic-beats-static", "allocating on demand fits far more requests than reserving the maximum length up front",
@@ -249,30 +263,40 @@ public sealed record VAttentionResult(VAttentionExperiment.Config Config, Reques
             $"{sim}: max batch vAttention-64 KB {v64.MaxBatch} vs static {stat.MaxBatch}; static fragmentation {stat.MeanFragmentation:P1}",
             "≥ 2 × static's max batch [ours: the spec names no factor]", dynamic, asserted: true);
         bool deferred = v64.AllocationCalls < eager.AllocationCalls && v64.MaxBatch >= eager.MaxBatch;
-        claims.Claim("deferred-reclaim-fewer-maps", "deferred reclamation reuses a finished request's pages and so needs fewer page mappings, at no cost in batch",
+        claims.Claim("deferred-reclaim-fewer-maps",
+            "deferred reclamation reuses a finished request's pages and so needs fewer page mappings, at no cost in batch",
             "deferred reclamation and eager allocation hide or avoid most mapping calls (paper §6)",
-            $"{sim}: {v64.AllocationCalls:N0} map calls deferred vs {eager.AllocationCalls:N0} eager ({1 - (double)v64.AllocationCalls / eager.AllocationCalls:P0} fewer); max batch {v64.MaxBatch} vs {eager.MaxBatch}",
+            $"{sim}: {v64.AllocationCalls:N0} map calls deferred vs {eager.AllocationCalls:N0} eager " +
+            $"({1 - (double)v64.AllocationCalls / eager.AllocationCalls:P0} fewer); max batch {v64.MaxBatch} vs {eager.MaxBatch}",
             "fewer map calls and no smaller max batch [ours: the spec names no factor]", deferred, asserted: true);
 
         var decodeNs = Bench.Where(r => r.Phase == "decode").Select(r => r.SeqLen).Distinct().OrderBy(n => n).ToList();
         if (decodeNs.Count == 0 || Config.BlockSizes.Length == 0)
-            claims.NotShown("decode-vs-paged-kernel", "decode attention over the contiguous cache is at least as fast as a paged-aware kernel at equal batch and context",
-                "decode up to 1.97× faster than vLLM (paper abstract)", "no benchmark rows", "contiguous ≤ paged block loop", "the benchmark did not run", ClaimKind.Reported);
+            claims.NotShown("decode-vs-paged-kernel",
+                "decode attention over the contiguous cache is at least as fast as a paged-aware kernel at equal batch and context",
+                "decode up to 1.97× faster than vLLM (paper abstract)", "no benchmark rows", "contiguous ≤ paged block loop", "the benchmark did not run",
+                ClaimKind.Reported);
         else
         {
             int top = decodeNs[^1], beta = Config.BlockSizes.Min();
-            string Ratios(string method) => string.Join(", ", decodeNs.Select(n => $"{n}: {Micros("decode", n, method, beta) / Micros("decode", n, DecodeAttentionBench.ContiguousName):F2}×"));
-            double contiguous = Micros("decode", top, DecodeAttentionBench.ContiguousName), blocks = Micros("decode", top, DecodeAttentionBench.BlocksName, beta),
+            string Ratios(string method) => string.Join(", ",
+                decodeNs.Select(n => $"{n}: {Micros("decode", n, method, beta) / Micros("decode", n, DecodeAttentionBench.ContiguousName):F2}×"));
+            double contiguous = Micros("decode", top, DecodeAttentionBench.ContiguousName),
+                blocks = Micros("decode", top, DecodeAttentionBench.BlocksName, beta),
                 gather = Micros("decode", top, DecodeAttentionBench.GatherName, beta);
-            string shape = $"batch {Config.BenchBatch} × {Config.Heads} heads × d {Config.HeadDim}, float32, β = {beta}, median of {Config.Repeats} interleaved";
-            claims.Reported("decode-vs-paged-kernel", "decode attention over the contiguous cache (an unmodified kernel) is at least as fast as a paged-aware kernel at equal batch and context",
+            string shape = $"batch {Config.BenchBatch} × {Config.Heads} heads × d {Config.HeadDim}, float32, β = {beta}, median of {Config.Repeats} " +
+                "interleaved";
+            claims.Reported("decode-vs-paged-kernel",
+                "decode attention over the contiguous cache (an unmodified kernel) is at least as fast as a paged-aware kernel at equal batch and context",
                 "decode up to 1.97× faster than vLLM (paper abstract)",
-                $"n = {top}: contiguous {contiguous:F0} µs, paged block loop {blocks:F0} µs ({blocks / contiguous:F2}×); block loop / contiguous by n: {Ratios(DecodeAttentionBench.BlocksName)} ({shape})",
+                $"n = {top}: contiguous {contiguous:F0} µs, paged block loop {blocks:F0} µs ({blocks / contiguous:F2}×); block loop / contiguous by n: " +
+                $"{Ratios(DecodeAttentionBench.BlocksName)} ({shape})",
                 $"contiguous ≤ block loop at n = {top} [paper: parity or better]", contiguous <= blocks,
                 note: "reference attention in TorchSharp on a shared CPU, not FlashAttention vs vLLM's kernel: reported, never asserted");
             claims.Reported("decode-gather-tax", "a non-paged kernel on a paged cache must first gather the blocks: a measurable tax",
                 "prefill up to 3.92× faster than the paged FlashAttention kernel (paper abstract); spec §7 toy: a measurable gather tax",
-                $"n = {top}: paged gather {gather:F0} µs vs contiguous {contiguous:F0} µs ({gather / contiguous:F2}×); by n: {Ratios(DecodeAttentionBench.GatherName)} ({shape})",
+                $"n = {top}: paged gather {gather:F0} µs vs contiguous {contiguous:F0} µs ({gather / contiguous:F2}×); by n: " +
+                $"{Ratios(DecodeAttentionBench.GatherName)} ({shape})",
                 $"gather slower than contiguous at n = {top} (spec §7)", gather > contiguous, note: "a timing on a shared CPU: reported, never asserted");
             var prefill = Bench.Where(r => r.Phase == "prefill").ToList();
             if (prefill.Count > 0)
@@ -282,18 +306,24 @@ public sealed record VAttentionResult(VAttentionExperiment.Config Config, Reques
                     pg = Micros("prefill", pn, DecodeAttentionBench.GatherName, beta);
                 claims.Reported("prefill-vs-paged", "prefill attention over the contiguous cache is at least as fast as over the paged cache",
                     "prefill up to 3.92× faster than paged FlashAttention and 1.45× faster than FlashInfer's paged kernel (paper abstract)",
-                    $"n = {pn}, last {Config.PrefillQueries} queries: contiguous {pc:F0} µs, block loop {pb:F0} µs ({pb / pc:F2}×), gather {pg:F0} µs ({pg / pc:F2}×)",
-                    "contiguous ≤ both paged forms [paper: parity or better]", pc <= pb && pc <= pg, note: "a timing on a shared CPU: reported, never asserted");
+                    $"n = {pn}, last {Config.PrefillQueries} queries: contiguous {pc:F0} µs, block loop {pb:F0} µs ({pb / pc:F2}×), gather {pg:F0} µs " +
+                    $"({pg / pc:F2}×)",
+                    "contiguous ≤ both paged forms [paper: parity or better]", pc <= pb && pc <= pg,
+                    note: "a timing on a shared CPU: reported, never asserted");
             }
         }
 
-        claims.Saw($"In the simulation, static reservation holds {stat.MeanFragmentation:P0} of its memory empty and fits {stat.MaxBatch} requests at most; vAttention with 64 KB pages fits {v64.MaxBatch} at {v64.MeanFragmentation:P2} fragmentation, paged-16 {paged.MaxBatch} at {paged.MeanFragmentation:P2}, and 2 MB pages {v2m.MaxBatch} at {v2m.MeanFragmentation:P1}.");
+        claims.Saw($"In the simulation, static reservation holds {stat.MeanFragmentation:P0} of its memory empty and fits {stat.MaxBatch} requests at most; " +
+            $"vAttention with 64 KB pages fits {v64.MaxBatch} at {v64.MeanFragmentation:P2} fragmentation, paged-16 {paged.MaxBatch} at " +
+            $"{paged.MeanFragmentation:P2}, and 2 MB pages {v2m.MaxBatch} at {v2m.MeanFragmentation:P1}.");
         claims.Saw($"Deferred reclamation made {v64.AllocationCalls:N0} map calls against {eager.AllocationCalls:N0} when unmapping eagerly.");
         if (decodeNs.Count > 0 && Config.BlockSizes.Length > 0)
         {
             int top = decodeNs[^1];
             claims.Saw($"Measured decode at n = {top} on this machine: contiguous {Micros("decode", top, DecodeAttentionBench.ContiguousName):F0} µs; " +
-                       string.Join("; ", Config.BlockSizes.Select(b => $"β = {b}: gather {Micros("decode", top, DecodeAttentionBench.GatherName, b):F0} µs, block loop {Micros("decode", top, DecodeAttentionBench.BlocksName, b):F0} µs")) + ".");
+                       string.Join("; ", Config.BlockSizes.Select(
+                           b => $"β = {b}: gather {Micros("decode", top, DecodeAttentionBench.GatherName, b):F0} µs, block loop " +
+                           $"{Micros("decode", top, DecodeAttentionBench.BlocksName, b):F0} µs")) + ".");
         }
         return claims;
     }
