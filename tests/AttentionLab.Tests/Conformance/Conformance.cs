@@ -73,22 +73,26 @@ public static class Conformance
     /// A tolerance bounds max |Δ| by tol·(1 + max|ref|); with <paramref name="rms32"/> tol32 bounds the RMS relative error
     /// of float32 outputs and states instead (the specs' "float32 rel"; gradients, which can be 0, keep max |Δ|). Gradients come from loss = Σ output·g + Σ state·g_s with fixed
     /// random g, so every state's gradient path counts; <paramref name="gradients"/> false (or a forward-only form) skips them.
+    /// <paramref name="fixedInputs"/> (indices into the inputs): floating inputs held constant — they never require grad and
+    /// no gradient is compared for them (routing scores that only decide membership; a decay the twin takes as plain numbers).
     /// Throws naming the form, the dtype and what differs.
     /// </summary>
     public static void Check(Shape shape, Func<Shape, ScalarType, Generator, Tensor[]> inputs, Form naive, IEnumerable<Form> forms,
-        double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0, bool rms32 = false)
+        double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0, bool rms32 = false,
+        IReadOnlyCollection<int>? fixedInputs = null)
     {
         ArgumentNullException.ThrowIfNull(shape);
         var list = forms.ToList();
         if (list.Count == 0) throw new ArgumentException("no fast forms to compare.", nameof(forms));
+        var held = fixedInputs ?? [];
         using var scope = NewDisposeScope();
-        var reference = Evaluate(naive, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), gradients, seed);
+        var reference = Evaluate(naive, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), gradients, seed, held);
         foreach (var form in list)
         {
             bool grads = gradients && form.Gradients;
-            var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), grads, seed);
+            var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), grads, seed, held);
             Compare(form.Name, "float64", shape, f64, reference, tol64, tol64, rms: false);
-            var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), grads, seed);
+            var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), grads, seed, held);
             Assert.True(f32.Output.dtype == ScalarType.Float32, $"{form.Name} (float32, {shape}): the output is {f32.Output.dtype}");
             Compare(form.Name, "float32", shape, f32, reference, tol32, gradTol32 ?? tol32 * 10, rms32);
         }
@@ -96,9 +100,9 @@ public static class Conformance
 
     sealed record Evaluated(Tensor Output, Tensor[] States, Tensor?[] Gradients);
 
-    static Evaluated Evaluate(Form form, Tensor[] inputs, bool gradients, int seed)
+    static Evaluated Evaluate(Form form, Tensor[] inputs, bool gradients, int seed, IReadOnlyCollection<int> held)
     {
-        var leaves = inputs.Select(x => x.is_floating_point() && gradients ? x.detach().requires_grad_(true) : x).ToArray();
+        var leaves = inputs.Select((x, i) => x.is_floating_point() && gradients && !held.Contains(i) ? x.detach().requires_grad_(true) : x).ToArray();
         var result = form.Run(leaves);
         if (!gradients) return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), []);
         var gen = new Generator((ulong)seed + 1);
