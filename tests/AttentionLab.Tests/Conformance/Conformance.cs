@@ -63,6 +63,9 @@ public static class Conformance
     /// <inheritdoc cref="ShapesWith(object, object)"/>
     public static IEnumerable<object[]> ShapesWith(object a, object b, object c, object d) => Cross(a, b, c, d);
 
+    /// <summary>The grid crossed with any number of variants (for member data built in code): {shape, variant}.</summary>
+    public static IEnumerable<object[]> ShapesWithEach(params object[] variants) => Cross(variants);
+
     static IEnumerable<object[]> Cross(params object[] variants) => Grid.SelectMany(s => variants.Select(v => new object[] { s, v }));
 
     /// <summary>
@@ -75,11 +78,13 @@ public static class Conformance
     /// random g, so every state's gradient path counts; <paramref name="gradients"/> false (or a forward-only form) skips them.
     /// <paramref name="fixedInputs"/> (indices into the inputs): floating inputs held constant — they never require grad and
     /// no gradient is compared for them (routing scores that only decide membership; a decay the twin takes as plain numbers).
+    /// <paramref name="atol32"/>: the absolute part of the float32 bound on outputs and states (default tol32; 0 bounds
+    /// max |Δ| by tol32·max|ref| alone).
     /// Throws naming the form, the dtype and what differs.
     /// </summary>
     public static void Check(Shape shape, Func<Shape, ScalarType, Generator, Tensor[]> inputs, Form naive, IEnumerable<Form> forms,
         double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0, bool rms32 = false,
-        IReadOnlyCollection<int>? fixedInputs = null)
+        IReadOnlyCollection<int>? fixedInputs = null, double? atol32 = null)
     {
         ArgumentNullException.ThrowIfNull(shape);
         var list = forms.ToList();
@@ -91,10 +96,10 @@ public static class Conformance
         {
             bool grads = gradients && form.Gradients;
             var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), grads, seed, held);
-            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64, rms: false);
+            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64, tol64, rms: false);
             var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), grads, seed, held);
             Assert.True(f32.Output.dtype == ScalarType.Float32, $"{form.Name} (float32, {shape}): the output is {f32.Output.dtype}");
-            Compare(form.Name, "float32", shape, f32, reference, tol32, gradTol32 ?? tol32 * 10, rms32);
+            Compare(form.Name, "float32", shape, f32, reference, atol32 ?? tol32, tol32, gradTol32 ?? tol32 * 10, rms32);
         }
     }
 
@@ -118,22 +123,22 @@ public static class Conformance
         return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), byInput);
     }
 
-    static void Close(Tensor actual, Tensor reference, double tol, bool rms, string what)
+    static void Close(Tensor actual, Tensor reference, double atol, double tol, bool rms, string what)
     {
-        if (!rms) { AssertClose.Tensors(actual, reference, tol, tol, what); return; }
+        if (!rms) { AssertClose.Tensors(actual, reference, atol, tol, what); return; }
         var err = ErrorStats.Of(actual, reference);
         Assert.True(err.RmsRelative < tol, $"{what} differs from its reference: {err} (allowed rms-rel {tol:E1}).");
     }
 
-    static void Compare(string form, string dtype, Shape shape, Evaluated actual, Evaluated reference, double tol, double gradTol, bool rms)
+    static void Compare(string form, string dtype, Shape shape, Evaluated actual, Evaluated reference, double atol, double tol, double gradTol, bool rms)
     {
         string where = $"{form} ({dtype}, {shape})";
         Assert.True(actual.Output.shape.SequenceEqual(reference.Output.shape),
             $"{where}: output shape [{string.Join(", ", actual.Output.shape)}] vs the twin's [{string.Join(", ", reference.Output.shape)}]");
-        Close(actual.Output, reference.Output, tol, rms, $"{where}: output");
+        Close(actual.Output, reference.Output, atol, tol, rms, $"{where}: output");
         Assert.True(actual.States.Length == reference.States.Length, $"{where}: {actual.States.Length} final states vs the twin's {reference.States.Length}");
         for (int i = 0; i < actual.States.Length; i++)
-            Close(actual.States[i], reference.States[i], tol, rms, $"{where}: final state {i}");
+            Close(actual.States[i], reference.States[i], atol, tol, rms, $"{where}: final state {i}");
         for (int i = 0; i < actual.Gradients.Length; i++)
         {
             var (a, r) = (actual.Gradients[i], reference.Gradients[i]);
