@@ -79,12 +79,12 @@ public static class Conformance
     /// <paramref name="fixedInputs"/> (indices into the inputs): floating inputs held constant — they never require grad and
     /// no gradient is compared for them (routing scores that only decide membership; a decay the twin takes as plain numbers).
     /// <paramref name="atol32"/>: the absolute part of the float32 bound on outputs and states (default tol32; 0 bounds
-    /// max |Δ| by tol32·max|ref| alone).
+    /// max |Δ| by tol32·max|ref| alone). <paramref name="gradTol64"/>: the float64 gradient tolerance (default tol64).
     /// Throws naming the form, the dtype and what differs.
     /// </summary>
     public static void Check(Shape shape, Func<Shape, ScalarType, Generator, Tensor[]> inputs, Form naive, IEnumerable<Form> forms,
         double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0, bool rms32 = false,
-        IReadOnlyCollection<int>? fixedInputs = null, double? atol32 = null)
+        IReadOnlyCollection<int>? fixedInputs = null, double? atol32 = null, double? gradTol64 = null)
     {
         ArgumentNullException.ThrowIfNull(shape);
         var list = forms.ToList();
@@ -96,7 +96,7 @@ public static class Conformance
         {
             bool grads = gradients && form.Gradients;
             var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), grads, seed, held);
-            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64, tol64, rms: false);
+            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64, gradTol64 ?? tol64, rms: false);
             var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), grads, seed, held);
             Assert.True(f32.Output.dtype == ScalarType.Float32, $"{form.Name} (float32, {shape}): the output is {f32.Output.dtype}");
             Compare(form.Name, "float32", shape, f32, reference, atol32 ?? tol32, tol32, gradTol32 ?? tol32 * 10, rms32);
