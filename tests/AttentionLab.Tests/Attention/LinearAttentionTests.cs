@@ -37,7 +37,8 @@ public class LinearAttentionTests(ITestOutputHelper log)
     /// <summary>A variant on the shared grid: feature map, normalisation, per-head decay, a start state (S₀, and z₀ when normalised), q scale.</summary>
     public sealed record LinearCase(string Map, bool Normalize, bool Decay, bool H0, double Scale = 1.0)
     {
-        public override string ToString() => $"{Map}{(Normalize ? " norm" : "")}{(Decay ? " decay" : "")}{(H0 ? " h0" : "")}{(Scale != 1 ? $" scale{Scale}" : "")}";
+        public override string ToString() =>
+            $"{Map}{(Normalize ? " norm" : "")}{(Decay ? " decay" : "")}{(H0 ? " h0" : "")}{(Scale != 1 ? $" scale{Scale}" : "")}";
     }
 
     public static IEnumerable<object[]> LinearCases() => Conformance.ShapesWithEach(
@@ -143,7 +144,8 @@ public class LinearAttentionTests(ITestOutputHelper log)
         var ld = x[3].requires_grad_();
         using var r = LinearAttention.Parallel(x[0], x[1], x[2], ld, new LinearState(x[4], p.Normalize ? x[5] : null), options);
         var gen = new Generator(1);
-        var loss = (r.Output * torch.randn(r.Output.shape, generator: gen, dtype: float64)).sum() + (r.FinalState.S * torch.randn(r.FinalState.S.shape, generator: gen, dtype: float64)).sum();
+        var loss = (r.Output * torch.randn(r.Output.shape, generator: gen, dtype: float64)).sum()
+                   + (r.FinalState.S * torch.randn(r.FinalState.S.shape, generator: gen, dtype: float64)).sum();
         Assert.True(torch.autograd.grad([loss], [ld])[0].abs().sum().item<double>() > 0, "log λ gets a gradient");
     }
 

@@ -52,7 +52,8 @@ public class LandmarkAttentionTests
     [Theory]
     [MemberData(nameof(Conformance.Shapes), MemberType = typeof(Conformance))]
     public void FastAttendMatchesNaiveOnOutputsAndGradients(Shape shape) =>
-        Conformance.Check(shape, (s, dtype, g) => [N(g, dtype, s.B, s.T, s.H, s.D), N(g, dtype, s.B, s.T, s.H, s.D), N(g, dtype, s.B, s.T, s.H, s.Dv), Marks(s.B, s.T, s.Chunk)],
+        Conformance.Check(shape,
+            (s, dtype, g) => [N(g, dtype, s.B, s.T, s.H, s.D), N(g, dtype, s.B, s.T, s.H, s.D), N(g, dtype, s.B, s.T, s.H, s.Dv), Marks(s.B, s.T, s.Chunk)],
             new Form("naive", x => new FormOutput(LandmarkNaive.Attend(x[0], x[1], x[2], x[3]))),
             [new Form("block view", x => new FormOutput(LandmarkAttention.Attend(x[0], x[1], x[2], shape.Chunk)))], tol64: 1e-13, gradTol64: 1e-12);
 
@@ -188,9 +189,11 @@ public class LandmarkAttentionTests
         int d = p.Rope && shape.D % 2 == 1 ? shape.D + 1 : shape.D;
         var memory = new LandmarkMemory(p.TopK + (p.PlusS ? shape.T / (p.Block + 1) : 0), p.Mode, p.Remap, p.ChunkBlocks, p.Slots);
         double? ropeBase = p.Rope ? 10000 : null;
-        Conformance.Check(shape, (s, dtype, g) => [N(g, dtype, s.B, s.T, s.H, d) * 1.5, N(g, dtype, s.B, s.T, s.H, d) * 1.5, N(g, dtype, s.B, s.T, s.H, d) * 1.5],
+        Conformance.Check(shape,
+            (s, dtype, g) => [N(g, dtype, s.B, s.T, s.H, d) * 1.5, N(g, dtype, s.B, s.T, s.H, d) * 1.5, N(g, dtype, s.B, s.T, s.H, d) * 1.5],
             new Form("loop twin", x => new FormOutput(LandmarkMemoryNaive.Attend(x[0], x[1], x[2], p.Block, memory, ropeBase)), Gradients: false),
-            [new Form($"memory ({memory})", x => new FormOutput(memory.Attend(x[0], x[1], x[2], p.Block, ropeBase)), Gradients: false)], tol64: 1e-13, gradients: false);
+            [new Form($"memory ({memory})", x => new FormOutput(memory.Attend(x[0], x[1], x[2], p.Block, ropeBase)), Gradients: false)],
+            tol64: 1e-13, gradients: false);
     }
 
     /// <summary>The twin, checked without the fast path: with every block retrieved it is the training form (LandmarkNaive, RoPE at true positions).</summary>

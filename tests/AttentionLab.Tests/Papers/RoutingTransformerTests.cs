@@ -23,7 +23,10 @@ public class RoutingTransformerTests
         public override string ToString() => $"C{Clusters} {(Shared ? "shared" : "separate")} {(Causal ? "causal" : "non-causal")}";
     }
 
-    /// <summary>Shared × causal as before; C = 2 or 5 alternates so both meet every grid shape (C·w &lt; T leaves tokens unrouted, C·w &gt; T overlaps).</summary>
+    /// <summary>
+    /// Shared × causal as before; C = 2 or 5 alternates so both meet every grid shape (C·w &lt; T leaves tokens unrouted,
+    /// C·w &gt; T overlaps).
+    /// </summary>
     public static IEnumerable<object[]> RoutingCases() => Conformance.ShapesWith(
         new RoutingCase(2, Shared: true, Causal: true), new RoutingCase(5, Shared: true, Causal: false),
         new RoutingCase(5, Shared: false, Causal: true), new RoutingCase(2, Shared: false, Causal: false));
@@ -91,7 +94,8 @@ public class RoutingTransformerTests
         Tensor[] Inputs(Shape s, ScalarType dtype, Generator g)
         {
             Tensor N(params long[] size) => torch.randn(size, generator: g, dtype: ScalarType.Float64).to(dtype);
-            return [N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.Dv), .. p.Bias ? new[] { N(s.H, LocalBlockAttention.BiasLength(block, p.Causal)) } : []];
+            return [N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.Dv),
+                .. p.Bias ? new[] { N(s.H, LocalBlockAttention.BiasLength(block, p.Causal)) } : []];
         }
         Form Of(string n, Func<Tensor, Tensor, Tensor, int, bool, Tensor?, Tensor> f) =>
             new(n, x => new FormOutput(f(x[0], x[1], x[2], block, p.Causal, x.Length > 3 ? x[3] : null)));
