@@ -34,51 +34,73 @@ public class LinearAttentionTests(ITestOutputHelper log)
         return (torch.randn(b, t, h, d, dtype: dtype), torch.randn(b, t, h, d, dtype: dtype), torch.randn(b, t, h, dv, dtype: dtype));
     }
 
-    // B, T, H, D, Dv, chunk, map, normalise, decay, h0, scale — T = 1, odd T, odd D, chunks not dividing T, chunk > T, chunk = 1.
-    public static IEnumerable<object[]> Cases => new object[][]
+    /// <summary>A variant on the shared grid: feature map, normalisation, per-head decay, a start state (S₀, and z₀ when normalised), q scale.</summary>
+    public sealed record LinearCase(string Map, bool Normalize, bool Decay, bool H0, double Scale = 1.0)
     {
-        new object[] { 1, 1, 2, 4, 3, 4, "identity", false, true, true, 1.0 },
-        new object[] { 2, 7, 3, 5, 3, 3, "elu+1", true, true, true, 1.0 },
-        new object[] { 1, 5, 2, 3, 4, 8, "sigmoid", true, true, false, 1.0 },
-        new object[] { 1, 6, 1, 4, 2, 1, "identity", false, true, true, 0.7 },
-        new object[] { 2, 12, 2, 4, 4, 4, "identity", false, false, true, 1.0 },
-        new object[] { 1, 13, 2, 3, 5, 4, "taylor", true, true, true, 1.0 },
-        new object[] { 2, 9, 1, 4, 3, 5, "taylor-packed", true, false, true, 1.0 },
-        new object[] { 1, 11, 4, 7, 5, 11, "elu+1", false, true, false, 0.5 },
+        public override string ToString() =>
+            $"{Map}{(Normalize ? " norm" : "")}{(Decay ? " decay" : "")}{(H0 ? " h0" : "")}{(Scale != 1 ? $" scale{Scale}" : "")}";
+    }
+
+    public static IEnumerable<object[]> LinearCases() => Conformance.ShapesWithEach(
+        new LinearCase("identity", false, true, true), new LinearCase("elu+1", true, true, true), new LinearCase("sigmoid", true, true, false),
+        new LinearCase("identity", false, true, true, 0.7), new LinearCase("identity", false, false, true), new LinearCase("taylor", true, true, true),
+        new LinearCase("taylor-packed", true, false, true), new LinearCase("elu+1", false, true, false, 0.5));
+
+    /// <summary>
+    /// Conformance inputs: q, k [B, T, H, D], v [B, T, H, Dv]; then log λ_h (<see cref="LogDecays"/>) with a decay; then
+    /// S₀ [B, H, F, Dv] ~ N(0, 1) and, when normalised, z₀ [B, H, F] ~ U(0, 1) (a z of positive features is ≥ 0) with h0;
+    /// the start state in the accumulation dtype.
+    /// </summary>
+    static Func<Shape, ScalarType, Generator, Tensor[]> LinearInputs(LinearCase p) => (s, dtype, g) =>
+    {
+        long f = Map(p.Map, s.D).OutputDim(s.D);
+        var acc = LinearAttention.AccumulationDtype(dtype);
+        Tensor N(params long[] size) => torch.randn(size, generator: g, dtype: float64);
+        return
+        [
+            N(s.B, s.T, s.H, s.D).to(dtype), N(s.B, s.T, s.H, s.D).to(dtype), N(s.B, s.T, s.H, s.Dv).to(dtype),
+            .. p.Decay ? new[] { torch.tensor(LogDecays(s.H), dtype) } : [],
+            .. p.H0 ? new[] { N(s.B, s.H, f, s.Dv).to(acc) } : [],
+            .. p.H0 && p.Normalize ? new[] { torch.rand(new long[] { s.B, s.H, f }, generator: g, dtype: float64).to(acc) } : [],
+        ];
     };
 
-    [Theory, MemberData(nameof(Cases))]
-    public void FormsEqualTheOracleOnOutputsAndFinalStates(int b, int t, int h, int d, int dv, int chunk, string map, bool normalize, bool decay, bool withH0, double scale)
+    /// <summary>The inputs of <see cref="LinearInputs"/> split back: q, k, v, log λ (or null), S₀ (or null), z₀ (or null).</summary>
+    static (Tensor Q, Tensor K, Tensor V, Tensor? Ld, Tensor? S0, Tensor? Z0) Split(LinearCase p, Tensor[] x)
     {
-        using var scope = NewDisposeScope();
-        var fm = Map(map, d);
-        long f = fm.OutputDim(d);
-        var options = new LinearAttentionOptions { FeatureMap = fm, Normalize = normalize, ChunkSize = chunk, Scale = scale };
-        double[]? ld = decay ? LogDecays(h) : null;
-        foreach (var dtype in new[] { float64, float32 })
+        int i = 3;
+        var ld = p.Decay ? x[i++] : null;
+        var s0 = p.H0 ? x[i++] : null;
+        var z0 = p.H0 && p.Normalize ? x[i++] : null;
+        return (x[0], x[1], x[2], ld, s0, z0);
+    }
+
+    static Form EngineForm(LinearForm form, LinearCase p, LinearAttentionOptions options) => new(form.ToString(), x =>
+    {
+        var (q, k, v, ld, s0, z0) = Split(p, x);
+        using var r = LinearAttention.Run(form, q, k, v, ld, s0 is null ? null : new LinearState(s0, z0), options);   // h0 not disposed: it holds the leaves
+        return new FormOutput(r.Output.alias(), [r.FinalState.S.alias(), .. r.FinalState.Z is { } z ? new[] { z.alias() } : []]);
+    });
+
+    /// <summary>
+    /// Parallel, recurrent and chunked (chunk = the grid's) against the independent oracle: outputs, S_T, z_T (present exactly
+    /// when normalised) and the gradients of q, k, v, S₀, z₀; float64 1e−10, float32 max |Δ| ≤ 1e−5·max|ref| against the
+    /// float64 oracle. log λ is held fixed here (the oracle's powers are plain doubles): its gradient is compared between the
+    /// forms in <see cref="GradientsOfTheFormsAgree"/>.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(LinearCases))]
+    public void FormsEqualTheOracleOnOutputsAndFinalStates(Shape shape, LinearCase p)
+    {
+        var fm = Map(p.Map, shape.D);
+        var options = new LinearAttentionOptions { FeatureMap = fm, Normalize = p.Normalize, ChunkSize = shape.Chunk, Scale = p.Scale };
+        var oracle = new Form("oracle", x =>
         {
-            var (q, k, v) = Qkv(7 + t, b, t, h, d, dv, dtype);
-            torch.manual_seed(99);
-            var s0 = withH0 ? torch.randn(b, h, f, dv, dtype: LinearAttention.AccumulationDtype(dtype)) : null;
-            var z0 = withH0 && normalize ? torch.rand(b, h, f, dtype: LinearAttention.AccumulationDtype(dtype)) : null;   // a z of positive features is ≥ 0
-            using var h0 = s0 is null ? null : new LinearState(s0, z0);
-            var oracle = LinearAttentionOracle.Run(q, k, v, fm, ld, normalize, options.Eps, s0, z0, scale);
-            var logDecay = ld is null ? null : torch.tensor(ld, dtype);
-            // float64: 1e-10 absolute; float32: 1e-5 of the largest reference value.
-            double atol = dtype == float64 ? 1e-10 : 0, rtol = dtype == float64 ? 1e-10 : 1e-5;
-            foreach (var form in Forms)
-            {
-                using var r = LinearAttention.Run(form, q, k, v, logDecay, h0, options);
-                Assert.Equal(dtype, r.Output.dtype);
-                Assert.Equal(new long[] { b, t, h, dv }, r.Output.shape);
-                string what = $"{form} {dtype} {map} T{t} chunk{chunk}";
-                var so = AssertClose.Tensors(r.Output, oracle.Output, atol, rtol, $"{what} output");
-                var ss = AssertClose.Tensors(r.FinalState.S, oracle.S, atol, rtol, $"{what} S_T");
-                Assert.Equal(normalize, r.FinalState.Z is not null);
-                if (normalize) AssertClose.Tensors(r.FinalState.Z!, oracle.Z!, atol, rtol, $"{what} z_T");
-                log.WriteLine($"{what}: output {so}; state {ss}");
-            }
-        }
+            var (q, k, v, ld, s0, z0) = Split(p, x);
+            var r = LinearAttentionOracle.Run(q, k, v, fm, ld?.to(float64).data<double>().ToArray(), p.Normalize, options.Eps, s0, z0, p.Scale);
+            return new FormOutput(r.Output, [r.S, .. r.Z is { } z ? new[] { z } : []]);
+        });
+        Conformance.Check(shape, LinearInputs(p), oracle, Forms.Select(f => EngineForm(f, p, options)), atol32: 0, fixedInputs: p.Decay ? [3] : []);
     }
 
     [Theory]
@@ -102,47 +124,29 @@ public class LinearAttentionTests(ITestOutputHelper log)
         AssertClose.Tensors(second.FinalState.Z!, whole.FinalState.Z!, 1e-10, 1e-10, $"{form}: z_T");
     }
 
-    public static TheoryData<int, int, int, string, bool> GradCases => new()
-    {
-        { 1, 2, 3, "identity", false },
-        { 7, 3, 5, "elu+1", true },
-        { 10, 4, 3, "taylor", true },
-        { 6, 6, 4, "sigmoid", false },
-    };
+    public static IEnumerable<object[]> GradCases() => Conformance.ShapesWith(
+        new LinearCase("identity", false, true, true), new LinearCase("elu+1", true, true, true),
+        new LinearCase("taylor", true, true, true), new LinearCase("sigmoid", false, true, true));
 
-    /// <summary>d/d(q, k, v, log λ, h0) of a random linear functional of output and final state: equal across forms.</summary>
-    [Theory, MemberData(nameof(GradCases))]
-    public void GradientsOfTheFormsAgree(int t, int chunk, int d, string map, bool normalize)
+    /// <summary>
+    /// d/d(q, k, v, log λ, S₀, z₀) of a random linear functional of output and final states: recurrent and chunked against
+    /// the parallel form (float64 1e−10; float32 against the float64 parallel form, gradients 1e−4); log λ gets a gradient.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(GradCases))]
+    public void GradientsOfTheFormsAgree(Shape shape, LinearCase p)
     {
         using var scope = NewDisposeScope();
-        const int b = 2, h = 3, dv = 2;
-        var fm = Map(map, d);
-        long f = fm.OutputDim(d);
-        var (q0, k0, v0) = Qkv(21, b, t, h, d, dv, float64);
-        torch.manual_seed(22);
-        var ld0 = torch.tensor(LogDecays(h), float64);
-        var s00 = torch.randn(b, h, f, dv, dtype: float64); var z00 = torch.rand(b, h, f, dtype: float64);
-        var wo = torch.randn(b, t, h, dv, dtype: float64); var ws = torch.randn(b, h, f, dv, dtype: float64); var wz = torch.randn(b, h, f, dtype: float64);
-        var options = new LinearAttentionOptions { FeatureMap = fm, Normalize = normalize, ChunkSize = chunk };
-        Tensor[]? first = null;
-        foreach (var form in Forms)
-        {
-            var leaves = new[] { q0, k0, v0, ld0, s00, z00 }.Select(x => x.clone().requires_grad_()).ToArray();
-            using var h0 = new LinearState(leaves[4], normalize ? leaves[5] : null);
-            using var r = LinearAttention.Run(form, leaves[0], leaves[1], leaves[2], leaves[3], h0, options);
-            var loss = (r.Output * wo).sum() + (r.FinalState.S * ws).sum();
-            if (normalize) loss = loss + (r.FinalState.Z! * wz).sum();
-            loss.backward();
-            var grads = leaves.Select(x => x.grad ?? torch.zeros_like(x)).ToArray();
-            Assert.True(grads[3].abs().sum().item<double>() > 0, "log λ gets a gradient");
-            if (first is null) { first = grads; continue; }
-            string[] names = { "q", "k", "v", "log λ", "S0", "z0" };
-            for (int i = 0; i < grads.Length; i++)
-            {
-                var e = AssertClose.Tensors(grads[i], first[i], 1e-10, 1e-10, $"{form} vs Parallel: d/d{names[i]}");
-                log.WriteLine($"{form} vs Parallel {map} T{t} chunk{chunk}: d/d{names[i]} {e}");
-            }
-        }
+        var options = new LinearAttentionOptions { FeatureMap = Map(p.Map, shape.D), Normalize = p.Normalize, ChunkSize = shape.Chunk };
+        Conformance.Check(shape, LinearInputs(p), EngineForm(LinearForm.Parallel, p, options),
+            [EngineForm(LinearForm.Recurrent, p, options), EngineForm(LinearForm.Chunked, p, options)], atol32: 0);
+        var x = LinearInputs(p)(shape, float64, new Generator(0));
+        var ld = x[3].requires_grad_();
+        using var r = LinearAttention.Parallel(x[0], x[1], x[2], ld, new LinearState(x[4], p.Normalize ? x[5] : null), options);
+        var gen = new Generator(1);
+        var loss = (r.Output * torch.randn(r.Output.shape, generator: gen, dtype: float64)).sum()
+                   + (r.FinalState.S * torch.randn(r.FinalState.S.shape, generator: gen, dtype: float64)).sum();
+        Assert.True(torch.autograd.grad([loss], [ld])[0].abs().sum().item<double>() > 0, "log λ gets a gradient");
     }
 
     /// <summary>

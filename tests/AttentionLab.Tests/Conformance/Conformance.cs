@@ -63,6 +63,9 @@ public static class Conformance
     /// <inheritdoc cref="ShapesWith(object, object)"/>
     public static IEnumerable<object[]> ShapesWith(object a, object b, object c, object d) => Cross(a, b, c, d);
 
+    /// <summary>The grid crossed with any number of variants (for member data built in code): {shape, variant}.</summary>
+    public static IEnumerable<object[]> ShapesWithEach(params object[] variants) => Cross(variants);
+
     static IEnumerable<object[]> Cross(params object[] variants) => Grid.SelectMany(s => variants.Select(v => new object[] { s, v }));
 
     /// <summary>
@@ -73,32 +76,38 @@ public static class Conformance
     /// A tolerance bounds max |Δ| by tol·(1 + max|ref|); with <paramref name="rms32"/> tol32 bounds the RMS relative error
     /// of float32 outputs and states instead (the specs' "float32 rel"; gradients, which can be 0, keep max |Δ|). Gradients come from loss = Σ output·g + Σ state·g_s with fixed
     /// random g, so every state's gradient path counts; <paramref name="gradients"/> false (or a forward-only form) skips them.
+    /// <paramref name="fixedInputs"/> (indices into the inputs): floating inputs held constant — they never require grad and
+    /// no gradient is compared for them (routing scores that only decide membership; a decay the twin takes as plain numbers).
+    /// <paramref name="atol32"/>: the absolute part of the float32 bound on outputs and states (default tol32; 0 bounds
+    /// max |Δ| by tol32·max|ref| alone). <paramref name="gradTol64"/>: the float64 gradient tolerance (default tol64).
     /// Throws naming the form, the dtype and what differs.
     /// </summary>
     public static void Check(Shape shape, Func<Shape, ScalarType, Generator, Tensor[]> inputs, Form naive, IEnumerable<Form> forms,
-        double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0, bool rms32 = false)
+        double tol32 = 1e-5, double tol64 = 1e-10, double? gradTol32 = null, bool gradients = true, int seed = 0, bool rms32 = false,
+        IReadOnlyCollection<int>? fixedInputs = null, double? atol32 = null, double? gradTol64 = null)
     {
         ArgumentNullException.ThrowIfNull(shape);
         var list = forms.ToList();
         if (list.Count == 0) throw new ArgumentException("no fast forms to compare.", nameof(forms));
+        var held = fixedInputs ?? [];
         using var scope = NewDisposeScope();
-        var reference = Evaluate(naive, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), gradients, seed);
+        var reference = Evaluate(naive, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), gradients, seed, held);
         foreach (var form in list)
         {
             bool grads = gradients && form.Gradients;
-            var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), grads, seed);
-            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64, rms: false);
-            var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), grads, seed);
+            var f64 = Evaluate(form, inputs(shape, ScalarType.Float64, new Generator((ulong)seed)), grads, seed, held);
+            Compare(form.Name, "float64", shape, f64, reference, tol64, tol64, gradTol64 ?? tol64, rms: false);
+            var f32 = Evaluate(form, inputs(shape, ScalarType.Float32, new Generator((ulong)seed)), grads, seed, held);
             Assert.True(f32.Output.dtype == ScalarType.Float32, $"{form.Name} (float32, {shape}): the output is {f32.Output.dtype}");
-            Compare(form.Name, "float32", shape, f32, reference, tol32, gradTol32 ?? tol32 * 10, rms32);
+            Compare(form.Name, "float32", shape, f32, reference, atol32 ?? tol32, tol32, gradTol32 ?? tol32 * 10, rms32);
         }
     }
 
     sealed record Evaluated(Tensor Output, Tensor[] States, Tensor?[] Gradients);
 
-    static Evaluated Evaluate(Form form, Tensor[] inputs, bool gradients, int seed)
+    static Evaluated Evaluate(Form form, Tensor[] inputs, bool gradients, int seed, IReadOnlyCollection<int> held)
     {
-        var leaves = inputs.Select(x => x.is_floating_point() && gradients ? x.detach().requires_grad_(true) : x).ToArray();
+        var leaves = inputs.Select((x, i) => x.is_floating_point() && gradients && !held.Contains(i) ? x.detach().requires_grad_(true) : x).ToArray();
         var result = form.Run(leaves);
         if (!gradients) return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), []);
         var gen = new Generator((ulong)seed + 1);
@@ -114,22 +123,22 @@ public static class Conformance
         return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), byInput);
     }
 
-    static void Close(Tensor actual, Tensor reference, double tol, bool rms, string what)
+    static void Close(Tensor actual, Tensor reference, double atol, double tol, bool rms, string what)
     {
-        if (!rms) { AssertClose.Tensors(actual, reference, tol, tol, what); return; }
+        if (!rms) { AssertClose.Tensors(actual, reference, atol, tol, what); return; }
         var err = ErrorStats.Of(actual, reference);
         Assert.True(err.RmsRelative < tol, $"{what} differs from its reference: {err} (allowed rms-rel {tol:E1}).");
     }
 
-    static void Compare(string form, string dtype, Shape shape, Evaluated actual, Evaluated reference, double tol, double gradTol, bool rms)
+    static void Compare(string form, string dtype, Shape shape, Evaluated actual, Evaluated reference, double atol, double tol, double gradTol, bool rms)
     {
         string where = $"{form} ({dtype}, {shape})";
         Assert.True(actual.Output.shape.SequenceEqual(reference.Output.shape),
             $"{where}: output shape [{string.Join(", ", actual.Output.shape)}] vs the twin's [{string.Join(", ", reference.Output.shape)}]");
-        Close(actual.Output, reference.Output, tol, rms, $"{where}: output");
+        Close(actual.Output, reference.Output, atol, tol, rms, $"{where}: output");
         Assert.True(actual.States.Length == reference.States.Length, $"{where}: {actual.States.Length} final states vs the twin's {reference.States.Length}");
         for (int i = 0; i < actual.States.Length; i++)
-            Close(actual.States[i], reference.States[i], tol, rms, $"{where}: final state {i}");
+            Close(actual.States[i], reference.States[i], atol, tol, rms, $"{where}: final state {i}");
         for (int i = 0; i < actual.Gradients.Length; i++)
         {
             var (a, r) = (actual.Gradients[i], reference.Gradients[i]);

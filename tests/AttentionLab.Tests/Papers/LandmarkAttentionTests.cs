@@ -31,49 +31,31 @@ public class LandmarkAttentionTests
         Assert.Equal(12, LandmarkTokens.InsertedLength(10, 4));
     }
 
-    [Theory]
-    [InlineData(1, 1, 1, 4)]      // T = 1
-    [InlineData(2, 3, 17, 4)]     // T not a multiple of ℓ_b + 1
-    [InlineData(1, 2, 9, 8)]      // exactly one block with its landmark
-    [InlineData(2, 2, 23, 1)]     // ℓ_b = 1: every other position a landmark
-    [InlineData(1, 1, 31, 5)]
-    public void FastWeightsMatchNaiveOnValuesAndGradients(int b, int h, int t, int blockSize)
-    {
-        using var scope = NewDisposeScope();
-        var s1 = Scores(b, h, t, grad: true);
-        var s2 = s1.detach().clone().requires_grad_(true);
-        var marks = Marks(b, t, blockSize);
-        var fast = LandmarkAttention.GroupedWeights(s1, marks, blockSize);
-        var naive = LandmarkNaive.GroupedWeights(s2, marks);
-        Close(fast, naive, 1e-12, "weights");
-        var g = torch.randn(fast.shape, dtype: ScalarType.Float64, generator: new Generator(9));
-        (fast * g).sum().backward();
-        (naive * g).sum().backward();
-        Assert.False(s1.grad!.isnan().any().item<bool>(), "NaN in the fast gradient");
-        Close(s1.grad!, s2.grad!, 1e-12, "d scores");
-    }
+    static Tensor N(Generator g, ScalarType dtype, params long[] size) => torch.randn(size, generator: g, dtype: ScalarType.Float64).to(dtype);
 
+    /// <summary>
+    /// The grouped softmax weights (block view) against LandmarkNaive on the weights and d scores; scores [B, H, T, T] ~ 2·N(0, 1),
+    /// ℓ_b = the grid's chunk (ℓ_b = 1, ℓ_b ∤ T, ℓ_b ≥ T included); the grid's D, Dv are unused. float64 1e−13·(1 + max|ref|)
+    /// (no looser than the old elementwise 1e−12·(1 + |ref|) while max|ref| ≤ 9), float32 1e−5.
+    /// </summary>
     [Theory]
-    [InlineData(1, 1, 1, 5, 3)]    // T = 1, odd head dim
-    [InlineData(2, 13, 2, 5, 4)]   // T not a multiple of the block, odd head dim
-    [InlineData(1, 20, 3, 6, 3)]
-    public void FastAttendMatchesNaiveOnOutputsAndGradients(int b, int t, int h, int d, int blockSize)
-    {
-        using var scope = NewDisposeScope();
-        var gen = new Generator(4);
-        Tensor R() => torch.randn(new long[] { b, t, h, d }, dtype: ScalarType.Float64, generator: gen);
-        var (q, k, v) = (R().requires_grad_(true), R().requires_grad_(true), R().requires_grad_(true));
-        var (q2, k2, v2) = (q.detach().clone().requires_grad_(true), k.detach().clone().requires_grad_(true), v.detach().clone().requires_grad_(true));
-        var fast = LandmarkAttention.Attend(q, k, v, blockSize);
-        var naive = LandmarkNaive.Attend(q2, k2, v2, Marks(b, t, blockSize));
-        Close(fast, naive, 1e-12, "output");
-        var g = torch.randn(fast.shape, dtype: ScalarType.Float64, generator: gen);
-        (fast * g).sum().backward();
-        (naive * g).sum().backward();
-        Close(q.grad!, q2.grad!, 1e-11, "dq");
-        Close(k.grad!, k2.grad!, 1e-11, "dk");
-        Close(v.grad!, v2.grad!, 1e-11, "dv");
-    }
+    [MemberData(nameof(Conformance.Shapes), MemberType = typeof(Conformance))]
+    public void FastWeightsMatchNaiveOnValuesAndGradients(Shape shape) =>
+        Conformance.Check(shape, (s, dtype, g) => [N(g, dtype, s.B, s.H, s.T, s.T) * 2, Marks(s.B, s.T, s.Chunk)],
+            new Form("naive", x => new FormOutput(LandmarkNaive.GroupedWeights(x[0], x[1]))),
+            [new Form("block view", x => new FormOutput(LandmarkAttention.GroupedWeights(x[0], x[1], shape.Chunk)))], tol64: 1e-13);
+
+    /// <summary>
+    /// Training-form attention (block view) against LandmarkNaive.Attend on outputs and d q, k, v; ℓ_b = the grid's chunk.
+    /// float64 1e−13·(1 + max|ref|), gradients 1e−12·(1 + max|ref|) (the old elementwise 1e−12 and 1e−11, max|ref| ≤ 9), float32 1e−5.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Conformance.Shapes), MemberType = typeof(Conformance))]
+    public void FastAttendMatchesNaiveOnOutputsAndGradients(Shape shape) =>
+        Conformance.Check(shape,
+            (s, dtype, g) => [N(g, dtype, s.B, s.T, s.H, s.D), N(g, dtype, s.B, s.T, s.H, s.D), N(g, dtype, s.B, s.T, s.H, s.Dv), Marks(s.B, s.T, s.Chunk)],
+            new Form("naive", x => new FormOutput(LandmarkNaive.Attend(x[0], x[1], x[2], x[3]))),
+            [new Form("block view", x => new FormOutput(LandmarkAttention.Attend(x[0], x[1], x[2], shape.Chunk)))], tol64: 1e-13, gradTol64: 1e-12);
 
     [Fact]
     public void RowsSumToOneLandmarkColumnsAndFutureAreZero()
@@ -175,36 +157,43 @@ public class LandmarkAttentionTests
     }
 
     /// <summary>
-    /// The fast memory path against its loop twin (float64): k &lt; S, k = S, k &gt; S, k = 0; T = 1 and T not a multiple of
-    /// the block; one or several heads; chunks of 1–3 blocks; both selection rules; official and contiguous slots; no remap;
-    /// no positions with an odd head dim.
+    /// A memory variant: block ℓ_b (fixed, so that long grid shapes store many blocks), k = TopK (+ S, the complete blocks of
+    /// the sequence, with <paramref name="PlusS"/>), chunks of ChunkBlocks blocks, the selection rule, remap, slots, RoPE.
+    /// </summary>
+    public sealed record MemoryCase(string Name, int Block, int TopK, int ChunkBlocks, LandmarkSelect Mode = LandmarkSelect.PerTokenAndHead,
+        bool Remap = true, LandmarkSlots Slots = LandmarkSlots.Official, bool Rope = true, bool PlusS = false)
+    {
+        public override string ToString() => Name;
+    }
+
+    public static IEnumerable<object[]> MemoryCases() => Conformance.ShapesWithEach(
+        new MemoryCase("ℓ3 k1", 3, 1, 1), new MemoryCase("ℓ4 k1", 4, 1, 1), new MemoryCase("ℓ4 k2", 4, 2, 1),
+        new MemoryCase("ℓ4 k2 chunk2 max-over-heads", 4, 2, 2, LandmarkSelect.MaxOverHeads),
+        new MemoryCase("ℓ3 k3 contiguous", 3, 3, 1, Slots: LandmarkSlots.Contiguous),
+        new MemoryCase("ℓ3 k3 chunk3 max-over-heads contiguous", 3, 3, 3, LandmarkSelect.MaxOverHeads, Slots: LandmarkSlots.Contiguous),
+        new MemoryCase("ℓ4 k2 chunk3 no remap", 4, 2, 3, Remap: false), new MemoryCase("ℓ4 k = S", 4, 0, 1, PlusS: true),
+        new MemoryCase("ℓ4 k = S + 12 chunk2", 4, 12, 2, PlusS: true), new MemoryCase("ℓ4 k0 chunk2", 4, 0, 2),
+        new MemoryCase("ℓ2 k2 no positions", 2, 2, 1, Rope: false), new MemoryCase("ℓ6 k2", 6, 2, 1));
+
+    /// <summary>
+    /// The fast memory path against its loop twin (forward only, as inference): k &lt; S, k = S, k &gt; S, k = 0; one or several
+    /// heads; chunks of 1–3 blocks; both selection rules; official and contiguous slots; no remap; no positions. q, k, v
+    /// [B, T, H, D] ~ 1.5·N(0, 1) (v is read with q's head dim: the grid's Dv is unused; RoPE rotates pairs: an odd grid D
+    /// becomes D + 1 with positions). float64 1e−13·(1 + max|ref|) (the old elementwise 1e−12), float32 1e−5 (the spec's)
+    /// against the float64 twin.
     /// </summary>
     [Theory]
-    [InlineData(1, 1, 1, 4, 3, 1, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]       // T = 1
-    [InlineData(2, 43, 3, 6, 4, 1, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]      // k < S
-    [InlineData(2, 43, 3, 6, 4, 2, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]
-    [InlineData(1, 43, 3, 6, 4, 2, 2, LandmarkSelect.MaxOverHeads, true, LandmarkSlots.Official, true)]
-    [InlineData(2, 38, 2, 4, 3, 3, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Contiguous, true)]
-    [InlineData(1, 38, 4, 4, 3, 3, 3, LandmarkSelect.MaxOverHeads, true, LandmarkSlots.Contiguous, true)]
-    [InlineData(2, 43, 3, 6, 4, 2, 3, LandmarkSelect.PerTokenAndHead, false, LandmarkSlots.Official, true)]     // no remap
-    [InlineData(1, 43, 2, 6, 4, 8, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]      // k = S
-    [InlineData(1, 43, 2, 6, 4, 20, 2, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]     // k > S
-    [InlineData(2, 29, 2, 6, 4, 0, 2, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]      // k = 0
-    [InlineData(2, 31, 3, 5, 2, 2, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, false)]     // no positions, odd D
-    [InlineData(1, 57, 2, 8, 6, 2, 1, LandmarkSelect.PerTokenAndHead, true, LandmarkSlots.Official, true)]
-    public void MemoryMatchesTheLoopTwin(int b, int t, int h, int d, int blockSize, int topK, int chunkBlocks, LandmarkSelect mode, bool remap,
-        LandmarkSlots slots, bool rope)
+    [MemberData(nameof(MemoryCases))]
+    public void MemoryMatchesTheLoopTwin(Shape shape, MemoryCase p)
     {
-        using var scope = NewDisposeScope();
-        var gen = new Generator(21);
-        Tensor R() => torch.randn(new long[] { b, t, h, d }, dtype: ScalarType.Float64, generator: gen) * 1.5;
-        var (q, k, v) = (R(), R(), R());
-        var memory = new LandmarkMemory(topK, mode, remap, chunkBlocks, slots);
-        double? ropeBase = rope ? 10000 : null;
-        var fast = memory.Attend(q, k, v, blockSize, ropeBase);
-        var twin = LandmarkMemoryNaive.Attend(q, k, v, blockSize, memory, ropeBase);
-        Assert.Equal(new long[] { b, t, h, d }, fast.shape);
-        Close(fast, twin, 1e-12, $"memory vs loop twin ({memory})");
+        int d = p.Rope && shape.D % 2 == 1 ? shape.D + 1 : shape.D;
+        var memory = new LandmarkMemory(p.TopK + (p.PlusS ? shape.T / (p.Block + 1) : 0), p.Mode, p.Remap, p.ChunkBlocks, p.Slots);
+        double? ropeBase = p.Rope ? 10000 : null;
+        Conformance.Check(shape,
+            (s, dtype, g) => [N(g, dtype, s.B, s.T, s.H, d) * 1.5, N(g, dtype, s.B, s.T, s.H, d) * 1.5, N(g, dtype, s.B, s.T, s.H, d) * 1.5],
+            new Form("loop twin", x => new FormOutput(LandmarkMemoryNaive.Attend(x[0], x[1], x[2], p.Block, memory, ropeBase)), Gradients: false),
+            [new Form($"memory ({memory})", x => new FormOutput(memory.Attend(x[0], x[1], x[2], p.Block, ropeBase)), Gradients: false)],
+            tol64: 1e-13, gradients: false);
     }
 
     /// <summary>The twin, checked without the fast path: with every block retrieved it is the training form (LandmarkNaive, RoPE at true positions).</summary>

@@ -24,19 +24,33 @@ public class RecycledAttentionTests
         return (torch.cat(outs, 1), attended.ToArray());
     }
 
-    [Theory]
-    [InlineData(2, 11, 4, 2, 6, 5, 3, 3, 4)]    // GQA, T not a multiple of S, D odd
-    [InlineData(1, 1, 2, 2, 4, 4, 2, 2, 1)]     // T = 1
-    [InlineData(2, 17, 3, 1, 5, 3, 4, 5, 1)]    // prefill = 1: the first step alone is full
-    public void FastMatchesNaive(int b, int t, int hq, int hkv, int d, int dv, int topK, int stride, int prefill)
+    /// <summary>A schedule on the shared grid (the grid's H is the KV heads; Hq = Groups·H; its chunk is unused): top-K, stride S, prefill steps.</summary>
+    public sealed record Schedule(string Name, int TopK, int Stride, int Prefill, int Groups = 1)
     {
-        using var scope = NewDisposeScope();
-        torch.manual_seed(7);
-        var (q, k, v) = (torch.randn(b, t, hq, d, dtype: float64), torch.randn(b, t, hkv, d, dtype: float64), torch.randn(b, t, hkv, dv, dtype: float64));
-        var (fast, _) = Fast(q, k, v, topK, stride, prefill);
-        var naive = RecycledAttentionNaive.Decode(q, k, v, topK, stride, prefill);
-        Assert.True(fast.allclose(naive, rtol: 1e-10, atol: 1e-12), $"max |Δ| = {(fast - naive).abs().max().item<double>()}");
+        public override string ToString() => Name;
     }
+
+    public static IEnumerable<object[]> Schedules() => Conformance.ShapesWith(
+        new Schedule("GQA ×2, K3 S3 prefill 4", 3, 3, 4, Groups: 2), new Schedule("K2 S2 prefill 1", 2, 2, 1),
+        new Schedule("GQA ×3, K4 S5 prefill 1 (the first step alone is full)", 4, 5, 1, Groups: 3));
+
+    /// <summary>
+    /// Token-by-token decode through SelectiveKvCache + RecycledAttentionPolicy against RecycledAttentionNaive.Decode
+    /// (forward only: decode has no autograd path); float64 1e−13·(1 + max|ref|) (no looser than the old 1e−12 + 1e−10·|ref|
+    /// while |ref| ≤ 9), float32 1e−5 against the float64 twin.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(Schedules))]
+    public void FastMatchesNaive(Shape shape, Schedule p) =>
+        Conformance.Check(shape, (s, dtype, g) =>
+            [
+                torch.randn(new long[] { s.B, s.T, s.H * p.Groups, s.D }, generator: g, dtype: float64).to(dtype),
+                torch.randn(new long[] { s.B, s.T, s.H, s.D }, generator: g, dtype: float64).to(dtype),
+                torch.randn(new long[] { s.B, s.T, s.H, s.Dv }, generator: g, dtype: float64).to(dtype),
+            ],
+            new Form("naive", x => new FormOutput(RecycledAttentionNaive.Decode(x[0], x[1], x[2], p.TopK, p.Stride, p.Prefill)), Gradients: false),
+            [new Form("selective cache", x => new FormOutput(Fast(x[0], x[1], x[2], p.TopK, p.Stride, p.Prefill).Output), Gradients: false)],
+            tol64: 1e-13, gradients: false);
 
     [Fact]
     public void RecycledSetHasSizeMinKNPlusTokensSinceTheFullStep()

@@ -12,96 +12,95 @@ namespace AttentionLab.Tests.Papers;
 /// </summary>
 public class RoutingTransformerTests
 {
-    /// <summary>B, T, H, D, Dv, C, w.</summary>
-    public static TheoryData<int, int, int, int, int, int, int> Shapes => new()
-    {
-        { 1, 1, 1, 4, 3, 1, 1 },      // T = 1
-        { 2, 7, 2, 3, 5, 3, 2 },      // odd T, odd D, C·w < T (unselected tokens), T not a multiple of w
-        { 1, 13, 3, 5, 2, 4, 5 },     // C·w > T (overlapping clusters), D not a power of two, 3 heads
-        { 2, 16, 1, 6, 4, 4, 4 },     // C = w = √T
-        { 1, 9, 2, 1, 1, 2, 9 },      // D = Dv = 1, w = T
-        { 2, 29, 4, 4, 3, 5, 3 },     // T prime, 4 heads, clusters spanning several chunks of w
-    };
-
     static Tensor R(params long[] shape) => torch.randn(shape, dtype: ScalarType.Float64);
 
     static Tensor Scores(Tensor x, Tensor mu) =>                                          // [B, T, H, D], [H, C, D] → [B, H, T, C]
         x.permute(0, 2, 1, 3).matmul(mu.transpose(1, 2).unsqueeze(0));
 
-    delegate Tensor Form(Tensor q, Tensor k, Tensor v, Tensor qs, Tensor ks, int w, bool causal, double? self);
-
-    static void AgreesOnOutputsAndGradients(Form fast, Form naive, int b, int t, int h, int d, int dv, int c, int w, string name)
+    /// <summary>A routing variant on the shared grid: C clusters, shared Q/K (with the self-token rule) or not, causal or not.</summary>
+    public sealed record RoutingCase(int Clusters, bool Shared, bool Causal)
     {
-        using var scope = NewDisposeScope();
-        foreach (bool shared in new[] { true, false })
-        foreach (bool causal in new[] { true, false })
-        {
-            var q = R(b, t, h, d).requires_grad_();
-            var k = shared ? q : R(b, t, h, d).requires_grad_();
-            var v = R(b, t, h, dv).requires_grad_();
-            var mu = R(h, c, d);
-            var qs = Scores(q.detach(), mu);
-            var ks = shared ? qs : Scores(k.detach(), mu);
-            double? self = shared ? Routing.SelfTokenScore : null;                        // the self-token rule with shared Q/K
-            var yf = fast(q, k, v, qs, ks, w, causal, self);
-            var yn = naive(q, k, v, qs, ks, w, causal, self);
-            Assert.Equal(new long[] { b, t, h, dv }, yf.shape);
-            string what = $"{name} shared={shared} causal={causal}";
-            AssertClose.Tensors(yf, yn, atol: 1e-10, rtol: 1e-10, what: what);
-            var g = R(b, t, h, dv);
-            var inputs = shared ? new[] { q, v } : new[] { q, k, v };
-            var gf = torch.autograd.grad(new[] { (yf * g).sum() }, inputs);
-            var gn = torch.autograd.grad(new[] { (yn * g).sum() }, inputs);
-            for (int i = 0; i < gf.Count; i++) AssertClose.Tensors(gf[i], gn[i], atol: 1e-10, rtol: 1e-10, what: $"grad {i} {what}");
-        }
+        public override string ToString() => $"C{Clusters} {(Shared ? "shared" : "separate")} {(Causal ? "causal" : "non-causal")}";
     }
 
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void BalancedGatherFormAgreesWithTheNaiveTwinOnOutputsAndGradients(int b, int t, int h, int d, int dv, int c, int w) =>
-        AgreesOnOutputsAndGradients(
-            (q, k, v, qs, ks, ww, causal, self) => Routing.Attend(q, k, v, qs, ks, ww, causal, selfScore: self),
-            (q, k, v, qs, ks, ww, causal, self) => RoutingNaive.Attend(q, k, v, qs, ks, ww, causal, selfScore: self), b, t, h, d, dv, c, w, "balanced");
+    /// <summary>
+    /// Shared × causal as before; C = 2 or 5 alternates so both meet every grid shape (C·w &lt; T leaves tokens unrouted,
+    /// C·w &gt; T overlaps).
+    /// </summary>
+    public static IEnumerable<object[]> RoutingCases() => Conformance.ShapesWith(
+        new RoutingCase(2, Shared: true, Causal: true), new RoutingCase(5, Shared: true, Causal: false),
+        new RoutingCase(5, Shared: false, Causal: true), new RoutingCase(2, Shared: false, Causal: false));
 
-    [Theory]
-    [MemberData(nameof(Shapes))]
-    public void NearestChunkedFormAgreesWithTheNaiveTwinOnOutputsAndGradients(int b, int t, int h, int d, int dv, int c, int w) =>
-        AgreesOnOutputsAndGradients(
-            (q, k, v, qs, ks, ww, causal, self) => Routing.AttendNearest(q, k, v, qs, ks, ww, causal, selfScore: self),
-            (q, k, v, qs, ks, ww, causal, self) => RoutingNaive.AttendNearest(q, k, v, qs, ks, ww, causal, selfScore: self), b, t, h, d, dv, c, w, "nearest");
+    delegate Tensor RoutingForm(Tensor q, Tensor k, Tensor v, Tensor qs, Tensor ks, int w, bool causal, double? self);
 
-    /// <summary>B, T, H, D, Dv, L.</summary>
-    public static TheoryData<int, int, int, int, int, int> LocalShapes => new()
+    /// <summary>
+    /// One routing form against its dense twin: inputs q, (k), v [B, T, H, D/Dv] and random affinities (qs, (ks)) [B, H, T, C]
+    /// (random normals: no membership ties, which rank (naive) and topk (fast) break differently); shared Q/K passes the same
+    /// tensors as k and ks and applies the self-token rule. The affinities only decide membership: held fixed (no gradient).
+    /// </summary>
+    static void RoutingConforms(Shape shape, RoutingCase p, int window, RoutingForm naive, RoutingForm fast, string name)
     {
-        { 1, 1, 1, 4, 3, 4 },         // T = 1, L > T
-        { 2, 7, 2, 3, 5, 3 },         // T not a multiple of L
-        { 1, 13, 3, 5, 2, 4 },        // 3 heads, D not a power of two
-        { 2, 16, 2, 6, 4, 4 },        // T a multiple of L
-        { 1, 9, 2, 1, 1, 1 },         // L = 1: the token and its predecessor
-        { 1, 5, 4, 2, 3, 8 },         // L > T, 4 heads
-    };
-
-    [Theory]
-    [MemberData(nameof(LocalShapes))]
-    public void BlockLocalFormAgreesWithTheNaiveTwinOnOutputsAndGradients(int b, int t, int h, int d, int dv, int block)
-    {
-        torch.manual_seed(t * 7 + block);
-        using var scope = NewDisposeScope();
-        foreach (bool causal in new[] { true, false })
-        foreach (bool withBias in new[] { false, true })
+        Tensor[] Inputs(Shape s, ScalarType dtype, Generator g)
         {
-            var (q, k, v) = (R(b, t, h, d).requires_grad_(), R(b, t, h, d).requires_grad_(), R(b, t, h, dv).requires_grad_());
-            var bias = withBias ? R(h, LocalBlockAttention.BiasLength(block, causal)).requires_grad_() : null;
-            var fast = LocalBlockAttention.Attend(q, k, v, block, causal, relativeBias: bias);
-            var naive = RoutingNaive.LocalBlock(q, k, v, block, causal, relativeBias: bias);
-            string what = $"local L={block} causal={causal} bias={withBias}";
-            AssertClose.Tensors(fast, naive, atol: 1e-10, rtol: 1e-10, what: what);
-            var g = R(b, t, h, dv);
-            var inputs = bias is null ? new[] { q, k, v } : new[] { q, k, v, bias };
-            var gf = torch.autograd.grad(new[] { (fast * g).sum() }, inputs);
-            var gn = torch.autograd.grad(new[] { (naive * g).sum() }, inputs);
-            for (int i = 0; i < gf.Count; i++) AssertClose.Tensors(gf[i], gn[i], atol: 1e-10, rtol: 1e-10, what: $"grad {i} {what}");
+            Tensor N(params long[] size) => torch.randn(size, generator: g, dtype: ScalarType.Float64).to(dtype);
+            return p.Shared
+                ? [N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.Dv), N(s.B, s.H, s.T, p.Clusters)]
+                : [N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.Dv), N(s.B, s.H, s.T, p.Clusters), N(s.B, s.H, s.T, p.Clusters)];
         }
+        double? self = p.Shared ? Routing.SelfTokenScore : null;                          // the self-token rule with shared Q/K
+        Form Of(string n, RoutingForm f) => new(n, x => new FormOutput(p.Shared
+            ? f(x[0], x[0], x[1], x[2], x[2], window, p.Causal, self)
+            : f(x[0], x[1], x[2], x[3], x[4], window, p.Causal, self)));
+        Conformance.Check(shape, Inputs, Of("naive", naive), [Of(name, fast)], fixedInputs: p.Shared ? [2] : [3, 4]);
+    }
+
+    /// <summary>
+    /// Balanced routing (top-w gather) against RoutingNaive.Attend: outputs and the gradients of q, k, v, float64 1e−10,
+    /// float32 1e−5 against the float64 twin. w = the grid's chunk capped at T (top-w needs w ≤ T).
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(RoutingCases))]
+    public void BalancedGatherFormConformsToTheNaiveTwin(Shape shape, RoutingCase p) =>
+        RoutingConforms(shape, p, Math.Min(shape.Chunk, shape.T),
+            (q, k, v, qs, ks, w, causal, self) => RoutingNaive.Attend(q, k, v, qs, ks, w, causal, selfScore: self),
+            (q, k, v, qs, ks, w, causal, self) => Routing.Attend(q, k, v, qs, ks, w, causal, selfScore: self), "balanced");
+
+    /// <summary>Nearest-centroid routing (sorted chunks of w) against RoutingNaive.AttendNearest; w = the grid's chunk (w > T allowed).</summary>
+    [Theory]
+    [MemberData(nameof(RoutingCases))]
+    public void NearestChunkedFormConformsToTheNaiveTwin(Shape shape, RoutingCase p) =>
+        RoutingConforms(shape, p, shape.Chunk,
+            (q, k, v, qs, ks, w, causal, self) => RoutingNaive.AttendNearest(q, k, v, qs, ks, w, causal, selfScore: self),
+            (q, k, v, qs, ks, w, causal, self) => Routing.AttendNearest(q, k, v, qs, ks, w, causal, selfScore: self), "nearest");
+
+    /// <summary>A block-local variant: causal or not, with or without the learned relative bias [H, BiasLength(L, causal)].</summary>
+    public sealed record LocalCase(bool Causal, bool Bias)
+    {
+        public override string ToString() => $"{(Causal ? "causal" : "non-causal")}{(Bias ? " bias" : "")}";
+    }
+
+    public static IEnumerable<object[]> LocalCases() =>
+        Conformance.ShapesWith(new LocalCase(true, false), new LocalCase(false, false), new LocalCase(true, true), new LocalCase(false, true));
+
+    /// <summary>
+    /// Block-local attention (own and previous block, L = the grid's chunk: L = 1, L ∤ T and L > T included) against
+    /// RoutingNaive.LocalBlock: outputs and the gradients of q, k, v and the bias, float64 1e−10, float32 1e−5.
+    /// </summary>
+    [Theory]
+    [MemberData(nameof(LocalCases))]
+    public void BlockLocalFormConformsToTheNaiveTwin(Shape shape, LocalCase p)
+    {
+        int block = shape.Chunk;
+        Tensor[] Inputs(Shape s, ScalarType dtype, Generator g)
+        {
+            Tensor N(params long[] size) => torch.randn(size, generator: g, dtype: ScalarType.Float64).to(dtype);
+            return [N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.D), N(s.B, s.T, s.H, s.Dv),
+                .. p.Bias ? new[] { N(s.H, LocalBlockAttention.BiasLength(block, p.Causal)) } : []];
+        }
+        Form Of(string n, Func<Tensor, Tensor, Tensor, int, bool, Tensor?, Tensor> f) =>
+            new(n, x => new FormOutput(f(x[0], x[1], x[2], block, p.Causal, x.Length > 3 ? x[3] : null)));
+        Conformance.Check(shape, Inputs, Of("naive", (q, k, v, l, c, bias) => RoutingNaive.LocalBlock(q, k, v, l, c, relativeBias: bias)),
+            [Of("local", (q, k, v, l, c, bias) => LocalBlockAttention.Attend(q, k, v, l, c, relativeBias: bias))]);
     }
 
     [Fact]
