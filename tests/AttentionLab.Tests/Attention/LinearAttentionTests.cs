@@ -175,7 +175,8 @@ public class LinearAttentionTests(ITestOutputHelper log)
             using var h0 = new LinearState(leaves[4], leaves[5]);
             using var r = LinearAttention.Run(form, leaves[0], leaves[1], leaves[2], leaves[3], h0, options);
             ((r.Output * wo).sum() + (r.FinalState.S * ws).sum() + r.FinalState.Z!.sum()).backward();
-            results.Add((r.Output.detach().clone(), r.FinalState.S.detach().clone(), r.FinalState.Z!.detach().clone(), leaves.Select(x => x.grad!.clone()).ToArray()));
+            results.Add((r.Output.detach().clone(), r.FinalState.S.detach().clone(), r.FinalState.Z!.detach().clone(),
+                leaves.Select(x => x.grad!.clone()).ToArray()));
         }
         var (p, c) = (results[0], results[1]);
         AssertClose.Tensors(c.O, p.O, 1e-9, 1e-9, $"chunked output over {t} tokens");
@@ -332,7 +333,8 @@ public class LinearAttentionTests(ITestOutputHelper log)
             Assert.Equal(float32, r.FinalState.S.dtype);
             Assert.Equal(float32, r.FinalState.Z!.dtype);
             AssertClose.Tensors(r.FinalState.S, oracle.S, 0, 1e-5, $"{form} {dtype} state (float32 accumulation)");
-            AssertClose.Tensors(r.Output.to(float64), oracle.Output, 0, dtype == ScalarType.Float16 ? 2e-3 : 1e-2, $"{form} {dtype} output (one final rounding)");
+            AssertClose.Tensors(r.Output.to(float64), oracle.Output, 0, dtype == ScalarType.Float16 ? 2e-3 : 1e-2,
+                $"{form} {dtype} output (one final rounding)");
         }
     }
 }

@@ -74,8 +74,9 @@ public static class Conformance
     /// float64: outputs, states and input gradients within <paramref name="tol64"/>; float32: the same against the float64
     /// twin within <paramref name="tol32"/> (gradients within <paramref name="gradTol32"/>, default = tol32 × 10).
     /// A tolerance bounds max |Δ| by tol·(1 + max|ref|); with <paramref name="rms32"/> tol32 bounds the RMS relative error
-    /// of float32 outputs and states instead (the specs' "float32 rel"; gradients, which can be 0, keep max |Δ|). Gradients come from loss = Σ output·g + Σ state·g_s with fixed
-    /// random g, so every state's gradient path counts; <paramref name="gradients"/> false (or a forward-only form) skips them.
+    /// of float32 outputs and states instead (the specs' "float32 rel"; gradients, which can be 0, keep max |Δ|).
+    /// Gradients come from loss = Σ output·g + Σ state·g_s with fixed random g, so every state's gradient path counts;
+    /// <paramref name="gradients"/> false (or a forward-only form) skips them.
     /// <paramref name="fixedInputs"/> (indices into the inputs): floating inputs held constant — they never require grad and
     /// no gradient is compared for them (routing scores that only decide membership; a decay the twin takes as plain numbers).
     /// <paramref name="atol32"/>: the absolute part of the float32 bound on outputs and states (default tol32; 0 bounds

@@ -117,7 +117,8 @@ public class LandmarkAttentionTests
     {
         torch.manual_seed(7);
         var cfg = new LandmarkLmConfig(Layers: layers, DModel: d, Heads: heads, TaskVocab: 11, BlockSize: blockSize);
-        var model = rope ? cfg.Build() : new TinyGpt(cfg.Gpt with { Positions = PositionKind.None }, _ => new LandmarkAttentionLayer(d, heads, blockSize, rope: false));
+        var model = rope ? cfg.Build() : new TinyGpt(cfg.Gpt with { Positions = PositionKind.None },
+            _ => new LandmarkAttentionLayer(d, heads, blockSize, rope: false));
         var raw = torch.randint(0, 11, new long[] { 2, blocks * blockSize + extra }, generator: new Generator(5));
         return (model, LandmarkTokens.Insert(raw, blockSize, cfg.LandmarkId).Ids);
     }
@@ -248,7 +249,8 @@ public class LandmarkAttentionTests
             int c = wanted[head];
             long slot = slots == LandmarkSlots.Contiguous ? 1 : c >= stored - 1 ? 1 : 0;
             var keep = torch.tensor(Enumerable.Range(c * l, l).Concat(Enumerable.Range(stored * l, t - stored * l)).Select(i => (long)i).ToArray());
-            var positions = torch.tensor(Enumerable.Range(0, l).Select(o => slot * l + o).Concat(Enumerable.Range(0, t - stored * l).Select(o => 2L * l + o)).ToArray());
+            var positions = torch.tensor(Enumerable.Range(0, l).Select(o => slot * l + o).Concat(
+                Enumerable.Range(0, t - stored * l).Select(o => 2L * l + o)).ToArray());
             Tensor Head(Tensor x) => x.index_select(1, keep).narrow(2, head, 1);
             var expected = LandmarkAttention.Attend(Positions.Rope(Head(q), positions), Positions.Rope(Head(k), positions), Head(v), lb)[0, -1, 0];
             Close(fast[0, p, head], expected, 1e-12, $"fast, head {head}, block {c}");
@@ -322,7 +324,8 @@ public class LandmarkAttentionTests
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => LandmarkAttention.Attend(q, q, q.to(ScalarType.Float64), 2)).ParamName);
         Assert.Equal("ids", Assert.Throws<ArgumentException>(() => LandmarkTokens.Insert(torch.zeros(2, 8), 4, 9)).ParamName);
         Assert.Equal("ids", Assert.Throws<ArgumentException>(() => LandmarkTokens.Insert(torch.zeros(8, dtype: ScalarType.Int64), 4, 9)).ParamName);
-        Assert.Equal("blockSize", Assert.Throws<ArgumentOutOfRangeException>(() => LandmarkTokens.Insert(torch.zeros(new long[] { 2, 8 }, dtype: ScalarType.Int64), 0, 9)).ParamName);
+        Assert.Equal("blockSize", Assert.Throws<ArgumentOutOfRangeException>(
+            () => LandmarkTokens.Insert(torch.zeros(new long[] { 2, 8 }, dtype: ScalarType.Int64), 0, 9)).ParamName);
         Assert.Equal("rope", Assert.Throws<ArgumentException>(() => new LandmarkAttentionLayer(6, 2, 4)).ParamName);
         var (model, ids) = SmallModel(blocks: 2, extra: 0);
         using (model)

@@ -120,7 +120,8 @@ public class RectifiedSpaAttnTests
         using var scope = NewDisposeScope();
         var (q, k, v) = SyntheticVideoQkv.Generate(2, 8, 8, 16, 2.0, 0.1, 5, seed: 1, heads: 2);
         using var naive = RectifiedNaive.Forward(q, k, v, 16, 0.6, 1, isolatedTail: 5);
-        var (o, diag) = RectifiedSparseAttention.Forward(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32), 16, 0.6, 1, isolatedTail: 5);
+        var (o, diag) = RectifiedSparseAttention.Forward(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32), 16, 0.6, 1,
+            isolatedTail: 5);
         using (diag) Assert.True(MaxDiff(o, naive.Output) < 1e-5, $"float32 max |Δ| = {MaxDiff(o, naive.Output)}");
     }
 
@@ -291,14 +292,16 @@ public class RectifiedSpaAttnTests
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q, k, v.narrow(2, 0, 1), 8)).ParamName);
         Assert.Equal("k", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q, k.to(ScalarType.Float32), v, 8)).ParamName);
         Assert.Equal("k", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q, k.narrow(3, 0, 3), v, 8)).ParamName);
-        Assert.Equal("q", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q.to(ScalarType.Int64), k.to(ScalarType.Int64), v.to(ScalarType.Int64), 8)).ParamName);
+        Assert.Equal("q", Assert.Throws<ArgumentException>(() =>
+            RectifiedSparseAttention.Forward(q.to(ScalarType.Int64), k.to(ScalarType.Int64), v.to(ScalarType.Int64), 8)).ParamName);
         Assert.Equal("block", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q, k, v, 0)).ParamName);
         Assert.Equal("tau", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q, k, v, 8, tau: -0.1)).ParamName);
         Assert.Equal("minTopK", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q, k, v, 8, minTopK: 0)).ParamName);
         Assert.Equal("isolatedTail", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q, k, v, 8, isolatedTail: 20)).ParamName);
         Assert.Equal("neighbours", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.Forward(q, k, v, 8, neighbours: new bool[2, 2])).ParamName);
         Assert.Equal("isolatedTail", Assert.Throws<ArgumentException>(() => RectifiedNaive.Forward(q, k, v, 8, isolatedTail: -1)).ParamName);
-        Assert.Equal("selected", Assert.Throws<ArgumentException>(() => RectifiedSparseAttention.BlockSparse(q, k, v, torch.ones(1, 2, 2, 2, dtype: ScalarType.Bool), 8)).ParamName);
+        Assert.Equal("selected", Assert.Throws<ArgumentException>(
+            () => RectifiedSparseAttention.BlockSparse(q, k, v, torch.ones(1, 2, 2, 2, dtype: ScalarType.Bool), 8)).ParamName);
         Assert.Equal("block", Assert.Throws<ArgumentException>(() => BlockPooling.Pool(q, 0)).ParamName);
         Assert.Equal("h", Assert.Throws<ArgumentException>(() => TileOrder.Hilbert3D(2, 0, 4)).ParamName);
         Assert.Equal("order", Assert.Throws<ArgumentException>(() => TileOrder.NeighbourBlocks(new[] { 0, 0 }, 1, 1, 2, 1)).ParamName);
@@ -308,10 +311,16 @@ public class RectifiedSpaAttnTests
     public void FormsDoNotLeak()
     {
         var (q, k, v) = Qkv(1, 43, 2, 5, 4);
-        LeakCheck.AssertNoLeak(() => { var (o, d) = RectifiedSparseAttention.Forward(q, k, v, 8, 0.5, isolatedTail: 3, trueMass: true); o.Dispose(); d.Dispose(); }, "RectifiedSparseAttention.Forward");
+        LeakCheck.AssertNoLeak(() =>
+        {
+            var (o, d) = RectifiedSparseAttention.Forward(q, k, v, 8, 0.5, isolatedTail: 3, trueMass: true);
+            o.Dispose();
+            d.Dispose();
+        }, "RectifiedSparseAttention.Forward");
         LeakCheck.AssertNoLeak(() => RectifiedSparseAttention.Estimate(q, k, 8, 0.5, isolatedTail: 3).Dispose(), "RectifiedSparseAttention.Estimate");
         LeakCheck.AssertNoLeak(() => RectifiedNaive.Forward(q, k, v, 8, 0.5, isolatedTail: 3).Dispose(), "RectifiedNaive");
         LeakCheck.AssertNoLeak(() => BlockPooling.Pool(q, 8).Dispose(), "BlockPooling");
-        LeakCheck.AssertNoLeak(() => { var (a, b, c) = SyntheticVideoQkv.Generate(1, 4, 4, 4, 2, 0.1, 2, 0); a.Dispose(); b.Dispose(); c.Dispose(); }, "SyntheticVideoQkv");
+        LeakCheck.AssertNoLeak(() => { var (a, b, c) = SyntheticVideoQkv.Generate(1, 4, 4, 4, 2, 0.1, 2, 0); a.Dispose(); b.Dispose(); c.Dispose(); },
+            "SyntheticVideoQkv");
     }
 }

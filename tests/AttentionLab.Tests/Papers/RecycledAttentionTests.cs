@@ -174,9 +174,11 @@ public class RecycledAttentionTests
         var p = torch.rand(1, 2, 5);
         Assert.Equal("subset", Assert.Throws<ArgumentException>(() => AttentionMass.Recovery(p, torch.zeros(1, 2, 2))).ParamName);
         Assert.Equal("subset", Assert.Throws<ArgumentException>(() => AttentionMass.Recovery(p, torch.full(new long[] { 1, 2, 1 }, 5L))).ParamName);
-        Assert.Equal("fullProbs", Assert.Throws<ArgumentException>(() => AttentionMass.Recovery(torch.rand(2, 5), torch.zeros(1, 2, 1, dtype: int64))).ParamName);
+        Assert.Equal("fullProbs", Assert.Throws<ArgumentException>(
+            () => AttentionMass.Recovery(torch.rand(2, 5), torch.zeros(1, 2, 1, dtype: int64))).ParamName);
         using var cache = new SelectiveKvCache(new FullSelector());
-        Assert.Equal("q", Assert.Throws<ArgumentException>(() => cache.Attend(torch.randn(1, 2, 2, 3), torch.randn(1, 1, 2, 3), torch.randn(1, 1, 2, 3))).ParamName);
+        Assert.Equal("q", Assert.Throws<ArgumentException>(() =>
+            cache.Attend(torch.randn(1, 2, 2, 3), torch.randn(1, 1, 2, 3), torch.randn(1, 1, 2, 3))).ParamName);
     }
 
     [Fact]
@@ -202,7 +204,8 @@ public class RecycledDynamicScheduleTests
     static (Tensor, Tensor, Tensor) Qkv()
     {
         torch.manual_seed(8);
-        return (torch.randn(2, 30, 4, 6, dtype: ScalarType.Float64), torch.randn(2, 30, 2, 6, dtype: ScalarType.Float64), torch.randn(2, 30, 2, 6, dtype: ScalarType.Float64));
+        return (torch.randn(2, 30, 4, 6, dtype: ScalarType.Float64), torch.randn(2, 30, 2, 6, dtype: ScalarType.Float64),
+            torch.randn(2, 30, 2, 6, dtype: ScalarType.Float64));
     }
 
     [Fact]

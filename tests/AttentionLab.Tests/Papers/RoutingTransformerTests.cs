@@ -161,7 +161,8 @@ public class RoutingTransformerTests
         using var full = ReferenceAttention.Softmax(q, k, v, causal: true);
         AssertClose.Tensors(Routing.Attend(q, k, v, s, s, 11, causal: true, countEpsilon: 0), full.Output, atol: 1e-6, rtol: 1e-6, what: "C = 1, w = n");
         AssertClose.Tensors(Routing.Attend(q, k, v, s, s, 11, causal: true), full.Output / 1.01, atol: 1e-6, rtol: 1e-6, what: "official ÷ (1 + 1e-2)");
-        AssertClose.Tensors(Routing.AttendNearest(q, k, v, s, s, 11, causal: true, countEpsilon: 0), full.Output, atol: 1e-6, rtol: 1e-6, what: "nearest, C = 1, w = n");
+        AssertClose.Tensors(Routing.AttendNearest(q, k, v, s, s, 11, causal: true, countEpsilon: 0), full.Output, atol: 1e-6, rtol: 1e-6,
+            what: "nearest, C = 1, w = n");
     }
 
     [Fact]
@@ -179,8 +180,10 @@ public class RoutingTransformerTests
         Assert.Equal(5.5, unruled[1].item<double>(), 12);                                  // without the rule token 1 also weighs itself
         Assert.True(unruled[2].item<double>() > 95, "without the rule token 2 puts nearly all its weight on itself (q·q = 9 vs 0)");
         // the dense twins apply the same rule
-        AssertClose.Tensors(RoutingNaive.Attend(q, q, v, s, s, 3, countEpsilon: 0, selfScore: Routing.SelfTokenScore).flatten(), ruled, atol: 1e-12, rtol: 1e-12, what: "naive");
-        AssertClose.Tensors(Routing.AttendNearest(q, q, v, s, s, 3, countEpsilon: 0, selfScore: Routing.SelfTokenScore).flatten(), ruled, atol: 1e-12, rtol: 1e-12, what: "nearest");
+        AssertClose.Tensors(RoutingNaive.Attend(q, q, v, s, s, 3, countEpsilon: 0, selfScore: Routing.SelfTokenScore).flatten(), ruled, atol: 1e-12,
+            rtol: 1e-12, what: "naive");
+        AssertClose.Tensors(Routing.AttendNearest(q, q, v, s, s, 3, countEpsilon: 0, selfScore: Routing.SelfTokenScore).flatten(), ruled, atol: 1e-12,
+            rtol: 1e-12, what: "nearest");
     }
 
     [Fact]
@@ -330,7 +333,8 @@ public class RoutingTransformerTests
         else Assert.Equal(0.0, change);
         var y = attn.call(x);
         y.sum().backward();
-        Assert.True(attn.parameters().All(p => p.grad is not null && p.grad.abs().sum().item<float>() > 0), "every projection (and the local bias) gets a gradient");
+        Assert.True(attn.parameters().All(p => p.grad is not null && p.grad.abs().sum().item<float>() > 0),
+            "every projection (and the local bias) gets a gradient");
     }
 
     [Fact]
