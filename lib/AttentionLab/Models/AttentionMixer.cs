@@ -77,10 +77,10 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
         long b = x.shape[0], t = x.shape[1];
         var all = qkv.call(x);                                                          // x W_QKV
         Tensor q, k, v;
-        if (ProjectsQuery && KeyDim == ValueDim)
+        if (KeyDim == ValueDim)
         {
-            var parts = all.view(b, t, 3, Heads, KeyDim).unbind(2);                     // [B, T, H, D] each
-            (q, k, v) = (parts[0], parts[1], parts[2]);
+            var parts = all.view(b, t, ProjectsQuery ? 3 : 2, Heads, KeyDim).unbind(2);  // [B, T, H, D] each
+            (q, k, v) = ProjectsQuery ? (parts[0], parts[1], parts[2]) : (Query(x), parts[0], parts[1]);
         }
         else
         {
@@ -124,22 +124,28 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     /// Softmax-style attention of queries at positions <paramref name="qPos"/> [Tq] over keys at <paramref name="kPos"/> [Tk]
     /// (j visible to i when kPos_j ≤ qPos_i): z [B, Tq, H, Dv] and the pattern A [B, H, Tq, Tk]. Decode states call it with
     /// their cached keys; <see cref="Scores"/>, <see cref="Normalise"/> and <see cref="Combine"/> are the override points.
+    /// <paramref name="cachedKeys"/>: k is a decode cache — every key precedes the query and the cache already dropped what
+    /// the mixer's window hides — so the position mask is not built (the positions still feed RoPE, ALiBi, block patterns).
     /// </summary>
-    public (Tensor Z, Tensor Pattern) Attend(Tensor q, Tensor k, Tensor v, Tensor qPos, Tensor kPos)
+    public (Tensor Z, Tensor Pattern) Attend(Tensor q, Tensor k, Tensor v, Tensor qPos, Tensor kPos, bool cachedKeys = false)
     {
-        var scores = hook_attn_scores.call(Scores(q, k, qPos, kPos));                  // s [B, H, Tq, Tk], −∞ where hidden
+        var scores = hook_attn_scores.call(Scores(q, k, qPos, kPos, cachedKeys));      // s [B, H, Tq, Tk], −∞ where hidden
         var pattern = hook_pattern.call(Normalise(scores));                             // A = normalise_j(s)
         return (Combine(pattern, v), pattern);
     }
 
-    /// <summary>s_ij = q_i·k_j / √Dk, −∞ where kPos_j &gt; qPos_i: [B, H, Tq, Tk]. Override for positions, biases or other scores.</summary>
-    protected virtual Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos)
+    /// <summary>
+    /// s_ij = q_i·k_j / √Dk, −∞ where kPos_j &gt; qPos_i (not built for <paramref name="cachedKeys"/>): [B, H, Tq, Tk].
+    /// Override for positions, biases or other scores.
+    /// </summary>
+    protected virtual Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys)
     {
-        var visible = kPos.unsqueeze(0) <= qPos.unsqueeze(1);                          // causal by position: j ≤ i
         var qh = q.permute(0, 2, 1, 3);                                                 // [B, H, Tq, Dk]
         var kh = k.permute(0, 2, 1, 3);                                                 // [B, H, Tk, Dk]
         var s = qh.matmul(kh.transpose(-2, -1)) * (1.0 / Math.Sqrt(q.shape[3]));        // q_i·k_j / √Dk
-        return s.masked_fill(visible.logical_not(), double.NegativeInfinity);
+        if (cachedKeys) return s;
+        var hidden = kPos.unsqueeze(0) > qPos.unsqueeze(1);                            // causal by position: j > i hidden
+        return s.masked_fill(hidden, double.NegativeInfinity);
     }
 
     /// <summary>A = softmax_j(s) [B, H, Tq, Tk] (a fully hidden row gives zeros, never NaN). Override for other normalisers.</summary>
@@ -230,7 +236,7 @@ public sealed class KvCacheState(AttentionMixer mixer, KvCache cache) : Attentio
         Cache.Append(k, v);
         long tk = Cache.Length;
         var keyPos = torch.arange(tk, device: q.device);
-        var z = Owner!.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos).Z;
+        var z = Owner!.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos, cachedKeys: true).Z;
         Advance();
         return z;
     }

@@ -72,16 +72,16 @@ public sealed partial class CausalSelfAttention : AttentionMixer
     /// <summary>
     /// RoPE: q, k = hook_rot_q/k(R_p q, R_p k) at the given positions; s_ij = q_i·k_j / √Dh − m_h (i − j) (ALiBi), −∞ where j &gt; i.
     /// </summary>
-    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos)
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys)
     {
         if (positions == PositionKind.Rope)
         {
             q = hook_rot_q!.call(Attention.Positions.Rope(q, qPos, ropeBase));      // R_p q
             k = hook_rot_k!.call(Attention.Positions.Rope(k, kPos, ropeBase));      // R_s k (rotated at use)
         }
-        if (alibiSlopes is null) return base.Scores(q, k, qPos, kPos);
-        var visible = kPos.unsqueeze(0) <= qPos.unsqueeze(1);                      // causal by position: j ≤ i
-        var bias = Attention.Positions.AlibiBias(alibiSlopes, qPos, kPos, q.dtype).masked_fill(visible.logical_not(), double.NegativeInfinity);
+        if (alibiSlopes is null) return base.Scores(q, k, qPos, kPos, cachedKeys);
+        var bias = Attention.Positions.AlibiBias(alibiSlopes, qPos, kPos, q.dtype);
+        if (!cachedKeys) bias = bias.masked_fill(kPos.unsqueeze(0) > qPos.unsqueeze(1), double.NegativeInfinity);   // causal: j > i hidden
         return ReferenceAttention.MaskedScores(q, k, k, causal: false, scale: 1.0 / Math.Sqrt(q.shape[3]), bias).Scores;   // q_i·k_j / √Dh − m_h (i − j)
     }
 
@@ -110,7 +110,7 @@ public sealed partial class CausalSelfAttention : AttentionMixer
         {
             Cache.Append(k, v);
             var cachePos = Cache.CachePositions;
-            var (z, pattern) = Owner!.Attend(q, Cache.Keys, Cache.Values, cachePos.narrow(0, Cache.Count - 1, 1), cachePos);
+            var (z, pattern) = Owner!.Attend(q, Cache.Keys, Cache.Values, cachePos.narrow(0, Cache.Count - 1, 1), cachePos, cachedKeys: true);
             Cache.Observe(pattern);                                                 // attention mass (H2O) and step stats
             Advance();
             return z;
@@ -131,7 +131,7 @@ public sealed partial class CausalSelfAttention : AttentionMixer
             Cache.Append(k, v);                                                     // un-rotated keys
             long tk = Cache.Length;
             var keyPos = torch.arange(tk, device: q.device);                       // positions inside the cache
-            var z = Owner!.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos).Z;
+            var z = Owner!.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos, cachedKeys: true).Z;
             Advance();
             return z;
         }

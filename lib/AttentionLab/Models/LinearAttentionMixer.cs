@@ -48,7 +48,7 @@ public abstract class LinearAttentionMixer : AttentionMixer
     }
 
     /// <summary>κ_ij = φ(q_i)·φ(k_j) λ^{i−j}, 0 where hidden (causal: j &gt; i).</summary>
-    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos) =>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys) =>
         LinearAttention.Kernel(q, k, qPos, kPos, Options, HeadLogDecay(q.device), Causal).to(q.dtype);
 
     /// <summary>W = κ / (Σ_j κ + ε) when the options normalise, else κ.</summary>

@@ -75,7 +75,7 @@ public sealed class RemoteKvState : AttentionState
         Cache.Append(ka, va);                                                       // append before attending (causality)
         long tk = Cache.Length;
         var keyPos = torch.arange(tk, device: Device);
-        var (z, _) = attention.Attend(qa, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos);
+        var (z, _) = attention.Attend(qa, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos, cachedKeys: true);
         Sync(Device);
         Meter.Attention += clock.Elapsed;
         clock.Restart();

@@ -71,8 +71,12 @@ public sealed class SlidingWindowAttention : AttentionMixer
     }
 
     /// <summary>s_ps = q_p·k_s/√D where p − n &lt; s ≤ p (by position), −∞ elsewhere.</summary>
-    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos) =>
-        base.Scores(q, k, qPos, kPos).masked_fill(kPos.unsqueeze(0) <= qPos.unsqueeze(1) - WindowKeys, double.NegativeInfinity);
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys)
+    {
+        var s = base.Scores(q, k, qPos, kPos, cachedKeys);
+        if (cachedKeys) return s;                                                     // the window cache holds the visible keys only
+        return s.masked_fill(kPos.unsqueeze(0) <= qPos.unsqueeze(1) - WindowKeys, double.NegativeInfinity);   // s ≤ p − n hidden
+    }
 
     /// <summary>Bytes of a full window's keys and values for <paramref name="batch"/> sequences (float32): 2·n·d·4.</summary>
     public long StateBytes(long batch = 1) => batch * 2L * WindowKeys * DModel * sizeof(float);
@@ -93,7 +97,7 @@ public sealed class WindowKvState : AttentionState
         Append(k, v);
         long t = Position, kept = Keys!.shape[1];
         var keyPos = torch.arange(t - kept + 1, t + 1, device: q.device);
-        var z = Owner!.Attend(q, Keys, Values!, keyPos.narrow(0, kept - 1, 1), keyPos).Z;
+        var z = Owner!.Attend(q, Keys, Values!, keyPos.narrow(0, kept - 1, 1), keyPos, cachedKeys: true).Z;
         Advance();
         return z;
     }

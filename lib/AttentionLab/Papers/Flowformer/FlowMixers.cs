@@ -109,7 +109,7 @@ public sealed class SigmoidLinearAttention : LinearAttentionMixer, IAttentionPat
         using var scope = NewDisposeScope();
         var (q, k, _) = Project(x);
         var pos = torch.arange(x.shape[1], device: x.device);
-        return Normalise(Scores(q, k, pos, pos)).MoveToOuterDisposeScope();
+        return Normalise(Scores(q, k, pos, pos, cachedKeys: false)).MoveToOuterDisposeScope();
     }
 }
 
@@ -131,8 +131,8 @@ public sealed class SoftmaxSelfAttention : AttentionMixer, IAttentionPattern
     public bool Causal { get; }
 
     /// <summary>s_ij = q_i·k_j/√D, −∞ where j &gt; i only when causal.</summary>
-    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos) =>
-        Causal ? base.Scores(q, k, qPos, kPos)
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys) =>
+        Causal ? base.Scores(q, k, qPos, kPos, cachedKeys)
                : q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 1, 3).transpose(-2, -1)) * (1.0 / Math.Sqrt(q.shape[3]));
 
     /// <summary>Decoding needs the causal mask.</summary>
@@ -146,7 +146,7 @@ public sealed class SoftmaxSelfAttention : AttentionMixer, IAttentionPattern
         using var scope = NewDisposeScope();
         var (q, k, _) = Project(x);
         var pos = torch.arange(x.shape[1], device: x.device);
-        return Normalise(Scores(q, k, pos, pos)).MoveToOuterDisposeScope();
+        return Normalise(Scores(q, k, pos, pos, cachedKeys: false)).MoveToOuterDisposeScope();
     }
 }
 

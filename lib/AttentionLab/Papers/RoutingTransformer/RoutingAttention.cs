@@ -162,7 +162,7 @@ public sealed class RoutingAttention : AttentionMixer
     }
 
     /// <summary>Routing needs the whole sequence's clusters: plain attention by position is not this layer's.</summary>
-    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos) =>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys) =>
         throw new NotSupportedException("RoutingAttention scores depend on the clustering of the whole sequence: call forward, not Attend.");
 
     protected override MixerState CreateState(long batch, ScalarType dtype, Device device) =>

@@ -89,9 +89,9 @@ public sealed class S2SelfAttention : AttentionMixer
         PatternObserved ? base.Mix(q, k, v, x) : BlockSparseAttention.Forward(q, k, v, Pattern((int)q.shape[1])).Output;
 
     /// <summary>s_ij = q_i·k_j / √D, −∞ where j &gt; i or head h's pattern skips key block ⌊j/b⌋ from query block ⌊i/b⌋.</summary>
-    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos)
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys)
     {
-        var s = base.Scores(q, k, qPos, kPos);                                                // causal, [B, H, Tq, Tk]
+        var s = base.Scores(q, k, qPos, kPos, cachedKeys);                                                // causal, [B, H, Tq, Tk]
         var qb = qPos.div(Block, rounding_mode: RoundingMode.floor).view(1, -1, 1);
         var kb = kPos.div(Block, rounding_mode: RoundingMode.floor).view(1, 1, -1);
         var local = (qb - kb) < LocalBlocks;                                                  // i − j < ℓ
