@@ -35,6 +35,7 @@ static class BenchCli
         RoutingCommand.Command,
         RecycledCommand.Command,
         S2Command.Command,
+        MixersCommand.Command,
         RectifiedCommand.Command,
         FreeSwimCommand.Command,
         LandmarkCommand.Command,

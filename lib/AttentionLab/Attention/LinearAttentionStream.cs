@@ -17,6 +17,7 @@ namespace AttentionLab.Attention;
 public sealed class LinearAttentionStream : IDisposable
 {
     readonly Tensor? logDecay;   // [H] in the accumulation dtype, detached; null: no decay
+    readonly Tensor? lambda;     // λ = exp(log λ) as [1, H, 1, 1], computed once for the steps
     LinearState state;
 
     /// <param name="batch">B.</param>
@@ -47,6 +48,7 @@ public sealed class LinearAttentionStream : IDisposable
         LinearAttention.ValidateLogDecay(logDecay, probe);
         var acc = LinearAttention.AccumulationDtype(dtype);
         this.logDecay = logDecay?.detach().to(acc).clamp_min(LinearAttentionForms.LogDecayFloor).DetachFromDisposeScope();
+        lambda = this.logDecay?.exp().view(1, -1, 1, 1).DetachFromDisposeScope();
         if (h0 is not null)
         {
             LinearAttention.ValidateState(h0, nameof(h0), batch, heads, FeatureDim, valueDim, Options.Normalize, probe);
@@ -82,17 +84,17 @@ public sealed class LinearAttentionStream : IDisposable
         CheckInput(q, nameof(q), KeyDim); CheckInput(k, nameof(k), KeyDim); CheckInput(v, nameof(v), ValueDim);
         using var scope = NewDisposeScope();
         var acc = state.S.dtype;
-        var qa = q.to(acc);
+        Tensor Acc(Tensor x) => x.dtype == acc ? x : x.to(acc);                           // no op when the dtypes agree
+        var qa = Acc(q);
         if (Options.Scale != 1.0) qa = qa * Options.Scale;                              // q ← scale·q
         var qf = Options.FeatureMap.Apply(qa);                                          // φ(q_t) [B, H, F]
-        var kf = Options.FeatureMap.Apply(k.to(acc));                                   // φ(k_t)
-        var lambda = logDecay?.exp().view(1, -1, 1, 1);                                 // λ [1, H, 1, 1]
-        var (o, s, z) = LinearAttentionForms.Step(qf, kf, v.to(acc), lambda, state.S, state.Z, Options.Eps);
+        var kf = Options.FeatureMap.Apply(Acc(k));                                      // φ(k_t)
+        var (o, s, z) = LinearAttentionForms.Step(qf, kf, Acc(v), lambda, state.S, state.Z, Options.Eps);
         var next = new LinearState(s.detach(), z?.detach()).DetachFromDisposeScope();
         state.Dispose();
         state = next;
         Position++;
-        return o.to(Dtype).MoveToOuterDisposeScope();
+        return (o.dtype == Dtype ? o : o.to(Dtype)).MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -124,5 +126,6 @@ public sealed class LinearAttentionStream : IDisposable
     {
         state.Dispose();
         logDecay?.Dispose();
+        lambda?.Dispose();
     }
 }

@@ -73,9 +73,10 @@ public sealed class SlidingWindowAttention : AttentionMixer
     /// <summary>s_ps = q_p·k_s/√D where p − n &lt; s ≤ p (by position), −∞ elsewhere.</summary>
     protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys)
     {
-        var s = base.Scores(q, k, qPos, kPos, cachedKeys);
+        var s = base.Scores(q, k, qPos, kPos, cachedKeys: true);                      // unmasked q_p·k_s/√D
         if (cachedKeys) return s;                                                     // the window cache holds the visible keys only
-        return s.masked_fill(kPos.unsqueeze(0) <= qPos.unsqueeze(1) - WindowKeys, double.NegativeInfinity);   // s ≤ p − n hidden
+        var lag = qPos.unsqueeze(1) - kPos.unsqueeze(0);                              // p − s
+        return s.masked_fill((lag < 0) | (lag >= WindowKeys), double.NegativeInfinity);   // one pass: s > p or s ≤ p − n hidden
     }
 
     /// <summary>Bytes of a full window's keys and values for <paramref name="batch"/> sequences (float32): 2·n·d·4.</summary>

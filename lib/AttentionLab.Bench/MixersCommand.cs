@@ -1,0 +1,97 @@
+using System.Diagnostics;
+using AttentionLab.Atlas;
+using AttentionLab.Core;
+using AttentionLab.Models;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Bench.Commands;
+
+/// <summary>
+/// <c>mixers</c>: every atlas mixer as a layer — forward over T tokens (no grad) and one decode step per token after a
+/// warm-up — the numbers behind the mixer-base before/after table (issue 11) and a first look for performance work.
+/// dotnet run --project lib/AttentionLab.Bench -c Release -- mixers [--dim 256] [--heads 4] [--length 1024] [--batch 1]
+///     [--steps 256] [--rounds 5]
+/// Rounds interleave the mixers; each cell is the median over rounds (forward: each round's median of 7 calls).
+/// </summary>
+static class MixersCommand
+{
+    public static BenchCommand Command { get; } = new("mixers", "every atlas mixer as a layer: forward time and decode time per token",
+    [
+        BenchCli.Int("dim", 256, "model width d"),
+        BenchCli.Int("heads", 4, "heads"),
+        BenchCli.Int("length", 1024, "tokens of the forward pass"),
+        BenchCli.Int("batch", 1, "sequences"),
+        BenchCli.Int("steps", 256, "decode steps timed per round (after 64 warm-up steps)"),
+        BenchCli.Int("rounds", 5, "interleaved rounds"),
+        .. BenchCli.Machine(),
+    ], Run);
+
+    sealed record Row(string Mixer, [property: Column("forward_ms", Digits = 2)] double ForwardMs,
+        [property: Column("step_us", Digits = 1)] double? StepUs);
+
+    static int Run(BenchArgs o)
+    {
+        int d = o.Int("dim"), heads = o.Int("heads"), length = o.Int("length"), batch = o.Int("batch"), steps = o.Int("steps"), rounds = o.Int("rounds");
+        var device = o.SetUp();
+        var mixers = new[]
+        {
+            AtlasMixers.Softmax, AtlasMixers.SlidingWindow(64), AtlasMixers.Based(16), AtlasMixers.Lightning, AtlasMixers.Flowformer,
+            AtlasMixers.SigmoidLinear, AtlasMixers.Aaren, AtlasMixers.Routing(32, 32), AtlasMixers.S2(16, 4, 4), AtlasMixers.Landmark(32, 2),
+        };
+        var forward = mixers.ToDictionary(m => m.Name, _ => new List<double>());
+        var step = mixers.ToDictionary(m => m.Name, _ => new List<double>());
+        for (int round = 0; round < rounds; round++)
+            foreach (var mixer in mixers)
+            {
+                var (f, s) = Measure(mixer, d, heads, length, batch, steps, device);
+                forward[mixer.Name].Add(f);
+                if (s is { } us) step[mixer.Name].Add(us);
+                Console.Error.WriteLine($"round {round + 1}/{rounds} {mixer.Name}: forward {f:F2} ms, step {(s is { } x ? $"{x:F1} µs" : "n/a")}");
+            }
+        o.PrintHeader(device);
+        Console.WriteLine($"d = {d}, {heads} heads, forward over T = {length}, batch {batch}, no grad; decode: {steps} steps after 64 warm-up steps; " +
+                          $"median over {rounds} interleaved rounds");
+        Console.WriteLine();
+        var rows = mixers.Select(m => new Row(m.Name, Median(forward[m.Name]), step[m.Name].Count > 0 ? Median(step[m.Name]) : null));
+        Console.WriteLine(MarkdownTable.From(Tables.From(rows)));
+        return 0;
+    }
+
+    static (double ForwardMs, double? StepUs) Measure(AtlasMixer mixer, int d, int heads, int length, int batch, int steps, Device device)
+    {
+        torch.manual_seed(0);
+        using var module = mixer.Build(d, heads);
+        module.to(device).eval();
+        using var noGrad = torch.no_grad();
+        using var x = torch.randn(new long[] { batch, length, d }, device: device);
+        var calls = new List<double>();
+        for (int i = 0; i < 9; i++)
+        {
+            using var scope = NewDisposeScope();
+            var clock = Stopwatch.StartNew();
+            module.call(x);
+            if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
+            if (i >= 2) calls.Add(clock.Elapsed.TotalMilliseconds);
+        }
+        if (module is not IStreamingMixer { CanStream: true } streaming) return (Median(calls), null);
+        MixerState state;
+        try { state = streaming.NewState(batch, ScalarType.Float32, device); }
+        catch (InvalidOperationException) { return (Median(calls), null); }                  // Landmark decodes through its memory
+        using (state)
+        {
+            using var token = torch.randn(new long[] { batch, d }, device: device);
+            for (int i = 0; i < 64; i++) { using var scope = NewDisposeScope(); streaming.Step(token, state); }
+            var clock = Stopwatch.StartNew();
+            for (int i = 0; i < steps; i++) { using var scope = NewDisposeScope(); streaming.Step(token, state); }
+            if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
+            return (Median(calls), clock.Elapsed.TotalMilliseconds * 1000 / steps);
+        }
+    }
+
+    static double Median(List<double> xs)
+    {
+        var sorted = xs.Order().ToList();
+        return sorted[sorted.Count / 2];
+    }
+}
