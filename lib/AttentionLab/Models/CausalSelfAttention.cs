@@ -92,9 +92,7 @@ public sealed partial class CausalSelfAttention : AttentionMixer
         return base.Output(z, x);
     }
 
-    /// <summary>A KV cache of un-rotated keys: RoPE rotates them at use with their cache positions.</summary>
-    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) =>
-        new KvState(this, new KvCache(batch, Heads, KeyDim, ValueDim, dtype, device));
+    // Decoding: the base's KvCacheState keeps un-rotated keys; RoPE rotates them at use with their cache positions (Scores).
 
     /// <summary>A streaming state whose cache evicts with <paramref name="policy"/> (keys re-indexed inside the cache).</summary>
     public MixerState NewState(IKvPolicy policy, int layer = 0) => new PolicyState(this, new PolicyKvCache(policy, layer));
@@ -112,26 +110,6 @@ public sealed partial class CausalSelfAttention : AttentionMixer
             var cachePos = Cache.CachePositions;
             var (z, pattern) = Owner!.Attend(q, Cache.Keys, Cache.Values, cachePos.narrow(0, Cache.Count - 1, 1), cachePos, cachedKeys: true);
             Cache.Observe(pattern);                                                 // attention mass (H2O) and step stats
-            Advance();
-            return z;
-        }
-
-        public override void Dispose() => Cache.Dispose();
-    }
-
-    /// <summary>The KV cache of one attention layer (un-rotated keys).</summary>
-    public sealed class KvState(CausalSelfAttention attention, KvCache cache) : AttentionState(attention)
-    {
-        public KvCache Cache { get; } = cache;
-        public override long Bytes => Cache.Bytes;
-
-        /// <summary>Append, then attend over positions 0 … t.</summary>
-        public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x)
-        {
-            Cache.Append(k, v);                                                     // un-rotated keys
-            long tk = Cache.Length;
-            var keyPos = torch.arange(tk, device: q.device);                       // positions inside the cache
-            var z = Owner!.Attend(q, Cache.Keys, Cache.Values, keyPos.narrow(0, tk - 1, 1), keyPos, cachedKeys: true).Z;
             Advance();
             return z;
         }

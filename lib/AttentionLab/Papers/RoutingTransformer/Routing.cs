@@ -197,11 +197,9 @@ public static class Routing
         Guard.Rank(qScores, 4, nameof(qScores), "B, H, T, C");
         if (!balanced) return RoutingNaive.NearestMask(qScores, kScores, window, causal);
         using var scope = NewDisposeScope();
-        var mq = Membership(qScores, window, balanced).to(ScalarType.Float32);           // [B, H, C, T]
-        var mk = Membership(kScores, window, balanced).to(ScalarType.Float32);
-        var keep = mq.transpose(2, 3).matmul(mk) > 0;                                    // ∃c: i ∈ I_c ∧ j ∈ J_c
-        if (causal) keep &= AttentionMasks.Causal(qScores.shape[2], kScores.shape[2], qScores.device);
-        return keep.MoveToOuterDisposeScope();
+        var mq = Membership(qScores, window, balanced);                                   // [B, H, C, T]
+        var mk = Membership(kScores, window, balanced);
+        return RoutingNaive.UnionMask(mq, mk, causal).MoveToOuterDisposeScope();          // ∃c: i ∈ I_c ∧ j ∈ J_c (∧ j ≤ i)
     }
 
     /// <summary>x [B, T, H, D] at indices [B, H, C, w] → [B, H, C, w, D].</summary>
