@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using AttentionLab.Atlas;
 using AttentionLab.Core;
 using AttentionLab.Models;
@@ -65,27 +64,20 @@ static class MixersCommand
         module.to(device).eval();
         using var noGrad = torch.no_grad();
         using var x = torch.randn(new long[] { batch, length, d }, device: device);
-        var calls = new List<double>();
-        for (int i = 0; i < 9; i++)
-        {
-            using var scope = NewDisposeScope();
-            var clock = Stopwatch.StartNew();
-            module.call(x);
-            if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
-            if (i >= 2) calls.Add(clock.Elapsed.TotalMilliseconds);
-        }
-        if (module is not IStreamingMixer { CanStream: true } streaming) return (Median(calls), null);
+        double forwardMs = Benchmark.Time(() => module.call(x), warmup: 2, repeats: 7, device: device).MedianMs;
+        if (module is not IStreamingMixer { CanStream: true } streaming) return (forwardMs, null);
         MixerState state;
         try { state = streaming.NewState(batch, ScalarType.Float32, device); }
-        catch (InvalidOperationException) { return (Median(calls), null); }                  // Landmark decodes through its memory
+        catch (InvalidOperationException) { return (forwardMs, null); }                      // Landmark decodes through its memory
         using (state)
         {
             using var token = torch.randn(new long[] { batch, d }, device: device);
-            for (int i = 0; i < 64; i++) { using var scope = NewDisposeScope(); streaming.Step(token, state); }
-            var clock = Stopwatch.StartNew();
-            for (int i = 0; i < steps; i++) { using var scope = NewDisposeScope(); streaming.Step(token, state); }
-            if (device.type == DeviceType.CUDA) torch.cuda.synchronize();
-            return (Median(calls), clock.Elapsed.TotalMilliseconds * 1000 / steps);
+            for (int i = 0; i < 64; i++) { using var s = NewDisposeScope(); streaming.Step(token, state); }   // warm-up steps
+            var decode = Benchmark.Time(() =>                                                 // one timed call = `steps` decode steps
+            {
+                for (int i = 0; i < steps; i++) { using var s = NewDisposeScope(); streaming.Step(token, state); }
+            }, warmup: 0, repeats: 1, device: device);
+            return (forwardMs, 1000 * decode.MedianMs / steps);
         }
     }
 
