@@ -110,16 +110,16 @@ public sealed class LinearAttentionStream : IDisposable
         var next = new LinearState(result.FinalState.S.detach().clone(), result.FinalState.Z?.detach().clone()).DetachFromDisposeScope();
         state.Dispose();
         state = next;
-        Position += q.shape[1];
+        Position += q.size(1);
         return result.Output.clone().MoveToOuterDisposeScope();
     }
 
     void CheckInput(Tensor x, string name, long lastDim)
     {
-        if (x.shape[0] != Batch || x.shape[^2] != Heads || x.shape[^1] != lastDim)
+        if (x.size(0) != Batch || x.size(-2) != Heads || x.size(-1) != lastDim)
             throw new ArgumentException($"{name} {Guard.ShapeText(x)} must have batch {Batch}, {Heads} heads and last dim {lastDim}.", name);
         if (x.dtype != Dtype) throw new ArgumentException($"{name} has dtype {x.dtype} but the stream takes {Dtype}.", name);
-        if (x.device.ToString() != Device.ToString()) throw new ArgumentException($"{name} is on {x.device} but the stream is on {Device}.", name);
+        if (x.device_type != Device.type || x.device_index != Device.index) throw new ArgumentException($"{name} is on {x.device} but the stream is on {Device}.", name);
     }
 
     public void Dispose()
