@@ -254,7 +254,8 @@ public static class LinearAttention
         long[] expected = { q.shape[0], q.shape[1], q.shape[2] };
         if (!logDecay.shape.SequenceEqual(expected))
             throw new ArgumentException(
-                $"logDecay as a per-token gate must be [B, T, H] = [{string.Join(", ", expected)}] (q is {Guard.ShapeText(q)}), got {Guard.ShapeText(logDecay)}.",
+                $"logDecay as a per-token gate must be [B, T, H] = [{string.Join(", ", expected)}] (q is {Guard.ShapeText(q)}), " +
+                $"got {Guard.ShapeText(logDecay)}.",
                 nameof(logDecay));
         CheckGateValues(logDecay, q, nameof(logDecay));
     }
@@ -274,7 +275,8 @@ public static class LinearAttention
     {
         if (!causal) throw new ArgumentException("a per-token gate [B, T, H] decays causally: pass causal = true.", "logDecay");
         if (gate.shape[0] != q.shape[0] || gate.shape[2] != q.shape[2])
-            throw new ArgumentException($"logDecay as a per-token gate must be [B, Tg, H] with q's B and H (q is {Guard.ShapeText(q)}), got {Guard.ShapeText(gate)}.",
+            throw new ArgumentException(
+                $"logDecay as a per-token gate must be [B, Tg, H] with q's B and H (q is {Guard.ShapeText(q)}), got {Guard.ShapeText(gate)}.",
                 "logDecay");
         CheckGateValues(gate, q, "logDecay");
         if (!Guard.ShouldReadValues(qPos) || !Guard.ShouldReadValues(kPos)) return;

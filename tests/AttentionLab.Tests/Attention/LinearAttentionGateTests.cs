@@ -46,7 +46,8 @@ public class LinearAttentionGateTests
     /// <summary>A variant on the shared grid: feature map, normalisation, a start state, resets (some g = −∞, some g = 0), q scale.</summary>
     public sealed record GateCase(string Map, bool Normalize, bool H0, bool Resets, double Scale = 1.0)
     {
-        public override string ToString() => $"{Map}{(Normalize ? " norm" : "")}{(H0 ? " h0" : "")}{(Resets ? " resets" : "")}{(Scale != 1 ? $" scale{Scale}" : "")}";
+        public override string ToString() =>
+            $"{Map}{(Normalize ? " norm" : "")}{(H0 ? " h0" : "")}{(Resets ? " resets" : "")}{(Scale != 1 ? $" scale{Scale}" : "")}";
     }
 
     public static IEnumerable<object[]> GateCases() => Conformance.ShapesWithEach(
@@ -119,7 +120,10 @@ public class LinearAttentionGateTests
     public void AConstantGateIsThePerHeadDecay(Shape shape, string variant)
     {
         bool norm = variant.EndsWith("norm", StringComparison.Ordinal);
-        var options = new LinearAttentionOptions { FeatureMap = LinearAttentionTests.Map(variant.Split(' ')[0], shape.D), Normalize = norm, ChunkSize = shape.Chunk };
+        var options = new LinearAttentionOptions
+        {
+            FeatureMap = LinearAttentionTests.Map(variant.Split(' ')[0], shape.D), Normalize = norm, ChunkSize = shape.Chunk,
+        };
         Func<Shape, ScalarType, Generator, Tensor[]> inputs = (s, dtype, gen) =>
         {
             Tensor N(params long[] size) => torch.randn(size, generator: gen, dtype: float64).to(dtype);
