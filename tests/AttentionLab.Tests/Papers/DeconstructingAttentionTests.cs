@@ -6,7 +6,10 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Tests.Papers;
 
-/// <summary>The variants against their naive twins over awkward shapes, their patterns through the hooks, and the properties each variant keeps or drops.</summary>
+/// <summary>
+/// The variants against their naive twins over awkward shapes, their patterns through the hooks, and the properties each
+/// variant keeps or drops.
+/// </summary>
 public class DeconstructingAttentionTests
 {
     public static TheoryData<MixerKind, int, int, int> Grid()
@@ -44,7 +47,7 @@ public class DeconstructingAttentionTests
         var leaves = new List<Tensor> { x };
         leaves.AddRange(mixer.parameters());
         var fast = mixer.call(x);
-        var naive = DeconstructingAttentionExperiment.NaiveOutput(mixer, x);
+        var naive = DeconstructedNaive.Output(mixer, x);
         Assert.True((fast - naive).abs().max().item<double>() <= 1e-10, $"{kind} output");
         var gf = torch.autograd.grad(new[] { (fast * g).sum() }, leaves);
         var gn = torch.autograd.grad(new[] { (naive * g).sum() }, leaves);
@@ -143,7 +146,12 @@ public class DeconstructingAttentionTests
     [Fact]
     public void QueryKeyFreeVariantsDropWqAndWk()
     {
-        long Count(MixerKind kind) { using var tap = new EmbeddingTap(); using var m = DeconstructedAttention.Create(kind, 16, 4, 8, tap); return m.ParameterCount; }
+        long Count(MixerKind kind)
+        {
+            using var tap = new EmbeddingTap();
+            using var m = DeconstructedAttention.Create(kind, 16, 4, 8, tap);
+            return m.ParameterCount;
+        }
         long standard = Count(MixerKind.Standard);
         Assert.Equal(standard, Count(MixerKind.DecoupledQK));
         long vestige = 4 * (16 + 1);                                                    // one key column per head (weight + bias)

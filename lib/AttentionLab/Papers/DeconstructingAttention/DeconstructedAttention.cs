@@ -71,9 +71,8 @@ public abstract class DeconstructedAttention : AttentionMixer
         using (torch.no_grad())
         using (hook_pattern.AddHook((a, _) => { captured = a.detach().clone().DetachFromDisposeScope(); return null; }))
             call(x);
-        var pattern = captured ?? throw new InvalidOperationException($"{GetType().Name} wrote no pattern.");
-        pattern.MoveToOuterDisposeScope();
-        return pattern;
+        using var held = captured ?? throw new InvalidOperationException($"{GetType().Name} wrote no pattern.");
+        return held.alias().MoveToOuterDisposeScope();                                  // owned by the caller's scope
     }
 
     /// <summary>A new mixer of <paramref name="kind"/>; DecoupledQK needs the model's <paramref name="embeddings"/> tap, StaticMix a maximum length.</summary>

@@ -78,4 +78,15 @@ public static class DeconstructedNaive
         }
         return torch.stack(outputs, 1).MoveToOuterDisposeScope();
     }
+
+    /// <summary>The naive twin's output of <paramref name="mixer"/>: its own projections, the naive pattern and combine, its W_O.</summary>
+    public static Tensor Output(DeconstructedAttention mixer, Tensor x)
+    {
+        ArgumentNullException.ThrowIfNull(mixer);
+        using var scope = NewDisposeScope();
+        var (q, k, v) = mixer.Project(x);
+        var a = Pattern(mixer.Kind, q, k, (mixer as StaticMixAttention)?.StaticBias);
+        var z = Combine(a, v);
+        return mixer.Proj.call(z.reshape(z.size(0), z.size(1), -1)).MoveToOuterDisposeScope();
+    }
 }

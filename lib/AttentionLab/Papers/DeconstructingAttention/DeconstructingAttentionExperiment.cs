@@ -64,7 +64,8 @@ public sealed class DeconstructingAttentionExperiment : IPaperExperiment<Deconst
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
         foreach (var s in config.HybridSchedules)
-            if (s.Length != config.Layers) throw new ArgumentException($"hybrid schedule '{s}' has {s.Length} letters for {config.Layers} layers.", nameof(config));
+            if (s.Length != config.Layers)
+                throw new ArgumentException($"hybrid schedule '{s}' has {s.Length} letters for {config.Layers} layers.", nameof(config));
         var clock = new PhaseClock();
         var exactness = Exactness(device, config.Seed);
         clock.Lap("exactness");
@@ -140,7 +141,8 @@ public sealed class DeconstructingAttentionExperiment : IPaperExperiment<Deconst
             {
                 Tensor? a = null;
                 var x = eval.Tokens.narrow(0, 0, 1).narrow(1, 0, Math.Min(c.PatternLength, c.SeqLen));
-                using (model.HookPoints[$"blocks.{last}.attn.hook_pattern"].AddHook((p, _) => { a = p.detach().clone().DetachFromDisposeScope(); return null; }))
+                var hook = model.HookPoints[$"blocks.{last}.attn.hook_pattern"];
+                using (hook.AddHook((p, _) => { a = p.detach().clone().DetachFromDisposeScope(); return null; }))
                     model.call(x);
                 using var held = a!;                                                    // kept out of the forward's scopes by the hook
                 var head0 = a!.select(0, 0).select(0, 0).to(ScalarType.Float64).cpu();   // [T, T]
@@ -181,7 +183,7 @@ public sealed class DeconstructingAttentionExperiment : IPaperExperiment<Deconst
             var leaves = new List<Tensor> { x };
             leaves.AddRange(mixer.parameters());
             var fast = mixer.call(x);
-            var naive = NaiveOutput(mixer, x);
+            var naive = DeconstructedNaive.Output(mixer, x);
             var gFast = torch.autograd.grad(new[] { (fast * g).sum() }, leaves);           // every leaf is used (W_QKV carries v)
             var gNaive = torch.autograd.grad(new[] { (naive * g).sum() }, leaves);
             double gradient = gFast.Zip(gNaive).Max(p => (p.First - p.Second).abs().max().item<double>());
@@ -217,16 +219,5 @@ public sealed class DeconstructingAttentionExperiment : IPaperExperiment<Deconst
             }
         }
         return new DeconstructingExactness(checks, standardVsReference, perturbation, staticDependence);
-    }
-
-    /// <summary>The naive twin's output of <paramref name="mixer"/>: its own projections, the naive pattern and combine, its W_O.</summary>
-    public static Tensor NaiveOutput(DeconstructedAttention mixer, Tensor x)
-    {
-        ArgumentNullException.ThrowIfNull(mixer);
-        using var scope = NewDisposeScope();
-        var (q, k, v) = mixer.Project(x);
-        var a = DeconstructedNaive.Pattern(mixer.Kind, q, k, (mixer as StaticMixAttention)?.StaticBias);
-        var z = DeconstructedNaive.Combine(a, v);
-        return mixer.Proj.call(z.reshape(z.size(0), z.size(1), -1)).MoveToOuterDisposeScope();
     }
 }

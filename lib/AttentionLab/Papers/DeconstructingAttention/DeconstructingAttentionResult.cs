@@ -59,8 +59,8 @@ public sealed record DeconstructingAttentionResult(
     public LmRun Hybrid(MixerKind kind, string? schedule = null) => Run(kind.ToString(), schedule ?? Config.HybridSchedules[0]);
 
     LmRun Run(string variant, string schedule) => Runs.FirstOrDefault(r => r.Variant == variant && r.Schedule == schedule)
-        ?? throw new ArgumentException($"no run of {variant} with schedule {schedule} (runs: {string.Join(", ", Runs.Select(r => $"{r.Variant} {r.Schedule}"))}).",
-            nameof(variant));
+        ?? throw new ArgumentException(
+            $"no run of {variant} with schedule {schedule} (runs: {string.Join(", ", Runs.Select(r => $"{r.Variant} {r.Schedule}"))}).", nameof(variant));
 
     /// <summary>Columns: variant, schedule, params, val_loss, perplexity, delta_to_standard (val loss − Standard's, nats/char), seconds.</summary>
     public DataFrame ToDataFrame()
