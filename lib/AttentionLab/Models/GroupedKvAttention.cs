@@ -27,7 +27,7 @@ public sealed class GroupedKvAttention : AttentionMixer
     readonly double[] support_k, support_v;            // 0/1 where F may be non-zero, row-major [S, H] (plain numbers: no buffer to() would cast)
     readonly long[] slot_k, slot_v;                    // per query head, its cached key / value head
     readonly PositionKind positions;
-    readonly double ropeBase;
+    readonly double ropeBase, ropeScale;
 
     /// <param name="dModel">d.</param>
     /// <param name="heads">H query heads (and projected K/V heads).</param>
@@ -36,9 +36,12 @@ public sealed class GroupedKvAttention : AttentionMixer
     /// <param name="positions">RoPE acts here; None, Sinusoidal and Learned live in the embeddings. ALiBi is not supported.</param>
     /// <param name="ropeBase">RoPE's base.</param>
     /// <param name="trainableFusion">F_K and F_V train (DHA's ω) or stay fixed (GQA).</param>
+    /// <param name="ropeScale">RoPE position interpolation factor (1 = plain RoPE).</param>
     public GroupedKvAttention(int dModel, int heads, KvHeadMap keys, KvHeadMap values, PositionKind positions = PositionKind.None,
-        double ropeBase = 10000, bool trainableFusion = false) : base(nameof(GroupedKvAttention), dModel, heads)
+        double ropeBase = 10000, bool trainableFusion = false, double ropeScale = 1) : base(nameof(GroupedKvAttention), dModel, heads)
     {
+        if (!(ropeScale > 0) || double.IsInfinity(ropeScale))
+            throw new ArgumentException($"ropeScale must be positive and finite, got {ropeScale}.", nameof(ropeScale));
         ArgumentNullException.ThrowIfNull(keys);
         ArgumentNullException.ThrowIfNull(values);
         if (keys.Heads != heads) throw new ArgumentException($"the key map covers {keys.Heads} heads, the layer has {heads}.", nameof(keys));
@@ -47,7 +50,7 @@ public sealed class GroupedKvAttention : AttentionMixer
             throw new ArgumentException($"positions {positions} is not supported here (RoPE, None, Sinusoidal or Learned).", nameof(positions));
         if (positions == PositionKind.Rope && KeyDim % 2 != 0)
             throw new ArgumentException($"RoPE needs an even head dim, got {dModel}/{heads}.", nameof(positions));
-        (this.positions, this.ropeBase, KeyMap, ValueMap) = (positions, ropeBase, keys, values);
+        (this.positions, this.ropeBase, this.ropeScale, KeyMap, ValueMap) = (positions, ropeBase, ropeScale, keys, values);
         fusion_k = nn.Parameter(Matrix(keys.Fusion), requires_grad: trainableFusion);
         fusion_v = nn.Parameter(Matrix(values.Fusion), requires_grad: trainableFusion);
         support_k = Flat(keys.Support);
@@ -101,13 +104,13 @@ public sealed class GroupedKvAttention : AttentionMixer
     /// A grouped layer holding a copy of <paramref name="mha"/>'s W_QKV and W_O (softmax attention with RoPE or no positions
     /// in the scores): with identity maps it equals <paramref name="mha"/>; with mean-pool maps it is GQA's conversion.
     /// </summary>
-    public static GroupedKvAttention FromMha(CausalSelfAttention mha, KvHeadMap keys, KvHeadMap values, double ropeBase = 10000, bool trainableFusion = false)
+    public static GroupedKvAttention FromMha(CausalSelfAttention mha, KvHeadMap keys, KvHeadMap values, bool trainableFusion = false)
     {
         ArgumentNullException.ThrowIfNull(mha);
         if (mha.Kind != AttentionKind.Softmax || mha.Normaliser is not SoftmaxNormaliser)
             throw new ArgumentException($"only plain softmax attention converts; the layer is {mha.Kind}.", nameof(mha));
         var w = mha.Qkv.weight!;
-        var layer = new GroupedKvAttention(mha.DModel, mha.Heads, keys, values, mha.PositionKind, ropeBase, trainableFusion);
+        var layer = new GroupedKvAttention(mha.DModel, mha.Heads, keys, values, mha.PositionKind, mha.RopeBase, trainableFusion, mha.RopeScale);
         layer.to(w.device).to(w.dtype);
         using (torch.no_grad())
         {
@@ -134,7 +137,7 @@ public sealed class GroupedKvAttention : AttentionMixer
         var converted = new TinyGpt(config, l =>
         {
             var (k, v) = maps(l);
-            return FromMha(mixers[l], k, v, config.RopeBase, trainableFusion);
+            return FromMha(mixers[l], k, v, trainableFusion);
         });
         converted.to(w.device).to(w.dtype);
         var source = model.named_parameters().ToDictionary(p => p.name, p => p.parameter);
@@ -157,8 +160,8 @@ public sealed class GroupedKvAttention : AttentionMixer
         k = k.index_select(2, torch.tensor(slot_k, device: k.device));                 // [B, Tk, H, D]: k̃^{slot_K(h)}
         if (positions == PositionKind.Rope)
         {
-            q = Attention.Positions.Rope(q, qPos, ropeBase);                            // R_i q
-            k = Attention.Positions.Rope(k, kPos, ropeBase);                            // R_j k̃ (cached un-rotated, rotated at use)
+            q = Attention.Positions.Rope(q, qPos, ropeBase, ropeScale);                 // R_i q
+            k = Attention.Positions.Rope(k, kPos, ropeBase, ropeScale);                 // R_j k̃ (cached un-rotated, rotated at use)
         }
         return base.Scores(q, k, qPos, kPos, cachedKeys);
     }
