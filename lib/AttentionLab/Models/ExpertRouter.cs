@@ -100,7 +100,7 @@ public sealed class ExpertRouter : nn.Module<Tensor, Tensor>
     }
 
     /// <summary>
-    /// Routing from logits [N, E]: p = softmax(logits); top-k by <c>topk</c> on the logits (the same order as p), gates
+    /// Routing from logits [N, E] (kept as the routing's Logits): p = softmax(logits); top-k by <c>topk</c> on the logits (the same order as p), gates
     /// softmax over the kept logits (renormalised) or p gathered (raw); soft: every expert with gate p.
     /// </summary>
     public static Routing Select(Tensor logits, int topK, RouterMode mode = RouterMode.TopK, bool renormalise = true)
@@ -113,7 +113,7 @@ public sealed class ExpertRouter : nn.Module<Tensor, Tensor>
         var probs = torch.softmax(logits, -1);                                          // p_t = softmax(W_r x_t)
         Tensor indices, gates;
         if (mode == RouterMode.Soft)
-            (indices, gates) = (torch.arange(e, device: logits.device).unsqueeze(0).expand(n, e).contiguous(), probs);
+            (indices, gates) = (torch.arange(e, device: logits.device).unsqueeze(0).expand(n, e).contiguous(), probs.view(n, e));   // own handle
         else
         {
             var (top, idx) = logits.topk(topK, dim: -1);                                // S_t: the k largest logits = the k largest p
@@ -121,8 +121,8 @@ public sealed class ExpertRouter : nn.Module<Tensor, Tensor>
             gates = renormalise ? torch.softmax(top, -1)                                // p_i / Σ_{j∈S} p_j
                                 : probs.gather(1, idx);                                 // p_i
         }
-        return new Routing(logits.MoveToOuterDisposeScope(), probs.MoveToOuterDisposeScope(), indices.MoveToOuterDisposeScope(),
-            gates.MoveToOuterDisposeScope());
+        // logits stay the caller's tensor (moving them out again would lift them past the caller's scope)
+        return new Routing(logits, probs.MoveToOuterDisposeScope(), indices.MoveToOuterDisposeScope(), gates.MoveToOuterDisposeScope());
     }
 
     static void CheckMode(RouterMode mode, long topK, long experts)
