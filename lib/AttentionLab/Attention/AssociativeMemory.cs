@@ -148,28 +148,35 @@ public static class AssociativeMemory
         return (y, nextA, nextS);
     }
 
+    /// <summary>The unrolled momentum and decay recurrences of one chunk (see the remarks): β, P^β P^η, γ, P^η, H.</summary>
+    sealed record ChunkMixing(Tensor Beta, Tensor Mix, Tensor? Gamma, Tensor? PEta, Tensor? HEta);
+
+    static ChunkMixing Mixing(Tensor theta, Tensor? eta, Tensor? alpha)
+    {
+        var keep = alpha is null ? torch.ones_like(theta) : 1 - alpha;                  // 1 − α_j
+        var pBeta = Transfer(keep);                                                     // P^β_{ij} = Π_{j<l≤i} (1 − α_l)
+        var beta = keep.cumprod(-1);                                                    // β_i = Π_{l≤i} (1 − α_l)
+        if (eta is null) return new ChunkMixing(beta, pBeta, null, null, null);         // no momentum: A_i = β_i A₀ − Σ_j P^β_{ij} u_j
+        var pEta = Transfer(eta);                                                       // P^η_{ij} = Π_{j<l≤i} η_l
+        var hEta = eta.cumprod(-1);                                                     // H_i = Π_{l≤i} η_l
+        var gamma = pBeta.matmul(hEta.unsqueeze(-1)).squeeze(-1);                       // γ_i = Σ_m P^β_{im} H_m
+        return new ChunkMixing(beta, pBeta.matmul(pEta), gamma, pEta, hEta);            // (P^β P^η)_{ij}: the weight of u_j in A_i
+    }
+
     /// <summary>
     /// One chunk of L tokens (head-major: q, k [B, H, L, D], v [B, H, L, Dv], gates [B, H, L]) from (A₀, S₀): gradients at
     /// W₀ = R(A₀), the unrolled momentum and decay recurrences, read-outs with the per-token memories W_{i−1}.
+    /// The linear memory with L2 decay never forms the per-token memories (<see cref="LinearChunk"/>); the others do.
     /// </summary>
     static (Tensor Y, Tensor[] A, Tensor[]? S) Chunk(AssociativeMemoryOptions o, Tensor q, Tensor k, Tensor v, Tensor theta, Tensor? eta,
         Tensor? alpha, Tensor? delta, Tensor[] a0, Tensor[]? s0)
     {
+        if (o.Architecture == MemoryArchitecture.Linear && o.Retention is L2DecayRetention)
+            return LinearChunk(o, q, k, v, theta, eta, alpha, delta, a0[0], s0?[0]);
         long b = q.shape[0], h = q.shape[1], len = q.shape[2];
         var w0 = a0.Select(o.Retention.Read).ToArray();                                // W₀ = R(A₀)
         var g = TokenGradients(o, w0, k, v, delta);                                     // g_j = ∇ℓ(M(k_j; W₀), v_j)  [B, H, L, out, in]
-        var keep = alpha is null ? torch.ones_like(theta) : 1 - alpha;                  // 1 − α_j
-        var pBeta = Transfer(keep);                                                     // P^β_{ij} = Π_{j<l≤i} (1 − α_l)
-        var beta = keep.cumprod(-1);                                                    // β_i = Π_{l≤i} (1 − α_l)
-        Tensor? pEta = null, hEta = null, gamma = null;
-        var mix = pBeta;                                                                // the weight of u_j in A_i
-        if (eta is not null)
-        {
-            pEta = Transfer(eta);                                                       // P^η_{ij} = Π_{j<l≤i} η_l
-            hEta = eta.cumprod(-1);                                                     // H_i = Π_{l≤i} η_l
-            mix = pBeta.matmul(pEta);                                                   // (P^β P^η)_{ij}
-            gamma = pBeta.matmul(hEta.unsqueeze(-1)).squeeze(-1);                       // γ_i = Σ_m P^β_{im} H_m
-        }
+        var (beta, mix, gamma, pEta, hEta) = Mixing(theta, eta, alpha);
         var th = theta.unsqueeze(-1);                                                   // [B, H, L, 1]
         var nextA = new Tensor[a0.Length];
         var nextS = s0 is null ? null : new Tensor[a0.Length];
@@ -194,6 +201,33 @@ public static class AssociativeMemory
         }
         var y = Apply(o, previous, q);                                                  // y_i = M(q_i; W_{i−1})
         return (y, nextA, nextS);
+    }
+
+    /// <summary>
+    /// The linear memory with L2 decay, in matmuls (like a chunk of linear attention), never forming per-token memories:
+    /// with e_j = ∂ℓ/∂y at M(k_j; A₀) and the rows of P^β P^η, β, γ shifted down by one (token i reads A_{i−1}),
+    ///   y_i = β′_i A₀ q_i + γ′_i S₀ q_i − Σ_j (P^β P^η)′_{ij} θ_j (k_j·q_i) e_j
+    ///   A_L = β_{L−1} A₀ + γ_{L−1} S₀ − Eᵀ diag((P^β P^η)_{L−1,·} θ) K,   S_L = H_{L−1} S₀ − Eᵀ diag(P^η_{L−1,·} θ) K.
+    /// </summary>
+    static (Tensor Y, Tensor[] A, Tensor[]? S) LinearChunk(AssociativeMemoryOptions o, Tensor q, Tensor k, Tensor v, Tensor theta, Tensor? eta,
+        Tensor? alpha, Tensor? delta, Tensor a0, Tensor? s0)
+    {
+        long len = q.shape[2];
+        var e = o.Bias.Gradient(k.matmul(a0.transpose(-2, -1)), v, delta);             // e_j = ∂ℓ/∂y at y = A₀ k_j  [B, H, L, Dv]
+        var (beta, mix, gamma, pEta, hEta) = Mixing(theta, eta, alpha);
+        Tensor Down(Tensor x, double first) =>                                          // x_{i−1} along the token axis, x_{−1} = first
+            torch.cat(new[] { torch.full_like(x.narrow(-1, 0, 1), first), x.narrow(-1, 0, len - 1) }, -1);
+        var mixPrev = torch.cat(new[] { torch.zeros_like(mix.narrow(-2, 0, 1)), mix.narrow(-2, 0, len - 1) }, -2);   // rows i−1; row 0 = 0
+        var scores = q.matmul(k.transpose(-2, -1)) * mixPrev * theta.unsqueeze(-2);    // (P^β P^η)′_{ij} θ_j (q_i·k_j)
+        var y = Down(beta, 1).unsqueeze(-1) * q.matmul(a0.transpose(-2, -1)) - scores.matmul(e);   // β′_i A₀ q_i − Σ_j … e_j
+        if (s0 is not null) y = y + Down(gamma!, 0).unsqueeze(-1) * q.matmul(s0.transpose(-2, -1));   // + γ′_i S₀ q_i
+        var weightA = (mix.select(-2, len - 1) * theta).unsqueeze(-1);                  // (P^β P^η)_{L−1, j} θ_j
+        var a = beta.narrow(-1, len - 1, 1).unsqueeze(-1) * a0 - (e * weightA).transpose(-2, -1).matmul(k);
+        if (s0 is null) return (y, [a], null);
+        a = a + gamma!.narrow(-1, len - 1, 1).unsqueeze(-1) * s0;                       // + γ_{L−1} S₀
+        var weightS = (pEta!.select(-2, len - 1) * theta).unsqueeze(-1);                // P^η_{L−1, j} θ_j
+        var s = hEta!.narrow(-1, len - 1, 1).unsqueeze(-1) * s0 - (e * weightS).transpose(-2, -1).matmul(k);
+        return (y, [a], [s]);
     }
 
     /// <summary>P_{ij} = Π_{j&lt;l≤i} a_l for i ≥ j, 0 above the diagonal: a [..., L] → [..., L, L] by one cumulative product.</summary>
