@@ -20,6 +20,7 @@ namespace AttentionLab.Attention;
 /// Closed-form gradients (y = M(k), e = ∂ℓ/∂y):
 ///   linear  M(k) = W k:                 ∇_W ℓ = e kᵀ
 ///   MLP     z = W₁ k, h = σ(z), M(k) = W₂ h (+ k):   ∇_{W₂} ℓ = e hᵀ,  ∇_{W₁} ℓ = ((W₂ᵀ e) ⊙ σ'(z)) kᵀ
+///   with LN, M(k) = LN(W₂ h) (+ k), n = LN(o):    e ← (e − mean(e) − n·mean(e ⊙ n)) / σ before the two lines above
 /// Chunked form (Titans' parallel training): inside a chunk every gradient is taken at the chunk-start memory W₀, so with
 /// u_j = θ_j g_j(W₀) the two linear recurrences unroll to
 ///   S_i = H_i S₀ − Σ_{j≤i} P^η_{ij} u_j,      A_i = β_i A₀ + γ_i S₀ − Σ_{j≤i} (P^β P^η)_{ij} u_j
@@ -250,6 +251,7 @@ public static class AssociativeMemory
     {
         if (o.Architecture == MemoryArchitecture.Linear) return Lin(w[0], x);          // W x
         var y = Lin(w[1], Activate(o.Activation, Lin(w[0], x)));                        // W₂ σ(W₁ x)
+        if (o.LayerNorm) y = Normalise(y).Value;                                        // LN(·)
         return o.Residual ? y + x : y;
     }
 
@@ -260,12 +262,28 @@ public static class AssociativeMemory
             return [Outer(o.Bias.Gradient(Lin(w[0], k), v, delta), k)];                 // e kᵀ
         var z = Lin(w[0], k);                                                           // z = W₁ k
         var (hidden, slope) = ActivateWithSlope(o.Activation, z);                       // h = σ(z), σ'(z)
-        var y = Lin(w[1], hidden);                                                      // W₂ h
-        if (o.Residual) y = y + k;
-        var e = o.Bias.Gradient(y, v, delta);                                           // e = ∂ℓ/∂y
+        var y = Lin(w[1], hidden);                                                      // o = W₂ h
+        Tensor? inverseStd = null, normalised = null;
+        if (o.LayerNorm) (normalised, inverseStd) = Normalise(y);                      // n = LN(o) = (o − μ)/σ
+        var output = normalised ?? y;
+        if (o.Residual) output = output + k;
+        var e = o.Bias.Gradient(output, v, delta);                                      // ∂ℓ/∂y
+        if (normalised is not null)                                                     // ∂ℓ/∂o = (e − mean e − n·mean(e ⊙ n)) / σ
+            e = (e - e.mean(new long[] { -1 }, keepdim: true) - normalised * (e * normalised).mean(new long[] { -1 }, keepdim: true)) * inverseStd!;
         var back = LinT(w[1], e) * slope;                                               // ∂ℓ/∂z = (W₂ᵀ e) ⊙ σ'(z)
         return [Outer(back, k), Outer(e, hidden)];                                      // ∇W₁ = (∂ℓ/∂z) kᵀ, ∇W₂ = e hᵀ
     }
+
+    /// <summary>Parameter-free LayerNorm over the last dim: n = (o − μ)/σ with σ = √(var + 1e-5) (biased var), and 1/σ.</summary>
+    static (Tensor Value, Tensor InverseStd) Normalise(Tensor o)
+    {
+        var centred = o - o.mean(new long[] { -1 }, keepdim: true);
+        var inverseStd = (centred.square().mean(new long[] { -1 }, keepdim: true) + LayerNormEps).rsqrt();
+        return (centred * inverseStd, inverseStd);
+    }
+
+    /// <summary>ε of the MLP memory's LayerNorm.</summary>
+    public const double LayerNormEps = 1e-5;
 
     static Tensor Outer(Tensor a, Tensor b) => a.unsqueeze(-1) * b.unsqueeze(-2);
 
@@ -313,8 +331,8 @@ public static class AssociativeMemory
             throw new ArgumentException($"v {Guard.ShapeText(v)} must match q {Guard.ShapeText(q)} in batch, length and heads.", nameof(v));
         if (q.shape[1] == 0) throw new ArgumentException($"q needs at least one token, got {Guard.ShapeText(q)}.", nameof(q));
         if (options.ChunkSize < 1) throw new ArgumentException($"ChunkSize must be ≥ 1, got {options.ChunkSize}.", nameof(options));
-        if (options.Residual && options.Architecture == MemoryArchitecture.Linear)
-            throw new ArgumentException("Residual applies to the MLP memory only.", nameof(options));
+        if ((options.Residual || options.LayerNorm) && options.Architecture == MemoryArchitecture.Linear)
+            throw new ArgumentException("Residual and LayerNorm apply to the MLP memory only.", nameof(options));
         if (options.Residual && v.shape[3] != q.shape[3])
             throw new ArgumentException($"a residual memory x + MLP(x) needs Dv = D, got v {Guard.ShapeText(v)} and q {Guard.ShapeText(q)}.", nameof(v));
         Gate(gates.Theta, "gates.Theta", q, 0, double.PositiveInfinity);

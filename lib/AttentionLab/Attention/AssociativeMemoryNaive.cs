@@ -69,6 +69,7 @@ public static class AssociativeMemoryNaive
         var z = Times(w[0], x);
         var hidden = o.Activation == MemoryActivation.Gelu ? torch.nn.functional.gelu(z) : torch.nn.functional.silu(z);
         var y = Times(w[1], hidden);
+        if (o.LayerNorm) y = torch.nn.functional.layer_norm(y, [y.shape[^1]], eps: AssociativeMemory.LayerNormEps);
         return o.Residual ? x + y : y;
     }
 

@@ -9,7 +9,10 @@ public enum MemoryArchitecture
 {
     /// <summary>M(x) = W x, one matrix W [Dv, D] per head.</summary>
     Linear,
-    /// <summary>M(x) = W₂ σ(W₁ x) (+ x with <see cref="AssociativeMemoryOptions.Residual"/>), W₁ [Dh, D], W₂ [Dv, Dh] per head.</summary>
+    /// <summary>
+    /// M(x) = W₂ σ(W₁ x), optionally layer-normalised and with a residual (<see cref="AssociativeMemoryOptions.LayerNorm"/>,
+    /// <see cref="AssociativeMemoryOptions.Residual"/>), W₁ [Dh, D], W₂ [Dv, Dh] per head.
+    /// </summary>
     Mlp,
 }
 
@@ -31,6 +34,11 @@ public sealed record AssociativeMemoryOptions
     public MemoryActivation Activation { get; init; } = MemoryActivation.Gelu;
     /// <summary>MLP memory only: M(x) = x + W₂ σ(W₁ x) (needs Dv = D).</summary>
     public bool Residual { get; init; }
+    /// <summary>
+    /// MLP memory only: a parameter-free LayerNorm over Dv on the MLP's output, M(x) = (x +) LN(W₂ σ(W₁ x)) — Miras's
+    /// x + LN(W₁ GELU(W₂ x)) with <see cref="Residual"/>, lucidrains' ResidualNorm wrapper. ε = 1e-5.
+    /// </summary>
+    public bool LayerNorm { get; init; }
     /// <summary>The inner loss ℓ(M(k), v).</summary>
     public AttentionalBias Bias { get; init; } = AttentionalBias.L2;
     /// <summary>How the memory forgets (the map from accumulator to weights).</summary>

@@ -16,13 +16,13 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
 {
     /// <summary>One point of Miras's design space: architecture, bias, retention, momentum, forgetting.</summary>
     public sealed record MemoryCase(string Name, MemoryArchitecture Architecture, string Bias, string Retention, bool Momentum, bool Decay,
-        MemoryActivation Activation = MemoryActivation.Gelu, bool Residual = false)
+        MemoryActivation Activation = MemoryActivation.Gelu, bool Residual = false, bool LayerNorm = false)
     {
         public override string ToString() => Name;
 
         public AssociativeMemoryOptions Options(int chunk) => new()
         {
-            Architecture = Architecture, Activation = Activation, Residual = Residual, ChunkSize = chunk,
+            Architecture = Architecture, Activation = Activation, Residual = Residual, LayerNorm = LayerNorm, ChunkSize = chunk,
             Bias = Bias switch
             {
                 "l2" => AttentionalBias.L2,
@@ -56,15 +56,27 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
         new("mlp-silu-residual-huber", MemoryArchitecture.Mlp, "huber", "decay", Momentum: false, Decay: true, MemoryActivation.Silu, Residual: true),
         new("mlp-moneta", MemoryArchitecture.Mlp, "l3", "lq4", Momentum: true, Decay: false),
         new("mlp-memora", MemoryArchitecture.Mlp, "l2", "kl", Momentum: false, Decay: true),
+        new("miras-mlp-ln-residual-huber", MemoryArchitecture.Mlp, "huber", "decay", Momentum: false, Decay: true, Residual: true, LayerNorm: true),
+        new("mlp-ln-momentum", MemoryArchitecture.Mlp, "l2", "decay", Momentum: true, Decay: true, LayerNorm: true),
     ];
 
-    public static IEnumerable<object[]> GridCases() => Conformance.ShapesWithEach(Cases);
+    /// <summary>
+    /// The grid × the cases, except LayerNorm memories beyond T = 16: their inner loop amplifies rounding (1/σ of a small
+    /// output; float64 naive vs fast measured 6e-9 at T = 64 and 1e-3 at T = 100 while every shape up to T = 16 agrees to
+    /// 1e-10, float32 to rms 1e-4), so long sequences compare chaos, not the closed form.
+    /// </summary>
+    public static IEnumerable<object[]> GridCases() =>
+        Conformance.ShapesWithEach(Cases).Where(x => !(((MemoryCase)x[1]).LayerNorm && ((Shape)x[0]).T > 16));
 
     static long ValueDim(Shape s, MemoryCase c) => c.Residual ? s.D : s.Dv;
     static long Hidden(Shape s) => 2 * s.D + 1;
 
+    /// <summary>Keys and queries /√D (unit-ish norm); unscaled for a LayerNorm memory, whose 1/σ grows without bound as its output shrinks.</summary>
+    static double KeyScale(Shape s, MemoryCase c) => c.LayerNorm ? 1 : Math.Sqrt(s.D);
+
     /// <summary>
-    /// Inputs: q, k [B, T, H, D] (/√D), v [B, T, H, Dv]; θ = 0.25·σ(n) [B, T, H] (0.1·σ(n) for ℓ3, whose steps grow with |e|²);
+    /// Inputs: q, k [B, T, H, D] (/√D), v [B, T, H, Dv]; θ = 0.25·σ(n) [B, T, H] (0.1·σ(n) for ℓ3, whose steps grow with |e|²;
+    /// 0.05·σ(n) with LayerNorm, whose 1/σ factor otherwise makes the inner loop chaotic: rounding grew to 1e-1 by T = 100);
     /// η = 0.8·σ(n) with momentum (the inner loop stays stable over T = 100); α = σ(n − 2) with
     /// forgetting; δ = 0.5 + U(0, 1) for Huber; then the start memory per head [H, out, in]; then S₀ [B, H, out, in] with momentum.
     /// </summary>
@@ -74,8 +86,8 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
         long dv = ValueDim(s, c), hid = Hidden(s);
         var list = new List<Tensor>
         {
-            N(s.B, s.T, s.H, s.D) / Math.Sqrt(s.D), N(s.B, s.T, s.H, s.D) / Math.Sqrt(s.D), N(s.B, s.T, s.H, dv),
-            (c.Bias == "l3" ? 0.1 : 0.25) * N(s.B, s.T, s.H).sigmoid(),
+            N(s.B, s.T, s.H, s.D) / KeyScale(s, c), N(s.B, s.T, s.H, s.D) / KeyScale(s, c), N(s.B, s.T, s.H, dv),
+            (c.LayerNorm ? 0.05 : c.Bias == "l3" ? 0.1 : 0.25) * N(s.B, s.T, s.H).sigmoid(),
         };
         if (c.Momentum) list.Add(0.8 * N(s.B, s.T, s.H).sigmoid());
         if (c.Decay) list.Add((N(s.B, s.T, s.H) - 2).sigmoid());
@@ -197,6 +209,7 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
     [InlineData("titans-mlp")]
     [InlineData("memora")]
     [InlineData("mlp-silu-residual-huber")]
+    [InlineData("miras-mlp-ln-residual-huber")]
     public void StreamEqualsTheRecurrence(string name)
     {
         using var scope = NewDisposeScope();
@@ -349,6 +362,7 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
         yield return ["options", (Action)(() => AssociativeMemory.Chunked(q, q, v, new(th), options: new() { ChunkSize = 0 }))];
         yield return ["v", (Action)(() => AssociativeMemory.Chunked(q, q, v, new(th),
             MemoryState.FromHeads(1, false, torch.zeros(2, 7, 3), torch.zeros(2, 5, 7)), mlp with { Residual = true }))];
+        yield return ["options", (Action)(() => AssociativeMemory.Chunked(q, q, v, new(th), options: new() { LayerNorm = true }))];
         yield return ["chunk", (Action)(() => AssociativeMemoryNaive.Run(q, q, v, new(th), chunk: 0))];
     }
 
