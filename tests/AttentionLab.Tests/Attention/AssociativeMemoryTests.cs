@@ -145,7 +145,7 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
     public void RecurrenceAndChunkOneEqualTheNaiveRecurrence(Shape shape, MemoryCase c)
     {
         using var scope = NewDisposeScope();
-        Conformance.Check(shape, Inputs(c), NaiveForm(c, 1), [RecurrentForm(c), ChunkedForm(c, 1)], tol32: Tol32, rms32: true, gradTol32: 1e-2);
+        Conformance.Check(shape, Inputs(c), NaiveForm(c, 1), [RecurrentForm(c), ChunkedForm(c, 1)], tol32: Tol32, rms32: true, gradTol32: 1e-3);
     }
 
     /// <summary>The chunked form at the grid's chunk (dividing T or not) against its naive chunked twin (gradients at chunk-start memories).</summary>
@@ -154,7 +154,7 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
     public void ChunkedEqualsItsNaiveChunkedTwin(Shape shape, MemoryCase c)
     {
         using var scope = NewDisposeScope();
-        Conformance.Check(shape, Inputs(c), NaiveForm(c, shape.Chunk), [ChunkedForm(c, shape.Chunk)], tol32: Tol32, rms32: true, gradTol32: 1e-2);
+        Conformance.Check(shape, Inputs(c), NaiveForm(c, shape.Chunk), [ChunkedForm(c, shape.Chunk)], tol32: Tol32, rms32: true, gradTol32: 1e-3);
     }
 
     /// <summary>At chunk &gt; 1 the chunked form is an approximation: it differs from the recurrence (so the tests above can tell them apart).</summary>
@@ -339,6 +339,27 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
         Assert.Equal((128L * 32 + 64 * 128) * 8, AssociativeMemory.StateBytesPerHead(MemoryArchitecture.Mlp, 32, 64, 128, momentum: false, ScalarType.Float64));
         var s = MemoryState.FromHeads(3, true, torch.zeros(2, 9, 4), torch.zeros(2, 5, 9));
         Assert.Equal(AssociativeMemory.StateBytesPerHead(MemoryArchitecture.Mlp, 4, 5, 9), s.BytesPerHead);
+    }
+
+    /// <summary>The forms, the naive twin, a read and the stream leave no live tensor behind once their results are disposed.</summary>
+    [Theory]
+    [InlineData("titans-linear")]
+    [InlineData("memora")]
+    [InlineData("mlp-ln-momentum")]
+    public void NoTensorLeaks(string name)
+    {
+        var c = Cases.Single(x => x.Name == name);
+        using var scope = NewDisposeScope();
+        var x = Inputs(c)(new Shape(1, 7, 2, 3, 3, 4), float64, new Generator(13));
+        var (q, k, v, gates, h0) = Split(c, x);
+        LeakCheck.AssertNoLeak(() => AssociativeMemory.Recurrent(q, k, v, gates, h0, c.Options(4)).Dispose(), $"{name} recurrent");
+        LeakCheck.AssertNoLeak(() => AssociativeMemory.Chunked(q, k, v, gates, h0, c.Options(4)).Dispose(), $"{name} chunked");
+        LeakCheck.AssertNoLeak(() => AssociativeMemoryNaive.Run(q, k, v, gates, h0, c.Options(4), 4).Dispose(), $"{name} naive");
+        LeakCheck.AssertNoLeak(() => AssociativeMemory.Read(h0, q, c.Options(4)).Dispose(), $"{name} read");
+        using var stream = new AssociativeMemoryStream(h0, c.Options(4));
+        var (q0, k0, v0, th0, eta0, alpha0, delta0) = (q.select(1, 0), k.select(1, 0), v.select(1, 0), gates.Theta.select(1, 0), gates.Eta?.select(1, 0),
+            gates.Alpha?.select(1, 0), gates.Delta?.select(1, 0));
+        LeakCheck.AssertNoLeak(() => stream.Step(q0, k0, v0, th0, eta0, alpha0, delta0).Dispose(), $"{name} stream step");
     }
 
     public static IEnumerable<object[]> BadInputs()
