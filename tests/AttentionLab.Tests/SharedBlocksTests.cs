@@ -112,4 +112,27 @@ public class SharedBlocksTests
         Assert.Equal(5 * 2 * (3 + 4) * 4, cache.Bytes);
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => cache.Append(k, torch.randn(1, 5, 2, 5))).ParamName);
     }
+
+    [Theory]
+    [InlineData(0, 3)]    // from the front
+    [InlineData(2, 3)]    // overlapping move: the tail is longer than the gap
+    [InlineData(5, 2)]    // up to the end: nothing moves
+    [InlineData(3, 0)]    // nothing removed
+    public void KvCacheRemoveRangeClosesTheGap(long start, long count)
+    {
+        using var scope = NewDisposeScope();
+        using var cache = new KvCache(2, 1, 3, 2, initialCapacity: 4);
+        var k = torch.randn(2, 7, 1, 3);
+        var v = torch.randn(2, 7, 1, 2);
+        cache.Append(k, v);
+        cache.RemoveRange(start, count);
+        var kept = torch.tensor(Enumerable.Range(0, 7).Where(i => i < start || i >= start + count).Select(i => (long)i).ToArray());
+        Assert.Equal(7 - count, cache.Length);
+        AssertClose.Tensors(cache.Keys, k.index_select(1, kept), atol: 0, rtol: 0, what: "keys after the removal");
+        AssertClose.Tensors(cache.Values, v.index_select(1, kept), atol: 0, rtol: 0, what: "values after the removal");
+        cache.Append(k.narrow(1, 0, 1), v.narrow(1, 0, 1));                                      // appends land after the kept tokens
+        AssertClose.Tensors(cache.Keys.narrow(1, 7 - count, 1), k.narrow(1, 0, 1), atol: 0, rtol: 0, what: "append after removal");
+        Assert.Equal("count", Assert.Throws<ArgumentException>(() => cache.RemoveRange(start, 9)).ParamName);
+        Assert.Equal("start", Assert.Throws<ArgumentException>(() => cache.RemoveRange(-1, 1)).ParamName);
+    }
 }

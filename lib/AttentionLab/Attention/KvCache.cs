@@ -26,22 +26,22 @@ public sealed class KvCache : IDisposable
     /// <summary>Bytes of the stored keys and values (Length tokens).</summary>
     public long Bytes => Length * (PerToken(keys) + PerToken(values));
     /// <summary>Bytes of the buffers, including unused capacity.</summary>
-    public long AllocatedBytes => keys.shape[1] * (PerToken(keys) + PerToken(values));
+    public long AllocatedBytes => keys.size(1) * (PerToken(keys) + PerToken(values));
 
-    static long PerToken(Tensor t) => t.shape[0] * t.shape[2] * t.shape[3] * t.ElementSize;
+    static long PerToken(Tensor t) => t.size(0) * t.size(2) * t.size(3) * t.ElementSize;
 
     /// <summary>Appends k [B, Tnew, H, D] and v [B, Tnew, H, Dv].</summary>
     public void Append(Tensor k, Tensor v)
     {
         Guard.Rank(k, 4, nameof(k), "B, T, H, D");
         Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
-        if (k.shape[0] != keys.shape[0] || k.shape[2] != keys.shape[2] || k.shape[3] != keys.shape[3])
+        if (k.size(0) != keys.size(0) || k.size(2) != keys.size(2) || k.size(3) != keys.size(3))
             throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit the cache's keys {Guard.ShapeText(keys)}.", nameof(k));
-        if (v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != values.shape[2] || v.shape[3] != values.shape[3])
+        if (v.size(0) != k.size(0) || v.size(1) != k.size(1) || v.size(2) != values.size(2) || v.size(3) != values.size(3))
             throw new ArgumentException(
                 $"v {Guard.ShapeText(v)} does not fit k {Guard.ShapeText(k)} and the cache's values {Guard.ShapeText(values)}.", nameof(v));
-        long n = k.shape[1];
-        if (Length + n > keys.shape[1]) Grow(Math.Max(2 * keys.shape[1], Length + n));
+        long n = k.size(1);
+        if (Length + n > keys.size(1)) Grow(Math.Max(2 * keys.size(1), Length + n));
         using var scope = NewDisposeScope();
         using (torch.no_grad())
         {
@@ -49,6 +49,28 @@ public sealed class KvCache : IDisposable
             values.narrow(1, Length, n).copy_(v.detach());
         }
         Length += n;
+    }
+
+    /// <summary>
+    /// Drops tokens [<paramref name="start"/>, start + count) and closes the gap (later tokens move down; the capacity stays):
+    /// for caches that forget from the middle (S2's heads drop a block that leaves their window).
+    /// </summary>
+    public void RemoveRange(long start, long count)
+    {
+        if (start < 0 || start > Length) throw new ArgumentException($"start {start} must lie in [0, {Length}].", nameof(start));
+        if (count < 0 || start + count > Length)
+            throw new ArgumentException($"count {count} from {start} runs past the {Length} stored tokens.", nameof(count));
+        long tail = Length - start - count;
+        if (count > 0 && tail > 0)
+        {
+            using var scope = NewDisposeScope();
+            using (torch.no_grad())
+            {
+                keys.narrow(1, start, tail).copy_(keys.narrow(1, start + count, tail).clone());     // clone: the ranges may overlap
+                values.narrow(1, start, tail).copy_(values.narrow(1, start + count, tail).clone());
+            }
+        }
+        Length -= count;
     }
 
     /// <summary>The stored keys [B, Length, H, D] (a view; a new handle in the caller's scope).</summary>

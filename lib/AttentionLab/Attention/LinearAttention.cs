@@ -17,8 +17,8 @@ public enum LinearForm
 
 /// <summary>
 /// The shared linear-attention engine (BASED, Lightning Attention, Flowformer's causal dot product, …): causal linear
-/// attention with a feature map, optional per-head decay, optional normalisation and a carried state, in three forms
-/// with identical signatures and identical results. Layout [B, T, H, D] like <see cref="ReferenceAttention"/>.
+/// attention with a feature map, optional decay (one per head, or a per-token gate), optional normalisation and a carried
+/// state, in three forms with identical signatures and identical results. Layout [B, T, H, D] like <see cref="ReferenceAttention"/>.
 /// </summary>
 /// <remarks>
 /// With φ the feature map, λ_h = exp(log λ_h) ∈ [0, 1] per head (1 without decay) and q ← scale·q:
@@ -27,6 +27,12 @@ public enum LinearForm
 ///   o_t = φ(q_t)ᵀ S_t                         or, normalised, φ(q_t)ᵀ S_t / (φ(q_t)ᵀ z_t + ε)
 /// i.e. o_t = Σ_{s≤t} λ^{t−s} (φ(q_t)·φ(k_s)) v_s (+ λ^{t+1} φ(q_t)ᵀ S_{−1}). The final state hT = (S_{T−1}, z_{T−1})
 /// continues the sequence: running two halves with the state equals running the whole.
+/// Per-token gate: a log-decay shaped [B, T, H] is g_t (data-dependent, e.g. logσ of a projection) and replaces λ_h by
+/// λ_t = exp(g_t) per batch row, token and head: S_t = e^{g_t} S_{t−1} + φ(k_t) v_tᵀ (z likewise), so
+/// o_t = Σ_{s≤t} e^{Σ_{s&lt;r≤t} g_r} (φ(q_t)·φ(k_s)) v_s (+ e^{Σ_{r≤t} g_r} φ(q_t)ᵀ S_{−1}). g_t = −∞ is a full reset (the
+/// state before t is forgotten); g must be ≤ 0, and NaN is refused like a NaN per-head log-decay (both checks read the
+/// values on CPU, or everywhere with <see cref="Guard.CheckValuesOnAccelerators"/>; unchecked, a NaN g_t turns every
+/// output from t on into NaN). See <see cref="LinearAttentionGatedForms"/> for the stable segment sums.
 /// Accumulation: float16/bfloat16 inputs are computed in float32 (φ, scores, states); outputs return in the input dtype
 /// and states stay in the accumulation dtype. Log-decays below −10⁴ (−∞ included) are clamped to −10⁴, where λ is 0 in
 /// every dtype already.
@@ -37,7 +43,10 @@ public static class LinearAttention
     /// <param name="q">[B, T, H, D]</param>
     /// <param name="k">[B, T, H, D]</param>
     /// <param name="v">[B, T, H, Dv]</param>
-    /// <param name="logDecay">log λ_h per head [H], ≤ 0 and not NaN (any floating dtype; −∞ allowed); null: no decay.</param>
+    /// <param name="logDecay">
+    /// log λ_h per head [H], or a per-token gate g [B, T, H]; ≤ 0 and not NaN (any floating dtype; −∞ allowed: a full reset);
+    /// null: no decay.
+    /// </param>
     /// <param name="h0">state before the first token (F = the feature map's output dim); z required iff normalised; null: zero.</param>
     /// <param name="options">feature map, normalisation, ε, q scale, chunk size; null: <see cref="LinearAttentionOptions.Default"/>.</param>
     public static LinearAttentionResult Parallel(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, LinearState? h0 = null,
@@ -65,7 +74,9 @@ public static class LinearAttention
         ValidateCausal(q, k, v, logDecay, h0, options);
         using var scope = NewDisposeScope();
         var acc = AccumulationDtype(q.dtype);
-        var ld = HeadLogDecay(logDecay, acc);                                          // log λ [1, H, 1, 1] or null
+        bool gated = IsTokenGate(logDecay);
+        var ld = gated ? null : HeadLogDecay(logDecay, acc);                           // log λ [1, H, 1, 1] or null
+        var g = gated ? TokenLogDecay(logDecay!, acc) : null;                          // g [B, H, T] or null
         var s0 = h0?.S.to(acc);
         var z0 = options.Normalize ? h0?.Z!.to(acc) : null;
         bool norm = options.Normalize;
@@ -83,12 +94,16 @@ public static class LinearAttention
             var qf = MapHeads(q.narrow(1, start, len), acc, options.FeatureMap, options.Scale);   // φ(scale·q) [B, H, L, F]
             var kf = MapHeads(k.narrow(1, start, len), acc, options.FeatureMap, 1.0);             // φ(k)       [B, H, L, F]
             var vh = v.narrow(1, start, len).to(acc).permute(0, 2, 1, 3);                          // v          [B, H, L, Dv]
+            var gs = g?.narrow(2, start, len);                                          // this segment's gates
             Tensor o;
-            (o, s, z) = form switch
+            (o, s, z) = (form, gs) switch
             {
-                LinearForm.Parallel => LinearAttentionForms.Block(qf, kf, vh, ld, s0, z0, norm, options.Eps),
-                LinearForm.Recurrent => LinearAttentionForms.Recurrent(qf, kf, vh, ld, s0, z0, norm, options.Eps),
-                LinearForm.Chunked => LinearAttentionForms.Chunked(qf, kf, vh, ld, s0, z0, norm, options.Eps, options.ChunkSize),
+                (LinearForm.Parallel, null) => LinearAttentionForms.Block(qf, kf, vh, ld, s0, z0, norm, options.Eps),
+                (LinearForm.Recurrent, null) => LinearAttentionForms.Recurrent(qf, kf, vh, ld, s0, z0, norm, options.Eps),
+                (LinearForm.Chunked, null) => LinearAttentionForms.Chunked(qf, kf, vh, ld, s0, z0, norm, options.Eps, options.ChunkSize),
+                (LinearForm.Parallel, { } gg) => LinearAttentionGatedForms.Block(qf, kf, vh, gg, s0, z0, norm, options.Eps),
+                (LinearForm.Recurrent, { } gg) => LinearAttentionGatedForms.Recurrent(qf, kf, vh, gg, s0, z0, norm, options.Eps),
+                (LinearForm.Chunked, { } gg) => LinearAttentionGatedForms.Chunked(qf, kf, vh, gg, s0, z0, norm, options.Eps, options.ChunkSize),
                 _ => throw new ArgumentOutOfRangeException(nameof(form), form, "unknown linear-attention form."),
             };
             outputs.Add(o);
@@ -128,6 +143,8 @@ public static class LinearAttention
     /// · λ_h^{qPos_i − kPos_j} where key j is visible (kPos_j ≤ qPos_i when <paramref name="causal"/>), 0 elsewhere,
     /// [B, H, Tq, Tk] in the accumulation dtype. With <see cref="LinearAttentionOptions.Normalize"/> the weights of the
     /// forms are κ_ij / (Σ_j κ_ij + ε) (<see cref="NormaliseKernel"/>); o = W·V equals every form's output.
+    /// With a per-token gate g [B, Tg, H] (causal only) the decay factor is e^{Σ_{kPos_j &lt; r ≤ qPos_i} g_r}, the positions
+    /// indexing the gate's token axis (0 ≤ pos &lt; Tg).
     /// </summary>
     public static Tensor Kernel(Tensor q, Tensor k, Tensor qPos, Tensor kPos, LinearAttentionOptions? options = null, Tensor? logDecay = null,
         bool causal = true)
@@ -135,13 +152,20 @@ public static class LinearAttention
         options ??= LinearAttentionOptions.Default;
         Guard.Rank(q, 4, nameof(q), "B, Tq, H, D");
         Guard.Rank(k, 4, nameof(k), "B, Tk, H, D");
+        bool gated = IsTokenGate(logDecay);
+        if (gated) ValidateKernelGate(logDecay!, q, qPos, kPos, causal);
         using var scope = NewDisposeScope();
         var acc = AccumulationDtype(q.dtype);
         var qf = MapHeads(q, acc, options.FeatureMap, options.Scale);                  // φ(scale·q) [B, H, Tq, F]
         var kf = MapHeads(k, acc, options.FeatureMap, 1.0);                            // φ(k)       [B, H, Tk, F]
         var kernel = qf.matmul(kf.transpose(-2, -1));                                  // φq_i·φk_j
         var gap = (qPos.unsqueeze(1) - kPos.unsqueeze(0)).to(acc);                     // i − j [Tq, Tk]
-        if (HeadLogDecay(logDecay, acc) is { } ld) kernel = kernel * (ld * gap).exp(); // · λ^{i−j}
+        if (gated)
+        {
+            var seg = LinearAttentionGatedForms.SegmentSums(TokenLogDecay(logDecay!, acc));   // Σ_{j<r≤i} g_r [B, H, Tg, Tg], −∞ for j > i
+            kernel = kernel * seg.index_select(-2, qPos.to(ScalarType.Int64)).index_select(-1, kPos.to(ScalarType.Int64)).exp();
+        }
+        else if (HeadLogDecay(logDecay, acc) is { } ld) kernel = kernel * (ld * gap).exp(); // · λ^{i−j}
         if (causal) kernel = kernel.masked_fill(gap < 0, 0.0);                         // hidden: j > i
         return kernel.MoveToOuterDisposeScope();
     }
@@ -180,11 +204,18 @@ public static class LinearAttention
     internal static Tensor? HeadLogDecay(Tensor? logDecay, ScalarType acc) =>
         logDecay?.to(acc).clamp_min(LinearAttentionForms.LogDecayFloor).view(1, -1, 1, 1);
 
+    /// <summary>True when <paramref name="logDecay"/> is a per-token gate [B, T, H] rather than one log-decay per head [H].</summary>
+    internal static bool IsTokenGate(Tensor? logDecay) => logDecay is { Dimensions: 3 };
+
+    /// <summary>g [B, T, H] → clamped to ≥ −10⁴ (−∞ included: e^{−10⁴} is 0 already), in <paramref name="acc"/>, head-major [B, H, T].</summary>
+    internal static Tensor TokenLogDecay(Tensor gate, ScalarType acc) =>
+        gate.to(acc).clamp_min(LinearAttentionForms.LogDecayFloor).permute(0, 2, 1);
+
     static void ValidateCausal(Tensor q, Tensor k, Tensor v, Tensor? logDecay, LinearState? h0, LinearAttentionOptions options)
     {
         ValidateQkv(q, k, v, causal: true);
         long f = FeatureDim(options.FeatureMap, q);
-        ValidateLogDecay(logDecay, q);
+        ValidateDecay(logDecay, q);
         if (h0 is not null) ValidateState(h0, nameof(h0), q.shape[0], q.shape[2], f, v.shape[3], options.Normalize, q);
     }
 
@@ -210,6 +241,50 @@ public static class LinearAttention
             throw new ArgumentException(
                 $"q head dim {q.shape[^1]} (q {Guard.ShapeText(q)}) does not fit the feature map {map.Name}: {e.Message}", nameof(q), e);
         }
+    }
+
+    /// <summary>A per-head log-decay [H] (<see cref="ValidateLogDecay"/>) or a per-token gate [B, T, H] matching q's batch, length and heads.</summary>
+    internal static void ValidateDecay(Tensor? logDecay, Tensor q)
+    {
+        if (logDecay is null) return;
+        if (logDecay.Dimensions == 1) { ValidateLogDecay(logDecay, q); return; }
+        if (logDecay.Dimensions != 3)
+            throw new ArgumentException(
+                $"logDecay must be [H] (one log-decay per head) or [B, T, H] (a per-token gate), got {Guard.ShapeText(logDecay)}.", nameof(logDecay));
+        long[] expected = { q.shape[0], q.shape[1], q.shape[2] };
+        if (!logDecay.shape.SequenceEqual(expected))
+            throw new ArgumentException(
+                $"logDecay as a per-token gate must be [B, T, H] = [{string.Join(", ", expected)}] (q is {Guard.ShapeText(q)}), " +
+                $"got {Guard.ShapeText(logDecay)}.",
+                nameof(logDecay));
+        CheckGateValues(logDecay, q, nameof(logDecay));
+    }
+
+    /// <summary>Floating, on q's device, ≤ 0 and not NaN (the values are read where <see cref="Guard.ShouldReadValues"/> allows).</summary>
+    internal static void CheckGateValues(Tensor gate, Tensor q, string name)
+    {
+        Guard.FloatingPoint(gate, name);
+        Guard.SameDevice(q, nameof(q), gate, name);
+        if (!Guard.ShouldReadValues(gate)) return;
+        using var scope = NewDisposeScope();
+        if ((gate.isnan() | gate.gt(0)).any().item<bool>())
+            throw new ArgumentException($"{name} must be ≤ 0 (λ_t = exp(g_t) ≤ 1) and not NaN.", name);
+    }
+
+    static void ValidateKernelGate(Tensor gate, Tensor q, Tensor qPos, Tensor kPos, bool causal)
+    {
+        if (!causal) throw new ArgumentException("a per-token gate [B, T, H] decays causally: pass causal = true.", "logDecay");
+        if (gate.shape[0] != q.shape[0] || gate.shape[2] != q.shape[2])
+            throw new ArgumentException(
+                $"logDecay as a per-token gate must be [B, Tg, H] with q's B and H (q is {Guard.ShapeText(q)}), got {Guard.ShapeText(gate)}.",
+                "logDecay");
+        CheckGateValues(gate, q, "logDecay");
+        if (!Guard.ShouldReadValues(qPos) || !Guard.ShouldReadValues(kPos)) return;
+        using var scope = NewDisposeScope();
+        long Read(Tensor x) => x.to(ScalarType.Int64).item<long>();
+        long lo = Math.Min(Read(qPos.min()), Read(kPos.min())), hi = Math.Max(Read(qPos.max()), Read(kPos.max()));
+        if (lo < 0 || hi >= gate.shape[1])
+            throw new ArgumentException($"positions [{lo}, {hi}] must index the gate's {gate.shape[1]} tokens.", "logDecay");
     }
 
     internal static void ValidateLogDecay(Tensor? logDecay, Tensor q)

@@ -11,8 +11,10 @@ namespace AttentionLab.Attention;
 /// </summary>
 /// <remarks>
 /// Step: S_t = λ S_{t−1} + φ(k_t) v_tᵀ, z_t = λ z_{t−1} + φ(k_t), o_t = φ(q_t)ᵀ S_t (/ (φ(q_t)·z_t + ε)) — the very
-/// function the recurrent form loops over. Decoding is inference: the stream stores detached states (no graph grows
-/// across steps), like the KV caches.
+/// function the recurrent form loops over. With a per-token gate g_t (passed to each <see cref="Step"/> as [B, H], to
+/// <see cref="Prefill"/> as [B, T, H]) the step's decay is λ_t = e^{g_t} — times the stream's per-head λ_h when it has one
+/// (log-decays add: e^{log λ_h + g_t}). Decoding is inference: the stream stores detached states (no graph grows across
+/// steps), like the KV caches.
 /// </remarks>
 public sealed class LinearAttentionStream : IDisposable
 {
@@ -75,13 +77,23 @@ public sealed class LinearAttentionStream : IDisposable
     /// <summary>Bytes of the state: constant in the number of tokens (B·H·F·(Dv + [normalised]) accumulation-dtype values).</summary>
     public long Bytes => state.Bytes;
 
-    /// <summary>One token: q_t, k_t [B, H, D], v_t [B, H, Dv] → o_t [B, H, Dv] (in <see cref="Dtype"/>).</summary>
-    public Tensor Step(Tensor q, Tensor k, Tensor v)
+    /// <summary>
+    /// One token: q_t, k_t [B, H, D], v_t [B, H, Dv] → o_t [B, H, Dv] (in <see cref="Dtype"/>). <paramref name="gate"/>:
+    /// this token's gate g_t [B, H] (≤ 0, not NaN, −∞ resets), or null for the stream's per-head decay alone.
+    /// </summary>
+    public Tensor Step(Tensor q, Tensor k, Tensor v, Tensor? gate = null)
     {
         Guard.Rank(q, 3, nameof(q), "B, H, D");
         Guard.Rank(k, 3, nameof(k), "B, H, D");
         Guard.Rank(v, 3, nameof(v), "B, H, Dv");
         CheckInput(q, nameof(q), KeyDim); CheckInput(k, nameof(k), KeyDim); CheckInput(v, nameof(v), ValueDim);
+        if (gate is not null)
+        {
+            Guard.Rank(gate, 2, nameof(gate), "B, H (this token's gate)");
+            if (gate.shape[0] != Batch || gate.shape[1] != Heads)
+                throw new ArgumentException($"{nameof(gate)} {Guard.ShapeText(gate)} must be [B, H] = [{Batch}, {Heads}].", nameof(gate));
+            LinearAttention.CheckGateValues(gate, q, nameof(gate));
+        }
         using var scope = NewDisposeScope();
         var acc = state.S.dtype;
         Tensor Acc(Tensor x) => x.dtype == acc ? x : x.to(acc);                           // no op when the dtypes agree
@@ -89,7 +101,8 @@ public sealed class LinearAttentionStream : IDisposable
         if (Options.Scale != 1.0) qa = qa * Options.Scale;                              // q ← scale·q
         var qf = Options.FeatureMap.Apply(qa);                                          // φ(q_t) [B, H, F]
         var kf = Options.FeatureMap.Apply(Acc(k));                                      // φ(k_t)
-        var (o, s, z) = LinearAttentionForms.Step(qf, kf, Acc(v), lambda, state.S, state.Z, Options.Eps);
+        var decay = gate is null ? lambda : StepGate(Acc(gate));                        // λ_h, or e^{log λ_h + g_t} [B, H, 1, 1]
+        var (o, s, z) = LinearAttentionForms.Step(qf, kf, Acc(v), decay, state.S, state.Z, Options.Eps);
         var next = new LinearState(s.detach(), z?.detach()).DetachFromDisposeScope();
         state.Dispose();
         state = next;
@@ -99,27 +112,42 @@ public sealed class LinearAttentionStream : IDisposable
 
     /// <summary>
     /// Several tokens at once (a prompt): q, k [B, T, H, D], v [B, T, H, Dv] → o [B, T, H, Dv] by the chunked form,
-    /// starting from and then replacing the current state.
+    /// starting from and then replacing the current state. <paramref name="gate"/>: the tokens' gates g [B, T, H], or null.
     /// </summary>
-    public Tensor Prefill(Tensor q, Tensor k, Tensor v)
+    public Tensor Prefill(Tensor q, Tensor k, Tensor v, Tensor? gate = null)
     {
         Guard.Rank(q, 4, nameof(q), "B, T, H, D");
         CheckInput(q, nameof(q), KeyDim);
+        if (gate is not null)
+        {
+            Guard.Rank(gate, 3, nameof(gate), "B, T, H");
+            LinearAttention.ValidateDecay(gate, q);                                     // shape [B, T, H], ≤ 0, not NaN
+        }
         using var scope = NewDisposeScope();
-        using var result = LinearAttention.Chunked(q, k, v, logDecay, state, Options);
+        var decay = gate is null ? logDecay
+            : logDecay is null ? gate : gate.to(logDecay.dtype) + logDecay.view(1, 1, -1);   // log λ_h + g_t
+        using var result = LinearAttention.Chunked(q, k, v, decay, state, Options);
         var next = new LinearState(result.FinalState.S.detach().clone(), result.FinalState.Z?.detach().clone()).DetachFromDisposeScope();
         state.Dispose();
         state = next;
-        Position += q.shape[1];
+        Position += q.size(1);
         return result.Output.clone().MoveToOuterDisposeScope();
+    }
+
+    /// <summary>e^{log λ_h + g_t} (e^{g_t} without a per-head decay) for g_t [B, H] in the accumulation dtype → [B, H, 1, 1].</summary>
+    Tensor StepGate(Tensor gate)
+    {
+        var sum = logDecay is null ? gate : gate + logDecay.view(1, -1);
+        return sum.clamp_min(LinearAttentionForms.LogDecayFloor).exp().view(Batch, Heads, 1, 1);
     }
 
     void CheckInput(Tensor x, string name, long lastDim)
     {
-        if (x.shape[0] != Batch || x.shape[^2] != Heads || x.shape[^1] != lastDim)
+        if (x.size(0) != Batch || x.size(-2) != Heads || x.size(-1) != lastDim)
             throw new ArgumentException($"{name} {Guard.ShapeText(x)} must have batch {Batch}, {Heads} heads and last dim {lastDim}.", name);
         if (x.dtype != Dtype) throw new ArgumentException($"{name} has dtype {x.dtype} but the stream takes {Dtype}.", name);
-        if (x.device.ToString() != Device.ToString()) throw new ArgumentException($"{name} is on {x.device} but the stream is on {Device}.", name);
+        if (x.device_type != Device.type || x.device_index != Device.index)
+            throw new ArgumentException($"{name} is on {x.device} but the stream is on {Device}.", name);
     }
 
     public void Dispose()

@@ -36,7 +36,7 @@ public static class Guard
 
     public static void SameDevice(Tensor a, string nameA, Tensor b, string nameB)
     {
-        if (a.device.ToString() != b.device.ToString())
+        if (a.device_type != b.device_type || a.device_index != b.device_index)
             throw new ArgumentException($"{nameB} is on {b.device} but {nameA} is on {a.device}.", nameB);
     }
 
@@ -59,7 +59,7 @@ public static class Guard
     /// <summary>Dimension <paramref name="dim"/> of <paramref name="t"/> must equal <paramref name="expected"/>.</summary>
     public static void Dim(Tensor t, int dim, long expected, string name, string what)
     {
-        if (t.shape[dim] != expected)
+        if (t.size(dim) != expected)
             throw new ArgumentException($"{name} {what} (dim {dim}) must be {expected}, got shape {ShapeText(t)}.", name);
     }
 

@@ -73,8 +73,8 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     public (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
     {
         Guard.Rank(x, 3, nameof(x), "B, T, d");
-        if (x.shape[2] != DModel) throw new ArgumentException($"x has width {x.shape[2]}, the mixer d = {DModel}: {Guard.ShapeText(x)}.", nameof(x));
-        long b = x.shape[0], t = x.shape[1];
+        if (x.size(2) != DModel) throw new ArgumentException($"x has width {x.size(2)}, the mixer d = {DModel}: {Guard.ShapeText(x)}.", nameof(x));
+        long b = x.size(0), t = x.size(1);
         var all = qkv.call(x);                                                          // x W_QKV
         Tensor q, k, v;
         if (KeyDim == ValueDim)
@@ -116,7 +116,7 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     /// </summary>
     protected virtual Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
     {
-        var pos = torch.arange(q.shape[1], device: q.device);
+        var pos = torch.arange(q.size(1), device: q.device);
         return Attend(q, k, v, pos, pos).Z;
     }
 
@@ -142,7 +142,7 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     {
         var qh = q.permute(0, 2, 1, 3);                                                 // [B, H, Tq, Dk]
         var kh = k.permute(0, 2, 1, 3);                                                 // [B, H, Tk, Dk]
-        var s = qh.matmul(kh.transpose(-2, -1)) * (1.0 / Math.Sqrt(q.shape[3]));        // q_i·k_j / √Dk
+        var s = qh.matmul(kh.transpose(-2, -1)) * (1.0 / Math.Sqrt(q.size(3)));        // q_i·k_j / √Dk
         if (cachedKeys) return s;
         var hidden = kPos.unsqueeze(0) > qPos.unsqueeze(1);                            // causal by position: j > i hidden
         return s.masked_fill(hidden, double.NegativeInfinity);
@@ -156,7 +156,7 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
         pattern.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3).contiguous();
 
     /// <summary>y = concat_h(z_h) W_O: [B, T, d] from z [B, T, H, Dv] and the mixer's input x (a gate may use x).</summary>
-    protected virtual Tensor Output(Tensor z, Tensor x) => proj.call(z.reshape(z.shape[0], z.shape[1], Heads * ValueDim));
+    protected virtual Tensor Output(Tensor z, Tensor x) => proj.call(z.reshape(z.size(0), z.size(1), Heads * ValueDim));
 
     /// <summary>True when the mixer decodes token by token (<see cref="NewState"/>, <see cref="Step"/>); a mixer without a decode form overrides it.</summary>
     public virtual bool CanStream => true;

@@ -91,7 +91,7 @@ public sealed partial class CausalSelfAttention : AttentionMixer
         if (alibiSlopes is null) return base.Scores(q, k, qPos, kPos, cachedKeys);
         var bias = Attention.Positions.AlibiBias(alibiSlopes, qPos, kPos, q.dtype);
         if (!cachedKeys) bias = bias.masked_fill(kPos.unsqueeze(0) > qPos.unsqueeze(1), double.NegativeInfinity);   // causal: j > i hidden
-        return ReferenceAttention.MaskedScores(q, k, k, causal: false, scale: 1.0 / Math.Sqrt(q.shape[3]), bias).Scores;   // q_i·k_j / √Dh − m_h (i − j)
+        return ReferenceAttention.MaskedScores(q, k, k, causal: false, scale: 1.0 / Math.Sqrt(q.size(3)), bias).Scores;   // q_i·k_j / √Dh − m_h (i − j)
     }
 
     /// <summary>G1: z′ = z ⊙ σ(x W_θ + b_θ) per head and channel, then W_O; x [B, T, d] is the (LN'd) mixer input.</summary>

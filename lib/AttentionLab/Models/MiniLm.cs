@@ -18,7 +18,7 @@ namespace AttentionLab.Models;
 /// p = softmax(Q Kᵀ/√32 over real tokens), z = p V, attn_out = W_O z + b_O, m = LN1(h + attn_out),
 /// h' = LN2(m + W_out GELU_erf(W_in m + b_in) + b_out).  Sentence embedding = normalise(mean over real tokens of h^L).
 /// Hook points (TransformerLens names, see <see cref="HookNames"/>): hook_embed, hook_pos_embed, hook_token_type_embed,
-/// blocks.{L}.hook_resid_pre, blocks.{L}.attn.hook_q/k/v/pattern/z, blocks.{L}.hook_attn_out, blocks.{L}.hook_resid_mid,
+/// blocks.{L}.hook_resid_pre, blocks.{L}.attn.hook_q/k/v/attn_scores/pattern/z, blocks.{L}.hook_attn_out, blocks.{L}.hook_resid_mid,
 /// blocks.{L}.mlp.hook_pre/hook_post, blocks.{L}.hook_mlp_out, blocks.{L}.hook_resid_post, blocks.{L}.hook_normalized_resid_post.
 /// BERT is post-LN: resid_post = LN1(resid_mid) + mlp_out, and the layer's output is LN2(resid_post).
 /// </remarks>
@@ -100,7 +100,7 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
         ArgumentNullException.ThrowIfNull(weights);
         if (weights.Config != Config) throw new ArgumentException($"weights are for {weights.Config}, this model is {Config}.", nameof(weights));
         using var noGrad = torch.no_grad();
-        void Set(Parameter? p, string name)
+        void Set(Tensor? p, string name)
         {
             var w = weights[name];
             if (!p!.shape.SequenceEqual(w.Shape))
@@ -109,6 +109,13 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
             p.copy_(src);
         }
         void SetLinear(Linear m, string prefix) { Set(m.weight, prefix + ".weight"); Set(m.bias, prefix + ".bias"); }
+        void SetQkvPart(Linear qkv, int part, string prefix)                     // W_QKV rows [part·D, (part+1)·D): q, k, v
+        {
+            long d = Config.Hidden;
+            using var rows = qkv.weight!.narrow(0, part * d, d);
+            using var bias = qkv.bias!.narrow(0, part * d, d);
+            Set(rows, prefix + ".weight"); Set(bias, prefix + ".bias");
+        }
         void SetNorm(LayerNorm m, string prefix) { Set(m.weight, prefix + ".weight"); Set(m.bias, prefix + ".bias"); }
 
         Set(word_embeddings.weight, "embeddings.word_embeddings.weight");
@@ -119,10 +126,10 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
         {
             var b = blocks[l];
             string p = $"encoder.layer.{l}.";
-            SetLinear(b.attn.query, p + "attention.self.query");
-            SetLinear(b.attn.key, p + "attention.self.key");
-            SetLinear(b.attn.value, p + "attention.self.value");
-            SetLinear(b.attn.output, p + "attention.output.dense");
+            SetQkvPart(b.attn.Qkv, 0, p + "attention.self.query");
+            SetQkvPart(b.attn.Qkv, 1, p + "attention.self.key");
+            SetQkvPart(b.attn.Qkv, 2, p + "attention.self.value");
+            SetLinear(b.attn.Proj, p + "attention.output.dense");
             SetNorm(b.ln1, p + "attention.output.LayerNorm");
             SetLinear(b.mlp.fc_in, p + "intermediate.dense");
             SetLinear(b.mlp.fc_out, p + "output.dense");

@@ -1,4 +1,3 @@
-using AttentionLab.Attention;
 using AttentionLab.Interp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -6,43 +5,39 @@ using static TorchSharp.torch;
 namespace AttentionLab.Models;
 
 /// <summary>
-/// BERT self-attention of one <see cref="MiniLm"/> layer on <see cref="ReferenceAttention"/>, with TransformerLens hook
-/// points hook_q, hook_k, hook_v [B, T, H, Dh], hook_pattern [B, H, Tq, Tk] and hook_z [B, T, H, Dh].
-/// A tensor returned by a hook_pattern hook is what multiplies V.
+/// BERT self-attention of one <see cref="MiniLm"/> layer on the <see cref="AttentionMixer"/> base: bidirectional softmax
+/// attention whose only mask is padding. Hook points as every mixer's: hook_q, hook_k, hook_v [B, T, H, Dh],
+/// hook_attn_scores and hook_pattern [B, H, Tq, Tk], hook_z [B, T, H, Dh]; a tensor returned by a hook_pattern hook is
+/// what multiplies V. Hugging Face's separate query/key/value weights load into the fused W_QKV rows (q, k, v).
 /// </summary>
-public sealed class MiniLmAttention : nn.Module<Tensor, Tensor, Tensor>
+/// <remarks>
+/// s_ij = q_i·k_j / √Dh, −∞ where key j is padding;  p = softmax_j(s) (a row with no real key gives zeros);
+/// z_i = Σ_j p_ij v_j;  y = W_O concat_h(z_h).
+/// </remarks>
+public sealed class MiniLmAttention : AttentionMixer
 {
-    internal readonly Linear query, key, value, output;
-    readonly HookPoint hook_q, hook_k, hook_v, hook_pattern, hook_z;
-    readonly int heads;
+    Tensor? keep;                                                               // [B, 1, 1, T] of the running call
 
-    public MiniLmAttention(MiniLmConfig config) : base(nameof(MiniLmAttention))
-    {
-        heads = config.Heads;
-        query = nn.Linear(config.Hidden, config.Hidden);
-        key = nn.Linear(config.Hidden, config.Hidden);
-        value = nn.Linear(config.Hidden, config.Hidden);
-        output = nn.Linear(config.Hidden, config.Hidden);
-        hook_q = new HookPoint(); hook_k = new HookPoint(); hook_v = new HookPoint();
-        hook_pattern = new HookPoint(); hook_z = new HookPoint();
-        RegisterComponents();
-    }
+    public MiniLmAttention(MiniLmConfig config) : base(nameof(MiniLmAttention), config.Hidden, config.Heads) => RegisterComponents();
+
+    /// <summary>An encoder layer: no decode form.</summary>
+    public override bool CanStream => false;
 
     /// <param name="x">[B, T, D]</param>
     /// <param name="keep">boolean [B, 1, 1, T]: true where a key is a real token.</param>
-    public override Tensor forward(Tensor x, Tensor keep)
+    public Tensor Forward(Tensor x, Tensor keep)
     {
-        using var scope = NewDisposeScope();
-        long b = x.shape[0], t = x.shape[1], d = x.shape[2];
-        var q = hook_q.call(query.call(x).view(b, t, heads, d / heads));        // [B, T, H, Dh]
-        var k = hook_k.call(key.call(x).view(b, t, heads, d / heads));
-        var v = hook_v.call(value.call(x).view(b, t, heads, d / heads));
-        using var att = ReferenceAttention.Softmax(q, k, v, scale: 1.0 / Math.Sqrt(d / heads), mask: keep);
-        var pattern = hook_pattern.call(att.Probabilities);                      // p = softmax(q·kᵀ/√Dh, padding keys → 0)
-        var z = ReferenceEquals(pattern, att.Probabilities) ? att.Output         // z_i = Σ_j p_ij v_j  [B, T, H, Dh]
-            : pattern.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3).contiguous();
-        z = hook_z.call(z);
-        return output.call(z.reshape(b, t, d)).MoveToOuterDisposeScope();
+        ArgumentNullException.ThrowIfNull(keep);
+        this.keep = keep;
+        try { return call(x); }
+        finally { this.keep = null; }
+    }
+
+    /// <summary>s_ij = q_i·k_j / √Dh over every key (no causal mask), −∞ where key j is padding (<see cref="Forward"/>'s keep).</summary>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys)
+    {
+        var s = q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 3, 1)) * (1.0 / Math.Sqrt(q.shape[3]));   // [B, H, Tq, Tk]
+        return keep is null ? s : s.masked_fill(keep.logical_not(), double.NegativeInfinity);
     }
 }
 
@@ -96,7 +91,7 @@ public sealed class MiniLmBlock : nn.Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         var residPre = hook_resid_pre.call(x);
-        var attnOut = hook_attn_out.call(attn.call(residPre, keep));
+        var attnOut = hook_attn_out.call(attn.Forward(residPre, keep));
         var residMid = hook_resid_mid.call(residPre + attnOut);
         var normalizedMid = ln1.call(residMid);
         var mlpOut = hook_mlp_out.call(mlp.call(normalizedMid));

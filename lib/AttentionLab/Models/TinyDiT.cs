@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
+using AttentionLab.Interp;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -61,6 +62,13 @@ public class DiTAttention
     /// <summary>Self-attention output [B, N, H, D] from RoPE-rotated q, k and v [B, N, H, D].</summary>
     public virtual Tensor SelfAttention(int layer, Tensor q, Tensor k, Tensor v, TokenGrid grid) => TinyDiT.FullAttention(q, k, v, Scale);
 
+    /// <summary>
+    /// True when <see cref="SelfAttention"/> is not overridden: full softmax attention at <see cref="Scale"/>, which the
+    /// mixer may then compute through its hooked scores → pattern path.
+    /// </summary>
+    public bool IsFull => isFull ??= GetType().GetMethod(nameof(SelfAttention))!.DeclaringType == typeof(DiTAttention);
+    bool? isFull;
+
     /// <summary>A cross-attention output [B, N, d] to use instead of computing it (a cache), or null to compute it.</summary>
     public virtual Tensor? CrossAttentionReplacement(int layer) => null;
 
@@ -93,20 +101,24 @@ public sealed class TinyDiTBlock : nn.Module
 {
     readonly int heads, headDim;
     readonly LayerNorm norm1, norm2, norm3;
-    readonly Linear qkv, proj, crossQ, crossKv, crossProj, fc1, fc2, ada;
+    readonly DiTSelfAttention attn;
+    readonly Linear crossQ, crossKv, crossProj, fc1, fc2, ada;
 
     public TinyDiTBlock(TinyDiTConfig c, string name = "block") : base(name)
     {
         heads = c.Heads; headDim = c.HeadDim;
         int d = c.DModel;
         norm1 = nn.LayerNorm(d, elementwise_affine: false); norm2 = nn.LayerNorm(d); norm3 = nn.LayerNorm(d, elementwise_affine: false);
-        qkv = nn.Linear(d, 3 * d); proj = nn.Linear(d, d);
+        attn = new DiTSelfAttention(d, heads);                                 // W_QKV then W_O, as before the mixer base
         crossQ = nn.Linear(d, d); crossKv = nn.Linear(d, 2 * d); crossProj = nn.Linear(d, d);
         fc1 = nn.Linear(d, c.MlpRatio * d); fc2 = nn.Linear(c.MlpRatio * d, d);
         ada = nn.Linear(d, 6 * d);
         using (no_grad()) { nn.init.zeros_(ada.weight); nn.init.zeros_(ada.bias!); }   // adaLN-Zero: every block starts as identity
         RegisterComponents();
     }
+
+    /// <summary>The self-attention mixer (hook_q/k/v, hook_rot_q/k, hook_attn_scores, hook_pattern, hook_z; W_Q … W_O).</summary>
+    public DiTSelfAttention Attention => attn;
 
     /// <summary>
     /// x [B, N, d], c [B, d] (time embedding), context [B, M, d], the grid's RoPE tables.
@@ -121,12 +133,7 @@ public sealed class TinyDiTBlock : nn.Module
         long b = x.shape[0], n = x.shape[1], d = x.shape[2];
         var mod = ada.call(nn.functional.silu(c)).unsqueeze(1).chunk(6, -1);
         var h = norm1.call(x) * (1 + mod[1]) + mod[0];
-        var qkvOut = qkv.call(h).view(b, n, 3, heads, headDim);
-        var q = Rope2D(qkvOut.select(2, 0), rope);
-        var k = Rope2D(qkvOut.select(2, 1), rope);
-        var v = qkvOut.select(2, 2);
-        var self = attention.SelfAttention(layer, q, k, v, grid).reshape(b, n, d);   // [B, N, H, D] → [B, N, d]
-        x = x + mod[2] * proj.call(self);
+        x = x + mod[2] * attn.Forward(h, rope, grid, layer, attention);                 // W_O SelfAttn(h) [B, N, d]
 
         var cross = attention.CrossAttentionReplacement(layer);
         if (cross is null)
@@ -144,12 +151,64 @@ public sealed class TinyDiTBlock : nn.Module
         x = x + mod[5] * fc2.call(nn.functional.gelu(fc1.call(hm)));
         return x.MoveToOuterDisposeScope();
     }
+}
+
+/// <summary>
+/// A DiT layer's self-attention on the <see cref="AttentionMixer"/> base: bidirectional over the token grid, axial 2-D
+/// RoPE applied at use (hook_rot_q/k, after hook_q/k as TransformerLens does), and the layer's <see cref="DiTAttention"/>
+/// deciding the kernel. Full attention (the default, any <see cref="DiTAttention.Scale"/>) runs through the base's
+/// scores → normalise → combine while a hook listens on hook_attn_scores / hook_pattern, and through the fused
+/// <see cref="TinyDiT.FullAttention"/> otherwise; a plugged kernel that is not full attention (FreeSwim's windows)
+/// computes z itself, and then hook_attn_scores / hook_pattern do not fire (hook_q/k/v/z do).
+/// </summary>
+/// <remarks>q, k, v = split_h(W_QKV h);  q', k' = R_yx q, R_yx k;  z = Attn(q', k', v);  y = W_O concat_h(z_h).</remarks>
+public sealed class DiTSelfAttention : AttentionMixer
+{
+    readonly HookPoint hook_rot_q = new(), hook_rot_k = new();
+    (RopeTables Rope, TokenGrid Grid, int Layer, DiTAttention Kernel)? running;
+
+    public DiTSelfAttention(int dModel, int heads) : base(nameof(DiTSelfAttention), dModel, heads)
+    {
+        if (KeyDim % 4 != 0) throw new ArgumentException($"axial 2-D RoPE needs a head dim divisible by 4, got {dModel}/{heads}.", nameof(heads));
+        RegisterComponents();
+    }
+
+    /// <summary>An image model's layer: no decode form.</summary>
+    public override bool CanStream => false;
+
+    /// <summary>x [B, N, d] on <paramref name="grid"/> with its RoPE tables → [B, N, d]; <paramref name="kernel"/> decides the attention.</summary>
+    public Tensor Forward(Tensor x, RopeTables rope, TokenGrid grid, int layer, DiTAttention kernel)
+    {
+        ArgumentNullException.ThrowIfNull(rope);
+        ArgumentNullException.ThrowIfNull(kernel);
+        if (x.shape.Length == 3 && x.shape[1] != grid.Tokens)
+            throw new ArgumentException($"x has {x.shape[1]} tokens, the grid {grid.Tokens}.", nameof(x));
+        running = (rope, grid, layer, kernel);
+        try { return call(x); }
+        finally { running = null; }
+    }
+
+    protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x)
+    {
+        var (rope, grid, layer, kernel) = running ?? throw new InvalidOperationException(
+            "DiT self-attention needs its token grid: call Forward(x, rope, grid, layer, kernel), not the one-argument forward.");
+        q = hook_rot_q.call(Rope2D(q, rope));                                   // R_yx q
+        k = hook_rot_k.call(Rope2D(k, rope));                                   // R_yx k
+        if (!kernel.IsFull) return kernel.SelfAttention(layer, q, k, v, grid);
+        if (!PatternObserved) return TinyDiT.FullAttention(q, k, v, kernel.Scale);
+        var pos = torch.arange(q.shape[1], device: q.device);
+        return Attend(q, k, v, pos, pos).Z;
+    }
+
+    /// <summary>s_ij = q'_i·k'_j · scale (the kernel's, default 1/√Dh) over every token: no mask.</summary>
+    protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys) =>
+        q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 3, 1)) * (running?.Kernel.Scale ?? 1.0 / Math.Sqrt(q.shape[3]));
 
     /// <summary>
     /// Axial 2-D RoPE: the first half of each head's dimensions rotate with the row y, the second half with the column x,
     /// each as <see cref="Positions.Rope"/> (rotate-half pairing) with tables [1, N, 1, D/4] computed once per forward.
     /// </summary>
-    static Tensor Rope2D(Tensor t, RopeTables r)
+    internal static Tensor Rope2D(Tensor t, RopeTables r)
     {
         long half = t.shape[3] / 2, quarter = half / 2;
         Tensor Rotate(Tensor u, Tensor cos, Tensor sin)

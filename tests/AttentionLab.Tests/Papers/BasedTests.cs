@@ -152,37 +152,28 @@ public class BasedTests
         Assert.Equal(2L * 3 * 12 * 4, ((BaseConv)mixers[2].Mixer).StateBytes(2));
     }
 
+    /// <summary>
+    /// BaseConv = the shared <see cref="CausalDepthwiseConv"/> ⊙ Linear(u) + u, with its parameters drawn in the order they were
+    /// drawn before the convolution moved to Models (w, b, then the projection), so seeded runs keep their numbers.
+    /// </summary>
     [Fact]
-    public void SlidingWindowIsSoftmaxInsideTheWindowAndBaseConvIsACausalConvolution()
+    public void BaseConvIsTheSharedConvolutionGatedByALinearMap()
     {
-        torch.manual_seed(7);
         using var scope = NewDisposeScope();
-        var (q, k, v) = Inputs(1, 9, 2, 4, 3, float64);
-        using var full = ReferenceAttention.Softmax(q, k, v, causal: true);
-        AssertClose.Tensors(SlidingWindowAttention.Attend(q, k, v, windowKeys: 9), full.Output, atol: 1e-12, rtol: 1e-12, what: "w = T");
-        var w3 = SlidingWindowAttention.Attend(q, k, v, windowKeys: 3);
-        for (int t = 0; t < 9; t++)                                                  // each row: softmax over its own last 3 keys
-        {
-            int from = Math.Max(0, t - 2);
-            using var r = ReferenceAttention.Softmax(q.narrow(1, t, 1), k.narrow(1, from, t - from + 1), v.narrow(1, from, t - from + 1));
-            AssertClose.Tensors(w3.narrow(1, t, 1), r.Output, atol: 1e-12, rtol: 1e-12, what: $"row {t}");
-        }
-
+        torch.manual_seed(7);
         using var conv = new BaseConv(4, kernel: 3);
+        torch.manual_seed(7);
+        var w = (torch.rand(4, 1, 3) * 2 - 1) * (1 / Math.Sqrt(3));                    // zoology / PyTorch Conv1d init, weight first
+        var b = (torch.rand(4) * 2 - 1) * (1 / Math.Sqrt(3));
+        using var linear = nn.Linear(4, 4);
+        AssertClose.Tensors(conv.Conv.Weight, w, 0, 0, "w");
+        AssertClose.Tensors(conv.Conv.Bias!, b, 0, 0, "b");
+        var p = conv.named_parameters().ToDictionary(x => x.name, x => x.parameter);
+        AssertClose.Tensors(p["projection.weight"], linear.weight!, 0, 0, "W");
         var u = torch.randn(2, 6, 4);
-        var y = conv.Convolve(u);
-        var wts = conv.parameters().First();                                        // w [d, 1, k]
-        var bias = conv.parameters().Skip(1).First();
-        for (int t = 0; t < 6; t++)
-        {
-            var expected = bias.clone();
-            for (int j = 0; j < 3; j++)
-            {
-                int src = t - 2 + j;
-                if (src >= 0) expected = expected + wts[.., 0, j] * u[.., src];
-            }
-            AssertClose.Tensors(y[.., t], expected, atol: 1e-6, rtol: 1e-6, what: $"conv t={t}");
-        }
+        using var _ = torch.no_grad();
+        AssertClose.Tensors(conv.Convolve(u), conv.Conv.call(u), 0, 0, "Convolve is the shared conv");
+        AssertClose.Tensors(conv.call(u), conv.Conv.call(u) * linear.call(u) + u, 1e-6, 1e-6, "conv(u) ⊙ Lin(u) + u");
     }
 
     [Theory]
@@ -194,15 +185,15 @@ public class BasedTests
     public void BasedWindowSizeFollowsTheReferenceConvention(int windowSize, int keys)
     {
         // Based's SlidingAttention(window_size=W) passes flash-attn window (W // 2, 0): query i attends keys i − W//2 … i
-        Assert.Equal(keys, SlidingWindowAttention.KeysOfBasedWindowSize(windowSize));
-        using var layer = SlidingWindowAttention.FromBasedWindowSize(12, 2, windowSize);
+        Assert.Equal(keys, BasedWindow.KeysOfWindowSize(windowSize));
+        using var layer = BasedWindow.FromWindowSize(12, 2, windowSize);
         Assert.Equal(keys, layer.WindowKeys);
         Assert.Equal(keys, new BasedMixerConfig(WindowSize: windowSize).AttendedKeys);
         torch.manual_seed(windowSize);
         using var scope = NewDisposeScope();
         int t = 80;
         var (q, k, v) = Inputs(1, t, 2, 4, 3, float64);
-        var ours = SlidingWindowAttention.Attend(q, k, v, SlidingWindowAttention.KeysOfBasedWindowSize(windowSize));
+        var ours = SlidingWindowAttention.Attend(q, k, v, BasedWindow.KeysOfWindowSize(windowSize));
         for (int i = 0; i < t; i++)                                                 // flash-attn's definition, row by row
         {
             int left = windowSize / 2, from = Math.Max(0, i - left);
@@ -217,7 +208,7 @@ public class BasedTests
     {
         // the config is named after Based's (window_size, default 128 → 65 keys); the constructor counts keys (unchanged call sites)
         var config = new BasedMixerConfig();
-        Assert.Equal(SlidingWindowAttention.BasedDefaultWindowSize, config.WindowSize);
+        Assert.Equal(BasedWindow.DefaultWindowSize, config.WindowSize);
         Assert.Equal(128, config.WindowSize);
         Assert.Equal(65, config.AttendedKeys);
         Assert.Equal(9, (config with { WindowKeys = 9 }).AttendedKeys);
@@ -227,7 +218,7 @@ public class BasedTests
             Assert.Equal(6, ((SlidingWindowAttention)model.Blocks[2].Mixer).WindowKeys);
         using (var model = BasedStack.Create(SmallConfig, BasedStack.Paper360M))
             Assert.Equal(65, ((SlidingWindowAttention)model.Blocks[2].Mixer).WindowKeys);
-        Assert.Equal("windowSize", Assert.Throws<ArgumentOutOfRangeException>(() => SlidingWindowAttention.KeysOfBasedWindowSize(0)).ParamName);
+        Assert.Equal("windowSize", Assert.Throws<ArgumentOutOfRangeException>(() => BasedWindow.KeysOfWindowSize(0)).ParamName);
     }
 
     [Fact]

@@ -30,7 +30,7 @@ public static class AarenAttention
         Validate(q, k, null);
         using var scope = NewDisposeScope();
         var qb = q.dim() == 2 ? q.unsqueeze(0) : q;                                 // [1|B, H, D]
-        double c = scale ?? 1.0 / Math.Sqrt(k.shape[3]);
+        double c = scale ?? 1.0 / Math.Sqrt(k.size(3));
         return ((k * qb.unsqueeze(1)).sum(-1) * c).MoveToOuterDisposeScope();      // s_i = scale · q·k_i
     }
 
@@ -61,7 +61,7 @@ public static class AarenAttention
         Validate(q, k, v);
         using var scope = NewDisposeScope();
         var s = Scores(q, k, scale);                                                // [B, T, H]
-        long b = k.shape[0], t = k.shape[1], h = k.shape[2], dv = v.shape[3];
+        long b = k.size(0), t = k.size(1), h = k.size(2), dv = v.size(3);
         var state = initial is null ? SoftmaxMonoid.Identity(new[] { b, h }, dv, v.dtype, v.device)
                                     : new SoftmaxState(initial.M.alias(), initial.U.alias(), initial.W.alias());
         var outputs = new Tensor[t];
@@ -104,14 +104,14 @@ public static class AarenAttention
         Guard.FloatingPoint(q, nameof(q));
         Guard.SameDtype(q, nameof(q), k, nameof(k));
         Guard.SameDevice(q, nameof(q), k, nameof(k));
-        if (q.shape[^1] != k.shape[3] || q.shape[^2] != k.shape[2] || (q.dim() == 3 && q.shape[0] != k.shape[0]))
+        if (q.size(-1) != k.size(3) || q.size(-2) != k.size(2) || (q.dim() == 3 && q.size(0) != k.size(0)))
             throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit q {Guard.ShapeText(q)}: heads, head dim (and batch) must agree.", nameof(k));
-        if (k.shape[1] == 0) throw new ArgumentException($"k has no time steps: {Guard.ShapeText(k)}.", nameof(k));
+        if (k.size(1) == 0) throw new ArgumentException($"k has no time steps: {Guard.ShapeText(k)}.", nameof(k));
         if (v is null) return;
         Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
         Guard.SameDtype(q, nameof(q), v, nameof(v));
         Guard.SameDevice(q, nameof(q), v, nameof(v));
-        if (v.shape[0] != k.shape[0] || v.shape[1] != k.shape[1] || v.shape[2] != k.shape[2])
+        if (v.size(0) != k.size(0) || v.size(1) != k.size(1) || v.size(2) != k.size(2))
             throw new ArgumentException($"v {Guard.ShapeText(v)} must match k {Guard.ShapeText(k)} in batch, length and heads.", nameof(v));
     }
 }

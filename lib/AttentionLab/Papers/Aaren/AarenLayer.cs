@@ -34,7 +34,7 @@ public sealed class AarenLayer : AttentionMixer
     public Tensor LearnedQuery => query;
 
     /// <summary>hook_q: the learned query at every position [B, T, H, Dh] (a view; the scan reads the parameter).</summary>
-    protected override Tensor Query(Tensor x) => query.expand(x.shape[0], x.shape[1], Heads, KeyDim);
+    protected override Tensor Query(Tensor x) => query.expand(x.size(0), x.size(1), Heads, KeyDim);
 
     /// <summary>
     /// o by a parallel prefix scan; while a hook listens on the pattern, by the explicit weights of the learned query

@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
+using AttentionLab.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -203,7 +204,7 @@ public sealed class BasedExperiment : IPaperExperiment<BasedExperiment.Config, B
         double window = 0;
         foreach (int size in new[] { 7, 8, 64 })
         {
-            var ours = SlidingWindowAttention.Attend(q, k, v, SlidingWindowAttention.KeysOfBasedWindowSize(size));
+            var ours = SlidingWindowAttention.Attend(q, k, v, BasedWindow.KeysOfWindowSize(size));
             for (int i = 0; i < T; i++)
             {
                 int from = Math.Max(0, i - size / 2), n = i - from + 1;

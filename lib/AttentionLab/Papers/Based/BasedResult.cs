@@ -189,7 +189,7 @@ public sealed record BasedResult(BasedExperiment.Config Config, BasedExactness E
             inside.Count == 0 ? "no window ≥ N was probed" : $"{inside.Count} probe points with w ≥ N: max |recall − softmax's| {insideDiff:F3}",
             "identical (spec §6: SWA(w) == softmax when N ≤ w)", inside.Count > 0 && insideDiff == 0);
         claims.Exactness("swa-based-window-convention",
-            "SlidingWindowAttention.FromBasedWindowSize(W) attends what Based's SlidingAttention(window_size = W) attends",
+            "BasedWindow.FromWindowSize(W) attends what Based's SlidingAttention(window_size = W) attends",
             $"max |Δ| {Num.Sci(e.BasedWindowMaxAbs)} for W = 7, 8, 64 (⌊W/2⌋ + 1 keys)", "≤ 1e-12 against flash-attn's window (W // 2, 0) row by row",
             e.BasedWindowMaxAbs <= 1e-12, paperFigure: "window = (window_size // 2, 0) (HazyResearch/based slide_attention.py)");
         double stepWorst = BasedExactness.Worst(Mqar.Select(r => r.StepVsForwardMaxAbs));

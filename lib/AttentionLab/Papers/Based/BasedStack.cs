@@ -26,17 +26,17 @@ public enum BasedLayerKind
 /// <param name="FeatureDim">d′ of the linear attention (16).</param>
 /// <param name="WindowSize">
 /// Based's <c>window_size</c> W of the sliding-window attention, in Based's convention: each query attends ⌊W/2⌋ + 1 keys
-/// (<see cref="SlidingWindowAttention.KeysOfBasedWindowSize"/>). Default 128, Based's default and the 360M config (65 keys).
+/// (<see cref="BasedWindow.KeysOfWindowSize"/>). Default 128, Based's default and the 360M config (65 keys).
 /// </param>
 /// <param name="ConvKernel">k of BaseConv (3).</param>
 /// <param name="PackSymmetric">packed Taylor map.</param>
 /// <param name="LinearHeads">H of the linear attention; null: the config's heads.</param>
 /// <param name="WindowKeys">the sliding window counted in keys per query (itself included); set, it replaces <paramref name="WindowSize"/>.</param>
-public sealed record BasedMixerConfig(int FeatureDim = 16, int WindowSize = SlidingWindowAttention.BasedDefaultWindowSize, int ConvKernel = 3,
+public sealed record BasedMixerConfig(int FeatureDim = 16, int WindowSize = BasedWindow.DefaultWindowSize, int ConvKernel = 3,
     bool PackSymmetric = true, int? LinearHeads = null, int? WindowKeys = null)
 {
     /// <summary>Keys each sliding-window query attends: <see cref="WindowKeys"/>, else ⌊<see cref="WindowSize"/>/2⌋ + 1.</summary>
-    public int AttendedKeys => WindowKeys ?? SlidingWindowAttention.KeysOfBasedWindowSize(WindowSize);
+    public int AttendedKeys => WindowKeys ?? BasedWindow.KeysOfWindowSize(WindowSize);
 }
 
 /// <summary>

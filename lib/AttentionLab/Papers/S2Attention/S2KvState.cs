@@ -20,19 +20,17 @@ namespace AttentionLab.Papers.S2Attention;
 /// </remarks>
 public sealed class S2HeadCache : IDisposable
 {
-    readonly KvCache far;
-    readonly List<long> farPositions = new();
-    Tensor nearKeys, nearValues;                                                          // [B, Ln, 1, D]
-    long nearStart;                                                                       // absolute position of near's first token
+    readonly KvCache held;                                                                // [B, L, 1, D]: far tokens, then the near window
+    readonly List<long> positions = new();                                                // absolute position of each held token
+    long farCount;                                                                        // held tokens before the window (stride blocks)
+    long nearStart;                                                                       // absolute position of the window's first token
     readonly int block, localBlocks, stride;
 
     internal S2HeadCache(long batch, long keyDim, long valueDim, int? residue, int block, int localBlocks, int stride, ScalarType dtype, Device device)
     {
         Residue = residue;
         (this.block, this.localBlocks, this.stride) = (block, localBlocks, stride);
-        far = new KvCache(batch, 1, keyDim, valueDim, dtype, device);
-        nearKeys = torch.zeros(new[] { batch, 0L, 1L, keyDim }, dtype: dtype, device: device).DetachFromDisposeScope();
-        nearValues = torch.zeros(new[] { batch, 0L, 1L, valueDim }, dtype: dtype, device: device).DetachFromDisposeScope();
+        held = new KvCache(batch, 1, keyDim, valueDim, dtype, device, initialCapacity: Math.Max(16, (localBlocks + 1L) * block));
     }
 
     /// <summary>The head's stride residue r (null: a dense head that keeps everything).</summary>
@@ -40,55 +38,44 @@ public sealed class S2HeadCache : IDisposable
     /// <summary>Tokens appended so far.</summary>
     public long Seen { get; private set; }
     /// <summary>Tokens held now.</summary>
-    public long Held => far.Length + nearKeys.shape[1];
+    public long Held => held.Length;
     /// <summary>Bytes of the held keys and values.</summary>
-    public long Bytes => far.Bytes + (nearKeys.numel() + nearValues.numel()) * nearKeys.ElementSize;
+    public long Bytes => held.Bytes;
 
     /// <summary>Absolute positions of the held tokens, ascending.</summary>
-    public long[] HeldPositions() => farPositions.Concat(Enumerable.Range(0, (int)nearKeys.shape[1]).Select(i => nearStart + i)).ToArray();
+    public long[] HeldPositions() => positions.ToArray();
 
-    /// <summary>Held keys [B, L, 1, D] and values [B, L, 1, Dv] in position order (new handles in the caller's scope).</summary>
-    public (Tensor Keys, Tensor Values) Contents() =>
-        far.Length == 0 ? (nearKeys.alias(), nearValues.alias()) : (torch.cat(new[] { far.Keys, nearKeys }, 1), torch.cat(new[] { far.Values, nearValues }, 1));
+    /// <summary>Held keys [B, L, 1, D] and values [B, L, 1, Dv] in position order (views; new handles in the caller's scope).</summary>
+    public (Tensor Keys, Tensor Values) Contents() => (held.Keys, held.Values);
 
     /// <summary>Appends token t's k [B, 1, 1, D], v [B, 1, 1, Dv]; then drops what the next query (position t + 1) cannot read.</summary>
     public void Append(Tensor k, Tensor v)
     {
-        using (var scope = NewDisposeScope())
-        using (torch.no_grad())
-        {
-            var (nk, nv) = (torch.cat(new[] { nearKeys, k.detach() }, 1).DetachFromDisposeScope(),
-                torch.cat(new[] { nearValues, v.detach() }, 1).DetachFromDisposeScope());
-            nearKeys.Dispose(); nearValues.Dispose();
-            (nearKeys, nearValues) = (nk, nv);
-        }
-        Seen++;
+        Push(k, v);
+        Prune();
+    }
+
+    /// <summary>Appends token t (the query at t reads everything held then).</summary>
+    internal void Push(Tensor k, Tensor v)
+    {
+        held.Append(k, v);
+        positions.Add(Seen++);
+    }
+
+    /// <summary>Drops what the query at position <see cref="Seen"/> cannot read: window blocks that left it and lie off the stride.</summary>
+    internal void Prune()
+    {
         if (Residue is not int r) return;                                                  // dense head: keep everything
         long windowStart = Math.Max(0, Seen / block - localBlocks + 1) * block;           // first token of block i − ℓ + 1, i = ⌊(t+1)/b⌋
-        while (nearStart < windowStart)                                                    // the oldest near block leaves the window
+        for (; nearStart < windowStart; nearStart += block)                                // the oldest window block leaves the window
         {
-            long j = nearStart / block;
-            using var scope = NewDisposeScope();
-            if (j % stride == r)                                                           // on the stride: read by every later query
-            {
-                far.Append(nearKeys.narrow(1, 0, block), nearValues.narrow(1, 0, block));
-                for (int i = 0; i < block; i++) farPositions.Add(nearStart + i);
-            }
-            long rest = nearKeys.shape[1] - block;
-            var (nk, nv) = (nearKeys.narrow(1, block, rest).clone().DetachFromDisposeScope(),
-                nearValues.narrow(1, block, rest).clone().DetachFromDisposeScope());
-            nearKeys.Dispose(); nearValues.Dispose();
-            (nearKeys, nearValues) = (nk, nv);
-            nearStart += block;
+            if (nearStart / block % stride == r) { farCount += block; continue; }          // on the stride: read by every later query
+            held.RemoveRange(farCount, block);                                             // off the stride: no later query reads it
+            positions.RemoveRange((int)farCount, block);
         }
     }
 
-    public void Dispose()
-    {
-        far.Dispose();
-        nearKeys.Dispose();
-        nearValues.Dispose();
-    }
+    public void Dispose() => held.Dispose();
 }
 
 /// <summary>
@@ -109,19 +96,25 @@ public sealed class S2KvState : AttentionState
     /// <summary>q, k [B, 1, H, D], v [B, 1, H, Dv] of the new token → z [B, 1, H, Dv].</summary>
     public override Tensor Attend(Tensor q, Tensor k, Tensor v, Tensor x)
     {
-        if (k.shape[2] != Heads.Count) throw new ArgumentException($"state has {Heads.Count} heads, the mixer's k {Guard.ShapeText(k)}.", "state");
+        if (k.size(2) != Heads.Count) throw new ArgumentException($"state has {Heads.Count} heads, the mixer's k {Guard.ShapeText(k)}.", "state");
         using var scope = NewDisposeScope();
         var outs = new Tensor[Heads.Count];
         for (int h = 0; h < Heads.Count; h++)
         {
-            var (kh, vh) = (k.narrow(2, h, 1), v.narrow(2, h, 1));
+            Heads[h].Push(k.narrow(2, h, 1), v.narrow(2, h, 1));                            // the query at t reads every held token and t
             var (keys, values) = Heads[h].Contents();
-            using var r = ReferenceAttention.Softmax(q.narrow(2, h, 1), torch.cat(new[] { keys, kh }, 1), torch.cat(new[] { values, vh }, 1), causal: false);
-            outs[h] = r.Output.alias();
-            Heads[h].Append(kh, vh);                                                         // then prune for position t + 1
+            outs[h] = OneQuery(q.narrow(2, h, 1), keys, values);                             // z_h = softmax(q_h K_hᵀ / √D) V_h
+            Heads[h].Prune();                                                                // then drop what t + 1 cannot read
         }
         Advance();
         return torch.cat(outs, 2).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One query q [B, 1, 1, D] over every key of one head, K [B, L, 1, D], V [B, L, 1, Dv] → [B, 1, 1, Dv] (no mask: all are visible).</summary>
+    static Tensor OneQuery(Tensor q, Tensor keys, Tensor values)
+    {
+        var s = q.squeeze(2).matmul(keys.squeeze(2).transpose(1, 2)) * (1.0 / Math.Sqrt(q.size(3)));   // [B, 1, L]
+        return s.softmax(-1).matmul(values.squeeze(2)).unsqueeze(2);
     }
 
     public override void Dispose() { foreach (var h in Heads) h.Dispose(); }

@@ -1,55 +1,31 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
-using AttentionLab.Models;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace AttentionLab.Papers.Based;
+namespace AttentionLab.Models;
 
 /// <summary>
-/// BASED's local mixer: exact causal softmax attention over a window of recent tokens (zoology <c>slide_attn.py</c>,
-/// based <c>slide_attention.py</c>). x [B, T, d] → [B, T, d]. The window is counted in <b>keys</b>: query p attends to
-/// itself and the <see cref="WindowKeys"/> − 1 tokens before it. Streams with a KV cache that keeps only those keys and
-/// values, so its state is 2·WindowKeys·d floats at most.
+/// Sliding-window attention (SWA): exact causal softmax attention over a window of recent tokens, as a mixer on the
+/// <see cref="AttentionMixer"/> base (BASED's local mixer, Titans' MAC/MAL core, Longformer's local band). x [B, T, d] →
+/// [B, T, d]. The window is counted in <b>keys</b>: query p attends to itself and the <see cref="WindowKeys"/> − 1 tokens
+/// before it. Streams with a KV cache that keeps only those keys and values, so its state is 2·WindowKeys·d floats at most.
 /// </summary>
 /// <remarks>
-/// On the <see cref="AttentionMixer"/> base. q, k, v = split(W_qkv x) [B, T, H, d/H];  y_p = W_O concat_h Σ_{p−n &lt; s ≤ p} softmax_s(q_p·k_s/√(d/H))
-/// v_s,  n = WindowKeys
-/// (mask: <see cref="AttentionMasks.SlidingWindow"/>; no positions here — TinyGpt's embeddings carry them).
-/// Based's own parameter counts differently: <c>SlidingAttention(window_size=W)</c> passes flash-attn's
-/// <c>window_size=(W // 2, 0)</c>, so query p attends to keys p − ⌊W/2⌋ … p: ⌊W/2⌋ + 1 keys (W = 64 → 33, W = 128 → 65).
-/// Use <see cref="FromBasedWindowSize"/> (or <see cref="KeysOfBasedWindowSize"/>) with a value copied from a Based config;
-/// the constructor takes the key count itself. (zoology's <c>SlidingAttn(block_size=b)</c> counts a third way: keys
-/// p − b … p, b + 1 keys.)
+/// q, k, v = split(W_qkv x) [B, T, H, d/H];  y_p = W_O concat_h Σ_{p−n &lt; s ≤ p} softmax_s(q_p·k_s/√(d/H)) v_s,  n = WindowKeys
+/// (no positions here — the model's embeddings carry them). Libraries count windows differently (flash-attn's
+/// <c>window_size=(left, 0)</c> attends left + 1 keys); a paper folder converts its own convention to a key count.
 /// </remarks>
 public sealed class SlidingWindowAttention : AttentionMixer
 {
-    /// <summary>Based's <c>SlidingAttention</c> default and the 360M config's <c>window_size</c>: 128 (attends 65 keys).</summary>
-    public const int BasedDefaultWindowSize = 128;
-
     /// <param name="dModel">d.</param>
     /// <param name="heads">H; must divide d.</param>
-    /// <param name="windowKeys">n: the keys each query attends, itself included (p − n &lt; s ≤ p). Not Based's
-    /// <c>window_size</c>, which attends ⌊W/2⌋ + 1 keys — for a Based config value use <see cref="FromBasedWindowSize"/>.</param>
+    /// <param name="windowKeys">n: the keys each query attends, itself included (p − n &lt; s ≤ p).</param>
     public SlidingWindowAttention(int dModel, int heads, int windowKeys = 64) : base(nameof(SlidingWindowAttention), dModel, heads)
     {
         Guard.Positive(windowKeys, nameof(windowKeys));
         WindowKeys = windowKeys;
         RegisterComponents();
-    }
-
-    /// <summary>
-    /// The layer Based builds for <c>SlidingAttention(embed_dim=d, num_heads=H, window_size=W)</c>: ⌊W/2⌋ + 1 keys per query
-    /// (flash-attn window (⌊W/2⌋, 0)). Default W = 128, Based's default and the 360M config (65 keys).
-    /// </summary>
-    public static SlidingWindowAttention FromBasedWindowSize(int dModel, int heads, int windowSize = BasedDefaultWindowSize) =>
-        new(dModel, heads, KeysOfBasedWindowSize(windowSize));
-
-    /// <summary>Keys attended by Based's <c>window_size</c> W: ⌊W/2⌋ + 1 (flash-attn's left window W // 2, plus the query's own key).</summary>
-    public static int KeysOfBasedWindowSize(int windowSize)
-    {
-        Guard.Positive(windowSize, nameof(windowSize));
-        return windowSize / 2 + 1;
     }
 
     /// <summary>n: the keys each query attends, itself included (p − n &lt; s ≤ p).</summary>
@@ -70,13 +46,24 @@ public sealed class SlidingWindowAttention : AttentionMixer
         return r.Output.alias().MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The window by position: key s is visible to query p when 0 ≤ p − s &lt; n, for any positions qPos [Tq], kPos [Tk]
+    /// → bool [Tq, Tk]. On the end-aligned grid (kPos = 0 … Tk−1, qPos its last Tq) it is <see cref="AttentionMasks.SlidingWindow"/>.
+    /// </summary>
+    public static Tensor Visible(Tensor qPos, Tensor kPos, int windowKeys)
+    {
+        Guard.Positive(windowKeys, nameof(windowKeys));
+        using var scope = NewDisposeScope();
+        var lag = qPos.unsqueeze(1) - kPos.unsqueeze(0);                              // p − s
+        return ((lag >= 0) & (lag < windowKeys)).MoveToOuterDisposeScope();
+    }
+
     /// <summary>s_ps = q_p·k_s/√D where p − n &lt; s ≤ p (by position), −∞ elsewhere.</summary>
     protected override Tensor Scores(Tensor q, Tensor k, Tensor qPos, Tensor kPos, bool cachedKeys)
     {
         var s = base.Scores(q, k, qPos, kPos, cachedKeys: true);                      // unmasked q_p·k_s/√D
         if (cachedKeys) return s;                                                     // the window cache holds the visible keys only
-        var lag = qPos.unsqueeze(1) - kPos.unsqueeze(0);                              // p − s
-        return s.masked_fill((lag < 0) | (lag >= WindowKeys), double.NegativeInfinity);   // one pass: s > p or s ≤ p − n hidden
+        return s.masked_fill(Visible(qPos, kPos, WindowKeys).logical_not(), double.NegativeInfinity);   // s > p or s ≤ p − n hidden
     }
 
     /// <summary>Bytes of a full window's keys and values for <paramref name="batch"/> sequences (float32): 2·n·d·4.</summary>
