@@ -58,7 +58,8 @@ public sealed class KvCache : IDisposable
     public void RemoveRange(long start, long count)
     {
         if (start < 0 || start > Length) throw new ArgumentException($"start {start} must lie in [0, {Length}].", nameof(start));
-        if (count < 0 || start + count > Length) throw new ArgumentException($"count {count} from {start} runs past the {Length} stored tokens.", nameof(count));
+        if (count < 0 || start + count > Length)
+            throw new ArgumentException($"count {count} from {start} runs past the {Length} stored tokens.", nameof(count));
         long tail = Length - start - count;
         if (count > 0 && tail > 0)
         {

@@ -146,7 +146,8 @@ public sealed class LinearAttentionStream : IDisposable
         if (x.size(0) != Batch || x.size(-2) != Heads || x.size(-1) != lastDim)
             throw new ArgumentException($"{name} {Guard.ShapeText(x)} must have batch {Batch}, {Heads} heads and last dim {lastDim}.", name);
         if (x.dtype != Dtype) throw new ArgumentException($"{name} has dtype {x.dtype} but the stream takes {Dtype}.", name);
-        if (x.device_type != Device.type || x.device_index != Device.index) throw new ArgumentException($"{name} is on {x.device} but the stream is on {Device}.", name);
+        if (x.device_type != Device.type || x.device_index != Device.index)
+            throw new ArgumentException($"{name} is on {x.device} but the stream is on {Device}.", name);
     }
 
     public void Dispose()

@@ -23,8 +23,8 @@ public sealed partial class CausalSelfAttention
         var pos = torch.full(1, t, dtype: ScalarType.Int64, device: q.device);
         if (positions == PositionKind.Rope)
         {
-            q = hook_rot_q!.call(Attention.Positions.Rope(q, pos, ropeBase));       // R_t q
-            k = hook_rot_k!.call(Attention.Positions.Rope(k, pos, ropeBase));       // R_t k, cached rotated
+            q = hook_rot_q!.call(Attention.Positions.Rope(q, pos, ropeBase, ropeScale));    // R_t q
+            k = hook_rot_k!.call(Attention.Positions.Rope(k, pos, ropeBase, ropeScale));    // R_t k, cached rotated
         }
         state.Cache.Append(k, v);
         var selected = state.Cache.Select(q);                                       // [B, H, n′] or null (full step); q rotated

@@ -27,7 +27,7 @@ public sealed partial class CausalSelfAttention : AttentionMixer
     readonly HookPoint? hook_gate;
     readonly HookPoint? hook_rot_q, hook_rot_k;
     readonly PositionKind positions;
-    readonly double ropeBase;
+    readonly double ropeBase, ropeScale;
     readonly double[]? alibiSlopes;
     readonly AttentionKind kind;
 
@@ -38,9 +38,14 @@ public sealed partial class CausalSelfAttention : AttentionMixer
     /// <param name="ropeBase">RoPE's base.</param>
     /// <param name="kind">The normaliser and gate (P47's variants).</param>
     /// <param name="normaliser">Replaces the kind's normaliser (softmax for Softmax, GatedG1 and Register) when given.</param>
+    /// <param name="ropeScale">RoPE position interpolation: positions scaled by this factor (train length / target length; 1 = plain RoPE).</param>
     public CausalSelfAttention(int dModel, int heads, PositionKind positions = PositionKind.None, double ropeBase = 10000,
-        AttentionKind kind = AttentionKind.Softmax, AttentionNormaliser? normaliser = null) : base(nameof(CausalSelfAttention), dModel, heads)
+        AttentionKind kind = AttentionKind.Softmax, AttentionNormaliser? normaliser = null, double ropeScale = 1)
+        : base(nameof(CausalSelfAttention), dModel, heads)
     {
+        if (!(ropeScale > 0) || double.IsInfinity(ropeScale))
+            throw new ArgumentException($"ropeScale must be positive and finite, got {ropeScale}.", nameof(ropeScale));
+        this.ropeScale = ropeScale;
         if (positions == PositionKind.Rope && (dModel / heads) % 2 != 0)
             throw new ArgumentException($"RoPE needs an even head dim, got {dModel}/{heads}.", nameof(positions));
         if (!Enum.IsDefined(kind)) throw new ArgumentException($"kind {(int)kind} is not a known AttentionKind.", nameof(kind));
@@ -54,7 +59,7 @@ public sealed partial class CausalSelfAttention : AttentionMixer
 
     /// <summary>A mixer factory for <see cref="TinyGpt"/>: one attention layer per block, with the config's positions.</summary>
     public static Func<int, nn.Module<Tensor, Tensor>> Factory(TinyGptConfig config) =>
-        _ => new CausalSelfAttention(config.DModel, config.Heads, config.Positions, config.RopeBase, config.Attention);
+        _ => new CausalSelfAttention(config.DModel, config.Heads, config.Positions, config.RopeBase, config.Attention, ropeScale: config.RopeScale);
 
     /// <summary>The normaliser / gate this layer uses.</summary>
     public AttentionKind Kind => kind;
@@ -66,6 +71,10 @@ public sealed partial class CausalSelfAttention : AttentionMixer
     public Linear? Gate => gate;
     /// <summary>How positions enter the scores (RoPE, ALiBi) or none here.</summary>
     public PositionKind PositionKind => positions;
+    /// <summary>RoPE's base.</summary>
+    public double RopeBase => ropeBase;
+    /// <summary>RoPE's position scale (position interpolation; 1 = plain RoPE).</summary>
+    public double RopeScale => ropeScale;
 
     protected override Tensor Normalise(Tensor scores) => normaliser.call(scores);
 
@@ -76,8 +85,8 @@ public sealed partial class CausalSelfAttention : AttentionMixer
     {
         if (positions == PositionKind.Rope)
         {
-            q = hook_rot_q!.call(Attention.Positions.Rope(q, qPos, ropeBase));      // R_p q
-            k = hook_rot_k!.call(Attention.Positions.Rope(k, kPos, ropeBase));      // R_s k (rotated at use)
+            q = hook_rot_q!.call(Attention.Positions.Rope(q, qPos, ropeBase, ropeScale));   // R_{p·scale} q
+            k = hook_rot_k!.call(Attention.Positions.Rope(k, kPos, ropeBase, ropeScale));   // R_{s·scale} k (rotated at use)
         }
         if (alibiSlopes is null) return base.Scores(q, k, qPos, kPos, cachedKeys);
         var bias = Attention.Positions.AlibiBias(alibiSlopes, qPos, kPos, q.dtype);

@@ -10,12 +10,25 @@ namespace AttentionLab.Models;
 /// <see cref="Mlp"/> = false gives attention-only blocks; <see cref="ParallelBlock"/> = true computes attention and MLP
 /// from the same block input (GPT-J / NeoX). <see cref="Attention"/> picks the normaliser or gate of every attention
 /// layer (P47's variants); <see cref="AttentionKind.Register"/> prepends a learned register vector at position 0.
+/// <see cref="RopeScale"/> &lt; 1 interpolates RoPE positions (p ↦ p · RopeScale, <see cref="WithPositionInterpolation"/>).
 /// </summary>
 public sealed record TinyGptConfig(int Layers = 2, int DModel = 32, int Heads = 4, double MlpRatio = 4,
     int InputFeatures = 1, int OutputFeatures = 1, PositionKind Positions = PositionKind.None,
     int VocabSize = 0, int MaxLength = 256, bool TiedEmbeddings = false, bool Mlp = true, bool ParallelBlock = false,
-    double RopeBase = 10000, AttentionKind Attention = AttentionKind.Softmax)
+    double RopeBase = 10000, AttentionKind Attention = AttentionKind.Softmax, double RopeScale = 1)
 {
+    /// <summary>
+    /// The config with RoPE position interpolation (Chen et al. 2023, "Extending Context Window of Large Language Models via
+    /// Positional Interpolation", arXiv 2306.15595): positions scaled by <paramref name="trainLength"/> / <paramref name="targetLength"/>,
+    /// so a model trained on trainLength tokens sees targetLength positions inside its trained angle range.
+    /// </summary>
+    public TinyGptConfig WithPositionInterpolation(int trainLength, int targetLength)
+    {
+        if (trainLength < 1) throw new ArgumentException($"trainLength must be positive, got {trainLength}.", nameof(trainLength));
+        if (targetLength < 1) throw new ArgumentException($"targetLength must be positive, got {targetLength}.", nameof(targetLength));
+        return this with { RopeScale = (double)trainLength / targetLength };
+    }
+
     /// <summary>DModel / Heads.</summary>
     public int HeadDim => DModel / Heads;
     /// <summary>Hidden width of the MLP.</summary>
@@ -40,6 +53,7 @@ public sealed record TinyGptConfig(int Layers = 2, int DModel = 32, int Heads = 
         if (Positions == PositionKind.Learned) Pos(MaxLength, nameof(MaxLength));
         if (Positions == PositionKind.Rope && HeadDim % 2 != 0) Fail(nameof(Positions), $"Rope needs an even head dim, got DModel/Heads = {HeadDim}.");
         if (Positions == PositionKind.Rope && !(RopeBase > 1)) Fail(nameof(RopeBase), $"must be > 1, got {RopeBase}.");
+        if (!(RopeScale > 0) || double.IsInfinity(RopeScale)) Fail(nameof(RopeScale), $"must be positive and finite, got {RopeScale}.");
         if (!Enum.IsDefined(Attention)) Fail(nameof(Attention), $"is not a known AttentionKind: {(int)Attention}.");
         if (ParallelBlock && !Mlp) Fail(nameof(ParallelBlock), "needs an MLP (Mlp = true).");
         return this;

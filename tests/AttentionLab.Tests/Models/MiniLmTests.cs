@@ -274,7 +274,8 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
         var names = Model.HookNames;
         foreach (var n in new[] { "hook_embed", "hook_pos_embed", "hook_token_type_embed" }) Assert.Contains(n, names);
         for (int l = 0; l < 6; l++)
-            foreach (var n in new[] { "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_attn_scores", "attn.hook_pattern", "attn.hook_z",
+            foreach (var n in new[] { "hook_resid_pre", "attn.hook_q", "attn.hook_k", "attn.hook_v", "attn.hook_attn_scores", "attn.hook_pattern",
+                                      "attn.hook_z",
                                       "hook_attn_out", "hook_resid_mid", "mlp.hook_pre", "mlp.hook_post", "hook_mlp_out", "hook_resid_post",
                                       "hook_normalized_resid_post" })
                 Assert.Contains($"blocks.{l}.{n}", names);
