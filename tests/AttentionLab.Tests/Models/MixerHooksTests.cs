@@ -4,6 +4,7 @@ using AttentionLab.Interp;
 using AttentionLab.Models;
 using AttentionLab.Papers.Aaren;
 using AttentionLab.Papers.Based;
+using AttentionLab.Papers.DeconstructingAttention;
 using AttentionLab.Papers.LightningAttention;
 using AttentionLab.Papers.Flowformer;
 using AttentionLab.Papers.LandmarkAttention;
@@ -42,6 +43,15 @@ public class MixerHooksTests
         ["S2 (heterogeneous)"] = _ => new AttentionLab.Papers.S2Attention.S2SelfAttention(D, H, block: 2, localBlocks: 2, vertStride: 4),
         ["Routing (nearest, 2 local heads)"] = _ => new RoutingAttention(D, H, clusters: 3, window: 2, balanced: false, localHeads: 2, localWindow: 3),
         ["Routing (balanced, separate Q/K)"] = _ => new RoutingAttention(D, H, clusters: 3, window: 4, sharedQk: false, localHeads: 1, localWindow: 2),
+        ["NoMix (P18)"] = _ => new NoMixAttention(D, H),
+        ["StaticMix (P18)"] = _ =>                                                // b starts at 0 (= the uniform causal pattern): draw it
+        {
+            var mixer = new StaticMixAttention(D, H, maxLength: 32);
+            using (torch.no_grad()) mixer.StaticBias.normal_();
+            return mixer;
+        },
+        ["ReLU-normalised (P18)"] = _ => new ReluNormAttention(D, H),
+        ["distance kernel (P18)"] = _ => new DistanceKernelAttention(D, H),
     };
 
     public static TheoryData<string> Names()
