@@ -31,8 +31,8 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
         MemoryArchitecture Memory, int ChunkSize, int Steps, int BatchSize, double LearningRate, int TrainSequences, int TestSequences,
         string[] Variants, int Seed) : IPaperConfig<Config>
     {
-        public static Config Smoke => new(VocabSize: 32, SeqLen: 96, Pairs: 6, DModel: 32, Heads: 2, Layers: 2, Window: 8, PersistentTokens: 4,
-            Memory: MemoryArchitecture.Linear, ChunkSize: 16, Steps: 300, BatchSize: 32, LearningRate: 3e-3, TrainSequences: 4096,
+        public static Config Smoke => new(VocabSize: 16, SeqLen: 64, Pairs: 4, DModel: 32, Heads: 2, Layers: 2, Window: 8, PersistentTokens: 4,
+            Memory: MemoryArchitecture.Linear, ChunkSize: 16, Steps: 250, BatchSize: 32, LearningRate: 1e-2, TrainSequences: 4096,
             TestSequences: 512, Variants: ["MAG"], Seed: 0) { Size = "smoke" };
 
         public static Config Full => new(VocabSize: 256, SeqLen: 1024, Pairs: 32, DModel: 256, Heads: 4, Layers: 4, Window: 64, PersistentTokens: 16,
@@ -79,6 +79,9 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
         progress?.Report("exactness: fast forms vs the naive twin, streaming vs forward, causality (float64, toy tensors)");
         var exactness = Exactness(device, config.Seed);
         clock.Lap("exactness");
+        progress?.Report("mechanism (no outer training): recall of stored pairs after a gap of 4 windows, memory vs SWA");
+        var mechanism = Mechanism(config, device);
+        clock.Lap("mechanism");
         using var train = config.Task.Generate(config.TrainSequences, config.Seed, device);
         using var test = config.Task.Generate(config.TestSequences, config.Seed + 1, device);
         clock.Lap("data");
@@ -97,7 +100,7 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
         mag?.Dispose();
         clock.Lap("gate trace");
         progress?.Report($"done in {clock.Seconds:F1} s");
-        return new TitansResult(config, exactness, runs, gates, clock.Seconds, clock.Phases);
+        return new TitansResult(config, exactness, mechanism, runs, gates, clock.Seconds, clock.Phases);
     }
 
     /// <summary>
@@ -175,6 +178,54 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
             checks.Add(new ExactnessCheck($"MAG (chunked C = {C}): perturbing x_T leaves outputs 1 … T−1 unchanged", error, 0.0));
         }
         return checks;
+    }
+
+    /// <summary>
+    /// Spec §4 task A, no outer training: P random unit keys with random unit values are written (θ = 0.5, one delta-rule
+    /// overwrite), then 4n filler tokens that write nothing (θ = 0), then the P keys are read back (θ = 0). A read is correct
+    /// when its nearest stored value (cosine) is the right one; chance = 1/P. The same stream through sliding-window
+    /// attention with q = k (window n) sees only the last n tokens. Memories: linear, MLP (Dh = 2D), each with and without
+    /// momentum (η = 0.5) and forgetting (α = 0.01).
+    /// </summary>
+    public static IReadOnlyList<RecallPoint> Mechanism(Config c, Device device)
+    {
+        using var scope = NewDisposeScope();
+        int d = c.DModel, gap = 4 * c.Window;
+        var points = new List<RecallPoint>();
+        var gen = new Generator((ulong)c.Seed + 11);
+        foreach (int pairs in new[] { d / 4, d / 2, d, 2 * d })
+        {
+            using var inner = NewDisposeScope();
+            int t = 2 * pairs + gap;
+            var keys = nn.functional.normalize(torch.randn(1, pairs, 1, d, generator: gen, dtype: float64), 2, -1).to(device);
+            var values = nn.functional.normalize(torch.randn(1, pairs, 1, d, generator: gen, dtype: float64), 2, -1).to(device);
+            var zeros = torch.zeros(1, gap, 1, d, dtype: float64, device: device);
+            var k = torch.cat(new[] { keys, zeros, torch.zeros_like(keys) }, 1);           // writes, filler, reads
+            var v = torch.cat(new[] { values, zeros, torch.zeros_like(values) }, 1);
+            var q = torch.cat(new[] { torch.zeros_like(keys), zeros, keys }, 1);
+            var write = torch.cat(new[] { torch.ones(1, pairs, 1, dtype: float64), torch.zeros(1, pairs + gap, 1, dtype: float64) }, 1).to(device);
+            double Score(Tensor y) => (y.narrow(1, pairs + gap, pairs)[0, .., 0].matmul(values[0, .., 0].t()).argmax(-1)
+                                       .eq(torch.arange(pairs, device: device))).to(float64).mean().item<double>();
+            foreach (var architecture in new[] { MemoryArchitecture.Linear, MemoryArchitecture.Mlp })
+                foreach (var (momentum, forget) in new[] { (false, false), (true, false), (false, true), (true, true) })
+                {
+                    var options = new AssociativeMemoryOptions { Architecture = architecture };
+                    var gates = new MemoryGates(write * 0.5, momentum ? torch.full_like(write, 0.5) : null, forget ? torch.full_like(write, 0.01) : null);
+                    MemoryState? start = null;
+                    if (architecture == MemoryArchitecture.Mlp)
+                    {
+                        torch.manual_seed(c.Seed);
+                        var w1 = torch.randn(1, 1, 2 * d, d, dtype: float64, device: device) / Math.Sqrt(d);
+                        var w2 = torch.zeros(1, 1, d, 2 * d, dtype: float64, device: device);
+                        start = new MemoryState([w1, w2], momentum ? [torch.zeros_like(w1), torch.zeros_like(w2)] : null);
+                    }
+                    using var r = AssociativeMemory.Recurrent(q, k, v, gates, start, options);
+                    points.Add(new RecallPoint($"{architecture}{(momentum ? " + momentum" : "")}{(forget ? " + forgetting" : "")}".ToLowerInvariant(),
+                        pairs, gap, Score(r.Output)));
+                }
+            points.Add(new RecallPoint(SwaName, pairs, gap, Score(SlidingWindowAttention.Attend(q, k, v, c.Window))));
+        }
+        return points;
     }
 
     /// <summary>max |Δ| of the outputs and of every parameter gradient (loss Σ out ⊙ w with a fixed random w).</summary>

@@ -23,17 +23,21 @@ public sealed record ModelRun(string Model, long Params, long StateBytes, double
     }
 }
 
+/// <summary>Task A: the fraction of <c>Pairs</c> stored pairs a memory (or SWA) recalls after <c>Gap</c> filler tokens.</summary>
+public sealed record RecallPoint(string Memory, int Pairs, int Gap, double Accuracy);
+
 /// <summary>Per-token gates of layer 0, head 0 of the trained MAG on one test sequence.</summary>
 public sealed record GateTrace(long[] Tokens, double[] Theta, double[] Alpha, double[] Eta);
 
 /// <summary>Everything <see cref="TitansExperiment.Run"/> measured, its tables and its claims.</summary>
 /// <param name="Config">The sizes it ran with.</param>
 /// <param name="Exactness">The exactness phase (float64 toy tensors).</param>
+/// <param name="Mechanism">Task A (no outer training): recall vs stored pairs for each memory and SWA.</param>
 /// <param name="Runs">The SWA baseline first, then the Titans variants, same batches and steps.</param>
 /// <param name="Gates">θ, α, η along one test sequence (MAG's first layer), or null without MAG.</param>
 /// <param name="Seconds">Wall-clock time of the run.</param>
 /// <param name="PhaseSeconds">Wall-clock time per phase.</param>
-public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<ExactnessCheck> Exactness, IReadOnlyList<ModelRun> Runs,
+public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<ExactnessCheck> Exactness, IReadOnlyList<RecallPoint> Mechanism, IReadOnlyList<ModelRun> Runs,
     GateTrace? Gates, double Seconds, IReadOnlyDictionary<string, double> PhaseSeconds) : IPaperResult
 {
     /// <summary>Keys within the window: distance &lt; n (the key is inside the query's own window).</summary>
@@ -57,8 +61,18 @@ public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<
         AccFar = r.Accuracy(FarFrom).Accuracy,
         NNear = r.Accuracy(0, NearTo).Count,
         NFar = r.Accuracy(FarFrom).Count,
-        FinalLoss = r.Losses.Count == 0 ? double.NaN : r.Losses.TakeLast(Math.Max(1, r.Losses.Count / 10)).Average(),
+        FinalLoss = FinalLoss(r),
     }));
+
+    /// <summary>Task A recall of a memory (or "SWA") at <paramref name="pairs"/> stored pairs.</summary>
+    public double Recall(string memory, int pairs) => Mechanism.FirstOrDefault(p => p.Memory == memory && p.Pairs == pairs)?.Accuracy
+        ?? throw new ArgumentException($"no task-A point for '{memory}' at {pairs} pairs.", nameof(memory));
+
+    /// <summary>Mean training loss over the last tenth of the steps.</summary>
+    public static double FinalLoss(ModelRun run) => run.Losses.Count == 0 ? double.NaN : run.Losses.TakeLast(Math.Max(1, run.Losses.Count / 10)).Average();
+
+    /// <summary>Columns: memory, pairs, gap, accuracy (task A).</summary>
+    public DataFrame MechanismFrame() => Tables.From(Mechanism);
 
     /// <summary>Columns: check, max_abs, tolerance, holds.</summary>
     public DataFrame ExactnessFrame() => Tables.From(Exactness.Select(e => new { e.Check, e.MaxAbs, e.Tolerance, e.Holds }));
@@ -104,29 +118,54 @@ public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<
         claims.Exactness("causal-chunked", "chunked MAG is causal: token t reads only memories written by tokens < t (no end-of-chunk leak)",
             $"max |Δ| of outputs 1 … T−1 after changing x_T: {Num.Sci(causal.MaxAbs)}", "exactly 0 (spec §6)", causal.Holds);
 
+        // Task A (mechanism, no outer training): the memory holds D/2 pairs across 4n filler tokens; SWA sees only its window.
+        int d = Config.DModel, half = d / 2;
+        double linearHalf = Recall("linear", half), swaHalf = Recall(TitansExperiment.SwaName, half);
+        int gap = Mechanism[0].Gap;
+        claims.Claim("memory-recall-beyond-window",
+            "the neural memory recalls stored pairs far beyond the attention window, where SWA is at chance (spec §4 task A: identity projections, no outer training)",
+            "recall kept far beyond the window (paper §5.3, NIAH/BABILong beyond 2M tokens); toy analogue spec §7",
+            $"linear memory {linearHalf:P1} vs SWA {swaHalf:P1} of {half} pairs after a gap of {gap} tokens (4 × window {Config.Window}); chance {1.0 / half:P1}",
+            "memory ≥ 90 % and SWA ≤ 2 × chance (spec §7)", linearHalf >= 0.9 && swaHalf <= 2.0 / half, asserted: true,
+            deviation: "spec §7's criterion applied to task A (no outer training); the trained version is the next records");
+        double linear2d = Recall("linear", 2 * d), mlp2d = Recall("mlp", 2 * d);
+        claims.Reported("deep-memory-capacity", "a deeper (MLP) memory stores more pairs than a linear one once the pairs outnumber its key width",
+            "deeper memories scale better with context length (paper §5.5, Fig. 7)",
+            $"at {2 * d} pairs (2 × D): MLP {mlp2d:P1}, linear {linear2d:P1}; at {half}: MLP {Recall("mlp", half):P1}, linear {linearHalf:P1}",
+            "MLP > linear at 2 × D pairs [ours: the spec names no threshold]", mlp2d > linear2d);
+
+        // Task B (trained): MQAR, far queries.
         var swa = Run(TitansExperiment.SwaName);
         var (swaNear, nNear) = swa.Accuracy(0, NearTo);
         var (swaFar, nFar) = swa.Accuracy(FarFrom);
         double chance = Config.Chance;
         string far = $"distance ≥ {FarFrom} (window n = {Config.Window})";
+        bool baselineTrained = swaNear >= swaFar + 0.30;
+        bool anyAboveChance = Runs.Any(r => r.Accuracy(FarFrom).Accuracy > 2 * chance);
+        string untrained = $"undecided at this size: in {Config.Steps} steps no model left the loss plateau (final loss " +
+            string.Join(", ", Runs.Select(r => $"{r.Model} {FinalLoss(r):F2}")) + $"; ln(V/2) = {Math.Log(Config.VocabSize / 2.0):F2}) — the SWA baseline " +
+            "does not even recall inside its window, so the comparison says nothing about memory; the full preset decides it";
         foreach (var variant in Config.Variants)
         {
             var run = Run(variant);
             var (acc, _) = run.Accuracy(FarFrom);
             string lower = variant.ToLowerInvariant();
-            bool asserted = variant == TitansExperiment.MagName;
-            claims.Claim($"{lower}-recall-beyond-window",
-                $"Titans-{variant} recalls far beyond the attention window, where SWA alone is at chance (MQAR, same steps and batches)",
-                "NIAH/BABILong accuracy kept beyond 2M tokens (paper Fig. 6, Table 2); toy analogue from spec §7",
-                $"{variant} {acc:P1} vs SWA {swaFar:P1} at {far}, {nFar} queries; chance {chance:P1}",
-                $"{variant} ≥ 90 % and SWA ≤ 2 × chance (spec §7)", acc >= 0.9 && swaFar <= 2 * chance, asserted: asserted);
-            claims.Claim($"{lower}-beats-swa-4x-window", $"Titans-{variant} beats SWA at 4× the window by more than 30 pp",
-                "spec §6 qualitative check (seed 0)", $"{variant} − SWA = {100 * (acc - swaFar):F1} pp at {far}",
-                "> 30 pp (spec §6)", acc - swaFar > 0.30, asserted: asserted);
+            string statement = $"Titans-{variant} recalls far beyond the attention window, where SWA alone is at chance (MQAR, same steps and batches)";
+            string ours = $"{variant} {acc:P1} vs SWA {swaFar:P1} at {far}, {nFar} queries; chance {chance:P1}; SWA inside its window {swaNear:P1}";
+            const string figure = "NIAH/BABILong accuracy kept beyond 2M tokens (paper Fig. 6, Table 2); toy analogue from spec §7";
+            const string criterion = "variant ≥ 90 % and SWA ≤ 2 × chance (spec §7)";
+            if (!baselineTrained && !anyAboveChance) claims.NotShown($"{lower}-recall-beyond-window", statement, figure, ours, criterion, untrained);
+            else claims.Claim($"{lower}-recall-beyond-window", statement, figure, ours, criterion, acc >= 0.9 && swaFar <= 2 * chance,
+                asserted: variant == TitansExperiment.MagName);
+            string beats = $"Titans-{variant} beats SWA at 4× the window by more than 30 pp";
+            string oursBeats = $"{variant} − SWA = {100 * (acc - swaFar):F1} pp at {far}";
+            if (!baselineTrained && !anyAboveChance) claims.NotShown($"{lower}-beats-swa-4x-window", beats, "spec §6 qualitative check (seed 0)", oursBeats, "> 30 pp (spec §6)", untrained);
+            else claims.Claim($"{lower}-beats-swa-4x-window", beats, "spec §6 qualitative check (seed 0)", oursBeats, "> 30 pp (spec §6)", acc - swaFar > 0.30,
+                asserted: variant == TitansExperiment.MagName);
         }
-        claims.Claim("swa-wins-in-window", "the SWA baseline can recall inside its window (so its far failure is the window, not training)",
+        claims.Reported("swa-wins-in-window", "the SWA baseline can recall inside its window (so that its far failure is the window's, not training's)",
             "SWA is exact within its window (by construction)", $"SWA {swaNear:P1} at distance < {NearTo} ({nNear} queries) vs {swaFar:P1} far",
-            "near accuracy ≥ far accuracy + 30 pp [ours: the spec names no threshold]", swaNear >= swaFar + 0.30, asserted: true);
+            "near accuracy ≥ far accuracy + 30 pp [ours: the spec names no threshold]", baselineTrained);
 
         string bytes = string.Join(", ", Runs.Select(r => $"{r.Model} {r.StateBytes:N0} B"));
         long kv = 2L * Config.SeqLen * Config.DModel * sizeof(float) * Config.Layers;
@@ -138,6 +177,8 @@ public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<
             "full attention wins at small T; the inner loop is FLOP-heavy (spec §8)",
             string.Join(", ", Runs.Select(r => $"{r.Model} {r.MsPerToken * 1000:F1} µs")), "none (timing)", true);
 
+        claims.Saw($"Without outer training, a linear memory recalled {linearHalf:P0} of {half} pairs after {gap} filler tokens, where SWA recalled " +
+            $"{swaHalf:P0}; at {2 * d} pairs the MLP memory recalled {mlp2d:P0} and the linear one {linear2d:P0}.");
         foreach (var variant in Config.Variants)
         {
             var (acc, _) = Run(variant).Accuracy(FarFrom);
