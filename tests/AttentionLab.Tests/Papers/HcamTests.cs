@@ -173,4 +173,64 @@ public class HcamTests
         Assert.Equal(full.ParameterCount, hcam.ParameterCount);
         Assert.Equal(local.ParameterCount, hcam.ParameterCount);
     }
+
+    [Fact]
+    public void SmokeRunMeetsItsClaims()
+    {
+        var result = HcamExperiment.Run(HcamExperiment.Config.Smoke, torch.CPU);
+        var claims = result.Claims();
+        Assert.Empty(claims.Failures);
+        Assert.Equal(HcamExperiment.Paper.Number, claims.Paper);
+        Assert.Equal(3 * HcamExperiment.Config.Smoke.TestDistractors.Length, result.Rows.Count);
+        Assert.All(result.Rows, r => Assert.InRange(r.Accuracy, 0, 1));
+        Assert.All(result.Rows.Where(r => r.Model == HcamExperiment.HcamName), r => Assert.NotNull(r.TopOneHit));
+        Assert.Equal(HcamExperiment.Config.Smoke.Task.Events, result.Heatmap.Weights.Count);
+    }
+
+    /// <summary>A result built by hand: the recall claims flip with the accuracies, and are "not shown" while no model learned.</summary>
+    [Fact]
+    public void ClaimsFlipWithTheirMeasurements()
+    {
+        var config = HcamExperiment.Config.Smoke with { TestDistractors = new[] { 8, 32, 64 }, Size = "custom" };
+        var exact = new HcamExactness(1e-16, 1e-16, 1e-16, 0, 0, 1e-16, 0, 0.5, "toy");
+        HcamResult Make(double hcam32, double full8, double full32, HcamExactness? e = null)
+        {
+            HcamRow Row(string m, int d, double acc) => new(m, d, 100, d / 8.0, 1, acc, m == HcamExperiment.HcamName ? 0.95 : null);
+            var rows = new List<HcamRow>();
+            foreach (int d in config.TestDistractors)
+            {
+                rows.Add(Row(HcamExperiment.LocalName, d, 0.1));
+                rows.Add(Row(HcamExperiment.FullName, d, d == 8 ? full8 : full32));
+                rows.Add(Row(HcamExperiment.HcamName, d, d == 8 ? 0.99 : hcam32));
+            }
+            return new HcamResult(config, e ?? exact, rows, new Dictionary<string, IReadOnlyList<double>>(),
+                new HcamHeatmap(32, ["q"], [new double[36]], [0]),
+                [new HcamTiming(HcamExperiment.HcamName, 100, 1, 10), new HcamTiming(HcamExperiment.HcamName, 548, 1.1, 50),
+                 new HcamTiming(HcamExperiment.FullName, 100, 1, 20), new HcamTiming(HcamExperiment.FullName, 548, 3, 100)], 1,
+                new Dictionary<string, double>());
+        }
+        var good = Make(hcam32: 0.95, full8: 0.99, full32: 0.5).Claims();
+        Assert.Equal(ClaimStatus.Holds, good["recall-4x"].Status);
+        Assert.True(good["recall-4x"].Asserted);
+        Assert.Equal(ClaimStatus.Holds, good["full-attention-degrades"].Status);
+        Assert.Equal(ClaimStatus.Holds, good["hcam-about-90"].Status);
+        Assert.Empty(good.Failures);
+
+        var close = Make(hcam32: 0.6, full8: 0.99, full32: 0.5).Claims();            // 10 pp: below the spec's 20 pp
+        Assert.Equal(ClaimStatus.DoesNotHold, close["recall-4x"].Status);
+        Assert.Equal(ClaimStatus.DoesNotHold, close["hcam-about-90"].Status);
+        var fullHolds = Make(hcam32: 0.95, full8: 0.99, full32: 0.97).Claims();      // the baseline can win
+        Assert.Equal(ClaimStatus.DoesNotHold, fullHolds["recall-4x"].Status);
+        Assert.Equal(ClaimStatus.DoesNotHold, fullHolds["full-attention-degrades"].Status);
+
+        var unlearned = new HcamResult(config, exact, Make(0.3, 0.3, 0.2).Rows.Select(r => r with { Accuracy = Math.Min(r.Accuracy, 0.3) }).ToList(),
+            new Dictionary<string, IReadOnlyList<double>>(), new HcamHeatmap(32, ["q"], [new double[36]], [0]), [], 1, new Dictionary<string, double>());
+        Assert.False(unlearned.Learned);
+        Assert.Equal(ClaimStatus.NotShown, unlearned.Claims()["recall-4x"].Status);
+
+        var broken = Make(0.95, 0.99, 0.5, exact with { StopGradientLeak = 1e-3 }).Claims();
+        Assert.Contains(broken.Failures, f => f.Id == "memory-stop-gradient");
+        var twin = Make(0.95, 0.99, 0.5, exact with { GradMaxAbs = 1e-6 }).Claims();
+        Assert.Contains(twin.Failures, f => f.Id == "read-equals-naive");
+    }
 }

@@ -57,7 +57,7 @@ public sealed class HcamMixer : AttentionMixer
     /// <summary>HCAM's equivalent weights [B, H, T, T] (fires only while a hook listens).</summary>
     public HookPoint HookMemoryPattern => hook_memory_pattern;
 
-    /// <summary>The last forward's memory read (selected chunks, weights, fine softmax); null before a read. Detached.</summary>
+    /// <summary>The last forward's memory read (selected chunks, weights, fine softmax) while <see cref="KeepLastRead"/> is on; null otherwise. Detached copies owned by the mixer (replaced by the next read).</summary>
     public HcamRead? LastRead { get; private set; }
 
     /// <summary>Keep <see cref="LastRead"/> after each forward (off by default: it holds tensors).</summary>
@@ -100,7 +100,9 @@ public sealed class HcamMixer : AttentionMixer
         }
         var (memK, memV) = Split(withPos);
         var read = HcamAttention.Read(q, summaries, memK, memV, ChunkSize, TopK);
-        LastRead = KeepLastRead ? new HcamRead(read.Z.detach(), read.Selected, read.Weights.detach(), read.Fine.detach()) : null;
+        if (LastRead is { } previous) foreach (var tensor in new[] { previous.Z, previous.Selected, previous.Weights, previous.Fine }) tensor.Dispose();
+        static Tensor Keep(Tensor x) => x.detach().clone().DetachFromDisposeScope();   // owned by the mixer until the next read
+        LastRead = KeepLastRead ? new HcamRead(Keep(read.Z), Keep(read.Selected), Keep(read.Weights), Keep(read.Fine)) : null;
         if (hook_memory_pattern.HookCount == 0) return read.Z;
         var pattern = hook_memory_pattern.call(HcamAttention.DensePattern(read, t, ChunkSize));   // A [B, H, T, T]
         return Combine(pattern, memV);                                                    // z = A·v_mem
