@@ -127,7 +127,8 @@ public class HcamTests
         using var q = torch.randn(1, 8, 2, 4);
         Assert.Equal("topK", Assert.ThrowsAny<ArgumentException>(() => HcamAttention.Read(q, HcamAttention.Summaries(q, 4), q, q, 4, 0)).ParamName);
         Assert.Equal("summaries", Assert.Throws<ArgumentException>(() => HcamAttention.Read(q, torch.randn(1, 2, 2, 3), q, q, 4, 1)).ParamName);
-        Assert.Equal("k", Assert.Throws<ArgumentException>(() => HcamAttention.Read(q, HcamAttention.Summaries(q, 4), q.narrow(1, 0, 5), q.narrow(1, 0, 5), 4, 1)).ParamName);
+        var five = q.narrow(1, 0, 5);
+        Assert.Equal("k", Assert.Throws<ArgumentException>(() => HcamAttention.Read(q, HcamAttention.Summaries(q, 4), five, five, 4, 1)).ParamName);
         Assert.Equal("q", Assert.Throws<ArgumentException>(() => HcamAttention.Read(q[0], HcamAttention.Summaries(q, 4), q, q, 4, 1)).ParamName);
         Assert.Throws<InvalidOperationException>(() => new HcamMixer(8, 2, 4, 1).NewState(1, ScalarType.Float32, torch.CPU));
     }

@@ -97,7 +97,8 @@ public static class HcamAttention
         if (m == 0)
         {
             var none = torch.zeros(b, t, 0, dtype: ScalarType.Int64, device: q.device);
-            return Outer(new HcamRead(q.new_zeros(b, t, h, dv) + q.narrow(3, 0, 0).sum() + v.narrow(3, 0, 0).sum(), none, q.new_zeros(new long[] { b, t, 0 }), q.new_zeros(new long[] { b, t, h, 0, chunkSize })));
+            var zero = q.new_zeros(b, t, h, dv) + q.narrow(3, 0, 0).sum() + v.narrow(3, 0, 0).sum();   // 0, on the graph of q and v
+            return Outer(new HcamRead(zero, none, q.new_zeros(new long[] { b, t, 0 }), q.new_zeros(new long[] { b, t, h, 0, chunkSize })));
         }
         int kk = (int)Math.Min(topK, m);
         var coarse = CoarseScores(q, summaries, chunkSize);                              // ℓ [B, T, M]

@@ -57,7 +57,10 @@ public sealed class HcamMixer : AttentionMixer
     /// <summary>HCAM's equivalent weights [B, H, T, T] (fires only while a hook listens).</summary>
     public HookPoint HookMemoryPattern => hook_memory_pattern;
 
-    /// <summary>The last forward's memory read (selected chunks, weights, fine softmax) while <see cref="KeepLastRead"/> is on; null otherwise. Detached copies owned by the mixer (replaced by the next read).</summary>
+    /// <summary>
+    /// The last forward's memory read (selected chunks, weights, fine softmax) while <see cref="KeepLastRead"/> is on; null
+    /// otherwise. Detached copies owned by the mixer (replaced by the next read).
+    /// </summary>
     public HcamRead? LastRead { get; private set; }
 
     /// <summary>Keep <see cref="LastRead"/> after each forward (off by default: it holds tensors).</summary>
