@@ -37,7 +37,8 @@ public sealed record GateTrace(long[] Tokens, double[] Theta, double[] Alpha, do
 /// <param name="Gates">θ, α, η along one test sequence (MAG's first layer), or null without MAG.</param>
 /// <param name="Seconds">Wall-clock time of the run.</param>
 /// <param name="PhaseSeconds">Wall-clock time per phase.</param>
-public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<ExactnessCheck> Exactness, IReadOnlyList<RecallPoint> Mechanism, IReadOnlyList<ModelRun> Runs,
+public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<ExactnessCheck> Exactness,
+    IReadOnlyList<RecallPoint> Mechanism, IReadOnlyList<ModelRun> Runs,
     GateTrace? Gates, double Seconds, IReadOnlyDictionary<string, double> PhaseSeconds) : IPaperResult
 {
     /// <summary>Keys within the window: distance &lt; n (the key is inside the query's own window).</summary>
@@ -105,9 +106,11 @@ public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<
                      ("mag-equals-naive", "MAG"), ("mal-equals-naive", "MAL"),
                  })
         {
-            var group = Exactness.Where(e => e.Check.StartsWith(prefix, StringComparison.Ordinal) && e.Check.Contains("naive", StringComparison.Ordinal)).ToList();
+            var group = Exactness.Where(e => e.Check.StartsWith(prefix, StringComparison.Ordinal)
+                && e.Check.Contains("naive", StringComparison.Ordinal)).ToList();
             double worst = group.Max(e => e.MaxAbs);
-            claims.Exactness(id, $"{prefix} mixer: fast forms (chunked, recurrent) equal the naive twin (autograd inner gradients), outputs and every parameter gradient",
+            claims.Exactness(id,
+                $"{prefix} mixer: fast forms (chunked, recurrent) equal the naive twin (autograd inner gradients), outputs and every parameter gradient",
                 $"max |Δ| {Num.Sci(worst)} over {group.Count} checks (float64, T = 13, chunk 4)", "≤ 1e-10 (float64, conformance tolerance)",
                 group.All(e => e.Holds));
         }
@@ -123,9 +126,11 @@ public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<
         double linearHalf = Recall("linear", half), swaHalf = Recall(TitansExperiment.SwaName, half);
         int gap = Mechanism[0].Gap;
         claims.Claim("memory-recall-beyond-window",
-            "the neural memory recalls stored pairs far beyond the attention window, where SWA is at chance (spec §4 task A: identity projections, no outer training)",
+            "the neural memory recalls stored pairs far beyond the attention window, where SWA is at chance " +
+            "(spec §4 task A: identity projections, no outer training)",
             "recall kept far beyond the window (paper §5.3, NIAH/BABILong beyond 2M tokens); toy analogue spec §7",
-            $"linear memory {linearHalf:P1} vs SWA {swaHalf:P1} of {half} pairs after a gap of {gap} tokens (4 × window {Config.Window}); chance {1.0 / half:P1}",
+            $"linear memory {linearHalf:P1} vs SWA {swaHalf:P1} of {half} pairs after a gap of {gap} tokens " +
+            $"(4 × window {Config.Window}); chance {1.0 / half:P1}",
             "memory ≥ 90 % and SWA ≤ 2 × chance (spec §7)", linearHalf >= 0.9 && swaHalf <= 2.0 / half, asserted: true,
             deviation: "spec §7's criterion applied to task A (no outer training); the trained version is the next records");
         double linear2d = Recall("linear", 2 * d), mlp2d = Recall("mlp", 2 * d);
@@ -159,7 +164,8 @@ public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<
                 asserted: variant == TitansExperiment.MagName);
             string beats = $"Titans-{variant} beats SWA at 4× the window by more than 30 pp";
             string oursBeats = $"{variant} − SWA = {100 * (acc - swaFar):F1} pp at {far}";
-            if (!baselineTrained && !anyAboveChance) claims.NotShown($"{lower}-beats-swa-4x-window", beats, "spec §6 qualitative check (seed 0)", oursBeats, "> 30 pp (spec §6)", untrained);
+            if (!baselineTrained && !anyAboveChance)
+                claims.NotShown($"{lower}-beats-swa-4x-window", beats, "spec §6 qualitative check (seed 0)", oursBeats, "> 30 pp (spec §6)", untrained);
             else claims.Claim($"{lower}-beats-swa-4x-window", beats, "spec §6 qualitative check (seed 0)", oursBeats, "> 30 pp (spec §6)", acc - swaFar > 0.30,
                 asserted: variant == TitansExperiment.MagName);
         }
@@ -172,7 +178,8 @@ public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<
         claims.Reported("state-bytes", "constant-size state: memory weights instead of an O(T) KV cache",
             "linear cost in T, constant-size state (paper §3, spec §8)",
             $"decode state per sequence: {bytes}; a full KV cache at T = {Config.SeqLen}: {kv:N0} B",
-            "reported: bytes by formula (window and P keys and values, memory and momentum, conv); the memory part is constant in T by construction", Runs.All(r => r.StateBytes > 0));
+            "reported: bytes by formula (window and P keys and values, memory and momentum, conv); the memory part is constant in T by construction",
+            Runs.All(r => r.StateBytes > 0));
         claims.Reported("time-per-token", "forward time per token of the trained models (shared CPU: reported, never asserted)",
             "full attention wins at small T; the inner loop is FLOP-heavy (spec §8)",
             string.Join(", ", Runs.Select(r => $"{r.Model} {r.MsPerToken * 1000:F1} µs")), "none (timing)", true);

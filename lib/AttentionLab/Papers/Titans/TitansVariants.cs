@@ -54,7 +54,8 @@ public sealed class TitansMag : nn.Module<Tensor, Tensor>, IStreamingMixer
 
     public Tensor Step(Tensor xT, MixerState state)
     {
-        if (state is not PairState s) throw new ArgumentException($"state must come from {nameof(TitansMag)}.NewState, got {state?.GetType().Name ?? "null"}.", nameof(state));
+        if (state is not PairState s)
+            throw new ArgumentException($"state must come from {nameof(TitansMag)}.NewState, got {state?.GetType().Name ?? "null"}.", nameof(state));
         using var scope = NewDisposeScope();
         var y = Gate(attn.Step(xT, s.First), memory.Step(xT, s.Second));
         s.Advance();
@@ -97,7 +98,8 @@ public sealed class TitansMal : nn.Module<Tensor, Tensor>, IStreamingMixer
 
     public Tensor Step(Tensor xT, MixerState state)
     {
-        if (state is not PairState s) throw new ArgumentException($"state must come from {nameof(TitansMal)}.NewState, got {state?.GetType().Name ?? "null"}.", nameof(state));
+        if (state is not PairState s)
+            throw new ArgumentException($"state must come from {nameof(TitansMal)}.NewState, got {state?.GetType().Name ?? "null"}.", nameof(state));
         using var scope = NewDisposeScope();
         var y = attn.Step(memory.Step(xT, s.First), s.Second);
         s.Advance();
