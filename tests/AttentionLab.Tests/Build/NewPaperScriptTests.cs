@@ -97,14 +97,14 @@ public sealed class NewPaperScriptTests(ITestOutputHelper output) : IDisposable
     public void APlannedPaperTakesItsSlugAndTitleFromTheReadme()
     {
         Skeleton();
-        string row = File.ReadAllLines(Path.Combine(root, "README.md")).First(l => l.StartsWith("| 16 |", StringComparison.Ordinal));
+        string row = File.ReadAllLines(Path.Combine(root, "README.md")).First(l => l.StartsWith("| 14 |", StringComparison.Ordinal));
         Assert.Contains("planned", row);
-        Assert.Equal(0, Script("16", "Titans").Code);
-        string updated = File.ReadAllLines(Path.Combine(root, "README.md")).First(l => l.StartsWith("| 16 |", StringComparison.Ordinal));
-        Assert.Contains("[16-titans.ipynb](notebooks/16-titans.ipynb)", updated);
+        Assert.Equal(0, Script("14", "Dha").Code);
+        string updated = File.ReadAllLines(Path.Combine(root, "README.md")).First(l => l.StartsWith("| 14 |", StringComparison.Ordinal));
+        Assert.Contains("[14-dha.ipynb](notebooks/14-dha.ipynb)", updated);
         Assert.Contains("in progress", updated);
-        Assert.Contains("Titans: neural memory", File.ReadAllText(Path.Combine(root, "lib/AttentionLab/Papers/Titans/TitansExperiment.cs")));
-        Assert.True(File.Exists(Path.Combine(root, "notebooks/16-titans.ipynb")));
+        Assert.Contains("DHA: decoupled-head attention", File.ReadAllText(Path.Combine(root, "lib/AttentionLab/Papers/Dha/DhaExperiment.cs")));
+        Assert.True(File.Exists(Path.Combine(root, "notebooks/14-dha.ipynb")));
     }
 
     /// <summary>Compiles <paramref name="files"/> against this build (warnings as errors) and loads the assembly.</summary>
