@@ -18,14 +18,19 @@ passed=0; failed=0; status=0
 for project in tests/*/*.csproj; do
   name=$(basename "$project" .csproj)
   echo "=== $name"
+  project_status=0
   dotnet test "$project" -c Release --no-build --logger "trx;LogFileName=$name.trx" --logger "console;verbosity=normal" \
-    --results-directory "$results" "$@" || status=1
+    --results-directory "$results" "$@" || { status=1; project_status=1; }
   trx="$results/$name.trx"
   if [ -f "$trx" ]; then
     counters=$(grep -o '<Counters [^>]*>' "$trx" | head -1)
     p=$(sed -n 's/.* passed="\([0-9]*\)".*/\1/p' <<<"$counters"); f=$(sed -n 's/.* failed="\([0-9]*\)".*/\1/p' <<<"$counters")
     e=$(sed -n 's/.* error="\([0-9]*\)".*/\1/p' <<<"$counters"); t=$(sed -n 's/.* timeout="\([0-9]*\)".*/\1/p' <<<"$counters")
     passed=$((passed + ${p:-0})); failed=$((failed + ${f:-0} + ${e:-0} + ${t:-0}))
+    if [ "$project_status" -ne 0 ] && [ $((${f:-0} + ${e:-0} + ${t:-0})) -eq 0 ]; then
+      echo "$name: dotnet test failed with no failed test in its results (the test host crashed): counted as 1 failed"
+      failed=$((failed + 1))
+    fi
   else
     echo "$name: no test results (the test host crashed or the filter matched nothing in it)"
     [ "$status" -ne 0 ] && failed=$((failed + 1))
