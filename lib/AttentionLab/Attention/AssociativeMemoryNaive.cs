@@ -1,3 +1,4 @@
+using AttentionLab.Core;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -43,11 +44,11 @@ public static class AssociativeMemoryNaive
         {
             var w = a.Select(options.Retention.Read).ToArray();                         // W_{t−1}
             if (i % chunk == 0)                                                          // a new chunk: gradients at this memory from now on
-                atChunkStart = w.Select(x => x.requires_grad ? x : x.detach().requires_grad_(true)).ToArray();
+                atChunkStart = w.Select(GraphNode).ToArray();
             var qt = q.select(1, i); var kt = k.select(1, i); var vt = v.select(1, i);   // [B, H, ·]
             outputs.Add(Memory(options, w, qt));                                         // y_t = M(q_t; W_{t−1})
             var loss = options.Bias.Loss(Memory(options, atChunkStart, kt), vt, gates.Delta?.select(1, i)).sum();
-            var g = torch.autograd.grad([loss], atChunkStart, retain_graph: true, create_graph: true);    // ∇_W ℓ by autograd
+            var g = Gradients.Of([loss], atChunkStart, retainGraph: true, createGraph: true);    // ∇_W ℓ by autograd
             var theta = gates.Theta.select(1, i);
             for (int m = 0; m < a.Length; m++)
             {
@@ -60,6 +61,14 @@ public static class AssociativeMemoryNaive
         var output = torch.stack(outputs, 1);                                            // [B, T, H, Dv]
         return new AssociativeMemoryResult(output, new MemoryState(a, s)).MoveToOuterDisposeScope();
     }
+
+    /// <summary>
+    /// The memory as a node autograd can differentiate at. A graph node is used as it is (gradients reach the start memory
+    /// through it). A leaf that requires grad may be a view made under no_grad of a parameter (the learned start memory
+    /// expanded over the batch in an inference call): autograd routes its gradient to the parameter, never to the view,
+    /// so it is cloned into the graph. A tensor without grad becomes a fresh leaf.
+    /// </summary>
+    static Tensor GraphNode(Tensor w) => !w.requires_grad ? w.detach().requires_grad_(true) : w.is_leaf ? w.clone() : w;
 
     /// <summary>M(x; W) for one token per (b, h): x [B, H, D], weights [B, H, out, in] → [B, H, Dv], written plainly.</summary>
     static Tensor Memory(AssociativeMemoryOptions o, Tensor[] w, Tensor x)

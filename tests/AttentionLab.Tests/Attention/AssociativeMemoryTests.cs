@@ -317,6 +317,35 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
         AssertClose.Tensors(r.FinalState.Weights[0], expected, 1e-12, 1e-12, "Σ 2θ v kᵀ");
     }
 
+    /// <summary>
+    /// The naive twin's start memory may be a view made under no_grad of a parameter (a learned start memory expanded in an
+    /// inference call): autograd reports such a view as a leaf that requires grad yet routes its gradient to the parameter,
+    /// so differentiating at it reached nothing and ended the process. Both runs equal one from a plain copy, and a start
+    /// memory that is a genuine leaf still gets its gradient through the updates.
+    /// </summary>
+    [Fact]
+    public void NaiveTwinTakesAStartMemoryViewedFromAParameterUnderNoGrad()
+    {
+        using var scope = NewDisposeScope();
+        var (q, k, v, full) = Small(4);
+        var gates = new MemoryGates(full.Theta, null, full.Alpha);
+        var options = new AssociativeMemoryOptions { Architecture = MemoryArchitecture.Mlp };
+        var g = new Generator(5);
+        using var w1 = new TorchSharp.Modules.Parameter(torch.randn(2, 8, 4, dtype: float64, generator: g) / 4);
+        using var w2 = new TorchSharp.Modules.Parameter(torch.randn(2, 3, 8, dtype: float64, generator: g) / 4);
+        var plain = AssociativeMemoryNaive.Run(q, k, v, gates, MemoryState.FromHeads(2, false, w1.detach(), w2.detach()), options);
+        using (torch.no_grad())
+        {
+            var viewed = AssociativeMemoryNaive.Run(q, k, v, gates, MemoryState.FromHeads(2, false, w1, w2), options);
+            AssertClose.Tensors(viewed.Output, plain.Output, 1e-14, 0, "start memory viewed from parameters under no_grad");
+        }
+        var leaves = new[] { w1.detach().unsqueeze(0).expand(2, -1, -1, -1).clone().requires_grad_(), w2.detach().unsqueeze(0).expand(2, -1, -1, -1).clone().requires_grad_() };
+        var run = AssociativeMemoryNaive.Run(q, k, v, gates, new MemoryState(leaves, null), options);
+        AssertClose.Tensors(run.Output, plain.Output, 1e-14, 0, "start memory as a leaf");
+        var grads = Gradients.Of([run.Output.sum() + run.FinalState.Weights[0].sum()], leaves);
+        Assert.All(grads, gr => Assert.True(gr.abs().sum().item<double>() > 0, "the start memory gets a gradient"));
+    }
+
     /// <summary>θ = 0 never writes: every read is M₀(q), and the final memory is (1 − α) decays of A₀ only.</summary>
     [Fact]
     public void ZeroLearningRateReadsTheStartMemory()

@@ -116,11 +116,11 @@ public static class Conformance
         foreach (var s in result.States.Where(s => s.requires_grad))
             loss = loss + (s * torch.randn(s.shape, generator: gen, dtype: ScalarType.Float64).to(s.dtype)).sum();
         var wanted = leaves.Where(l => l.requires_grad).ToList();
-        var grads = wanted.Count == 0 ? [] : torch.autograd.grad([loss], wanted, allow_unused: true);
+        var grads = wanted.Count == 0 ? [] : Gradients.Of([loss], wanted, allowUnused: true);   // an unused input gets zeros
         var byInput = new Tensor?[leaves.Length];
         // an input the output does not depend on (T = 1: the softmax of one score is 1) gets no gradient: it is zero
         for (int i = 0, g = 0; i < leaves.Length; i++)
-            if (leaves[i].requires_grad) byInput[i] = grads[g++] is { IsInvalid: false } grad ? grad : torch.zeros_like(leaves[i]);
+            if (leaves[i].requires_grad) byInput[i] = grads[g++];
         return new Evaluated(result.Output.detach(), result.States.Select(s => s.detach()).ToArray(), byInput);
     }
 

@@ -43,15 +43,15 @@ public class CausalDepthwiseConvTests
         var u = torch.randn(2, t, 5, dtype: float64).requires_grad_();
         var g = torch.randn(2, t, 5, dtype: float64);
         var y = conv.call(u);
-        var fast = torch.autograd.grad([(y * g).sum()], [u, conv.Weight, .. bias ? new Tensor[] { conv.Bias! } : []]);
+        var fast = Gradients.Of([(y * g).sum()], [u, conv.Weight, .. bias ? new Tensor[] { conv.Bias! } : []]);
         var w = conv.Weight.detach().clone().requires_grad_();
         var b = conv.Bias?.detach().clone().requires_grad_();
         var u2 = u.detach().clone().requires_grad_();
         var reference = Loop(u2, w, b);
-        var slow = torch.autograd.grad([(reference * g).sum()], [u2, w, .. b is null ? [] : new[] { b }]);
+        var slow = Gradients.Of([(reference * g).sum()], [u2, w, .. b is null ? [] : new[] { b }]);
         AssertClose.Tensors(y, reference, 1e-12, 1e-12, "forward");
         string[] names = { "u", "w", "b" };
-        for (int i = 0; i < fast.Count; i++) AssertClose.Tensors(fast[i], slow[i], 1e-12, 1e-12, $"d/d{names[i]}");
+        for (int i = 0; i < fast.Length; i++) AssertClose.Tensors(fast[i], slow[i], 1e-12, 1e-12, $"d/d{names[i]}");
     }
 
     /// <summary>Step reproduces the forward token by token; the state is the last k − 1 inputs.</summary>

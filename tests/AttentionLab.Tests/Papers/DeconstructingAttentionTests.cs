@@ -1,3 +1,4 @@
+using AttentionLab.Core;
 using AttentionLab.Attention;
 using AttentionLab.Models;
 using AttentionLab.Papers.DeconstructingAttention;
@@ -49,8 +50,8 @@ public class DeconstructingAttentionTests
         var fast = mixer.call(x);
         var naive = DeconstructedNaive.Output(mixer, x);
         Assert.True((fast - naive).abs().max().item<double>() <= 1e-10, $"{kind} output");
-        var gf = torch.autograd.grad(new[] { (fast * g).sum() }, leaves);
-        var gn = torch.autograd.grad(new[] { (naive * g).sum() }, leaves);
+        var gf = Gradients.Of(new[] { (fast * g).sum() }, leaves);
+        var gn = Gradients.Of(new[] { (naive * g).sum() }, leaves);
         for (int i = 0; i < leaves.Count; i++)
             Assert.True((gf[i] - gn[i]).abs().max().item<double>() <= 1e-10, $"{kind} gradient of leaf {i}");
         var (q, k, _) = mixer.Project(x.detach());

@@ -180,7 +180,7 @@ public sealed class BasedExperiment : IPaperExperiment<BasedExperiment.Config, B
             using var g = NewDisposeScope();
             var leaves = new[] { q, k, v }.Select(x => x.detach().clone().requires_grad_(true)).ToArray();
             var loss = (run(leaves[0], leaves[1], leaves[2]) * w).sum();
-            return torch.autograd.grad(new[] { loss }, leaves).Select(x => x.detach().MoveToOuterDisposeScope()).ToArray();
+            return Gradients.Of(new[] { loss }, leaves).Select(x => x.detach().MoveToOuterDisposeScope()).ToArray();
         }
         var reference = Grads((q_, k_, v_) => BasedNaive.Attention(q_, k_, v_));
         var gradients = new List<BasedFormError>();

@@ -184,8 +184,8 @@ public sealed class DeconstructingAttentionExperiment : IPaperExperiment<Deconst
             leaves.AddRange(mixer.parameters());
             var fast = mixer.call(x);
             var naive = DeconstructedNaive.Output(mixer, x);
-            var gFast = torch.autograd.grad(new[] { (fast * g).sum() }, leaves);           // every leaf is used (W_QKV carries v)
-            var gNaive = torch.autograd.grad(new[] { (naive * g).sum() }, leaves);
+            var gFast = Gradients.Of(new[] { (fast * g).sum() }, leaves);           // every leaf is used (W_QKV carries v)
+            var gNaive = Gradients.Of(new[] { (naive * g).sum() }, leaves);
             double gradient = gFast.Zip(gNaive).Max(p => (p.First - p.Second).abs().max().item<double>());
             var pattern = mixer.Pattern(x.detach());
             var (q, k, _) = mixer.Project(x.detach());

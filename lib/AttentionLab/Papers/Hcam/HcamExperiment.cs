@@ -142,8 +142,8 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
         var fast = HcamAttention.Read(q, HcamAttention.Summaries(k, C), k, v, C, K);
         var naive = HcamNaive.Read(q, HcamNaive.Summaries(k, C), k, v, C, K);
         var g = R(2, T, 2, 3);
-        var gf = torch.autograd.grad([(fast.Z * g).sum()], [q, k, v]);
-        var gn = torch.autograd.grad([(naive * g).sum()], [q, k, v]);
+        var gf = Gradients.Of([(fast.Z * g).sum()], [q, k, v]);
+        var gn = Gradients.Of([(naive * g).sum()], [q, k, v]);
         double readErr = (fast.Z - naive).abs().max().item<double>();
         double gradErr = gf.Zip(gn, (a, b) => (a - b).abs().max().item<double>()).Max();
         var stopGrad = StopGradientLeak(device, seed);                                  // the HCAM part at t depends on x only through x_t
@@ -192,7 +192,7 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
         var x = torch.randn(new long[] { 1, 17, 12 }, dtype: ScalarType.Float64, generator: new Generator((ulong)seed + 7)).to(device).requires_grad_();
         var (q, _, _) = mixer.Project(x);
         var z = mixer.MemoryRead(q, x);
-        var grad = torch.autograd.grad([z.select(1, 16).sum()], [x])[0];
+        var grad = Gradients.Of([z.select(1, 16).sum()], [x])[0];
         double leak = grad.narrow(1, 0, 16).abs().max().item<double>();
         double query = grad.select(1, 16).abs().max().item<double>();
         return (leak, query);

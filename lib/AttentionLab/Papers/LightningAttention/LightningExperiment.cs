@@ -170,7 +170,7 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
             var leaves = new[] { q, k, v, s0, ld }.Select(x => x.detach().clone().requires_grad_(true)).ToArray();
             var r = run(leaves[0], leaves[1], leaves[2], leaves[4], new LinearState(leaves[3]));
             var loss = (r.Output * wo).sum() + (r.FinalState.S * ws).sum();
-            var grads = torch.autograd.grad(new[] { loss }, leaves);
+            var grads = Gradients.Of(new[] { loss }, leaves);
             return grads.Select(x => x.detach().MoveToOuterDisposeScope()).ToArray();
         }
         var reference = Grads((q_, k_, v_, l_, h_) => LightningNaive.Attention(q_, k_, v_, l_, h_));

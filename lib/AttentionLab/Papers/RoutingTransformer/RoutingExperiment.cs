@@ -183,9 +183,9 @@ public sealed class RoutingExperiment : IPaperExperiment<RoutingExperiment.Confi
     static double Gap(Tensor fast, Tensor naive, Tensor g, Tensor[] inputs)
     {
         double gap = MaxAbs(fast, naive);
-        var gf = torch.autograd.grad(new[] { (fast * g).sum() }, inputs);
-        var gn = torch.autograd.grad(new[] { (naive * g).sum() }, inputs);
-        for (int i = 0; i < gf.Count; i++) gap = Math.Max(gap, MaxAbs(gf[i], gn[i]));
+        var gf = Gradients.Of(new[] { (fast * g).sum() }, inputs);
+        var gn = Gradients.Of(new[] { (naive * g).sum() }, inputs);
+        for (int i = 0; i < gf.Length; i++) gap = Math.Max(gap, MaxAbs(gf[i], gn[i]));
         return gap;
     }
 
