@@ -339,7 +339,8 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
             var viewed = AssociativeMemoryNaive.Run(q, k, v, gates, MemoryState.FromHeads(2, false, w1, w2), options);
             AssertClose.Tensors(viewed.Output, plain.Output, 1e-14, 0, "start memory viewed from parameters under no_grad");
         }
-        var leaves = new[] { w1.detach().unsqueeze(0).expand(2, -1, -1, -1).clone().requires_grad_(), w2.detach().unsqueeze(0).expand(2, -1, -1, -1).clone().requires_grad_() };
+        Tensor Leaf(Tensor w) => w.detach().unsqueeze(0).expand(2, -1, -1, -1).clone().requires_grad_();
+        var leaves = new[] { Leaf(w1), Leaf(w2) };
         var run = AssociativeMemoryNaive.Run(q, k, v, gates, new MemoryState(leaves, null), options);
         AssertClose.Tensors(run.Output, plain.Output, 1e-14, 0, "start memory as a leaf");
         var grads = Gradients.Of([run.Output.sum() + run.FinalState.Weights[0].sum()], leaves);
