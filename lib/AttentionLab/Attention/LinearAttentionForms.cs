@@ -100,6 +100,32 @@ static class LinearAttentionForms
     }
 
     /// <summary>
+    /// The inter-chunk pass of the chunked forms, chunk by chunk: read the carried state, then carry it,
+    /// o_c = intra_c + q̃_c S_(c) (and the normaliser with z), S_(c+1) = γ_c S_(c) + ΔS_c. The states are never stacked:
+    /// [B, H, N, F, Dv] would be F/C× the output. γ_c = <paramref name="decayOf"/>(c) ([·, H, 1, 1], or null: no decay).
+    /// </summary>
+    internal static (Tensor Num, Tensor? Den, Tensor S, Tensor? Z) CarryChunks(Tensor intraNum, Tensor? intraDen, Tensor qd, Tensor dS, Tensor? dZ,
+        Func<long, Tensor?> decayOf, Tensor s, Tensor? z, bool normalize)
+    {
+        long n = intraNum.size(2);
+        var nums = new Tensor[n];
+        var dens = new Tensor[normalize ? n : 0];
+        for (long c = 0; c < n; c++)
+        {
+            var qdc = qd.select(2, c);
+            var gamma = decayOf(c);
+            nums[c] = intraNum.select(2, c) + qdc.matmul(s);                             // + q̃_iᵀ S_(c)
+            s = Carry(s, gamma, dS.select(2, c));                                        // S_(c+1) = γ_c S_(c) + ΔS_c
+            if (normalize)
+            {
+                dens[c] = intraDen!.select(2, c) + qdc.matmul(z!.unsqueeze(-1)).squeeze(-1);   // + q̃_i·z_(c)
+                z = Carry(z, gamma?.squeeze(-1), dZ!.select(2, c));
+            }
+        }
+        return (torch.stack(nums, 2), normalize ? torch.stack(dens, 2) : null, s, z);
+    }
+
+    /// <summary>
     /// Chunked: full chunks of <paramref name="chunk"/> tokens all at once (intra parts batched as [B, H, N, C, ·], the
     /// inter-chunk state carried by a loop over N), then the short last chunk (T mod C tokens) as one more block.
     /// No padding: the tail block builds its own, shorter decay mask.
@@ -125,21 +151,7 @@ static class LinearAttentionForms
             if (normalize) z ??= torch.zeros(new[] { b, h, f }, dtype: qf.dtype, device: qf.device);
             var decay = PowerColumn(chunk, 1, 1, ld5, qf.dtype, qf.device);            // λ^{i+1} [1, H, 1, C, 1]
             var qd = decay is null ? qc : qc * decay;
-            var nums = new Tensor[n];
-            var dens = new Tensor[normalize ? n : 0];
-            for (long c = 0; c < n; c++)                                                 // chunk by chunk: read S_(c), then carry it
-            {
-                var qdc = qd.select(2, c);
-                nums[c] = num.select(2, c) + qdc.matmul(s);                              // + λ^{i+1} φq_iᵀ S_(c)
-                s = Carry(s, gamma, dS.select(2, c));                                    // S_(c+1) = λ^C S_(c) + ΔS_c
-                if (normalize)
-                {
-                    dens[c] = den!.select(2, c) + qdc.matmul(z!.unsqueeze(-1)).squeeze(-1);   // + λ^{i+1} φq_i·z_(c)
-                    z = Carry(z, gamma?.squeeze(-1), dZ!.select(2, c));
-                }
-            }
-            num = torch.stack(nums, 2);                                                  // the states are never stacked:
-            den = normalize ? torch.stack(dens, 2) : null;                               // [B, H, N, F, Dv] would be F/C× the output
+            (num, den, s, z) = CarryChunks(num, den, qd, dS, dZ, _ => gamma, s, z, normalize);   // λ^C for every chunk
             outputs.Add(Finish(num, den, eps).reshape(b, h, full, dv));
         }
         if (rem > 0)

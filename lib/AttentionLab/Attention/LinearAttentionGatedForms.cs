@@ -89,22 +89,9 @@ static class LinearAttentionGatedForms
             var gamma = prefix.narrow(-1, chunk - 1, 1).exp();                           // Π_s λ_s per chunk [B, H, N, 1]
             s ??= torch.zeros(new[] { b, h, f, dv }, dtype: qf.dtype, device: qf.device);
             if (normalize) z ??= torch.zeros(new[] { b, h, f }, dtype: qf.dtype, device: qf.device);
-            var nums = new Tensor[n];
-            var dens = new Tensor[normalize ? n : 0];
-            for (long c = 0; c < n; c++)                                                 // chunk by chunk: read S_(c), then carry it
-            {
-                var qdc = qd.select(2, c);
-                var gammaC = gamma.select(2, c);                                         // [B, H, 1]
-                nums[c] = num.select(2, c) + qdc.matmul(s);                              // + e^{c_i} φq_iᵀ S_(c)
-                s = LinearAttentionForms.Carry(s, gammaC.unsqueeze(-1), dS.select(2, c));   // S_(c+1) = Π λ · S_(c) + ΔS_c
-                if (normalize)
-                {
-                    dens[c] = den!.select(2, c) + qdc.matmul(z!.unsqueeze(-1)).squeeze(-1);
-                    z = LinearAttentionForms.Carry(z, gammaC, dZ!.select(2, c));
-                }
-            }
-            var numAll = torch.stack(nums, 2);
-            var denAll = normalize ? torch.stack(dens, 2) : null;
+            Tensor DecayOf(long c) => gamma.select(2, c).unsqueeze(-1);                  // γ_c = Π_s λ_s over chunk c
+            var (numAll, denAll, sN, zN) = LinearAttentionForms.CarryChunks(num, den, qd, dS, dZ, DecayOf, s, z, normalize);
+            (s, z) = (sN, zN);
             outputs.Add(LinearAttentionForms.Finish(numAll, denAll, eps).reshape(b, h, full, dv));
         }
         if (rem > 0)
