@@ -38,7 +38,6 @@ public class MirasTests
         Assert.Equal(4, result.Timings.Count);
         Assert.Equal(8, result.ToDataFrame().Rows.Count);
         var claims = result.Claims();
-        File.WriteAllText("/tmp/miras-claims.txt", claims.ToString() + "\n" + string.Join("\n", result.Exactness) + "\n" + string.Join("\n", result.Recall.Select(r => $"{r.Model} {r.Task} {r.Theta} {string.Join(' ', r.GridErrors.Select(e => e.ToString("0.0000")))} | {string.Join(' ', r.Curve.Select(e => e.ToString("0.0000")))}")) + "\n" + string.Join("\n", result.PhaseSeconds)); // TEMP
         Assert.Empty(claims.Failures);
         Assert.Equal(MirasExperiment.Paper.Number, claims.Paper);
         Assert.Equal("smoke", claims.Size);
