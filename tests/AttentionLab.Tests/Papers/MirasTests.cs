@@ -83,7 +83,7 @@ public class MirasTests
         var (c64, c32) = Pair(model, shape, MirasForm.Chunked);
         var (r64, r32) = Pair(model, shape, MirasForm.Recurrent);
         using var d1 = c64; using var d2 = c32; using var d3 = r64; using var d4 = r32;
-        double tol32 = model == MirasExperiment.YaadName ? 1 : 0.1;                      // Yaad's switch at ‖e‖ = δ is discontinuous: float32 may take the other branch
+        double tol32 = model == MirasExperiment.YaadName ? 1 : 0.1;    // Yaad's switch at ‖e‖ = δ jumps: float32 may take the other branch
         Conformance.Check(shape, MixerInputs,
             new Form("naive, chunk " + shape.Chunk, x => new FormOutput(MirasNaive.Forward(c64, x[0], shape.Chunk))),
             [new Form("chunked", x => new FormOutput((x[0].dtype == float64 ? c64 : c32).call(x[0])))], tol32: tol32, gradTol32: tol32, rms32: true);

@@ -24,7 +24,8 @@ public sealed class MirasExperiment : IPaperExperiment<MirasExperiment.Config, M
     /// Sizes of one run. Recall task: <c>Pairs</c> random unit keys of width <c>KeyDim</c> with values ~ N(0, I/KeyDim), each
     /// written <c>Repeats</c> times (one random order per round) in <c>Streams</c> independent streams; on the corrupted task a
     /// fraction <c>OutlierFraction</c> of the writes carries v + <c>OutlierScale</c>·min(|c|, <c>OutlierClamp</c>)·u (c standard
-    /// Cauchy, u a random unit direction; the clamp keeps the mean error finite). <c>HuberDelta</c>: Yaad's threshold δ (fixed here: no outer training). <c>StepSizes</c>: the θ grid each
+    /// Cauchy, u a random unit direction; the clamp keeps the mean error finite). <c>HuberDelta</c>: Yaad's threshold δ (fixed
+    /// here: no outer training). <c>StepSizes</c>: the θ grid each
     /// memory picks from on a tuning seed. <c>DModel</c>, <c>Heads</c>, <c>SeqLen</c>: the mixers' timing.
     /// </summary>
     public sealed record Config(int KeyDim, int Pairs, int Repeats, int Streams, double OutlierFraction, double OutlierScale, double OutlierClamp,
@@ -74,7 +75,8 @@ public sealed class MirasExperiment : IPaperExperiment<MirasExperiment.Config, M
         ArgumentNullException.ThrowIfNull(device);
         if (config.StepSizes is null || config.StepSizes.Length == 0 || config.StepSizes.Any(s => !(s > 0)))
             throw new ArgumentException("StepSizes must hold positive step sizes.", nameof(config));
-        if (!(config.OutlierFraction is >= 0 and <= 1)) throw new ArgumentException($"OutlierFraction must lie in [0, 1], got {config.OutlierFraction}.", nameof(config));
+        if (!(config.OutlierFraction is >= 0 and <= 1))
+            throw new ArgumentException($"OutlierFraction must lie in [0, 1], got {config.OutlierFraction}.", nameof(config));
         Guard.Positive(config.Pairs, nameof(config.Pairs));
         Guard.Positive(config.Repeats, nameof(config.Repeats));
         if (!(config.OutlierClamp > 0)) throw new ArgumentException($"OutlierClamp must be positive, got {config.OutlierClamp}.", nameof(config));
@@ -186,7 +188,8 @@ public sealed class MirasExperiment : IPaperExperiment<MirasExperiment.Config, M
         using var reference = AssociativeMemory.Recurrent(q, k, v, gates, null, l2);
         using var lp2 = AssociativeMemory.Recurrent(q, k, v, gates, null, l2 with { Bias = AttentionalBias.Lp(2) });
         yield return new ExactnessCheck("identity: ℓp bias with p = 2 equals the ℓ2 bias (outputs, final memory)", Diff(reference, lp2), 1e-12);
-        using var huber = AssociativeMemory.Recurrent(q, k, v, gates with { Delta = torch.full_like(theta, 1e9) }, null, l2 with { Bias = AttentionalBias.Huber });
+        using var huber = AssociativeMemory.Recurrent(q, k, v, gates with { Delta = torch.full_like(theta, 1e9) }, null,
+            l2 with { Bias = AttentionalBias.Huber });
         yield return new ExactnessCheck("identity: Huber bias with δ → ∞ (1e9) equals the ℓ2 bias", Diff(reference, huber), 1e-12);
         using var lq2 = AssociativeMemory.Recurrent(q, k, v, gates, null, l2 with { Retention = Retention.LqNormalize(2) });
         yield return new ExactnessCheck("identity: Moneta's ℓq retention with q = 2 gives W = A (equals L2 retention)", Diff(reference, lq2), 1e-12);
@@ -234,7 +237,8 @@ public sealed class MirasExperiment : IPaperExperiment<MirasExperiment.Config, M
         var wk = keys.gather(1, index);
         var wv = values.gather(1, index);
         var hit = torch.rand(s, n, generator: g, dtype: float64).lt(c.OutlierFraction).to(float64).unsqueeze(-1);
-        var cauchy = (Math.PI * (torch.rand(s, n, 1, generator: g, dtype: float64) - 0.5)).tan().abs().clamp_max(c.OutlierClamp);   // min(|c|, clamp), c ~ Cauchy(0, 1)
+        var cauchy = (Math.PI * (torch.rand(s, n, 1, generator: g, dtype: float64) - 0.5)).tan()   // c ~ Cauchy(0, 1)
+            .abs().clamp_max(c.OutlierClamp);                                                       // min(|c|, clamp)
         var direction = nn.functional.normalize(torch.randn(s, n, d, generator: g, dtype: float64), 2, -1);
         double fraction = hit.mean().item<double>();
         if (outliers) wv = wv + hit * c.OutlierScale * cauchy * direction;                  // v + scale·min(|c|, clamp)·u on the hit writes

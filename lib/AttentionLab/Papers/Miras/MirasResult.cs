@@ -58,8 +58,10 @@ public sealed record MirasResult(MirasExperiment.Config Config, IReadOnlyList<Ex
     /// <summary>The four-axis design table of the presets (spec §5): architecture, bias, retention, optimiser.</summary>
     public static DataFrame DesignTable() => Tables.From(new[]
     {
-        new { Model = "l2 (Titans-lite, no momentum)", Memory = "MLP x + LN(W₂ GELU(W₁ x))", Bias = "ℓ2 ‖M(k) − v‖²", Retention = "L2 decay", Optimiser = "GD" },
-        new { Model = "Moneta", Memory = "MLP x + LN(W₂ GELU(W₁ x))", Bias = "ℓp, p = 3 (smoothed)", Retention = "ℓq normalise, q = 4 (per matrix)", Optimiser = "GD" },
+        new { Model = "l2 (Titans-lite, no momentum)", Memory = "MLP x + LN(W₂ GELU(W₁ x))", Bias = "ℓ2 ‖M(k) − v‖²", Retention = "L2 decay",
+            Optimiser = "GD" },
+        new { Model = "Moneta", Memory = "MLP x + LN(W₂ GELU(W₁ x))", Bias = "ℓp, p = 3 (smoothed)", Retention = "ℓq normalise, q = 4 (per matrix)",
+            Optimiser = "GD" },
         new { Model = "Yaad", Memory = "MLP x + LN(W₂ GELU(W₁ x))", Bias = "Huber, data-dependent δ_t", Retention = "L2 decay", Optimiser = "GD" },
         new { Model = "Memora", Memory = "MLP x + LN(W₂ GELU(W₁ x))", Bias = "ℓ2", Retention = "KL (softmax rows)", Optimiser = "GD" },
     });
@@ -89,7 +91,8 @@ public sealed record MirasResult(MirasExperiment.Config Config, IReadOnlyList<Ex
             paperFigure: "W stays on the simplex (paper §5, Memora; spec §2)");
         var ids = Exactness.Where(e => e.Check.StartsWith("identity", StringComparison.Ordinal)).ToList();
         claims.Exactness("design-space-identities",
-            "ℓp with p = 2 equals ℓ2; Huber with δ → ∞ equals ℓ2; ℓq retention with q = 2 gives W = A; the chunked form at b = 1 equals the recurrence",
+            "ℓp with p = 2 equals ℓ2; Huber with δ → ∞ equals ℓ2; ℓq retention with q = 2 gives W = A; " +
+            "the chunked form at b = 1 equals the recurrence",
             $"max |Δ| {Num.Sci(ids.Max(e => e.MaxAbs))} over {ids.Count} identities (float64)", "≤ 1e-12 (spec §6: 1e-6)", ids.All(e => e.Holds));
 
         // Exp 1: the toy claim.
@@ -99,7 +102,8 @@ public sealed record MirasResult(MirasExperiment.Config Config, IReadOnlyList<Ex
         double l2K = Error(l2, cl), yaadK = Error(yaad, cl), monetaK = Error(moneta, cl), memoraK = Error(memora, cl);
         double fraction = RunOf(l2, co).CorruptedFraction;
         string setup = $"{Config.Pairs} pairs × {Config.Repeats} writes, key width {Config.KeyDim}, {Config.Streams} streams, " +
-                       $"{fraction:P1} of writes with outliers of norm {Config.OutlierScale}·min(|Cauchy|, {Config.OutlierClamp}); each memory's own best θ from the same grid";
+                       $"{fraction:P1} of writes with outliers of norm {Config.OutlierScale}·min(|Cauchy|, {Config.OutlierClamp}); " +
+                       "each memory's own best θ from the same grid";
         const string figure = "robust attentional biases help under noisy/outlier writes (paper §3–§5, motivation of Moneta and Yaad); " +
                               "toy analogue spec §7; no paper figure for this toy";
         claims.Claim("yaad-robust-corrupted", "Yaad (Huber bias) recalls corrupted pairs better than the ℓ2 memory (equal memory size and writes)",
@@ -119,7 +123,8 @@ public sealed record MirasResult(MirasExperiment.Config Config, IReadOnlyList<Ex
             $"relative recall error on clean pairs: Moneta {monetaK:0.0000} vs ℓ2 {l2K:0.0000}", tieCriterion, Ties(monetaK, l2K), asserted: false,
             note: "with the per-matrix norm, ‖W‖_q = ‖A‖_q^{3−q}: at q = 4 the retention inverts the memory's scale (docs/decisions.md)");
         claims.Reported("l2-baseline-can-win", "the ℓ2 baseline is not handicapped: on clean recall it is at least as good as every other memory",
-            "ℓ2 is the exact loss for noise-free pairs (delta rule)", $"clean: ℓ2 {l2K:0.0000}, best other {new[] { yaadK, monetaK, memoraK }.Min():0.0000}",
+            "ℓ2 is the exact loss for noise-free pairs (delta rule)",
+            $"clean: ℓ2 {l2K:0.0000}, best other {new[] { yaadK, monetaK, memoraK }.Min():0.0000}",
             "ℓ2 ≤ 1.05 × the best other on clean [ours]", l2K <= 1.05 * new[] { yaadK, monetaK, memoraK }.Min());
         claims.Reported("memora-recall", "Memora (KL retention): recall with a linear memory whose rows stay on the simplex",
             "Memora keeps W on the simplex (spec §2)", $"clean {memoraK:0.0000}, corrupted {memoraC:0.0000} (ℓ2: {l2K:0.0000}, {l2C:0.0000})",
