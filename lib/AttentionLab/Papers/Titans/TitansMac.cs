@@ -61,8 +61,9 @@ public sealed class TitansMac : TitansVariant
         + batch * (memory.Heads * AssociativeMemory.StateBytesPerHead(memory.Options.Architecture, memory.KeyDim, memory.ValueDim, memory.HiddenDim,
             memory.Options.Momentum) + (memory.Convs?.Q.StateBytes() ?? 0));
 
-    public override Tensor forward(Tensor x) => Forward(x, memory.Options.Form == TitansMemoryForm.Chunked ? AssociativeMemory.Chunked : AssociativeMemory.Recurrent,
-        (state, q) => AssociativeMemory.Read(state, q, memory.Options.Core));
+    public override Tensor forward(Tensor x) =>
+        Forward(x, memory.Options.Form == TitansMemoryForm.Chunked ? AssociativeMemory.Chunked : AssociativeMemory.Recurrent,
+            (state, q) => AssociativeMemory.Read(state, q, memory.Options.Core));
 
     /// <summary>
     /// The forward pass with the memory's writes run by <paramref name="write"/> and its reads by <paramref name="read"/> (state,
@@ -193,7 +194,8 @@ public sealed class MacState : TitansVariantState
 
     internal void Append(Tensor k, Tensor v)
     {
-        var (nk, nv) = Keys is null ? (k.detach().clone(), v.detach().clone()) : (torch.cat(new[] { Keys, k.detach() }, 1), torch.cat(new[] { Values!, v.detach() }, 1));
+        var (nk, nv) = Keys is null ? (k.detach().clone(), v.detach().clone())
+            : (torch.cat(new[] { Keys, k.detach() }, 1), torch.cat(new[] { Values!, v.detach() }, 1));
         Keys?.Dispose(); Values?.Dispose();
         (Keys, Values) = (nk.DetachFromDisposeScope(), nv.DetachFromDisposeScope());
     }

@@ -120,7 +120,8 @@ public sealed record TitansResult(TitansExperiment.Config Config, IReadOnlyList<
         var causal = Exactness.Where(e => e.Check.Contains("perturbing", StringComparison.Ordinal)).ToList();
         claims.Exactness("causal-chunked",
             "chunked MAG and MAC are causal: token t reads only memories written by tokens < t (no end-of-chunk or end-of-segment leak)",
-            $"max |Δ| of the outputs before a changed token: {Num.Sci(causal.Max(e => e.MaxAbs))} ({string.Join(", ", causal.Select(e => e.Check.Split(' ')[0]))}; " +
+            $"max |Δ| of the outputs before a changed token: {Num.Sci(causal.Max(e => e.MaxAbs))} " +
+            $"({string.Join(", ", causal.Select(e => e.Check.Split(' ')[0]))}; " +
             "MAG: the last token, MAC: a token inside its second segment)", "exactly 0 (spec §6)", causal.All(e => e.Holds));
 
         // Task A (mechanism, no outer training): the memory holds D/2 pairs across 4n filler tokens; SWA sees only its window.

@@ -116,9 +116,10 @@ public abstract class TitansVariant : nn.Module<Tensor, Tensor>, IStreamingMixer
     {
         Guard.Rank(xT, 2, nameof(xT), "B, d");
         if (state is not TitansVariantState s || !ReferenceEquals(s.Owner, this))
-            throw new ArgumentException($"state must come from this {GetType().Name}'s NewState, got {state?.GetType().Name ?? "null"}" +
-                                        $"{(state is TitansVariantState { Owner: var o } && !ReferenceEquals(o, this) ? $" of another {o.GetType().Name}" : "")}.",
-                nameof(state));
+        {
+            string other = state is TitansVariantState { Owner: var o } && !ReferenceEquals(o, this) ? $" of another {o.GetType().Name}" : "";
+            throw new ArgumentException($"state must come from this {GetType().Name}'s NewState, got {state?.GetType().Name ?? "null"}{other}.", nameof(state));
+        }
         using var scope = NewDisposeScope();
         var y = StepState(xT, s);
         s.Advance();
