@@ -27,7 +27,7 @@ public class TitansTests
     {
         var config = TitansExperiment.Config.Smoke;
         var result = TitansExperiment.Run(config, torch.CPU);
-        Assert.Equal(16, result.Exactness.Count);
+        Assert.Equal(20, result.Exactness.Count);
         Assert.All(result.Exactness, e => Assert.True(e.Holds, $"{e.Check}: {e.MaxAbs}"));
         Assert.Equal(4 * 9, result.Mechanism.Count);
         Assert.Equal(new[] { "SWA", "MAG" }, result.Runs.Select(r => r.Model));
@@ -124,18 +124,15 @@ public class TitansTests
     [InlineData("memory")]
     [InlineData("MAG")]
     [InlineData("MAL")]
+    [InlineData("MAC")]
     public void StreamingReproducesTheRecurrentForward(string variant)
     {
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
         torch.manual_seed(1);
         var options = Options("mlp", 4, TitansMemoryForm.Recurrent);
-        using nn.Module<Tensor, Tensor> mixer = variant switch
-        {
-            "MAG" => (nn.Module<Tensor, Tensor>)new TitansMag(10, 2, 3, 2, options),
-            "MAL" => new TitansMal(10, 2, 3, 2, options),
-            _ => new TitansMemory(10, 2, options),
-        };
+        using nn.Module<Tensor, Tensor> mixer = variant == "memory" ? new TitansMemory(10, 2, options)
+            : TitansExperiment.Variant(variant, 10, 2, variant == "MAC" ? 4 : 3, 2, options);      // MAC: segments 4, 4, 1
         mixer.to(float64);
         var x = torch.randn(2, 9, 10, dtype: float64, generator: new Generator(6));
         var streaming = (IStreamingMixer)mixer;
@@ -183,9 +180,107 @@ public class TitansTests
         Assert.Equal("options", Assert.Throws<ArgumentException>(() => new TitansMemory(8, 2, new TitansMemoryOptions { MaxLr = 0 })).ParamName);
         Assert.Equal("options", Assert.Throws<ArgumentException>(() => new TitansMemory(8, 2, new TitansMemoryOptions { ChunkSize = 0 })).ParamName);
         Assert.Equal("persistentTokens", Assert.Throws<ArgumentException>(() => new PersistentWindowAttention(8, 2, 3, -1)).ParamName);
-        Assert.Equal("model", Assert.Throws<ArgumentException>(() => TitansExperiment.Mixers("MAC", TitansExperiment.Config.Smoke)).ParamName);
+        Assert.Equal("model", Assert.Throws<ArgumentException>(() => TitansExperiment.Mixers("MAX", TitansExperiment.Config.Smoke)).ParamName);
+        Assert.Equal("segment", Assert.Throws<ArgumentException>(() => new TitansMac(8, 2, 0, 2)).ParamName);
+        Assert.Equal("name", Assert.Throws<ArgumentException>(() => TitansExperiment.Variant("SWA", 8, 2, 3, 2, new TitansMemoryOptions())).ParamName);
+        using var mac = new TitansMac(8, 2, 3, 2);
+        Assert.Equal("x", Assert.Throws<ArgumentException>(() => mac.call(torch.zeros(2, 8))).ParamName);
+        Assert.Equal("x", Assert.Throws<ArgumentException>(() => mac.call(torch.zeros(1, 4, 6))).ParamName);
+        using var mag = new TitansMag(8, 2, 3, 2);
+        using var mal = new TitansMal(8, 2, 3, 2);
+        using var macState = mac.NewState(1, ScalarType.Float32, torch.CPU);
+        using var malState = mal.NewState(1, ScalarType.Float32, torch.CPU);
+        using var otherMac = new TitansMac(8, 2, 3, 2);
+        Assert.Equal("state", Assert.Throws<ArgumentException>(() => mag.Step(torch.zeros(1, 8), malState)).ParamName);   // same state type, other variant
+        Assert.Equal("state", Assert.Throws<ArgumentException>(() => mag.Step(torch.zeros(1, 8), macState)).ParamName);
+        Assert.Equal("state", Assert.Throws<ArgumentException>(() => otherMac.Step(torch.zeros(1, 8), macState)).ParamName);
+        Assert.Equal("xT", Assert.Throws<ArgumentException>(() => mac.Step(torch.zeros(1, 1, 8), macState)).ParamName);
+        Assert.Equal(0, macState.Position);
         using var mixer = new TitansMemory(8, 2);
         Assert.Equal("x", Assert.Throws<ArgumentException>(() => mixer.call(torch.zeros(2, 8))).ParamName);
+    }
+
+    /// <summary>
+    /// MAC on the conformance grid: d = H·D (Dv = D: the memory's heads are square), segment = the grid's chunk, the memory's chunk
+    /// half of it. MaxLr 0.1: at 0.5 the MLP memory's chunked form at chunk ≥ 16 overshoots (C gradient steps at one memory) and
+    /// float32 turns NaN by T ≈ 60 while float64 stays finite (MAG alike; docs/decisions.md, P16).
+    /// </summary>
+    public static IEnumerable<object[]> MacShapes() => Conformance.ShapesWith("mlp", "linear");
+
+    [Theory]
+    [MemberData(nameof(MacShapes))]
+    public void MacEqualsItsNaiveTwinOnTheConformanceGrid(Shape shape, string memory)
+    {
+        int d = shape.H * shape.D, segment = shape.Chunk, chunk = Math.Max(1, (shape.Chunk + 1) / 2);
+        TitansMac Make(ScalarType dtype)
+        {
+            torch.manual_seed(3);
+            var mac = new TitansMac(d, shape.H, segment, 2, Options(memory, chunk) with { MaxLr = 0.1 });   // see the summary
+            mac.to(dtype);
+            return mac;
+        }
+        using var mac64 = Make(float64);
+        using var mac32 = Make(float32);
+        Conformance.Check(shape, (s, dtype, g) => [torch.randn(s.B, s.T, d, generator: g, dtype: float64).to(dtype)],
+            new Form("naive twin", i => new FormOutput(TitansNaive.Forward(mac64, i[0], chunk))),
+            [new Form($"MAC chunked (segment {segment}, chunk {chunk})", i => new FormOutput((i[0].dtype == float64 ? mac64 : mac32).call(i[0])))],
+            tol32: 1e-4, gradTol32: 1e-3, rms32: true);
+    }
+
+    [Theory]
+    [InlineData("mlp", 1, 3, 3, 2, TitansMemoryForm.Chunked)]
+    [InlineData("mlp", 11, 5, 4, 2, TitansMemoryForm.Chunked)]     // segments 5, 5, 1; chunks 4 + 1 inside a segment
+    [InlineData("linear", 9, 4, 3, 0, TitansMemoryForm.Chunked)]   // no persistent tokens
+    [InlineData("mlp", 8, 3, 1, 1, TitansMemoryForm.Recurrent)]
+    [InlineData("linear", 7, 2, 1, 3, TitansMemoryForm.Recurrent)]
+    public void MacParameterGradientsEqualTheNaiveTwin(string memory, int t, int segment, int chunk, int persistent, TitansMemoryForm form)
+    {
+        using var scope = NewDisposeScope();
+        torch.manual_seed(1);
+        using var mac = new TitansMac(10, 2, segment, persistent, Options(memory, chunk, form));
+        mac.to(float64);
+        var x = torch.randn(2, t, 10, dtype: float64, generator: new Generator(4));
+        var (o, g) = Diff(mac, () => mac.call(x), () => TitansNaive.Forward(mac, x, form == TitansMemoryForm.Chunked ? chunk : 1));
+        Assert.True(o <= 1e-10 && g <= 1e-10, $"outputs {o}, gradients {g}");
+        Assert.True(mac.Memory.Proj.weight!.grad!.abs().max().item<double>() > 0, "the memory's reads reach the output");
+    }
+
+    [Fact]
+    public void MacIsCausalAndCarriesTheMemoryAcrossSegments()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(1);
+        using var mac = new TitansMac(10, 2, 4, 2, Options("mlp", 4));
+        mac.to(float64);
+        var x = torch.randn(1, 12, 10, dtype: float64, generator: new Generator(9));
+        var bumped = x.clone();
+        bumped.select(1, 5).add_(1.0);                                                        // a token inside the second segment
+        var delta = (mac.call(bumped) - mac.call(x)).abs().amax(new long[] { 0, 2 });
+        Assert.Equal(0.0, delta.narrow(0, 0, 5).max().item<double>());                        // nothing before it moves, not even in its segment
+        Assert.True(delta[5].item<double>() > 0);
+        Assert.True(delta.narrow(0, 8, 4).min().item<double>() > 0, "the third segment reads the token through the memory");
+        using var cut = new TitansMac(10, 2, 4, 2, Options("mlp", 4) with { ConvKernel = 0 });
+        cut.to(float64);
+        var bumpedFirst = x.clone();
+        bumpedFirst.select(1, 0).add_(1.0);                                                   // without conv, only the memory links segments
+        var far = (cut.call(bumpedFirst) - cut.call(x)).abs().narrow(1, 4, 8).min().item<double>();
+        Assert.True(far > 0, "the next segments must see the first one through the memory");
+    }
+
+    [Fact]
+    public void MacNaNInGivesNaNOutFromThatToken()
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = torch.no_grad();
+        torch.manual_seed(1);
+        using var mac = new TitansMac(10, 2, 4, 2, Options("mlp", 4));
+        var x = torch.randn(1, 10, 10, generator: new Generator(10));
+        x[0, 6, 3] = torch.tensor(float.NaN);
+        var y = mac.call(x);
+        // the chunked core may spread a NaN over its own chunk (0·NaN in the masked products), never to an earlier one
+        Assert.False(y.narrow(1, 0, 4).isnan().any().item<bool>(), "segments before the NaN's stay finite");
+        Assert.True(y.select(1, 6).isnan().all().item<bool>(), "the NaN token's output is NaN");
     }
 
     static TitansResult Hand(double linearRecall = 1.0, double swaRecall = 0.0, double magFar = 0.95, double swaNear = 1.0, double swaFar = 0.12,
@@ -196,7 +291,7 @@ public class TitansTests
         var exact = new List<ExactnessCheck>
         {
             new("MLP memory, chunked vs naive twin: outputs", exactError, 1e-10), new("linear memory, chunked vs naive twin: outputs", 0, 1e-10),
-            new("MAG vs naive twin: outputs", 0, 1e-10), new("MAL vs naive twin: outputs", 0, 1e-10),
+            new("MAG vs naive twin: outputs", 0, 1e-10), new("MAL vs naive twin: outputs", 0, 1e-10), new("MAC vs naive twin: outputs", 0, 1e-10),
             new("memory: streaming Step vs forward", 0, 1e-10), new("MAG: perturbing x_T", 0, 0),
         };
         var mech = new List<RecallPoint>();

@@ -25,7 +25,7 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
 
     /// <summary>
     /// Sizes of one run. Smoke fits a CPU notebook on one thread; Full is for a GPU. <c>Variants</c>: the Titans models
-    /// trained beside the sliding-window baseline ("MAG", "MAL").
+    /// trained beside the sliding-window baseline ("MAG", "MAL", "MAC").
     /// </summary>
     public sealed record Config(int VocabSize, int SeqLen, int Pairs, int DModel, int Heads, int Layers, int Window, int PersistentTokens,
         MemoryArchitecture Memory, int ChunkSize, int Steps, int BatchSize, double LearningRate, int TrainSequences, int TestSequences,
@@ -37,7 +37,7 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
 
         public static Config Full => new(VocabSize: 256, SeqLen: 1024, Pairs: 32, DModel: 256, Heads: 4, Layers: 4, Window: 64, PersistentTokens: 16,
             Memory: MemoryArchitecture.Mlp, ChunkSize: 16, Steps: 5000, BatchSize: 32, LearningRate: 1e-3, TrainSequences: 65536,
-            TestSequences: 1024, Variants: ["MAG", "MAL"], Seed: 0) { Size = "full" };
+            TestSequences: 1024, Variants: ["MAG", "MAL", "MAC"], Seed: 0) { Size = "full", MaxLr = 0.1 };
 
         /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
@@ -50,21 +50,46 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
         /// <summary>The backbone every model shares (sinusoidal positions; the mixers differ).</summary>
         public TinyGptConfig Model => new(Layers, DModel, Heads, MlpRatio: 2, VocabSize: VocabSize, Positions: PositionKind.Sinusoidal,
             MaxLength: SeqLen);
+        /// <summary>
+        /// θ's bound. Full: 0.1 — at 0.5 the MLP memory's chunked form at chunk 16 overshoots (16 gradient steps at one memory) and
+        /// float32 turned NaN by T ≈ 60 in a probe while float64 stayed finite; the linear smoke memory keeps 0.5.
+        /// </summary>
+        public double MaxLr { get; init; } = 0.5;
         /// <summary>The memory's settings.</summary>
-        public TitansMemoryOptions MemoryOptions => new() { Architecture = Memory, ChunkSize = ChunkSize };
+        public TitansMemoryOptions MemoryOptions => new() { Architecture = Memory, ChunkSize = ChunkSize, MaxLr = MaxLr };
         /// <summary>Chance on a far query: one of the V/2 value tokens.</summary>
         public double Chance => 2.0 / VocabSize;
     }
 
-    public const string SwaName = "SWA", MagName = "MAG", MalName = "MAL";
+    public const string SwaName = "SWA", MagName = "MAG", MalName = "MAL", MacName = "MAC";
 
-    /// <summary>The mixer factory of a model: "SWA" (persistent-token sliding window), "MAG" or "MAL".</summary>
+    /// <summary>
+    /// The mixer factory of a model: "SWA" (persistent-token sliding window), "MAG", "MAL" or "MAC" (segments of the window's
+    /// length, so that its attention spans what SWA's does).
+    /// </summary>
     public static Func<int, nn.Module<Tensor, Tensor>> Mixers(string model, Config c) => model switch
     {
         SwaName => _ => new PersistentWindowAttention(c.DModel, c.Heads, c.Window, c.PersistentTokens),
-        MagName => _ => new TitansMag(c.DModel, c.Heads, c.Window, c.PersistentTokens, c.MemoryOptions),
-        MalName => _ => new TitansMal(c.DModel, c.Heads, c.Window, c.PersistentTokens, c.MemoryOptions),
-        _ => throw new ArgumentException($"unknown model '{model}' (SWA, MAG, MAL).", nameof(model)),
+        MagName or MalName or MacName => _ => Variant(model, c.DModel, c.Heads, c.Window, c.PersistentTokens, c.MemoryOptions),
+        _ => throw new ArgumentException($"unknown model '{model}' (SWA, MAG, MAL, MAC).", nameof(model)),
+    };
+
+    /// <summary>A Titans variant by name: "MAG", "MAL" (window n) or "MAC" (segment n).</summary>
+    public static TitansVariant Variant(string name, int dModel, int heads, int window, int persistentTokens, TitansMemoryOptions options) => name switch
+    {
+        MagName => new TitansMag(dModel, heads, window, persistentTokens, options),
+        MalName => new TitansMal(dModel, heads, window, persistentTokens, options),
+        MacName => new TitansMac(dModel, heads, window, persistentTokens, options),
+        _ => throw new ArgumentException($"unknown variant '{name}' (MAG, MAL, MAC).", nameof(name)),
+    };
+
+    /// <summary>The naive twin of a variant's forward (<see cref="TitansNaive"/>), the memory's chunked form at <paramref name="chunk"/>.</summary>
+    static Tensor NaiveForward(TitansVariant variant, Tensor x, int chunk) => variant switch
+    {
+        TitansMag mag => TitansNaive.Forward(mag, x, chunk),
+        TitansMal mal => TitansNaive.Forward(mal, x, chunk),
+        TitansMac mac => TitansNaive.Forward(mac, x, chunk),
+        _ => throw new ArgumentException($"no naive twin for {variant.GetType().Name}.", nameof(variant)),
     };
 
     /// <summary>Runs everything on <paramref name="device"/>, reporting one line per phase.</summary>
@@ -73,7 +98,7 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
         foreach (var v in config.Variants)
-            if (v is not (MagName or MalName)) throw new ArgumentException($"Variants holds '{v}'; known: MAG, MAL.", nameof(config));
+            if (v is not (MagName or MalName or MacName)) throw new ArgumentException($"Variants holds '{v}'; known: MAG, MAL, MAC.", nameof(config));
         var clock = new PhaseClock();
         using var scope = NewDisposeScope();
         progress?.Report("exactness: fast forms vs the naive twin, streaming vs forward, causality (float64, toy tensors)");
@@ -104,8 +129,9 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
     }
 
     /// <summary>
-    /// The exactness phase, float64, T = 13 (odd), d = 12, 2 heads of width 6, chunk 4 (not dividing T): each mixer's fast form
-    /// against the naive twin (outputs and every parameter gradient), streaming Step against the recurrent forward, and causality.
+    /// The exactness phase, float64, T = 13 (odd), d = 12, 2 heads of width 6, chunk 4 (not dividing T; MAC's segments of 5 tokens,
+    /// so that chunks and segments do not align): each mixer's fast form against the naive twin (outputs and every parameter
+    /// gradient), streaming Step against the recurrent forward, and causality.
     /// </summary>
     public static IReadOnlyList<ExactnessCheck> Exactness(Device device, int seed = 0)
     {
@@ -130,32 +156,26 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
                 checks.Add(new ExactnessCheck($"{label}, {what} vs naive twin: parameter gradients", grads, 1e-10));
             }
 
-        foreach (var variant in new[] { MagName, MalName })
+        foreach (var variant in new[] { MagName, MalName, MacName })
         {
             using var scope = NewDisposeScope();
             torch.manual_seed(seed);
-            var options = mlp;
-            using var mixer = variant == MagName ? (nn.Module<Tensor, Tensor>)new TitansMag(D, H, 4, 3, options) : new TitansMal(D, H, 4, 3, options);
+            using var mixer = Variant(variant, D, H, variant == MacName ? 5 : 4, 3, mlp);
             mixer.to(float64).to(device);
             var x = Input(new Generator((ulong)seed + 1));
-            Func<Tensor> naive = mixer is TitansMag mg ? () => TitansNaive.Forward(mg, x, C) : () => TitansNaive.Forward((TitansMal)mixer, x, C);
-            var (output, grads) = Compare(mixer, x, () => mixer.call(x), naive);
+            var (output, grads) = Compare(mixer, x, () => mixer.call(x), () => NaiveForward(mixer, x, C));
             checks.Add(new ExactnessCheck($"{variant} (MLP memory, chunked C = {C}) vs naive twin: outputs", output, 1e-10));
             checks.Add(new ExactnessCheck($"{variant} (MLP memory, chunked C = {C}) vs naive twin: parameter gradients", grads, 1e-10));
         }
 
-        foreach (var variant in new[] { "memory", MagName, MalName })
+        foreach (var variant in new[] { "memory", MagName, MalName, MacName })
         {
             using var scope = NewDisposeScope();
             using var noGrad = torch.no_grad();
             torch.manual_seed(seed);
             var options = mlp with { Form = TitansMemoryForm.Recurrent };
-            using nn.Module<Tensor, Tensor> mixer = variant switch
-            {
-                MagName => (nn.Module<Tensor, Tensor>)new TitansMag(D, H, 4, 3, options),
-                MalName => new TitansMal(D, H, 4, 3, options),
-                _ => new TitansMemory(D, H, options),
-            };
+            using nn.Module<Tensor, Tensor> mixer = variant == "memory" ? new TitansMemory(D, H, options)
+                : Variant(variant, D, H, variant == MacName ? 5 : 4, 3, options);
             mixer.to(float64).to(device);
             var x = Input(new Generator((ulong)seed + 2));
             var streaming = (IStreamingMixer)mixer;
@@ -165,17 +185,19 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
             checks.Add(new ExactnessCheck($"{variant}: streaming Step over {T} tokens vs the recurrent forward", error, 1e-10));
         }
 
+        foreach (var variant in new[] { MagName, MacName })
         {
             using var scope = NewDisposeScope();
             using var noGrad = torch.no_grad();
             torch.manual_seed(seed);
-            using var mag = new TitansMag(D, H, 4, 3, mlp);
-            mag.to(float64).to(device);
+            using var mixer = Variant(variant, D, H, variant == MacName ? 5 : 4, 3, mlp);
+            mixer.to(float64).to(device);
             var x = Input(new Generator((ulong)seed + 3));
+            int at = variant == MacName ? 7 : T - 1;                                            // MAC: a token inside its second segment
             var bumped = x.clone();
-            bumped.select(1, T - 1).add_(1.0);                                                  // perturb the last token only
-            double error = (mag.call(bumped).narrow(1, 0, T - 1) - mag.call(x).narrow(1, 0, T - 1)).abs().max().item<double>();
-            checks.Add(new ExactnessCheck($"MAG (chunked C = {C}): perturbing x_T leaves outputs 1 … T−1 unchanged", error, 0.0));
+            bumped.select(1, at).add_(1.0);                                                     // perturb one token only
+            double error = (mixer.call(bumped).narrow(1, 0, at) - mixer.call(x).narrow(1, 0, at)).abs().max().item<double>();
+            checks.Add(new ExactnessCheck($"{variant} (chunked C = {C}): perturbing x_{at + 1} leaves outputs 1 … {at} unchanged", error, 0.0));
         }
         return checks;
     }
@@ -286,8 +308,7 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
         long stateBytes = model.Blocks.Sum(b => b.Mixer switch
         {
             PersistentWindowAttention a => a.StateBytes(),
-            TitansMag m => m.StateBytes(),
-            TitansMal m => m.StateBytes(),
+            TitansVariant v => v.StateBytes(),
             _ => 0L,
         });
         progress?.Report($"  {name}: far accuracy {queries.Where(o => o.Distance >= 4 * c.Window).Average(o => o.Correct ? 1.0 : 0.0):P1}");

@@ -120,18 +120,43 @@ public sealed class TitansMemory : AttentionMixer
     /// <summary>The core's runner: (q, k, v, gates, start, options) → outputs and final state.</summary>
     public delegate AssociativeMemoryResult MemoryRunner(Tensor q, Tensor k, Tensor v, MemoryGates gates, MemoryState? h0, AssociativeMemoryOptions? options);
 
-    /// <summary>The memory over a whole sequence with <paramref name="run"/> (a fast form, or the naive twin in <see cref="TitansNaive"/>).</summary>
-    internal AssociativeMemoryResult Memory(Tensor q, Tensor k, Tensor v, Tensor x, MemoryRunner run)
+    /// <summary>
+    /// The memory over a whole sequence with <paramref name="run"/> (a fast form, or the naive twin in <see cref="TitansNaive"/>),
+    /// from <paramref name="start"/> (null: the learned start weights W_0). q, k, v carry <paramref name="past"/> earlier tokens in
+    /// front that only feed the causal conv (MAC's segments continue the conv of the previous segment); x holds the new tokens only.
+    /// </summary>
+    internal AssociativeMemoryResult Memory(Tensor q, Tensor k, Tensor v, Tensor x, MemoryRunner run, MemoryState? start = null, int past = 0)
     {
         using var scope = NewDisposeScope();
-        long b = q.size(0), t = q.size(1);
+        long b = q.size(0), t = q.size(1) - past;
         var (qc, kc, vc) = conv_q is null ? (q, k, v)
             : (Conv(conv_q, q), Conv(conv_k!, k), Conv(conv_v!, v));                   // causal depthwise conv per channel
+        if (past > 0) (qc, kc, vc) = (qc.narrow(1, past, t), kc.narrow(1, past, t), vc.narrow(1, past, t));
         qc = nn.functional.normalize(qc, 2, -1, 1e-6);                                 // q ← q/‖q‖
         kc = nn.functional.normalize(kc, 2, -1, 1e-6);                                 // k ← k/‖k‖
-        using var start = MemoryState.FromHeads(b, Options.Momentum, StartWeights);
-        var result = run(qc, kc, vc, Gates(x), start, Options.Core);
+        var result = run(qc, kc, vc, Gates(x), start ?? StartState(b), Options.Core);
         return result.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The learned start memory W_0 expanded over <paramref name="batch"/> sequences (zero momentum with momentum).</summary>
+    internal MemoryState StartState(long batch, ScalarType? dtype = null) =>
+        MemoryState.FromHeads(batch, Options.Momentum, StartWeights.Select(w => dtype is { } d ? w.to(d) : w).ToArray());
+
+    /// <summary>Read queries for a whole sequence: q [B, T, H, Dk] (after SiLU) → conv, ℓ2-normalised (as the write path's).</summary>
+    internal Tensor ReadQueries(Tensor q)
+    {
+        using var scope = NewDisposeScope();
+        var qc = conv_q is null ? q : Conv(conv_q, q);
+        return nn.functional.normalize(qc, 2, -1, 1e-6).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>One read query q [B, 1, H, Dk] (after SiLU) through the conv state <paramref name="conv"/> (null without conv), ℓ2-normalised.</summary>
+    internal Tensor ReadQuery(Tensor q, ConvState? conv)
+    {
+        using var scope = NewDisposeScope();
+        long b = q.size(0);
+        var qc = conv_q is null ? q.squeeze(1) : conv_q.Step(q.reshape(b, -1), conv!).view(b, Heads, KeyDim);
+        return nn.functional.normalize(qc, 2, -1, 1e-6).unsqueeze(1).MoveToOuterDisposeScope();
     }
 
     /// <summary>θ, η, α [B, T, H] from x [B, T, d] (η null without momentum, α null without forgetting).</summary>
@@ -168,7 +193,7 @@ public sealed class TitansMemory : AttentionMixer
         var g = Gates(x);                                                               // [B, 1, H]
         if (s.Stream is null)
         {
-            using var start = MemoryState.FromHeads(b, Options.Momentum, StartWeights.Select(w => w.to(q.dtype)).ToArray());
+            using var start = StartState(b, q.dtype);
             s.Stream = new AssociativeMemoryStream(start, Options.Core);
         }
         var y = s.Stream.Step(qc, kc, vc, g.Theta.squeeze(1), g.Eta?.squeeze(1), g.Alpha?.squeeze(1));   // y_t = M(q_t; W_{t−1}), then write

@@ -1,5 +1,6 @@
 using AttentionLab.Attention;
 using AttentionLab.Core;
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace AttentionLab.Papers.Titans;
@@ -37,5 +38,36 @@ public static class TitansNaive
     {
         ArgumentNullException.ThrowIfNull(mal);
         return mal.Forward(x, u => Forward(mal.Memory, u, chunk));
+    }
+
+    /// <summary>MAC with the naive memory: writes by the twin's token loop, reads by its plainly written M (see <see cref="Read"/>).</summary>
+    public static Tensor Forward(TitansMac mac, Tensor x, int chunk = 1)
+    {
+        ArgumentNullException.ThrowIfNull(mac);
+        var options = mac.Memory.Options.Core;
+        return mac.Forward(x, (q, k, v, g, h0, o) => AssociativeMemoryNaive.Run(q, k, v, g, Fresh(h0!), o, chunk), (state, q) => Read(state, q, options));
+    }
+
+    /// <summary>
+    /// The segment's start memory as new graph nodes (clones). In MAC the segment's keys and values depend on the start memory
+    /// (through the read h and the attention), and the twin's autograd gradient with respect to a node follows every path from
+    /// it: at the clones, taken after k and v exist, ∇_W ℓ is the inner gradient alone, while the outer gradient still reaches
+    /// the original through the clone.
+    /// </summary>
+    static MemoryState Fresh(MemoryState h0) =>
+        new(h0.Weights.Select(w => w.clone()).ToArray(), h0.Momentum?.Select(s => s.clone()).ToArray());
+
+    /// <summary>
+    /// y = M(q; W) for q [B, L, H, Dk] with the twin's plainly written memory: its token loop with θ = 0, no momentum and no
+    /// forgetting, which reads every token with the start weights and never changes them.
+    /// </summary>
+    static Tensor Read(MemoryState state, Tensor q, AssociativeMemoryOptions options)
+    {
+        using var scope = NewDisposeScope();
+        long b = q.size(0), t = q.size(1), h = q.size(2), dv = state.Weights[^1].size(2);
+        var theta = torch.zeros(new[] { b, t, h }, dtype: q.dtype, device: q.device);
+        var v = torch.zeros(new[] { b, t, h, dv }, dtype: q.dtype, device: q.device);
+        var r = AssociativeMemoryNaive.Run(q, q, v, new MemoryGates(theta), new MemoryState(state.Weights), options, 1);
+        return r.Output.MoveToOuterDisposeScope();
     }
 }
