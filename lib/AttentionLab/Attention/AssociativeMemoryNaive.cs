@@ -63,12 +63,14 @@ public static class AssociativeMemoryNaive
     }
 
     /// <summary>
-    /// The memory as a node autograd can differentiate at. A graph node is used as it is (gradients reach the start memory
-    /// through it). A leaf that requires grad may be a view made under no_grad of a parameter (the learned start memory
-    /// expanded over the batch in an inference call): autograd routes its gradient to the parameter, never to the view,
-    /// so it is cloned into the graph. A tensor without grad becomes a fresh leaf.
+    /// The memory as a node autograd can differentiate at, so that ∇_W ℓ is the partial derivative in W with k and v held
+    /// fixed. A tensor with a gradient history is cloned: differentiating at the tensor itself would add every other path
+    /// from it to the loss (MAC's keys are computed from the memory's earlier reads), and a leaf that requires grad may be a
+    /// view made under no_grad of a parameter (the learned start memory expanded over the batch in an inference call), which
+    /// autograd never reaches (its gradient goes to the parameter). The clone keeps the outer gradient flowing to the
+    /// memory. A tensor without grad becomes a fresh leaf.
     /// </summary>
-    static Tensor GraphNode(Tensor w) => !w.requires_grad ? w.detach().requires_grad_(true) : w.is_leaf ? w.clone() : w;
+    static Tensor GraphNode(Tensor w) => w.requires_grad ? w.clone() : w.detach().requires_grad_(true);
 
     /// <summary>M(x; W) for one token per (b, h): x [B, H, D], weights [B, H, out, in] → [B, H, Dv], written plainly.</summary>
     static Tensor Memory(AssociativeMemoryOptions o, Tensor[] w, Tensor x)

@@ -345,6 +345,11 @@ public class AssociativeMemoryTests(ITestOutputHelper log)
         AssertClose.Tensors(run.Output, plain.Output, 1e-14, 0, "start memory as a leaf");
         var grads = Gradients.Of([run.Output.sum() + run.FinalState.Weights[0].sum()], leaves);
         Assert.All(grads, gr => Assert.True(gr.abs().sum().item<double>() > 0, "the start memory gets a gradient"));
+        // keys computed from the start memory (MAC's keys come from the memory's reads): ∇_W ℓ holds k fixed
+        var sum = leaves[0].sum();
+        var kFromMemory = k + (sum - sum.detach());                                  // the same values, a path to the memory
+        var coupled = AssociativeMemoryNaive.Run(q, kFromMemory, v, gates, new MemoryState(leaves, null), options);
+        AssertClose.Tensors(coupled.Output, plain.Output, 1e-14, 0, "keys that depend on the start memory");
     }
 
     /// <summary>θ = 0 never writes: every read is M₀(q), and the final memory is (1 − α) decays of A₀ only.</summary>
