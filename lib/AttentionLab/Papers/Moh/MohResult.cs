@@ -119,6 +119,31 @@ public sealed record MohResult(MohExperiment.Config Config, MohExactness Exactne
     /// <summary>Columns: model, layer, mutual information and its shuffle floor (bits).</summary>
     public DataFrame RoutingFrame() => Tables.From(Routing.Select(m => new { m.Model, m.Layer, MiBits = m.MutualInformation, NullMaxBits = m.NullMax }));
 
+    /// <summary>
+    /// The heatmap of one MoH model: rows "L{layer} {opcode}", columns the routed heads "h{i}" (i = h_s … H−1), values the
+    /// share of that opcode's tokens that chose the head.
+    /// </summary>
+    public (IReadOnlyList<double[]> Rows, string[] RowLabels, string[] ColumnLabels) Heatmap(string model)
+    {
+        var maps = Routing.Where(m => m.Model == model).OrderBy(m => m.Layer).ToList();
+        if (maps.Count == 0) throw new ArgumentException($"no routing for '{model}'.", nameof(model));
+        var rows = maps.SelectMany(m => m.Frequency).ToList();
+        var rowLabels = maps.SelectMany(m => Enum.GetNames<MohOpcode>().Select(op => $"L{m.Layer} {op}")).ToArray();
+        int e = maps[0].Frequency[0].Length;
+        return (rows, rowLabels, Enumerable.Range(maps[0].Shared, e).Select(i => $"h{i}").ToArray());
+    }
+
+    /// <summary>Histogram of the chosen routed gates (before α) of one model's last layer: bin centres and counts over [0, K].</summary>
+    public (double[] Centres, double[] Counts) GateHistogram(string model, int bins = 20)
+    {
+        if (bins < 1) throw new ArgumentException($"bins must be positive, got {bins}.", nameof(bins));
+        var sample = Gates.FirstOrDefault(g => g.Model == model) ?? throw new ArgumentException($"no gates for '{model}'.", nameof(model));
+        double top = Config.Variants.First(v => v.Name == model).TopK;
+        var counts = new double[bins];
+        foreach (var g in sample.RoutedGates) counts[Math.Clamp((int)(g / top * bins), 0, bins - 1)]++;
+        return (Enumerable.Range(0, bins).Select(i => (i + 0.5) * top / bins).ToArray(), counts);
+    }
+
     /// <summary>Columns: form, seq_len, active, median_ms.</summary>
     public DataFrame TimingFrame() => Tables.From(Timings);
 
