@@ -12,7 +12,7 @@ public static class MohChecks
     /// max |Δ| between the mixer and <see cref="MohNaive.Output"/> over the output and the gradients of x and every parameter,
     /// for loss = Σ y ⊙ g with a fixed random g. <paramref name="x"/> must require grad.
     /// </summary>
-    public static double AgainstNaive(MixtureOfHeadAttention mixer, Tensor x, Generator gen)
+    public static double TwinGap(MixtureOfHeadAttention mixer, Tensor x, Generator gen)
     {
         ArgumentNullException.ThrowIfNull(mixer);
         ArgumentNullException.ThrowIfNull(x);

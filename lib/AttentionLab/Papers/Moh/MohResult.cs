@@ -164,7 +164,8 @@ public sealed record MohResult(MohExperiment.Config Config, MohExactness Exactne
             spec, ex.AllSharedVsMha <= MohExactness.IdentityTolerance);
         claims.Exactness("gate-sums", "each token has exactly K routed heads; routed gates sum to K, shared gates to h_s",
             $"{ex.BadMaskRows} tokens without K ones; |Σg_r − K| {Num.Sci(ex.RoutedSumGap)}, |Σg_s − h_s| {Num.Sci(ex.SharedSumGap)}",
-            $"0 tokens; gaps {spec}", ex.BadMaskRows == 0 && ex.RoutedSumGap <= MohExactness.IdentityTolerance && ex.SharedSumGap <= MohExactness.IdentityTolerance);
+            $"0 tokens; gaps {spec}",
+            ex.BadMaskRows == 0 && ex.RoutedSumGap <= MohExactness.IdentityTolerance && ex.SharedSumGap <= MohExactness.IdentityTolerance);
         claims.Exactness("uniform-balance-is-k", "under uniform routing (p = 1/E) L_b = K", $"|L_b − K| {Num.Sci(ex.UniformBalanceGap)}", spec,
             ex.UniformBalanceGap <= MohExactness.IdentityTolerance);
         claims.Exactness("step-equals-forward", "token-by-token decoding (KV cache, gates per token) reproduces the parallel forward",
@@ -175,7 +176,8 @@ public sealed record MohResult(MohExperiment.Config Config, MohExactness Exactne
         double r75 = m75.ValLoss / mha.ValLoss;
         claims.Claim("parity-at-75", "MoH with 75 % of heads active matches dense MHA at equal training budget",
             "MoH-LLaMA3-8B averages 64.0 % over 14 benchmarks, +2.4 % over LLaMA3-8B, with 75 % of heads (paper abstract, spec §7)",
-            $"val loss MoH-75% {m75.ValLoss:F4}, MHA {mha.ValLoss:F4} nats/token (ratio {r75:F3}); same steps and batches, {m75.Params:N0} vs {mha.Params:N0} parameters",
+            $"val loss MoH-75% {m75.ValLoss:F4}, MHA {mha.ValLoss:F4} nats/token (ratio {r75:F3}); same steps and batches, " +
+            $"{m75.Params:N0} vs {mha.Params:N0} parameters",
             "loss(MoH-75 %) ≤ 1.02 × loss(MHA), seed 0 (spec §6)", r75 <= 1.02, asserted: true);
 
         var layers = Routing.Where(m => m.Model == MohExperiment.Moh75Name).ToList();
@@ -192,7 +194,8 @@ public sealed record MohResult(MohExperiment.Config Config, MohExactness Exactne
             double r50 = m50.ValLoss / mha.ValLoss;
             claims.Reported("parity-at-50", "MoH with 50 % of heads active matches dense MHA (the paper's lower end)",
                 "matches or beats MHA with 50–90 % of heads on ViT, DiT and LLMs (paper abstract, spec §7)",
-                $"val loss MoH-50% {m50.ValLoss:F4}, MHA {mha.ValLoss:F4} (ratio {r50:F3})", "loss(MoH-50 %) ≤ 1.02 × loss(MHA) [ours: spec §6 names 75 % only]",
+                $"val loss MoH-50% {m50.ValLoss:F4}, MHA {mha.ValLoss:F4} (ratio {r50:F3})",
+                "loss(MoH-50 %) ≤ 1.02 × loss(MHA) [ours: spec §6 names 75 % only]",
                 r50 <= 1.02);
         }
 

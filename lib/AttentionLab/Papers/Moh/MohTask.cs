@@ -65,7 +65,8 @@ public sealed record MohTask(int Length = 64, int Symbols = 16, int MinSegment =
         if (Symbols < 4) throw new ArgumentException($"Symbols must be at least 4, got {Symbols}.", nameof(Symbols));
         if (MinSegment < 5 || MaxSegment < MinSegment)
             throw new ArgumentException($"segments need 5 ≤ MinSegment ≤ MaxSegment, got {MinSegment} … {MaxSegment}.", nameof(MinSegment));
-        if (MaxSegment / 2 > Symbols) throw new ArgumentException($"an induction run of {MaxSegment / 2} distinct symbols needs Symbols ≥ it, got {Symbols}.", nameof(Symbols));
+        if (MaxSegment / 2 > Symbols)
+            throw new ArgumentException($"an induction run of {MaxSegment / 2} distinct symbols needs Symbols ≥ it, got {Symbols}.", nameof(Symbols));
         var perm = Permutation();
         var rng = new Random(seed);
         int t = Length;
