@@ -258,6 +258,7 @@ public class MohTests(ITestOutputHelper output)
         Assert.Equal(ClaimStatus.DoesNotHold, HandMade(1.01, 0.005, 8).Claims()["head-specialisation"].Status);
         Assert.Equal(ClaimStatus.DoesNotHold, HandMade(1.01, 0.3, 12).Claims()["sparse-heads-cost"].Status);
         Assert.Equal(ClaimStatus.DoesNotHold, HandMade(1.01, 0.3, 8, gatherErr: 1e-8).Claims()["gather-equals-naive"].Status);
-        Assert.Contains(HandMade(1.03, 0.3, 8).Claims().Failures, r => r.Id == "parity-at-75");
+        Assert.Empty(HandMade(1.03, 0.3, 8).Claims().Failures);                       // parity is recorded, not asserted, at this size
+        Assert.Contains(HandMade(1.01, 0.005, 8).Claims().Failures, r => r.Id == "head-specialisation");
     }
 }
