@@ -43,7 +43,7 @@ public sealed class MohExperiment : IPaperExperiment<MohExperiment.Config, MohRe
             new[] { new MohVariant("MHA", 8, 0, Dense: true), new MohVariant("MoH-75%", 4, 2), new MohVariant("MoH-50%", 2, 2) };
 
         public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 8, MlpRatio: 4, SeqLen: 64, Symbols: 16, BatchSize: 16, Steps: 200,
-            LearningRate: 3e-3, WarmupSteps: 20, AuxWeight: 0.01, EvalBatch: 64, Variants: SmokeVariants, TimingSeqLen: 512, TimingRepeats: 5, Seed: 0)
+            LearningRate: 3e-3, WarmupSteps: 20, AuxWeight: 0.01, EvalBatch: 64, Variants: SmokeVariants, TimingSeqLen: 512, TimingRepeats: 7, Seed: 0)
         { Size = "smoke" };
 
         public static Config Full => new(Layers: 6, DModel: 256, Heads: 16, MlpRatio: 4, SeqLen: 256, Symbols: 16, BatchSize: 32, Steps: 5000,
@@ -159,7 +159,7 @@ public sealed class MohExperiment : IPaperExperiment<MohExperiment.Config, MohRe
 
     /// <summary>
     /// Median forward time (no grad) of one layer at B = 1, T = TimingSeqLen: dense MHA (the library's causal attention),
-    /// MoH-75 % by gather and by masking, with the router trained nowhere (fresh weights: the balance is the router's at init).
+    /// MoH-75 % by gather and by masking; fresh weights (the routing balance is the untrained router's), the forms interleaved.
     /// </summary>
     static List<MohTiming> Timing(Config c, Device device)
     {
@@ -174,22 +174,32 @@ public sealed class MohExperiment : IPaperExperiment<MohExperiment.Config, MohRe
             ($"{moh.Name} gather", new MixtureOfHeadAttention(c.DModel, c.Heads, moh.Shared, moh.TopK, MohPath.Gather), moh.ActiveRatio(c.Heads)),
             ($"{moh.Name} masked", new MixtureOfHeadAttention(c.DModel, c.Heads, moh.Shared, moh.TopK, MohPath.Masked), moh.ActiveRatio(c.Heads)),
         };
-        var rows = new List<MohTiming>();
-        foreach (var (name, layer, active) in forms)
+        var ms = forms.Select(_ => new List<double>()).ToList();
+        try
         {
-            using var owned = layer;
-            layer.to(device);
-            layer.call(x).Dispose();                                                    // warm-up
-            var ms = new List<double>();
-            for (int i = 0; i < c.TimingRepeats; i++)
+            foreach (var f in forms)
             {
-                var sw = Stopwatch.StartNew();
-                using var y = layer.call(x);
-                _ = y.sum().item<float>();                                              // wait for the device
-                ms.Add(sw.Elapsed.TotalMilliseconds);
+                f.Layer.to(device);
+                f.Layer.call(x).Dispose();                                              // warm-up
             }
-            ms.Sort();
-            rows.Add(new MohTiming(name, c.TimingSeqLen, active, ms[ms.Count / 2]));
+            for (int i = 0; i < c.TimingRepeats; i++)
+                for (int f = 0; f < forms.Count; f++)                                   // interleaved: a load spike hits every form alike
+                {
+                    var sw = Stopwatch.StartNew();
+                    using var y = forms[f].Layer.call(x);
+                    _ = y.sum().item<float>();                                          // wait for the device
+                    ms[f].Add(sw.Elapsed.TotalMilliseconds);
+                }
+        }
+        finally
+        {
+            foreach (var f in forms) f.Layer.Dispose();
+        }
+        var rows = new List<MohTiming>();
+        for (int f = 0; f < forms.Count; f++)
+        {
+            ms[f].Sort();
+            rows.Add(new MohTiming(forms[f].Name, c.TimingSeqLen, forms[f].Active, ms[f][ms[f].Count / 2]));
         }
         return rows;
     }
