@@ -18,7 +18,8 @@ public sealed record LabContext(Device Device, int Threads, int Seed, RunSize Si
 
 /// <summary>
 /// One call at the top of every notebook: device, threads, seed, size, chart/table display, and the build stamp.
-/// Environment overrides: ATTNLAB_DEVICE (cpu, cuda, cuda:N), ATTNLAB_THREADS, ATTNLAB_SEED, ATTNLAB_SIZE (smoke|full).
+/// Environment overrides: ATTNLAB_DEVICE (cpu, cuda, cuda:N), ATTNLAB_THREADS (1 to the core count), ATTNLAB_SEED,
+/// ATTNLAB_SIZE (smoke|full), ATTNLAB_HEAP (tuned|default). A value outside these is an ArgumentException naming the variable.
 /// </summary>
 public static class Lab
 {
@@ -47,7 +48,7 @@ public static class Lab
         string? Env(string name) => Environment.GetEnvironmentVariable(name) is { Length: > 0 } v ? v.Trim() : null;
 
         var device = ChooseDevice(Env(DeviceVariable));
-        int threads = ParseInt(Env(ThreadsVariable), ThreadsVariable, min: 1)
+        int threads = ParseThreads(Env(ThreadsVariable), Environment.ProcessorCount, warning => Console.WriteLine($"WARNING: {warning}"))
                       ?? (Environment.ProcessorCount <= 2 ? 1 : torch.get_num_threads());
         torch.set_num_threads(threads);
         NativeHeap.Tune();                                                               // keep tensor memory on the heap (ATTNLAB_HEAP=default: off)
@@ -95,6 +96,24 @@ public static class Lab
         "full" => RunSize.Full,
         _ => throw new ArgumentException($"{SizeVariable}='{text}' is not smoke or full.", SizeVariable),
     };
+
+    /// <summary>
+    /// ATTNLAB_THREADS: an integer ≥ 1; null when unset. More threads than <paramref name="processorCount"/> cores only
+    /// slows torch down (2 threads on 2 shared cores measured 2–10× slower than 1), so such a value is clamped to the core
+    /// count and <paramref name="warn"/> is told why.
+    /// </summary>
+    public static int? ParseThreads(string? text, int processorCount, Action<string> warn)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(processorCount, 1);
+        ArgumentNullException.ThrowIfNull(warn);
+        int? threads = ParseInt(text, ThreadsVariable, min: 1);
+        if (threads > processorCount)
+        {
+            warn($"{ThreadsVariable}={threads} is more than this machine's {processorCount} core(s); using {processorCount} torch thread(s).");
+            return processorCount;
+        }
+        return threads;
+    }
 
     static int? ParseInt(string? text, string name, int min)
     {

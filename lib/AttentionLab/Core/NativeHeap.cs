@@ -9,11 +9,11 @@ namespace AttentionLab.Core;
 /// run to run (measured: causal Flow-Attention at T = 8192, median 212–217 ms with the defaults vs 120–122 ms tuned).
 /// <see cref="Tune"/> keeps blocks up to <see cref="MmapThresholdBytes"/> on the heap and up to
 /// <see cref="TrimThresholdBytes"/> of free heap in the process — the usual advice for PyTorch on glibc, short of
-/// preloading jemalloc. Linux/glibc only; a no-op elsewhere. Opt out with ATTNLAB_HEAP=default.
+/// preloading jemalloc. Linux/glibc only; a no-op elsewhere. Opt out with ATTNLAB_HEAP=default (ATTNLAB_HEAP=tuned or unset: on).
 /// </summary>
 public static class NativeHeap
 {
-    /// <summary>Environment variable: "default" leaves glibc's settings alone.</summary>
+    /// <summary>Environment variable: "tuned" (also when unset) applies the thresholds; "default" leaves glibc's settings alone.</summary>
     public const string Variable = "ATTNLAB_HEAP";
     /// <summary>Blocks at least this large get their own mapping (64 MiB).</summary>
     public const int MmapThresholdBytes = 64 << 20;
@@ -26,12 +26,25 @@ public static class NativeHeap
     /// <summary>Whether the tuned settings are in force (set by <see cref="Tune"/>).</summary>
     public static bool Tuned { get; private set; }
 
-    /// <summary>Applies the tuned thresholds unless ATTNLAB_HEAP=default; returns whether they are in force.</summary>
+    /// <summary>
+    /// Applies the tuned thresholds unless ATTNLAB_HEAP=default; returns whether they are in force.
+    /// An ATTNLAB_HEAP other than tuned or default is an <see cref="ArgumentException"/> naming the variable.
+    /// </summary>
     public static bool Tune()
     {
-        if (string.Equals(Environment.GetEnvironmentVariable(Variable)?.Trim(), "default", StringComparison.OrdinalIgnoreCase)) return Tuned = false;
+        if (!WantsTuned(Environment.GetEnvironmentVariable(Variable))) return Tuned = false;
         Tuned = Set(MmapThreshold, MmapThresholdBytes) && Set(TrimThreshold, TrimThresholdBytes);
         return Tuned;
+    }
+
+    /// <summary>Reads an ATTNLAB_HEAP value: unset, empty or "tuned" → true; "default" → false; anything else throws.</summary>
+    public static bool WantsTuned(string? value)
+    {
+        string mode = value?.Trim() ?? "";
+        if (mode.Length == 0 || mode.Equals("tuned", StringComparison.OrdinalIgnoreCase)) return true;
+        if (mode.Equals("default", StringComparison.OrdinalIgnoreCase)) return false;
+        throw new ArgumentException($"{Variable}='{value}' is not one of: tuned (keep tensor memory on the heap; the default when unset), " +
+            "default (glibc's own settings).", Variable);
     }
 
     /// <summary>

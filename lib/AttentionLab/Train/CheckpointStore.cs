@@ -44,12 +44,21 @@ public sealed class CheckpointStore
     /// </summary>
     public static CheckpointStore Default() => new(Path.Combine(Core.RepositoryData.Folder(), "models"));
 
-    /// <summary>Every entry of the manifest (empty when there is none yet).</summary>
+    /// <summary>Every entry of the manifest (empty when there is none yet); a manifest that does not parse → InvalidDataException naming it.</summary>
     public IReadOnlyList<CheckpointEntry> Entries()
     {
         string path = Path.Combine(Folder, ManifestName);
         if (!System.IO.File.Exists(path)) return Array.Empty<CheckpointEntry>();
-        return JsonSerializer.Deserialize<List<CheckpointEntry>>(System.IO.File.ReadAllText(path), json) ?? new List<CheckpointEntry>();
+        List<CheckpointEntry>? entries;
+        try { entries = JsonSerializer.Deserialize<List<CheckpointEntry>>(System.IO.File.ReadAllText(path), json); }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"checkpoint manifest {path} is not valid: {e.Message} Restore it from git " +
+                "(git checkout -- data/models/manifest.json) or regenerate the checkpoints (lib/AttentionLab.Checkpoints).", e);
+        }
+        if (entries is null || entries.Any(e => e is null || e.Name is null || e.File is null || e.Sha256 is null || e.Command is null))
+            throw new InvalidDataException($"checkpoint manifest {path} is not a list of entries with Name, File, Sha256 and Command.");
+        return entries;
     }
 
     /// <summary>The entry called <paramref name="name"/>, or null.</summary>
@@ -76,8 +85,14 @@ public sealed class CheckpointStore
     /// <summary>
     /// Loads the weights of <paramref name="name"/> into <paramref name="model"/> after checking the file's sha256 against the
     /// manifest. Missing entry or file → FileNotFoundException naming the regeneration command; digest mismatch → InvalidDataException.
+    /// A model built with another config → ArgumentException (parameter <paramref name="config"/> when given and different from the
+    /// manifest's, else <paramref name="model"/>) naming the file, the manifest's config, the model's and the regeneration command;
+    /// a file that ends early or does not parse → InvalidDataException naming the file (the loader's exception inside).
     /// </summary>
-    public CheckpointEntry Load(nn.Module model, string name)
+    /// <param name="model">The module to fill; built with the checkpoint's config.</param>
+    /// <param name="name">The manifest entry.</param>
+    /// <param name="config">Optional: the config <paramref name="model"/> was built with, checked against the manifest before loading.</param>
+    public CheckpointEntry Load(nn.Module model, string name, object? config = null)
     {
         ArgumentNullException.ThrowIfNull(model);
         var entry = Find(name) ?? throw new FileNotFoundException(
@@ -88,8 +103,64 @@ public sealed class CheckpointStore
         string digest = Digest(path);
         if (digest != entry.Sha256)
             throw new InvalidDataException($"checkpoint {path} has sha256 {digest}, the manifest says {entry.Sha256}; regenerate it with: {entry.Command}");
-        model.load(path);
+        if (config is not null)
+        {
+            var given = JsonSerializer.SerializeToElement(config, config.GetType(), json);
+            var differences = ConfigDifferences(entry.Config, given);
+            if (differences.Count > 0)
+                throw new ArgumentException(ConfigMismatch(path, entry, given, differences, model), nameof(config));
+        }
+        try { model.load(path); }
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException)
+        {
+            var found = ModelConfig(model);
+            var differences = found is { } f ? ConfigDifferences(entry.Config, f) : new List<string>();
+            throw new ArgumentException(ConfigMismatch(path, entry, found, differences, model) + $" (loader: {e.Message})", nameof(model), e);
+        }
+        catch (IOException e)
+        {
+            throw new InvalidDataException($"checkpoint {path} ends early or is not a TorchSharp state dict ({e.GetType().Name}: {e.Message}); " +
+                $"regenerate it with: {entry.Command}", e);
+        }
         return entry;
+    }
+
+    /// <summary>The message for a model whose config is not the checkpoint's.</summary>
+    static string ConfigMismatch(string path, CheckpointEntry entry, JsonElement? found, IReadOnlyList<string> differences, nn.Module model)
+    {
+        string foundText = found is { } f ? Raw(f) : $"unknown (a {model.GetType().Name} with {model.state_dict().Count} tensors)";
+        string diff = differences.Count > 0 ? $" Differences (checkpoint vs model): {string.Join("; ", differences)}." : "";
+        return $"checkpoint {path} was made for a {entry.ModelType} with config {Raw(entry.Config)}, but the model has config " +
+            $"{foundText}.{diff} Build the model with the checkpoint's config, or regenerate the checkpoint for yours with: {entry.Command}";
+    }
+
+    /// <summary>Compact JSON of a config (the manifest stores it indented).</summary>
+    static string Raw(JsonElement element) => element.ValueKind == JsonValueKind.Undefined ? "(none recorded)" : JsonSerializer.Serialize(element);
+
+    /// <summary>The model's public Config property as JSON, when it has one.</summary>
+    static JsonElement? ModelConfig(nn.Module model)
+    {
+        var property = model.GetType().GetProperty("Config");
+        return property?.GetValue(model) is { } value ? JsonSerializer.SerializeToElement(value, value.GetType(), json) : null;
+    }
+
+    /// <summary>Top-level fields whose values differ ("Layers: 4 vs 2"); a field missing on one side counts.</summary>
+    static List<string> ConfigDifferences(JsonElement expected, JsonElement found)
+    {
+        var result = new List<string>();
+        if (expected.ValueKind != JsonValueKind.Object || found.ValueKind != JsonValueKind.Object)
+        {
+            if (Raw(expected) != Raw(found)) result.Add($"{Raw(expected)} vs {Raw(found)}");
+            return result;
+        }
+        var e = expected.EnumerateObject().ToDictionary(p => p.Name, p => Raw(p.Value));
+        var f = found.EnumerateObject().ToDictionary(p => p.Name, p => Raw(p.Value));
+        foreach (var key in e.Keys.Union(f.Keys))
+        {
+            string a = e.TryGetValue(key, out var x) ? x : "(absent)", b = f.TryGetValue(key, out var y) ? y : "(absent)";
+            if (a != b) result.Add($"{key}: {a} vs {b}");
+        }
+        return result;
     }
 
     /// <summary>Lower-case hex sha256 of a file.</summary>
