@@ -45,17 +45,8 @@ public static class TitansNaive
     {
         ArgumentNullException.ThrowIfNull(mac);
         var options = mac.Memory.Options.Core;
-        return mac.Forward(x, (q, k, v, g, h0, o) => AssociativeMemoryNaive.Run(q, k, v, g, Fresh(h0!), o, chunk), (state, q) => Read(state, q, options));
+        return mac.Forward(x, (q, k, v, g, h0, o) => AssociativeMemoryNaive.Run(q, k, v, g, h0, o, chunk), (state, q) => Read(state, q, options));
     }
-
-    /// <summary>
-    /// The segment's start memory as new graph nodes (clones). In MAC the segment's keys and values depend on the start memory
-    /// (through the read h and the attention), and the twin's autograd gradient with respect to a node follows every path from
-    /// it: at the clones, taken after k and v exist, ∇_W ℓ is the inner gradient alone, while the outer gradient still reaches
-    /// the original through the clone.
-    /// </summary>
-    static MemoryState Fresh(MemoryState h0) =>
-        new(h0.Weights.Select(w => w.clone()).ToArray(), h0.Momentum?.Select(s => s.clone()).ToArray());
 
     /// <summary>
     /// y = M(q; W) for q [B, L, H, Dk] with the twin's plainly written memory: its token loop with θ = 0, no momentum and no
