@@ -119,7 +119,8 @@ public sealed class MirasExperiment : IPaperExperiment<MirasExperiment.Config, M
                 mixer.to(float64).to(device);
                 var x = Input((ulong)seed);
                 int chunk = form == MirasForm.Chunked ? C : 1;
-                var (output, grads) = Compare(mixer, () => mixer.call(x), () => MirasNaive.Forward(mixer, x, chunk));
+                // the scaled bound, max |Δ| / (1 + max |naive|): Moneta's ℓq map makes some gradients large
+                var (_, _, output, grads) = FormAgreement.Of(mixer, () => mixer.call(x), () => MirasNaive.Forward(mixer, x, chunk));
                 string what = form == MirasForm.Chunked ? $"chunked (C = {C})" : "recurrent";
                 checks.Add(new ExactnessCheck($"{name}, {what} vs naive twin: outputs", output, 1e-10));
                 checks.Add(new ExactnessCheck($"{name}, {what} vs naive twin: parameter gradients", grads, 1e-10));
@@ -197,29 +198,6 @@ public sealed class MirasExperiment : IPaperExperiment<MirasExperiment.Config, M
         using var chunk1 = AssociativeMemory.Chunked(q, k, v, gates, null, moneta with { ChunkSize = 1 });
         using var rec = AssociativeMemory.Recurrent(q, k, v, gates, null, moneta);
         yield return new ExactnessCheck("identity: Moneta's chunked form at b = 1 equals the sequential recurrence", Diff(rec, chunk1), 1e-12);
-    }
-
-    /// <summary>
-    /// max |Δ| / (1 + max |naive|) of the outputs and of every parameter gradient (loss Σ out ⊙ w with a fixed random w): the
-    /// conformance kit's scaled bound (Moneta's ℓq map makes some gradients large).
-    /// </summary>
-    static (double Output, double Gradients) Compare(nn.Module module, Func<Tensor> fast, Func<Tensor> naive)
-    {
-        var parameters = module.parameters().ToList();
-        (Tensor Out, Tensor[] Grads) Once(Func<Tensor> f, Tensor w)
-        {
-            foreach (var p in parameters) p.grad?.zero_();
-            var o = f();
-            (o * w).sum().backward();
-            return (o.detach(), parameters.Select(p => p.grad is null ? torch.zeros_like(p) : p.grad.clone()).ToArray());
-        }
-        var probe = fast();
-        var wFixed = torch.randn(probe.shape, dtype: probe.dtype, generator: new Generator(7)).to(probe.device);
-        var a = Once(fast, wFixed);
-        var b = Once(naive, wFixed);
-        static double Scaled(Tensor x, Tensor reference) =>                                 // the conformance kit's bound: max |Δ| / (1 + max |ref|)
-            (x - reference).abs().max().item<double>() / (1 + reference.abs().max().item<double>());
-        return (Scaled(a.Out, b.Out), a.Grads.Zip(b.Grads).Max(p => Scaled(p.First, p.Second)));
     }
 
     /// <summary>One recall stream set: keys, clean values [S, P, D], and the write sequence (pair index, written value) [S, N, ·].</summary>

@@ -150,7 +150,7 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
                 mixer.to(float64).to(device);
                 var x = Input(new Generator((ulong)seed));
                 int chunk = form == TitansMemoryForm.Chunked ? C : 1;
-                var (output, grads) = Compare(mixer, x, () => mixer.call(x), () => TitansNaive.Forward(mixer, x, chunk));
+                var (output, grads, _, _) = FormAgreement.Of(mixer, () => mixer.call(x), () => TitansNaive.Forward(mixer, x, chunk));
                 string what = form == TitansMemoryForm.Chunked ? $"chunked (C = {C})" : "recurrent";
                 checks.Add(new ExactnessCheck($"{label}, {what} vs naive twin: outputs", output, 1e-10));
                 checks.Add(new ExactnessCheck($"{label}, {what} vs naive twin: parameter gradients", grads, 1e-10));
@@ -163,7 +163,7 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
             using var mixer = Variant(variant, D, H, variant == MacName ? 5 : 4, 3, mlp);
             mixer.to(float64).to(device);
             var x = Input(new Generator((ulong)seed + 1));
-            var (output, grads) = Compare(mixer, x, () => mixer.call(x), () => NaiveForward(mixer, x, C));
+            var (output, grads, _, _) = FormAgreement.Of(mixer, () => mixer.call(x), () => NaiveForward(mixer, x, C));
             checks.Add(new ExactnessCheck($"{variant} (MLP memory, chunked C = {C}) vs naive twin: outputs", output, 1e-10));
             checks.Add(new ExactnessCheck($"{variant} (MLP memory, chunked C = {C}) vs naive twin: parameter gradients", grads, 1e-10));
         }
@@ -248,26 +248,6 @@ public sealed class TitansExperiment : IPaperExperiment<TitansExperiment.Config,
             points.Add(new RecallPoint(SwaName, pairs, gap, Score(SlidingWindowAttention.Attend(q, k, v, c.Window))));
         }
         return points;
-    }
-
-    /// <summary>max |Δ| of the outputs and of every parameter gradient (loss Σ out ⊙ w with a fixed random w).</summary>
-    static (double Output, double Gradients) Compare(nn.Module module, Tensor x, Func<Tensor> fast, Func<Tensor> naive)
-    {
-        var parameters = module.parameters().ToList();
-        (Tensor Out, Tensor[] Grads) Run(Func<Tensor> f, Tensor w)
-        {
-            foreach (var p in parameters) p.grad?.zero_();
-            var o = f();
-            (o * w).sum().backward();
-            return (o.detach(), parameters.Select(p => p.grad is null ? torch.zeros_like(p) : p.grad.clone()).ToArray());
-        }
-        var probe = fast();
-        var wFixed = torch.randn(probe.shape, dtype: probe.dtype, generator: new Generator(7)).to(probe.device);
-        var a = Run(fast, wFixed);
-        var b = Run(naive, wFixed);
-        double outErr = (a.Out - b.Out).abs().max().item<double>();
-        double gradErr = a.Grads.Zip(b.Grads).Max(p => (p.First - p.Second).abs().max().item<double>());
-        return (outErr, gradErr);
     }
 
     static ModelRun Fit(string name, TinyGpt model, Config c, MqarBatch train, MqarBatch test, Device device, IProgress<string>? progress)
