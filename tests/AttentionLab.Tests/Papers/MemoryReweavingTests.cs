@@ -207,6 +207,10 @@ public class MemoryReweavingTests(ITestOutputHelper output)
         Assert.Equal(ClaimStatus.DoesNotHold, flat["overhead"].Status);
         Assert.Empty(flat.Failures);
 
+        var chance = Hand(0.07, 0.07, 0.05, 12);
+        chance = chance with { Rows = chance.Rows.Select(r => r with { Accuracy = Math.Min(r.Accuracy, 0.1) }).ToList() };
+        Assert.Equal(ClaimStatus.NotShown, chance.Claims()["beyond-window-recall"].Status);
+
         var e = new ReweavingExactness(0, 0, 0, 0, 1, 0, 0, "hand");
         Assert.Contains(Hand(0.8, 0.1, 0.8, 12, e with { GradMaxAbs = 1e-8 }).Claims().Failures, c => c.Id == "read-equals-naive");
         Assert.Contains(Hand(0.8, 0.1, 0.8, 12, e with { GateClosedMaxAbs = 1e-5 }).Claims().Failures, c => c.Id == "gate-closed-is-backbone");
