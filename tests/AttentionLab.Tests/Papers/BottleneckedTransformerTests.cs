@@ -161,7 +161,8 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
         x[0, 4, 1] = torch.tensor(double.NaN, dtype: float64);
         foreach (var run in new[] { BottleneckedRunner.Run(model, processor, x, [2, 5], 2), BottleneckedTransformerNaive.Run(model, processor, x, [2, 5], 2) })
         {
-            Assert.False(run.Logits.narrow(1, 0, 4).isnan().any().item<bool>(), "positions before the NaN stay finite");
+            // earlier steps stay finite (inside the NaN's own step a hidden NaN value meets a zero weight, 0·NaN, as in one causal pass)
+            Assert.False(run.Logits.narrow(1, 0, 3).isnan().any().item<bool>(), "steps before the NaN stay finite");
             Assert.True(run.Logits.narrow(1, 4, 5).isnan().all().item<bool>(), "the NaN reaches every later position");
         }
         var (dk, _) = processor.Process(torch.full(1, 2, 2, 3, double.NaN, dtype: float64), torch.zeros(1, 2, 2, 3, dtype: float64),

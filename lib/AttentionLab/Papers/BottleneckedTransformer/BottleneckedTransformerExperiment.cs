@@ -178,14 +178,15 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
         for (int s = 0; s < lines; s++)
         {
             heat[s] = new double[lines];
-            var chosen = output.Selected[s].cpu().data<long>().ToArray();
             int m = (int)output.Selected[s].size(1), a = s * L;
+            if (m == 0) continue;                                                               // the first line has no past
+            var chosen = output.Selected[s].cpu().data<long>().ToArray();
             for (int row = 0; row < batch.Count; row++)
             {
                 var picked = chosen.Skip(row * m).Take(m).Select(p => (int)(p / L)).ToHashSet();
                 foreach (int u in picked) heat[s][u] += 1.0 / batch.Count;
                 int operand = batch.OperandLine[row * lines + s];
-                if (operand < 0 || m == 0) continue;
+                if (operand < 0) continue;
                 cases++;
                 if (picked.Contains(operand)) hits++;
                 chance += 1 - Choose(a - L, m) / Choose(a, m);                                  // k uniform positions miss all L of the line
