@@ -249,6 +249,9 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
         Assert.Equal(ClaimStatus.DoesNotHold, paused.Claims()["beats-pause-tokens"].Status);
 
         // the reported probes flip with their numbers and never fail the check
+        var forgets = good with { Accuracy = good.Accuracy.Select(a => a.Model == BottleneckedTransformerExperiment.BottleneckedName && a.Ood ? a with { AnswerAccuracy = 0.1 } : a).ToList() };
+        Assert.Equal(ClaimStatus.DoesNotHold, forgets.Claims()["answer-ood"].Status);
+        Assert.Equal(ClaimStatus.Holds, claims["answer-ood"].Status);
         var worse = good with { Probes = good.Probes with { OperandHitRate = 0.2, ProbeAfter = 0.45 }, Deltas = [new DeltaPoint(1, 0, 0)] };
         var w = worse.Claims();
         Assert.Equal(ClaimStatus.DoesNotHold, w["reconsolidates-operand-line"].Status);

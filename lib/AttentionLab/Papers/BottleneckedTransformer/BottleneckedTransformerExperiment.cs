@@ -154,7 +154,7 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
     /// <summary>
     /// At the longest trained length: how often each past line is reconsolidated at each step, how often the line that
     /// defined the step's operand is among them (and that rate for k positions drawn uniformly), and a ridge probe of the
-    /// line's result from the last layer's [K; V] at the result token: the vanilla cache, the bottlenecked cache before
+    /// line's result from the last layer's [K; V] at the line's newline (a token that does not spell the result): the vanilla cache, the bottlenecked cache before
     /// its rewrite, and after it.
     /// </summary>
     static ProbeResult Probes(Config c, ArithmeticChainTask task, TinyGpt vanilla, BottleneckedModel model, Device device)
@@ -168,9 +168,9 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
         {
             if (layer != last) return;
             long n = kb.size(0);
-            Tensor At(Tensor k, Tensor v) => torch.cat(new[] { k.select(1, 4).reshape(n, -1), v.select(1, 4).reshape(n, -1) }, 1);   // the result token r
-            before.Add(At(kb, vb).detach().clone());
-            after.Add(At(ka, va).detach().clone());
+            Tensor At(Tensor k, Tensor v) => torch.cat(new[] { k.select(1, 5).reshape(n, -1), v.select(1, 5).reshape(n, -1) }, 1);   // the newline closing the line
+            before.Add(At(kb, vb).detach().clone().DetachFromDisposeScope());
+            after.Add(At(ka, va).detach().clone().DetachFromDisposeScope());
         });
         // selection frequency: heat[s][u] = share of rows where the rewrite closing line s picked a position of line u < s
         var heat = new double[lines][];
@@ -198,13 +198,15 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
         var rowOf = torch.arange(batch.Count, device: device).repeat(lines);
         var train = rowOf < batch.Count / 2;
         var vanillaCache = BottleneckedRunner.Run(vanilla, null, batch.Ids, batch.StepEnds, 0);
-        var resultAt = torch.tensor(Enumerable.Range(0, lines).Select(s => (long)(s * L + 4)).ToArray(), device: device);
+        var resultAt = torch.tensor(Enumerable.Range(0, lines).Select(s => (long)(s * L + 5)).ToArray(), device: device);     // each line's newline
         var vk = vanillaCache.Keys[last].index_select(1, resultAt);                              // [N, lines, H, Dk]
         var vv = vanillaCache.Values[last].index_select(1, resultAt);
         var vanillaFeatures = torch.cat(new[] { vk.transpose(0, 1).reshape(lines * batch.Count, -1), vv.transpose(0, 1).reshape(lines * batch.Count, -1) }, 1);
         double Probe(Tensor x) => RidgeAccuracy(x.to(ScalarType.Float64), y, train);
+        var (allBefore, allAfter) = (torch.cat(before), torch.cat(after));                    // in this scope now
+        foreach (var t in before.Concat(after)) t.Dispose();
         return new ProbeResult(heat, cases == 0 ? double.NaN : hits / cases, cases == 0 ? double.NaN : chance / cases,
-            Probe(vanillaFeatures), Probe(torch.cat(before)), Probe(torch.cat(after)), c.TrainMax, lines);
+            Probe(vanillaFeatures), Probe(allBefore), Probe(allAfter), c.TrainMax, lines);
     }
 
     static double Choose(int n, int k)
