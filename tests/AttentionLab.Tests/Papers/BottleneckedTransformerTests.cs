@@ -263,6 +263,24 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void ACustomRunWithThePauseBaselineFillsEveryTable()
+    {
+        // the Full preset's shape (pause tokens on) at a few steps, so its code path runs here
+        var config = BottleneckedTransformerExperiment.Config.Smoke with
+        {
+            DModel = 16, Heads = 2, Steps = 3, BatchSize = 4, TrainMax = 3, OodMax = 4, Pauses = 2, TestPerLength = 8, BenchRepeats = 1, ProcessorWidth = 8,
+            Size = "custom",
+        };
+        var result = BottleneckedTransformerExperiment.Run(config, torch.CPU);
+        Assert.Equal(3 * (config.OodMax - config.TrainMin + 1), result.Accuracy.Count);
+        Assert.Equal(3 * config.Steps, result.Training.Count);
+        var claims = result.Claims();
+        Assert.NotEqual(ClaimStatus.NotShown, claims["beats-pause-tokens"].Status);
+        Assert.Equal("custom", claims.Size);
+        Assert.All(claims.Where(c => c.Kind == ClaimKind.Exactness), c => Assert.Equal(ClaimStatus.Holds, c.Status));
+    }
+
+    [Fact]
     public void PresetsCarryTheirSizeLabels()
     {
         Assert.Equal("smoke", BottleneckedTransformerExperiment.Config.For(RunSize.Smoke).Size);
