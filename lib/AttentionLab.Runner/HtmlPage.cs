@@ -6,9 +6,9 @@ using Markdig;
 namespace AttentionLab.Runner;
 
 /// <summary>
-/// One executed notebook as a readable HTML page. Self-contained except for plotly.js: the inline copy the library
-/// puts in its first chart (<c>&lt;script id="attnlab-plotlyjs"&gt;</c>) is stripped and the page loads the local
-/// <see cref="PlotlyAsset.FileName"/> beside it instead.
+/// One executed notebook as a readable HTML page. Self-contained except for plotly.js and KaTeX: the inline copy of plotly.js
+/// the library puts in its first chart (<c>&lt;script id="attnlab-plotlyjs"&gt;</c>) is stripped and the page loads the local
+/// <see cref="PlotlyAsset.FileName"/> beside it instead; formulas are typeset by the local copy in <c>katex/</c> (<see cref="KatexAsset"/>).
 /// </summary>
 public static partial class HtmlPage
 {
@@ -60,6 +60,7 @@ public static partial class HtmlPage
           .Append("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
           .Append($"<title>{E(r.Notebook)} · AttentionLab</title>\n")
           .Append($"<script src=\"{PlotlyAsset.FileName}\"></script>\n")
+          .Append(KatexAsset.HeadHtml())
           .Append("<style>\n").Append(Css).Append("</style>\n</head>\n<body>\n<header>\n")
           .Append("<p><a href=\"../gallery/index.html\">← gallery</a></p>\n")
           .Append($"<h1>{E(r.Notebook)}</h1>\n")
