@@ -132,9 +132,9 @@ public static class Gallery
         foreach (var group in groups)
         {
             var list = group.OrderBy(r => r.Number ?? 999).ThenBy(r => r.Notebook, StringComparer.Ordinal).ToList();
-            int run = list.Count(r => r.Entry is not null);
+            int ran = list.Count(r => r.Entry is not null);
             sb.Append($"<section class=\"family\" data-family=\"{E(group.Key)}\">\n<h2 id=\"family-{E(group.Key)}\">{E(GroupTitle(group.Key))} " +
-                $"<span class=\"count\">{run} notebook{(run == 1 ? "" : "s")}{(list.Count > run ? $", {list.Count - run} planned" : "")}</span></h2>\n")
+                $"<span class=\"count\">{ran} notebook{(ran == 1 ? "" : "s")}{(list.Count > ran ? $", {list.Count - ran} planned" : "")}</span></h2>\n")
               .Append("<table>\n<thead><tr><th>P</th><th>paper</th><th>grade</th><th>status</th><th>claims</th><th>seconds</th><th>device</th><th>size</th>" +
                   "<th>links</th><th>error</th></tr></thead>\n<tbody>\n");
             foreach (var r in list) RowHtml(sb, r, claims, context);
@@ -156,7 +156,7 @@ public static class Gallery
         if (context.Changes is not { } changes) return;
         if (context.ComparedWith.Count == 0)
         {
-            sb.Append("<section id=\"changes\"><h2>Changed since the previous run</h2><p class=\"meta\">First run in the history: nothing to compare.</p></section>\n");
+            sb.Append("<section id=\"changes\"><h2>Changed since the previous run</h2><p class=\"meta\">No earlier run of these notebooks in <code>history/</code>: nothing to compare.</p></section>\n");
             return;
         }
         sb.Append($"<section id=\"changes\"><h2>Changed since the previous run</h2><p class=\"meta\">Compared with " +

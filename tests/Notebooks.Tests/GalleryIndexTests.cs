@@ -67,7 +67,7 @@ public class GalleryIndexTests
             var middle = new RunMeta("20261202-220000-bbbbbbbbbb", "bbbbbbbbbb", t0.AddDays(1), "test machine", "smoke");
             RunHistory.Save(outDir, middle, [Result("00-getting-started", true, 5)], []);
             var second = new RunMeta("20261203-220000-cccccccccc", "cccccccccc", t0.AddDays(2), "test machine", "smoke");
-            var results = new[] { Result("39-lightning-attention", true, 45), Result("13-based", false, 10), Result("00-getting-started", true, 5) };
+            var results = new[] { Result("39-lightning-attention", true, 50), Result("13-based", false, 10), Result("00-getting-started", true, 5) };
             var claims = new[] { Claim("39-lightning-attention", "C1", "does not hold") };
             string folder = RunHistory.Save(outDir, second, results, claims);
 
@@ -77,7 +77,7 @@ public class GalleryIndexTests
             [
                 "13-based: started failing (passed in the previous run)",
                 "13-based claim C1: holds → not reported",
-                "39-lightning-attention: 2.2× slower (20.0 s → 45.0 s)",
+                "39-lightning-attention: 2.5× slower (20.0 s → 50.0 s)",
                 "39-lightning-attention claim C1: holds → does not hold",
             ], changes.Select(c => c.Text));
 
@@ -109,7 +109,7 @@ public class GalleryIndexTests
             Assert.Empty(RunHistory.SincePrevious(outDir, folder, out var compared));
             Assert.Empty(compared);
             var lines = Program.ChangeLines(new BatchResult([], meta.RunAt, "", "")).ToList();
-            Assert.Equal(["Changed since the previous run: first run in the history, nothing to compare."], lines);
+            Assert.Equal(["Changed since the previous run: no earlier run of these notebooks in the history, nothing to compare."], lines);
             Assert.True(File.Exists(Path.Combine(folder, "summary.csv")) && File.Exists(Path.Combine(folder, "claims.csv")) && File.Exists(Path.Combine(folder, "run.json")));
             Assert.Equal(meta with { RunAt = meta.RunAt }, RunHistory.ReadMeta(folder));
         }
@@ -147,7 +147,7 @@ public class GalleryIndexTests
     public void Index_is_paper_first_grouped_by_family_with_links_and_claims()
     {
         string repo = TestEnvironment.RepoRoot;
-        string outDir = Path.Combine(repo, "artifacts", "test-gallery-" + Guid.NewGuid().ToString("N")[..8]);
+        string outDir = Path.Combine(repo, "artifacts"); // as run.sh writes it (nothing is written here)
         var entries = new List<GalleryEntry>
         {
             new("39-lightning-attention", "passed", 31.2, "cpu", "smoke", "", DateTimeOffset.Now),
@@ -173,7 +173,7 @@ public class GalleryIndexTests
         Assert.Matches("<tr class=\"failed\"><td class=\"num\">28</td>.*cell 3: boom", index);
         Assert.Matches("<tr class=\"planned\"><td class=\"num\">04</td><td>BAM", index); // a paper without a notebook is listed
         Assert.Contains("Guides and cross-paper studies", index);
-        // Every relative link resolves inside the repository as seen from <repo>/artifacts/<x>/gallery/.
+        // Every relative link resolves inside the repository as seen from <repo>/artifacts/gallery/.
         string galleryDir = Path.Combine(outDir, "gallery");
         foreach (Match m in Regex.Matches(index, "href=\"(\\.\\./\\.\\./[^\"#]+)\""))
         {
