@@ -108,7 +108,7 @@ public static class Gallery
                 : new Row(null, e.Notebook, null, e))
             .ToList();
         foreach (var p in context.Papers.Values.Where(p => rows.All(r => r.Number != p.Number)))
-            rows.Add(new Row(p.Number, "", p, null));
+            rows.Add(new Row(p.Number, context.SourcesInRepo.Where(n => PaperIndex.NumberOf(n) == p.Number).Order(StringComparer.Ordinal).FirstOrDefault() ?? "", p, null));
         var groups = rows.GroupBy(GroupOf)
             .OrderBy(g => g.Key switch { "guides" => 0, "unlisted" => 9, _ => 1 }).ThenBy(g => g.Key, StringComparer.Ordinal)
             .ToList();
@@ -132,9 +132,9 @@ public static class Gallery
         foreach (var group in groups)
         {
             var list = group.OrderBy(r => r.Number ?? 999).ThenBy(r => r.Notebook, StringComparer.Ordinal).ToList();
-            int ran = list.Count(r => r.Entry is not null);
+            int ran = list.Count(r => r.Entry is not null), notRun = list.Count(r => r.Entry is null && r.Notebook.Length > 0);
             sb.Append($"<section class=\"family\" data-family=\"{E(group.Key)}\">\n<h2 id=\"family-{E(group.Key)}\">{E(GroupTitle(group.Key))} " +
-                $"<span class=\"count\">{ran} notebook{(ran == 1 ? "" : "s")}{(list.Count > ran ? $", {list.Count - ran} planned" : "")}</span></h2>\n")
+                $"<span class=\"count\">{ran} notebook{(ran == 1 ? "" : "s")}{(notRun > 0 ? $", {notRun} not run" : "")}{(list.Count > ran + notRun ? $", {list.Count - ran - notRun} planned" : "")}</span></h2>\n")
               .Append("<table>\n<thead><tr><th>P</th><th>paper</th><th>grade</th><th>status</th><th>claims</th><th>seconds</th><th>device</th><th>size</th>" +
                   "<th>links</th><th>error</th></tr></thead>\n<tbody>\n");
             foreach (var r in list) RowHtml(sb, r, claims, context);
@@ -176,20 +176,21 @@ public static class Gallery
     {
         static string E(string s) => HtmlPage.E(s);
         var e = r.Entry;
-        string status = e?.Status ?? "planned";
+        // Without a run in this gallery: "not run" when the repository has the notebook, "planned" when it has none yet.
+        string status = e?.Status ?? (r.Notebook.Length > 0 ? "not run" : "planned");
         string title = r.Paper?.Title ?? "";
         string number = r.Number is { } n ? n.ToString("00", CultureInfo.InvariantCulture) : "";
         var links = new List<string>();
         if (e is not null) links.Add($"<a href=\"../notebooks/{Uri.EscapeDataString(e.Notebook)}.html\">page</a>");
-        if (context.RepoLink is { } repo && e is not null && context.SourcesInRepo.Contains(e.Notebook))
-            links.Add($"<a href=\"{E(repo)}/notebooks/{Uri.EscapeDataString(e.Notebook)}.ipynb\">source</a>");
+        if (context.RepoLink is { } repo && context.SourcesInRepo.Contains(r.Notebook))
+            links.Add($"<a href=\"{E(repo)}/notebooks/{Uri.EscapeDataString(r.Notebook)}.ipynb\">source</a>");
         if (context.RepoLink is { } repo2 && r.Paper?.LibraryFolder is { } folder)
             links.Add($"<a href=\"{E(repo2)}/{E(folder)}/\">library</a>");
         string shortError = e is null ? "" : e.Error.Length <= 140 ? e.Error : e.Error[..139] + "…";
-        sb.Append($"<tr class=\"{E(status)}\"><td class=\"num\">{number}</td><td>")
+        sb.Append($"<tr class=\"{E(status.Replace(' ', '-'))}\"><td class=\"num\">{number}</td><td>")
           .Append(e is null ? $"{E(title)}" : $"<a href=\"../notebooks/{Uri.EscapeDataString(e.Notebook)}.html\">{E(title.Length > 0 ? title : e.Notebook)}</a>" +
               (title.Length > 0 ? $"<div class=\"file\">{E(e.Notebook)}</div>" : ""))
-          .Append($"</td><td>{E(r.Paper?.Grade ?? "")}</td><td><span class=\"badge {E(status)}\">{E(status)}</span></td>")
+          .Append($"</td><td>{E(r.Paper?.Grade ?? "")}</td><td><span class=\"badge {E(status.Replace(' ', '-'))}\">{E(status)}</span></td>")
           .Append($"<td>{(e is null ? "" : ClaimsCell(e.Notebook, claims))}</td>")
           .Append($"<td class=\"num\">{(e is null ? "" : e.Seconds.ToString("0.0", CultureInfo.InvariantCulture))}</td><td>{E(e?.Device ?? "")}</td><td>{E(e?.Size ?? "")}</td>")
           .Append($"<td class=\"links\">{string.Join(" · ", links)}</td>")
@@ -212,9 +213,12 @@ public static class Gallery
         th, td { padding: .3rem .6rem; border-bottom: 1px solid #d0d7de; text-align: left; vertical-align: top; }
         td.num { text-align: right; font-variant-numeric: tabular-nums; }
         td.error { color: #82071e; font-size: .85rem; } .file, .count { color: #57606a; font-size: .8rem; font-weight: normal; }
-        tr.planned { color: #8c959f; }
+        tr.planned, tr.not-run { color: #8c959f; }
+        table { table-layout: fixed; } th:nth-child(1) { width: 2.5rem; } th:nth-child(2) { width: 30%; } th:nth-child(3) { width: 5rem; }
+        th:nth-child(4) { width: 5.5rem; } th:nth-child(5) { width: 9rem; } th:nth-child(6) { width: 4.5rem; } th:nth-child(7) { width: 4rem; }
+        th:nth-child(8) { width: 3.5rem; } th:nth-child(9) { width: 9rem; }
         .badge { display: inline-block; padding: 0 .5rem; border-radius: 1rem; color: #fff; font-weight: 600; }
-        .badge.passed { background: #1a7f37; } .badge.failed { background: #cf222e; } .badge.planned { background: #afb8c1; }
+        .badge.passed { background: #1a7f37; } .badge.failed { background: #cf222e; } .badge.planned { background: #afb8c1; } .badge.not-run { background: #8c959f; }
         #changes { border: 1px solid #d0d7de; border-radius: 6px; padding: .2rem 1rem; margin: 1rem 0; }
         #changes h2 { font-size: 1.1rem; } li.regression { color: #cf222e; } li.improvement { color: #1a7f37; }
         h2 { font-size: 1.2rem; margin-top: 1.5rem; }

@@ -2,6 +2,9 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Markdig;
+using Markdig.Extensions.Mathematics;
+using Markdig.Renderers;
+using Markdig.Renderers.Html;
 
 namespace AttentionLab.Runner;
 
@@ -29,7 +32,7 @@ public static partial class HtmlPage
             {
                 case CellKind.Markdown:
                     sb.Append($"<section class=\"cell markdown\" id=\"cell-{cell.Number}\">\n")
-                      .Append(Markdig.Markdown.ToHtml(cell.Source, Pipeline)).Append("</section>\n");
+                      .Append(Markdown(cell.Source)).Append("</section>\n");
                     break;
                 case CellKind.Raw:
                     sb.Append($"<section class=\"cell raw\" id=\"cell-{cell.Number}\"><pre>{E(cell.Source)}</pre></section>\n");
@@ -118,10 +121,36 @@ public static partial class HtmlPage
         if (Get("image/svg+xml") is { } svg) return svg;
         if (Get("image/png") is { } png) return $"<img alt=\"image\" src=\"data:image/png;base64,{E(png.Trim())}\">";
         if (Get("image/jpeg") is { } jpeg) return $"<img alt=\"image\" src=\"data:image/jpeg;base64,{E(jpeg.Trim())}\">";
-        if (Get("text/markdown") is { } md) return Markdig.Markdown.ToHtml(md, Pipeline);
+        if (Get("text/markdown") is { } md) return Markdown(md);
         if (Get("text/plain") is { } text) return $"<pre>{E(text)}</pre>";
         var first = data.FirstOrDefault();
         return first.Value is null ? "" : $"<pre>{E(NotebookFile.JoinSource(first.Value))}</pre>";
+    }
+
+    /// <summary>
+    /// Markdown to HTML with the math extension; <c>$$…$$</c> inside a paragraph (how the notebooks write display formulas, as
+    /// Jupyter shows them) becomes display math <c>\[…\]</c>, where Markdig alone would make it inline <c>\(…\)</c>.
+    /// </summary>
+    public static string Markdown(string markdown)
+    {
+        var writer = new StringWriter();
+        var renderer = new HtmlRenderer(writer);
+        Pipeline.Setup(renderer);
+        renderer.ObjectRenderers.Replace<HtmlMathInlineRenderer>(new DisplayAwareMathInlineRenderer());
+        renderer.Render(Markdig.Markdown.Parse(markdown, Pipeline));
+        writer.Flush();
+        return writer.ToString();
+    }
+
+    sealed class DisplayAwareMathInlineRenderer : HtmlObjectRenderer<MathInline>
+    {
+        protected override void Write(HtmlRenderer renderer, MathInline math)
+        {
+            bool display = math.DelimiterCount >= 2;
+            renderer.Write(display ? "<span class=\"math display\">\\[" : "<span class=\"math\">\\(");
+            renderer.WriteEscape(math.Content.ToString());
+            renderer.Write(display ? "\\]</span>" : "\\)</span>");
+        }
     }
 
     /// <summary>Escapes &amp; &lt; &gt; " and ' (the page is UTF-8, so other characters stay readable).</summary>

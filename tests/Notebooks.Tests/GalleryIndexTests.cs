@@ -172,6 +172,7 @@ public class GalleryIndexTests
         Assert.Contains("href=\"../../lib/AttentionLab/Papers/LightningAttention/\">library", row);
         Assert.Matches("<tr class=\"failed\"><td class=\"num\">28</td>.*cell 3: boom", index);
         Assert.Matches("<tr class=\"planned\"><td class=\"num\">04</td><td>BAM", index); // a paper without a notebook is listed
+        Assert.Matches("<tr class=\"not-run\"><td class=\"num\">05</td>[^\n]*not run[^\n]*05-recycled-attention\\.ipynb\">source", index); // in the repository, not in this gallery
         Assert.Contains("Guides and cross-paper studies", index);
         // Every relative link resolves inside the repository as seen from <repo>/artifacts/gallery/.
         string galleryDir = Path.Combine(outDir, "gallery");
@@ -180,6 +181,15 @@ public class GalleryIndexTests
             string target = Path.GetFullPath(Path.Combine(galleryDir, Uri.UnescapeDataString(m.Groups[1].Value)));
             Assert.True(File.Exists(target) || Directory.Exists(target), $"{m.Groups[1].Value} does not exist");
         }
+    }
+
+    [Fact]
+    public void Dollar_math_becomes_inline_or_display_tex_for_the_renderer()
+    {
+        Assert.Equal("<p>a <span class=\"math\">\\(x &lt; y\\)</span> b</p>\n", HtmlPage.Markdown("a $x < y$ b"));
+        Assert.Equal("<p>a <span class=\"math display\">\\[x_1\\]</span> b</p>\n", HtmlPage.Markdown("a $$x_1$$ b"));
+        Assert.Contains("<div class=\"math\">\n\\[\nx\n\\]</div>", HtmlPage.Markdown("$$\nx\n$$\n"));
+        Assert.Contains("<code>$x$</code>", HtmlPage.Markdown("`$x$`"));
     }
 
     [KatexFact]
@@ -214,7 +224,7 @@ public class GalleryIndexTests
             string nbDir = Path.Combine(dir, "src");
             Directory.CreateDirectory(nbDir);
             string path = TestEnvironment.WriteNotebook(nbDir, "99-math",
-                ("md", "# Math\n\nThe decay $\\lambda_h = e^{-a_h}$ and a sum $\\sum_{i=1}^{n} x_i^2$ inline.\n\n$$\no_t = \\frac{\\sum_{s \\le t} \\lambda^{t-s} q_t^\\top k_s v_s}{\\sqrt{d}}\n$$\n"),
+                ("md", "# Math\n\nThe decay $\\lambda_h = e^{-a_h}$ and a sum $\\sum_{i=1}^{n} x_i^2$ inline.\n\nA display formula in a paragraph, as the notebooks write it: $$S_t = \\lambda S_{t-1} + k_t^\\top v_t .$$\n\n$$\no_t = \\frac{\\sum_{s \\le t} \\lambda^{t-s} q_t^\\top k_s v_s}{\\sqrt{d}}\n$$\n"),
                 ("cs", "1 + 1"));
             var notebook = NotebookFile.Load(path);
             var executed = notebook.CreateExecutedCopy();
@@ -238,8 +248,8 @@ public class GalleryIndexTests
 
             Assert.Contains("data-math=\"typeset\"", dom);
             int katex = Regex.Matches(dom, "class=\"katex\"").Count;
-            Assert.True(katex >= 3, $"{katex} KaTeX formulas in the DOM (3 expected)");
-            Assert.Contains("class=\"katex-display\"", dom);
+            Assert.True(katex >= 4, $"{katex} KaTeX formulas in the DOM (4 expected)");
+            Assert.Equal(2, Regex.Matches(dom, "class=\"katex-display\"").Count);
             Assert.DoesNotContain("katex-error", dom);
             string markdown = Regex.Match(dom, "<section class=\"cell markdown\".*?</section>", RegexOptions.Singleline).Value;
             string visible = Regex.Replace(Regex.Replace(markdown, "<annotation.*?</annotation>", "", RegexOptions.Singleline), "<[^>]+>", "");
