@@ -17,6 +17,8 @@ public sealed record GalleryContext
     public string? RepoLink { get; init; }
     /// <summary>Notebooks whose source is in the repository's notebooks/ folder (they get a "source" link).</summary>
     public IReadOnlySet<string> SourcesInRepo { get; init; } = new HashSet<string>();
+    /// <summary>Notebook name → the paper's own page (<see cref="PaperIndex.PaperLinks"/>).</summary>
+    public IReadOnlyDictionary<string, string> PaperLinks { get; init; } = new Dictionary<string, string>();
     /// <summary>Null when there is no history (the section is left out); empty when nothing changed.</summary>
     public IReadOnlyList<RunChange>? Changes { get; init; }
     /// <summary>The history folders this run was compared with (empty: the first run).</summary>
@@ -26,8 +28,8 @@ public sealed record GalleryContext
 /// <summary>
 /// <c>&lt;out&gt;/gallery/index.html</c>: a paper-first index. The run's metadata and what changed since the previous run on
 /// top; then one row per paper, grouped by family (F1–F4, with a filter), with its title, grade, status, claims held,
-/// seconds, device, size and links to the executed page, the notebook source and the library folder; papers without a
-/// notebook yet are listed as planned. Rows of earlier runs whose page still exists are kept (a filtered run updates only
+/// seconds, device, size and links to the executed page, the notebook source, the library folder and the paper itself;
+/// papers whose notebook is not in this gallery are "not run", those without a notebook yet "planned". Rows of earlier runs whose page still exists are kept (a filtered run updates only
 /// its own rows).
 /// </summary>
 public static class Gallery
@@ -63,7 +65,7 @@ public static class Gallery
             : [];
         return new GalleryContext
         {
-            Run = run, Papers = PaperIndex.Load(repoRoot), Changes = changes, ComparedWith = comparedWith, SourcesInRepo = sources,
+            Run = run, Papers = PaperIndex.Load(repoRoot), PaperLinks = PaperIndex.PaperLinks(notebooks), Changes = changes, ComparedWith = comparedWith, SourcesInRepo = sources,
             RepoLink = Path.GetRelativePath(Path.Combine(outDir, "gallery"), repoRoot).Replace('\\', '/'),
         };
     }
@@ -186,6 +188,7 @@ public static class Gallery
             links.Add($"<a href=\"{E(repo)}/notebooks/{Uri.EscapeDataString(r.Notebook)}.ipynb\">source</a>");
         if (context.RepoLink is { } repo2 && r.Paper?.LibraryFolder is { } folder)
             links.Add($"<a href=\"{E(repo2)}/{E(folder)}/\">library</a>");
+        if (context.PaperLinks.GetValueOrDefault(r.Notebook) is { } paper) links.Add($"<a href=\"{E(paper)}\">paper</a>");
         string shortError = e is null ? "" : e.Error.Length <= 140 ? e.Error : e.Error[..139] + "…";
         sb.Append($"<tr class=\"{E(status.Replace(' ', '-'))}\"><td class=\"num\">{number}</td><td>")
           .Append(e is null ? $"{E(title)}" : $"<a href=\"../notebooks/{Uri.EscapeDataString(e.Notebook)}.html\">{E(title.Length > 0 ? title : e.Notebook)}</a>" +
@@ -216,7 +219,7 @@ public static class Gallery
         tr.planned, tr.not-run { color: #8c959f; }
         table { table-layout: fixed; } th:nth-child(1) { width: 2.5rem; } th:nth-child(2) { width: 30%; } th:nth-child(3) { width: 5rem; }
         th:nth-child(4) { width: 5.5rem; } th:nth-child(5) { width: 9rem; } th:nth-child(6) { width: 4.5rem; } th:nth-child(7) { width: 4rem; }
-        th:nth-child(8) { width: 3.5rem; } th:nth-child(9) { width: 9rem; }
+        th:nth-child(8) { width: 3.5rem; } th:nth-child(9) { width: 11rem; }
         .badge { display: inline-block; padding: 0 .5rem; border-radius: 1rem; color: #fff; font-weight: 600; }
         .badge.passed { background: #1a7f37; } .badge.failed { background: #cf222e; } .badge.planned { background: #afb8c1; } .badge.not-run { background: #8c959f; }
         #changes { border: 1px solid #d0d7de; border-radius: 6px; padding: .2rem 1rem; margin: 1rem 0; }

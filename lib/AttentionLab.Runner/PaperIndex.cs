@@ -67,6 +67,32 @@ public static partial class PaperIndex
         return found;
     }
 
+    /// <summary>
+    /// Notebook name → the paper's own page: the first arXiv, OpenReview, ACL Anthology or DOI link in the notebook's first
+    /// markdown cell (where every paper notebook cites its paper). Notebooks without one are left out.
+    /// </summary>
+    public static Dictionary<string, string> PaperLinks(string notebooksFolder)
+    {
+        var links = new Dictionary<string, string>();
+        if (!Directory.Exists(notebooksFolder)) return links;
+        foreach (var path in Directory.EnumerateFiles(notebooksFolder, "*.ipynb"))
+        {
+            try
+            {
+                var cells = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))?["cells"]?.AsArray();
+                var first = cells?.FirstOrDefault(c => (string?)c?["cell_type"] == "markdown");
+                if (first is null) continue;
+                var m = PaperLink().Match(NotebookFile.JoinSource(first["source"]));
+                if (m.Success) links[Path.GetFileNameWithoutExtension(path)] = m.Groups[1].Value;
+            }
+            catch (Exception e) when (e is System.Text.Json.JsonException or IOException or InvalidOperationException) { }
+        }
+        return links;
+    }
+
+    [GeneratedRegex("""\]\((https?://(?:arxiv\.org|openreview\.net|aclanthology\.org|doi\.org)/[^)\s]+)\)""")]
+    private static partial Regex PaperLink();
+
     /// <summary>The paper number of a notebook named "NN-slug" (null for other names).</summary>
     public static int? NumberOf(string notebook) =>
         notebook.Length > 3 && char.IsAsciiDigit(notebook[0]) && char.IsAsciiDigit(notebook[1]) && notebook[2] == '-' ? (notebook[0] - '0') * 10 + notebook[1] - '0' : null;

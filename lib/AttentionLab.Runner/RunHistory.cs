@@ -141,7 +141,8 @@ public static class RunHistory
     public sealed record SummaryRow(string Notebook, string Status, double Seconds, string Size);
 
     /// <summary>One claim as the comparison needs it.</summary>
-    public sealed record ClaimStatus(string Notebook, string Claim, string Status);
+    /// <summary>One claim as the comparison needs it; <paramref name="Kind"/> "reported" marks a measured figure (timings) with no criterion.</summary>
+    public sealed record ClaimStatus(string Notebook, string Claim, string Status, string Kind = "");
 
     /// <summary>What changed from the run in <paramref name="before"/> to the run in <paramref name="after"/> (two history folders).</summary>
     public static IReadOnlyList<RunChange> Compare(string before, string after) =>
@@ -149,7 +150,7 @@ public static class RunHistory
 
     /// <summary>
     /// The changes, regressions first: a notebook that passed and now fails, a claim whose status changed (one that held
-    /// and no longer does is a regression), a notebook more than <see cref="SlowerRatio"/>× slower at the same size; then
+    /// and no longer does is a regression, unless it is a "reported" measurement such as a timing on a shared machine), a notebook more than <see cref="SlowerRatio"/>× slower at the same size; then
     /// notebooks fixed. Notebooks missing from either run are not compared.
     /// </summary>
     public static IReadOnlyList<RunChange> Diff(IReadOnlyList<SummaryRow> beforeRuns, IReadOnlyList<ClaimStatus> beforeClaims,
@@ -176,7 +177,9 @@ public static class RunHistory
             if (!oldClaims.TryGetValue((c.Notebook, c.Claim), out var was))
                 changes.Add(new RunChange("new", c.Notebook, $"{c.Notebook} claim {c.Claim}: new, {c.Status}"));
             else if (was != c.Status)
-                changes.Add(new RunChange("claim", c.Notebook, $"{c.Notebook} claim {c.Claim}: {was} → {c.Status}") { IsRegression = was == "holds" });
+                changes.Add(new RunChange("claim", c.Notebook,
+                    $"{c.Notebook} claim {c.Claim}: {was} → {c.Status}{(c.Kind == "reported" ? " (a reported measurement: machine-dependent)" : "")}")
+                { IsRegression = was == "holds" && c.Kind != "reported" });
         }
         foreach (var (key, was) in oldClaims.Where(o => !afterClaims.Any(c => (c.Notebook, c.Claim) == o.Key)).OrderBy(o => o.Key.Notebook, StringComparer.Ordinal))
             changes.Add(new RunChange("claim", key.Notebook, $"{key.Notebook} claim {key.Claim}: {was} → not reported") { IsRegression = true });
@@ -203,7 +206,7 @@ public static class RunHistory
         var records = Records(File.ReadAllText(path));
         if (records.Count == 0) return [];
         var h = Columns(records[0]);
-        return records.Skip(1).Where(r => r.Count >= h.Count).Select(r => new ClaimStatus(r[h["notebook"]], r[h["claim"]], r[h["status"]])).ToList();
+        return records.Skip(1).Where(r => r.Count >= h.Count).Select(r => new ClaimStatus(r[h["notebook"]], r[h["claim"]], r[h["status"]], r[h["kind"]])).ToList();
     }
 
     static Dictionary<string, int> Columns(List<string> header) =>

@@ -21,7 +21,7 @@ public class GalleryIndexTests
     };
 
     static RunHistory.SummaryRow S(string nb, string status, double seconds, string size = "smoke") => new(nb, status, seconds, size);
-    static RunHistory.ClaimStatus C(string nb, string claim, string status) => new(nb, claim, status);
+    static RunHistory.ClaimStatus C(string nb, string claim, string status, string kind = "claim") => new(nb, claim, status, kind);
 
     [Fact]
     public void Diff_reports_new_failures_claim_changes_and_slowdowns_and_nothing_else()
@@ -30,8 +30,9 @@ public class GalleryIndexTests
             S("19-f", "passed", 10, "full"), S("20-gone", "passed", 1) };
         var after = new[] { S("05-a", "failed", 10), S("07-b", "passed", 10), S("13-c", "passed", 15.1), S("16-d", "passed", 14.9), S("18-e", "passed", 10),
             S("19-f", "passed", 100), S("21-new", "failed", 1) };
-        var beforeClaims = new[] { C("18-e", "C1", "holds"), C("18-e", "C2", "not shown"), C("18-e", "C3", "holds"), C("18-e", "C4", "holds"), C("21-new", "C1", "holds") };
-        var afterClaims = new[] { C("18-e", "C1", "does not hold"), C("18-e", "C2", "holds"), C("18-e", "C3", "holds"), C("18-e", "C5", "holds"), C("21-new", "C1", "does not hold") };
+        var beforeClaims = new[] { C("18-e", "T1", "holds", "reported"), C("18-e", "C1", "holds"), C("18-e", "C2", "not shown"), C("18-e", "C3", "holds"), C("18-e", "C4", "holds"), C("21-new", "C1", "holds") };
+        var afterClaims = new[] { C("18-e", "C1", "does not hold"), C("18-e", "C2", "holds"), C("18-e", "C3", "holds"), C("18-e", "C5", "holds"), C("21-new", "C1", "does not hold"),
+            C("18-e", "T1", "does not hold", "reported") };
 
         var changes = RunHistory.Diff(before, beforeClaims, after, afterClaims);
         var text = changes.Select(c => c.Text).ToList();
@@ -45,8 +46,9 @@ public class GalleryIndexTests
             "07-b: passes again (failed in the previous run)",
             "18-e claim C2: not shown → holds",
             "18-e claim C5: new, holds",
+            "18-e claim T1: holds → does not hold (a reported measurement: machine-dependent)",
         ], text);
-        Assert.Equal([true, true, true, true, false, false, false], changes.Select(c => c.IsRegression));
+        Assert.Equal([true, true, true, true, false, false, false, false], changes.Select(c => c.IsRegression));
         // 16-d is 1.49× slower, 19-f changed size, 20-gone and 21-new are in one run only: none of them is compared.
         Assert.DoesNotContain(changes, c => c.Notebook is "16-d" or "19-f" or "20-gone" or "21-new");
         Assert.Empty(RunHistory.Diff(after, afterClaims, after, afterClaims));
@@ -170,6 +172,7 @@ public class GalleryIndexTests
         Assert.Contains("href=\"../notebooks/39-lightning-attention.html\"", row);
         Assert.Contains("href=\"../../notebooks/39-lightning-attention.ipynb\">source", row);
         Assert.Contains("href=\"../../lib/AttentionLab/Papers/LightningAttention/\">library", row);
+        Assert.Contains("href=\"https://arxiv.org/abs/2405.17381\">paper", row); // the first arXiv link of the notebook's first cell
         Assert.Matches("<tr class=\"failed\"><td class=\"num\">28</td>.*cell 3: boom", index);
         Assert.Matches("<tr class=\"planned\"><td class=\"num\">04</td><td>BAM", index); // a paper without a notebook is listed
         Assert.Matches("<tr class=\"not-run\"><td class=\"num\">05</td>[^\n]*not run[^\n]*05-recycled-attention\\.ipynb\">source", index); // in the repository, not in this gallery
