@@ -192,7 +192,7 @@ public static class Gallery
         string shortError = e is null ? "" : e.Error.Length <= 140 ? e.Error : e.Error[..139] + "…";
         sb.Append($"<tr class=\"{E(status.Replace(' ', '-'))}\"><td class=\"num\">{number}</td><td>")
           .Append(e is null ? $"{E(title)}" : $"<a href=\"../notebooks/{Uri.EscapeDataString(e.Notebook)}.html\">{E(title.Length > 0 ? title : e.Notebook)}</a>" +
-              (title.Length > 0 ? $"<div class=\"file\">{E(e.Notebook)}</div>" : ""))
+              $"<div class=\"file\">{(title.Length > 0 ? E(e.Notebook) + " · " : "")}run {e.RunAt.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)}</div>")
           .Append($"</td><td>{E(r.Paper?.Grade ?? "")}</td><td><span class=\"badge {E(status.Replace(' ', '-'))}\">{E(status)}</span></td>")
           .Append($"<td>{(e is null ? "" : ClaimsCell(e.Notebook, claims))}</td>")
           .Append($"<td class=\"num\">{(e is null ? "" : e.Seconds.ToString("0.0", CultureInfo.InvariantCulture))}</td><td>{E(e?.Device ?? "")}</td><td>{E(e?.Size ?? "")}</td>")
@@ -215,11 +215,11 @@ public static class Gallery
         table { border-collapse: collapse; width: 100%; margin-bottom: 1rem; }
         th, td { padding: .3rem .6rem; border-bottom: 1px solid #d0d7de; text-align: left; vertical-align: top; }
         td.num { text-align: right; font-variant-numeric: tabular-nums; }
-        td.error { color: #82071e; font-size: .85rem; } .file, .count { color: #57606a; font-size: .8rem; font-weight: normal; }
+        td.error { color: #82071e; font-size: .85rem; overflow-wrap: anywhere; } .file, .count { color: #57606a; font-size: .8rem; font-weight: normal; }
         tr.planned, tr.not-run { color: #8c959f; }
-        table { table-layout: fixed; } th:nth-child(1) { width: 2.5rem; } th:nth-child(2) { width: 30%; } th:nth-child(3) { width: 5rem; }
-        th:nth-child(4) { width: 5.5rem; } th:nth-child(5) { width: 9rem; } th:nth-child(6) { width: 4.5rem; } th:nth-child(7) { width: 4rem; }
-        th:nth-child(8) { width: 3.5rem; } th:nth-child(9) { width: 11rem; }
+        table { table-layout: fixed; } th:nth-child(1) { width: 2.5rem; } th:nth-child(2) { width: 26%; } th:nth-child(3) { width: 5rem; }
+        th:nth-child(4) { width: 5.5rem; } th:nth-child(5) { width: 7.5rem; } th:nth-child(6) { width: 4.5rem; } th:nth-child(7) { width: 4rem; }
+        th:nth-child(8) { width: 3.5rem; } th:nth-child(9) { width: 9.5rem; }
         .badge { display: inline-block; padding: 0 .5rem; border-radius: 1rem; color: #fff; font-weight: 600; }
         .badge.passed { background: #1a7f37; } .badge.failed { background: #cf222e; } .badge.planned { background: #afb8c1; } .badge.not-run { background: #8c959f; }
         #changes { border: 1px solid #d0d7de; border-radius: 6px; padding: .2rem 1rem; margin: 1rem 0; }
