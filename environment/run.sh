@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job: build the library and the runner, then execute every notebook headless and publish the gallery.
-# Needs only the .NET 10 SDK (Debian 12 / Ubuntu). All arguments go to the runner, e.g.
+# Needs the .NET 10 SDK (Debian 12 / Ubuntu); npm (Node.js) for the gallery's math renderer. All arguments go to the runner, e.g.
 #   environment/run.sh --size smoke --filter 03 --jobs 2
 #   environment/run.sh --notebooks /some/folder --out /tmp/out --cell-timeout 300
 # Options: --size smoke|full, --filter TEXT, --jobs N, --notebooks DIR, --out DIR, --cell-timeout S, --notebook-timeout S.
@@ -32,6 +32,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_INTERACTIVE_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1
 
 dotnet tool restore
+environment/gallery/install.sh || echo "run.sh: the KaTeX install failed: the gallery will show formulas as TeX source." >&2  # npm registry, pinned
 dotnet build lib/AttentionLab/AttentionLab.csproj -c Release --nologo
 dotnet build lib/AttentionLab.Runner/AttentionLab.Runner.csproj -c Release --nologo
 

@@ -9,6 +9,13 @@ public sealed record BatchResult(IReadOnlyList<NotebookResult> Results, DateTime
     public string ScoreboardPath { get; init; } = "";
     /// <summary>This run's claims that differ from the expected-status file (empty when there is no file).</summary>
     public IReadOnlyList<string> ClaimDifferences { get; init; } = [];
+    /// <summary>The run's metadata and its history folder (&lt;out&gt;/history/&lt;id&gt;).</summary>
+    public RunMeta? Run { get; init; }
+    public string HistoryPath { get; init; } = "";
+    /// <summary>What changed since the previous run (regressions first; see <see cref="RunHistory.Diff"/>).</summary>
+    public IReadOnlyList<RunChange> Changes { get; init; } = [];
+    /// <summary>The history folders this run was compared with (empty: the first run).</summary>
+    public IReadOnlyList<string> ComparedWith { get; init; } = [];
 
     public int Passed => Results.Count(r => r.Passed);
     public int Failed => Results.Count(r => !r.Passed);
@@ -38,6 +45,9 @@ public sealed class BatchRunner(RunOptions options, int jobs = 1, Action<string>
         options.Validate();
         var runAt = DateTimeOffset.Now;
         PlotlyAsset.EnsureWritten(Path.Combine(options.OutDir, "notebooks"));
+        if (KatexAsset.FindDist(options.RepoRoot) is { } katex) KatexAsset.EnsureWritten(Path.Combine(options.OutDir, "notebooks"), katex);
+        else log?.Invoke($"warning: KaTeX is not installed ({KatexAsset.DistInRepo}): formulas will show as TeX source. " +
+            "run.sh installs it (npm ci in environment/gallery; needs Node.js and npm).");
         var runner = new NotebookRunner(options, log);
         var results = new NotebookResult?[notebooks.Count];
         await Parallel.ForEachAsync(Enumerable.Range(0, notebooks.Count),
@@ -48,9 +58,17 @@ public sealed class BatchRunner(RunOptions options, int jobs = 1, Action<string>
         var claims = ClaimsBoard.Collect(options.OutDir);
         var expected = options.ExpectedClaimsFile is { } path ? ExpectedClaims.TryLoad(path) : null;
         string scoreboard = ClaimsBoard.Write(options.OutDir, claims, expected);
-        string gallery = Gallery.Update(options.OutDir, done, runAt, claims);
+        var run = RunHistory.Describe(options.RepoRoot, runAt, options.Size);
+        string history = RunHistory.Save(options.OutDir, run, done, claims);
+        var changes = RunHistory.SincePrevious(options.OutDir, history, out var comparedWith);
+        var context = Gallery.ContextFor(options.OutDir, options.RepoRoot, run, changes, comparedWith);
+        string gallery = Gallery.Update(options.OutDir, done, runAt, claims, context);
         var thisRun = claims.Where(c => done.Any(r => r.Notebook == c.Notebook)).ToList();
         var differences = expected?.Compare(thisRun, thisRun.Select(c => c.Paper).Distinct().ToList()) ?? [];
-        return new BatchResult(done, runAt, summary, gallery) { Claims = claims, ScoreboardPath = scoreboard, ClaimDifferences = differences };
+        return new BatchResult(done, runAt, summary, gallery)
+        {
+            Claims = claims, ScoreboardPath = scoreboard, ClaimDifferences = differences, Run = run, HistoryPath = history,
+            Changes = changes, ComparedWith = comparedWith,
+        };
     }
 }

@@ -2,13 +2,16 @@ using System.Text;
 using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Markdig;
+using Markdig.Extensions.Mathematics;
+using Markdig.Renderers;
+using Markdig.Renderers.Html;
 
 namespace AttentionLab.Runner;
 
 /// <summary>
-/// One executed notebook as a readable HTML page. Self-contained except for plotly.js: the inline copy the library
-/// puts in its first chart (<c>&lt;script id="attnlab-plotlyjs"&gt;</c>) is stripped and the page loads the local
-/// <see cref="PlotlyAsset.FileName"/> beside it instead.
+/// One executed notebook as a readable HTML page. Self-contained except for plotly.js and KaTeX: the inline copy of plotly.js
+/// the library puts in its first chart (<c>&lt;script id="attnlab-plotlyjs"&gt;</c>) is stripped and the page loads the local
+/// <see cref="PlotlyAsset.FileName"/> beside it instead; formulas are typeset by the local copy in <c>katex/</c> (<see cref="KatexAsset"/>).
 /// </summary>
 public static partial class HtmlPage
 {
@@ -29,7 +32,7 @@ public static partial class HtmlPage
             {
                 case CellKind.Markdown:
                     sb.Append($"<section class=\"cell markdown\" id=\"cell-{cell.Number}\">\n")
-                      .Append(Markdig.Markdown.ToHtml(cell.Source, Pipeline)).Append("</section>\n");
+                      .Append(Markdown(cell.Source)).Append("</section>\n");
                     break;
                 case CellKind.Raw:
                     sb.Append($"<section class=\"cell raw\" id=\"cell-{cell.Number}\"><pre>{E(cell.Source)}</pre></section>\n");
@@ -60,6 +63,7 @@ public static partial class HtmlPage
           .Append("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n")
           .Append($"<title>{E(r.Notebook)} · AttentionLab</title>\n")
           .Append($"<script src=\"{PlotlyAsset.FileName}\"></script>\n")
+          .Append(KatexAsset.HeadHtml())
           .Append("<style>\n").Append(Css).Append("</style>\n</head>\n<body>\n<header>\n")
           .Append("<p><a href=\"../gallery/index.html\">← gallery</a></p>\n")
           .Append($"<h1>{E(r.Notebook)}</h1>\n")
@@ -117,10 +121,36 @@ public static partial class HtmlPage
         if (Get("image/svg+xml") is { } svg) return svg;
         if (Get("image/png") is { } png) return $"<img alt=\"image\" src=\"data:image/png;base64,{E(png.Trim())}\">";
         if (Get("image/jpeg") is { } jpeg) return $"<img alt=\"image\" src=\"data:image/jpeg;base64,{E(jpeg.Trim())}\">";
-        if (Get("text/markdown") is { } md) return Markdig.Markdown.ToHtml(md, Pipeline);
+        if (Get("text/markdown") is { } md) return Markdown(md);
         if (Get("text/plain") is { } text) return $"<pre>{E(text)}</pre>";
         var first = data.FirstOrDefault();
         return first.Value is null ? "" : $"<pre>{E(NotebookFile.JoinSource(first.Value))}</pre>";
+    }
+
+    /// <summary>
+    /// Markdown to HTML with the math extension; <c>$$…$$</c> inside a paragraph (how the notebooks write display formulas, as
+    /// Jupyter shows them) becomes display math <c>\[…\]</c>, where Markdig alone would make it inline <c>\(…\)</c>.
+    /// </summary>
+    public static string Markdown(string markdown)
+    {
+        var writer = new StringWriter();
+        var renderer = new HtmlRenderer(writer);
+        Pipeline.Setup(renderer);
+        renderer.ObjectRenderers.Replace<HtmlMathInlineRenderer>(new DisplayAwareMathInlineRenderer());
+        renderer.Render(Markdig.Markdown.Parse(markdown, Pipeline));
+        writer.Flush();
+        return writer.ToString();
+    }
+
+    sealed class DisplayAwareMathInlineRenderer : HtmlObjectRenderer<MathInline>
+    {
+        protected override void Write(HtmlRenderer renderer, MathInline math)
+        {
+            bool display = math.DelimiterCount >= 2;
+            renderer.Write(display ? "<span class=\"math display\">\\[" : "<span class=\"math\">\\(");
+            renderer.WriteEscape(math.Content.ToString());
+            renderer.Write(display ? "\\]</span>" : "\\)</span>");
+        }
     }
 
     /// <summary>Escapes &amp; &lt; &gt; " and ' (the page is UTF-8, so other characters stay readable).</summary>

@@ -51,6 +51,15 @@ public static class Program
         return root.Parse(args).InvokeAsync(new InvocationConfiguration { Output = output, Error = error }, cancel);
     }
 
+    /// <summary>The "changed since the previous run" lines, as the gallery index shows them.</summary>
+    internal static IEnumerable<string> ChangeLines(BatchResult batch)
+    {
+        if (batch.ComparedWith.Count == 0) { yield return "Changed since the previous run: no earlier run of these notebooks in the history, nothing to compare."; yield break; }
+        yield return $"Changed since the previous run ({string.Join(", ", batch.ComparedWith)}): " +
+            (batch.Changes.Count == 0 ? "nothing (no new failure, no claim status change, nothing more than 1.5x slower)." : $"{batch.Changes.Count}");
+        foreach (var c in batch.Changes) yield return $"  {(c.IsRegression ? "REGRESSION" : "change")}: {c.Text}";
+    }
+
     /// <summary>"NN-slug" with NN a paper (01–50) or a cross-paper study (90+): notebooks that report claims.</summary>
     static bool IsPaperNotebook(string name) => name.Length > 3 && char.IsDigit(name[0]) && char.IsDigit(name[1]) && name[2] == '-' && name[..2] != "00";
 
@@ -105,6 +114,8 @@ public static class Program
             output.WriteLine($"{batch.ClaimDifferences.Count} claim status(es) differ from {options.ExpectedClaimsFile}:");
             foreach (var d in batch.ClaimDifferences) output.WriteLine($"  {d}");
         }
+        output.WriteLine($"History: {batch.HistoryPath}");
+        foreach (var line in ChangeLines(batch)) output.WriteLine(line);
         output.WriteLine($"{batch.Passed} passed, {batch.Failed} failed");
         return batch.Failed == 0 ? 0 : 1;
     }

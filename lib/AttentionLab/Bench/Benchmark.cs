@@ -121,6 +121,63 @@ public static class Benchmark
         return new MemoryStats(ReadStatusKb("VmHWM") * 1024, baseline * 1024, method);
     }
 
+    /// <summary>The line a child process prints for <see cref="PeakMemoryInChildProcess"/>: "ATTNLAB_PEAK peak=… baseline=… method=…".</summary>
+    public const string ChildReportMarker = "ATTNLAB_PEAK";
+
+    /// <summary>
+    /// Writes <paramref name="stats"/> as the one line <see cref="PeakMemoryInChildProcess"/> reads (a child program calls this
+    /// after its own <see cref="PeakMemory"/>).
+    /// </summary>
+    public static void ReportToParent(MemoryStats stats, TextWriter? output = null)
+    {
+        ArgumentNullException.ThrowIfNull(stats);
+        static string B(long? b) => b is { } v ? v.ToString(System.Globalization.CultureInfo.InvariantCulture) : "-";
+        (output ?? Console.Out).WriteLine($"{ChildReportMarker} peak={B(stats.PeakBytes)} baseline={B(stats.BaselineBytes)} method={stats.Method}");
+    }
+
+    /// <summary>
+    /// <see cref="PeakMemory"/> measured in a fresh process: runs <paramref name="child"/> (a program that makes one measured call
+    /// and reports it with <see cref="ReportToParent"/>) and reads its report. The in-process probe sees the whole process, so
+    /// memory freed by other threads during the call (parallel tests, the GC, finalizers) can hide the call's growth; a child
+    /// that does nothing else has no such neighbours, and other processes (machine load) do not change its resident set.
+    /// Throws InvalidOperationException when the child fails, times out or prints no report.
+    /// </summary>
+    public static MemoryStats PeakMemoryInChildProcess(ProcessStartInfo child, TimeSpan timeout)
+    {
+        ArgumentNullException.ThrowIfNull(child);
+        if (timeout <= TimeSpan.Zero) throw new ArgumentException("timeout must be positive.", nameof(timeout));
+        child.RedirectStandardOutput = true;
+        child.RedirectStandardError = true;
+        child.UseShellExecute = false;
+        using var process = Process.Start(child) ?? throw new InvalidOperationException($"could not start {child.FileName}");
+        var stderr = process.StandardError.ReadToEndAsync();
+        var stdout = process.StandardOutput.ReadToEndAsync();
+        if (!process.WaitForExit(timeout))
+        {
+            process.Kill(entireProcessTree: true);
+            throw new InvalidOperationException($"the memory probe child {child.FileName} {child.Arguments} ran past {timeout.TotalSeconds:0} s");
+        }
+        process.WaitForExit();
+        string output = stdout.Result;
+        string? line = output.Split('\n').Select(l => l.Trim()).LastOrDefault(l => l.StartsWith(ChildReportMarker + " ", StringComparison.Ordinal));
+        if (process.ExitCode != 0 || line is null)
+            throw new InvalidOperationException(
+                $"the memory probe child exited {process.ExitCode} without a {ChildReportMarker} line; stdout: {Tail(output)} stderr: {Tail(stderr.Result)}");
+        return ParseChildReport(line);
+    }
+
+    /// <summary>Reads one <see cref="ReportToParent"/> line back.</summary>
+    public static MemoryStats ParseChildReport(string line)
+    {
+        ArgumentNullException.ThrowIfNull(line);
+        var m = System.Text.RegularExpressions.Regex.Match(line, @"^" + ChildReportMarker + @" peak=(\d+|-) baseline=(\d+|-) method=(.*)$");
+        if (!m.Success) throw new ArgumentException($"not a {ChildReportMarker} line: '{line}'", nameof(line));
+        static long? N(string s) => s == "-" ? null : long.Parse(s, System.Globalization.CultureInfo.InvariantCulture);
+        return new MemoryStats(N(m.Groups[1].Value), N(m.Groups[2].Value), m.Groups[3].Value + ", in a fresh child process");
+    }
+
+    static string Tail(string text) => text.Length <= 800 ? text.Trim() : "…" + text[^800..].Trim();
+
     /// <summary>
     /// glibc raises its mmap threshold (up to 32 MiB) each time a large mmapped block is freed, after which large
     /// tensors come from the heap and are reused without touching new pages: peak RSS would then miss them. Fixing the
