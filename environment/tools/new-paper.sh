@@ -78,6 +78,7 @@ source_text=$(mktemp)
 trap 'rm -f "$source_text"' EXIT
 render "$templates/notebook.txt" > "$source_text"
 python3 "$repo/environment/tools/nbgen.py" "$source_text" "$notebook"
+python3 "$repo/environment/tools/nblib.py" "$notebook" >/dev/null   # the first code cell: finds the library (templates/library-cell.cs.txt)
 
 # The stub's claim rows, in paper order.
 python3 - "$repo/tests/expected-claims.csv" "$((10#$nn))" <<'PY'

@@ -25,7 +25,8 @@ public sealed class NotebookTests(ITestOutputHelper output)
         return data;
     }
 
-    static readonly Lazy<string> libraryBuild = new(() =>
+    /// <summary>Builds the library into artifacts/lib/ once per test run (other notebook tests share it).</summary>
+    internal static readonly Lazy<string> LibraryBuild = new(() =>
         Environment.GetEnvironmentVariable("ATTNLAB_SKIP_LIB_BUILD") == "1"
             ? "skipped (ATTNLAB_SKIP_LIB_BUILD=1)"
             : TestEnvironment.Dotnet(TestEnvironment.RepoRoot, "build lib/AttentionLab/AttentionLab.csproj -c Release --nologo -v q", 1200));
@@ -41,7 +42,7 @@ public sealed class NotebookTests(ITestOutputHelper output)
             return;
         }
         TestEnvironment.EnsureKernelTool();
-        output.WriteLine($"library build: {TestEnvironment.Tail(libraryBuild.Value, 400)}");
+        output.WriteLine($"library build: {TestEnvironment.Tail(LibraryBuild.Value, 400)}");
         string outDir = TestEnvironment.TempFolder("nbtest");
         var options = new RunOptions
         {
