@@ -55,9 +55,9 @@ public static class ReferenceAttention
     public static AttentionResult Softmax(Tensor q, Tensor k, Tensor v, bool causal = false, double? scale = null, Tensor? mask = null)
     {
         using var scope = NewDisposeScope();
-        var (scores, vh) = MaskedScores(q, k, v, causal, scale, mask);   // validates q, k, v and the mask
+        var (scores, vh, keep) = MaskedScoresAndKeep(q, k, v, causal, scale, mask);   // validates q, k, v and the mask
 
-        var (probs, lse) = NormalizeRows(scores, AnyVisible(mask, causal, q.shape[1], k.shape[1]));
+        var (probs, lse) = NormalizeRows(scores, AnyVisible(keep));
         var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j p_ij v_j → [B, Tq, Hq, Dv]
         return new AttentionResult(output, probs, lse).MoveToOuterDisposeScope();
     }
@@ -117,16 +117,11 @@ public static class ReferenceAttention
     }
 
     /// <summary>
-    /// Rows that see at least one key, from the mask and the causal flag alone ([..., Tq, 1] at the mask's own shape, no
-    /// pass over the scores): every row without a mask (causal, end-aligned with Tq ≤ Tk, always shows key 0).
+    /// Rows that see at least one key, from the keep-mask alone ([..., Tq, 1] at the mask's own shape, no pass over the
+    /// scores); without a mask every row (causal, end-aligned with Tq ≤ Tk, always shows key 0).
     /// </summary>
-    internal static RowVisibility AnyVisible(Tensor? mask, bool causal, long tq, long tk)
-    {
-        if (mask is null || tk == 0) return RowVisibility.EveryRow;
-        var keep = mask.dtype == ScalarType.Bool ? mask : mask.isneginf().logical_not();   // additive: −∞ hides
-        if (causal) keep = keep & CausalKeepMask(tq, tk, mask.device);
-        return new RowVisibility(keep.any(-1, keepdim: true));
-    }
+    internal static RowVisibility AnyVisible(Tensor? keep) =>
+        keep is null || keep.shape[^1] == 0 ? RowVisibility.EveryRow : new RowVisibility(keep.any(-1, keepdim: true));
 
     /// <summary>
     /// The masked, scaled scores [B, Hq, Tq, Tk] (−∞ where masked) and the values per query head [B, Hq, Tk, Dv]: the part
@@ -134,29 +129,51 @@ public static class ReferenceAttention
     /// </summary>
     internal static (Tensor Scores, Tensor Values) MaskedScores(Tensor q, Tensor k, Tensor v, bool causal, double? scale, Tensor? mask)
     {
+        var (scores, values, _) = MaskedScoresAndKeep(q, k, v, causal, scale, mask);
+        return (scores, values);
+    }
+
+    /// <summary>
+    /// <see cref="MaskedScores"/> plus the boolean keep-mask it applied, at the mask's own shape (broadcastable to the scores;
+    /// null without a mask): the mask, not the scores, then says which rows see no key. An additive −∞ hides its key
+    /// exactly like false in a boolean mask (−∞ is written over the sum, so a NaN score at a hidden key stays hidden).
+    /// </summary>
+    internal static (Tensor Scores, Tensor Values, Tensor? Keep) MaskedScoresAndKeep(Tensor q, Tensor k, Tensor v, bool causal, double? scale, Tensor? mask)
+    {
         Validate(q, k, v);
         if (scale is { } sc && !double.IsFinite(sc)) throw new ArgumentException($"scale must be finite, got {sc}.", nameof(scale));
         if (mask is not null) ValidateMask(mask, q, k);
         long tq = q.shape[1], tk = k.shape[1], hq = q.shape[2], hkv = k.shape[2];
+        if (causal && tq > tk)
+            throw new ArgumentException(
+                $"causal attention needs Tq ≤ Tk (queries end-aligned to the keys), got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(q));
         var qh = q.permute(0, 2, 1, 3);                        // [B, Hq, Tq, D]
         var kh = RepeatKv(k.permute(0, 2, 1, 3), hq / hkv);   // [B, Hq, Tk, D]
         var vh = RepeatKv(v.permute(0, 2, 1, 3), hq / hkv);   // [B, Hq, Tk, Dv]
         double s = scale ?? 1.0 / Math.Sqrt(q.shape[3]);
         var scores = qh.matmul(kh.transpose(-2, -1)) * s;      // s_ij = scale · q_i·k_j
+        Tensor? keep = null;
         if (mask is not null)
         {
-            scores = mask.dtype == ScalarType.Bool
-                ? scores.masked_fill(mask.logical_not(), double.NegativeInfinity)
-                : scores + mask.to(scores.dtype);
+            if (mask.dtype == ScalarType.Bool)
+            {
+                keep = mask;
+                scores = scores.masked_fill(mask.logical_not(), double.NegativeInfinity);
+            }
+            else
+            {
+                var hidden = mask.isneginf();                  // additive: −∞ hides the key
+                keep = hidden.logical_not();
+                scores = (scores + mask.to(scores.dtype)).masked_fill(hidden, double.NegativeInfinity);
+            }
         }
         if (causal)
         {
-            if (tq > tk)
-                throw new ArgumentException(
-                    $"causal attention needs Tq ≤ Tk (queries end-aligned to the keys), got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(q));
-            scores = scores.masked_fill(CausalKeepMask(tq, tk, q.device).logical_not(), double.NegativeInfinity);
+            var causalKeep = CausalKeepMask(tq, tk, q.device);
+            scores = scores.masked_fill(causalKeep.logical_not(), double.NegativeInfinity);
+            if (keep is not null) keep = keep & causalKeep;
         }
-        return (scores, vh);
+        return (scores, vh, keep);
     }
 
     /// <summary>[Tq, Tk] boolean: true where query i may see key j, i.e. j ≤ i + (Tk − Tq) (same as <see cref="AttentionMasks.Causal"/>).</summary>
@@ -191,7 +208,7 @@ public static class ReferenceAttention
                 "for a 0/1 keep-mask pass mask.ne(0) (an integer mask added as a bias would let hidden keys through).", nameof(mask));
         Guard.SameDevice(q, nameof(q), mask, nameof(mask));
         long[] target = [q.shape[0], q.shape[2], q.shape[1], k.shape[1]];
-        if (!Guard.Broadcasts(mask.shape, target))
+        if (mask.dim() == 0 || !Guard.Broadcasts(mask.shape, target))
             throw new ArgumentException(
                 $"mask {Guard.ShapeText(mask)} does not broadcast to the scores [B, Hq, Tq, Tk] = [{string.Join(", ", target)}] " +
                 $"of q {Guard.ShapeText(q)} and k {Guard.ShapeText(k)}.", nameof(mask));
