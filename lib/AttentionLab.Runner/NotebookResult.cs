@@ -33,10 +33,18 @@ public sealed record NotebookResult
 /// <summary>Shortens kernel error messages to the lines a reader needs.</summary>
 public static class ErrorText
 {
-    /// <summary>The first <paramref name="lines"/> non-empty lines, without stack frames.</summary>
+    /// <summary>
+    /// The first <paramref name="lines"/> non-empty lines of the outermost exception, without stack frames: an inner exception
+    /// (" ---> …", e.g. the libtorch text an ArgumentException wraps) and native frames ("Exception raised from …",
+    /// "frame #N: …") stay out, so summary.csv and the gallery show the library's own message.
+    /// </summary>
     public static string FirstLines(string message, int lines = 4) =>
         string.Join('\n', message.Replace("\r\n", "\n").Split('\n')
-            .Where(l => l.Trim().Length > 0)
-            .Where(l => !l.TrimStart().StartsWith("at ", StringComparison.Ordinal) && !l.TrimStart().StartsWith("--- End of", StringComparison.Ordinal))
+            .TakeWhile(l => !l.TrimStart().StartsWith("--->", StringComparison.Ordinal))
+            .Where(l => l.Trim().Length > 0 && !IsFrame(l.TrimStart()))
             .Take(lines));
+
+    static bool IsFrame(string line) =>
+        line.StartsWith("at ", StringComparison.Ordinal) || line.StartsWith("--- End of", StringComparison.Ordinal)
+        || line.StartsWith("Exception raised from ", StringComparison.Ordinal) || line.StartsWith("frame #", StringComparison.Ordinal);
 }

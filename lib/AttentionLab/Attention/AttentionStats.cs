@@ -16,7 +16,7 @@ public static class AttentionStats
                 $"probabilities must have rank ≥ 2 (…, Tq, Tk), got shape {Guard.ShapeText(probabilities)}.", nameof(probabilities));
         using var scope = NewDisposeScope();
         var p = probabilities;
-        var plogp = torch.where(p > 0, p * p.clamp_min(1e-300).log(), torch.zeros_like(p));
+        var plogp = torch.where(p.eq(0), torch.zeros_like(p), p * p.clamp_min(1e-300).log());   // 0·log 0 = 0; NaN stays NaN
         return (-plogp.sum(-1)).MoveToOuterDisposeScope();
     }
 

@@ -13,7 +13,8 @@ namespace AttentionLab.Attention;
 ///   A_ij = e^{s_ij} / (e^{b} + Σ_k e^{s_ik}),   computed as e^{s_ij − m} / (e^{b − m} + Σ_k e^{s_ik − m}),  m = max(b, max_k s_ik).
 /// Softmax₁ (off-by-one) is b = 0; the learnable sink logit is a per-head b_h. Rows sum to less than 1 (the rest is
 /// "attend nowhere"). <see cref="AttentionResult.LogSumExp"/> holds the full normaliser log(e^{b} + Σ_k e^{s_ik}),
-/// which is −∞ only when b = −∞ and every key is masked (then p = 0, o = 0, never NaN).
+/// which is −∞ only when b = −∞ and every key is masked (then p = 0, o = 0, never NaN). A NaN score stays NaN (the empty
+/// row is z = 0 exactly, which a NaN never equals).
 /// </remarks>
 public static class AttentionVariants
 {
@@ -94,8 +95,8 @@ public static class AttentionVariants
         m = torch.where(m.isneginf(), torch.zeros_like(m), m);                       // b = −∞ and all masked: any finite m
         var e = torch.exp(scores - m);                                               // e^{s − m}
         var z = torch.exp(b - m) + e.sum(-1, keepdim: true);                         // e^{b − m} + Σ_k e^{s_k − m}
-        var positive = z > 0;                                                        // z = 0 only when b = −∞ and all masked
-        var probs = torch.where(positive, e / torch.where(positive, z, torch.ones_like(z)), torch.zeros_like(e)); // A = e^{s − m} / z
+        var empty = z.eq(0);                                                         // z = 0 only when b = −∞ and all masked (NaN is not)
+        var probs = e / z.masked_fill(empty, 1.0);                                   // A = e^{s − m} / z; an empty row: e = 0, so A = 0
         var lse = (m + torch.log(z)).squeeze(-1);                                    // log(e^{b} + Σ_k e^{s_k})
         return (probs.MoveToOuterDisposeScope(), lse.MoveToOuterDisposeScope());
     }

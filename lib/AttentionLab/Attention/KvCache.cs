@@ -17,6 +17,7 @@ public sealed class KvCache : IDisposable
         Guard.Positive(batch, nameof(batch)); Guard.Positive(heads, nameof(heads));
         Guard.Positive(keyDim, nameof(keyDim)); Guard.Positive(valueDim, nameof(valueDim));
         Guard.Positive(initialCapacity, nameof(initialCapacity));
+        Guard.FloatingDtype(dtype, nameof(dtype));
         keys = torch.zeros(new[] { batch, initialCapacity, heads, keyDim }, dtype: dtype, device: device).DetachFromDisposeScope();
         values = torch.zeros(new[] { batch, initialCapacity, heads, valueDim }, dtype: dtype, device: device).DetachFromDisposeScope();
     }
@@ -35,6 +36,8 @@ public sealed class KvCache : IDisposable
     {
         Guard.Rank(k, 4, nameof(k), "B, T, H, D");
         Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
+        Guard.FloatingPoint(k, nameof(k));
+        Guard.FloatingPoint(v, nameof(v));
         if (k.size(0) != keys.size(0) || k.size(2) != keys.size(2) || k.size(3) != keys.size(3))
             throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit the cache's keys {Guard.ShapeText(keys)}.", nameof(k));
         if (v.size(0) != k.size(0) || v.size(1) != k.size(1) || v.size(2) != values.size(2) || v.size(3) != values.size(3))

@@ -37,6 +37,7 @@ public sealed class PagedKvCache : IDisposable
         Guard.Positive(sequences, nameof(sequences)); Guard.Positive(heads, nameof(heads));
         Guard.Positive(keyDim, nameof(keyDim)); Guard.Positive(valueDim, nameof(valueDim));
         Guard.Positive(blockSize, nameof(blockSize)); Guard.Positive(initialBlocks, nameof(initialBlocks));
+        Guard.FloatingDtype(dtype, nameof(dtype));
         BlockSize = blockSize;
         keyPool = torch.zeros(new long[] { initialBlocks, blockSize, heads, keyDim }, dtype: dtype, device: device).DetachFromDisposeScope();
         valuePool = torch.zeros(new long[] { initialBlocks, blockSize, heads, valueDim }, dtype: dtype, device: device).DetachFromDisposeScope();
@@ -72,6 +73,8 @@ public sealed class PagedKvCache : IDisposable
         CheckSequence(sequence);
         Guard.Rank(k, 3, nameof(k), "T, H, D");
         Guard.Rank(v, 3, nameof(v), "T, H, Dv");
+        Guard.FloatingPoint(k, nameof(k));
+        Guard.FloatingPoint(v, nameof(v));
         if (k.shape[1] != keyPool.shape[2] || k.shape[2] != keyPool.shape[3])
             throw new ArgumentException($"k {Guard.ShapeText(k)} does not fit the cache's [T, {keyPool.shape[2]}, {keyPool.shape[3]}].", nameof(k));
         if (v.shape[0] != k.shape[0] || v.shape[1] != valuePool.shape[2] || v.shape[2] != valuePool.shape[3])

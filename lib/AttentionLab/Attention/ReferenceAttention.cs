@@ -36,7 +36,12 @@ public sealed class AttentionResult : IDisposable
 /// </summary>
 /// <remarks>
 /// s_ij = scale · q_i·k_j  (−∞ where masked);  p_ij = exp(s_ij − LSE_i);  LSE_i = log Σ_j exp(s_ij);  o_i = Σ_j p_ij v_j.
-/// A query with every key masked gets p = 0, o = 0 and LSE = −∞ (never NaN).
+/// A query with every key masked gets p = 0, o = 0 and LSE = −∞ (never NaN); "every key masked" is read from the mask
+/// and the causal flag, never from the scores, so a NaN in q or k stays NaN in p and o (NaN in, NaN out). A NaN in v_j
+/// reaches o_i wherever key j is visible to query i; the dense product p·v also multiplies the masked zeros p_ij = 0 by
+/// v_j, so a non-finite v_j makes every row of its head NaN here (forms that skip masked keys keep those rows finite).
+/// Masks: boolean keep-masks (true = may attend) or floating additive biases (−∞ hides a key); integer masks are refused
+/// (an int64 0/1 mask added as a bias would let every hidden key through).
 /// Causal with Tq ≤ Tk aligns queries to the end: query i sees keys j ≤ i + (Tk − Tq) (decode convention).
 /// </remarks>
 public static class ReferenceAttention
@@ -50,28 +55,73 @@ public static class ReferenceAttention
     public static AttentionResult Softmax(Tensor q, Tensor k, Tensor v, bool causal = false, double? scale = null, Tensor? mask = null)
     {
         using var scope = NewDisposeScope();
-        var (scores, vh) = MaskedScores(q, k, v, causal, scale, mask);   // validates q, k, v
+        var (scores, vh, keep) = MaskedScoresAndKeep(q, k, v, causal, scale, mask);   // validates q, k, v and the mask
 
-        var (probs, lse) = Normalize(scores);
+        var (probs, lse) = NormalizeRows(scores, AnyVisible(keep));
         var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j p_ij v_j → [B, Tq, Hq, Dv]
         return new AttentionResult(output, probs, lse).MoveToOuterDisposeScope();
     }
 
     /// <summary>
-    /// Softmax of masked scores [..., Tq, Tk] through the log-sum-exp: probabilities [..., Tq, Tk] and LSE [..., Tq].
-    /// A row with every key masked (all −∞) gets p = 0 and LSE = −∞, never NaN. The normalisation every softmax-attention
-    /// path in the library shares (reference attention, TinyGpt's hooked attention).
+    /// Softmax of masked scores [..., Tq, Tk] through the log-sum-exp: probabilities [..., Tq, Tk] and LSE [..., Tq]. The
+    /// normalisation every softmax-attention path in the library shares (reference attention, the mixers' default).
     /// </summary>
-    public static (Tensor Probabilities, Tensor LogSumExp) Normalize(Tensor scores)
+    /// <remarks>
+    /// p_ij = exp(s_ij − LSE_i), LSE_i = log Σ_j exp(s_ij). A fully masked row gets p = 0 and LSE = −∞. Which rows are fully
+    /// masked comes from the mask: <paramref name="anyVisible"/> [..., Tq] (broadcastable), true where the
+    /// row has at least one key its mask lets through. Without it the −∞ entries of the scores are the mask, so a row is
+    /// fully masked when every score is −∞ (LSE = −∞ exactly); a NaN or +∞ score never counts as masked. Either way a NaN in
+    /// a visible score gives a NaN row, never zeros. The masked row needs no pass of its own: with the shift 0 instead of
+    /// LSE = −∞, exp(−∞ − 0) = 0 already.
+    /// </remarks>
+    /// <param name="scores">[..., Tq, Tk], −∞ where masked.</param>
+    /// <param name="anyVisible">optional boolean [..., Tq], broadcastable to the rows of the scores: true where the row sees at least one key.</param>
+    public static (Tensor Probabilities, Tensor LogSumExp) Normalize(Tensor scores, Tensor? anyVisible = null)
     {
         Guard.NotNull(scores, nameof(scores));
-        using var scope = NewDisposeScope();
-        var lse = torch.logsumexp(scores, -1, keepdim: true);              // LSE_i = log Σ_j exp(s_ij)
-        var finite = lse.isfinite();
-        var probs = torch.exp(scores - torch.where(finite, lse, torch.zeros_like(lse)));  // p_ij = exp(s_ij − LSE_i)
-        probs = torch.where(finite, probs, torch.zeros_like(probs));       // fully masked row → p = 0
-        return (probs.MoveToOuterDisposeScope(), lse.squeeze(-1).MoveToOuterDisposeScope());
+        Guard.FloatingPoint(scores, nameof(scores));
+        if (scores.dim() < 1) throw new ArgumentException($"scores must have rank ≥ 1 (…, Tq, Tk), got shape {Guard.ShapeText(scores)}.", nameof(scores));
+        if (anyVisible is null) return NormalizeRows(scores, RowVisibility.FromScores);
+        Guard.NotNull(anyVisible, nameof(anyVisible));
+        if (anyVisible.dtype != ScalarType.Bool)
+            throw new ArgumentException($"anyVisible must be boolean (true = the row sees a key), got {anyVisible.dtype}.", nameof(anyVisible));
+        Guard.SameDevice(scores, nameof(scores), anyVisible, nameof(anyVisible));
+        var rows = scores.shape[..^1];
+        if (!Guard.Broadcasts(anyVisible.shape, rows))
+            throw new ArgumentException(
+                $"anyVisible {Guard.ShapeText(anyVisible)} does not broadcast to the rows [{string.Join(", ", rows)}] of scores {Guard.ShapeText(scores)}.",
+                nameof(anyVisible));
+        return NormalizeRows(scores, new RowVisibility(anyVisible.unsqueeze(-1)));
     }
+
+    /// <summary>Which rows of a score matrix see at least one key: every row, those the mask keeps ([..., Tq, 1] bool), or read from −∞ scores.</summary>
+    internal readonly record struct RowVisibility(Tensor? Keep, bool FromScoresOnly = false)
+    {
+        public static RowVisibility EveryRow => new(null);
+        public static RowVisibility FromScores => new(null, true);
+    }
+
+    /// <summary>The normaliser without argument checks: LSE, shift (LSE, or 0 on fully masked rows), p = exp(s − shift).</summary>
+    internal static (Tensor Probabilities, Tensor LogSumExp) NormalizeRows(Tensor scores, RowVisibility rows)
+    {
+        using var scope = NewDisposeScope();
+        var lse = torch.logsumexp(scores, -1, keepdim: true);                          // LSE_i = log Σ_j exp(s_ij)
+        var shift = rows switch                                                       // fully masked row: subtract 0, exp(−∞) = 0
+        {
+            { Keep: { } keep } => lse.masked_fill(keep.logical_not(), 0.0),
+            { FromScoresOnly: true } => lse.masked_fill(lse.isneginf(), 0.0),        // every score −∞ (NaN/+∞ are not masks)
+            _ => lse,                                                                 // every row sees a key
+        };
+        var probs = (scores - shift).exp_();                                          // p_ij = exp(s_ij − LSE_i)
+        return (probs.MoveToOuterDisposeScope(), lse.squeeze(-1).MoveToOuterDisposeScope());   // masked row: every s = −∞, LSE = −∞
+    }
+
+    /// <summary>
+    /// Rows that see at least one key, from the keep-mask alone ([..., Tq, 1] at the mask's own shape, no pass over the
+    /// scores); without a mask every row (causal, end-aligned with Tq ≤ Tk, always shows key 0).
+    /// </summary>
+    internal static RowVisibility AnyVisible(Tensor? keep) =>
+        keep is null || keep.shape[^1] == 0 ? RowVisibility.EveryRow : new RowVisibility(keep.any(-1, keepdim: true));
 
     /// <summary>
     /// The masked, scaled scores [B, Hq, Tq, Tk] (−∞ where masked) and the values per query head [B, Hq, Tk, Dv]: the part
@@ -79,28 +129,51 @@ public static class ReferenceAttention
     /// </summary>
     internal static (Tensor Scores, Tensor Values) MaskedScores(Tensor q, Tensor k, Tensor v, bool causal, double? scale, Tensor? mask)
     {
+        var (scores, values, _) = MaskedScoresAndKeep(q, k, v, causal, scale, mask);
+        return (scores, values);
+    }
+
+    /// <summary>
+    /// <see cref="MaskedScores"/> plus the boolean keep-mask it applied, at the mask's own shape (broadcastable to the scores;
+    /// null without a mask): the mask, not the scores, then says which rows see no key. An additive −∞ hides its key
+    /// exactly like false in a boolean mask (−∞ is written over the sum, so a NaN score at a hidden key stays hidden).
+    /// </summary>
+    internal static (Tensor Scores, Tensor Values, Tensor? Keep) MaskedScoresAndKeep(Tensor q, Tensor k, Tensor v, bool causal, double? scale, Tensor? mask)
+    {
         Validate(q, k, v);
+        if (scale is { } sc && !double.IsFinite(sc)) throw new ArgumentException($"scale must be finite, got {sc}.", nameof(scale));
+        if (mask is not null) ValidateMask(mask, q, k);
         long tq = q.shape[1], tk = k.shape[1], hq = q.shape[2], hkv = k.shape[2];
+        if (causal && tq > tk)
+            throw new ArgumentException(
+                $"causal attention needs Tq ≤ Tk (queries end-aligned to the keys), got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(q));
         var qh = q.permute(0, 2, 1, 3);                        // [B, Hq, Tq, D]
         var kh = RepeatKv(k.permute(0, 2, 1, 3), hq / hkv);   // [B, Hq, Tk, D]
         var vh = RepeatKv(v.permute(0, 2, 1, 3), hq / hkv);   // [B, Hq, Tk, Dv]
         double s = scale ?? 1.0 / Math.Sqrt(q.shape[3]);
         var scores = qh.matmul(kh.transpose(-2, -1)) * s;      // s_ij = scale · q_i·k_j
+        Tensor? keep = null;
         if (mask is not null)
         {
-            Guard.SameDevice(q, nameof(q), mask, nameof(mask));
-            scores = mask.dtype == ScalarType.Bool
-                ? scores.masked_fill(mask.logical_not(), double.NegativeInfinity)
-                : scores + mask.to(scores.dtype);
+            if (mask.dtype == ScalarType.Bool)
+            {
+                keep = mask;
+                scores = scores.masked_fill(mask.logical_not(), double.NegativeInfinity);
+            }
+            else
+            {
+                var hidden = mask.isneginf();                  // additive: −∞ hides the key
+                keep = hidden.logical_not();
+                scores = (scores + mask.to(scores.dtype)).masked_fill(hidden, double.NegativeInfinity);
+            }
         }
         if (causal)
         {
-            if (tq > tk)
-                throw new ArgumentException(
-                    $"causal attention needs Tq ≤ Tk (queries end-aligned to the keys), got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(q));
-            scores = scores.masked_fill(CausalKeepMask(tq, tk, q.device).logical_not(), double.NegativeInfinity);
+            var causalKeep = CausalKeepMask(tq, tk, q.device);
+            scores = scores.masked_fill(causalKeep.logical_not(), double.NegativeInfinity);
+            if (keep is not null) keep = keep & causalKeep;
         }
-        return (scores, vh);
+        return (scores, vh, keep);
     }
 
     /// <summary>[Tq, Tk] boolean: true where query i may see key j, i.e. j ≤ i + (Tk − Tq) (same as <see cref="AttentionMasks.Causal"/>).</summary>
@@ -119,5 +192,25 @@ public static class ReferenceAttention
             throw new ArgumentException($"v {Guard.ShapeText(v)} must match k {Guard.ShapeText(k)} in batch, length and heads.", nameof(v));
         if (q.shape[2] % k.shape[2] != 0)
             throw new ArgumentException($"q heads {q.shape[2]} must be a multiple of k heads {k.shape[2]} (grouped-query attention).", nameof(k));
+    }
+
+    /// <summary>
+    /// A mask must be boolean (keep) or floating (additive bias), on q's device, of rank ≤ 4 and broadcastable to the scores
+    /// [B, Hq, Tq, Tk]. Checked up front (shapes and dtype only: no device read), so misuse names the mask and both shapes
+    /// instead of surfacing as a native broadcast error.
+    /// </summary>
+    internal static void ValidateMask(Tensor mask, Tensor q, Tensor k)
+    {
+        Guard.NotNull(mask, nameof(mask));
+        if (mask.dtype != ScalarType.Bool && !mask.is_floating_point())
+            throw new ArgumentException(
+                $"mask must be boolean (true = may attend) or a floating additive bias (−∞ hides a key), got {mask.dtype} {Guard.ShapeText(mask)}; " +
+                "for a 0/1 keep-mask pass mask.ne(0) (an integer mask added as a bias would let hidden keys through).", nameof(mask));
+        Guard.SameDevice(q, nameof(q), mask, nameof(mask));
+        long[] target = [q.shape[0], q.shape[2], q.shape[1], k.shape[1]];
+        if (mask.dim() == 0 || !Guard.Broadcasts(mask.shape, target))
+            throw new ArgumentException(
+                $"mask {Guard.ShapeText(mask)} does not broadcast to the scores [B, Hq, Tq, Tk] = [{string.Join(", ", target)}] " +
+                $"of q {Guard.ShapeText(q)} and k {Guard.ShapeText(k)}.", nameof(mask));
     }
 }

@@ -11,9 +11,10 @@ public static class SdpaBaseline
 {
     public static Tensor Forward(Tensor q, Tensor k, Tensor v, bool causal = false)
     {
-        Guard.Rank(q, 4, nameof(q), "B, T, H, D");
-        Guard.Rank(k, 4, nameof(k), "B, T, H, D");
-        Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
+        ReferenceAttention.Validate(q, k, v);
+        if (q.shape[2] != k.shape[2])
+            throw new ArgumentException(
+                $"the SDPA baseline needs as many k heads as q heads: q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(k));
         using var scope = NewDisposeScope();
         var o = nn.functional.scaled_dot_product_attention(
             q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), is_casual: causal);

@@ -55,7 +55,8 @@ public sealed class SoftmaxState : IScanElement<SoftmaxState>, IDisposable
 /// <remarks>
 /// (m_A, u_A, w_A) ⊕ (m_B, u_B, w_B) = (m, u_A e^{m_A−m} + u_B e^{m_B−m}, w_A e^{m_A−m} + w_B e^{m_B−m}),
 /// m = max(m_A, m_B). Identity: (−∞, 0, 0). When both m are −∞ the exponent would be −∞ − (−∞) = NaN; the guard
-/// subtracts 0 instead, so identity ⊕ identity = identity and no NaN reaches values or gradients.
+/// subtracts 0 instead, so identity ⊕ identity = identity and no NaN reaches values or gradients. A NaN (or +∞) score
+/// makes its leaf's u = e^{s − s} NaN, as the reference softmax and the RNN step do, so a one-key prefix is NaN too.
 /// Associative up to floating-point rounding (the same algebra as flash-decoding's LSE merge).
 /// </remarks>
 public static class SoftmaxMonoid
@@ -71,7 +72,9 @@ public static class SoftmaxMonoid
         if (v.dim() != s.dim() + 1 || !v.shape.Take((int)s.dim()).SequenceEqual(s.shape))
             throw new ArgumentException($"v must have shape s + [Dv]; s is {Guard.ShapeText(s)}, v is {Guard.ShapeText(v)}.", nameof(v));
         using var scope = NewDisposeScope();
-        return new SoftmaxState(s.alias(), torch.ones_like(s), v.alias()).MoveToOuterDisposeScope();   // (s_i, 1, v_i)
+        var ordinary = s.isfinite().logical_or(s.isneginf());                      // u = e^{s − s} = 1, except NaN (and +∞ − +∞): NaN
+        var u = torch.ones_like(s).masked_fill(ordinary.logical_not(), double.NaN);
+        return new SoftmaxState(s.alias(), u, v.alias()).MoveToOuterDisposeScope();   // (s_i, 1, v_i)
     }
 
     /// <summary>The identity (−∞, 0, 0) with M, U of <paramref name="shape"/> and W of shape + [valueDim].</summary>

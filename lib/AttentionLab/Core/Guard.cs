@@ -28,6 +28,14 @@ public static class Guard
             throw new ArgumentException($"{name} must be a floating-point tensor, got {t.dtype}.", name);
     }
 
+    /// <summary>A dtype argument (a cache's or a state's element type) must be floating-point: keys and values are real numbers.</summary>
+    public static void FloatingDtype(ScalarType dtype, string name)
+    {
+        if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32 or ScalarType.Float64))
+            throw new ArgumentException(
+                $"{name} must be a floating-point type (Float32, Float64, Float16 or BFloat16), got {dtype}: an integer cache would truncate keys and values.", name);
+    }
+
     public static void SameDtype(Tensor a, string nameA, Tensor b, string nameB)
     {
         if (a.dtype != b.dtype)
@@ -54,6 +62,15 @@ public static class Guard
         SameDtype(q, nameof(q), v, nameof(v));
         SameDevice(q, nameof(q), k, nameof(k));
         SameDevice(q, nameof(q), v, nameof(v));
+    }
+
+    /// <summary>True when a tensor of <paramref name="shape"/> broadcasts to <paramref name="target"/> (no more dims; each trailing dim equal or 1).</summary>
+    public static bool Broadcasts(ReadOnlySpan<long> shape, ReadOnlySpan<long> target)
+    {
+        if (shape.Length > target.Length) return false;
+        for (int i = 1; i <= shape.Length; i++)
+            if (shape[^i] != 1 && shape[^i] != target[^i]) return false;
+        return true;
     }
 
     /// <summary>Dimension <paramref name="dim"/> of <paramref name="t"/> must equal <paramref name="expected"/>.</summary>

@@ -72,8 +72,7 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     /// <summary>x [B, T, d] → q, k [B, T, H, Dk], v [B, T, H, Dv] after hook_q/k/v: the library's one head split.</summary>
     public (Tensor Q, Tensor K, Tensor V) Project(Tensor x)
     {
-        Guard.Rank(x, 3, nameof(x), "B, T, d");
-        if (x.size(2) != DModel) throw new ArgumentException($"x has width {x.size(2)}, the mixer d = {DModel}: {Guard.ShapeText(x)}.", nameof(x));
+        CheckInput(x, 3, nameof(x), "B, T, d");
         long b = x.size(0), t = x.size(1);
         var all = qkv.call(x);                                                          // x W_QKV
         Tensor q, k, v;
@@ -93,6 +92,22 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
         }
         (q, k, v) = Activate(q, k, v);
         return (hook_q.call(q), hook_k.call(k), hook_v.call(v));
+    }
+
+    /// <summary>
+    /// Up-front checks of a mixer input (rank, width d, floating dtype and device of the weights), so misuse names the argument
+    /// and both shapes instead of surfacing as a native matmul error.
+    /// </summary>
+    void CheckInput(Tensor x, int rank, string name, string layout)
+    {
+        Guard.Rank(x, rank, name, layout);
+        if (x.size(-1) != DModel)
+            throw new ArgumentException($"{name} has width {x.size(-1)}, the mixer d = {DModel}: {name} {Guard.ShapeText(x)}, W_QKV {Guard.ShapeText(qkv.weight!)}.", name);
+        Guard.FloatingPoint(x, name);
+        if (x.dtype != qkv.weight!.dtype)
+            throw new ArgumentException($"{name} has dtype {x.dtype} but the mixer's weights are {qkv.weight!.dtype} (convert one of them).", name);
+        if (x.device_type != qkv.weight!.device_type || x.device_index != qkv.weight!.device_index)
+            throw new ArgumentException($"{name} is on {x.device} but the mixer's weights are on {qkv.weight!.device}.", name);
     }
 
     /// <summary>A paper's activation on the projected heads before the hooks (TNL: SiLU on q, k, v). Default: none.</summary>
@@ -165,6 +180,7 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     public MixerState NewState(long batch, ScalarType dtype, Device device)
     {
         Guard.Positive(batch, nameof(batch));
+        Guard.FloatingDtype(dtype, nameof(dtype));
         ArgumentNullException.ThrowIfNull(device);
         var state = CreateState(batch, dtype, device);
         if (state is AttentionState attention) attention.Owner = this;
@@ -178,8 +194,7 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     /// <summary>One token: x_t [B, d] → [B, d]. The state attends and updates itself, position included (<see cref="AttentionState.Attend"/>).</summary>
     public Tensor Step(Tensor xT, MixerState state)
     {
-        Guard.Rank(xT, 2, nameof(xT), "B, d");
-        Guard.Dim(xT, 1, DModel, nameof(xT), "width");
+        CheckInput(xT, 2, nameof(xT), "B, d");
         if (state is not AttentionState attention || (attention.Owner ??= this) != this)
             throw new ArgumentException($"state must come from this mixer's NewState, got {state?.GetType().Name ?? "null"}" +
                                         $"{(state is AttentionState { Owner: { } o } ? $" of another {o.GetType().Name}" : "")}.", nameof(state));

@@ -38,8 +38,11 @@ public sealed class SlidingWindowAttention : AttentionMixer
     public static Tensor Attend(Tensor q, Tensor k, Tensor v, int windowKeys)
     {
         Guard.Positive(windowKeys, nameof(windowKeys));
-        Guard.Rank(q, 4, nameof(q), "B, T, H, D");
-        Guard.Rank(k, 4, nameof(k), "B, T, H, D");
+        ReferenceAttention.Validate(q, k, v);
+        if (q.shape[1] > k.shape[1])
+            throw new ArgumentException(
+                $"q has {q.shape[1]} tokens but k only {k.shape[1]}: queries are end-aligned to the keys (q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}).",
+                nameof(q));
         using var scope = NewDisposeScope();
         var keep = AttentionMasks.SlidingWindow(q.shape[1], k.shape[1], windowKeys, q.device);   // p − n < s ≤ p
         using var r = ReferenceAttention.Softmax(q, k, v, causal: false, mask: keep);

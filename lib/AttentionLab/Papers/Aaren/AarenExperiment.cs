@@ -60,6 +60,13 @@ public sealed class AarenExperiment : IPaperExperiment<AarenExperiment.Config, A
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
+        Guard.Positive(config.Epochs, nameof(config.Epochs));                            // the config's names, not the trainer's (Steps)
+        Guard.Positive(config.StepsPerEpoch, nameof(config.StepsPerEpoch));
+        Guard.Positive(config.BatchSize, nameof(config.BatchSize));
+        if (config.WarmupSteps < 0 || config.WarmupSteps > (long)config.Epochs * config.StepsPerEpoch)
+            throw new ArgumentException(
+                $"WarmupSteps must be in [0, Epochs · StepsPerEpoch = {(long)config.Epochs * config.StepsPerEpoch}], got {config.WarmupSteps}.",
+                nameof(config.WarmupSteps));
         var clock = new PhaseClock();
         void Lap(string phase) => clock.Lap(phase);
         using var scope = NewDisposeScope();

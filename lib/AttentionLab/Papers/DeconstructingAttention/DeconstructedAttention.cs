@@ -183,8 +183,8 @@ public sealed class ReluNormAttention : DeconstructedAttention
         var sum = r.sum(-1, keepdim: true);
         var visible = scores.isneginf().logical_not().to(scores.dtype);
         var mean = visible / visible.sum(-1, keepdim: true).clamp_min(1);               // fallback: causal mean
-        var positive = sum > 0;
-        return torch.where(positive, r / torch.where(positive, sum, torch.ones_like(sum)), mean);
+        var none = sum.eq(0);                                                           // no positive score (a NaN sum is not: NaN in, NaN out)
+        return torch.where(none, mean, r / sum.masked_fill(none, 1.0));
     }
 }
 

@@ -60,7 +60,7 @@ public static class DeconstructedNaive
         var r = s.relu();
         var sum = r.sum(-1, keepdim: true);
         var mean = torch.full_like(s, 1.0 / s.size(-1));
-        return torch.where(sum > 0, r / torch.where(sum > 0, sum, torch.ones_like(sum)), mean);
+        return torch.where(sum.eq(0), mean, r / sum.masked_fill(sum.eq(0), 1.0));   // a NaN sum stays NaN
     }
 
     /// <summary>z [B, T, H, Dv] with z_i = Σ_{j≤i} A_ij v_j, by a loop over i and j.</summary>

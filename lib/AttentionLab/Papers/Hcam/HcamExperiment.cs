@@ -154,7 +154,7 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
             var one = HcamAttention.Read(q, HcamAttention.Summaries(k, 1), k, v, 1, T).Z;
             var logits = torch.einsum("bthd,bshd->bts", q, k) / Math.Sqrt(2 * 5);
             var earlier = torch.ones(T, T, dtype: ScalarType.Bool, device: device).tril(-1);
-            var p = logits.masked_fill(earlier.logical_not(), double.NegativeInfinity).softmax(-1).nan_to_num(0.0);
+            var p = ReferenceAttention.Normalize(logits.masked_fill(earlier.logical_not(), double.NegativeInfinity), earlier.any(-1)).Probabilities;
             var explicitSum = torch.einsum("bts,bshv->bthv", p, v);
             double softmaxErr = (one - explicitSum).abs().max().item<double>();
 
