@@ -99,7 +99,11 @@ public static class MemoryAtlasMixers
     /// </summary>
     public static MemoryMixer Hcam(int topK = 2) => new($"HCAM k={topK}", "HCAM", MemoryRole.Memory,
         s => new HcamMixer(s.DModel, s.Heads, chunkSize: s.Window, topK: topK, window: s.Window),
-        CountedStateBytes: s => new HcamMixer(s.DModel, s.Heads, chunkSize: s.Window, topK: topK, window: s.Window).StateBytes(s.SeqLen));
+        CountedStateBytes: s =>
+        {
+            using var probe = new HcamMixer(s.DModel, s.Heads, chunkSize: s.Window, topK: topK, window: s.Window);
+            return probe.StateBytes(s.SeqLen);
+        });
 
     /// <summary>The smoke set: the four baselines and one point per memory model.</summary>
     public static IReadOnlyList<MemoryMixer> Smoke { get; } = new[]
