@@ -78,7 +78,8 @@ public sealed class MemoryAtlas : IPaperExperiment<MemoryAtlas.Config, MemoryAtl
                 throw new ArgumentException("Mixers holds two names with the same claim id.", nameof(Mixers));
             if (DModel % Heads != 0) throw new ArgumentException($"Heads {Heads} must divide DModel {DModel}.", nameof(Heads));
             if (MemoryAtlasResult.FarFactor * Window >= SeqLen)
-                throw new ArgumentException($"Window {Window}: no query can sit {MemoryAtlasResult.FarFactor}·n beyond its key in T = {SeqLen}.", nameof(Window));
+                throw new ArgumentException($"Window {Window}: no query can sit {MemoryAtlasResult.FarFactor}·n beyond its key in T = {SeqLen}.",
+                    nameof(Window));
             return this;
         }
     }
@@ -136,7 +137,8 @@ public sealed class MemoryAtlas : IPaperExperiment<MemoryAtlas.Config, MemoryAtl
         }, options);
         net.eval();
         var (all, near, far, farCount) = Score(net, test, distances, c);
-        var time = Benchmark.Time(() => { using var _ = torch.no_grad(); net.call(test.Tokens).Dispose(); }, warmup: 1, repeats: c.TimingRepeats, device: device);
+        var time = Benchmark.Time(() => { using var _ = torch.no_grad(); net.call(test.Tokens).Dispose(); }, warmup: 1, repeats: c.TimingRepeats,
+            device: device);
         double usPerToken = 1000.0 * time.MinMs / test.Tokens.numel();
         long conv = ((BaseConv)net.Blocks[0].Mixer).StateBytes();
         double finalLoss = history.Losses.Count == 0 ? double.NaN : history.Losses.TakeLast(Math.Max(1, history.Losses.Count / 10)).Average();

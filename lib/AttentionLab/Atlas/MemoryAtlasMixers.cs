@@ -51,7 +51,8 @@ public sealed record MemoryMixer(string Name, string Family, MemoryRole Role, Fu
 public static class MemoryAtlasMixers
 {
     /// <summary>Softmax attention: the KV cache grows with T.</summary>
-    public static MemoryMixer Softmax { get; } = new("softmax attention", "full attention", MemoryRole.Baseline, s => new CausalSelfAttention(s.DModel, s.Heads));
+    public static MemoryMixer Softmax { get; } = new("softmax attention", "full attention", MemoryRole.Baseline,
+        s => new CausalSelfAttention(s.DModel, s.Heads));
 
     /// <summary>Exact softmax over the last n keys (n = the atlas's window).</summary>
     public static MemoryMixer SlidingWindow { get; } = new("sliding window", "sliding window", MemoryRole.Baseline,

@@ -141,7 +141,8 @@ public sealed record MemoryAtlasResult(MemoryAtlas.Config Config, IReadOnlyList<
         }
 
         var best = memories.OrderByDescending(p => p.FarRecall).FirstOrDefault();
-        const string memoryStatement = "a test-time memory recalls beyond the window where sliding-window attention cannot (the atlas's claim: best memory vs SWA)";
+        const string memoryStatement =
+            "a test-time memory recalls beyond the window where sliding-window attention cannot (the atlas's claim: best memory vs SWA)";
         if (best is null || swa is null)
             claims.NotShown("memory-beats-swa-beyond-window", memoryStatement, beatsFigure, best is null ? "no memory in this run" : "SWA not in this run",
                 "best memory's far recall − SWA's > 30 pp (Titans spec §6)", "the run lacks a memory or SWA.");
@@ -155,7 +156,8 @@ public sealed record MemoryAtlasResult(MemoryAtlas.Config Config, IReadOnlyList<
 
         var bestAll = memories.OrderByDescending(p => p.Recall).FirstOrDefault();
         const string linearStatement = "a test-time memory recalls more than the gated linear-attention engine at equal training budget";
-        const string linearFigure = "Titans and Miras beat gated linear RNNs (GLA, Gated DeltaNet) at 340M–1.3B (Titans Table 1; Miras Tables 2–3) [unverified]";
+        const string linearFigure =
+            "Titans and Miras beat gated linear RNNs (GLA, Gated DeltaNet) at 340M–1.3B (Titans Table 1; Miras Tables 2–3) [unverified]";
         string linearCriterion = $"best memory's recall > gated linear's + {BeatsLinearMargin * 100:F0} pp [ours: the papers compare LM perplexity, not MQAR]";
         if (bestAll is null || gated is null)
             claims.NotShown("memory-beats-gated-linear", linearStatement, linearFigure, "no memory or no gated linear attention in this run", linearCriterion,
@@ -183,7 +185,8 @@ public sealed record MemoryAtlasResult(MemoryAtlas.Config Config, IReadOnlyList<
             memories.Count > 0 && memories.All(p => p.MicrosecondsPerToken > linearUs));
 
         if (swa is not null && best is not null)
-            claims.Saw($"Beyond {FarFrom} tokens ({FarFactor}× the window), SWA answered {swa.FarRecall:P0} of {swa.FarQueries} queries (chance {Chance:P0}); " +
+            claims.Saw($"Beyond {FarFrom} tokens ({FarFactor}× the window), SWA answered {swa.FarRecall:P0} of {swa.FarQueries} queries " +
+                $"(chance {Chance:P0}); " +
                 $"the best memory, {best.Name}, answered {best.FarRecall:P0}" + (softmax is null ? "." : $", and softmax attention {softmax.FarRecall:P0}."));
         if (memories.Count > 0)
             claims.Saw("Far recall per memory: " + string.Join(", ", memories.Select(p => $"{p.Name} {p.FarRecall:P0}")) + ".");

@@ -78,7 +78,8 @@ public class MemoryAtlasTests(ITestOutputHelper output)
         Assert.Empty(claims.Failures);
         Assert.Equal("smoke", claims.Size);
         Assert.Equal(MemoryAtlasMixers.Smoke.Count, result.Points.Count);
-        Assert.Equal(result.Points.Count(p => p.Role == MemoryRole.Memory), claims.Count(c => c.Id.EndsWith("-beats-swa-beyond-window") && c.Id != "memory-beats-swa-beyond-window"));
+        Assert.Equal(result.Points.Count(p => p.Role == MemoryRole.Memory),
+            claims.Count(c => c.Id.EndsWith("-beats-swa-beyond-window") && c.Id != "memory-beats-swa-beyond-window"));
     }
 
     static MemoryPoint Point(string name, MemoryRole role, double recall, double far, long bytes, double us, bool counted = false) =>
@@ -146,7 +147,8 @@ public class MemoryAtlasTests(ITestOutputHelper output)
     [Fact]
     public void BadConfigIsNamed()
     {
-        Assert.Equal("Mixers", Assert.Throws<ArgumentException>(() => (MemoryAtlas.Config.Smoke with { Mixers = Array.Empty<MemoryMixer>() }).Validate()).ParamName);
+        Assert.Equal("Mixers", Assert.Throws<ArgumentException>(
+            () => (MemoryAtlas.Config.Smoke with { Mixers = Array.Empty<MemoryMixer>() }).Validate()).ParamName);
         Assert.Equal("Mixers", Assert.Throws<ArgumentException>(
             () => (MemoryAtlas.Config.Smoke with { Mixers = new[] { MemoryAtlasMixers.Softmax, MemoryAtlasMixers.Softmax } }).Validate()).ParamName);
         Assert.Equal("Heads", Assert.Throws<ArgumentException>(() => (MemoryAtlas.Config.Smoke with { Heads = 3 }).Validate()).ParamName);
