@@ -39,6 +39,7 @@ static class BenchCli
         RectifiedCommand.Command,
         FreeSwimCommand.Command,
         LandmarkCommand.Command,
+        MemoryCommand.Command,
     ];
 
     /// <summary>Parses <paramref name="args"/> and runs the command; help and errors go to <paramref name="output"/> / <paramref name="error"/>.</summary>

@@ -28,7 +28,9 @@ public class PaperContractTests
         foreach (var folder in folders)
         {
             bool on = byFolder.TryGetValue(folder!, out var entries);
-            Assert.True(on && entries!.Count == 1, $"{folder}: expected one IPaperExperiment, found {(on ? entries!.Count : 0)}");
+            // Atlas/ holds the cross-paper studies (90 efficient-attention atlas, 91 memory atlas): one experiment each, several in the folder
+            Assert.True(on && (entries!.Count == 1 || folder == "Atlas" && entries.Count > 1),
+                $"{folder}: expected one IPaperExperiment, found {(on ? entries!.Count : 0)}");
         }
         Assert.All(PaperCatalog.All, e => Assert.Contains(FolderOf(e), folders));
     }
