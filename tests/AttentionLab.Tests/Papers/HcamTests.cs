@@ -198,10 +198,13 @@ public class HcamTests
     public void ShippedCheckpointsMatchTheSmokeConfig()
     {
         var store = AttentionLab.Train.CheckpointStore.Default();
+        string readme = File.ReadAllText(Path.Combine(RepositoryData.Folder(), "README.md"));
         foreach (var (key, model) in HcamCheckpoint.Models)
         {
             var entry = store.Find(HcamCheckpoint.Name(model));
             Assert.NotNull(entry);
+            Assert.Contains($"`{entry!.Sha256}`", readme);                                 // data/README.md lists the file, its digest and command
+            Assert.Contains($"`{entry.Command}`", readme);
             Assert.Equal(HcamCheckpoint.Steps, entry!.Steps);
             Assert.Equal(HcamCheckpoint.Command(model), entry.Command);
             Assert.Contains($"-- hcam {key} ", entry.Command);
