@@ -49,7 +49,7 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
         int Steps, int BatchSize, double LearningRate, int EvalEpisodes, int EvalBatch, int Seed, int TimingRepeats) : IPaperConfig<Config>
     {
         public static Config Smoke => new(new HcamRecallTask(ChunkSize: 8, Events: 4), TrainDistractors: 8, TestDistractors: new[] { 8, 16, 32, 64 },
-            DModel: 48, Heads: 4, Layers: 2, TopK: 4, Steps: HcamCheckpoint.Steps, BatchSize: 32, LearningRate: 3e-3, EvalEpisodes: 128, EvalBatch: 32,
+            DModel: 48, Heads: 4, Layers: 2, TopK: 4, Steps: HcamCheckpoint.Steps, BatchSize: 32, LearningRate: 3e-3, EvalEpisodes: 64, EvalBatch: 8,
             Seed: 0, TimingRepeats: 3) { Size = "smoke", FromCheckpoints = true };
 
         public static Config Full => new(new HcamRecallTask(ChunkSize: 16, Events: 8, Tags: 16, Values: 32, Fillers: 32), TrainDistractors: 16,
