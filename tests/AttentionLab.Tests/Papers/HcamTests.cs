@@ -186,6 +186,49 @@ public class HcamTests
         Assert.All(result.Rows, r => Assert.InRange(r.Accuracy, 0, 1));
         Assert.All(result.Rows.Where(r => r.Model == HcamExperiment.HcamName), r => Assert.NotNull(r.TopOneHit));
         Assert.Equal(HcamExperiment.Config.Smoke.Task.Events, result.Heatmap.Weights.Count);
+        Assert.True(HcamExperiment.Config.Smoke.FromCheckpoints);
+        Assert.NotNull(result.Sources);
+        Assert.All(new[] { HcamExperiment.LocalName, HcamExperiment.FullName, HcamExperiment.HcamName },
+            m => Assert.StartsWith($"checkpoint {HcamCheckpoint.Name(m)} ", result.Sources![m]));
+        Assert.Empty(result.TrainLoss);                                                   // nothing trained at smoke
+    }
+
+    /// <summary>The three shipped files are in the manifest with the smoke config and the recipe's command.</summary>
+    [Fact]
+    public void ShippedCheckpointsMatchTheSmokeConfig()
+    {
+        var store = AttentionLab.Train.CheckpointStore.Default();
+        string readme = File.ReadAllText(Path.Combine(RepositoryData.Folder(), "README.md"));
+        foreach (var (key, model) in HcamCheckpoint.Models)
+        {
+            var entry = store.Find(HcamCheckpoint.Name(model));
+            Assert.NotNull(entry);
+            Assert.Contains($"`{entry!.Sha256}`", readme);                                 // data/README.md lists the file, its digest and command
+            Assert.Contains($"`{entry.Command}`", readme);
+            Assert.Equal(HcamCheckpoint.Steps, entry!.Steps);
+            Assert.Equal(HcamCheckpoint.Command(model), entry.Command);
+            Assert.Contains($"-- hcam {key} ", entry.Command);
+            using var loaded = HcamCheckpoint.Load(model, HcamExperiment.Config.Smoke).Model;
+            Assert.Equal(HcamExperiment.Config.Smoke.DModel, loaded.Config.DModel);
+        }
+    }
+
+    /// <summary>A config other than the checkpoint's, or another model's file, is refused with the store's message (differences and the command).</summary>
+    [Fact]
+    public void LoadingIntoAWrongConfigFailsClearly()
+    {
+        var smoke = HcamExperiment.Config.Smoke;
+        var wider = Assert.Throws<ArgumentException>(() => HcamCheckpoint.Load(HcamExperiment.HcamName, smoke with { DModel = 32, Heads = 2 }));
+        Assert.Contains("DModel: 48 vs 32", wider.Message);
+        Assert.Contains("regenerate the checkpoint for yours with: " + HcamCheckpoint.Command(HcamExperiment.HcamName), wider.Message);
+        var longer = Assert.Throws<ArgumentException>(() => HcamCheckpoint.Load(HcamExperiment.FullName, smoke with { Steps = 10 }));
+        Assert.Contains($"Steps: {HcamCheckpoint.Steps} vs 10", longer.Message);
+
+        // The local-only and HCAM models have the same tensors: only the recorded config tells their files apart.
+        using var hcam = HcamExperiment.Build(HcamExperiment.HcamName, smoke, 0);
+        var swapped = Assert.Throws<ArgumentException>(() => AttentionLab.Train.CheckpointStore.Default()
+            .Load(hcam, HcamCheckpoint.Name(HcamExperiment.LocalName), smoke.ModelConfig(HcamExperiment.HcamName)));
+        Assert.Contains($"Model: \"{HcamExperiment.LocalName}\" vs \"local ", swapped.Message);          // JSON writes '+' as \u002B
     }
 
     /// <summary>A result built by hand: the recall claims flip with the accuracies, and are "not shown" while no model learned.</summary>

@@ -26,9 +26,10 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
     public const string LocalName = "local only", FullName = "full attention", HcamName = "local + HCAM";
 
     /// <summary>
-    /// One run. Smoke: C = 8, E = 4, D_train = 8, d = 32, 2 layers, k = 4, 200 steps of batch 32, tested at D ∈ {8, 16, 32} — what
-    /// fits the 60 s notebook on one CPU thread; the models do not learn the task at this budget (docs/decisions.md), so the recall
-    /// claims are "not shown" at smoke. Full (GPU): C = 16, E = 8, 3000 steps, D up to 256.
+    /// One run. Smoke (the spec's §4): C = 8, E = 4, D_train = 8, d = 48, 4 heads, 2 layers, k = 4, batch 32, tested at D ∈ {8, 16, 32, 64};
+    /// the three models are loaded from the shipped checkpoints (<see cref="HcamCheckpoint"/>, <see cref="HcamCheckpoint.Steps"/> steps
+    /// each, made by lib/AttentionLab.Checkpoints) because training them does not fit the 60 s notebook. Full (GPU): C = 16, E = 8,
+    /// 3000 steps trained here, D up to 256. <see cref="FromCheckpoints"/> = false trains from scratch at any size.
     /// </summary>
     /// <param name="Task">the episode generator (C, E, vocabulary).</param>
     /// <param name="TrainDistractors">D_train.</param>
@@ -47,9 +48,9 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
     public sealed record Config(HcamRecallTask Task, int TrainDistractors, int[] TestDistractors, int DModel, int Heads, int Layers, int TopK,
         int Steps, int BatchSize, double LearningRate, int EvalEpisodes, int EvalBatch, int Seed, int TimingRepeats) : IPaperConfig<Config>
     {
-        public static Config Smoke => new(new HcamRecallTask(ChunkSize: 8, Events: 4), TrainDistractors: 8, TestDistractors: new[] { 8, 16, 32 },
-            DModel: 32, Heads: 2, Layers: 2, TopK: 4, Steps: 200, BatchSize: 32, LearningRate: 3e-3, EvalEpisodes: 64, EvalBatch: 16, Seed: 0,
-            TimingRepeats: 3) { Size = "smoke" };
+        public static Config Smoke => new(new HcamRecallTask(ChunkSize: 8, Events: 4), TrainDistractors: 8, TestDistractors: new[] { 8, 16, 32, 64 },
+            DModel: 48, Heads: 4, Layers: 2, TopK: 4, Steps: HcamCheckpoint.Steps, BatchSize: 32, LearningRate: 3e-3, EvalEpisodes: 64, EvalBatch: 8,
+            Seed: 0, TimingRepeats: 3) { Size = "smoke", FromCheckpoints = true };
 
         public static Config Full => new(new HcamRecallTask(ChunkSize: 16, Events: 8, Tags: 16, Values: 32, Fillers: 32), TrainDistractors: 16,
             TestDistractors: new[] { 16, 32, 64, 128, 256 }, DModel: 64, Heads: 4, Layers: 2, TopK: 4, Steps: 3000, BatchSize: 32, LearningRate: 1e-3,
@@ -57,6 +58,16 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
 
         /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
         public string Size { get; init; } = "custom";
+
+        /// <summary>
+        /// Load the three models from the shipped checkpoints (<see cref="HcamCheckpoint"/>; smoke) instead of training them here
+        /// (full, custom). The store checks <see cref="ModelConfig"/> against the manifest: a config that differs from the one the
+        /// files were trained for is refused with the regeneration command.
+        /// </summary>
+        public bool FromCheckpoints { get; init; }
+
+        /// <summary>What a checkpoint of <paramref name="model"/> made with this config records (model, task, sizes, budget).</summary>
+        public HcamModelConfig ModelConfig(string model) => new(model, Task, TrainDistractors, DModel, Heads, Layers, TopK, Steps, BatchSize, LearningRate);
 
         /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
         public static Config For(RunSize size) => size == RunSize.Full ? Full : Smoke;
@@ -81,7 +92,25 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
         };
     }
 
-    /// <summary>Exactness, then train the three models on the same batches and read them at every D.</summary>
+    /// <summary>
+    /// Trains <paramref name="model"/> (one of the comparison, built by <see cref="Build"/>) for config.Steps steps of AdamW on the
+    /// seeded batches every model sees (step i's batch depends only on the seed and i), with 10 % warm-up and cosine decay.
+    /// </summary>
+    public static TrainHistory Train(TinyGpt model, Config config, Device device, IProgress<TrainProgress>? progress = null,
+        Func<int, IReadOnlyDictionary<string, double>>? evaluate = null, int stepsPerEpoch = 0)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(config);
+        var options = new TrainOptions(config.Steps, config.LearningRate, WarmupSteps: config.Steps / 10, StepsPerEpoch: stepsPerEpoch,
+            ReportEvery: Math.Max(1, config.Steps / 3));
+        return Trainer.Fit(model, step =>
+        {
+            using var batch = config.Task.Generate(config.BatchSize, config.TrainDistractors, config.Seed * 1_000_003 + step, device);
+            return batch.Loss(model.call(batch.Tokens));
+        }, options, progress, evaluate);
+    }
+
+    /// <summary>Exactness, then load (smoke) or train the three models on the same batches and read them at every D.</summary>
     public static HcamResult Run(Config config, Device device, IProgress<string>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(config);
@@ -96,19 +125,28 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
         var losses = new Dictionary<string, IReadOnlyList<double>>();
         var timings = new List<HcamTiming>();
         HcamHeatmap? heatmap = null;
+        var sources = new Dictionary<string, string>();
         foreach (var name in new[] { LocalName, FullName, HcamName })
         {
-            using var model = Build(name, config, config.Seed);
-            model.to(device);
-            progress?.Report($"training {name} ({model.ParameterCount:N0} parameters)");
-            var options = new TrainOptions(config.Steps, config.LearningRate, WarmupSteps: config.Steps / 10, ReportEvery: Math.Max(1, config.Steps / 3));
-            var history = Trainer.Fit(model, step =>
+            TinyGpt built;
+            if (config.FromCheckpoints)
             {
-                using var batch = config.Task.Generate(config.BatchSize, config.TrainDistractors, config.Seed * 1_000_003 + step, device);
-                return batch.Loss(model.call(batch.Tokens));
-            }, options, progress is null ? null : new InlineProgress<TrainProgress>(p => progress.Report($"  {name}: {p}")));
-            losses[name] = history.Losses;
-            clock.Lap($"train {name}");
+                (built, var entry) = HcamCheckpoint.Load(name, config, device);
+                sources[name] = $"checkpoint {entry.Name} ({entry.Steps} steps, seed {entry.Seed}, final loss {entry.FinalLoss:G3})";
+                progress?.Report($"loaded {name} ({built.ParameterCount:N0} parameters) from {sources[name]}");
+                clock.Lap($"load {name}");
+            }
+            else
+            {
+                built = Build(name, config, config.Seed);
+                built.to(device);
+                progress?.Report($"training {name} ({built.ParameterCount:N0} parameters)");
+                var history = Train(built, config, device, progress is null ? null : new InlineProgress<TrainProgress>(p => progress.Report($"  {name}: {p}")));
+                losses[name] = history.Losses;
+                sources[name] = $"trained here ({config.Steps} steps, seed {config.Seed}, final loss {history.Losses[^1]:G3})";
+                clock.Lap($"train {name}");
+            }
+            using var model = built;
             model.eval();
             foreach (int d in config.TestDistractors)
             {
@@ -122,7 +160,7 @@ public sealed class HcamExperiment : IPaperExperiment<HcamExperiment.Config, Hca
             clock.Lap($"test {name}");
         }
         progress?.Report($"done in {clock.Seconds:F1} s");
-        return new HcamResult(config, exactness, rows, losses, heatmap!, timings, clock.Seconds, clock.Phases);
+        return new HcamResult(config, exactness, rows, losses, heatmap!, timings, clock.Seconds, clock.Phases, sources);
     }
 
     /// <summary>

@@ -27,9 +27,10 @@ public sealed record HcamExactness(double ReadMaxAbs, double GradMaxAbs, double 
 /// <param name="Timings">Per-token time and state bytes of each model's last mixer.</param>
 /// <param name="Seconds">Wall-clock time of the run.</param>
 /// <param name="PhaseSeconds">Wall-clock time per phase.</param>
+/// <param name="Sources">Per model: the checkpoint it was loaded from or "trained here", with steps and final loss (empty when built by hand).</param>
 public sealed record HcamResult(HcamExperiment.Config Config, HcamExactness Exactness, IReadOnlyList<HcamRow> Rows,
     IReadOnlyDictionary<string, IReadOnlyList<double>> TrainLoss, HcamHeatmap Heatmap, IReadOnlyList<HcamTiming> Timings, double Seconds,
-    IReadOnlyDictionary<string, double> PhaseSeconds) : IPaperResult
+    IReadOnlyDictionary<string, double> PhaseSeconds, IReadOnlyDictionary<string, string>? Sources = null) : IPaperResult
 {
     /// <summary>Spec §6 tolerance for the checks on toy tensors (1e-6); the naive twin agreement is held to the project's 1e-10.</summary>
     public const double SpecTolerance = 1e-6, TwinTolerance = 1e-10;
@@ -74,7 +75,14 @@ public sealed record HcamResult(HcamExperiment.Config Config, HcamExactness Exac
                            >= LearnedThreshold;
 
     string NotLearnedWhy => $"neither HCAM nor full attention reaches {LearnedThreshold:P0} at the training length (D = {Config.TrainDistractors}) " +
-                            $"after {Config.Steps} steps: the budget that fits this size does not train the task, so extrapolation cannot be judged";
+                            $"after {Config.Steps} steps ({Origin}): this budget does not train the task, so extrapolation cannot be judged";
+
+    /// <summary>Where the models came from: the shipped checkpoints (smoke) or trained in this run.</summary>
+    public string Origin => Config.FromCheckpoints ? "loaded from the shipped checkpoints" : "trained in this run";
+
+    /// <summary>One line per model: the checkpoint it was loaded from, or "trained here", with steps and final loss.</summary>
+    public string SourceText => Sources is null || Sources.Count == 0 ? Origin
+        : string.Join("\n", Sources.Select(kv => $"{kv.Key}: {kv.Value}"));
 
     /// <summary>The D of the claim at ratio <paramref name="ratio"/> × D_train, if it was tested.</summary>
     int? At(int ratio) => Config.TestDistractors.Contains(ratio * Config.TrainDistractors) ? ratio * Config.TrainDistractors : null;
@@ -181,7 +189,7 @@ public sealed record HcamResult(HcamExperiment.Config Config, HcamExactness Exac
         }
         claims.Saw($"At the training length (D = {train}) the three models reach {Accuracy(HcamExperiment.HcamName, train):P0} (HCAM), " +
                    $"{Accuracy(HcamExperiment.FullName, train):P0} (full) and {Accuracy(HcamExperiment.LocalName, train):P0} (local) after " +
-                   $"{Config.Steps} steps of the same batches.");
+                   $"{Config.Steps} steps of the same batches ({Origin}).");
         if (hits.Count > 0)
             claims.Saw($"HCAM's heaviest chunk is the queried event's in {hits.Min(r => r.TopOneHit):P0} to {hits.Max(r => r.TopOneHit):P0} of the queries " +
                        $"across D = {hits.Min(r => r.Distractors)} … {hits.Max(r => r.Distractors)}.");
