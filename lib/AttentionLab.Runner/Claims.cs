@@ -189,27 +189,40 @@ public static class Csv
 {
     public static string Field(string s) => s.IndexOfAny([',', '"', '\n', '\r']) >= 0 ? "\"" + s.Replace("\"", "\"\"") + "\"" : s;
 
-    /// <summary>Splits one CSV line (quoted fields may hold commas and doubled quotes; no embedded newlines).</summary>
-    public static List<string> Split(string line)
+    /// <summary>Splits one CSV line (quoted fields may hold commas and doubled quotes).</summary>
+    public static List<string> Split(string line) => Records(line) is [var first, ..] ? first : [""];
+
+    /// <summary>RFC 4180 records: quoted fields may hold commas, doubled quotes and newlines.</summary>
+    public static List<List<string>> Records(string text)
     {
+        var records = new List<List<string>>();
         var fields = new List<string>();
         var sb = new StringBuilder();
-        bool quoted = false;
-        for (int i = 0; i < line.Length; i++)
+        bool quoted = false, any = false;
+        for (int i = 0; i < text.Length; i++)
         {
-            char c = line[i];
+            char c = text[i];
             if (quoted)
             {
-                if (c == '"' && i + 1 < line.Length && line[i + 1] == '"') { sb.Append('"'); i++; }
+                if (c == '"' && i + 1 < text.Length && text[i + 1] == '"') { sb.Append('"'); i++; }
                 else if (c == '"') quoted = false;
                 else sb.Append(c);
+                continue;
             }
-            else if (c == '"') quoted = true;
-            else if (c == ',') { fields.Add(sb.ToString()); sb.Clear(); }
-            else sb.Append(c);
+            switch (c)
+            {
+                case '"': quoted = true; any = true; break;
+                case ',': fields.Add(sb.ToString()); sb.Clear(); any = true; break;
+                case '\r': break;
+                case '\n':
+                    if (any || sb.Length > 0) { fields.Add(sb.ToString()); records.Add(fields); }
+                    fields = []; sb.Clear(); any = false;
+                    break;
+                default: sb.Append(c); any = true; break;
+            }
         }
-        fields.Add(sb.ToString());
-        return fields;
+        if (any || sb.Length > 0) { fields.Add(sb.ToString()); records.Add(fields); }
+        return records;
     }
 }
 

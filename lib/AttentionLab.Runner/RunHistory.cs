@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text;
 using System.Text.Json;
 
 namespace AttentionLab.Runner;
@@ -191,7 +190,7 @@ public static class RunHistory
     {
         string path = Path.Combine(runFolder, "summary.csv");
         if (!File.Exists(path)) return [];
-        var records = Records(File.ReadAllText(path));
+        var records = Csv.Records(File.ReadAllText(path));
         if (records.Count == 0) return [];
         var h = Columns(records[0]);
         return records.Skip(1).Where(r => r.Count >= h.Count).Select(r => new SummaryRow(r[h["notebook"]], r[h["status"]],
@@ -203,7 +202,7 @@ public static class RunHistory
     {
         string path = Path.Combine(runFolder, ClaimsBoard.CsvName);
         if (!File.Exists(path)) return [];
-        var records = Records(File.ReadAllText(path));
+        var records = Csv.Records(File.ReadAllText(path));
         if (records.Count == 0) return [];
         var h = Columns(records[0]);
         return records.Skip(1).Where(r => r.Count >= h.Count).Select(r => new ClaimStatus(r[h["notebook"]], r[h["claim"]], r[h["status"]], r[h["kind"]])).ToList();
@@ -211,37 +210,4 @@ public static class RunHistory
 
     static Dictionary<string, int> Columns(List<string> header) =>
         header.Select((name, i) => (name, i)).ToDictionary(x => x.name, x => x.i);
-
-    /// <summary>RFC 4180 records: quoted fields may hold commas, doubled quotes and newlines.</summary>
-    static List<List<string>> Records(string text)
-    {
-        var records = new List<List<string>>();
-        var fields = new List<string>();
-        var sb = new StringBuilder();
-        bool quoted = false, any = false;
-        for (int i = 0; i < text.Length; i++)
-        {
-            char c = text[i];
-            if (quoted)
-            {
-                if (c == '"' && i + 1 < text.Length && text[i + 1] == '"') { sb.Append('"'); i++; }
-                else if (c == '"') quoted = false;
-                else sb.Append(c);
-                continue;
-            }
-            switch (c)
-            {
-                case '"': quoted = true; any = true; break;
-                case ',': fields.Add(sb.ToString()); sb.Clear(); any = true; break;
-                case '\r': break;
-                case '\n':
-                    if (any || sb.Length > 0) { fields.Add(sb.ToString()); records.Add(fields); }
-                    fields = []; sb.Clear(); any = false;
-                    break;
-                default: sb.Append(c); any = true; break;
-            }
-        }
-        if (any || sb.Length > 0) { fields.Add(sb.ToString()); records.Add(fields); }
-        return records;
-    }
 }
