@@ -1,6 +1,7 @@
 using AttentionLab.Attention;
 using AttentionLab.Models;
 using AttentionLab.Papers.Hcam;
+using AttentionLab.Papers.MemoryReweaving;
 using AttentionLab.Papers.Miras;
 using AttentionLab.Papers.Titans;
 using TorchSharp.Modules;
@@ -106,14 +107,27 @@ public static class MemoryAtlasMixers
             return probe.StateBytes(s.SeqLen);
         });
 
+    /// <summary>
+    /// P32 Memory Reweaving [ours]: sliding-window attention over n keys plus the gated read of a FIFO buffer of the states that
+    /// left the window (S = T − n slots), captured and reweaved in the mixer's own layer (the atlas has one mixer layer; the
+    /// paper's notebook uses earlier source layers). No decode form, so its state is counted: the buffer's S·d floats and the
+    /// window's n keys and values.
+    /// </summary>
+    public static MemoryMixer MemoryReweaving { get; } = new("Memory Reweaving [ours]", "Memory Reweaving", MemoryRole.Memory,
+        s => new MemoryReweavingMixer(s.DModel, s.Heads, s.Window, layer: 1, ReweavingBuffer(s), targetLayer: 1),
+        CountedStateBytes: s => ReweavingBuffer(s).Bytes(s.DModel) + 2L * s.Window * s.DModel * sizeof(float));
+
+    static LayeredStateBuffer ReweavingBuffer(MemoryShape s) => new([1], Math.Max(1, s.SeqLen - s.Window), s.Window);
+
     /// <summary>The smoke set: the four baselines and one point per memory model.</summary>
     public static IReadOnlyList<MemoryMixer> Smoke { get; } = new[]
     {
         Softmax, SlidingWindow, Linear, GatedLinear,
         TitansLmm, Titans(TitansExperiment.MagName), Titans(TitansExperiment.MalName), Titans(TitansExperiment.MacName),
         Miras(MirasExperiment.MonetaName), Miras(MirasExperiment.YaadName), Miras(MirasExperiment.MemoraName),
-        Hcam(),
-        // the memories of P48 (Bottlenecked Transformer), P32 (Memory Reweaving) and P40 (Synaptic Resonance) join here
+        Hcam(), MemoryReweaving,
+        // P48 (Bottlenecked Transformer) is not a mixer of one layer: its cache processor rewrites every layer's cache at step
+        // boundaries (its own notebook measures it); P40 (Synaptic Resonance) joins here
     };
 
     /// <summary>The full set: the smoke set plus Miras's ℓ2 baseline.</summary>
