@@ -119,7 +119,8 @@ public class SynapticResonanceTests(ITestOutputHelper output)
         var g = new Generator(1);
         var q = torch.randn(1, 4, 2, 3, generator: g);
         q[0, 1, 0, 0] = torch.tensor(float.NaN);
-        var m = SynapticResonanceOps.Read(q, q.nan_to_num(), torch.randn(1, 4, 2, 3, generator: g), torch.full(1, 4, 0.5f), torch.full(2, -0.1f), torch.ones(2));
+        var m = SynapticResonanceOps.Read(q, q.nan_to_num(), torch.randn(1, 4, 2, 3, generator: g),
+            torch.full(1, 4, 0.5f), torch.full(2, -0.1f), torch.ones(2));
         Assert.True(m[0, 1].isnan().any().item<bool>());
     }
 
@@ -129,11 +130,13 @@ public class SynapticResonanceTests(ITestOutputHelper output)
         var q = torch.randn(1, 4, 2, 3);
         var r = torch.ones(1, 4);
         Assert.Equal("windowKeys", Assert.ThrowsAny<ArgumentException>(() => new SynapticResonanceLayer(8, 2, 0)).ParamName);
-        Assert.Equal("r", Assert.ThrowsAny<ArgumentException>(() => SynapticResonanceOps.Read(q, q, q, torch.ones(1, 5), torch.zeros(2), torch.ones(2))).ParamName);
+        Assert.Equal("r", Assert.ThrowsAny<ArgumentException>(() => SynapticResonanceOps.Read(q, q, q, torch.ones(1, 5), torch.zeros(2), torch.ones(2)))
+            .ParamName);
         Assert.Equal("logLambda", Assert.ThrowsAny<ArgumentException>(() => SynapticResonanceOps.Read(q, q, q, r, torch.zeros(3), torch.ones(2))).ParamName);
         Assert.Equal("eta", Assert.ThrowsAny<ArgumentException>(() => SynapticResonanceOps.Read(q, q, q, r, torch.zeros(2), torch.ones(1, 2))).ParamName);
         Assert.Equal("x", Assert.ThrowsAny<ArgumentException>(() => SynapticResonanceOps.PreviousTrace(q, torch.tensor(0.5))).ParamName);
-        Assert.Equal("name", Assert.ThrowsAny<ArgumentException>(() => SynapticResonanceExperiment.Build("other", SynapticResonanceExperiment.Config.Smoke, 0)).ParamName);
+        Assert.Equal("name", Assert.ThrowsAny<ArgumentException>(() => SynapticResonanceExperiment.Build("other", SynapticResonanceExperiment.Config.Smoke, 0))
+            .ParamName);
         using var batch = new MqarTask(VocabSize: 16, Length: 16, Pairs: 2).Generate(1, 0);
         Assert.Equal("p", Assert.ThrowsAny<ArgumentException>(() => SynapticResonanceExperiment.Corrupt(batch, 1.5, 16, 0)).ParamName);
     }
@@ -167,7 +170,8 @@ public class SynapticResonanceTests(ITestOutputHelper output)
         };
         var costs = new[]
         {
-            new CostRow(SynapticResonanceExperiment.BackboneName, 1000, 10, 5, 100), new CostRow(SynapticResonanceExperiment.ResonanceName, 1010, msRes, 6, 200),
+            new CostRow(SynapticResonanceExperiment.BackboneName, 1000, 10, 5, 100),
+                new CostRow(SynapticResonanceExperiment.ResonanceName, 1010, msRes, 6, 200),
         };
         exact ??= new ResonanceExactness(0, 0, 0, 0, 1, 0.2, 0.8, "hand");
         return new SynapticResonanceResult(config, exact, rows, costs, new Dictionary<string, IReadOnlyList<double>>(),

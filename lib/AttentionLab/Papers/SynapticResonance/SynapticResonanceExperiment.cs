@@ -36,7 +36,8 @@ public sealed class SynapticResonanceExperiment : IPaperExperiment<SynapticReson
             NoiseRates: new[] { 0.1 }, Steps: 250, BatchSize: 16, LearningRate: 3e-3, EvalSequences: 128, Seed: 0, TimingRepeats: 3) { Size = "smoke" };
 
         public static Config Full => new(new MqarTask(VocabSize: 512, Length: 1024, Pairs: 64), DModel: 256, Heads: 8, Layers: 6, Window: 32,
-            NoiseRates: new[] { 0.0, 0.1, 0.2 }, Steps: 3000, BatchSize: 32, LearningRate: 1e-3, EvalSequences: 256, Seed: 0, TimingRepeats: 5) { Size = "full" };
+            NoiseRates: new[] { 0.0, 0.1, 0.2 }, Steps: 3000, BatchSize: 32, LearningRate: 1e-3,
+                EvalSequences: 256, Seed: 0, TimingRepeats: 5) { Size = "full" };
 
         /// <summary>The label the claims are reported at: "smoke"/"full" for the presets; set it when you change one.</summary>
         public string Size { get; init; } = "custom";
@@ -87,8 +88,10 @@ public sealed class SynapticResonanceExperiment : IPaperExperiment<SynapticReson
         var clock = new PhaseClock();
         var exactness = Exactness(device, config.Seed);
         clock.Lap("exactness");
-        progress?.Report($"[ours] exactness: forms vs token loop {Num.Sci(exactness.TwinOutput)} (grads {Num.Sci(exactness.TwinGradients)}), η = 0 vs backbone " +
-                         $"{Num.Sci(exactness.SilencedGap)}, causality leak {Num.Sci(exactness.CausalityLeak)}, r ∈ [{exactness.MinResonance:F3}, {exactness.MaxResonance:F3}]");
+        progress?.Report($"[ours] exactness: forms vs token loop {Num.Sci(exactness.TwinOutput)} " +
+            $"(grads {Num.Sci(exactness.TwinGradients)}), η = 0 vs backbone " +
+                         $"{Num.Sci(exactness.SilencedGap)}, causality leak {Num.Sci(exactness.CausalityLeak)}, " +
+                             $"r ∈ [{exactness.MinResonance:F3}, {exactness.MaxResonance:F3}]");
         var rows = new List<NoiseRow>();
         var overhead = new List<CostRow>();
         var losses = new Dictionary<string, IReadOnlyList<double>>();
@@ -112,7 +115,8 @@ public sealed class SynapticResonanceExperiment : IPaperExperiment<SynapticReson
                 model.eval();
                 var row = Evaluate(model, name, config, p, device);
                 rows.Add(row);
-                progress?.Report($"  {name}: ppl {row.Perplexity:F2}, accuracy {row.Accuracy:P1} (within reach {row.WithinAccuracy:P1}, beyond {row.BeyondAccuracy:P1})");
+                progress?.Report($"  {name}: ppl {row.Perplexity:F2}, accuracy {row.Accuracy:P1} " +
+                    $"(within reach {row.WithinAccuracy:P1}, beyond {row.BeyondAccuracy:P1})");
                 if (p == config.NoiseRates[0])
                 {
                     overhead.Add(Cost(model, name, config, msPerStep, device));
@@ -159,7 +163,8 @@ public sealed class SynapticResonanceExperiment : IPaperExperiment<SynapticReson
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
         using var batch = config.Task.Generate(1, 11, device);
-        var time = Benchmark.Time(() => { using var s = NewDisposeScope(); model.call(batch.Tokens); }, warmup: 1, repeats: config.TimingRepeats, device: device);
+        var time = Benchmark.Time(() => { using var s = NewDisposeScope(); model.call(batch.Tokens); },
+            warmup: 1, repeats: config.TimingRepeats, device: device);
         long bytes = config.Layers * SynapticResonanceLayer.StateBytes(config.DModel, config.Heads, config.Window, name == ResonanceName);
         return new CostRow(name, model.ParameterCount, msPerStep, time.MedianMs * 1000.0 / config.Task.Length, bytes);
     }
@@ -241,6 +246,7 @@ public sealed class SynapticResonanceExperiment : IPaperExperiment<SynapticReson
             rMin = r.min().item<double>();
             rMax = r.max().item<double>();
         }
-        return new ResonanceExactness(output, grads, silencedGap, leak, reach, rMin, rMax, "B = 2, T ∈ {1, 7, 13}, d = 12, H = 3, W = 4, chunk 5; three engine forms");
+        return new ResonanceExactness(output, grads, silencedGap, leak, reach, rMin, rMax,
+            "B = 2, T ∈ {1, 7, 13}, d = 12, H = 3, W = 4, chunk 5; three engine forms");
     }
 }

@@ -6,7 +6,8 @@ using Plotly.NET;
 namespace AttentionLab.Papers.SynapticResonance;
 
 /// <summary>One model at one noise rate: perplexity on the answers, accuracy, accuracy within / beyond the backbone's receptive field.</summary>
-public sealed record NoiseRow(string Model, double NoiseRate, double Perplexity, double Accuracy, double WithinAccuracy, double BeyondAccuracy, int BeyondQueries);
+public sealed record NoiseRow(string Model, double NoiseRate, double Perplexity, double Accuracy,
+    double WithinAccuracy, double BeyondAccuracy, int BeyondQueries);
 
 /// <summary>Parameters, ms per training step, µs per token of a forward pass, bytes held to decode (float32, formula).</summary>
 public sealed record CostRow(string Model, long Parameters, double MsPerStep, double MicrosecondsPerToken, long StateBytes);
@@ -75,8 +76,10 @@ public sealed record SynapticResonanceResult(SynapticResonanceExperiment.Config 
         var claims = new ClaimSet(SynapticResonanceExperiment.Paper.Number, Config.Size);
         var e = Exactness;
         const string ours = "[ours] operationalisation (spec §2)", none = "— (no equations in the paper)";
-        claims.Exactness("forms-equal-naive", $"{ours}: the engine's parallel, recurrent and chunked reads equal the token loop over S (outputs and every parameter gradient, float64)",
-            $"max |Δ| {Num.Sci(e.TwinOutput)}, gradients {Num.Sci(e.TwinGradients)} ({e.Shapes})", $"≤ {Num.Sci(TwinTolerance, 0)} (spec §6: 1e-5; tightened)",
+        claims.Exactness("forms-equal-naive", $"{ours}: the engine's parallel, recurrent and chunked reads equal the token loop over S " +
+            $"(outputs and every parameter gradient, float64)",
+            $"max |Δ| {Num.Sci(e.TwinOutput)}, gradients {Num.Sci(e.TwinGradients)} ({e.Shapes})",
+                $"≤ {Num.Sci(TwinTolerance, 0)} (spec §6: 1e-5; tightened)",
             e.TwinOutput <= TwinTolerance && e.TwinGradients <= TwinTolerance, paperFigure: none);
         claims.Exactness("eta-zero-is-backbone", $"{ours}: with η = 0 the layer is its SWA backbone", $"max |Δ| {Num.Sci(e.SilencedGap)}",
             "= 0 (spec §6: exactly)", e.SilencedGap == 0, paperFigure: none);
@@ -88,10 +91,12 @@ public sealed record SynapticResonanceResult(SynapticResonanceExperiment.Config 
 
         const string paperFigure = "\"reinforces relevant memory pathways\", better contextual memory — no numbers (abstract)";
         var (res, bb) = (Row(SynapticResonanceExperiment.ResonanceName), Row(SynapticResonanceExperiment.BackboneName));
-        string criterion = $"resonance − backbone ≥ {Margin * 100:F0} pp on queries whose value lies beyond the receptive field L·(W−1) = {Config.ReceptiveField}, " +
+        string criterion = $"resonance − backbone ≥ {Margin * 100:F0} pp " +
+            $"on queries whose value lies beyond the receptive field L·(W−1) = {Config.ReceptiveField}, " +
                            "seed 0 (spec §6, qualitative; margin [ours])";
         string statement = $"{ours}: resonance improves recall beyond the window over its SWA backbone (same steps, batches, ~same parameters)";
-        string ourFigure = $"p = {Config.NoiseRates[0]}: beyond reach {res.BeyondAccuracy:P1} vs {bb.BeyondAccuracy:P1} ({(res.BeyondAccuracy - bb.BeyondAccuracy) * 100:+0.0;-0.0} pp, " +
+        string ourFigure = $"p = {Config.NoiseRates[0]}: beyond reach {res.BeyondAccuracy:P1} vs {bb.BeyondAccuracy:P1} " +
+            $"({(res.BeyondAccuracy - bb.BeyondAccuracy) * 100:+0.0;-0.0} pp, " +
                            $"{res.BeyondQueries} queries); within reach {res.WithinAccuracy:P1} vs {bb.WithinAccuracy:P1}";
         if (res.BeyondQueries == 0)
             claims.NotShown("beyond-window-recall", statement, paperFigure, ourFigure, criterion, "no query lies beyond the receptive field in this run");
@@ -113,7 +118,8 @@ public sealed record SynapticResonanceResult(SynapticResonanceExperiment.Config 
             $"resonance ppl ≤ {PerplexityRatio}× backbone ppl at every p (spec §4(i); margin [ours])",
             Rows.GroupBy(r => r.NoiseRate).All(g => g.First(r => r.Model == SynapticResonanceExperiment.ResonanceName).Perplexity <=
                                                    PerplexityRatio * g.First(r => r.Model == SynapticResonanceExperiment.BackboneName).Perplexity),
-            deviation: $"the spec compares ppl without a threshold: a {(1 - PerplexityRatio) * 100:F0} % reduction is required so that a tie at chance does not count");
+            deviation: $"the spec compares ppl without a threshold: a {(1 - PerplexityRatio) * 100:F0} % reduction is required " +
+                $"so that a tie at chance does not count");
 
         var (cr, cb) = (Cost(SynapticResonanceExperiment.ResonanceName), Cost(SynapticResonanceExperiment.BackboneName));
         claims.Reported("time-per-token", "cost of the memory (CPU, shared machine: reported)", "— (the paper gives no cost)",
@@ -122,14 +128,18 @@ public sealed record SynapticResonanceResult(SynapticResonanceExperiment.Config 
             cr.MsPerStep <= 1.5 * cb.MsPerStep, deviation: "no threshold in the spec: 1.5× chosen as P32's");
         long fullKv = Config.Layers * 2L * Config.Task.Length * Config.DModel * sizeof(float);
         claims.Reported("state-bytes", "bytes held to decode one sequence (float32, formula): window K/V + S (H·D_h² per layer) + c (spec §8)",
-            "S is d_h² per head (spec §8)", $"resonance {cr.StateBytes:N0} B, backbone {cb.StateBytes:N0} B, full attention's KV at T = {Config.Task.Length}: {fullKv:N0} B",
+            "S is d_h² per head (spec §8)",
+                $"resonance {cr.StateBytes:N0} B, backbone {cb.StateBytes:N0} B, full attention's KV at T = {Config.Task.Length}: {fullKv:N0} B",
             "resonance ≤ full attention's KV cache at the task length", cr.StateBytes <= fullKv);
 
-        claims.Saw($"At p = {Config.NoiseRates[0]}, the resonance model answers {res.Accuracy:P0} of the queries (ppl {res.Perplexity:F2}) and the SWA backbone " +
-                   $"{bb.Accuracy:P0} (ppl {bb.Perplexity:F2}); beyond the backbone's reach of {Config.ReceptiveField} tokens: {res.BeyondAccuracy:P0} vs {bb.BeyondAccuracy:P0}.");
+        claims.Saw($"At p = {Config.NoiseRates[0]}, the resonance model answers {res.Accuracy:P0} of the queries (ppl {res.Perplexity:F2}) " +
+            $"and the SWA backbone " +
+                   $"{bb.Accuracy:P0} (ppl {bb.Perplexity:F2}); " +
+                       $"beyond the backbone's reach of {Config.ReceptiveField} tokens: {res.BeyondAccuracy:P0} vs {bb.BeyondAccuracy:P0}.");
         if (Trace.Resonance.Count > 0)
             claims.Saw($"Along one sequence the gate r_t spans {Trace.Resonance.Min(x => x.Min()):F2}–{Trace.Resonance.Max(x => x.Max()):F2}; " +
-                       $"‖S_t‖ of the last layer ends at {Trace.StateNorms[^1]:F1}. A training step costs {cr.MsPerStep:F0} ms with the memory and {cb.MsPerStep:F0} ms without.");
+                       $"‖S_t‖ of the last layer ends at {Trace.StateNorms[^1]:F1}. " +
+                           $"A training step costs {cr.MsPerStep:F0} ms with the memory and {cb.MsPerStep:F0} ms without.");
         return claims;
     }
 }
