@@ -90,8 +90,8 @@ public sealed class SynapticResonanceExperiment : IPaperExperiment<SynapticReson
         clock.Lap("exactness");
         progress?.Report($"[ours] exactness: forms vs token loop {Num.Sci(exactness.TwinOutput)} " +
             $"(grads {Num.Sci(exactness.TwinGradients)}), η = 0 vs backbone " +
-                         $"{Num.Sci(exactness.SilencedGap)}, causality leak {Num.Sci(exactness.CausalityLeak)}, " +
-                             $"r ∈ [{exactness.MinResonance:F3}, {exactness.MaxResonance:F3}]");
+            $"{Num.Sci(exactness.SilencedGap)}, causality leak {Num.Sci(exactness.CausalityLeak)}, " +
+            $"r ∈ [{exactness.MinResonance:F3}, {exactness.MaxResonance:F3}]");
         var rows = new List<NoiseRow>();
         var overhead = new List<CostRow>();
         var losses = new Dictionary<string, IReadOnlyList<double>>();

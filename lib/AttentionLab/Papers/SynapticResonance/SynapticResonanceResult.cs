@@ -133,13 +133,12 @@ public sealed record SynapticResonanceResult(SynapticResonanceExperiment.Config 
             "resonance ≤ full attention's KV cache at the task length", cr.StateBytes <= fullKv);
 
         claims.Saw($"At p = {Config.NoiseRates[0]}, the resonance model answers {res.Accuracy:P0} of the queries (ppl {res.Perplexity:F2}) " +
-            $"and the SWA backbone " +
-                   $"{bb.Accuracy:P0} (ppl {bb.Perplexity:F2}); " +
-                       $"beyond the backbone's reach of {Config.ReceptiveField} tokens: {res.BeyondAccuracy:P0} vs {bb.BeyondAccuracy:P0}.");
+            $"and the SWA backbone {bb.Accuracy:P0} (ppl {bb.Perplexity:F2}); " +
+            $"beyond the backbone's reach of {Config.ReceptiveField} tokens: {res.BeyondAccuracy:P0} vs {bb.BeyondAccuracy:P0}.");
         if (Trace.Resonance.Count > 0)
             claims.Saw($"Along one sequence the gate r_t spans {Trace.Resonance.Min(x => x.Min()):F2}–{Trace.Resonance.Max(x => x.Max()):F2}; " +
                        $"‖S_t‖ of the last layer ends at {Trace.StateNorms[^1]:F1}. " +
-                           $"A training step costs {cr.MsPerStep:F0} ms with the memory and {cb.MsPerStep:F0} ms without.");
+                       $"A training step costs {cr.MsPerStep:F0} ms with the memory and {cb.MsPerStep:F0} ms without.");
         return claims;
     }
 }
