@@ -1,7 +1,8 @@
 using AttentionLab.Checkpoints;
 using TorchSharp;
 
-// Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release -- induction|delta|freeswim|landmark|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]
+// Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release --
+//            induction|delta|freeswim|landmark|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]
 torch.set_num_threads(1);
 string? recipe = args.Length == 0 ? null
     : args[0] is "delta" or DeltaRecipe.Name ? "delta"
@@ -12,7 +13,8 @@ string? recipe = args.Length == 0 ? null
 if (recipe is null)
 {
     Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]   " +
-        $"(writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin, {FreeSwimRecipe.Name}.bin, {LandmarkRecipe.Name}.bin or hcam-recall-<model>.bin)");
+        $"(writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin, {FreeSwimRecipe.Name}.bin, " +
+        $"{LandmarkRecipe.Name}.bin or hcam-recall-<model>.bin)");
     return 2;
 }
 int Option(string name, int fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback; }

@@ -29,8 +29,8 @@ public sealed record GalleryContext
 /// <c>&lt;out&gt;/gallery/index.html</c>: a paper-first index. The run's metadata and what changed since the previous run on
 /// top; then one row per paper, grouped by family (F1–F4, with a filter), with its title, grade, status, claims held,
 /// seconds, device, size and links to the executed page, the notebook source, the library folder and the paper itself;
-/// papers whose notebook is not in this gallery are "not run", those without a notebook yet "planned". Rows of earlier runs whose page still exists are kept (a filtered run updates only
-/// its own rows).
+/// papers whose notebook is not in this gallery are "not run", those without a notebook yet "planned". Rows of earlier
+/// runs whose page still exists are kept (a filtered run updates only its own rows).
 /// </summary>
 public static class Gallery
 {
@@ -65,7 +65,8 @@ public static class Gallery
             : [];
         return new GalleryContext
         {
-            Run = run, Papers = PaperIndex.Load(repoRoot), PaperLinks = PaperIndex.PaperLinks(notebooks), Changes = changes, ComparedWith = comparedWith, SourcesInRepo = sources,
+            Run = run, Papers = PaperIndex.Load(repoRoot), PaperLinks = PaperIndex.PaperLinks(notebooks), Changes = changes,
+            ComparedWith = comparedWith, SourcesInRepo = sources,
             RepoLink = Path.GetRelativePath(Path.Combine(outDir, "gallery"), repoRoot).Replace('\\', '/'),
         };
     }
@@ -110,7 +111,8 @@ public static class Gallery
                 : new Row(null, e.Notebook, null, e))
             .ToList();
         foreach (var p in context.Papers.Values.Where(p => rows.All(r => r.Number != p.Number)))
-            rows.Add(new Row(p.Number, context.SourcesInRepo.Where(n => PaperIndex.NumberOf(n) == p.Number).Order(StringComparer.Ordinal).FirstOrDefault() ?? "", p, null));
+            rows.Add(new Row(p.Number,
+                context.SourcesInRepo.Where(n => PaperIndex.NumberOf(n) == p.Number).Order(StringComparer.Ordinal).FirstOrDefault() ?? "", p, null));
         var groups = rows.GroupBy(GroupOf)
             .OrderBy(g => g.Key switch { "guides" => 0, "unlisted" => 9, _ => 1 }).ThenBy(g => g.Key, StringComparer.Ordinal)
             .ToList();
@@ -119,7 +121,8 @@ public static class Gallery
         sb.Append("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n<title>AttentionLab notebook gallery</title>\n<style>\n")
           .Append(Css).Append("</style>\n</head>\n<body>\n<h1>AttentionLab notebook gallery</h1>\n");
         if (context.Run is { } run)
-            sb.Append($"<p class=\"meta run\">Run: commit <code>{E(run.Commit)}</code> · {run.RunAt.ToUniversalTime().ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)} UTC · " +
+            sb.Append($"<p class=\"meta run\">Run: commit <code>{E(run.Commit)}</code> · " +
+                $"{run.RunAt.ToUniversalTime().ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)} UTC · " +
                 $"machine {E(run.Machine)} · size {E(run.Size)}</p>\n");
         sb.Append($"<p class=\"meta\">Latest run: {(newest is { } n ? n.ToString("yyyy-MM-dd HH:mm zzz", CultureInfo.InvariantCulture) : "none")} · ")
           .Append($"{passed} passed, {entries.Count - passed} failed · ")
@@ -136,7 +139,8 @@ public static class Gallery
             var list = group.OrderBy(r => r.Number ?? 999).ThenBy(r => r.Notebook, StringComparer.Ordinal).ToList();
             int ran = list.Count(r => r.Entry is not null), notRun = list.Count(r => r.Entry is null && r.Notebook.Length > 0);
             sb.Append($"<section class=\"family\" data-family=\"{E(group.Key)}\">\n<h2 id=\"family-{E(group.Key)}\">{E(GroupTitle(group.Key))} " +
-                $"<span class=\"count\">{ran} notebook{(ran == 1 ? "" : "s")}{(notRun > 0 ? $", {notRun} not run" : "")}{(list.Count > ran + notRun ? $", {list.Count - ran - notRun} planned" : "")}</span></h2>\n")
+                $"<span class=\"count\">{ran} notebook{(ran == 1 ? "" : "s")}{(notRun > 0 ? $", {notRun} not run" : "")}" +
+                $"{(list.Count > ran + notRun ? $", {list.Count - ran - notRun} planned" : "")}</span></h2>\n")
               .Append("<table>\n<thead><tr><th>P</th><th>paper</th><th>grade</th><th>status</th><th>claims</th><th>seconds</th><th>device</th><th>size</th>" +
                   "<th>links</th><th>error</th></tr></thead>\n<tbody>\n");
             foreach (var r in list) RowHtml(sb, r, claims, context);
@@ -158,7 +162,8 @@ public static class Gallery
         if (context.Changes is not { } changes) return;
         if (context.ComparedWith.Count == 0)
         {
-            sb.Append("<section id=\"changes\"><h2>Changed since the previous run</h2><p class=\"meta\">No earlier run of these notebooks in <code>history/</code>: nothing to compare.</p></section>\n");
+            sb.Append("<section id=\"changes\"><h2>Changed since the previous run</h2>" +
+                "<p class=\"meta\">No earlier run of these notebooks in <code>history/</code>: nothing to compare.</p></section>\n");
             return;
         }
         sb.Append($"<section id=\"changes\"><h2>Changed since the previous run</h2><p class=\"meta\">Compared with " +
@@ -191,11 +196,14 @@ public static class Gallery
         if (context.PaperLinks.GetValueOrDefault(r.Notebook) is { } paper) links.Add($"<a href=\"{E(paper)}\">paper</a>");
         string shortError = e is null ? "" : e.Error.Length <= 140 ? e.Error : e.Error[..139] + "…";
         sb.Append($"<tr class=\"{E(status.Replace(' ', '-'))}\"><td class=\"num\">{number}</td><td>")
-          .Append(e is null ? $"{E(title)}" : $"<a href=\"../notebooks/{Uri.EscapeDataString(e.Notebook)}.html\">{E(title.Length > 0 ? title : e.Notebook)}</a>" +
-              $"<div class=\"file\">{(title.Length > 0 ? E(e.Notebook) + " · " : "")}run {e.RunAt.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)}</div>")
+          .Append(e is null ? $"{E(title)}"
+              : $"<a href=\"../notebooks/{Uri.EscapeDataString(e.Notebook)}.html\">{E(title.Length > 0 ? title : e.Notebook)}</a>" +
+              $"<div class=\"file\">{(title.Length > 0 ? E(e.Notebook) + " · " : "")}run " +
+              $"{e.RunAt.ToString("yyyy-MM-dd HH:mm", CultureInfo.InvariantCulture)}</div>")
           .Append($"</td><td>{E(r.Paper?.Grade ?? "")}</td><td><span class=\"badge {E(status.Replace(' ', '-'))}\">{E(status)}</span></td>")
           .Append($"<td>{(e is null ? "" : ClaimsCell(e.Notebook, claims))}</td>")
-          .Append($"<td class=\"num\">{(e is null ? "" : e.Seconds.ToString("0.0", CultureInfo.InvariantCulture))}</td><td>{E(e?.Device ?? "")}</td><td>{E(e?.Size ?? "")}</td>")
+          .Append($"<td class=\"num\">{(e is null ? "" : e.Seconds.ToString("0.0", CultureInfo.InvariantCulture))}</td>" +
+              $"<td>{E(e?.Device ?? "")}</td><td>{E(e?.Size ?? "")}</td>")
           .Append($"<td class=\"links\">{string.Join(" · ", links)}</td>")
           .Append($"<td class=\"error\" title=\"{E(e?.Error ?? "")}\">{E(shortError)}</td></tr>\n");
     }
@@ -221,7 +229,8 @@ public static class Gallery
         th:nth-child(4) { width: 5.5rem; } th:nth-child(5) { width: 7.5rem; } th:nth-child(6) { width: 4.5rem; } th:nth-child(7) { width: 4rem; }
         th:nth-child(8) { width: 3.5rem; } th:nth-child(9) { width: 9.5rem; }
         .badge { display: inline-block; padding: 0 .5rem; border-radius: 1rem; color: #fff; font-weight: 600; }
-        .badge.passed { background: #1a7f37; } .badge.failed { background: #cf222e; } .badge.planned { background: #afb8c1; } .badge.not-run { background: #8c959f; }
+        .badge.passed { background: #1a7f37; } .badge.failed { background: #cf222e; }
+        .badge.planned { background: #afb8c1; } .badge.not-run { background: #8c959f; }
         #changes { border: 1px solid #d0d7de; border-radius: 6px; padding: .2rem 1rem; margin: 1rem 0; }
         #changes h2 { font-size: 1.1rem; } li.regression { color: #cf222e; } li.improvement { color: #1a7f37; }
         h2 { font-size: 1.2rem; margin-top: 1.5rem; }

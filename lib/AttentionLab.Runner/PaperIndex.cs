@@ -30,7 +30,8 @@ public static partial class PaperIndex
         var library = ScanLibrary(repoRoot);
         var all = new Dictionary<int, PaperMeta>(table);
         foreach (var (number, (title, folder)) in library)
-            all[number] = all.TryGetValue(number, out var row) ? row with { Title = title, LibraryFolder = folder } : new PaperMeta(number, title, "", "", folder);
+            all[number] = all.TryGetValue(number, out var row) ? row with { Title = title, LibraryFolder = folder }
+                : new PaperMeta(number, title, "", "", folder);
         return all;
     }
 
@@ -95,7 +96,8 @@ public static partial class PaperIndex
 
     /// <summary>The paper number of a notebook named "NN-slug" (null for other names).</summary>
     public static int? NumberOf(string notebook) =>
-        notebook.Length > 3 && char.IsAsciiDigit(notebook[0]) && char.IsAsciiDigit(notebook[1]) && notebook[2] == '-' ? (notebook[0] - '0') * 10 + notebook[1] - '0' : null;
+        notebook.Length > 3 && char.IsAsciiDigit(notebook[0]) && char.IsAsciiDigit(notebook[1]) && notebook[2] == '-'
+            ? (notebook[0] - '0') * 10 + notebook[1] - '0' : null;
 
     [GeneratedRegex("""PaperInfo\s+Paper\s*\{\s*get;\s*\}\s*=\s*new\s*\(\s*(\d+)\s*,\s*"((?:[^"\\]|\\.)*)"\s*,""")]
     private static partial Regex Declaration();

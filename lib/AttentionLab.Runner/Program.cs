@@ -54,7 +54,11 @@ public static class Program
     /// <summary>The "changed since the previous run" lines, as the gallery index shows them.</summary>
     internal static IEnumerable<string> ChangeLines(BatchResult batch)
     {
-        if (batch.ComparedWith.Count == 0) { yield return "Changed since the previous run: no earlier run of these notebooks in the history, nothing to compare."; yield break; }
+        if (batch.ComparedWith.Count == 0)
+        {
+            yield return "Changed since the previous run: no earlier run of these notebooks in the history, nothing to compare.";
+            yield break;
+        }
         yield return $"Changed since the previous run ({string.Join(", ", batch.ComparedWith)}): " +
             (batch.Changes.Count == 0 ? "nothing (no new failure, no claim status change, nothing more than 1.5x slower)." : $"{batch.Changes.Count}");
         foreach (var c in batch.Changes) yield return $"  {(c.IsRegression ? "REGRESSION" : "change")}: {c.Text}";

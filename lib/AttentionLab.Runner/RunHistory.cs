@@ -149,8 +149,8 @@ public static class RunHistory
 
     /// <summary>
     /// The changes, regressions first: a notebook that passed and now fails, a claim whose status changed (one that held
-    /// and no longer does is a regression, unless it is a "reported" measurement such as a timing on a shared machine), a notebook more than <see cref="SlowerRatio"/>× slower at the same size; then
-    /// notebooks fixed. Notebooks missing from either run are not compared.
+    /// and no longer does is a regression, unless it is a "reported" measurement such as a timing on a shared machine), a
+    /// notebook more than <see cref="SlowerRatio"/>× slower at the same size; then notebooks fixed. Notebooks missing from either run are not compared.
     /// </summary>
     public static IReadOnlyList<RunChange> Diff(IReadOnlyList<SummaryRow> beforeRuns, IReadOnlyList<ClaimStatus> beforeClaims,
         IReadOnlyList<SummaryRow> afterRuns, IReadOnlyList<ClaimStatus> afterClaims)
@@ -161,17 +161,21 @@ public static class RunHistory
         {
             if (!previous.TryGetValue(now.Notebook, out var was)) continue;
             if (was.Status == "passed" && now.Status != "passed")
-                changes.Add(new RunChange("started failing", now.Notebook, $"{now.Notebook}: started failing (passed in the previous run)") { IsRegression = true });
+                changes.Add(new RunChange("started failing", now.Notebook,
+                    $"{now.Notebook}: started failing (passed in the previous run)") { IsRegression = true });
             else if (was.Status != "passed" && now.Status == "passed")
                 changes.Add(new RunChange("fixed", now.Notebook, $"{now.Notebook}: passes again (failed in the previous run)"));
             if (was.Size == now.Size && was.Seconds > 0 && now.Seconds > SlowerRatio * was.Seconds)
                 changes.Add(new RunChange("slower", now.Notebook,
-                    string.Create(CultureInfo.InvariantCulture, $"{now.Notebook}: {now.Seconds / was.Seconds:0.0}× slower ({was.Seconds:0.0} s → {now.Seconds:0.0} s)"))
+                    string.Create(CultureInfo.InvariantCulture,
+                        $"{now.Notebook}: {now.Seconds / was.Seconds:0.0}× slower ({was.Seconds:0.0} s → {now.Seconds:0.0} s)"))
                 { IsRegression = true });
         }
         var compared = afterRuns.Select(r => r.Notebook).Intersect(previous.Keys).ToHashSet();
-        var oldClaims = beforeClaims.Where(c => compared.Contains(c.Notebook)).GroupBy(c => (c.Notebook, c.Claim)).ToDictionary(g => g.Key, g => g.Last().Status);
-        foreach (var c in afterClaims.Where(c => compared.Contains(c.Notebook)).OrderBy(c => c.Notebook, StringComparer.Ordinal).ThenBy(c => c.Claim, StringComparer.Ordinal))
+        var oldClaims = beforeClaims.Where(c => compared.Contains(c.Notebook)).GroupBy(c => (c.Notebook, c.Claim))
+            .ToDictionary(g => g.Key, g => g.Last().Status);
+        foreach (var c in afterClaims.Where(c => compared.Contains(c.Notebook))
+                     .OrderBy(c => c.Notebook, StringComparer.Ordinal).ThenBy(c => c.Claim, StringComparer.Ordinal))
         {
             if (!oldClaims.TryGetValue((c.Notebook, c.Claim), out var was))
                 changes.Add(new RunChange("new", c.Notebook, $"{c.Notebook} claim {c.Claim}: new, {c.Status}"));
@@ -180,7 +184,8 @@ public static class RunHistory
                     $"{c.Notebook} claim {c.Claim}: {was} → {c.Status}{(c.Kind == "reported" ? " (a reported measurement: machine-dependent)" : "")}")
                 { IsRegression = was == "holds" && c.Kind != "reported" });
         }
-        foreach (var (key, was) in oldClaims.Where(o => !afterClaims.Any(c => (c.Notebook, c.Claim) == o.Key)).OrderBy(o => o.Key.Notebook, StringComparer.Ordinal))
+        foreach (var (key, was) in oldClaims.Where(o => !afterClaims.Any(c => (c.Notebook, c.Claim) == o.Key))
+                     .OrderBy(o => o.Key.Notebook, StringComparer.Ordinal))
             changes.Add(new RunChange("claim", key.Notebook, $"{key.Notebook} claim {key.Claim}: {was} → not reported") { IsRegression = true });
         return changes.OrderBy(c => c.IsRegression ? 0 : 1).ThenBy(c => c.Notebook, StringComparer.Ordinal).ToList();
     }
@@ -205,7 +210,8 @@ public static class RunHistory
         var records = Csv.Records(File.ReadAllText(path));
         if (records.Count == 0) return [];
         var h = Columns(records[0]);
-        return records.Skip(1).Where(r => r.Count >= h.Count).Select(r => new ClaimStatus(r[h["notebook"]], r[h["claim"]], r[h["status"]], r[h["kind"]])).ToList();
+        return records.Skip(1).Where(r => r.Count >= h.Count).Select(r => new ClaimStatus(r[h["notebook"]], r[h["claim"]], r[h["status"]], r[h["kind"]]))
+            .ToList();
     }
 
     static Dictionary<string, int> Columns(List<string> header) =>

@@ -68,7 +68,8 @@ public class BenchmarkProbeTests
     static MemoryStats RunChild(long elements)
     {
         string dll = typeof(BenchmarkProbeTests).Assembly.Location;
-        var start = new ProcessStartInfo("dotnet") { ArgumentList = { "exec", dll, ProbeChild.Command, elements.ToString(System.Globalization.CultureInfo.InvariantCulture) } };
+        var start = new ProcessStartInfo("dotnet") { ArgumentList = { "exec", dll, ProbeChild.Command,
+            elements.ToString(System.Globalization.CultureInfo.InvariantCulture) } };
         start.Environment["ATTNLAB_THREADS"] = "1";
         return Benchmark.PeakMemoryInChildProcess(start, TimeSpan.FromSeconds(120));
     }

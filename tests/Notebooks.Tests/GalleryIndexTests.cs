@@ -30,8 +30,10 @@ public class GalleryIndexTests
             S("19-f", "passed", 10, "full"), S("20-gone", "passed", 1) };
         var after = new[] { S("05-a", "failed", 10), S("07-b", "passed", 10), S("13-c", "passed", 15.1), S("16-d", "passed", 14.9), S("18-e", "passed", 10),
             S("19-f", "passed", 100), S("21-new", "failed", 1) };
-        var beforeClaims = new[] { C("18-e", "T1", "holds", "reported"), C("18-e", "C1", "holds"), C("18-e", "C2", "not shown"), C("18-e", "C3", "holds"), C("18-e", "C4", "holds"), C("21-new", "C1", "holds") };
-        var afterClaims = new[] { C("18-e", "C1", "does not hold"), C("18-e", "C2", "holds"), C("18-e", "C3", "holds"), C("18-e", "C5", "holds"), C("21-new", "C1", "does not hold"),
+        var beforeClaims = new[] { C("18-e", "T1", "holds", "reported"), C("18-e", "C1", "holds"), C("18-e", "C2", "not shown"), C("18-e", "C3", "holds"),
+            C("18-e", "C4", "holds"), C("21-new", "C1", "holds") };
+        var afterClaims = new[] { C("18-e", "C1", "does not hold"), C("18-e", "C2", "holds"), C("18-e", "C3", "holds"), C("18-e", "C5", "holds"), C("21-new",
+            "C1", "does not hold"),
             C("18-e", "T1", "does not hold", "reported") };
 
         var changes = RunHistory.Diff(before, beforeClaims, after, afterClaims);
@@ -88,7 +90,8 @@ public class GalleryIndexTests
             Assert.StartsWith("Changed since the previous run (20261202-220000-bbbbbbbbbb, 20261201-220000-aaaaaaaaaa): 4", lines[0]);
             Assert.Equal("  REGRESSION: 39-lightning-attention claim C1: holds → does not hold", lines[4]);
 
-            foreach (var r in results) { Directory.CreateDirectory(Path.Combine(outDir, "notebooks")); File.WriteAllText(Path.Combine(outDir, "notebooks", r.Notebook + ".html"), ""); }
+            foreach (var r in results) { Directory.CreateDirectory(Path.Combine(outDir, "notebooks")); File.WriteAllText(Path.Combine(outDir, "notebooks",
+                r.Notebook + ".html"), ""); }
             var context = Gallery.ContextFor(outDir, repo, second, changes, comparedWith);
             string index = File.ReadAllText(Gallery.Update(outDir, results, second.RunAt, claims, context));
             int changesAt = index.IndexOf("Changed since the previous run", StringComparison.Ordinal);
@@ -112,7 +115,8 @@ public class GalleryIndexTests
             Assert.Empty(compared);
             var lines = Program.ChangeLines(new BatchResult([], meta.RunAt, "", "")).ToList();
             Assert.Equal(["Changed since the previous run: no earlier run of these notebooks in the history, nothing to compare."], lines);
-            Assert.True(File.Exists(Path.Combine(folder, "summary.csv")) && File.Exists(Path.Combine(folder, "claims.csv")) && File.Exists(Path.Combine(folder, "run.json")));
+            Assert.True(File.Exists(Path.Combine(folder, "summary.csv")) && File.Exists(Path.Combine(folder, "claims.csv")) && File.Exists(Path.Combine(folder,
+                "run.json")));
             Assert.Equal(meta with { RunAt = meta.RunAt }, RunHistory.ReadMeta(folder));
         }
         finally { TestEnvironment.DeleteQuietly(outDir); }
@@ -175,7 +179,8 @@ public class GalleryIndexTests
         Assert.Contains("href=\"https://arxiv.org/abs/2405.17381\">paper", row); // the first arXiv link of the notebook's first cell
         Assert.Matches("<tr class=\"failed\"><td class=\"num\">28</td>.*cell 3: boom", index);
         Assert.Matches("<tr class=\"planned\"><td class=\"num\">04</td><td>BAM", index); // a paper without a notebook is listed
-        Assert.Matches("<tr class=\"not-run\"><td class=\"num\">05</td>[^\n]*not run[^\n]*05-recycled-attention\\.ipynb\">source", index); // in the repository, not in this gallery
+        Assert.Matches("<tr class=\"not-run\"><td class=\"num\">05</td>[^\n]*not run[^\n]*05-recycled-attention\\.ipynb\">source",
+            index); // in the repository, not in this gallery
         Assert.Contains("Guides and cross-paper studies", index);
         // Every relative link resolves inside the repository as seen from <repo>/artifacts/gallery/.
         string galleryDir = Path.Combine(outDir, "gallery");
@@ -227,7 +232,10 @@ public class GalleryIndexTests
             string nbDir = Path.Combine(dir, "src");
             Directory.CreateDirectory(nbDir);
             string path = TestEnvironment.WriteNotebook(nbDir, "99-math",
-                ("md", "# Math\n\nThe decay $\\lambda_h = e^{-a_h}$ and a sum $\\sum_{i=1}^{n} x_i^2$ inline.\n\nA display formula in a paragraph, as the notebooks write it: $$S_t = \\lambda S_{t-1} + k_t^\\top v_t .$$\n\n$$\no_t = \\frac{\\sum_{s \\le t} \\lambda^{t-s} q_t^\\top k_s v_s}{\\sqrt{d}}\n$$\n"),
+                ("md",
+                    "# Math\n\nThe decay $\\lambda_h = e^{-a_h}$ and a sum $\\sum_{i=1}^{n} x_i^2$ inline.\n\n" +
+                    "A display formula in a paragraph, as the notebooks write it: $$S_t = \\lambda S_{t-1} + k_t^\\top v_t .$$\n\n" +
+                    "$$\no_t = \\frac{\\sum_{s \\le t} \\lambda^{t-s} q_t^\\top k_s v_s}{\\sqrt{d}}\n$$\n"),
                 ("cs", "1 + 1"));
             var notebook = NotebookFile.Load(path);
             var executed = notebook.CreateExecutedCopy();

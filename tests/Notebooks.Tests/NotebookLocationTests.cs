@@ -58,7 +58,8 @@ public sealed class NotebookLocationTests(ITestOutputHelper output)
         string root = TestEnvironment.TempFolder("nbwhere");
         string folder = CopyOutside(root), outDir = Path.Combine(root, "out");
         var info = new ProcessStartInfo("bash") { WorkingDirectory = TestEnvironment.RepoRoot, RedirectStandardOutput = true, RedirectStandardError = true };
-        foreach (var a in new[] { Path.Combine(TestEnvironment.RepoRoot, "environment", "run.sh"), "--notebooks", folder, "--out", outDir }) info.ArgumentList.Add(a);
+        foreach (var a in new[] { Path.Combine(TestEnvironment.RepoRoot, "environment", "run.sh"), "--notebooks", folder, "--out",
+            outDir }) info.ArgumentList.Add(a);
         info.Environment.Remove("ATTNLAB_LIB");
         info.Environment.Remove("ATTNLAB_SIZE");
         using var p = Process.Start(info)!;

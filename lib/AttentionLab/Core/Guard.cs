@@ -33,7 +33,8 @@ public static class Guard
     {
         if (dtype is not (ScalarType.Float16 or ScalarType.BFloat16 or ScalarType.Float32 or ScalarType.Float64))
             throw new ArgumentException(
-                $"{name} must be a floating-point type (Float32, Float64, Float16 or BFloat16), got {dtype}: an integer cache would truncate keys and values.", name);
+                $"{name} must be a floating-point type (Float32, Float64, Float16 or BFloat16), got {dtype}: an integer cache would truncate keys and values.",
+                    name);
     }
 
     public static void SameDtype(Tensor a, string nameA, Tensor b, string nameB)

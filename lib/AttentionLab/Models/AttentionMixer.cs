@@ -102,7 +102,8 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
     {
         Guard.Rank(x, rank, name, layout);
         if (x.size(-1) != DModel)
-            throw new ArgumentException($"{name} has width {x.size(-1)}, the mixer d = {DModel}: {name} {Guard.ShapeText(x)}, W_QKV {Guard.ShapeText(qkv.weight!)}.", name);
+            throw new ArgumentException($"{name} has width {x.size(-1)}, the mixer d = {DModel}: " +
+                $"{name} {Guard.ShapeText(x)}, W_QKV {Guard.ShapeText(qkv.weight!)}.", name);
         Guard.FloatingPoint(x, name);
         if (x.dtype != qkv.weight!.dtype)
             throw new ArgumentException($"{name} has dtype {x.dtype} but the mixer's weights are {qkv.weight!.dtype} (convert one of them).", name);

@@ -23,14 +23,15 @@ public sealed class NewPaperScriptTests(ITestOutputHelper output) : IDisposable
         try { Directory.Delete(root, recursive: true); } catch (IOException) { }
     }
 
-    /// <summary>A skeleton repository: the script, its templates, nbgen, README and the expected-claims file.</summary>
+    /// <summary>A skeleton repository: the script, its templates, nbgen, nblib, README and the expected-claims file.</summary>
     void Skeleton()
     {
         foreach (var dir in new[] { "environment/tools/templates", "lib/AttentionLab/Papers", "tests/AttentionLab.Tests/Papers", "notebooks" })
             Directory.CreateDirectory(Path.Combine(root, dir));
         foreach (var file in Directory.GetFiles(Path.Combine(Repo, "environment/tools/templates")))
             File.Copy(file, Path.Combine(root, "environment/tools/templates", Path.GetFileName(file)));
-        foreach (var file in new[] { "environment/tools/new-paper.sh", "environment/tools/nbgen.py", "README.md", "tests/expected-claims.csv" })
+        foreach (var file in new[] { "environment/tools/new-paper.sh", "environment/tools/nbgen.py", "environment/tools/nblib.py", "README.md",
+            "tests/expected-claims.csv" })
             File.Copy(Path.Combine(Repo, file), Path.Combine(root, file));
     }
 

@@ -132,9 +132,11 @@ public class NonFiniteConformanceTests
             var forms = new List<(string, Func<Tensor[], Tensor>)>
             {
                 ("reference", x => Reference(x, causal)),
-                ("reference, boolean mask", x => Reference(x, false, causal ? AttentionMasks.Causal(shape.T, shape.T) : torch.ones(shape.T, shape.T, dtype: ScalarType.Bool))),
+                ("reference, boolean mask", x => Reference(x, false, causal ? AttentionMasks.Causal(shape.T, shape.T) : torch.ones(shape.T, shape.T,
+                    dtype: ScalarType.Bool))),
                 ("reference, additive mask", x => Reference(x, false,
-                    causal ? torch.zeros(shape.T, shape.T, dtype: float64).masked_fill(AttentionMasks.Causal(shape.T, shape.T).logical_not(), double.NegativeInfinity)
+                    causal ? torch.zeros(shape.T, shape.T, dtype: float64).masked_fill(AttentionMasks.Causal(shape.T, shape.T).logical_not(),
+                        double.NegativeInfinity)
                            : torch.zeros(shape.T, shape.T, dtype: float64))),
             };
             if (shape.T >= 2) forms.Add(("split keys + LSE merge", x => SplitKeys(x, causal)));
@@ -219,7 +221,8 @@ public class NonFiniteConformanceTests
     public void NormalizeNeverTurnsNaNIntoZeros()
     {
         using var scope = NewDisposeScope();
-        var s = torch.tensor(new[] { double.NaN, 0.0, 1.0, double.PositiveInfinity, 0.0, 1.0, double.NegativeInfinity, double.NegativeInfinity, double.NegativeInfinity },
+        var s = torch.tensor(new[] { double.NaN, 0.0, 1.0, double.PositiveInfinity, 0.0, 1.0, double.NegativeInfinity, double.NegativeInfinity,
+            double.NegativeInfinity },
             new long[] { 3, 3 });
         var (p, lse) = ReferenceAttention.Normalize(s);
         Assert.True(p[0].isnan().all().item<bool>() && lse[0].isnan().item<bool>(), "a NaN score gives a NaN row");

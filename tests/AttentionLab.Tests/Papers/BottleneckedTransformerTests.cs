@@ -131,8 +131,10 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
         Named("model", () => BottleneckedRunner.Run(learned, null, x, [2], 1));
         Named("model", () => BottleneckedRunner.Run(new TinyGpt(new TinyGptConfig(DModel: 6, Heads: 2, InputFeatures: Features)), null, x, [2], 1));
         Named("processorHeads", () => new CacheProcessor(1, 1, 2, 2, width: 5, processorHeads: 2));
-        Named("layer", () => processor.Process(torch.randn(1, 2, 2, 3), torch.randn(1, 2, 2, 3), torch.zeros(2, dtype: int64), torch.zeros(2, dtype: int64), 2));
-        Named("types", () => processor.Process(torch.randn(1, 2, 2, 3), torch.randn(1, 2, 2, 3), torch.zeros(3, dtype: int64), torch.zeros(2, dtype: int64), 0));
+        Named("layer", () => processor.Process(torch.randn(1, 2, 2, 3), torch.randn(1, 2, 2, 3), torch.zeros(2, dtype: int64), torch.zeros(2, dtype: int64),
+            2));
+        Named("types", () => processor.Process(torch.randn(1, 2, 2, 3), torch.randn(1, 2, 2, 3), torch.zeros(3, dtype: int64), torch.zeros(2, dtype: int64),
+            0));
         Named("v", () => processor.Process(torch.randn(1, 2, 2, 3), torch.randn(1, 3, 2, 3), torch.zeros(2, dtype: int64), torch.zeros(2, dtype: int64), 0));
         using var state = model.NewState(2);
         var s0 = (ConsolidatingKvState)state.Layers[0];
@@ -204,8 +206,10 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
         var exact = new BottleneckedExactness(1e-15, 1e-14, 1.0, true, 0, 1e-7, true, true);
         var acc = new[]
         {
-            new AccuracyRow(BottleneckedTransformerExperiment.VanillaName, 3, false, 0.5, 0.6), new AccuracyRow(BottleneckedTransformerExperiment.VanillaName, 5, true, 0.2, 0.3),
-            new AccuracyRow(BottleneckedTransformerExperiment.BottleneckedName, 3, false, 0.6, 0.7), new AccuracyRow(BottleneckedTransformerExperiment.BottleneckedName, 5, true, 0.3, 0.3),
+            new AccuracyRow(BottleneckedTransformerExperiment.VanillaName, 3, false, 0.5, 0.6), new AccuracyRow(BottleneckedTransformerExperiment.VanillaName,
+                5, true, 0.2, 0.3),
+            new AccuracyRow(BottleneckedTransformerExperiment.BottleneckedName, 3, false, 0.6, 0.7),
+                new AccuracyRow(BottleneckedTransformerExperiment.BottleneckedName, 5, true, 0.3, 0.3),
         };
         var probes = new ProbeResult([[0.0]], 0.5, 0.3, 0.4, 0.5, 0.6, 4, 5);
         var throughput = new[]
@@ -213,7 +217,8 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
             new ThroughputRow("one causal pass (vanilla)", 1, 1000), new ThroughputRow("step-wise runner, no processor", 2, 500),
             new ThroughputRow("step-wise runner + processor (bottlenecked)", 3, 300),
         };
-        return new BottleneckedTransformerResult(BottleneckedTransformerExperiment.Config.Smoke, exact, acc, [], [new DeltaPoint(1, 0, 0), new DeltaPoint(2, 0.1, 0.2)],
+        return new BottleneckedTransformerResult(BottleneckedTransformerExperiment.Config.Smoke, exact, acc, [], [new DeltaPoint(1, 0, 0), new DeltaPoint(2,
+            0.1, 0.2)],
             probes, throughput, new Dictionary<string, long>(), 1, new Dictionary<string, double>());
     }
 
@@ -240,7 +245,8 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
         Assert.Contains((good with { Exactness = e with { OthersUntouched = false } }).Claims().Failures, f => f.Id == "others-bitwise-unchanged");
 
         // the paper's claim: vanilla ahead on longer chains → does not hold (not asserted); both at chance → not shown
-        var behind = good with { Accuracy = good.Accuracy.Select(a => a.Model == BottleneckedTransformerExperiment.VanillaName && a.Ood ? a with { ChainAccuracy = 0.4 } : a).ToList() };
+        var behind = good with { Accuracy = good.Accuracy.Select(a => a.Model == BottleneckedTransformerExperiment.VanillaName && a.Ood
+            ? a with { ChainAccuracy = 0.4 } : a).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, behind.Claims()["ood-gain"].Status);
         Assert.Empty(behind.Claims().Failures);
         var chance = good with { Accuracy = good.Accuracy.Select(a => a with { ChainAccuracy = 0.01 }).ToList() };
@@ -249,7 +255,8 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
         Assert.Equal(ClaimStatus.DoesNotHold, paused.Claims()["beats-pause-tokens"].Status);
 
         // the reported probes flip with their numbers and never fail the check
-        var forgets = good with { Accuracy = good.Accuracy.Select(a => a.Model == BottleneckedTransformerExperiment.BottleneckedName && a.Ood ? a with { AnswerAccuracy = 0.1 } : a).ToList() };
+        var forgets = good with { Accuracy = good.Accuracy.Select(a => a.Model == BottleneckedTransformerExperiment.BottleneckedName && a.Ood
+            ? a with { AnswerAccuracy = 0.1 } : a).ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, forgets.Claims()["answer-ood"].Status);
         Assert.Equal(ClaimStatus.Holds, claims["answer-ood"].Status);
         var worse = good with { Probes = good.Probes with { OperandHitRate = 0.2, ProbeAfter = 0.45 }, Deltas = [new DeltaPoint(1, 0, 0)] };
@@ -258,7 +265,8 @@ public class BottleneckedTransformerTests(ITestOutputHelper output)
         Assert.Equal(ClaimStatus.DoesNotHold, w["probe-after-rewrite"].Status);
         Assert.Equal(ClaimStatus.DoesNotHold, w["processor-learns-to-rewrite"].Status);
         Assert.Empty(w.Failures);
-        var slow = good with { Throughput = good.Throughput.Select(t => t.Path.StartsWith("step-wise runner +") ? t with { TokensPerSecond = 100 } : t).ToList() };
+        var slow = good with { Throughput = good.Throughput.Select(t => t.Path.StartsWith("step-wise runner +") ? t with { TokensPerSecond = 100 } : t)
+            .ToList() };
         Assert.Equal(ClaimStatus.DoesNotHold, slow.Claims()["processor-cost"].Status);
     }
 

@@ -183,7 +183,8 @@ public class MemoryReweavingTests(ITestOutputHelper output)
         };
         var overhead = new[]
         {
-            new OverheadRow(MemoryReweavingExperiment.BackboneName, 1000, 10, 5, 100), new OverheadRow(MemoryReweavingExperiment.ReweaveName, 1000, msReweave, 6, 200),
+            new OverheadRow(MemoryReweavingExperiment.BackboneName, 1000, 10, 5, 100), new OverheadRow(MemoryReweavingExperiment.ReweaveName, 1000, msReweave,
+                6, 200),
         };
         exact ??= new ReweavingExactness(0, 0, 0, 0, 1, 0, 0, "hand");
         return new MemoryReweavingResult(config, exact, rows, new Dictionary<string, IReadOnlyList<double>>(), [new[] { 0.5, 0.5 }],

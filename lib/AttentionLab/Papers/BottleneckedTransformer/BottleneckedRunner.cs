@@ -11,7 +11,8 @@ namespace AttentionLab.Papers.BottleneckedTransformer;
 /// per layer (K [B, T, H, Dk], V [B, T, H, Dv], carrying gradients), the reconsolidated positions of every rewrite
 /// ([B, m] each, m = min(k, a_s), ascending) and the RMS of ΔK and ΔV per rewrite ([rewrites, 2]; empty for the naive twin).
 /// </summary>
-public sealed record BottleneckedOutput(Tensor Logits, IReadOnlyList<Tensor> Keys, IReadOnlyList<Tensor> Values, IReadOnlyList<Tensor> Selected, Tensor DeltaRms);
+public sealed record BottleneckedOutput(Tensor Logits, IReadOnlyList<Tensor> Keys, IReadOnlyList<Tensor> Values, IReadOnlyList<Tensor> Selected,
+    Tensor DeltaRms);
 
 /// <summary>Called at every rewrite with the layer, the rewritten positions [B, m] and the entries before and after.</summary>
 public delegate void RewriteObserver(int layer, int stepStart, Tensor positions, Tensor kBefore, Tensor vBefore, Tensor kAfter, Tensor vAfter);
@@ -75,7 +76,8 @@ public static class BottleneckedRunner
         return output;
     }
 
-    /// <summary>R ∪ P of the step [a, end], ΔK, ΔV from the processor per layer, written in place; returns the positions [B, |R|+m] and the RMS of ΔK, ΔV.</summary>
+    /// <summary>R ∪ P of the step [a, end], ΔK, ΔV from the processor per layer, written in place; returns the positions [B, |R|+m] and the RMS of ΔK,
+    /// ΔV.</summary>
     static (Tensor Positions, Tensor DkRms, Tensor DvRms) Consolidate(IReadOnlyList<ConsolidatingKvState> states, CacheProcessor processor, Tensor mass,
         int a, int end, int topK, RewriteObserver? observe)
     {
@@ -125,7 +127,8 @@ public static class BottleneckedRunner
         ArgumentNullException.ThrowIfNull(input);
         ArgumentNullException.ThrowIfNull(stepEnds);
         if (model.Config.Positions != PositionKind.None)
-            throw new ArgumentException($"the toy backbone takes no position encoding (cached keys must not carry positions), got {model.Config.Positions}.", nameof(model));
+            throw new ArgumentException($"the toy backbone takes no position encoding (cached keys must not carry positions), got {model.Config.Positions}.",
+                nameof(model));
         if (model.Prefix != 0) throw new ArgumentException("a Register model is not supported.", nameof(model));
         var mixers = model.Blocks.Select(b => b.Mixer as ConsolidatingAttention).ToList();
         if (mixers.Any(m => m is null)) throw new ArgumentException("every block's mixer must be a ConsolidatingAttention.", nameof(model));
@@ -142,7 +145,8 @@ public static class BottleneckedRunner
         if (input.size(1) < 1) throw new ArgumentException("input must hold at least one token.", nameof(input));
         for (int i = 0; i < stepEnds.Count; i++)
             if (stepEnds[i] < 0 || stepEnds[i] >= input.size(1) || (i > 0 && stepEnds[i] <= stepEnds[i - 1]))
-                throw new ArgumentException($"stepEnds must be strictly increasing positions in [0, {input.size(1)}), got [{string.Join(", ", stepEnds)}].", nameof(stepEnds));
+                throw new ArgumentException($"stepEnds must be strictly increasing positions in [0, {input.size(1)}), got [{string.Join(", ", stepEnds)}].",
+                    nameof(stepEnds));
         if (topK < 0) throw new ArgumentException($"topK must be ≥ 0, got {topK}.", nameof(topK));
         if (processor is not null)
         {

@@ -154,8 +154,8 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
     /// <summary>
     /// At the longest trained length: how often each past line is reconsolidated at each step, how often the line that
     /// defined the step's operand is among them (and that rate for k positions drawn uniformly), and a ridge probe of the
-    /// line's result from the last layer's [K; V] at the line's newline (a token that does not spell the result): the vanilla cache, the bottlenecked cache before
-    /// its rewrite, and after it.
+    /// line's result from the last layer's [K; V] at the line's newline (a token that does not spell the result): the vanilla cache, the bottlenecked cache
+    /// before its rewrite, and after it.
     /// </summary>
     static ProbeResult Probes(Config c, ArithmeticChainTask task, TinyGpt vanilla, BottleneckedModel model, Device device)
     {
@@ -168,7 +168,8 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
         {
             if (layer != last) return;
             long n = kb.size(0);
-            Tensor At(Tensor k, Tensor v) => torch.cat(new[] { k.select(1, 5).reshape(n, -1), v.select(1, 5).reshape(n, -1) }, 1);   // the newline closing the line
+            Tensor At(Tensor k, Tensor v) => torch.cat(new[] { k.select(1, 5).reshape(n, -1), v.select(1, 5).reshape(n, -1) },
+                1);   // the newline closing the line
             before.Add(At(kb, vb).detach().clone().DetachFromDisposeScope());
             after.Add(At(ka, va).detach().clone().DetachFromDisposeScope());
         });
@@ -193,7 +194,8 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
             }
         }
         // the probe: features [rows × lines, 2·d]; labels the line's result; rows split in half (train / test)
-        var labels = Enumerable.Range(0, lines).SelectMany(s => Enumerable.Range(0, (int)batch.Count).Select(row => (long)batch.Results[row * lines + s])).ToArray();
+        var labels = Enumerable.Range(0, lines).SelectMany(s => Enumerable.Range(0, (int)batch.Count).Select(row => (long)batch.Results[row * lines + s]))
+            .ToArray();
         var y = torch.tensor(labels, device: device);
         var rowOf = torch.arange(batch.Count, device: device).repeat(lines);
         var train = rowOf < batch.Count / 2;
@@ -284,7 +286,8 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
             var g = new Generator((ulong)seed + 7);
             var loss = (o.Logits * torch.randn(o.Logits.shape, generator: g, dtype: ScalarType.Float64).to(device)).sum();
             foreach (var t in o.Keys.Concat(o.Values)) loss = loss + (t * torch.randn(t.shape, generator: g, dtype: ScalarType.Float64).to(device)).sum();
-            var grads = torch.autograd.grad(new[] { loss }, parameters, allow_unused: true).Select((gr, i) => gr is null || gr.IsInvalid ? torch.zeros_like(parameters[i]) : gr).ToArray();
+            var grads = torch.autograd.grad(new[] { loss }, parameters, allow_unused: true).Select((gr, i) => gr is null || gr.IsInvalid
+                ? torch.zeros_like(parameters[i]) : gr).ToArray();
             return (o, grads);
         }
         var (fast, fastGrads) = Both(() => BottleneckedRunner.Run(model, processor, x, ends, k));
@@ -297,7 +300,8 @@ public sealed class BottleneckedTransformerExperiment : IPaperExperiment<Bottlen
         }
         double grads = fastGrads.Zip(naiveGrads).Max(p => (p.First - p.Second).abs().max().item<double>());
         double gradScale = fastGrads.Max(g => g.abs().max().item<double>());
-        bool sameChoice = fast.Selected.Count == naive.Selected.Count && fast.Selected.Zip(naive.Selected).All(p => p.First.shape.SequenceEqual(p.Second.shape) && p.First.eq(p.Second).all().item<bool>());
+        bool sameChoice = fast.Selected.Count == naive.Selected.Count && fast.Selected.Zip(naive.Selected).All(p => p.First.shape.SequenceEqual(p.Second.shape)
+            && p.First.eq(p.Second).all().item<bool>());
 
         // top-k: exactly min(k, a_s) distinct positions, all < a_s
         bool topkValid = fast.Selected.Count == ends.Length;

@@ -130,7 +130,8 @@ public static class BottleneckedTransformerNaive
             var x = h[j] + attended[j];
             x = x + fc2.call(nn.functional.gelu(fc1.call(ln2.call(x))));
             var d = output.call(ln3.call(x));
-            result.Add((d.narrow(0, 0, p.Heads * p.KeyDim).reshape(p.Heads, p.KeyDim), d.narrow(0, p.Heads * p.KeyDim, p.Heads * p.ValueDim).reshape(p.Heads, p.ValueDim)));
+            result.Add((d.narrow(0, 0, p.Heads * p.KeyDim).reshape(p.Heads, p.KeyDim), d.narrow(0, p.Heads * p.KeyDim, p.Heads * p.ValueDim).reshape(p.Heads,
+                p.ValueDim)));
         }
         return result;
     }

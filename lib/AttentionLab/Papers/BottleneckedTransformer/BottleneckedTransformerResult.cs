@@ -67,7 +67,8 @@ public sealed record BottleneckedTransformerResult(BottleneckedTransformerExperi
         Accuracy.Where(a => a.Model == model && a.Ood == ood).Select(a => a.AnswerAccuracy).DefaultIfEmpty(double.NaN).Average();
 
     /// <summary>Tokens/s of a path whose name starts with <paramref name="prefix"/>.</summary>
-    public double TokensPerSecond(string prefix) => Throughput.FirstOrDefault(t => t.Path.StartsWith(prefix, StringComparison.Ordinal))?.TokensPerSecond ?? double.NaN;
+    public double TokensPerSecond(string prefix) => Throughput.FirstOrDefault(t => t.Path.StartsWith(prefix, StringComparison.Ordinal))?.TokensPerSecond
+        ?? double.NaN;
 
     /// <summary>
     /// Exactness (twin outputs and gradients at 1e-10, zero-init and processor-off identities, top-k sets, untouched entries); the
@@ -92,37 +93,49 @@ public sealed record BottleneckedTransformerResult(BottleneckedTransformerExperi
         claims.Exactness("others-bitwise-unchanged", "positions outside R ∪ P are bitwise unchanged by a rewrite (and the named ones change)",
             e.OthersUntouched ? "bitwise equal outside, changed inside" : "an entry outside changed (or none inside)", "bitwise (spec §6)", e.OthersUntouched);
 
-        double vId = MeanAccuracy(BottleneckedTransformerExperiment.VanillaName, false), vOod = MeanAccuracy(BottleneckedTransformerExperiment.VanillaName, true);
-        double bId = MeanAccuracy(BottleneckedTransformerExperiment.BottleneckedName, false), bOod = MeanAccuracy(BottleneckedTransformerExperiment.BottleneckedName, true);
+        double vId = MeanAccuracy(BottleneckedTransformerExperiment.VanillaName, false), vOod = MeanAccuracy(BottleneckedTransformerExperiment.VanillaName,
+            true);
+        double bId = MeanAccuracy(BottleneckedTransformerExperiment.BottleneckedName, false),
+            bOod = MeanAccuracy(BottleneckedTransformerExperiment.BottleneckedName, true);
         string oodLengths = $"{Config.TrainMax + 1}–{Config.OodMax}", idLengths = $"{Config.TrainMin}–{Config.TrainMax}";
-        string ours = $"teacher-forced chain accuracy at lengths {oodLengths}: bottlenecked {bOod:P1}, vanilla {vOod:P1} (in distribution {idLengths}: {bId:P1} vs {vId:P1})";
+        string ours = $"teacher-forced chain accuracy at lengths {oodLengths}: bottlenecked {bOod:P1}, vanilla {vOod:P1} " +
+            $"(in distribution {idLengths}: {bId:P1} vs {vId:P1})";
         const string paperGain = "up to +6.6 pp over vanilla on math-reasoning benchmarks (GSM8K-style), small pretrained LLMs (paper abstract)";
-        const string deviation = "deviation: teacher-forced chain accuracy (every line's result and the answer), not free-running generation; smoke OOD lengths 5–6 (spec: train 2–5, test 6–8)";
+        const string deviation = "deviation: teacher-forced chain accuracy (every line's result and the answer), not free-running generation; " +
+            "smoke OOD lengths 5–6 (spec: train 2–5, test 6–8)";
         if (Math.Max(bId, vId) < 0.05)
-            claims.NotShown("ood-gain", "consolidation improves out-of-distribution reasoning over the same model without it (equal steps and batches)", paperGain, ours,
-                "bottlenecked OOD ≥ vanilla OOD, seed 0 (spec §6)", "neither model solves the trained chain lengths (< 5% in distribution): nothing to generalise", deviation: deviation);
+            claims.NotShown("ood-gain", "consolidation improves out-of-distribution reasoning over the same model without it (equal steps and batches)",
+                paperGain, ours,
+                "bottlenecked OOD ≥ vanilla OOD, seed 0 (spec §6)",
+                    "neither model solves the trained chain lengths (< 5% in distribution): nothing to generalise", deviation: deviation);
         else
-            claims.Claim("ood-gain", "consolidation improves out-of-distribution reasoning over the same model without it (equal steps and batches)", paperGain, ours,
+            claims.Claim("ood-gain", "consolidation improves out-of-distribution reasoning over the same model without it (equal steps and batches)",
+                paperGain, ours,
                 "bottlenecked OOD ≥ vanilla OOD, seed 0 (spec §6); not asserted: one seed at smoke size", bOod >= vOod, asserted: false, deviation: deviation);
         double pOod = MeanAccuracy(BottleneckedTransformerExperiment.PauseName, true);
         if (double.IsNaN(pOod))
             claims.NotShown("beats-pause-tokens", "consolidation beats pause tokens (m per newline, similar extra compute)",
                 "beats pause-token baselines on the same backbones (paper's results tables)", "pause-token model not trained at this size",
-                "bottlenecked OOD ≥ pause-token OOD (spec §4 model list)", "the smoke run trains vanilla and bottlenecked only (spec §4); Full adds the pause baseline");
+                "bottlenecked OOD ≥ pause-token OOD (spec §4 model list)",
+                    "the smoke run trains vanilla and bottlenecked only (spec §4); Full adds the pause baseline");
         else
             claims.Claim("beats-pause-tokens", "consolidation beats pause tokens (m per newline, similar extra compute)",
-                "beats pause-token baselines on the same backbones (paper's results tables)", $"OOD chain accuracy bottlenecked {bOod:P1}, pause tokens {pOod:P1}",
+                "beats pause-token baselines on the same backbones (paper's results tables)",
+                    $"OOD chain accuracy bottlenecked {bOod:P1}, pause tokens {pOod:P1}",
                 "bottlenecked OOD ≥ pause-token OOD (spec §4 model list)", bOod >= pOod, asserted: false);
 
-        double vAns = MeanAnswer(BottleneckedTransformerExperiment.VanillaName, true), bAns = MeanAnswer(BottleneckedTransformerExperiment.BottleneckedName, true);
+        double vAns = MeanAnswer(BottleneckedTransformerExperiment.VanillaName, true), bAns = MeanAnswer(BottleneckedTransformerExperiment.BottleneckedName,
+            true);
         claims.Reported("answer-ood", "the final answer (retrieving the last main-chain variable past the distractors) on longer chains, same models",
             paperGain, $"answer accuracy at lengths {oodLengths}: bottlenecked {bAns:P1}, vanilla {vAns:P1}",
             "bottlenecked ≥ vanilla [ours: a secondary metric, the spec names none]", bAns >= vAns);
 
         var p = Probes;
-        claims.Reported("reconsolidates-operand-line", "the top-k reconsolidation picks the past lines the step used (its operand's line) more often than chance",
+        claims.Reported("reconsolidates-operand-line",
+            "the top-k reconsolidation picks the past lines the step used (its operand's line) more often than chance",
             "top-k most attended past entries are reconsolidated (paper §method; no figure)",
-            $"operand line among the chosen {Config.TopK} positions in {p.OperandHitRate:P1} of steps (uniform positions: {p.OperandHitChance:P1}), length {p.ChainLength}",
+            $"operand line among the chosen {Config.TopK} positions in {p.OperandHitRate:P1} of steps " +
+            $"(uniform positions: {p.OperandHitChance:P1}), length {p.ChainLength}",
             "hit rate > uniform rate [ours: the spec names no threshold]", p.OperandHitRate > p.OperandHitChance);
         claims.Reported("probe-after-rewrite", "a linear probe decodes a line's result from the cache at least as well after its rewrite as before (IB proxy)",
             "rewrites compress the cache toward what later steps need (paper's Information Bottleneck motivation; no figure)",
@@ -133,7 +146,8 @@ public sealed record BottleneckedTransformerResult(BottleneckedTransformerExperi
         double lastV = Deltas.TakeLast(Math.Max(1, Deltas.Count / 10)).Select(d => d.DeltaV).DefaultIfEmpty(double.NaN).Average();
         claims.Reported("processor-learns-to-rewrite", "the zero-initialised processor learns non-zero rewrites end to end through step-wise decoding",
             "the processor is trained through the rewrites (paper §method; no figure)",
-            $"RMS ΔK {firstK:G3} → {lastK:G3}, ΔV → {lastV:G3} (first vs last tenth of training)", "last-tenth RMS ΔK and ΔV > 0 [ours]", lastK > 0 && lastV > 0);
+            $"RMS ΔK {firstK:G3} → {lastK:G3}, ΔV → {lastV:G3} (first vs last tenth of training)", "last-tenth RMS ΔK and ΔV > 0 [ours]", lastK > 0
+                && lastV > 0);
         double runner = TokensPerSecond("step-wise runner, no"), full = TokensPerSecond("step-wise runner +"), pass = TokensPerSecond("one causal pass");
         claims.Reported("processor-cost", "tokens/s of the bottlenecked decoder against the plain step-wise runner and one causal pass",
             "processor FLOPs per step ∝ (|R| + k)² d_p per layer (spec §8); the paper reports no timing",
@@ -143,9 +157,11 @@ public sealed record BottleneckedTransformerResult(BottleneckedTransformerExperi
         claims.Saw($"In distribution (chains {idLengths}) the bottlenecked model gets {bId:P1} of chains fully right against vanilla's {vId:P1}; " +
             $"on longer chains ({oodLengths}) {bOod:P1} against {vOod:P1}; the final answer alone on longer chains: {bAns:P1} against {vAns:P1}.");
         claims.Saw($"The top-k picked the step's operand line in {p.OperandHitRate:P0} of steps, against {p.OperandHitChance:P0} for uniform positions.");
-        claims.Saw($"A linear probe reads a line's result from the last layer's cache entry of its newline with {p.ProbeBefore:P0} accuracy before the rewrite and {p.ProbeAfter:P0} " +
+        claims.Saw($"A linear probe reads a line's result from the last layer's cache entry of its newline " +
+            $"with {p.ProbeBefore:P0} accuracy before the rewrite and {p.ProbeAfter:P0} " +
             $"after it ({p.ProbeVanilla:P0} in the vanilla cache); the processor's RMS ΔK grew from {firstK:G2} to {lastK:G2}.");
-        claims.Saw($"Step-wise decoding with the processor ran at {full:N0} tokens/s, the same runner without it at {runner:N0}, one causal pass at {pass:N0}.");
+        claims.Saw($"Step-wise decoding with the processor ran at {full:N0} tokens/s, the same runner without it at {runner:N0}, " +
+            $"one causal pass at {pass:N0}.");
         return claims;
     }
 }

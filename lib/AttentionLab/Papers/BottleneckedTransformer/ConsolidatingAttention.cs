@@ -50,7 +50,8 @@ public sealed class ConsolidatingAttention : AttentionMixer
 
     protected override Tensor Mix(Tensor q, Tensor k, Tensor v, Tensor x) => bound is null ? base.Mix(q, k, v, x) : bound.AttendChunk(q, k, v);
 
-    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) => new ConsolidatingKvState(this, batch, Heads, KeyDim, ValueDim, dtype, device);
+    protected override MixerState CreateState(long batch, ScalarType dtype, Device device) => new ConsolidatingKvState(this, batch, Heads, KeyDim, ValueDim,
+        dtype, device);
 }
 
 /// <summary>
@@ -64,7 +65,8 @@ public sealed class ConsolidatingKvState : AttentionState
     Tensor keys, values;        // autograd-carrying, owned by this state
     Tensor mass;                // [B, T] Σ_{h,i} p_{h,i,j} since the last TakeStepMass (no grad)
 
-    internal ConsolidatingKvState(ConsolidatingAttention owner, long batch, long heads, long keyDim, long valueDim, ScalarType dtype, Device device) : base(owner)
+    internal ConsolidatingKvState(ConsolidatingAttention owner, long batch, long heads, long keyDim, long valueDim, ScalarType dtype, Device device)
+        : base(owner)
     {
         keys = torch.zeros(new[] { batch, 0, heads, keyDim }, dtype: dtype, device: device).DetachFromDisposeScope();
         values = torch.zeros(new[] { batch, 0, heads, valueDim }, dtype: dtype, device: device).DetachFromDisposeScope();
@@ -90,7 +92,8 @@ public sealed class ConsolidatingKvState : AttentionState
     {
         Guard.Qkv(q, k, v);
         if (k.size(0) != keys.size(0) || k.size(2) != keys.size(2) || k.size(3) != keys.size(3) || v.size(3) != values.size(3))
-            throw new ArgumentException($"k {Guard.ShapeText(k)}, v {Guard.ShapeText(v)} do not fit the cache {Guard.ShapeText(keys)}, {Guard.ShapeText(values)}.", nameof(k));
+            throw new ArgumentException($"k {Guard.ShapeText(k)}, v {Guard.ShapeText(v)} " +
+                $"do not fit the cache {Guard.ShapeText(keys)}, {Guard.ShapeText(values)}.", nameof(k));
         long t0 = Length, n = q.size(1);
         var allK = torch.cat(new[] { keys, k }, 1);                                       // [B, t₀+n, H, Dk]
         var allV = torch.cat(new[] { values, v }, 1);
@@ -131,8 +134,10 @@ public sealed class ConsolidatingKvState : AttentionState
         Guard.Rank(dV, 4, nameof(dV), "B, m, H, Dv");
         long b = keys.size(0), m = positions.size(1), h = keys.size(2);
         if (positions.size(0) != b) throw new ArgumentException($"positions {Guard.ShapeText(positions)} must have {b} rows.", nameof(positions));
-        if (!dK.shape.SequenceEqual(new[] { b, m, h, keys.size(3) })) throw new ArgumentException($"dK {Guard.ShapeText(dK)} must be [{b}, {m}, {h}, {keys.size(3)}].", nameof(dK));
-        if (!dV.shape.SequenceEqual(new[] { b, m, h, values.size(3) })) throw new ArgumentException($"dV {Guard.ShapeText(dV)} must be [{b}, {m}, {h}, {values.size(3)}].", nameof(dV));
+        if (!dK.shape.SequenceEqual(new[] { b, m, h,
+            keys.size(3) })) throw new ArgumentException($"dK {Guard.ShapeText(dK)} must be [{b}, {m}, {h}, {keys.size(3)}].", nameof(dK));
+        if (!dV.shape.SequenceEqual(new[] { b, m, h,
+            values.size(3) })) throw new ArgumentException($"dV {Guard.ShapeText(dV)} must be [{b}, {m}, {h}, {values.size(3)}].", nameof(dV));
         if (m == 0) return;
         if (Guard.ShouldReadValues(positions) && (positions.min().item<long>() < 0 || positions.max().item<long>() >= Length))
             throw new ArgumentException($"positions must lie in [0, {Length}).", nameof(positions));
@@ -147,8 +152,10 @@ public sealed class ConsolidatingKvState : AttentionState
     /// <summary>Replaces the cache with <paramref name="newKeys"/>, <paramref name="newValues"/> of the same shapes (the naive twin's rewrite).</summary>
     public void Replace(Tensor newKeys, Tensor newValues)
     {
-        if (!newKeys.shape.SequenceEqual(keys.shape)) throw new ArgumentException($"newKeys {Guard.ShapeText(newKeys)} must be {Guard.ShapeText(keys)}.", nameof(newKeys));
-        if (!newValues.shape.SequenceEqual(values.shape)) throw new ArgumentException($"newValues {Guard.ShapeText(newValues)} must be {Guard.ShapeText(values)}.", nameof(newValues));
+        if (!newKeys.shape.SequenceEqual(keys.shape)) throw new ArgumentException($"newKeys {Guard.ShapeText(newKeys)} must be {Guard.ShapeText(keys)}.",
+            nameof(newKeys));
+        if (!newValues.shape.SequenceEqual(values.shape))
+            throw new ArgumentException($"newValues {Guard.ShapeText(newValues)} must be {Guard.ShapeText(values)}.", nameof(newValues));
         var (k, v) = (newKeys.alias().DetachFromDisposeScope(), newValues.alias().DetachFromDisposeScope());
         keys.Dispose(); values.Dispose();
         (keys, values) = (k, v);

@@ -54,7 +54,8 @@ public sealed class LayeredStateBuffer : IDisposable
         if (!states.TryGetValue(layer, out var h))
             throw new InvalidOperationException($"source layer {layer} captured nothing: it must run before the reweaving layer.");
         if (h.size(0) != like.size(0) || h.size(1) != like.size(1))
-            throw new InvalidOperationException($"source layer {layer} holds states {Guard.ShapeText(h)} from another pass, not [{like.size(0)}, {like.size(1)}, …].");
+            throw new InvalidOperationException($"source layer {layer} holds states {Guard.ShapeText(h)} " +
+                $"from another pass, not [{like.size(0)}, {like.size(1)}, …].");
         return h;
     }
 

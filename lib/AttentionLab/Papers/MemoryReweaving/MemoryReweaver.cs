@@ -38,7 +38,8 @@ public sealed class MemoryReweaver : nn.Module
         if (sourceLayers.Length == 0) throw new ArgumentException("sourceLayers must name at least one layer.", nameof(sourceLayers));
         if (targetLayer < 0) throw new ArgumentException($"targetLayer must be ≥ 0, got {targetLayer}.", nameof(targetLayer));
         if (sourceLayers.Any(l => l < 0 || l > targetLayer))
-            throw new ArgumentException($"sourceLayers must lie in 0 … targetLayer = {targetLayer}, got [{string.Join(", ", sourceLayers)}].", nameof(sourceLayers));
+            throw new ArgumentException($"sourceLayers must lie in 0 … targetLayer = {targetLayer}, got [{string.Join(", ", sourceLayers)}].",
+                nameof(sourceLayers));
         (DModel, Heads, TargetLayer, SourceLayers) = (dModel, heads, targetLayer, sourceLayers.ToArray());
         wq = nn.Linear(dModel, dModel, hasBias: false);
         wk = new ModuleList<Linear>(sourceLayers.Select(_ => nn.Linear(dModel, dModel, hasBias: false)).ToArray());

@@ -94,7 +94,8 @@ public sealed class MemoryReweavingExperiment : IPaperExperiment<MemoryReweaving
                 return (new TinyGpt(config.Gpt(BackboneMlpRatio(config)), l => new MemoryReweavingMixer(config.DModel, config.Heads, config.Window, l)), null);
             case ReweaveName:
                 var buffer = new LayeredStateBuffer(config.SourceLayers, config.Capacity, config.Window);
-                return (new TinyGpt(config.Gpt(), l => new MemoryReweavingMixer(config.DModel, config.Heads, config.Window, l, buffer, config.TargetLayer)), buffer);
+                return (new TinyGpt(config.Gpt(), l => new MemoryReweavingMixer(config.DModel, config.Heads, config.Window, l, buffer, config.TargetLayer)),
+                    buffer);
             case FullName:
                 return (new TinyGpt(config.Gpt(BackboneMlpRatio(config))), null);
             default:
@@ -109,12 +110,14 @@ public sealed class MemoryReweavingExperiment : IPaperExperiment<MemoryReweaving
         ArgumentNullException.ThrowIfNull(device);
         if (config.Distances.Length == 0) throw new ArgumentException("Distances must not be empty.", nameof(config));
         if (config.SourceLayers.Any(l => l > config.TargetLayer) || config.TargetLayer >= config.Layers)
-            throw new ArgumentException($"source layers [{string.Join(", ", config.SourceLayers)}] must precede the target {config.TargetLayer} < L = {config.Layers}.",
+            throw new ArgumentException($"source layers [{string.Join(", ", config.SourceLayers)}] must precede " +
+                $"the target {config.TargetLayer} < L = {config.Layers}.",
                 nameof(config));
         var clock = new PhaseClock();
         var exactness = Exactness(device, config.Seed);
         clock.Lap("exactness");
-        progress?.Report($"[ours] exactness: read vs FIFO twin {Num.Sci(exactness.ReadMaxAbs)} (grads {Num.Sci(exactness.GradMaxAbs)}), gate closed vs backbone " +
+        progress?.Report($"[ours] exactness: read vs FIFO twin {Num.Sci(exactness.ReadMaxAbs)} (grads {Num.Sci(exactness.GradMaxAbs)}), " +
+            $"gate closed vs backbone " +
                          $"{Num.Sci(exactness.GateClosedMaxAbs)}, causality leak {Num.Sci(exactness.CausalityLeak)}  [{clock.Seconds:F1} s]");
         var rows = new List<RecallRow>();
         var losses = new Dictionary<string, IReadOnlyList<double>>();
@@ -157,7 +160,8 @@ public sealed class MemoryReweavingExperiment : IPaperExperiment<MemoryReweaving
         return new MemoryReweavingResult(config, exactness, rows, losses, lambdaTrace, heatmap!, overhead, clock.Seconds, clock.Phases);
     }
 
-    /// <summary>Accuracy over the F queries of <see cref="Config.EvalSequences"/> sequences at distance <paramref name="distance"/>, split by rare/frequent key.</summary>
+    /// <summary>Accuracy over the F queries of <see cref="Config.EvalSequences"/> sequences at distance <paramref name="distance"/>, split by rare/frequent
+    /// key.</summary>
     static RecallRow Evaluate(TinyGpt model, string name, Config config, int distance, Device device)
     {
         using var scope = NewDisposeScope();
@@ -205,7 +209,8 @@ public sealed class MemoryReweavingExperiment : IPaperExperiment<MemoryReweaving
         using var scope = NewDisposeScope();
         using var noGrad = torch.no_grad();
         using var batch = config.Task.Generate(1, 11, device: device);
-        var time = Benchmark.Time(() => { using var s = NewDisposeScope(); model.call(batch.Tokens); }, warmup: 1, repeats: config.TimingRepeats, device: device);
+        var time = Benchmark.Time(() => { using var s = NewDisposeScope(); model.call(batch.Tokens); }, warmup: 1, repeats: config.TimingRepeats,
+            device: device);
         long windowKv = config.Layers * 2L * config.Window * config.DModel * sizeof(float);       // each layer's window K and V
         long bytes = name switch
         {
@@ -259,7 +264,8 @@ public sealed class MemoryReweavingExperiment : IPaperExperiment<MemoryReweaving
             $"B = 2, T = {T}, H = 2, D = 5, Dv = 3, W = {W}, S = {S}, |𝓛| = 2");
     }
 
-    /// <summary>max |y_reweave − y_backbone| for a target-layer mixer with its gate closed and the backbone mixer with the same W_QKV, W_O (float64, d = 12, T = 19).</summary>
+    /// <summary>max |y_reweave − y_backbone| for a target-layer mixer with its gate closed and the backbone mixer with the same W_QKV, W_O (float64, d = 12, T
+    /// = 19).</summary>
     public static double GateClosedGap(Device device, int seed = 0)
     {
         using var scope = NewDisposeScope();

@@ -79,7 +79,8 @@ public static class MemoryReweavingOps
         {
             Guard.Qkv(q, keys[l], values[l]);
             if (keys[l].size(1) != q.size(1) || values[l].size(1) != q.size(1))
-                throw new ArgumentException($"layer {l}: keys {Guard.ShapeText(keys[l])} and values {Guard.ShapeText(values[l])} must have q's T = {q.size(1)}.",
+                throw new ArgumentException($"layer {l}: keys {Guard.ShapeText(keys[l])} and values {Guard.ShapeText(values[l])} " +
+                    $"must have q's T = {q.size(1)}.",
                     nameof(keys));
         }
     }

@@ -75,10 +75,12 @@ public sealed record MemoryReweavingResult(MemoryReweavingExperiment.Config Conf
         "λ = softmax(w_λ) during training", $"sample (every {Math.Max(1, Config.Steps / 25)} steps)", "λ");
 
     /// <summary>Mean accuracy of <paramref name="model"/> over the distances beyond the window.</summary>
-    public double BeyondWindow(string model) => Rows.Where(r => r.Model == model && r.BeyondWindow).Select(r => r.Accuracy).DefaultIfEmpty(double.NaN).Average();
+    public double BeyondWindow(string model) => Rows.Where(r => r.Model == model && r.BeyondWindow).Select(r => r.Accuracy).DefaultIfEmpty(double.NaN)
+        .Average();
 
     /// <summary>Mean rare-key accuracy of <paramref name="model"/> beyond the window.</summary>
-    public double BeyondWindowRare(string model) => Rows.Where(r => r.Model == model && r.BeyondWindow).Select(r => r.RareAccuracy).DefaultIfEmpty(double.NaN).Average();
+    public double BeyondWindowRare(string model) => Rows.Where(r => r.Model == model && r.BeyondWindow).Select(r => r.RareAccuracy).DefaultIfEmpty(double.NaN)
+        .Average();
 
     /// <summary>Accuracy some model must reach at some distance before the recall claim can be judged (50 %; chance is 1/Values).</summary>
     public const double LearnedThreshold = 0.5;
@@ -97,7 +99,8 @@ public sealed record MemoryReweavingResult(MemoryReweavingExperiment.Config Conf
         var claims = new ClaimSet(MemoryReweavingExperiment.Paper.Number, Config.Size);
         var e = Exactness;
         const string ours = "[ours] operationalisation (spec §2)";
-        claims.Exactness("read-equals-naive", $"{ours}: the masked reconstruct read equals its FIFO-queue token loop (outputs and gradients of q, k^ℓ, v^ℓ, w_λ, float64)",
+        claims.Exactness("read-equals-naive",
+            $"{ours}: the masked reconstruct read equals its FIFO-queue token loop (outputs and gradients of q, k^ℓ, v^ℓ, w_λ, float64)",
             $"max |Δ| {Num.Sci(e.ReadMaxAbs)}, gradients {Num.Sci(e.GradMaxAbs)} ({e.Shapes})", $"≤ {Num.Sci(TwinTolerance, 0)}",
             e.ReadMaxAbs <= TwinTolerance && e.GradMaxAbs <= TwinTolerance, paperFigure: "— (no equations in the paper)");
         claims.Exactness("gate-closed-is-backbone", $"{ours}: with the gate closed the reweaving layer is its SWA backbone",
@@ -106,7 +109,8 @@ public sealed record MemoryReweavingResult(MemoryReweavingExperiment.Config Conf
         claims.Exactness("causality", $"{ours}: changing token s changes no output before s (only past tokens enter the buffer)",
             $"max |Δ| before s {Num.Sci(e.CausalityLeak)}; after s + W {Num.Sci(e.CausalityReach)}", "leak = 0 and reach > 0 (spec §6)",
             e.CausalityLeak == 0 && e.CausalityReach > 0, paperFigure: "— (no equations in the paper)");
-        claims.Exactness("buffer-capacity-order", $"{ours}: each query's buffer holds at most S states, exactly the FIFO queue's (entered as they leave the window)",
+        claims.Exactness("buffer-capacity-order",
+            $"{ours}: each query's buffer holds at most S states, exactly the FIFO queue's (entered as they leave the window)",
             $"{e.MaskMismatches} mismatches, {e.RowsOverCapacity} rows over capacity", "0 and 0 (spec §6)",
             e.MaskMismatches == 0 && e.RowsOverCapacity == 0, paperFigure: "— (no equations in the paper)");
 
@@ -143,7 +147,8 @@ public sealed record MemoryReweavingResult(MemoryReweavingExperiment.Config Conf
             deviation: $"\"acceptable\" read as ≤ {OverheadRatio}× the backbone's step time");
         long fullKv = Config.Layers * 2L * Config.Task.Length * Config.DModel * sizeof(float);
         claims.Reported("state-bytes", "bytes held to decode one sequence (float32, formula): window K/V of every layer + S·|𝓛|·d buffer (spec §8)",
-            "buffer memory S·|𝓛|·d (spec §8)", $"reweaving {cr.StateBytes:N0} B, backbone {cb.StateBytes:N0} B, full attention's KV at T = {Config.Task.Length}: {fullKv:N0} B",
+            "buffer memory S·|𝓛|·d (spec §8)",
+                $"reweaving {cr.StateBytes:N0} B, backbone {cb.StateBytes:N0} B, full attention's KV at T = {Config.Task.Length}: {fullKv:N0} B",
             "reweaving ≤ full attention's KV cache at the task length", cr.StateBytes <= fullKv);
 
         claims.Saw($"Beyond the window (distances {string.Join(", ", beyond)}) the reweaving model recalls {r:P0} of the facts and the SWA backbone {b:P0}, " +
