@@ -3,6 +3,7 @@ using AttentionLab.Models;
 using AttentionLab.Papers.Hcam;
 using AttentionLab.Papers.MemoryReweaving;
 using AttentionLab.Papers.Miras;
+using AttentionLab.Papers.SynapticResonance;
 using AttentionLab.Papers.Titans;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -119,15 +120,24 @@ public static class MemoryAtlasMixers
 
     static LayeredStateBuffer ReweavingBuffer(MemoryShape s) => new([1], Math.Max(1, s.SeqLen - s.Window), s.Window);
 
+    /// <summary>
+    /// P40 Synaptic Resonance [ours]: sliding-window attention over n keys plus a gated fast-weight memory read before its
+    /// update. No decode form, so its state is counted (<see cref="SynapticResonanceLayer.StateBytes"/>: the window's keys and
+    /// values, the fast weights S and the context trace).
+    /// </summary>
+    public static MemoryMixer SynapticResonance { get; } = new("Synaptic Resonance [ours]", "Synaptic Resonance", MemoryRole.Memory,
+        s => new SynapticResonanceLayer(s.DModel, s.Heads, s.Window),
+        CountedStateBytes: s => SynapticResonanceLayer.StateBytes(s.DModel, s.Heads, s.Window, resonance: true));
+
     /// <summary>The smoke set: the four baselines and one point per memory model.</summary>
     public static IReadOnlyList<MemoryMixer> Smoke { get; } = new[]
     {
         Softmax, SlidingWindow, Linear, GatedLinear,
         TitansLmm, Titans(TitansExperiment.MagName), Titans(TitansExperiment.MalName), Titans(TitansExperiment.MacName),
         Miras(MirasExperiment.MonetaName), Miras(MirasExperiment.YaadName), Miras(MirasExperiment.MemoraName),
-        Hcam(), MemoryReweaving,
+        Hcam(), MemoryReweaving, SynapticResonance,
         // P48 (Bottlenecked Transformer) is not a mixer of one layer: its cache processor rewrites every layer's cache at step
-        // boundaries (its own notebook measures it); P40 (Synaptic Resonance) joins here
+        // boundaries (its own notebook measures it)
     };
 
     /// <summary>The full set: the smoke set plus Miras's ℓ2 baseline.</summary>
