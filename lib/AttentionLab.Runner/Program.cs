@@ -36,7 +36,8 @@ public static class Program
         {
             size, filter, jobs, notebooks, outDir, repoRoot, cellTimeout, notebookTimeout, shard,
         };
-        var shardDirs = new Argument<DirectoryInfo[]>("shards") { Description = "the shards' output folders (each with run.json)", Arity = ArgumentArity.OneOrMore };
+        var shardDirs = new Argument<DirectoryInfo[]>("shards") { Description = "the shards' output folders (each with run.json)",
+            Arity = ArgumentArity.OneOrMore };
         var mergeSize = new Option<string>("--size") { Description = "the size the shards ran at", DefaultValueFactory = _ => RunOptions.Smoke };
         mergeSize.AcceptOnlyFromAmong(RunOptions.Smoke, RunOptions.Full);
         var mergeOut = new Option<DirectoryInfo?>("--out") { Description = "the merged output folder [default: <repo>/artifacts]" };

@@ -74,7 +74,8 @@ public static class RunMerge
             throw new ArgumentException($"the shards come from different commits ({string.Join(", ", commits)}); merge runs of one commit.", nameof(shardDirs));
         var sizes = manifests.Select(m => m.Manifest.Run.Size).Distinct().ToList();
         if (sizes.Count > 1 || sizes[0] != options.Size)
-            throw new ArgumentException($"the shards ran at size {string.Join(", ", sizes)}, the merge is at {options.Size}; use --size to match.", nameof(shardDirs));
+            throw new ArgumentException($"the shards ran at size {string.Join(", ", sizes)}, the merge is at {options.Size}; use --size to match.",
+                nameof(shardDirs));
         var twice = manifests.SelectMany(m => m.Manifest.Results.Select(r => (r.Notebook, m.Dir))).GroupBy(x => x.Notebook).FirstOrDefault(g => g.Count() > 1);
         if (twice is not null)
             throw new ArgumentException($"{twice.Key} is in more than one shard ({string.Join(", ", twice.Select(x => x.Dir))}).", nameof(shardDirs));
