@@ -14,7 +14,7 @@ public sealed record SinkLoraBaseRecipe(TinyGptConfig Model, SegmentRecallLm Tas
 {
     /// <summary>The recipe a config's pretraining follows.</summary>
     public static SinkLoraBaseRecipe From(SinkLoraExperiment.Config c) =>
-        new(c.BaseModel, c.Task, c.PretrainSteps, c.PretrainBatch, c.PretrainLr, c.Seed);
+        new(c.BaseModel, c.Task, c.CheckpointSteps, c.PretrainBatch, c.PretrainLr, c.Seed);
 }
 
 /// <summary>

@@ -118,7 +118,7 @@ public sealed record SinkLoraResult(SinkLoraExperiment.Config Config, SinkLoraEx
             claims.Claim("recovered-fraction", "SF-Attn recovers more of full-attention fine-tuning's perplexity improvement than LongLoRA's S2-Attn",
                 "S2-Attn 39 %, SF-Attn 92 % of the full-attention improvement (Llama-2-7B, paper; spec §7)", rText,
                 "R_S2 < R_SF ≤ 1, R_X = (ppl_none − ppl_X)/(ppl_none − ppl_full), seed 0 (spec §7)", rRoll < rSf && rSf <= 1, asserted: false,
-                note: "not asserted: one seed at toy size, 100 steps per variant; the fractions move across seeds by more than their gap (docs/decisions.md)");
+                note: $"not asserted: one seed at toy size, {Config.FtSteps} steps per variant; the spread of R across seeds was not measured (docs/decisions.md)");
         else
             claims.NotShown("recovered-fraction", "SF-Attn recovers more of full-attention fine-tuning's perplexity improvement than LongLoRA's S2-Attn",
                 "S2-Attn 39 %, SF-Attn 92 % of the full-attention improvement (Llama-2-7B, paper; spec §7)", rText,
