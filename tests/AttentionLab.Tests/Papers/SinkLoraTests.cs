@@ -138,7 +138,7 @@ public class SinkLoraTests
         var task = new SegmentRecallLm(VocabSize: 32, SegmentLength: 8, RepeatProbability: 1.0);
         using var a = task.Generate(3, 40, seed: 5);
         using var b = task.Generate(3, 40, seed: 5);
-        Assert.True(a.Tokens.equal(b.Tokens).item<bool>());
+        Assert.Equal(a.Tokens.data<long>().ToArray(), b.Tokens.data<long>().ToArray());
         var row = a.Tokens[0].data<long>().ToArray();
         var labels = a.Labels[0].data<long>().ToArray();
         Assert.Equal(row.Skip(1), labels.Take(39));
@@ -152,7 +152,7 @@ public class SinkLoraTests
     [Fact]
     public void BadInputIsRefusedByName()
     {
-        Assert.Equal("groupSize", Assert.Throws<ArgumentException>(() => new SinkFixedAttention(16, 4, 0)).ParamName);
+        Assert.Equal("groupSize", Assert.ThrowsAny<ArgumentException>(() => new SinkFixedAttention(16, 4, 0)).ParamName);
         Assert.Equal("sinks", Assert.Throws<ArgumentException>(() => new SinkFixedAttention(16, 4, 4, -1)).ParamName);
         Assert.Equal("positions", Assert.Throws<ArgumentException>(() => new ShiftedSparseAttention(16, 4, 4, S2Mode.NoWrap, PositionKind.Alibi)).ParamName);
         Assert.Equal("mode", Assert.Throws<ArgumentException>(() => new ShiftedSparseAttention(16, 4, 4, (S2Mode)7)).ParamName);
