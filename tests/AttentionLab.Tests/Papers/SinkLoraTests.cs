@@ -40,7 +40,7 @@ public class SinkLoraTests
             using var v = torch.randn(shape.B, shape.T, shape.H, shape.Dv, dtype: float64);
             var e1 = Assert.Throws<ArgumentException>(() => SinkLoraChecks.Core(bad, q, q, v));
             Assert.Contains("multiple of the group size", e1.Message);
-            var e2 = Assert.Throws<ArgumentException>(() => SinkLoraChecks.Naive(bad, q, q, v));
+            var e2 = Assert.Throws<ArgumentException>(() => SinkLoraNaive.ForMixer(bad, q, q, v));
             Assert.Contains("multiple of the group size", e2.Message);
             sizes.Add(shape.T);
         }
@@ -53,7 +53,7 @@ public class SinkLoraTests
                 torch.randn(new long[] { s.B, s.T, s.H, s.D }, generator: gen, dtype: float64).to(dtype),
                 torch.randn(new long[] { s.B, s.T, s.H, s.D }, generator: gen, dtype: float64).to(dtype),
                 torch.randn(new long[] { s.B, s.T, s.H, s.Dv }, generator: gen, dtype: float64).to(dtype),
-            ], new Form("loop twin", x => new FormOutput(SinkLoraChecks.Naive(mixer, x[0], x[1], x[2]))),
+            ], new Form("loop twin", x => new FormOutput(SinkLoraNaive.ForMixer(mixer, x[0], x[1], x[2]))),
             [new Form($"{form} masked mixer (G {g})", x => new FormOutput(SinkLoraChecks.Core(mixer, x[0], x[1], x[2])))]);
             mixer.Dispose();
         }
@@ -74,7 +74,7 @@ public class SinkLoraTests
         var k = torch.randn(new long[] { 2, 12, 4, 4 }, generator: gen, dtype: float64);
         var v = torch.randn(new long[] { 2, 12, 4, 4 }, generator: gen, dtype: float64);
         var pos = torch.arange(12);
-        var twin = SinkLoraChecks.Naive(mixer, Positions.Rope(q, pos, 10000, 0.25), Positions.Rope(k, pos, 10000, 0.25), v);
+        var twin = SinkLoraNaive.ForMixer(mixer, Positions.Rope(q, pos, 10000, 0.25), Positions.Rope(k, pos, 10000, 0.25), v);
         Assert.True((SinkLoraChecks.Core(mixer, q, k, v) - twin).abs().max().item<double>() <= 1e-12);
     }
 

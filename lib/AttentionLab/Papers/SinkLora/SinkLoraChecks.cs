@@ -20,14 +20,6 @@ public static class SinkLoraChecks
             _ => new SinkFixedAttention(dModel, heads, groupSize, sinks, positions, ropeScale: ropeScale, keyDim: keyDim, valueDim: valueDim),
         };
 
-    /// <summary>The loop twin of <paramref name="mixer"/> on positioned q, k, v.</summary>
-    public static Tensor Naive(GroupAttention mixer, Tensor q, Tensor k, Tensor v) => mixer switch
-    {
-        ShiftedSparseAttention s => SinkLoraNaive.ShiftedSparse(q, k, v, s.GroupSize, s.Mode),
-        SinkFixedAttention f => SinkLoraNaive.SinkFixed(q, k, v, f.GroupSize, f.Sinks),
-        _ => throw new ArgumentException($"no twin for {mixer.GetType().Name}.", nameof(mixer)),
-    };
-
     /// <summary>The mixer's attention core (masked, through its Scores) on q, k, v at positions 0 … T−1: z [B, T, H, Dv].</summary>
     public static Tensor Core(GroupAttention mixer, Tensor q, Tensor k, Tensor v)
     {
@@ -48,7 +40,7 @@ public static class SinkLoraChecks
         var w = torch.randn(new long[] { batch, t, h, dv }, generator: gen, dtype: float64);
         var fast = Core(mixer, q, k, v);
         var gf = torch.autograd.grad(new[] { (fast * w).sum() }, new[] { q, k, v });
-        var slow = Naive(mixer, q, k, v);
+        var slow = SinkLoraNaive.ForMixer(mixer, q, k, v);
         var gs = torch.autograd.grad(new[] { (slow * w).sum() }, new[] { q, k, v });
         double gap = (fast - slow).abs().max().item<double>();
         for (int i = 0; i < 3; i++) gap = Math.Max(gap, (gf[i] - gs[i]).abs().max().item<double>());

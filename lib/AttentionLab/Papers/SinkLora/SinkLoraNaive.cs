@@ -13,6 +13,14 @@ namespace AttentionLab.Papers.SinkLora;
 /// </summary>
 public static class SinkLoraNaive
 {
+    /// <summary>The loop twin of <paramref name="mixer"/> (its group size, mode or sinks) on positioned q, k, v.</summary>
+    public static Tensor ForMixer(GroupAttention mixer, Tensor q, Tensor k, Tensor v) => mixer switch
+    {
+        ShiftedSparseAttention s => ShiftedSparse(q, k, v, s.GroupSize, s.Mode),
+        SinkFixedAttention f => SinkFixed(q, k, v, f.GroupSize, f.Sinks),
+        _ => throw new ArgumentException($"no twin for {mixer?.GetType().Name ?? "null"}.", nameof(mixer)),
+    };
+
     /// <summary>S2-Attn by loops (<paramref name="mode"/>: roll with wrap, or no-wrap blocks).</summary>
     public static Tensor ShiftedSparse(Tensor q, Tensor k, Tensor v, int groupSize, S2Mode mode)
     {
