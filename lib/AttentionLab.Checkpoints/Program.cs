@@ -2,14 +2,15 @@ using AttentionLab.Checkpoints;
 using TorchSharp;
 
 // Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release --
-//            induction|delta|freeswim|landmark|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]
+//            induction|delta|freeswim|landmark|hcam <local|full|hcam>|rcmha <mha|mdha|rmha|rcmha> [--steps N] [--seed S] [--dry-run]
 torch.set_num_threads(1);
 string? recipe = args.Length == 0 ? null
     : args[0] is "delta" or DeltaRecipe.Name ? "delta"
     : args[0] is "induction" or InductionRecipe.Name ? "induction"
     : args[0] is "freeswim" or FreeSwimRecipe.Name ? "freeswim"
     : args[0] is "landmark" or LandmarkRecipe.Name ? "landmark"
-    : args[0] is HcamRecipe.Name && args.Length > 1 ? "hcam" : null;
+    : args[0] is HcamRecipe.Name && args.Length > 1 ? "hcam"
+    : args[0] is RcmhaRecipe.Name && args.Length > 1 ? "rcmha" : null;
 if (recipe is null)
 {
     Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]   " +
@@ -24,16 +25,18 @@ int steps = Option("--steps", recipe switch
     "freeswim" => AttentionLab.Papers.FreeSwim.FreeSwimCheckpoint.Steps,
     "landmark" => LandmarkRecipe.DefaultSteps,
     "hcam" => HcamRecipe.DefaultSteps,
+    "rcmha" => RcmhaRecipe.DefaultSteps,
     _ => InductionRecipe.DefaultSteps,
 });
 int seed = Option("--seed", 0);
 bool save = !args.Contains("--dry-run");
-string command = recipe == "hcam" ? "" : $"dotnet run --project lib/AttentionLab.Checkpoints -c Release -- {recipe} --steps {steps} --seed {seed}";
+string command = recipe is "hcam" or "rcmha" ? "" : $"dotnet run --project lib/AttentionLab.Checkpoints -c Release -- {recipe} --steps {steps} --seed {seed}";
 return recipe switch
 {
     "delta" => DeltaRecipe.Run(steps, seed, save, command),
     "freeswim" => FreeSwimRecipe.Run(steps, seed, save, command),
     "landmark" => LandmarkRecipe.Run(steps, seed, save, command),
     "hcam" => HcamRecipe.Run(args[1], steps, seed, save, Option("--evals", 6)),
+    "rcmha" => RcmhaRecipe.Run(args[1], steps, seed, save, Option("--evals", 4)),
     _ => InductionRecipe.Run(steps, seed, save, command),
 };
