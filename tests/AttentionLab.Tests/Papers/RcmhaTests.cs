@@ -241,7 +241,8 @@ public class RcmhaTests(ITestOutputHelper output)
         Assert.All(result.Runs, r => Assert.False(r.TrainedHere, $"{r.Variant}: {r.Source}"));   // the shipped checkpoints load
         Assert.NotNull(result.Profile);
         Assert.Equal(3, result.Kernels.Count);
-        Assert.All(result.Evals, e => Assert.InRange(e.Accuracy, 0.3, 1.0));                       // trained: far above the 1/76 of chance
+        Assert.All(result.Evals.Where(e => e.Length == config.SeqLen), e => Assert.InRange(e.Accuracy, 0.3, 1.0));   // trained: far above 1/76
+        Assert.All(result.Evals, e => Assert.InRange(e.Accuracy, 0.1, 1.0));
     }
 
     static RcmhaResult HandMade(double rcAtT, double rcAt2T, double shiftGap = 1e-15, bool fallback = false, double rcPeak = 10)

@@ -26,7 +26,7 @@ public sealed record RcmhaVariant(string Name, bool Conv, bool Relative)
 }
 
 /// <summary>
-/// RCMHA (Sugiarto et al. 2023) and its three ablations on the <see cref="AttentionMixer"/> base: a causal depthwise convolution on
+/// RCMHA (Sugiharto, Aradea and Mubarok 2023) and its three ablations on the <see cref="AttentionMixer"/> base: a causal depthwise convolution on
 /// Q, K and V (<see cref="CausalDepthwiseConv"/>, kernel w, left-padded by w − 1) and Transformer-XL relative scores
 /// (<see cref="RelativeScores"/>; override of <see cref="Scores"/>). conv = relative = false is plain position-free MHA.
 /// </summary>
