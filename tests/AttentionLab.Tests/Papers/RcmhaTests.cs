@@ -245,6 +245,43 @@ public class RcmhaTests(ITestOutputHelper output)
         Assert.All(result.Evals, e => Assert.InRange(e.Accuracy, 0.1, 1.0));
     }
 
+    /// <summary>The four shipped files are in the manifest with the smoke config and the recipe's command, and data/README.md lists them.</summary>
+    [Fact]
+    public void ShippedCheckpointsMatchTheSmokeConfig()
+    {
+        var store = AttentionLab.Train.CheckpointStore.Default();
+        string readme = File.ReadAllText(Path.Combine(RepositoryData.Folder(), "README.md"));
+        foreach (var variant in RcmhaVariant.All)
+        {
+            var entry = store.Find(RcmhaCheckpoint.Name(variant));
+            Assert.NotNull(entry);
+            Assert.Contains($"`{entry!.Sha256}`", readme);
+            Assert.Contains($"`{entry.Command}`", readme);
+            Assert.Equal(RcmhaExperiment.Config.CheckpointSteps, entry.Steps);
+            Assert.Equal(RcmhaCheckpoint.Command(variant, RcmhaExperiment.Config.CheckpointSteps), entry.Command);
+            using var loaded = RcmhaCheckpoint.Load(variant, RcmhaExperiment.Config.Smoke).Model;
+            Assert.Equal(variant.ModelPositions, loaded.Config.Positions);
+        }
+        Assert.Throws<ArgumentException>(() => RcmhaCheckpoint.Load(RcmhaVariant.Rcmha, RcmhaExperiment.Config.Smoke with { Kernel = 4 }));
+    }
+
+    /// <summary>A config the checkpoints were not made for trains briefly here, says so, and asserts nothing it cannot decide.</summary>
+    [Fact]
+    public void AMismatchedConfigFallsBackToBriefTraining()
+    {
+        var config = RcmhaExperiment.Config.Smoke with
+        {
+            SeqLen = 16, EvalLengths = [16, 32], BatchSize = 2, EvalWindows = 2, EvalBatch = 2, FallbackSteps = 2, TimingBatch = 2,
+            TimingRepeats = 1, MemoryLengths = [16],
+        };
+        var result = RcmhaExperiment.Run(config, torch.CPU, new InlineProgress<string>(output.WriteLine));
+        Assert.All(result.Runs, r => Assert.True(r.TrainedHere && r.Source.Contains("fallback"), r.Source));
+        Assert.All(result.Runs, r => Assert.Equal(2, r.TrainLoss.Count));
+        var claims = result.Claims();
+        Assert.Empty(claims.Failures);
+        Assert.False(claims["beyond-train-length"].Asserted);
+    }
+
     static RcmhaResult HandMade(double rcAtT, double rcAt2T, double shiftGap = 1e-15, bool fallback = false, double rcPeak = 10)
     {
         var config = RcmhaExperiment.Config.Smoke;
