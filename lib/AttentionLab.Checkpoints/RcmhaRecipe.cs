@@ -20,7 +20,10 @@ public static class RcmhaRecipe
     /// <summary>The config the checkpoints are trained with (the smoke preset with <paramref name="steps"/> and <paramref name="seed"/>).</summary>
     public static RcmhaExperiment.Config Config(int steps, int seed) => RcmhaExperiment.Config.Smoke with { Steps = steps, Seed = seed };
 
-    /// <summary>Trains the variant whose key is <paramref name="key"/>, printing validation accuracy at T and 2T, and saves it unless <paramref name="save"/> is false.</summary>
+    /// <summary>
+    /// Trains the variant whose key is <paramref name="key"/>, printing validation accuracy at T and 2T, and saves it unless
+    /// <paramref name="save"/> is false.
+    /// </summary>
     public static int Run(string key, int steps, int seed, bool save, int evals = 4)
     {
         var variant = RcmhaCheckpoint.FromKey(key);

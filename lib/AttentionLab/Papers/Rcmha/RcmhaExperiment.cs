@@ -119,7 +119,10 @@ public sealed class RcmhaExperiment : IPaperExperiment<RcmhaExperiment.Config, R
         }, options, progress, evaluate);
     }
 
-    /// <summary>Validation loss (nats/char) and next-character accuracy over every position of <paramref name="windows"/> windows of <paramref name="length"/>.</summary>
+    /// <summary>
+    /// Validation loss (nats/char) and next-character accuracy over every position of <paramref name="windows"/> windows of
+    /// <paramref name="length"/>.
+    /// </summary>
     public static (double Loss, double Accuracy) Evaluate(TinyGpt model, int length, int windows, int batch, Device device)
     {
         ArgumentNullException.ThrowIfNull(model);
@@ -171,7 +174,8 @@ public sealed class RcmhaExperiment : IPaperExperiment<RcmhaExperiment.Config, R
                 built = Build(variant, config, config.Seed);
                 built.to(device);
                 if (config.FromCheckpoints) progress?.Report($"  {variant.Name}: no usable checkpoint ({why}); training {steps} steps here");
-                var history = Train(built, config, steps, device, progress is null ? null : new InlineProgress<TrainProgress>(p => progress.Report($"  {variant.Name}: {p}")));
+                var report = progress is null ? null : new InlineProgress<TrainProgress>(p => progress.Report($"  {variant.Name}: {p}"));
+                var history = Train(built, config, steps, device, report);
                 losses = history.Losses;
                 msPerStep = history.Elapsed.TotalMilliseconds / Math.Max(1, steps);
                 source = $"trained here ({steps} steps, seed {config.Seed}, final train loss {history.Losses[^1]:G3})" +
@@ -182,16 +186,23 @@ public sealed class RcmhaExperiment : IPaperExperiment<RcmhaExperiment.Config, R
             var reads = config.EvalLengths.Select(t => (Length: t, Read: Evaluate(model, t, config.EvalWindows, config.EvalBatch, device))).ToList();
             foreach (var (t, r) in reads) rows.Add(new RcmhaEval(variant.Name, t, t / (double)config.SeqLen, r.Loss, r.Accuracy));
             progress?.Report($"{variant.Name} ({model.ParameterCount:N0} parameters, {source}): " +
-                             string.Join(", ", reads.Select(r => $"T {r.Length} acc {r.Read.Accuracy:P1} loss {r.Read.Loss:F3}")) + $"  [{clock.Seconds:F1} s]");
+                             string.Join(", ", reads.Select(r => $"T {r.Length} acc {r.Read.Accuracy:P1} loss {r.Read.Loss:F3}")) +
+                             $"  [{clock.Seconds:F1} s]");
             var first = (RcmhaAttention)model.Blocks[0].Mixer;
-            if (variant == RcmhaVariant.Rcmha || (profile is null && variant.Relative && config.Variants.All(v => v != RcmhaVariant.Rcmha)))
-                profile = Matrix(first.BiasProfile(Math.Min(64, config.SeqLen)));
-            if (first.Convs is { } convs && (variant == RcmhaVariant.Rcmha || kernels.Count == 0))
+            using (NewDisposeScope())
             {
-                kernels.RemoveAll(_ => true);
-                foreach (var (name, conv) in new[] { ("Q", convs.Q), ("K", convs.K), ("V", convs.V) })
-                    kernels.Add(new RcmhaKernel(variant.Name, name, conv.Weight.detach().squeeze(1).mean(new long[] { 0 }).to(float64).cpu().data<double>().ToArray(),
-                        conv.Weight.detach().squeeze(1).abs().mean(new long[] { 0 }).to(float64).cpu().data<double>().ToArray()));
+                if (variant == RcmhaVariant.Rcmha || (profile is null && variant.Relative && config.Variants.All(v => v != RcmhaVariant.Rcmha)))
+                    profile = Matrix(first.BiasProfile(Math.Min(64, config.SeqLen)));
+                if (first.Convs is { } convs && (variant == RcmhaVariant.Rcmha || kernels.Count == 0))
+                {
+                    kernels.RemoveAll(_ => true);
+                    foreach (var (name, conv) in new[] { ("Q", convs.Q), ("K", convs.K), ("V", convs.V) })
+                    {
+                        var taps = conv.Weight.detach().squeeze(1).to(float64).cpu();                     // [C, w]
+                        kernels.Add(new RcmhaKernel(variant.Name, name, taps.mean(new long[] { 0 }).data<double>().ToArray(),
+                            taps.abs().mean(new long[] { 0 }).data<double>().ToArray()));
+                    }
+                }
             }
             var (timing, peaks) = Cost(model, config, device);
             runs.Add(new RcmhaRun(variant.Name, model.ParameterCount, source, !source.StartsWith("checkpoint", StringComparison.Ordinal), losses,

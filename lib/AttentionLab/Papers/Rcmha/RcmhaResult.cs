@@ -65,7 +65,8 @@ public sealed record RcmhaResult(RcmhaExperiment.Config Config, RcmhaExactness E
             columns.Add(new DoubleDataFrameColumn($"loss@{t}", Runs.Select(r => Math.Round(Eval(r.Variant, t).Loss, 4))));
         columns.Add(new DoubleDataFrameColumn("ms/step", Runs.Select(r => Math.Round(r.StepMs, 1))));
         foreach (int t in Config.MemoryLengths)
-            columns.Add(new DoubleDataFrameColumn($"peak MiB@{t}", Runs.Select(r => r.Peaks.FirstOrDefault(p => p.Length == t)?.PeakMiB is { } m ? Math.Round(m, 1) : (double?)null)));
+            columns.Add(new DoubleDataFrameColumn($"peak MiB@{t}",
+                Runs.Select(r => r.Peaks.FirstOrDefault(p => p.Length == t)?.PeakMiB is { } m ? Math.Round(m, 1) : (double?)null)));
         columns.Add(new StringDataFrameColumn("weights", Runs.Select(r => r.Source)));
         return new DataFrame(columns);
     }
@@ -104,7 +105,8 @@ public sealed record RcmhaResult(RcmhaExperiment.Config Config, RcmhaExactness E
         var ex = Exactness;
         string twin = $"≤ {Num.Sci(RcmhaExactness.TwinTolerance, 0)} (float64, scores and the gradients of q, k, u, v, p)";
         claims.Exactness("shift-equals-loop", "Transformer-XL's relative shift places (q_i + v)·W_R r_{i−j} at (i, j) exactly as an explicit (i, j) loop",
-            $"max |Δ| {Num.Sci(ex.ShiftGap)} (B 2, T 9 and 1, H 2, D 5 and 3)", twin + "; spec §6: shift = gather to 1e-6", ex.ShiftGap <= RcmhaExactness.TwinTolerance);
+            $"max |Δ| {Num.Sci(ex.ShiftGap)} (B 2, T 9 and 1, H 2, D 5 and 3)", twin + "; spec §6: shift = gather to 1e-6",
+            ex.ShiftGap <= RcmhaExactness.TwinTolerance);
         claims.Exactness("gather-equals-loop", "the gather form (column i − j of (q + v)·pᵀ) equals the loop", $"max |Δ| {Num.Sci(ex.GatherGap)}", twin,
             ex.GatherGap <= RcmhaExactness.TwinTolerance);
         claims.Exactness("causal-mask-exact", "scores are exactly −∞ for every j > i and finite for every j ≤ i (shift, gather and loop)",
@@ -160,7 +162,8 @@ public sealed record RcmhaResult(RcmhaExperiment.Config Config, RcmhaExactness E
             double gapT = atT.Accuracy - Eval(mha.Variant, t).Accuracy, gap2 = rc2.Accuracy - mha2.Accuracy;
             claims.Reported("clearest-beyond-length", "RCMHA's lead over MHA is larger beyond the training length than at it",
                 "— (spec §7's toy analogue: 'most clearly beyond the training length')",
-                $"RCMHA − MHA accuracy: {gapT:+0.0000;-0.0000} at T, {gap2:+0.0000;-0.0000} at 2T", "gap(2T) > gap(T) [ours: spec §7 gives no threshold]", gap2 > gapT);
+                $"RCMHA − MHA accuracy: {gapT:+0.0000;-0.0000} at T, {gap2:+0.0000;-0.0000} at 2T",
+                "gap(2T) > gap(T) [ours: spec §7 gives no threshold]", gap2 > gapT);
         }
         int longest = Config.EvalLengths.Max();
         if (longest > t)
@@ -177,7 +180,8 @@ public sealed record RcmhaResult(RcmhaExperiment.Config Config, RcmhaExactness E
         string Peak(RcmhaRun r) => r.Peaks.FirstOrDefault(p => p.Length == memT)?.PeakMiB is { } m ? $"{m:F1} MiB" : "n/a";
         claims.NotShown("memory-saving", "RCMHA needs less memory than RMHA",
             "2.98 GB for RCMHA vs 3.5 GB for RMHA (paper abstract, whose memory sentence is garbled; the spec's reading)",
-            rmha is null ? "—" : $"peak process memory growth of one training step at T = {memT}, batch {Config.TimingBatch}: RCMHA {Peak(rc)}, RMHA {Peak(rmha)}; " +
+            rmha is null ? "—" : $"peak process memory growth of one training step at T = {memT}, batch {Config.TimingBatch}: " +
+                $"RCMHA {Peak(rc)}, RMHA {Peak(rmha)}; " +
                 string.Join(", ", Runs.Select(r => $"{r.Variant} {Peak(r)}")),
             "RCMHA < RMHA in GB at the paper's model size",
             "memory differences at toy size are an implementation fact, not the method's: they come from which activations autograd keeps in this " +
@@ -190,7 +194,8 @@ public sealed record RcmhaResult(RcmhaExperiment.Config Config, RcmhaExactness E
                 "RMHA and RCMHA ≥ MHA (timing on a shared CPU: reported)", rmha.StepMs >= (mha?.StepMs ?? 0) && rc.StepMs >= (mha?.StepMs ?? 0));
 
         claims.Saw("Weights: " + string.Join("; ", Runs.Select(r => $"{r.Variant} {r.Source}")) + ".");
-        claims.Saw($"At the training length T = {t}, next-character accuracy was " + string.Join(", ", Runs.Select(r => $"{r.Variant} {Eval(r.Variant, t).Accuracy:P1}")) + ".");
+        claims.Saw($"At the training length T = {t}, next-character accuracy was " +
+            string.Join(", ", Runs.Select(r => $"{r.Variant} {Eval(r.Variant, t).Accuracy:P1}")) + ".");
         foreach (int len in Config.EvalLengths.Where(l => l > t))
             claims.Saw($"At T = {len} ({len / (double)t:0.#}× the training length): " +
                 string.Join(", ", Runs.Select(r => $"{r.Variant} {Eval(r.Variant, len).Accuracy:P1} (loss {Eval(r.Variant, len).Loss:F3})")) + ".");
