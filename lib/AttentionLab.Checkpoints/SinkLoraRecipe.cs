@@ -23,7 +23,8 @@ public static class SinkLoraRecipe
         using var model = new TinyGpt(c.BaseModel);
         var losses = SinkLoraExperiment.TrainBase(model, c, c.Task, torch.CPU, steps, new Core.InlineProgress<string>(Console.WriteLine));
         using (var eval = c.Task.Generate(c.EvalBatch, c.PretrainLength, seed: 1_000_003 + c.Seed))
-            Console.WriteLine($"trained {losses.Count} steps, final loss {losses[^1]:G4}, eval ppl@{c.PretrainLength} {SinkLoraExperiment.Perplexity(model, eval):F3}");
+            Console.WriteLine($"trained {losses.Count} steps, final loss {losses[^1]:G4}, " +
+                $"eval ppl@{c.PretrainLength} {SinkLoraExperiment.Perplexity(model, eval):F3}");
         if (save)
         {
             var entry = CheckpointStore.Default().Save(model, Name, SinkLoraBaseRecipe.From(c), seed, steps, losses[^1], command);

@@ -35,11 +35,13 @@ public class SinkLoraExperimentTests(ITestOutputHelper output)
     {
         var ex = new SinkLoraExactness(1e-15, 1e-15, 1e-15, 0.1, 0, 0, 0, 1e-15, 0, 1e-7, 7, 7);
         FtRun R(FtVariant v, double ppl) => new(SinkLoraExperiment.Name(v), ppl, 0.25, [1.0], 10, 1);
-        var runs = new[] { R(FtVariant.None, noneP), R(FtVariant.Full, fullP), R(FtVariant.S2Roll, rollP), R(FtVariant.S2NoWrap, noWrapP), R(FtVariant.SinkFixed, sfP) };
+        var runs = new[] { R(FtVariant.None, noneP), R(FtVariant.Full, fullP), R(FtVariant.S2Roll, rollP), R(FtVariant.S2NoWrap, noWrapP),
+            R(FtVariant.SinkFixed, sfP) };
         var budgets = new[] { new BudgetRun("H2O", 64, 0.125, 3.9, 64, 100), new BudgetRun("sink+window", 64, 0.125, 4.0, 64, 120),
             new BudgetRun("recent-only", 64, 0.125, 4.1, 64, 130) };
         var fp = new[] { new KvFootprint("smoke", 2, 64, 4, 1024, 1024), new KvFootprint("full", 6, 256, 8, 12288, 12288) };
-        return new SinkLoraResult(SinkLoraExperiment.Config.Smoke, ex, "test", [], 3.0, runs, 3.5, budgets, new KeepMap(64, []), fp, 1, new Dictionary<string, double>());
+        return new SinkLoraResult(SinkLoraExperiment.Config.Smoke, ex, "test", [], 3.0, runs, 3.5, budgets, new KeepMap(64, []), fp, 1, new Dictionary<string,
+            double>());
     }
 
     [Fact]

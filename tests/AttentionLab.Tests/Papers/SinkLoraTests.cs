@@ -161,7 +161,8 @@ public class SinkLoraTests
         Assert.False(mixer.CanStream);
         using var x = torch.randn(1, 6, 16);
         Assert.Contains("multiple of the group size", Assert.Throws<ArgumentException>(() => mixer.call(x)).Message);
-        using var model = new TinyGpt(new TinyGptConfig(DModel: 16, Heads: 4, VocabSize: 8, Positions: PositionKind.Rope), _ => new SinkFixedAttention(16, 4, 4));
+        using var model = new TinyGpt(new TinyGptConfig(DModel: 16, Heads: 4, VocabSize: 8, Positions: PositionKind.Rope), _ => new SinkFixedAttention(16, 4,
+            4));
         Assert.Throws<InvalidOperationException>(() => model.NewState(1));
     }
 

@@ -121,7 +121,8 @@ public abstract class GroupAttention : AttentionMixer
         if (positions is not (PositionKind.None or PositionKind.Rope))
             throw new ArgumentException($"positions must be None or Rope (others live in the embeddings), got {positions}.", nameof(positions));
         if (positions == PositionKind.Rope && KeyDim % 2 != 0) throw new ArgumentException($"RoPE needs an even key dim, got {KeyDim}.", nameof(positions));
-        if (!(ropeScale > 0) || double.IsInfinity(ropeScale)) throw new ArgumentException($"ropeScale must be positive and finite, got {ropeScale}.", nameof(ropeScale));
+        if (!(ropeScale > 0) || double.IsInfinity(ropeScale)) throw new ArgumentException($"ropeScale must be positive and finite, got {ropeScale}.",
+            nameof(ropeScale));
         (GroupSize, this.positions, this.ropeBase, this.ropeScale) = (groupSize, positions, ropeBase, ropeScale);
         RegisterComponents();
     }

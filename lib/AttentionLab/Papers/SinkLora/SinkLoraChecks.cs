@@ -15,8 +15,10 @@ public static class SinkLoraChecks
     public static GroupAttention Mixer(Form form, int dModel, int heads, int groupSize, int sinks = 4, int? keyDim = null, int? valueDim = null,
         PositionKind positions = PositionKind.None, double ropeScale = 1) => form switch
         {
-            Form.S2Roll => new ShiftedSparseAttention(dModel, heads, groupSize, S2Mode.RollWrap, positions, ropeScale: ropeScale, keyDim: keyDim, valueDim: valueDim),
-            Form.S2NoWrap => new ShiftedSparseAttention(dModel, heads, groupSize, S2Mode.NoWrap, positions, ropeScale: ropeScale, keyDim: keyDim, valueDim: valueDim),
+            Form.S2Roll => new ShiftedSparseAttention(dModel, heads, groupSize, S2Mode.RollWrap, positions, ropeScale: ropeScale, keyDim: keyDim,
+                valueDim: valueDim),
+            Form.S2NoWrap => new ShiftedSparseAttention(dModel, heads, groupSize, S2Mode.NoWrap, positions, ropeScale: ropeScale, keyDim: keyDim,
+                valueDim: valueDim),
             _ => new SinkFixedAttention(dModel, heads, groupSize, sinks, positions, ropeScale: ropeScale, keyDim: keyDim, valueDim: valueDim),
         };
 

@@ -41,10 +41,10 @@ public sealed class SinkLoraExperiment : IPaperExperiment<SinkLoraExperiment.Con
 
     /// <summary>
     /// Sizes of one run. Smoke: spec §4 (d = 64, L = 2, H = 4; PI ×4 from T0 = 64 to T = 256; LoRA+ steps of batch 8 per variant —
-    /// 60 instead of the spec's 100 so the notebook fits a minute, docs/decisions.md; H2O on 2 streams of 512); the base is the committed checkpoint pretrained <see cref="CheckpointSteps"/> steps at T0 (1,500:
-    /// the spec's 250 leave the base without a copying circuit, docs/decisions.md), or, when it is missing or does not match,
-    /// trained here for the spec's <see cref="PretrainSteps"/> (250; the train-briefly fallback). Full: spec §4's GPU size (d = 256, L = 6, H = 8; pretrain 3k steps at 256,
-    /// PI ×8 to 2048, 1k steps per variant, streams of 8192).
+    /// 60 instead of the spec's 100 so the notebook fits a minute, docs/decisions.md; H2O on 2 streams of 512); the base is the committed checkpoint pretrained
+    /// <see cref="CheckpointSteps"/> steps at T0 (1,500: the spec's 250 leave the base without a copying circuit, docs/decisions.md), or, when it is missing or
+    /// does not match, trained here for the spec's <see cref="PretrainSteps"/> (250; the train-briefly fallback). Full: spec §4's GPU size (d = 256, L = 6, H =
+    /// 8; pretrain 3k steps at 256, PI ×8 to 2048, 1k steps per variant, streams of 8192).
     /// </summary>
     public sealed record Config(int Layers, int DModel, int Heads, int VocabSize, int SegmentLength, int PretrainLength, int TargetLength,
         int PretrainSteps, int CheckpointSteps, int PretrainBatch, double PretrainLr, int FtSteps, int FtBatch, double FtLr, int LoraRank, double LoraAlpha,
@@ -107,7 +107,8 @@ public sealed class SinkLoraExperiment : IPaperExperiment<SinkLoraExperiment.Con
         var clock = new PhaseClock();
         var exactness = Exactness(config.Seed);
         clock.Lap("exactness");
-        progress?.Report($"exactness: twins S2-roll {Num.Sci(exactness.S2RollTwin)}, S2-no-wrap {Num.Sci(exactness.S2NoWrapTwin)}, SF {Num.Sci(exactness.SinkFixedTwin)}; " +
+        progress?.Report($"exactness: twins S2-roll {Num.Sci(exactness.S2RollTwin)}, S2-no-wrap {Num.Sci(exactness.S2NoWrapTwin)}, " +
+            $"SF {Num.Sci(exactness.SinkFixedTwin)}; " +
             $"roll leak {Num.Sci(exactness.RollLeak)}; H2O full budget vs full decode {Num.Sci(exactness.H2OVsFullDecode)}");
 
         var task = config.Task;
@@ -181,8 +182,10 @@ public sealed class SinkLoraExperiment : IPaperExperiment<SinkLoraExperiment.Con
         var cfg = c.ExtendedModel;
         return v switch
         {
-            FtVariant.S2Roll => _ => new ShiftedSparseAttention(c.DModel, c.Heads, c.GroupSize, S2Mode.RollWrap, PositionKind.Rope, cfg.RopeBase, cfg.RopeScale),
-            FtVariant.S2NoWrap => _ => new ShiftedSparseAttention(c.DModel, c.Heads, c.GroupSize, S2Mode.NoWrap, PositionKind.Rope, cfg.RopeBase, cfg.RopeScale),
+            FtVariant.S2Roll => _ => new ShiftedSparseAttention(c.DModel, c.Heads, c.GroupSize, S2Mode.RollWrap, PositionKind.Rope, cfg.RopeBase,
+                cfg.RopeScale),
+            FtVariant.S2NoWrap => _ => new ShiftedSparseAttention(c.DModel, c.Heads, c.GroupSize, S2Mode.NoWrap, PositionKind.Rope, cfg.RopeBase,
+                cfg.RopeScale),
             FtVariant.SinkFixed => _ => new SinkFixedAttention(c.DModel, c.Heads, c.GroupSize, c.Sinks, PositionKind.Rope, cfg.RopeBase, cfg.RopeScale),
             _ => CausalSelfAttention.Factory(cfg),
         };
@@ -303,7 +306,8 @@ public sealed class SinkLoraExperiment : IPaperExperiment<SinkLoraExperiment.Con
     }
 
     static double HalfLoss(Tensor logits, TokenBatch stream, int from) =>
-        nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), stream.Labels.narrow(1, from, stream.Labels.shape[1] - from).reshape(-1)).item<float>();
+        nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), stream.Labels.narrow(1, from, stream.Labels.shape[1] - from).reshape(-1))
+            .item<float>();
 
     static (double Ppl, long MaxHeld, double TokensPerSecond, List<double[]>? Rows) Decode(TinyGpt model, TokenBatch stream, IKvPolicy policy,
         int from, bool record, int every)

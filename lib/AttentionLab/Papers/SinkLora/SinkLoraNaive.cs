@@ -48,7 +48,8 @@ public static class SinkLoraNaive
         return torch.stack(perHead.ToArray(), 2).MoveToOuterDisposeScope();
     }
 
-    /// <summary>SF-Attn by loops: plain groups (first half of the heads) or no-wrap shifted groups (second half), plus the first <paramref name="sinks"/> keys.</summary>
+    /// <summary>SF-Attn by loops: plain groups (first half of the heads) or no-wrap shifted groups (second half), plus the first <paramref name="sinks"/>
+    /// keys.</summary>
     public static Tensor SinkFixed(Tensor q, Tensor k, Tensor v, int groupSize, int sinks)
     {
         Check(q, k, v, groupSize);

@@ -88,7 +88,8 @@ public sealed record SinkLoraResult(SinkLoraExperiment.Config Config, SinkLoraEx
             $"max |Δ| {Num.Sci(ex.S2NoWrapTwin)} ({shape})", twin, ex.S2NoWrapTwin <= SinkLoraExactness.TwinTolerance);
         claims.Exactness("sf-equals-naive", "the SF-Attn mask equals no-wrap groups plus the sink keys, by loops",
             $"max |Δ| {Num.Sci(ex.SinkFixedTwin)} ({shape}, 3 sinks)", twin, ex.SinkFixedTwin <= SinkLoraExactness.TwinTolerance);
-        claims.Exactness("causality-probe", "perturbing the last token changes the first G/2 outputs under S2-roll (the wrap leak) and no earlier output under S2-no-wrap and SF",
+        claims.Exactness("causality-probe",
+            "perturbing the last token changes the first G/2 outputs under S2-roll (the wrap leak) and no earlier output under S2-no-wrap and SF",
             $"S2-roll: {Num.Sci(ex.RollLeak)} at positions < G/2; no-wrap and SF: {Num.Sci(ex.NoLeakChange)} at any earlier position (T 16, G 4)",
             $"roll > {Num.Sci(SinkLoraExactness.CausalTolerance, 0)}; no-wrap and SF < {Num.Sci(SinkLoraExactness.CausalTolerance, 0)} (spec §6)",
             ex.RollLeak > SinkLoraExactness.CausalTolerance && ex.NoLeakChange < SinkLoraExactness.CausalTolerance,
@@ -97,7 +98,8 @@ public sealed record SinkLoraResult(SinkLoraExperiment.Config Config, SinkLoraEx
             $"{ex.MaskViolations} violations over 5 (T, G, H) layouts", "0 (spec §6)", ex.MaskViolations == 0);
         claims.Exactness("lora-zero-b-is-base", "LoRA with B = 0 on W_QKV and W_O is the base model", $"max |Δ| logits {Num.Sci(ex.LoraZeroB)} (float64)",
             "≤ 1e-12", ex.LoraZeroB <= 1e-12, paperFigure: "LoRA's zero init of B (Hu et al. 2021)");
-        claims.Exactness("lora-merge-equals-unmerged", "W + s·BA merged gives the unmerged adapter's logits", $"max |Δ| logits {Num.Sci(ex.LoraMerge)} (float64)",
+        claims.Exactness("lora-merge-equals-unmerged", "W + s·BA merged gives the unmerged adapter's logits",
+            $"max |Δ| logits {Num.Sci(ex.LoraMerge)} (float64)",
             "≤ 1e-10", ex.LoraMerge <= SinkLoraExactness.TwinTolerance);
         claims.Exactness("h2o-full-budget-equals-full", "H2O with heavy + recent ≥ T decodes exactly like the full KV cache",
             $"max |Δ| logits {Num.Sci(ex.H2OVsFullDecode)} vs the full decode, {Num.Sci(ex.H2OVsForward)} vs the forward (T 24, float32)",
@@ -113,17 +115,21 @@ public sealed record SinkLoraResult(SinkLoraExperiment.Config Config, SinkLoraEx
         var none = Run(FtVariant.None); var full = Run(FtVariant.Full);
         var roll = Run(FtVariant.S2Roll); var sf = Run(FtVariant.SinkFixed);
         bool improved = none.Ppl - full.Ppl > 0;
-        string rText = $"R_S2-roll {rRoll:F3}, R_SF {rSf:F3} (ppl@{Config.TargetLength}: none {none.Ppl:F3}, full {full.Ppl:F3}, S2-roll {roll.Ppl:F3}, SF {sf.Ppl:F3})";
+        string rText = $"R_S2-roll {rRoll:F3}, R_SF {rSf:F3} (ppl@{Config.TargetLength}: none {none.Ppl:F3}, full {full.Ppl:F3}, " +
+            $"S2-roll {roll.Ppl:F3}, SF {sf.Ppl:F3})";
         if (improved)
             claims.Claim("recovered-fraction", "SF-Attn recovers more of full-attention fine-tuning's perplexity improvement than LongLoRA's S2-Attn",
                 "S2-Attn 39 %, SF-Attn 92 % of the full-attention improvement (Llama-2-7B, paper; spec §7)", rText,
                 "R_S2 < R_SF ≤ 1, R_X = (ppl_none − ppl_X)/(ppl_none − ppl_full), seed 0 (spec §7)", rRoll < rSf && rSf <= 1, asserted: false,
-                note: $"not asserted: one seed at toy size, {Config.FtSteps} steps per variant; the spread of R across seeds was not measured (docs/decisions.md)");
+                note: $"not asserted: one seed at toy size, " +
+                    $"{Config.FtSteps} steps per variant; the spread of R across seeds was not measured (docs/decisions.md)");
         else
             claims.NotShown("recovered-fraction", "SF-Attn recovers more of full-attention fine-tuning's perplexity improvement than LongLoRA's S2-Attn",
                 "S2-Attn 39 %, SF-Attn 92 % of the full-attention improvement (Llama-2-7B, paper; spec §7)", rText,
-                "R_S2 < R_SF ≤ 1 (spec §7)", $"full-attention fine-tuning did not improve on no fine-tuning (ppl {full.Ppl:F3} vs {none.Ppl:F3}): R is undefined");
-        claims.Claim("sf-ppl-vs-s2-roll", "SF-Attn's fine-tune is at least as good as S2-roll's (soft)", "SF-Attn below S2-Attn's perplexity at every context (paper Table 1; spec §6)",
+                "R_S2 < R_SF ≤ 1 (spec §7)",
+                    $"full-attention fine-tuning did not improve on no fine-tuning (ppl {full.Ppl:F3} vs {none.Ppl:F3}): R is undefined");
+        claims.Claim("sf-ppl-vs-s2-roll", "SF-Attn's fine-tune is at least as good as S2-roll's (soft)",
+            "SF-Attn below S2-Attn's perplexity at every context (paper Table 1; spec §6)",
             $"ppl SF {sf.Ppl:F3}, S2-roll {roll.Ppl:F3} (ratio {sf.Ppl / roll.Ppl:F3})", "ppl_SF ≤ 1.02 × ppl_S2-roll, seed 0 (spec §6, qualitative)",
             sf.Ppl <= 1.02 * roll.Ppl, asserted: false, note: "the spec marks it soft: recorded, not asserted");
         claims.Reported("s2-nowrap-fraction", "the no-wrap (flash) S2-Attn, which has no leak, recovers at least as much as the roll variant",
@@ -135,15 +141,19 @@ public sealed record SinkLoraResult(SinkLoraExperiment.Config Config, SinkLoraEx
         bool h2oBest = budgets.All(b => P("H2O", b) <= P("recent-only", b));
         claims.Reported("ppl-vs-kv-budget", "at equal KV budget H2O keeps perplexity closer to full attention than dropping old tokens",
             "H2O with 20 % heavy hitters matches the full cache (H2O paper; SinkLoRA applies it at inference, no toy figure)",
-            string.Join("; ", budgets.Select(b => $"{b} ({b / (double)Config.StreamLength:P1}): H2O {P("H2O", b):F3}, sink+window {P("sink+window", b):F3}, recent {P("recent-only", b):F3}")) +
+            string.Join("; ", budgets.Select(b
+                => $"{b} ({b / (double)Config.StreamLength:P1}): H2O {P("H2O", b):F3}, sink+window {P("sink+window", b):F3}, " +
+                    $"recent {P("recent-only", b):F3}")) +
             $"; full attention {StreamFullPpl:F3} (ppl over the second half of {Config.StreamSequences} × {Config.StreamLength})",
             "ppl(H2O) ≤ ppl(recent-only) at every budget [ours: spec §8 asks to report the ppl drop]", h2oBest);
         var smoke = Footprints.FirstOrDefault(f => f.Width == "smoke"); var fullW = Footprints.FirstOrDefault(f => f.Width == "full");
         if (smoke is not null && fullW is not null)
             claims.Reported("kv-bytes-per-token", "KV bytes per token of the extended model (what an eviction budget saves, issue 13 item 4)",
                 "Llama-2-7B: 2 · 32 layers · 4096 · 2 bytes = 512 KiB per token (fp16; arithmetic, not a paper figure)",
-                $"smoke (L {smoke.Layers}, d {smoke.DModel}): {smoke.Measured:N0} B measured, {smoke.Formula:N0} B formula; full (L {fullW.Layers}, d {fullW.DModel}): " +
-                $"{fullW.Measured:N0} B measured, {fullW.Formula:N0} B formula (float32)", "measured = 2·L·H·Dh·4 bytes", Footprints.All(f => f.Measured == f.Formula));
+                $"smoke (L {smoke.Layers}, d {smoke.DModel}): {smoke.Measured:N0} B measured, {smoke.Formula:N0} B formula; full (L {fullW.Layers}, " +
+                    $"d {fullW.DModel}): " +
+                $"{fullW.Measured:N0} B measured, {fullW.Formula:N0} B formula (float32)", "measured = 2·L·H·Dh·4 bytes", Footprints.All(f
+                    => f.Measured == f.Formula));
         double tpsFull = Budgets.Where(b => b.Policy == "H2O").Select(b => b.TokensPerSecond).DefaultIfEmpty(0).Average();
         double tpsWin = Budgets.Where(b => b.Policy == "recent-only").Select(b => b.TokensPerSecond).DefaultIfEmpty(0).Average();
         claims.Reported("decode-throughput", "H2O's bookkeeping (attention mass, per-head gather) costs decode time against a plain window",
@@ -154,11 +164,13 @@ public sealed record SinkLoraResult(SinkLoraExperiment.Config Config, SinkLoraEx
             $"interpolation ×{Config.TargetLength / Config.PretrainLength} alone it scored {none.Ppl:F3} at {Config.TargetLength}.");
         claims.Saw($"After {Config.FtSteps} LoRA+ steps: full attention {full.Ppl:F3}, S2-roll {roll.Ppl:F3}, S2-no-wrap {Run(FtVariant.S2NoWrap).Ppl:F3}, " +
             $"SF {sf.Ppl:F3}; recovered fractions R_S2-roll {rRoll:F3}, R_S2-no-wrap {rNoWrap:F3}, R_SF {rSf:F3}.");
-        claims.Saw($"The group attentions computed {roll.FlopFraction:P0} (S2) and {sf.FlopFraction:P0} (SF) of the causal scores at T = {Config.TargetLength}, G = {Config.GroupSize}.");
+        claims.Saw($"The group attentions computed {roll.FlopFraction:P0} (S2) and {sf.FlopFraction:P0} (SF) of the causal scores at T = " +
+            $"{Config.TargetLength}, G = {Config.GroupSize}.");
         if (budgets.Count > 0)
         {
             int b0 = budgets[0];
-            claims.Saw($"At the smallest KV budget ({b0} of {Config.StreamLength} tokens) H2O scored {P("H2O", b0):F3}, sink+window {P("sink+window", b0):F3}, " +
+            claims.Saw($"At the smallest KV budget ({b0} of {Config.StreamLength} tokens) H2O scored {P("H2O", b0):F3}, " +
+                $"sink+window {P("sink+window", b0):F3}, " +
                 $"recent-only {P("recent-only", b0):F3}, against {StreamFullPpl:F3} with every key.");
         }
         return claims;
