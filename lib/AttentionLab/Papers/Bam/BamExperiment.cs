@@ -243,14 +243,14 @@ public sealed class BamExperiment : IPaperExperiment<BamExperiment.Config, BamRe
         var soft = Enumerable.Range(0, layers).Select(_ => new double[evals.Count][]).ToArray();
         for (int d = 0; d < evals.Count; d++)
         {
-            var captured = new Tensor?[layers];
+            var captured = new double[]?[layers];
             var handles = new List<IDisposable>();
             for (int l = 0; l < attns.Count; l++)
             {
                 int layer = l;
                 handles.Add(model.HookPoints[$"blocks.{l}.attn.hook_router"].AddHook((r, _) =>
                 {
-                    captured[layer] = r.detach().reshape(-1, r.size(-1)).mean(new long[] { 0 }).to(ScalarType.Float64).cpu();
+                    captured[layer] = r.detach().reshape(-1, r.size(-1)).mean(new long[] { 0 }).to(ScalarType.Float64).cpu().data<double>().ToArray();
                     return null;
                 }));
             }
@@ -261,7 +261,7 @@ public sealed class BamExperiment : IPaperExperiment<BamExperiment.Config, BamRe
                 var p = ffns[l].LastProbabilities!;
                 var choice = p.argmax(-1);
                 top1[l][d] = Enumerable.Range(0, e).Select(i => choice.eq(i).to(ScalarType.Float64).mean().item<double>()).ToArray();
-                soft[l][d] = captured[l] is { } c ? c.data<double>().ToArray() : Array.Empty<double>();
+                soft[l][d] = captured[l] ?? Array.Empty<double>();
             }
         }
         var maps = new List<RouterMap>();
