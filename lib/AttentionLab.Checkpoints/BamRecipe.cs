@@ -23,13 +23,15 @@ public static class BamRecipe
         var config = BamExperiment.Config.Smoke with { SeedSteps = steps, Seed = seed };
         var device = torch.CPU;
         using var models = new BamCheckpoint(config.Model, BamDomains.Count);
-        Console.WriteLine($"seed {config.SeedSteps} steps, branches {BamDomains.Count} × {config.BranchSteps} steps, batch {config.BatchSize} × {config.SeqLen}");
+        Console.WriteLine($"seed {config.SeedSteps} steps, branches {BamDomains.Count} × {config.BranchSteps} steps, " +
+            $"batch {config.BatchSize} × {config.SeqLen}");
         BamExperiment.TrainSeedAndBranches(models, config, device, new Core.InlineProgress<string>(Console.WriteLine));
         var evals = Enumerable.Range(0, BamDomains.Count)
             .Select(d => BamDomains.Batch(config.EvalPerDomain, config.SeqLen, seed: 1_000_003 + 17 * d + config.Seed, (BamDomain)d, device)).ToList();
         var losses = new[] { models.Seed }.Concat(models.Branches).Select(m => BamExperiment.DomainLosses(m, evals)).ToList();
         foreach (var (l, i) in losses.Select((l, i) => (l, i)))
-            Console.WriteLine($"  {(i == 0 ? "seed" : $"branch {(BamDomain)(i - 1)}")}: validation loss per domain {string.Join(", ", l.Select(v => v.ToString("F3")))}");
+            Console.WriteLine($"  {(i == 0 ? "seed" : $"branch {(BamDomain)(i - 1)}")}: validation loss per domain " +
+                string.Join(", ", l.Select(v => v.ToString("F3"))));
         foreach (var e in evals) e.Dispose();
         if (save)
         {

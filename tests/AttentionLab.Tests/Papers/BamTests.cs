@@ -174,8 +174,8 @@ public class BamTests
             BamExperiment.KvBytesPerToken(config, experts), [loss, loss, loss], [0, 150], [1.1, loss], [1.2, loss], 10);
         double other = (1 - ownWeight) / 2;
         double[][] Map() => Enumerable.Range(0, 3).Select(d => Enumerable.Range(0, 3).Select(e => e == d ? ownWeight : other).ToArray()).ToArray();
-        var routing = new[] { "FFN top-1", "attention soft" }.SelectMany(r => Enumerable.Range(0, 2).Select(l => new RouterMap(BamExperiment.BamName, r, l, Map())))
-            .ToList();
+        var routing = new[] { "FFN top-1", "attention soft" }
+            .SelectMany(r => Enumerable.Range(0, 2).Select(l => new RouterMap(BamExperiment.BamName, r, l, Map()))).ToList();
         var branch = new List<double[]> { new[] { 1.0, 1.0, 1.0 } };
         for (int b = 0; b < 3; b++) branch.Add(Enumerable.Range(0, 3).Select(d => d == (b + (branchOwn == 3 ? 0 : 1)) % 3 ? 0.5 : 2.0).ToArray());
         return new BamResult(config, exact, "test", branch,

@@ -69,8 +69,8 @@ public static class BamDomains
             }
         }
         using var scope = NewDisposeScope();
-        return new BamBatch(torch.tensor(tokens, new long[] { count, length }, device: device), torch.tensor(labels, new long[] { count, length }, device: device),
-            domains);
+        var shape = new long[] { count, length };
+        return new BamBatch(torch.tensor(tokens, shape, device: device), torch.tensor(labels, shape, device: device), domains);
     }
 
     /// <summary>The characters of token ids.</summary>

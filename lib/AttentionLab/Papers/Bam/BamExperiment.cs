@@ -126,7 +126,8 @@ public sealed class BamExperiment : IPaperExperiment<BamExperiment.Config, BamRe
             try
             {
                 var entry = CheckpointStore.Default().Load(models, c.Checkpoint, c.Key);
-                progress?.Report($"loaded checkpoint {entry.Name} (seed {c.SeedSteps} steps, branches {c.BranchSteps} steps each; sha256 {entry.Sha256[..12]}…)");
+                progress?.Report($"loaded checkpoint {entry.Name} (seed {c.SeedSteps} steps, branches {c.BranchSteps} steps each; " +
+                    $"sha256 {entry.Sha256[..12]}…)");
                 return $"checkpoint {entry.Name} (seed {c.SeedSteps} steps, branches {BamDomains.Count} × {c.BranchSteps})";
             }
             catch (Exception e) when (e is FileNotFoundException or ArgumentException or InvalidDataException or DirectoryNotFoundException)

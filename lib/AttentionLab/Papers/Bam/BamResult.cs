@@ -118,8 +118,10 @@ public sealed record BamResult(BamExperiment.Config Config, BamExactness Exactne
         var ex = Exactness;
         string tol = $"≤ {Num.Sci(BamExactness.Tolerance, 0)} (float64)";
         claims.Exactness("moa-equals-naive", "the fused soft mixture of attention (E·H heads, router on the outputs after W_O) equals the loop over experts",
-            $"max |Δ| {Num.Sci(ex.MoaVsNaive)} over output and every gradient (B 2, T 7, d 11, E 3, H 2, Dk 3, Dv 4)", tol, ex.MoaVsNaive <= BamExactness.Tolerance);
-        claims.Exactness("bam-identical-is-seed", "BAM upcycled from N identical copies gives the seed's logits for any router (soft and renormalised top-k gates sum to 1)",
+            $"max |Δ| {Num.Sci(ex.MoaVsNaive)} over output and every gradient (B 2, T 7, d 11, E 3, H 2, Dk 3, Dv 4)", tol,
+            ex.MoaVsNaive <= BamExactness.Tolerance);
+        claims.Exactness("bam-identical-is-seed",
+            "BAM upcycled from N identical copies gives the seed's logits for any router (soft and renormalised top-k gates sum to 1)",
             $"max |Δ logits| {Num.Sci(ex.BamIdenticalVsSeed)} (N 3, random routers)", $"{tol}; spec §6: 1e-5", ex.BamIdenticalVsSeed <= BamExactness.Tolerance,
             paperFigure: "spec §6 identity");
         claims.Exactness("btx-identical-is-seed", "BTX upcycled from N identical copies gives the seed's logits for any FFN router",
@@ -162,7 +164,8 @@ public sealed record BamResult(BamExperiment.Config Config, BamExactness Exactne
             $"{domains}/{domains}", branchOwn == domains);
         claims.Reported("attention-cost", "BAM-all's soft attention mixture costs N × the attention FLOPs and KV cache of BTX",
             "soft routing costs N× attention FLOPs (and N× KV cache for BAM-all) (spec §2)",
-            $"attention FLOPs/token BAM-all {bam.AttentionFlopsPerToken:N0} vs BTX {btx.AttentionFlopsPerToken:N0}; KV bytes/token {bam.KvBytesPerToken:N0} vs " +
+            $"attention FLOPs/token BAM-all {bam.AttentionFlopsPerToken:N0} vs BTX {btx.AttentionFlopsPerToken:N0}; " +
+            $"KV bytes/token {bam.KvBytesPerToken:N0} vs " +
             $"{btx.KvBytesPerToken:N0}; {bam.MsPerStep:F0} vs {btx.MsPerStep:F0} ms/step here (shared CPU)",
             "ratio = N", Math.Abs(bam.KvBytesPerToken / (double)btx.KvBytesPerToken - domains) < 1e-12);
         var dense = Runs.FirstOrDefault(r => r.Model == BamExperiment.DenseName);

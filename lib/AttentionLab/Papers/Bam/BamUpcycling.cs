@@ -9,7 +9,9 @@ public enum MixKind
 {
     /// <summary>BTX (Sukhbaatar et al. 2024): FFN experts from the branches (top-k), attention and everything else averaged.</summary>
     Btx,
-    /// <summary>BAM-all: FFN experts (top-k) and soft-routed attention experts (<see cref="MixtureOfAttention"/>) from the branches; the rest averaged.</summary>
+    /// <summary>
+    /// BAM-all: FFN experts (top-k) and soft-routed attention experts (<see cref="MixtureOfAttention"/>) from the branches; the rest averaged.
+    /// </summary>
     Bam,
 }
 

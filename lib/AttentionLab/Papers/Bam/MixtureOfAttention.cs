@@ -37,7 +37,8 @@ public sealed class MixtureOfAttention : AttentionMixer
     /// <param name="keyDim">Dk per head (default d / H).</param>
     /// <param name="valueDim">Dv per head (default d / H).</param>
     public MixtureOfAttention(int dModel, int heads, int experts, bool zeroRouter = false, int? keyDim = null, int? valueDim = null)
-        : base(nameof(MixtureOfAttention), dModel, heads * Checked(experts, heads), keyDim ?? PerHead(dModel, heads), valueDim ?? PerHead(dModel, heads), bias: false)
+        : base(nameof(MixtureOfAttention), dModel, heads * Checked(experts, heads), keyDim ?? PerHead(dModel, heads), valueDim ?? PerHead(dModel, heads),
+            bias: false)
     {
         (Experts, HeadsPerExpert) = (experts, heads);
         router = new ExpertRouter(dModel, experts, mode: RouterMode.Soft, zeroInit: zeroRouter);
@@ -58,7 +59,8 @@ public sealed class MixtureOfAttention : AttentionMixer
     static int PerHead(int dModel, int heads)
     {
         Guard.Positive(heads, nameof(heads));
-        if (dModel % heads != 0) throw new ArgumentException($"dModel {dModel} must be a multiple of heads {heads} (or give keyDim and valueDim).", nameof(heads));
+        if (dModel % heads != 0)
+            throw new ArgumentException($"dModel {dModel} must be a multiple of heads {heads} (or give keyDim and valueDim).", nameof(heads));
         return dModel / heads;
     }
 
