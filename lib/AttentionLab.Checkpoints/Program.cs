@@ -2,7 +2,8 @@ using AttentionLab.Checkpoints;
 using TorchSharp;
 
 // Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release --
-//            induction|delta|freeswim|landmark|sinklora|hcam <local|full|hcam>|rcmha <mha|mdha|rmha|rcmha> [--steps N] [--seed S] [--dry-run]
+//            induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|hcam <local|full|hcam>|rcmha <mha|mdha|rmha|rcmha>
+//            [--steps N] [--seed S] [--dry-run]
 torch.set_num_threads(1);
 string? recipe = args.Length == 0 ? null
     : args[0] is "delta" or DeltaRecipe.Name ? "delta"
@@ -10,14 +11,17 @@ string? recipe = args.Length == 0 ? null
     : args[0] is "freeswim" or FreeSwimRecipe.Name ? "freeswim"
     : args[0] is "landmark" or LandmarkRecipe.Name ? "landmark"
     : args[0] is "sinklora" or SinkLoraRecipe.Name ? "sinklora"
+    : args[0] is "bam" or BamRecipe.Name ? "bam"
+    : args[0] is AffineScaledRecipe.Name ? "affine-scaled"
     : args[0] is HcamRecipe.Name && args.Length > 1 ? "hcam"
     : args[0] is RcmhaRecipe.Name && args.Length > 1 ? "rcmha" : null;
 if (recipe is null)
 {
-    Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|sinklora|hcam <local|full|hcam>|rcmha <mha|mdha|rmha|rcmha> " +
-        "[--steps N] [--seed S] [--dry-run]   " +
+    Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|hcam <local|full|hcam>" +
+        "|rcmha <mha|mdha|rmha|rcmha> [--steps N] [--seed S] [--dry-run]   " +
         $"(writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin, {FreeSwimRecipe.Name}.bin, " +
-        $"{LandmarkRecipe.Name}.bin, {SinkLoraRecipe.Name}.bin, hcam-recall-<model>.bin or rcmha-charlm-<variant>.bin)");
+        $"{LandmarkRecipe.Name}.bin, {SinkLoraRecipe.Name}.bin, {BamRecipe.Name}.bin, affine-scaled-<variant>.bin, hcam-recall-<model>.bin " +
+        "or rcmha-charlm-<variant>.bin)");
     return 2;
 }
 int Option(string name, int fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback; }
@@ -27,6 +31,8 @@ int steps = Option("--steps", recipe switch
     "freeswim" => AttentionLab.Papers.FreeSwim.FreeSwimCheckpoint.Steps,
     "landmark" => LandmarkRecipe.DefaultSteps,
     "sinklora" => SinkLoraRecipe.DefaultSteps,
+    "bam" => BamRecipe.DefaultSteps,
+    "affine-scaled" => AffineScaledRecipe.DefaultSteps,
     "hcam" => HcamRecipe.DefaultSteps,
     "rcmha" => RcmhaRecipe.DefaultSteps,
     _ => InductionRecipe.DefaultSteps,
@@ -40,6 +46,8 @@ return recipe switch
     "freeswim" => FreeSwimRecipe.Run(steps, seed, save, command),
     "landmark" => LandmarkRecipe.Run(steps, seed, save, command),
     "sinklora" => SinkLoraRecipe.Run(steps, seed, save, command),
+    "bam" => BamRecipe.Run(steps, seed, save, command),
+    "affine-scaled" => AffineScaledRecipe.Run(steps, seed, save, command),
     "hcam" => HcamRecipe.Run(args[1], steps, seed, save, Option("--evals", 6)),
     "rcmha" => RcmhaRecipe.Run(args[1], steps, seed, save, Option("--evals", 4)),
     _ => InductionRecipe.Run(steps, seed, save, command),

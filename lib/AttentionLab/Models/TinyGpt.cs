@@ -29,7 +29,12 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
     readonly Linear? head, unembed;
     readonly Dictionary<string, HookPoint> hookPoints;
 
-    public TinyGpt(TinyGptConfig config, Func<int, nn.Module<Tensor, Tensor>>? mixers = null) : base(nameof(TinyGpt))
+    /// <param name="config">Size and shape.</param>
+    /// <param name="mixers">Layer → its mixer (default <see cref="CausalSelfAttention"/>).</param>
+    /// <param name="ffns">Layer → its FFN (default a fresh <see cref="TinyMlp"/> per block, e.g. a <see cref="MixtureOfExperts"/> instead);
+    /// called after the layer's mixer.</param>
+    public TinyGpt(TinyGptConfig config, Func<int, nn.Module<Tensor, Tensor>>? mixers = null, Func<int, nn.Module<Tensor, Tensor>>? ffns = null)
+        : base(nameof(TinyGpt))
     {
         ArgumentNullException.ThrowIfNull(config);
         Config = config.Validate();
@@ -48,7 +53,12 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
         if (config.Positions is PositionKind.Learned or PositionKind.Sinusoidal) hook_pos_embed = new HookPoint();
         if (config.Attention == AttentionKind.Register) register = nn.Parameter(torch.randn(config.DModel).mul_(0.02));
         blocks = new ModuleList<TinyGptBlock>();
-        for (int layer = 0; layer < config.Layers; layer++) blocks.Add(new TinyGptBlock(config, mixers(layer)));
+        if (ffns is not null && !config.Mlp) throw new ArgumentException("ffns were given but the config has no MLP (Mlp = false).", nameof(ffns));
+        for (int layer = 0; layer < config.Layers; layer++)
+        {
+            var mixer = mixers(layer);
+            blocks.Add(new TinyGptBlock(config, mixer, ffns?.Invoke(layer)));
+        }
         ln_final = new HookedLayerNorm(config.DModel);
         if (!config.TokenInputs) head = nn.Linear(config.DModel, config.OutputFeatures);
         else if (!config.TiedEmbeddings) unembed = nn.Linear(config.DModel, config.VocabSize);

@@ -9,28 +9,33 @@ namespace AttentionLab.Models;
 /// sequential: resid_mid = x + a; resid_post = resid_mid + MLP(LN₂(resid_mid));
 /// parallel:   resid_post = x + a + MLP(LN₂(x));
 /// attention-only: resid_post = x + a (no LN₂, MLP, resid_mid or mlp_out).
+/// The FFN is a <see cref="TinyMlp"/> unless the constructor is given another module (e.g. a <see cref="MixtureOfExperts"/>).
 /// </summary>
 public sealed class TinyGptBlock : nn.Module<Tensor, Tensor>
 {
     readonly HookedLayerNorm ln1;
     readonly nn.Module<Tensor, Tensor> attn;
     readonly HookedLayerNorm? ln2;
-    readonly TinyMlp? mlp;
+    readonly nn.Module<Tensor, Tensor>? mlp;
     readonly HookPoint hook_resid_pre = new(), hook_attn_out = new(), hook_resid_post = new();
     readonly HookPoint? hook_resid_mid, hook_mlp_out;
     readonly bool parallel;
 
-    public TinyGptBlock(TinyGptConfig config, nn.Module<Tensor, Tensor> mixer) : base(nameof(TinyGptBlock))
+    /// <param name="config">The model's config.</param>
+    /// <param name="mixer">The sequence mixer.</param>
+    /// <param name="ffn">The FFN (x [.., d] → [.., d]) when the config has one; null: a fresh <see cref="TinyMlp"/> of width MlpDim.</param>
+    public TinyGptBlock(TinyGptConfig config, nn.Module<Tensor, Tensor> mixer, nn.Module<Tensor, Tensor>? ffn = null) : base(nameof(TinyGptBlock))
     {
         config.Validate();
         ArgumentNullException.ThrowIfNull(mixer);
+        if (ffn is not null && !config.Mlp) throw new ArgumentException("an FFN was given but the config has no MLP (Mlp = false).", nameof(ffn));
         ln1 = new HookedLayerNorm(config.DModel);
         attn = mixer;
         parallel = config.ParallelBlock;
         if (config.Mlp)
         {
             ln2 = new HookedLayerNorm(config.DModel);
-            mlp = new TinyMlp(config.DModel, config.MlpDim);
+            mlp = ffn ?? new TinyMlp(config.DModel, config.MlpDim);
             hook_mlp_out = new HookPoint();
             if (!parallel) hook_resid_mid = new HookPoint();
         }
@@ -41,8 +46,10 @@ public sealed class TinyGptBlock : nn.Module<Tensor, Tensor>
     /// <summary>The sequence mixer (named "attn" for TransformerLens hook names).</summary>
     public nn.Module<Tensor, Tensor> Mixer => attn;
     public HookedLayerNorm? Norm2 => ln2;
-    /// <summary>The MLP, or null in an attention-only block.</summary>
-    public TinyMlp? Mlp => mlp;
+    /// <summary>The MLP when it is a <see cref="TinyMlp"/>; null in an attention-only block or when the FFN is another module (<see cref="Ffn"/>).</summary>
+    public TinyMlp? Mlp => mlp as TinyMlp;
+    /// <summary>The FFN module (a <see cref="TinyMlp"/> by default, or the one given), or null in an attention-only block.</summary>
+    public nn.Module<Tensor, Tensor>? Ffn => mlp;
 
     /// <summary>x [B, T, d] → [B, T, d].</summary>
     public override Tensor forward(Tensor x)
