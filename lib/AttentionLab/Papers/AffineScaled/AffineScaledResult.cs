@@ -97,6 +97,21 @@ public sealed record AffineScaledResult(AffineScaledExperiment.Config Config, Af
         WeightOnFirst = s.FirstTokenWeight[l], RowMass = s.RowMass[l],
     })));
 
+    /// <summary>Histogram of the last layer's per-query mass Σ_j w_ij (queries i ≥ 1) of every model over shared bins: bin centres and counts per model.</summary>
+    public (double[] Centres, IReadOnlyList<(string Model, double[] Counts)> Counts) RowMassHistogram(int bins = 24)
+    {
+        if (bins < 1) throw new ArgumentException($"bins must be positive, got {bins}.", nameof(bins));
+        var all = Stats.SelectMany(s => s.RowMassSample).Where(double.IsFinite).ToArray();
+        double lo = Math.Min(0, all.DefaultIfEmpty(0).Min()), hi = Math.Max(1, all.DefaultIfEmpty(1).Max()) + 1e-9, width = (hi - lo) / bins;
+        var counts = Stats.Select(s =>
+        {
+            var c = new double[bins];
+            foreach (var v in s.RowMassSample.Where(double.IsFinite)) c[Math.Clamp((int)((v - lo) / width), 0, bins - 1)]++;
+            return (s.Variant.ToString(), c);
+        }).ToList();
+        return (Enumerable.Range(0, bins).Select(i => lo + (i + 0.5) * width).ToArray(), counts);
+    }
+
     /// <summary>The claims: exactness (twins, §6 identities), first-token mass and entropy vs softmax (and the sink), gradient-norm variance, loss.</summary>
     public ClaimSet Claims()
     {
