@@ -30,7 +30,8 @@ public static class AffineScaledRecipe
         {
             torch.manual_seed(c.Seed);
             using var model = AffineScaledExperiment.Build(c, variant, corpus.VocabSize);
-            var history = AffineScaledExperiment.Train(model, corpus, c, steps, torch.CPU, new Core.InlineProgress<string>(Console.WriteLine), variant.ToString());
+            var history = AffineScaledExperiment.Train(model, corpus, c, steps, torch.CPU, new Core.InlineProgress<string>(Console.WriteLine),
+                variant.ToString());
             var stats = AffineScaledExperiment.Statistics(model, variant, eval, "recipe");
             Console.WriteLine($"{variant}: {history.Losses.Count} steps in {history.Elapsed.TotalSeconds:F1} s, final loss {history.Losses[^1]:G4}, " +
                 $"val loss {stats.ValLoss:F4}, first-token mass {stats.FirstTokenMass.Average():F3}, entropy {stats.Entropy.Average():F3}");

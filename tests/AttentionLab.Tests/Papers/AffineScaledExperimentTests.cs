@@ -87,13 +87,15 @@ public class AffineScaledExperimentTests(ITestOutputHelper output)
         Assert.Equal(ClaimStatus.DoesNotHold, noisy.Claims()["grad-norm-variance"].Status);
         var slow = good with { Live = new[] { live[0], live[1], live[2] with { MsPerStep = 200 } } };
         Assert.Equal(ClaimStatus.DoesNotHold, slow.Claims()["overhead"].Status);
-        // not asserted: none of them fails the check
-        Assert.All(new[] { more, flat, worse, noisy, slow }, r => Assert.Empty(r.Claims().Failures));
+        // not asserted: none of them fails the check; entropy is asserted, so Check names it
+        Assert.All(new[] { more, worse, noisy, slow }, r => Assert.Empty(r.Claims().Failures));
+        Assert.Contains("entropy", Assert.Throws<ClaimCheckException>(() => flat.Claims().Check()).Message);
 
         // exactness: every check fails the notebook when its gap crosses the bound
         var ex = good.Exactness;
         Assert.Contains((good with { Exactness = ex with { ExplicitVsNaive = 1e-9 } }).Claims().Failures, f => f.Id == "explicit-equals-naive");
-        Assert.Contains((good with { Exactness = ex with { DecomposedVsNaive = double.PositiveInfinity } }).Claims().Failures, f => f.Id == "decomposed-equals-naive");
+        Assert.Contains((good with { Exactness = ex with { DecomposedVsNaive = double.PositiveInfinity } }).Claims().Failures,
+            f => f.Id == "decomposed-equals-naive");
         Assert.Contains((good with { Exactness = ex with { LayerVsNaive = 1e-9 } }).Claims().Failures, f => f.Id == "layer-equals-naive");
         Assert.Contains((good with { Exactness = ex with { RowMassGap = 1e-5 } }).Claims().Failures, f => f.Id == "row-mass-is-alpha-ma");
         Assert.Contains((good with { Exactness = ex with { UnitAlphaVsSoftmax = 1e-5 } }).Claims().Failures, f => f.Id == "unit-alpha-is-softmax");

@@ -8,7 +8,10 @@ using static TorchSharp.torch;
 
 namespace AttentionLab.Tests.Papers;
 
-/// <summary>P31 Affine-Scaled Attention: both forms and the layer against the naive twin over the awkward-shape grid, the spec's identities, buffers, bad input.</summary>
+/// <summary>
+/// P31 Affine-Scaled Attention: both forms and the layer against the naive twin over the awkward-shape grid, the spec's identities,
+/// buffers, bad input.
+/// </summary>
 public class AffineScaledTests
 {
     static Tensor[] Inputs(Shape s, ScalarType dtype, Generator gen) =>
@@ -168,7 +171,8 @@ public class AffineScaledTests
         using var scope = NewDisposeScope();
         var x = AffineScaledChecks.ToyInputs(new Generator(1), torch.CPU);
         Assert.Equal("alpha", Assert.Throws<ArgumentException>(() => AffineScaledOps.Explicit(x[0], x[1], x[2], x[3].unsqueeze(-1), x[4])).ParamName);
-        Assert.Equal("alphaMa", Assert.Throws<ArgumentException>(() => AffineScaledOps.Explicit(x[0], x[1], x[2], x[3], torch.rand(5, dtype: float64))).ParamName);
+        Assert.Equal("alphaMa",
+            Assert.Throws<ArgumentException>(() => AffineScaledOps.Explicit(x[0], x[1], x[2], x[3], torch.rand(5, dtype: float64))).ParamName);
         Assert.Equal("v", Assert.Throws<ArgumentException>(() => AffineScaledOps.Decomposed(x[0], x[1], x[2].narrow(1, 0, 3), x[3], x[4])).ParamName);
         Assert.Equal("rho", Assert.Throws<ArgumentException>(() => new AffineScaledAttention(8, 2, rho: 1)).ParamName);
         using var full = new AffineScaledAttention(8, 2, norm: BiasNorm.FullLength);

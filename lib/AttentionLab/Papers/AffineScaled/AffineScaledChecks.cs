@@ -42,7 +42,7 @@ public static class AffineScaledChecks
     }
 
     /// <summary>max |Δ| of <paramref name="form"/> against the naive twin (outputs and the gradients of q, k, v, α, α_ma), both norms.</summary>
-    public static double FormVsNaive(Func<Tensor, Tensor, Tensor, Tensor, Tensor, BiasNorm, Tensor> form, Device device, int seed = 0)
+    public static double FormVsTwin(Func<Tensor, Tensor, Tensor, Tensor, Tensor, BiasNorm, Tensor> form, Device device, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(form);
         double worst = 0;
@@ -56,8 +56,10 @@ public static class AffineScaledChecks
         return worst;
     }
 
-    /// <summary>The layer (α_ma set to random values) against <see cref="AffineScaledNaive.Layer"/>: output and the gradients of x and every parameter.</summary>
-    public static double LayerVsNaive(Device device, int seed = 0)
+    /// <summary>
+    /// The layer (α_ma set to random values) against <see cref="AffineScaledNaive.Layer"/>: output and the gradients of x and every parameter.
+    /// </summary>
+    public static double LayerVsTwin(Device device, int seed = 0)
     {
         using var scope = NewDisposeScope();
         torch.manual_seed(seed);

@@ -72,7 +72,8 @@ public sealed class AffineScaledExperiment : IPaperExperiment<AffineScaledExperi
     /// drawn with seed 7919·seed + i, the same for every model): AdamW, warm-up then cosine, clip 1.0; the history holds the
     /// gradient norm of every step before clipping.
     /// </summary>
-    public static TrainHistory Train(TinyGpt model, TextCorpus corpus, Config c, int steps, Device device, IProgress<string>? progress = null, string label = "")
+    public static TrainHistory Train(TinyGpt model, TextCorpus corpus, Config c, int steps, Device device, IProgress<string>? progress = null,
+        string label = "")
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(corpus);
@@ -106,7 +107,8 @@ public sealed class AffineScaledExperiment : IPaperExperiment<AffineScaledExperi
             torch.manual_seed(config.Seed);
             using var model = Build(config, variant, corpus.VocabSize);
             model.to(device);
-            progress?.Report($"training {variant} live ({model.ParameterCount:N0} parameters), {config.LiveSteps} steps of {config.BatchSize} × {config.SeqLen}");
+            progress?.Report($"training {variant} live ({model.ParameterCount:N0} parameters), {config.LiveSteps} steps of " +
+                $"{config.BatchSize} × {config.SeqLen}");
             var history = Train(model, corpus, config, config.LiveSteps, device, progress, variant.ToString());
             live.Add(new LiveRun(variant, model.ParameterCount, history.Losses.ToArray(), history.GradNorms.ToArray(),
                 1000 * history.Elapsed.TotalSeconds / Math.Max(1, history.Losses.Count), Math.Min(config.WarmupSteps, config.LiveSteps)));
@@ -132,7 +134,8 @@ public sealed class AffineScaledExperiment : IPaperExperiment<AffineScaledExperi
             }
             else stats.Add(Statistics(model, variant, eval, source));
             sources[variant] = source;
-            progress?.Report($"  {variant}: statistics from {source}: val loss {stats[^1].ValLoss:F3}, first-token mass {stats[^1].FirstTokenMass.Average():F3}, " +
+            progress?.Report($"  {variant}: statistics from {source}: val loss {stats[^1].ValLoss:F3}, " +
+                $"first-token mass {stats[^1].FirstTokenMass.Average():F3}, " +
                 $"entropy {stats[^1].Entropy.Average():F3} nats");
             clock.Lap($"statistics {variant}");
         }
@@ -187,15 +190,16 @@ public sealed class AffineScaledExperiment : IPaperExperiment<AffineScaledExperi
     public static AffineExactness Exactness(Device device, int seed = 0)
     {
         ArgumentNullException.ThrowIfNull(device);
-        double explicitGap = AffineScaledChecks.FormVsNaive(AffineScaledOps.Explicit, device, seed);
-        double decomposedGap = AffineScaledChecks.FormVsNaive(AffineScaledOps.Decomposed, device, seed);
-        double layer = AffineScaledChecks.LayerVsNaive(device, seed);
+        double explicitGap = AffineScaledChecks.FormVsTwin(AffineScaledOps.Explicit, device, seed);
+        double decomposedGap = AffineScaledChecks.FormVsTwin(AffineScaledOps.Decomposed, device, seed);
+        double layer = AffineScaledChecks.LayerVsTwin(device, seed);
         double mass = AffineScaledChecks.RowMassGap(device, seed);
         double unit = AffineScaledChecks.UnitAlphaIsSoftmax(device, seed);
         double visibleLeak = AffineScaledChecks.CausalityLeak(BiasNorm.VisibleKeys, device, seed);
         double fullLeak = AffineScaledChecks.CausalityLeak(BiasNorm.FullLength, device, seed);
         var (ema, evalChange) = AffineScaledChecks.Ema(device, seed);
         double step = AffineScaledChecks.StepVsForward(device, seed);
-        return new AffineExactness(explicitGap, decomposedGap, layer, mass, unit, visibleLeak, fullLeak, ema, evalChange, AffineScaledChecks.ClippingAt(), step);
+        return new AffineExactness(explicitGap, decomposedGap, layer, mass, unit, visibleLeak, fullLeak, ema, evalChange,
+            AffineScaledChecks.ClippingAt(), step);
     }
 }

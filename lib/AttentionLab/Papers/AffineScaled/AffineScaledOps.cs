@@ -113,8 +113,10 @@ public static class AffineScaledOps
         Guard.Rank(v, 4, nameof(v), "B, T, H, Dv");
         Guard.Rank(alpha, 3, nameof(alpha), "B, T, H");
         if (!k.shape.SequenceEqual(q.shape)) throw new ArgumentException($"k {Guard.ShapeText(k)} must match q {Guard.ShapeText(q)}.", nameof(k));
-        if (!v.shape[..3].SequenceEqual(q.shape[..3])) throw new ArgumentException($"v {Guard.ShapeText(v)} must share B, T, H with q {Guard.ShapeText(q)}.", nameof(v));
-        if (!alpha.shape.SequenceEqual(q.shape[..3])) throw new ArgumentException($"alpha {Guard.ShapeText(alpha)} must be [B, T, H] of q {Guard.ShapeText(q)}.", nameof(alpha));
+        if (!v.shape[..3].SequenceEqual(q.shape[..3]))
+            throw new ArgumentException($"v {Guard.ShapeText(v)} must share B, T, H with q {Guard.ShapeText(q)}.", nameof(v));
+        if (!alpha.shape.SequenceEqual(q.shape[..3]))
+            throw new ArgumentException($"alpha {Guard.ShapeText(alpha)} must be [B, T, H] of q {Guard.ShapeText(q)}.", nameof(alpha));
         if (alphaMa.dim() != 1 || alphaMa.size(0) != q.size(2))
             throw new ArgumentException($"alphaMa {Guard.ShapeText(alphaMa)} must be [H] = [{q.size(2)}].", nameof(alphaMa));
     }

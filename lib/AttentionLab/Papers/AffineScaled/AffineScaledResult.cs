@@ -44,7 +44,11 @@ public sealed record LiveRun(AffineVariant Variant, long Params, double[] Losses
     public double FinalLoss => Losses.Skip(Losses.Length * 3 / 4).Average();
 
     static double Variance(double[] x) { double m = x.Average(); return x.Sum(v => (v - m) * (v - m)) / x.Length; }
-    static double Median(double[] x) { var s = x.Order().ToArray(); return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]); }
+    static double Median(double[] x)
+    {
+        var s = x.Order().ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
 }
 
 /// <summary>
@@ -64,7 +68,9 @@ public sealed record AffineScaledResult(AffineScaledExperiment.Config Config, Af
     /// <summary>The statistics of <paramref name="variant"/>.</summary>
     public VariantStats StatsOf(AffineVariant variant) => Stats.First(s => s.Variant == variant);
 
-    /// <summary>Paper Tables 4–5 shape: Δparams vs softmax, val loss and ppl, the live run's gradient-norm variance, CV and spikes, ms/step, source.</summary>
+    /// <summary>
+    /// Paper Tables 4–5 shape: Δparams vs softmax, val loss and ppl, the live run's gradient-norm variance, CV and spikes, ms/step, source.
+    /// </summary>
     public DataFrame ToDataFrame()
     {
         long baseParams = LiveOf(AffineVariant.Softmax).Params;
@@ -97,7 +103,9 @@ public sealed record AffineScaledResult(AffineScaledExperiment.Config Config, Af
         WeightOnFirst = s.FirstTokenWeight[l], RowMass = s.RowMass[l],
     })));
 
-    /// <summary>Histogram of the last layer's per-query mass Σ_j w_ij (queries i ≥ 1) of every model over shared bins: bin centres and counts per model.</summary>
+    /// <summary>
+    /// Histogram of the last layer's per-query mass Σ_j w_ij (queries i ≥ 1) of every model over shared bins: bin centres and counts per model.
+    /// </summary>
     public (double[] Centres, IReadOnlyList<(string Model, double[] Counts)> Counts) RowMassHistogram(int bins = 24)
     {
         if (bins < 1) throw new ArgumentException($"bins must be positive, got {bins}.", nameof(bins));
@@ -120,14 +128,17 @@ public sealed record AffineScaledResult(AffineScaledExperiment.Config Config, Af
         string twin = $"≤ {Num.Sci(AffineExactness.TwinTolerance, 0)} (float64, output and every gradient)";
         string spec = $"≤ {Num.Sci(AffineExactness.IdentityTolerance, 0)} (spec §6)";
         claims.Exactness("explicit-equals-naive", "the explicit form z = (αP + β)V equals the row-by-row naive twin (VisibleKeys and FullLength)",
-            $"max |Δ| {Num.Sci(ex.ExplicitVsNaive)} (B 2, T 7, H 3, D 5, Dv 4; gradients of q, k, v, α, α_ma)", twin, ex.ExplicitVsNaive <= AffineExactness.TwinTolerance);
+            $"max |Δ| {Num.Sci(ex.ExplicitVsNaive)} (B 2, T 7, H 3, D 5, Dv 4; gradients of q, k, v, α, α_ma)", twin,
+            ex.ExplicitVsNaive <= AffineExactness.TwinTolerance);
         claims.Exactness("decomposed-equals-naive", "the efficient decomposition α·softmax-attention + (α_ma − α)·prefix-mean(V) equals the naive twin",
             $"max |Δ| {Num.Sci(ex.DecomposedVsNaive)}", $"{twin}; spec §6 asks 1e-5", ex.DecomposedVsNaive <= AffineExactness.TwinTolerance);
         claims.Exactness("layer-equals-naive", "the mixer (W_QKV, W_α, φ, W_O) equals its naive layer, gradients of x and every parameter included",
             $"max |Δ| {Num.Sci(ex.LayerVsNaive)} (d 11)", twin, ex.LayerVsNaive <= AffineExactness.TwinTolerance);
-        claims.Exactness("row-mass-is-alpha-ma", "every query's weights sum to α_ma (VisibleKeys)", $"max |Σ_j a_ij − α_ma| {Num.Sci(ex.RowMassGap)}", spec,
+        claims.Exactness("row-mass-is-alpha-ma", "every query's weights sum to α_ma (VisibleKeys)",
+            $"max |Σ_j a_ij − α_ma| {Num.Sci(ex.RowMassGap)}", spec,
             ex.RowMassGap <= AffineExactness.IdentityTolerance);
-        claims.Exactness("unit-alpha-is-softmax", "α ≡ α_ma ≡ 1 is exactly softmax attention", $"max |Δ| {Num.Sci(ex.UnitAlphaVsSoftmax)} vs reference softmax",
+        claims.Exactness("unit-alpha-is-softmax", "α ≡ α_ma ≡ 1 is exactly softmax attention",
+            $"max |Δ| {Num.Sci(ex.UnitAlphaVsSoftmax)} vs reference softmax",
             spec, ex.UnitAlphaVsSoftmax <= AffineExactness.IdentityTolerance);
         claims.Exactness("causality-probe", "changing later inputs leaves earlier outputs unchanged (VisibleKeys); FullLength leaks, as the spec warns",
             $"VisibleKeys max |Δ| {Num.Sci(ex.VisibleLeak)}; FullLength {Num.Sci(ex.FullLengthLeak)}", "VisibleKeys exactly 0 (spec §6); FullLength > 0",
@@ -181,7 +192,8 @@ public sealed record AffineScaledResult(AffineScaledExperiment.Config Config, Af
             $"(statistics from {aff.Source}).");
         claims.Saw($"Mean attention entropy: affine {ea:F3}, softmax {es:F3}, sink {ek:F3} nats.");
         if (aff.AlphaMa.Count > 0)
-            claims.Saw($"The affine model's α_ma ranged {aff.AlphaMa.SelectMany(a => a).Min():F3}–{aff.AlphaMa.SelectMany(a => a).Max():F3} over layers and heads, " +
+            claims.Saw($"The affine model's α_ma ranged {aff.AlphaMa.SelectMany(a => a).Min():F3}–{aff.AlphaMa.SelectMany(a => a).Max():F3} " +
+                "over layers and heads, " +
                 $"and its last layer's rows summed to {aff.RowMass[^1]:F3} on average.");
         claims.Saw($"Over {ls.GradNorms.Length} live steps the gradient-norm variance after warm-up was {la.GradVariance:G3} (affine), {ls.GradVariance:G3} " +
             $"(softmax), {lk.GradVariance:G3} (sink); validation loss {aff.ValLoss:F3}, {soft.ValLoss:F3}, {sink.ValLoss:F3}.");
