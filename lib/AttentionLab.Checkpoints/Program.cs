@@ -2,17 +2,18 @@ using AttentionLab.Checkpoints;
 using TorchSharp;
 
 // Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release --
-//            induction|delta|freeswim|landmark|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]
+//            induction|delta|freeswim|landmark|dha|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]
 torch.set_num_threads(1);
 string? recipe = args.Length == 0 ? null
     : args[0] is "delta" or DeltaRecipe.Name ? "delta"
     : args[0] is "induction" or InductionRecipe.Name ? "induction"
     : args[0] is "freeswim" or FreeSwimRecipe.Name ? "freeswim"
     : args[0] is "landmark" or LandmarkRecipe.Name ? "landmark"
+    : args[0] is "dha" or DhaRecipe.Name ? "dha"
     : args[0] is HcamRecipe.Name && args.Length > 1 ? "hcam" : null;
 if (recipe is null)
 {
-    Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]   " +
+    Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|dha|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]   " +
         $"(writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin, {FreeSwimRecipe.Name}.bin, " +
         $"{LandmarkRecipe.Name}.bin or hcam-recall-<model>.bin)");
     return 2;
@@ -24,6 +25,7 @@ int steps = Option("--steps", recipe switch
     "freeswim" => AttentionLab.Papers.FreeSwim.FreeSwimCheckpoint.Steps,
     "landmark" => LandmarkRecipe.DefaultSteps,
     "hcam" => HcamRecipe.DefaultSteps,
+    "dha" => DhaRecipe.Recipe.Steps,
     _ => InductionRecipe.DefaultSteps,
 });
 int seed = Option("--seed", 0);
@@ -34,6 +36,7 @@ return recipe switch
     "delta" => DeltaRecipe.Run(steps, seed, save, command),
     "freeswim" => FreeSwimRecipe.Run(steps, seed, save, command),
     "landmark" => LandmarkRecipe.Run(steps, seed, save, command),
+    "dha" => DhaRecipe.Run(steps, seed, save, command),
     "hcam" => HcamRecipe.Run(args[1], steps, seed, save, Option("--evals", 6)),
     _ => InductionRecipe.Run(steps, seed, save, command),
 };

@@ -73,7 +73,8 @@ public static class HeadSimilarity
 /// <remarks>
 /// Search [ours, spec §2]: every partition starts with singletons; repeatedly merge, across all layers and both kinds, the pair of
 /// groups (A, B) whose merge grows Σ_G Σ_{h∈G} ‖w_h − w̄_G‖² least — Ward's growth |A||B| / (|A| + |B|) · ‖w̄_A − w̄_B‖² — until
-/// Σ_ℓ (g_K^ℓ + g_V^ℓ) = round(ρ · 2LH). w_h = [W_K^h ; b_K^h] flattened (float64). Redundant layers give up more heads.
+/// Σ_ℓ (g_K^ℓ + g_V^ℓ) = round(ρ · 2LH). w_h = [W_K^h ; b_K^h] flattened (float64), divided by the partition's RMS head norm
+/// √(mean_h ‖w_h‖²) [ours: the raw cost lets the partition with the smallest weights give up all its heads]. Redundant layers give up more heads.
 /// Fusion: head i's fused weights W̃_i = Σ_{j∈G(i)} ω_ij W_j (ω = I at the start: the MHA exactly);
 /// L_fuse = Σ_G Σ_{i∈G} ‖W̃_i − mean_{j∈G} W̃_j‖² over K and V of every layer (weights and biases);
 /// loss = LM + λ · L_fuse / L_fuse(ω = I);  λ ← λ + μ · L_fuse / L_fuse(ω = I) after each step.
@@ -96,6 +97,18 @@ public static class DhaConverter
         var bias = HeadBias(mixer, kind);
         if (bias is not null) flat = torch.cat(new[] { flat, bias.detach().to(ScalarType.Float64).cpu() }, 1);
         return flat.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// What the search compares: w_h / r with r² = mean_h ‖w_h‖² of this layer and kind [ours], so the cost of a merge is
+    /// relative to the partition's own scale and K, V and layers compete on equal terms for the budget: [H, P] float64.
+    /// </summary>
+    public static Tensor SearchVectors(AttentionMixer mixer, HeadKind kind)
+    {
+        using var scope = NewDisposeScope();
+        var w = HeadVectors(mixer, kind);
+        var r = w.pow(2).sum(1).mean().sqrt().clamp_min(1e-30);                            // r = √(mean_h ‖w_h‖²)
+        return (w / r).MoveToOuterDisposeScope();
     }
 
     /// <summary>b^h [H, D] of one kind (a view of W_QKV's bias), or null when the projection has no bias.</summary>
@@ -130,7 +143,7 @@ public static class DhaConverter
         for (int l = 0; l < layers; l++)
             foreach (var kind in new[] { HeadKind.Key, HeadKind.Value })
             {
-                using var w = HeadVectors(Mixer(model, l), kind);
+                using var w = SearchVectors(Mixer(model, l), kind);
                 parts.Add(new Partition(Rows(w)));
             }
         int total = parts.Sum(p => p.Count);
@@ -276,6 +289,8 @@ public static class DhaConverter
         return (fusion * mask).matmul(w).MoveToOuterDisposeScope();
     }
 
+    static Tensor Exact(double[,] m) => Tensor2(m.Cast<double>().ToArray(), m.GetLength(0), m.GetLength(1));
+
     static Tensor Tensor2(double[] data, long rows, long cols) => torch.tensor(data, new[] { rows, cols }, dtype: ScalarType.Float64);
 
     static Tensor GroupMean(int[] groups, ScalarType dtype, Device device)
@@ -303,7 +318,7 @@ public static class DhaConverter
         ArgumentNullException.ThrowIfNull(lmLoss);
         if (steps < 0) throw new ArgumentException($"steps must be ≥ 0, got {steps}.", nameof(steps));
         double start;
-        using (torch.no_grad()) using (var s0 = FusionLoss(decoupled, plan)) start = s0.item<double>();
+        using (torch.no_grad()) using (var s0 = FusionLoss(decoupled, plan)) start = s0.to(ScalarType.Float64).item<double>();
         if (!(start > 0)) start = 1;                                                    // every group a singleton (or identical heads): nothing to fuse
         var frozen = decoupled.named_parameters().Where(p => p.parameter.requires_grad && !p.name.Contains("fusion_", StringComparison.Ordinal))
             .Select(p => p.parameter).ToList();
@@ -317,7 +332,7 @@ public static class DhaConverter
                 Trainer.Fit(decoupled, step =>
                 {
                     var fuse = FusionLoss(decoupled, plan) / start;
-                    double r = fuse.item<double>();
+                    double r = fuse.detach().to(ScalarType.Float64).item<double>();
                     relative.Add(r);
                     lambdas.Add(lambda);
                     var loss = lmLoss(step) + lambda * fuse;                           // LM + λ·L_fuse
@@ -331,7 +346,7 @@ public static class DhaConverter
             foreach (var p in frozen) p.requires_grad_(true);
         }
         double end;
-        using (torch.no_grad()) using (var s1 = FusionLoss(decoupled, plan)) end = s1.item<double>() / start;
+        using (torch.no_grad()) using (var s1 = FusionLoss(decoupled, plan)) end = s1.to(ScalarType.Float64).item<double>() / start;
         return new FusionHistory(start, end, relative, lambdas);
     }
 
@@ -352,8 +367,15 @@ public static class DhaConverter
         collapsed.to(w.device).to(w.dtype);
         var source = decoupled.named_parameters().ToDictionary(p => p.name, p => p.parameter);
         using (torch.no_grad())
+        {
             foreach (var (name, p) in collapsed.named_parameters())
                 if (!name.Contains("fusion_", StringComparison.Ordinal)) p.copy_(source[name]);
+            foreach (var layer in collapsed.Blocks.Select(b => (GroupedKvAttention)b.Mixer))
+            {
+                layer.KeyFusion.copy_(Exact(layer.KeyMap.Fusion));                      // the layer builds F in float32; keep float64 models exact
+                layer.ValueFusion.copy_(Exact(layer.ValueMap.Fusion));
+            }
+        }
         return collapsed;
     }
 

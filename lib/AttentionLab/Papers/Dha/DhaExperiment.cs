@@ -39,11 +39,11 @@ public sealed class DhaExperiment : IPaperExperiment<DhaExperiment.Config, DhaRe
         double[] Ratios, bool Checkpoint, int Seed) : IPaperConfig<Config>
     {
         public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 8, SeqLen: 64, BatchSize: 16, PretrainSteps: 300, PretrainLr: 3e-3,
-            FusionSteps: 60, FusionLr: 0.05, Lambda0: 0.1, Mu: 0.5, ContinueSteps: 150, ContinueLr: 1e-3, EvalEvery: 10, EvalBatch: 32,
+            FusionSteps: 60, FusionLr: 0.05, Lambda0: 1, Mu: 5, ContinueSteps: 150, ContinueLr: 1e-3, EvalEvery: 10, EvalBatch: 32,
             Ratios: new[] { 0.25, 0.5 }, Checkpoint: true, Seed: 0) { Size = "smoke" };
 
         public static Config Full => new(Layers: 8, DModel: 512, Heads: 16, SeqLen: 512, BatchSize: 32, PretrainSteps: 20_000, PretrainLr: 1e-3,
-            FusionSteps: 500, FusionLr: 0.05, Lambda0: 0.1, Mu: 0.05, ContinueSteps: 2_000, ContinueLr: 3e-4, EvalEvery: 100, EvalBatch: 64,
+            FusionSteps: 500, FusionLr: 0.05, Lambda0: 1, Mu: 0.5, ContinueSteps: 2_000, ContinueLr: 3e-4, EvalEvery: 100, EvalBatch: 64,
             Ratios: new[] { 0.25, 0.5 }, Checkpoint: false, Seed: 0) { Size = "full" };
 
         /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
@@ -341,8 +341,8 @@ public sealed class DhaExperiment : IPaperExperiment<DhaExperiment.Config, DhaRe
             fuseGrad = 0;
             for (int i = 0; i < fusion.Count; i++)
             {
-                var a = gFast[i] is { } ga ? ga : torch.zeros_like(fusion[i]);
-                var b = gSlow[i] is { } gb ? gb : torch.zeros_like(fusion[i]);
+                var a = gFast[i] is { IsInvalid: false } ga ? ga : torch.zeros_like(fusion[i]);
+                var b = gSlow[i] is { IsInvalid: false } gb ? gb : torch.zeros_like(fusion[i]);
                 fuseGrad = Math.Max(fuseGrad, a.sub(b).abs().max().item<double>());
             }
         }

@@ -25,7 +25,7 @@ public static class DhaNaive
     }
 
     /// <summary>
-    /// The search from its definition: every step recomputes, for every pair of groups in every partition, the growth
+    /// The search from its definition (head vectors scaled by their partition's RMS norm): every step recomputes, for every pair of groups in every partition, the growth
     /// SSE(A ∪ B) − SSE(A) − SSE(B), and merges the least (ties: lower layer, K before V, lower pair), until the budget is met.
     /// </summary>
     public static DhaPlan Search(TinyGpt model, double ratio)
@@ -39,7 +39,9 @@ public static class DhaNaive
             foreach (var kind in new[] { HeadKind.Key, HeadKind.Value })
             {
                 using var w = DhaConverter.HeadVectors(DhaConverter.Mixer(model, l), kind);
-                vectors.Add(Enumerable.Range(0, heads).Select(h => w[h].data<double>().ToArray()).ToArray());
+                var rows = Enumerable.Range(0, heads).Select(h => w[h].data<double>().ToArray()).ToArray();
+                double meanSquare = rows.Average(r => r.Sum(v => v * v));                  // mean_h ‖w_h‖²
+                vectors.Add(rows.Select(r => r.Select(v => v / Math.Sqrt(meanSquare)).ToArray()).ToArray());
                 partitions.Add(Enumerable.Range(0, heads).Select(h => new List<int> { h }).ToList());
             }
         while (partitions.Sum(p => p.Count) > target)
