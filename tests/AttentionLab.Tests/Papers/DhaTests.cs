@@ -196,4 +196,48 @@ public class DhaTests(ITestOutputHelper output)
         Assert.Equal(config.Layers, result.KeySimilarity.Length);
         Assert.Equal(config.Ratios.Length, result.Fusions.Count);
     }
+    static DhaResult HandMade(double dha25At0 = 2.8, double dha25End = 2.15, double identityGap = 0, bool searchSame = true, int kvFormula = 384)
+    {
+        var config = DhaExperiment.Config.Smoke;
+        var ex = new DhaExactness(identityGap, true, 0, 0, 1e-16, 0, searchSame, 1e-16, 1e-16, 1e-16, [(0.25, 6, 6)], 384, kvFormula, 6912, 6912);
+        int[] steps = [0, 50, 100, 150];
+        DhaCurve C(string m, double r, int heads, double[] loss) => new(m, r, heads, heads * 8 * 4L, steps, loss, [2.0]);
+        var curves = new[]
+        {
+            C(DhaExperiment.MhaName, 1, 32, [2.1, 2.08, 2.05, 2.03]),
+            C(DhaExperiment.GqaName, 0.25, 8, [3.2, 2.3, 2.2, 2.17]),
+            C(DhaExperiment.DhaName, 0.25, 8, [dha25At0, 2.25, dha25End + 0.01, dha25End]),
+            C(DhaExperiment.GqaName, 0.5, 16, [2.6, 2.2, 2.15, 2.12]),
+            C(DhaExperiment.DhaName, 0.5, 16, [2.4, 2.15, 2.1, 2.08]),
+        };
+        int[][] g2 = [[0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 1]];
+        var plans = new[] { new DhaPlan(0.25, 8, g2, g2, 1), new DhaPlan(0.5, 16, [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 1, 1, 2, 2, 3, 3]], [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 1, 1, 2, 2, 3, 3]], 1) };
+        var fusions = new[] { new DhaFusion(0.25, 2.1, 2.9, 2.7, 10, 0.01, [1.0], [1.0]), new DhaFusion(0.5, 2.1, 2.6, 2.4, 10, 0.01, [1.0], [1.0]) };
+        var kv = new[] { new DhaKvRow("this run", 2, 64, 8, DhaExperiment.MhaName, 1, 32, 1024, 512), new DhaKvRow("this run", 2, 64, 8, DhaExperiment.GqaName, 0.25, 8, 256, 128),
+            new DhaKvRow("this run", 2, 64, 8, DhaExperiment.DhaName, 0.25, 8, 256, 128) };
+        var sim = new[] { new[] { new double[8] } };
+        return new DhaResult(config, ex, "hand-made", [], sim, sim, plans, fusions, curves, kv, 1, new Dictionary<string, double>());
+    }
+
+    [Fact]
+    public void EachClaimFollowsItsMeasurement()
+    {
+        var good = HandMade().Claims();
+        foreach (var r in good) output.WriteLine($"{r.Id}: {ClaimRecord.StatusText(r.Status)}");
+        Assert.Empty(good.Failures);
+        Assert.Equal(ClaimStatus.Holds, good["smaller-gap-after-conversion-25"].Status);
+        Assert.Equal(ClaimStatus.Holds, good["recovers-faster"].Status);
+        Assert.Equal(ClaimStatus.Holds, good["kv-bytes-per-token"].Status);
+        var worse = HandMade(dha25At0: 3.3).Claims();
+        Assert.Equal(ClaimStatus.DoesNotHold, worse["smaller-gap-after-conversion-25"].Status);
+        Assert.Contains(worse.Failures, r => r.Id == "smaller-gap-after-conversion-25");
+        var slow = HandMade(dha25End: 2.19).Claims();
+        Assert.Equal(ClaimStatus.DoesNotHold, slow["recovers-faster"].Status);
+        Assert.Empty(slow.Failures);                                                     // recorded, not asserted, at this size
+        Assert.Equal(ClaimStatus.DoesNotHold, HandMade(identityGap: 1e-3).Claims()["identity-grouping-is-mha"].Status);
+        Assert.Equal(ClaimStatus.DoesNotHold, HandMade(searchSame: false).Claims()["search-equals-naive"].Status);
+        Assert.Equal(ClaimStatus.DoesNotHold, HandMade(kvFormula: 400).Claims()["kv-bytes-formula"].Status);
+        Assert.Equal(ClaimStatus.DoesNotHold, HandMade(dha25End: 2.3).Claims()["performance-kept"].Status);
+        Assert.Equal(ClaimStatus.Holds, HandMade(dha25End: 2.05).Claims()["performance-kept"].Status);
+    }
 }

@@ -168,8 +168,8 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
                     : "paper: DHA beats GQA at every budget it reports (spec §7)",
                 $"val loss at step 0: DHA {dha.ValLoss[0]:F4}, GQA {gqa.ValLoss[0]:F4}, MHA {mha.ValLoss[0]:F4} nats/char (gap to MHA {gD:F4} vs {gG:F4}); " +
                 $"{dha.CachedHeads} cached heads each",
-                "loss_DHA(0) < loss_GQA(0), seed 0 (spec §6)", dha.ValLoss[0] < gqa.ValLoss[0], asserted: false,
-                note: "TODO");
+                "loss_DHA(0) < loss_GQA(0), seed 0 (spec §6)", dha.ValLoss[0] < gqa.ValLoss[0], asserted: true,
+                deviation: "the search compares head weights scaled by their partition's RMS norm, and L_fuse enters the Lagrangian relative to its start (docs/decisions.md)");
         }
 
         var g25 = Curve(DhaExperiment.GqaName, Config.Ratios[0]);
@@ -182,7 +182,8 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
             "5× faster training than GQA (arXiv v1) / 12× (NeurIPS version) to the same performance (spec §7)",
             $"GQA reaches its final val loss {target:F4} at step {gqaSteps}; DHA at step {(dhaSteps?.ToString() ?? "—")} ({speed}); evaluated every {Config.EvalEvery} steps",
             "DHA needs fewer steps than GQA to reach GQA's final loss (spec §7: 'recovers in fewer steps')", dhaSteps is int ds && ds < gqaSteps, asserted: false,
-            note: "TODO");
+            note: "not asserted: the spec grades the claim B at toy size (a tiny model's head redundancy is not LLaMA's); at smoke the head start " +
+                  "DHA has at step 0 is used up within the continued steps at 25 %, so the order at the end follows the run; read it at full size");
 
         var kept = Config.Ratios.Select(r => (r, Curve(DhaExperiment.DhaName, r), Curve(DhaExperiment.GqaName, r))).ToList();
         double perf = mha.ValLoss[^1] / d25.ValLoss[^1];
