@@ -13,7 +13,8 @@ string? recipe = args.Length == 0 ? null
     : args[0] is HcamRecipe.Name && args.Length > 1 ? "hcam" : null;
 if (recipe is null)
 {
-    Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|dha|hcam <local|full|hcam> [--steps N] [--seed S] [--dry-run]   " +
+    Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|dha|hcam <local|full|hcam> " +
+        "[--steps N] [--seed S] [--dry-run]   " +
         $"(writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin, {FreeSwimRecipe.Name}.bin, " +
         $"{LandmarkRecipe.Name}.bin or hcam-recall-<model>.bin)");
     return 2;

@@ -211,9 +211,11 @@ public class DhaTests(ITestOutputHelper output)
             C(DhaExperiment.DhaName, 0.5, 16, [2.4, 2.15, 2.1, 2.08]),
         };
         int[][] g2 = [[0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 0, 1, 1, 1, 1]];
-        var plans = new[] { new DhaPlan(0.25, 8, g2, g2, 1), new DhaPlan(0.5, 16, [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 1, 1, 2, 2, 3, 3]], [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 1, 1, 2, 2, 3, 3]], 1) };
+        var plans = new[] { new DhaPlan(0.25, 8, g2, g2, 1), 
+            new DhaPlan(0.5, 16, [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 1, 1, 2, 2, 3, 3]], [[0, 0, 1, 1, 2, 2, 3, 3], [0, 0, 1, 1, 2, 2, 3, 3]], 1) };
         var fusions = new[] { new DhaFusion(0.25, 2.1, 2.9, 2.7, 10, 0.01, [1.0], [1.0]), new DhaFusion(0.5, 2.1, 2.6, 2.4, 10, 0.01, [1.0], [1.0]) };
-        var kv = new[] { new DhaKvRow("this run", 2, 64, 8, DhaExperiment.MhaName, 1, 32, 1024, 512), new DhaKvRow("this run", 2, 64, 8, DhaExperiment.GqaName, 0.25, 8, 256, 128),
+        var kv = new[] { new DhaKvRow("this run", 2, 64, 8, DhaExperiment.MhaName, 1, 32, 1024, 512),
+            new DhaKvRow("this run", 2, 64, 8, DhaExperiment.GqaName, 0.25, 8, 256, 128),
             new DhaKvRow("this run", 2, 64, 8, DhaExperiment.DhaName, 0.25, 8, 256, 128) };
         var sim = new[] { new[] { new double[8] } };
         return new DhaResult(config, ex, "hand-made", [], sim, sim, plans, fusions, curves, kv, 1, new Dictionary<string, double>());

@@ -126,7 +126,8 @@ public static class DhaConverter
         if (!(ratio > 0 && ratio <= 1)) throw new ArgumentException($"ratio must lie in (0, 1], got {ratio}.", nameof(ratio));
         int target = (int)Math.Round(ratio * 2 * layers * heads);
         if (target < 2 * layers)
-            throw new ArgumentException($"ratio {ratio} keeps {target} cached heads, fewer than one K and one V group per layer ({2 * layers}).", nameof(ratio));
+            throw new ArgumentException($"ratio {ratio} keeps {target} cached heads, " +
+                $"fewer than one K and one V group per layer ({2 * layers}).", nameof(ratio));
         return target;
     }
 

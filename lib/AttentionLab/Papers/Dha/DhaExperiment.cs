@@ -73,7 +73,8 @@ public sealed class DhaExperiment : IPaperExperiment<DhaExperiment.Config, DhaRe
         var clock = new PhaseClock();
         var exactness = Exactness(device, config.Seed);
         clock.Lap("exactness");
-        progress?.Report($"exactness: identity plan vs MHA {Num.Sci(exactness.IdentityPlanVsMha)}, search vs naive {(exactness.SearchMatchesNaive ? "same" : "DIFFERENT")}, " +
+        progress?.Report($"exactness: identity plan vs MHA {Num.Sci(exactness.IdentityPlanVsMha)}, search vs naive " +
+            $"{(exactness.SearchMatchesNaive ? "same" : "DIFFERENT")}, " +
             $"L_fuse vs naive {Num.Sci(exactness.FusionLossRelGap)} (float64)");
 
         var corpus = TextCorpus.MobyDick();
@@ -107,7 +108,11 @@ public sealed class DhaExperiment : IPaperExperiment<DhaExperiment.Config, DhaRe
             double noFusion;
             using (var meanPooled = DhaConverter.Collapse(decoupled, plan)) noFusion = Loss(meanPooled, eval);   // ω = I: the search's groups, mean-pooled
             var history = DhaConverter.FusionTrain(decoupled, plan, config.FusionSteps, new LagrangeSchedule(config.Lambda0, config.Mu, config.FusionLr),
-                step => { using var batch = corpus.Sample(config.BatchSize, config.SeqLen, seed: 2_000_000 + step, device: device); return batch.Loss(decoupled.call(batch.Tokens)); },
+                step =>
+                {
+                    using var batch = corpus.Sample(config.BatchSize, config.SeqLen, seed: 2_000_000 + step, device: device);
+                    return batch.Loss(decoupled.call(batch.Tokens));
+                },
                 progress);
             double afterFusion = Loss(decoupled, eval);
             using var collapsed = DhaConverter.Collapse(decoupled, plan);
@@ -124,7 +129,8 @@ public sealed class DhaExperiment : IPaperExperiment<DhaExperiment.Config, DhaRe
     }
 
     /// <summary>Trains the MHA of <paramref name="recipe"/> on Moby-Dick characters (the checkpoint recipe and the fallback both call this).</summary>
-    public static (TinyGpt Model, IReadOnlyList<double> Losses) Pretrain(PretrainRecipe recipe, TextCorpus corpus, Device device, IProgress<string>? progress = null)
+    public static (TinyGpt Model, IReadOnlyList<double> Losses) Pretrain(PretrainRecipe recipe, TextCorpus corpus,
+         Device device, IProgress<string>? progress = null)
     {
         ArgumentNullException.ThrowIfNull(recipe);
         ArgumentNullException.ThrowIfNull(corpus);
@@ -209,7 +215,8 @@ public sealed class DhaExperiment : IPaperExperiment<DhaExperiment.Config, DhaRe
     }
 
     /// <summary>Continued training of one model: every model the same steps, batches and schedule; val loss at step 0 and every EvalEvery steps.</summary>
-    static DhaCurve Continue(TinyGpt model, string method, double ratio, Config c, TextCorpus corpus, TokenBatch eval, Device device, IProgress<string>? progress)
+    static DhaCurve Continue(TinyGpt model, string method, double ratio, Config c, TextCorpus corpus,
+         TokenBatch eval, Device device, IProgress<string>? progress)
     {
         var steps = new List<int> { 0 };
         var losses = new List<double> { Loss(model, eval) };
@@ -219,7 +226,8 @@ public sealed class DhaExperiment : IPaperExperiment<DhaExperiment.Config, DhaRe
             $"continued training {c.ContinueSteps} steps");
         var history = c.ContinueSteps == 0 ? null : Trainer.Fit(model, step =>
         {
-            using var batch = corpus.Sample(c.BatchSize, c.SeqLen, seed: 5_000_000 + c.Seed * 7_919 + step, device: device);   // the same batches for every model
+            // the same batches for every model
+            using var batch = corpus.Sample(c.BatchSize, c.SeqLen, seed: 5_000_000 + c.Seed * 7_919 + step, device: device);
             return batch.Loss(model.call(batch.Tokens));
         }, new TrainOptions(c.ContinueSteps, c.ContinueLr, StepsPerEpoch: c.EvalEvery, ReportEvery: c.ContinueSteps), null, epoch =>
         {

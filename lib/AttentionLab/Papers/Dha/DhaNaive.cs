@@ -25,7 +25,8 @@ public static class DhaNaive
     }
 
     /// <summary>
-    /// The search from its definition (head vectors scaled by their partition's RMS norm): every step recomputes, for every pair of groups in every partition, the growth
+    /// The search from its definition (head vectors scaled by their partition's RMS norm): every step recomputes,
+    /// for every pair of groups in every partition, the growth
     /// SSE(A ∪ B) − SSE(A) − SSE(B), and merges the least (ties: lower layer, K before V, lower pair), until the budget is met.
     /// </summary>
     public static DhaPlan Search(TinyGpt model, double ratio)

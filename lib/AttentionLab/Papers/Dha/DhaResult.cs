@@ -21,7 +21,8 @@ namespace AttentionLab.Papers.Dha;
 /// <param name="DecodeExpected">B · T · formula.</param>
 public sealed record DhaExactness(double IdentityPlanVsMha, bool IdentityPlanIsIdentity, double DecoupledVsMha, double GqaGroupSizeOneVsMha,
     double IdenticalCollapseVsModel, double IdenticalSearchCost, bool SearchMatchesNaive, double SearchCostRelGap, double FusionLossRelGap,
-    double FusionGradMaxAbs, IReadOnlyList<(double Ratio, int Target, int Total)> Budgets, long KvCounted, long KvFormula, long DecodeBytes, long DecodeExpected)
+    double FusionGradMaxAbs, IReadOnlyList<(double Ratio, int Target, int Total)> Budgets,
+    long KvCounted, long KvFormula, long DecodeBytes, long DecodeExpected)
 {
     /// <summary>The spec's §6 tolerance for "reproduces the MHA logits".</summary>
     public const double MhaTolerance = 1e-6;
@@ -64,7 +65,8 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
 {
     /// <summary>The continued-training curve of <paramref name="method"/> at <paramref name="ratio"/> (MHA: ratio 1).</summary>
     public DhaCurve Curve(string method, double ratio = 1) => Curves.FirstOrDefault(c => c.Method == method && Math.Abs(c.Ratio - ratio) < 1e-9)
-        ?? throw new ArgumentException($"no curve {method} at {ratio} (have: {string.Join(", ", Curves.Select(c => $"{c.Method} {c.Ratio}"))}).", nameof(method));
+        ?? throw new ArgumentException($"no curve {method} at {ratio} " +
+            $"(have: {string.Join(", ", Curves.Select(c => $"{c.Method} {c.Ratio}"))}).", nameof(method));
 
     DhaCurve Mha => Curve(DhaExperiment.MhaName);
 
@@ -79,7 +81,8 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
         return g0 > 0 ? 1 - Gap(c, c.ValLoss.Count - 1) / g0 : double.NaN;
     }
 
-    /// <summary>Columns: method, budget, cached heads, KV bytes/token (fp32), val loss at steps 0 / 50 / final, gap to MHA at 0, share of it recovered.</summary>
+    /// <summary>Columns: method, budget, cached heads, KV bytes/token (fp32), val loss at steps 0 / 50 / final,
+    ///  gap to MHA at 0, share of it recovered.</summary>
     public DataFrame ToDataFrame() => Tables.From(Curves.Select(c => new
     {
         c.Method,
@@ -129,17 +132,20 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
         var ex = Exactness;
         string mhaTol = $"≤ {Num.Sci(DhaExactness.MhaTolerance, 0)} (spec §6)";
         claims.Exactness("identity-grouping-is-mha", "DHA at identity grouping (ρ = 1: search keeps every head, ω = I, collapse) reproduces the MHA logits",
-            $"max |Δ logits| {Num.Sci(ex.IdentityPlanVsMha)} (float64, L 2, d 24, H 6, RoPE, random biases); plan keeps every head: {ex.IdentityPlanIsIdentity}",
+            $"max |Δ logits| {Num.Sci(ex.IdentityPlanVsMha)} (float64, L 2, d 24, H 6, RoPE, random biases); " +
+            $"plan keeps every head: {ex.IdentityPlanIsIdentity}",
             mhaTol, ex.IdentityPlanVsMha <= DhaExactness.MhaTolerance && ex.IdentityPlanIsIdentity);
         claims.Exactness("decoupled-start-is-mha", "the fusion stage starts at the MHA: decoupled heads with ω = I (a ρ = 50 % plan) give the MHA logits",
             $"max |Δ logits| {Num.Sci(ex.DecoupledVsMha)}", mhaTol, ex.DecoupledVsMha <= DhaExactness.MhaTolerance);
         claims.Exactness("gqa-group-size-one-is-mha", "GQA mean-pool with group size 1 (G = H) equals the MHA",
             $"max |Δ logits| {Num.Sci(ex.GqaGroupSizeOneVsMha)}", mhaTol, ex.GqaGroupSizeOneVsMha <= DhaExactness.MhaTolerance);
-        claims.Exactness("identical-heads-collapse", "a group of identical heads collapses with no change (any row-stochastic in-group ω), and the search finds such groups at zero cost",
+        claims.Exactness("identical-heads-collapse", "a group of identical heads collapses with no change (any row-stochastic in-group ω), " +
+            "and the search finds such groups at zero cost",
             $"max |Δ logits| {Num.Sci(ex.IdenticalCollapseVsModel)}; search cost on that model {Num.Sci(ex.IdenticalSearchCost)}",
             $"≤ {Num.Sci(DhaExactness.CollapseTolerance, 0)} (spec §6); cost ≤ 1e-20",
             ex.IdenticalCollapseVsModel <= DhaExactness.CollapseTolerance && ex.IdenticalSearchCost <= 1e-20);
-        claims.Exactness("search-equals-naive", "the search (Ward's growth |A||B|/(|A|+|B|)·‖w̄_A − w̄_B‖²) equals the naive search recomputing Σ‖w − w̄_G‖²",
+        claims.Exactness("search-equals-naive",
+            "the search (Ward's growth |A||B|/(|A|+|B|)·‖w̄_A − w̄_B‖²) equals the naive search recomputing Σ‖w − w̄_G‖²",
             $"same plan at ρ = 50 %: {ex.SearchMatchesNaive}; relative cost gap {Num.Sci(ex.SearchCostRelGap)}", "same plan; ≤ 1e-10",
             ex.SearchMatchesNaive && ex.SearchCostRelGap <= DhaExactness.TwinTolerance);
         claims.Exactness("fusion-loss-equals-naive", "L_fuse (group-mean matrix form) equals its loop over groups and members, value and ∂/∂ω",
@@ -163,13 +169,16 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
             var dha = Curve(DhaExperiment.DhaName, ratio);
             double gG = Gap(gqa, 0), gD = Gap(dha, 0);
             bool quarter = Math.Abs(ratio - 0.25) < 1e-9;
-            claims.Claim($"smaller-gap-after-conversion-{ratio * 100:0}", $"right after conversion at ρ = {ratio:P0} (equal KV budget), DHA's loss is below GQA's",
-                quarter ? "DHA recovers 97.6 % of performance with 0.25 % of pretraining while saving 75 % of the KV cache; +13.93 % over GQA at a 0.01 % budget (arXiv 2406.06567 abstract)"
+            claims.Claim($"smaller-gap-after-conversion-{ratio * 100:0}", $"right after conversion at ρ = {ratio:P0} (equal KV budget), " +
+                "DHA's loss is below GQA's",
+                quarter ? "DHA recovers 97.6 % of performance with 0.25 % of pretraining while saving 75 % of the KV cache; " +
+                      "+13.93 % over GQA at a 0.01 % budget (arXiv 2406.06567 abstract)"
                     : "paper: DHA beats GQA at every budget it reports (spec §7)",
                 $"val loss at step 0: DHA {dha.ValLoss[0]:F4}, GQA {gqa.ValLoss[0]:F4}, MHA {mha.ValLoss[0]:F4} nats/char (gap to MHA {gD:F4} vs {gG:F4}); " +
                 $"{dha.CachedHeads} cached heads each",
                 "loss_DHA(0) < loss_GQA(0), seed 0 (spec §6)", dha.ValLoss[0] < gqa.ValLoss[0], asserted: true,
-                deviation: "the search compares head weights scaled by their partition's RMS norm, and L_fuse enters the Lagrangian relative to its start (docs/decisions.md)");
+                deviation: "the search compares head weights scaled by their partition's RMS norm, " +
+                           "and L_fuse enters the Lagrangian relative to its start (docs/decisions.md)");
         }
 
         var g25 = Curve(DhaExperiment.GqaName, Config.Ratios[0]);
@@ -180,14 +189,17 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
         string speed = dhaSteps is int s ? s == 0 ? "already at step 0" : $"{gqaSteps / (double)s:F1}× fewer steps" : "never within the run";
         claims.Claim("recovers-faster", $"DHA at ρ = {Config.Ratios[0]:P0} reaches GQA's final loss in fewer continued-training steps than GQA",
             "5× faster training than GQA (arXiv v1) / 12× (NeurIPS version) to the same performance (spec §7)",
-            $"GQA reaches its final val loss {target:F4} at step {gqaSteps}; DHA at step {(dhaSteps?.ToString() ?? "—")} ({speed}); evaluated every {Config.EvalEvery} steps",
-            "DHA needs fewer steps than GQA to reach GQA's final loss (spec §7: 'recovers in fewer steps')", dhaSteps is int ds && ds < gqaSteps, asserted: false,
+            $"GQA reaches its final val loss {target:F4} at step {gqaSteps}; " +
+            $"DHA at step {(dhaSteps?.ToString() ?? "—")} ({speed}); evaluated every {Config.EvalEvery} steps",
+            "DHA needs fewer steps than GQA to reach GQA's final loss (spec §7: 'recovers in fewer steps')",
+            dhaSteps is int ds && ds < gqaSteps, asserted: false,
             note: "not asserted: the spec grades the claim B at toy size (a tiny model's head redundancy is not LLaMA's); at smoke the head start " +
                   "DHA has at step 0 is used up within the continued steps at 25 %, so the order at the end follows the run; read it at full size");
 
         var kept = Config.Ratios.Select(r => (r, Curve(DhaExperiment.DhaName, r), Curve(DhaExperiment.GqaName, r))).ToList();
         double perf = mha.ValLoss[^1] / d25.ValLoss[^1];
-        claims.Reported("performance-kept", $"after {Config.ContinueSteps} continued steps DHA at ρ = {Config.Ratios[0]:P0} keeps ≥ 97.6 % of the MHA's performance",
+        claims.Reported("performance-kept", $"after {Config.ContinueSteps} continued steps " +
+            $"DHA at ρ = {Config.Ratios[0]:P0} keeps ≥ 97.6 % of the MHA's performance",
             "97.6 % of the original performance with 0.25 % of the pretraining budget, 75 % KV saving (arXiv 2406.06567 abstract; benchmark accuracy)",
             $"loss ratio MHA/DHA {perf:P1} at ρ {Config.Ratios[0]:P0}; share of the post-conversion gap closed: " +
             string.Join("; ", kept.Select(k => $"ρ {k.r:P0} DHA {Recovered(k.Item2):P0}, GQA {Recovered(k.Item3):P0}")),
@@ -195,7 +207,8 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
 
         var smoke = KvRows.Where(r => r.Width != "spec full").ToList();
         var full = KvRows.Where(r => r.Width == "spec full").ToList();
-        string Row(IEnumerable<DhaKvRow> rows) => string.Join(", ", rows.Select(r => $"{r.Method}{(r.Method == DhaExperiment.MhaName ? "" : $" {r.Ratio:P0}")} {r.BytesFp32} B"));
+        string Row(IEnumerable<DhaKvRow> rows) => string.Join(", ",
+            rows.Select(r => $"{r.Method}{(r.Method == DhaExperiment.MhaName ? "" : $" {r.Ratio:P0}")} {r.BytesFp32} B"));
         bool equalBudgets = KvRows.GroupBy(r => (r.Width, r.Ratio)).Where(g => g.Key.Ratio < 1).All(g => g.Select(r => r.BytesFp32).Distinct().Count() == 1)
             && KvRows.Where(r => r.Ratio < 1).All(r =>
             {
@@ -218,10 +231,13 @@ public sealed record DhaResult(DhaExperiment.Config Config, DhaExactness Exactne
                 $"{dha.ValLoss[0]:F3} for DHA and {gqa.ValLoss[0]:F3} for GQA against the MHA's {mha.ValLoss[0]:F3} nats/char; after {Config.ContinueSteps} " +
                 $"steps {dha.ValLoss[^1]:F3} vs {gqa.ValLoss[^1]:F3} (MHA {mha.ValLoss[^1]:F3}).");
             if (plan is not null)
-                claims.Saw($"The search at ρ = {ratio:P0} kept K heads [{string.Join(", ", plan.KeyCounts)}] and V heads [{string.Join(", ", plan.ValueCounts)}] per layer.");
+                claims.Saw($"The search at ρ = {ratio:P0} kept K heads [{string.Join(", ", plan.KeyCounts)}] " +
+                    $"and V heads [{string.Join(", ", plan.ValueCounts)}] per layer.");
             if (fusion is not null)
-                claims.Saw($"Fusion at ρ = {ratio:P0}: collapsing the searched groups without fusion gave {fusion.LossWithoutFusion:F3}; after {Config.FusionSteps} " +
-                    $"steps of ω the decoupled model read {fusion.LossAfterFusion:F3} with {fusion.FuseEndRelative:P1} of L_fuse left, and {dha.ValLoss[0]:F3} once collapsed.");
+                claims.Saw($"Fusion at ρ = {ratio:P0}: collapsing the searched groups " +
+                    $"without fusion gave {fusion.LossWithoutFusion:F3}; after {Config.FusionSteps} " +
+                    $"steps of ω the decoupled model read {fusion.LossAfterFusion:F3}" +
+                    $" with {fusion.FuseEndRelative:P1} of L_fuse left, and {dha.ValLoss[0]:F3} once collapsed.");
         }
         claims.Saw($"The pretrained MHA came from: {PretrainSource}.");
         return claims;
