@@ -39,7 +39,7 @@ public sealed class DhaExperiment : IPaperExperiment<DhaExperiment.Config, DhaRe
         double[] Ratios, bool Checkpoint, int Seed) : IPaperConfig<Config>
     {
         public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 8, SeqLen: 64, BatchSize: 16, PretrainSteps: 300, PretrainLr: 3e-3,
-            FusionSteps: 60, FusionLr: 0.05, Lambda0: 1, Mu: 5, ContinueSteps: 150, ContinueLr: 1e-3, EvalEvery: 15, EvalBatch: 32,
+            FusionSteps: 60, FusionLr: 0.05, Lambda0: 1, Mu: 5, ContinueSteps: 150, ContinueLr: 1e-3, EvalEvery: 10, EvalBatch: 32,
             Ratios: new[] { 0.25, 0.5 }, Checkpoint: true, Seed: 0) { Size = "smoke" };
 
         public static Config Full => new(Layers: 8, DModel: 512, Heads: 16, SeqLen: 512, BatchSize: 32, PretrainSteps: 20_000, PretrainLr: 1e-3,
