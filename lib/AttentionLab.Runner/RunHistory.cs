@@ -66,9 +66,12 @@ public static class RunHistory
     public static RunMeta Describe(string repoRoot, DateTimeOffset runAt, string size)
     {
         string commit = Commit(repoRoot);
-        string id = $"{runAt.UtcDateTime:yyyyMMdd-HHmmss}-{commit.Replace("+dirty", "-dirty", StringComparison.Ordinal)}";
-        return new RunMeta(id, commit, runAt, Machine(), size);
+        return new RunMeta(IdFor(runAt, commit), commit, runAt, Machine(), size);
     }
+
+    /// <summary>A history folder name: UTC time then commit, so names sort by time.</summary>
+    public static string IdFor(DateTimeOffset runAt, string commit) =>
+        $"{runAt.UtcDateTime:yyyyMMdd-HHmmss}-{commit.Replace("+dirty", "-dirty", StringComparison.Ordinal)}";
 
     /// <summary>Writes this run's folder; returns its path.</summary>
     public static string Save(string outDir, RunMeta meta, IReadOnlyList<NotebookResult> results, IReadOnlyList<ClaimRow> claims)

@@ -3,9 +3,11 @@ using AttentionLab.Runner;
 namespace Notebooks.Tests;
 
 /// <summary>
-/// One case per notebooks/*.ipynb (found when tests are discovered, so a new notebook needs no test edit), each run
-/// through the runner at smoke size into a temp folder. Before the first notebook the library is built into
-/// artifacts/lib/ (`dotnet build lib/AttentionLab -c Release`; set ATTNLAB_SKIP_LIB_BUILD=1 when already built).
+/// One case per notebooks/*.ipynb (found when tests are discovered, so a new notebook needs no test edit). The first case
+/// runs the whole folder through the runner at smoke size into a temp folder, <see cref="Kernels"/> kernels at once
+/// (ATTNLAB_TEST_KERNELS, default 2: the machine's two cores, one torch thread each); every case then checks its own
+/// notebook's result and claims, and prints its log. Before the batch the library is built into artifacts/lib/
+/// (`dotnet build lib/AttentionLab -c Release`; set ATTNLAB_SKIP_LIB_BUILD=1 when already built).
 /// Set ATTNLAB_NOTEBOOKS_DIR to run another folder.
 /// </summary>
 public sealed class NotebookTests(ITestOutputHelper output)
@@ -15,6 +17,10 @@ public sealed class NotebookTests(ITestOutputHelper output)
     static string Folder => Environment.GetEnvironmentVariable("ATTNLAB_NOTEBOOKS_DIR") is { Length: > 0 } dir
         ? Path.GetFullPath(dir)
         : Path.Combine(TestEnvironment.RepoRoot, "notebooks");
+
+    /// <summary>Kernels at once for the notebook batch: ATTNLAB_TEST_KERNELS (1–4), default 2.</summary>
+    public static int Kernels =>
+        int.TryParse(Environment.GetEnvironmentVariable("ATTNLAB_TEST_KERNELS"), out int k) && k is >= 1 and <= 4 ? k : 2;
 
     public static TheoryData<string> Notebooks()
     {
@@ -31,6 +37,21 @@ public sealed class NotebookTests(ITestOutputHelper output)
             ? "skipped (ATTNLAB_SKIP_LIB_BUILD=1)"
             : TestEnvironment.Dotnet(TestEnvironment.RepoRoot, "build lib/AttentionLab/AttentionLab.csproj -c Release --nologo -v q", 1200));
 
+    /// <summary>Every notebook of the folder, run once for all cases; the log lines by notebook.</summary>
+    static readonly Lazy<Task<(BatchResult Batch, ILookup<string, string> Log, string OutDir)>> Batch = new(async () =>
+    {
+        TestEnvironment.EnsureKernelTool();
+        _ = LibraryBuild.Value;
+        string outDir = TestEnvironment.TempFolder("nbtest");
+        var options = new RunOptions { RepoRoot = TestEnvironment.RepoRoot, OutDir = outDir, Size = RunOptions.Smoke };
+        var log = new System.Collections.Concurrent.ConcurrentQueue<string>();
+        var batch = await new BatchRunner(options, Kernels, log.Enqueue).RunAsync(BatchRunner.FindNotebooks(Folder));
+        if (batch.Failed == 0) AppDomain.CurrentDomain.ProcessExit += (_, _) => TestEnvironment.DeleteQuietly(outDir);   // kept when one failed
+        var byNotebook = log.Select(l => (Name: l.StartsWith('[') && l.IndexOf(']') is > 1 and var e ? l[1..e] : "", Line: l))
+            .ToLookup(x => x.Name, x => x.Line);
+        return (batch, byNotebook, outDir);
+    });
+
     [Theory]
     [MemberData(nameof(Notebooks))]
     public async Task Runs_at_smoke_size(string notebook)
@@ -41,21 +62,14 @@ public sealed class NotebookTests(ITestOutputHelper output)
             output.WriteLine($"No *.ipynb in {Folder} yet.");
             return;
         }
-        TestEnvironment.EnsureKernelTool();
+        var (batch, log, outDir) = await Batch.Value;
         output.WriteLine($"library build: {TestEnvironment.Tail(LibraryBuild.Value, 400)}");
-        string outDir = TestEnvironment.TempFolder("nbtest");
-        var options = new RunOptions
-        {
-            RepoRoot = TestEnvironment.RepoRoot,
-            OutDir = outDir,
-            Size = RunOptions.Smoke,
-        };
-
-        var result = await new NotebookRunner(options, output.WriteLine).RunAsync(Path.Combine(Folder, notebook));
+        output.WriteLine($"batch of {batch.Results.Count} notebook(s), {Kernels} kernel(s) at once, output in {outDir}");
+        foreach (var line in log[Path.GetFileNameWithoutExtension(notebook)]) output.WriteLine(line);
+        var result = batch.Results.Single(r => r.Notebook == Path.GetFileNameWithoutExtension(notebook));
 
         Assert.True(result.Passed, $"{notebook} failed: {result.Error}\nExecuted copy: {result.HtmlPath}");
         CompareClaims(notebook, result);
-        TestEnvironment.DeleteQuietly(outDir);
     }
 
     /// <summary>The repository's expected claim statuses at smoke size.</summary>

@@ -105,7 +105,7 @@ public static class AttentionVariants
     static AttentionResult WithVirtualKey(Tensor scores, Tensor vh, Tensor b)
     {
         var (probs, lse) = NormalizeWithSink(scores, b);
-        var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();             // o_i = Σ_j A_ij v_j
+        var output = ReferenceAttention.WeightedValues(probs, vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j A_ij v_j
         return new AttentionResult(output, probs, lse);
     }
 }

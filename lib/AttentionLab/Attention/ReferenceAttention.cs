@@ -37,9 +37,8 @@ public sealed class AttentionResult : IDisposable
 /// <remarks>
 /// s_ij = scale · q_i·k_j  (−∞ where masked);  p_ij = exp(s_ij − LSE_i);  LSE_i = log Σ_j exp(s_ij);  o_i = Σ_j p_ij v_j.
 /// A query with every key masked gets p = 0, o = 0 and LSE = −∞ (never NaN); "every key masked" is read from the mask
-/// and the causal flag, never from the scores, so a NaN in q or k stays NaN in p and o (NaN in, NaN out). A NaN in v_j
-/// reaches o_i wherever key j is visible to query i; the dense product p·v also multiplies the masked zeros p_ij = 0 by
-/// v_j, so a non-finite v_j makes every row of its head NaN here (forms that skip masked keys keep those rows finite).
+/// and the causal flag, never from the scores, so a NaN in q or k stays NaN in p and o (NaN in, NaN out). A non-finite
+/// v_j reaches o_i exactly where p_ij ≠ 0 (<see cref="WeightedValues"/>), as in the forms that skip masked keys.
 /// Masks: boolean keep-masks (true = may attend) or floating additive biases (−∞ hides a key); integer masks are refused
 /// (an int64 0/1 mask added as a bias would let every hidden key through).
 /// Causal with Tq ≤ Tk aligns queries to the end: query i sees keys j ≤ i + (Tk − Tq) (decode convention).
@@ -58,8 +57,36 @@ public static class ReferenceAttention
         var (scores, vh, keep) = MaskedScoresAndKeep(q, k, v, causal, scale, mask);   // validates q, k, v and the mask
 
         var (probs, lse) = NormalizeRows(scores, AnyVisible(keep));
-        var output = probs.matmul(vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j p_ij v_j → [B, Tq, Hq, Dv]
+        var output = WeightedValues(probs, vh).permute(0, 2, 1, 3).contiguous();   // o_i = Σ_j p_ij v_j → [B, Tq, Hq, Dv]
         return new AttentionResult(output, probs, lse).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// o = p·v over the keys each row uses: [..., Tq, Tk] weights times [..., Tk, Dv] values, where a key with p_ij = 0 (masked,
+    /// or an exact zero) contributes nothing even when v_j is NaN or ±∞ (the dense product would make it 0·NaN = NaN).
+    /// </summary>
+    /// <remarks>
+    /// o_i = Σ_{j: p_ij ≠ 0} p_ij v_j. Finite v (the usual case) is one matmul; the check costs one pass over v and runs where
+    /// <see cref="Guard.ShouldReadValues"/> allows (CPU always; on an accelerator only with
+    /// <see cref="Guard.CheckValuesOnAccelerators"/>, otherwise the plain product, so a non-finite v_j can also reach rows
+    /// that do not see it there). With a non-finite v: o_i = p_i·v′ (v′ = v with non-finite entries 0), then per value dim
+    /// NaN where a used key holds NaN or both +∞ and −∞, else ±∞ where a used key holds one. A NaN p_ij (NaN in q or k) still
+    /// makes its row NaN.
+    /// </remarks>
+    public static Tensor WeightedValues(Tensor p, Tensor v)
+    {
+        Guard.NotNull(p, nameof(p));
+        Guard.NotNull(v, nameof(v));
+        if (!Guard.ShouldReadValues(v) || v.isfinite().all().item<bool>()) return p.matmul(v);
+        using var scope = NewDisposeScope();
+        var used = p.ne(0).to(v.dtype);                                              // p_ij ≠ 0 (a NaN p counts as used)
+        var o = p.matmul(torch.where(v.isfinite(), v, torch.zeros_like(v)));        // the finite part, Σ_j p_ij v′_j
+        var nan = used.matmul(v.isnan().to(v.dtype)) > 0;                            // a used key holds NaN in this dim
+        var up = used.matmul(v.isposinf().to(v.dtype)) > 0;
+        var down = used.matmul(v.isneginf().to(v.dtype)) > 0;
+        o = o.masked_fill(up, double.PositiveInfinity).masked_fill(down, double.NegativeInfinity);
+        o = o.masked_fill(nan.logical_or(up.logical_and(down)), double.NaN);
+        return o.MoveToOuterDisposeScope();
     }
 
     /// <summary>

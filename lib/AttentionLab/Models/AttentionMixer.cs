@@ -169,7 +169,7 @@ public abstract class AttentionMixer : nn.Module<Tensor, Tensor>, IStreamingMixe
 
     /// <summary>z_i = Σ_j A_ij v_j: [B, Tq, H, Dv] from A [B, H, Tq, Tk] and v [B, Tk, H, Dv].</summary>
     protected virtual Tensor Combine(Tensor pattern, Tensor v) =>
-        pattern.matmul(v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3).contiguous();
+        ReferenceAttention.WeightedValues(pattern, v.permute(0, 2, 1, 3)).permute(0, 2, 1, 3).contiguous();
 
     /// <summary>y = concat_h(z_h) W_O: [B, T, d] from z [B, T, H, Dv] and the mixer's input x (a gate may use x).</summary>
     protected virtual Tensor Output(Tensor z, Tensor x) => proj.call(z.reshape(z.size(0), z.size(1), Heads * ValueDim));

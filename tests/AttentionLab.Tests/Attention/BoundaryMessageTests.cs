@@ -1,6 +1,7 @@
 using AttentionLab.Attention;
 using AttentionLab.Models;
 using AttentionLab.Papers.Aaren;
+using AttentionLab.Papers.LightningAttention;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -102,5 +103,7 @@ public class BoundaryMessageTests
         var steps = Throws("Epochs", () => AarenExperiment.Run(zero, CPU));
         Assert.DoesNotContain("Steps must", steps.Message);
         Throws("WarmupSteps", () => AarenExperiment.Run(AarenExperiment.Config.Smoke with { WarmupSteps = 1_000_000 }, CPU), "Epochs · StepsPerEpoch");
+        var lm = Throws("LmSteps", () => LightningExperiment.Run(LightningExperiment.Config.Smoke with { LmSteps = 0 }, CPU));   // fails before any work
+        Assert.StartsWith("LmSteps", lm.Message);
     }
 }

@@ -15,9 +15,9 @@ namespace AttentionLab.Tests;
 /// Which outputs depend on what (batch b, head h, the NaN at position p):
 ///   q_p NaN → the row o_p of (b, h), all of it;  k_p NaN → every row that sees key p (causal: i ≥ p), all of it;
 ///   v_p NaN in value dim 0 → o_i[0] for every row i that sees key p (the other dims stay finite).
-/// The one documented difference: a dense form computes p·v with the masked p_ij = 0 included, and 0·NaN = NaN, so with
-/// v_p NaN the rows that do not see key p (i &lt; p, causal) may be NaN there too; forms that skip masked keys (recurrent,
-/// scan, split keys) keep them finite. Those entries are neither required nor compared.
+/// Every other output must be finite in every form: the dense forms combine values through
+/// <see cref="ReferenceAttention.WeightedValues"/>, so a masked key (p_ij = 0) adds nothing even when v_j is NaN, exactly
+/// like the forms that skip masked keys (recurrent, scan, split keys).
 /// </remarks>
 public class NonFiniteConformanceTests
 {
@@ -46,11 +46,10 @@ public class NonFiniteConformanceTests
         return [q, k, v];
     }
 
-    /// <summary>Where NaN must appear ([B, T, H, Dv] bool) and where it may (the dense forms' masked 0·NaN).</summary>
-    static (Tensor Must, Tensor May) Expected(Shape s, Site site, long p, bool causal, bool sharedQuery = false)
+    /// <summary>Where NaN must appear ([B, T, H, Dv] bool); everywhere else the output must be finite.</summary>
+    static Tensor Expected(Shape s, Site site, long p, bool causal, bool sharedQuery = false)
     {
         var must = torch.zeros(new long[] { s.B, s.T, s.H, s.Dv }, dtype: ScalarType.Bool);
-        var may = torch.zeros_like(must);
         long h = s.H - 1;
         var rows = torch.arange(s.T);
         var sees = causal ? rows >= p : torch.ones(s.T, dtype: ScalarType.Bool);       // rows that see key p
@@ -61,19 +60,16 @@ public class NonFiniteConformanceTests
                 case Site.Q when sharedQuery: must.select(2, h).fill_(true); break;     // the shared query feeds every row of head h
                 case Site.Q: must[0, p, h] = torch.tensor(true); break;
                 case Site.K: must[0, TensorIndex.Colon, h] = sees.unsqueeze(-1).expand(s.T, s.Dv); break;
-                case Site.V:
-                    must[0, TensorIndex.Colon, h, 0] = sees;
-                    may[0, TensorIndex.Colon, h, 0] = sees.logical_not();
-                    break;
+                case Site.V: must[0, TensorIndex.Colon, h, 0] = sees; break;
             }
         }
-        return (must, may);
+        return must;
     }
 
     static void CheckForms(Shape s, Site site, long p, bool causal, IReadOnlyList<(string Name, Func<Tensor[], Tensor> Run)> forms, bool sharedQuery = false)
     {
         using var scope = NewDisposeScope();
-        var (must, may) = Expected(s, site, p, causal, sharedQuery);
+        var must = Expected(s, site, p, causal, sharedQuery);
         Tensor? first = null;
         string firstName = "";
         foreach (var (name, run) in forms)
@@ -82,12 +78,11 @@ public class NonFiniteConformanceTests
             var nan = o.isnan();
             string where = $"{name} ({s}, NaN in {site} at {p}, causal {causal})";
             Assert.True(nan.masked_select(must).all().item<bool>(), $"{where}: an output that depends on the NaN is not NaN");
-            var elsewhere = must.logical_or(may).logical_not();
+            var elsewhere = must.logical_not();
             Assert.True(o.masked_select(elsewhere).isfinite().all().item<bool>(),
                 $"{where}: {o.masked_select(elsewhere).isfinite().logical_not().sum().item<long>()} outputs that do not depend on the NaN are not finite");
             if (first is null) { first = nan; firstName = name; continue; }
-            var compared = may.logical_not();
-            Assert.True(nan.masked_select(compared).eq(first.masked_select(compared)).all().item<bool>(),
+            Assert.True(nan.eq(first).all().item<bool>(),
                 $"{where}: NaN appears at other places than in {firstName}");
         }
     }
@@ -231,5 +226,50 @@ public class NonFiniteConformanceTests
         var (p2, _) = ReferenceAttention.Normalize(s, torch.tensor(new[] { true, true, true }));
         Assert.True(p2[2].isnan().all().item<bool>(), "a row the mask shows whose scores are all −∞ (from the inputs) is NaN, not 0");
         Assert.True(AttentionStats.RowEntropy(p.narrow(0, 0, 1)).isnan().all().item<bool>(), "the entropy of a NaN row is NaN");
+    }
+
+    /// <summary>
+    /// <see cref="ReferenceAttention.WeightedValues"/> against its loop twin o_i[d] = Σ_{j: p_ij ≠ 0} p_ij v_j[d] (scalar
+    /// arithmetic): NaN, +∞ and −∞ values at used and at unused (p = 0) keys, a NaN weight, and both infinities in one sum.
+    /// </summary>
+    [Fact]
+    public void WeightedValuesSkipsUnusedKeysExactly()
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(11);
+        const int tq = 5, tk = 7, dv = 4;
+        var p = torch.rand(2, tq, tk, generator: g, dtype: float64);
+        var v = torch.randn(2, tk, dv, generator: g, dtype: float64);
+        using (torch.no_grad())
+        {
+            p.masked_fill_(torch.rand(2, tq, tk, generator: g, dtype: float64) < 0.4, 0.0);      // unused keys
+            p[1, 4, 2] = torch.tensor(double.NaN);                                               // a NaN weight
+            foreach (var (b, j, d, x) in new[] { (0, 1, 0, double.NaN), (0, 3, 1, double.PositiveInfinity), (0, 5, 1, double.NegativeInfinity),
+                         (1, 0, 2, double.NegativeInfinity), (1, 6, 3, double.NaN), (0, 2, 3, double.PositiveInfinity) })
+                v[b, j, d] = torch.tensor(x);
+        }
+        var fast = ReferenceAttention.WeightedValues(p, v);
+        var pa = p.data<double>().ToArray();
+        var va = v.data<double>().ToArray();
+        var fa = fast.data<double>().ToArray();
+        for (int b = 0; b < 2; b++)
+            for (int i = 0; i < tq; i++)
+                for (int d = 0; d < dv; d++)
+                {
+                    double sum = 0;
+                    for (int j = 0; j < tk; j++)
+                    {
+                        double w = pa[(b * tq + i) * tk + j];
+                        if (w != 0) sum += w * va[(b * tk + j) * dv + d];                        // NaN ≠ 0, so a NaN weight is used
+                    }
+                    double got = fa[(b * tq + i) * dv + d];
+                    Assert.True(double.IsNaN(sum) ? double.IsNaN(got) : Math.Abs(got - sum) <= 1e-12 || got == sum,
+                        $"o[{b}, {i}, {d}]: {got}, loop {sum}");
+                }
+        Assert.True(fast.isnan().any().item<bool>() && fast.isinf().any().item<bool>() && fast.isfinite().any().item<bool>(),
+            "the case mixes NaN, infinite and finite outputs");
+        var pf = torch.rand(3, tq, tk, generator: g, dtype: float64);
+        var vf = torch.randn(3, tk, dv, generator: g, dtype: float64);
+        Assert.True(ReferenceAttention.WeightedValues(pf, vf).eq(pf.matmul(vf)).all().item<bool>(), "finite values: exactly the plain product");
     }
 }

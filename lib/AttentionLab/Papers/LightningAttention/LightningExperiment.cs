@@ -67,6 +67,7 @@ public sealed class LightningExperiment : IPaperExperiment<LightningExperiment.C
     {
         ArgumentNullException.ThrowIfNull(config);
         ArgumentNullException.ThrowIfNull(device);
+        Guard.Positive(config.LmSteps, nameof(config.LmSteps));                        // the config's name, not the trainer's (Steps)
         var clock = new PhaseClock();
         void Lap(string phase) => clock.Lap(phase);
 
