@@ -2,7 +2,7 @@ using AttentionLab.Checkpoints;
 using TorchSharp;
 
 // Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release --
-//            induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|hcam <local|full|hcam>|rcmha <mha|mdha|rmha|rcmha>
+//            induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|dha|hcam <local|full|hcam>|rcmha <mha|mdha|rmha|rcmha>
 //            [--steps N] [--seed S] [--dry-run]
 torch.set_num_threads(1);
 string? recipe = args.Length == 0 ? null
@@ -13,14 +13,15 @@ string? recipe = args.Length == 0 ? null
     : args[0] is "sinklora" or SinkLoraRecipe.Name ? "sinklora"
     : args[0] is "bam" or BamRecipe.Name ? "bam"
     : args[0] is AffineScaledRecipe.Name ? "affine-scaled"
+    : args[0] is "dha" or DhaRecipe.Name ? "dha"
     : args[0] is HcamRecipe.Name && args.Length > 1 ? "hcam"
     : args[0] is RcmhaRecipe.Name && args.Length > 1 ? "rcmha" : null;
 if (recipe is null)
 {
-    Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|hcam <local|full|hcam>" +
+    Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|dha|hcam <local|full|hcam>" +
         "|rcmha <mha|mdha|rmha|rcmha> [--steps N] [--seed S] [--dry-run]   " +
         $"(writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin, {FreeSwimRecipe.Name}.bin, " +
-        $"{LandmarkRecipe.Name}.bin, {SinkLoraRecipe.Name}.bin, {BamRecipe.Name}.bin, affine-scaled-<variant>.bin, hcam-recall-<model>.bin " +
+        $"{LandmarkRecipe.Name}.bin, {SinkLoraRecipe.Name}.bin, {BamRecipe.Name}.bin, affine-scaled-<variant>.bin, {DhaRecipe.Name}.bin, hcam-recall-<model>.bin " +
         "or rcmha-charlm-<variant>.bin)");
     return 2;
 }
@@ -33,6 +34,7 @@ int steps = Option("--steps", recipe switch
     "sinklora" => SinkLoraRecipe.DefaultSteps,
     "bam" => BamRecipe.DefaultSteps,
     "affine-scaled" => AffineScaledRecipe.DefaultSteps,
+    "dha" => DhaRecipe.Recipe.Steps,
     "hcam" => HcamRecipe.DefaultSteps,
     "rcmha" => RcmhaRecipe.DefaultSteps,
     _ => InductionRecipe.DefaultSteps,
@@ -48,6 +50,7 @@ return recipe switch
     "sinklora" => SinkLoraRecipe.Run(steps, seed, save, command),
     "bam" => BamRecipe.Run(steps, seed, save, command),
     "affine-scaled" => AffineScaledRecipe.Run(steps, seed, save, command),
+    "dha" => DhaRecipe.Run(steps, seed, save, command),
     "hcam" => HcamRecipe.Run(args[1], steps, seed, save, Option("--evals", 6)),
     "rcmha" => RcmhaRecipe.Run(args[1], steps, seed, save, Option("--evals", 4)),
     _ => InductionRecipe.Run(steps, seed, save, command),
