@@ -35,7 +35,7 @@ nn=$(printf '%02d' "$((10#$number))")
 templates="$repo/environment/tools/templates"
 readme="$repo/README.md"
 
-# The README's row for NN: | NN | Title | Family | Grade | `NN-slug.ipynb` | status |
+# The README's row for NN: | NN | Title | Family | Grade | `NN-slug.ipynb` | library | paper or code | status |
 row=$(grep -E "^\| $nn \|" "$readme" || true)
 if [ -z "$slug" ]; then
   slug=$(sed -nE 's/.*`'"$nn"'-([a-z0-9-]+)\.ipynb`.*/\1/p' <<<"$row")
@@ -98,15 +98,16 @@ PY
 
 # README: the paper's row links the notebook and says "in progress".
 if [ -n "$row" ]; then
-  python3 - "$readme" "$nn" "$slug" <<'PY'
+  python3 - "$readme" "$nn" "$slug" "$name" <<'PY'
 import sys
-path, nn, slug = sys.argv[1:]
+path, nn, slug, name = sys.argv[1:]
 out = []
 for line in open(path).read().split("\n"):
     if line.startswith(f"| {nn} |"):
-        cells = line.split("|")
+        cells = line.split("|")          # | P | Paper | Family | Grade | Notebook | Library | Paper or code | Status |
         cells[5] = f" [{nn}-{slug}.ipynb](notebooks/{nn}-{slug}.ipynb) "
-        cells[6] = " in progress "
+        cells[6] = f" [{name}](lib/AttentionLab/Papers/{name}) "
+        cells[-2] = " in progress "
         line = "|".join(cells)
     out.append(line)
 open(path, "w").write("\n".join(out))

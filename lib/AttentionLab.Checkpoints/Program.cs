@@ -21,8 +21,8 @@ if (recipe is null)
     Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|dha|hcam <local|full|hcam>" +
         "|rcmha <mha|mdha|rmha|rcmha> [--steps N] [--seed S] [--dry-run]   " +
         $"(writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin, {FreeSwimRecipe.Name}.bin, " +
-        $"{LandmarkRecipe.Name}.bin, {SinkLoraRecipe.Name}.bin, {BamRecipe.Name}.bin, affine-scaled-<variant>.bin, {DhaRecipe.Name}.bin, hcam-recall-<model>.bin " +
-        "or rcmha-charlm-<variant>.bin)");
+        $"{LandmarkRecipe.Name}.bin, {SinkLoraRecipe.Name}.bin, {BamRecipe.Name}.bin, affine-scaled-<variant>.bin, {DhaRecipe.Name}.bin, " +
+        "hcam-recall-<model>.bin or rcmha-charlm-<variant>.bin)");
     return 2;
 }
 int Option(string name, int fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback; }

@@ -98,14 +98,19 @@ public sealed class NewPaperScriptTests(ITestOutputHelper output) : IDisposable
     public void APlannedPaperTakesItsSlugAndTitleFromTheReadme()
     {
         Skeleton();
-        string row = File.ReadAllLines(Path.Combine(root, "README.md")).First(l => l.StartsWith("| 14 |", StringComparison.Ordinal));
-        Assert.Contains("planned", row);
-        Assert.Equal(0, Script("14", "Dha").Code);
-        string updated = File.ReadAllLines(Path.Combine(root, "README.md")).First(l => l.StartsWith("| 14 |", StringComparison.Ordinal));
-        Assert.Contains("[14-dha.ipynb](notebooks/14-dha.ipynb)", updated);
-        Assert.Contains("in progress", updated);
-        Assert.Contains("DHA: decoupled-head attention", File.ReadAllText(Path.Combine(root, "lib/AttentionLab/Papers/Dha/DhaExperiment.cs")));
-        Assert.True(File.Exists(Path.Combine(root, "notebooks/14-dha.ipynb")));
+        // the first planned paper of the table: | NN | Title | Family | Grade | `NN-slug.ipynb` | — | link | planned |
+        string row = File.ReadAllLines(Path.Combine(root, "README.md"))
+            .First(l => System.Text.RegularExpressions.Regex.IsMatch(l, @"^\| \d\d \|.*`\d\d-[a-z0-9-]+\.ipynb`.*\| planned \|$"));
+        var cells = row.Split('|').Select(c => c.Trim()).ToArray();
+        string nn = cells[1], title = cells[2], slug = cells[5].Trim('`')[3..^".ipynb".Length];
+        Assert.Equal(0, Script(nn, "PlannedPaper").Code);
+        string updated = File.ReadAllLines(Path.Combine(root, "README.md")).First(l => l.StartsWith($"| {nn} |", StringComparison.Ordinal));
+        Assert.Contains($"[{nn}-{slug}.ipynb](notebooks/{nn}-{slug}.ipynb)", updated);
+        Assert.Contains("[PlannedPaper](lib/AttentionLab/Papers/PlannedPaper)", updated);
+        Assert.EndsWith("| in progress |", updated);
+        Assert.Equal(cells.Length, updated.Split('|').Length);
+        Assert.Contains(title, File.ReadAllText(Path.Combine(root, "lib/AttentionLab/Papers/PlannedPaper/PlannedPaperExperiment.cs")));
+        Assert.True(File.Exists(Path.Combine(root, $"notebooks/{nn}-{slug}.ipynb")));
     }
 
     /// <summary>Compiles <paramref name="files"/> against this build (warnings as errors) and loads the assembly.</summary>
