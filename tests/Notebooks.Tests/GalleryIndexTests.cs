@@ -178,7 +178,8 @@ public class GalleryIndexTests
         Assert.Contains("href=\"../../lib/AttentionLab/Papers/LightningAttention/\">library", row);
         Assert.Contains("href=\"https://arxiv.org/abs/2405.17381\">paper", row); // the first arXiv link of the notebook's first cell
         Assert.Matches("<tr class=\"failed\"><td class=\"num\">28</td>.*cell 3: boom", index);
-        var planned = Regex.Match(File.ReadAllText(Path.Combine(repo, "README.md")), @"^\| (\d\d) \| (\w+)[^|]*\|.*\| planned \|$", RegexOptions.Multiline);
+        var planned = Regex.Match(File.ReadAllText(Path.Combine(repo, "README.md")), @"^\| (\d\d) \| (\w+)[^|]*\|.*\| planned \|$",
+            RegexOptions.Multiline);
         Assert.True(planned.Success, "the README lists no planned paper");
         Assert.Matches($"<tr class=\"planned\"><td class=\"num\">{planned.Groups[1].Value}</td><td>{planned.Groups[2].Value}", index); // listed without a notebook
         Assert.Matches("<tr class=\"not-run\"><td class=\"num\">05</td>[^\n]*not run[^\n]*05-recycled-attention\\.ipynb\">source",
