@@ -40,6 +40,14 @@ public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPo
             .Select(i => streaming[i]).OrderBy(p => p.StateBytes).Select(p => p.Name).ToList();
     }
 
+    /// <summary>The streamed points whose mixer states its state's size (<see cref="AtlasMixer.StateFormula"/>), with that formula.</summary>
+    IEnumerable<(AtlasPoint Point, AtlasStateFormula Formula)> WithFormula() =>
+        from p in Points
+        where p.FormulaStateBytes is not null
+        let formula = Config.Mixers.FirstOrDefault(m => m.Name == p.Name)?.StateFormula
+        where formula is not null
+        select (p, formula);
+
     /// <summary>Chance recall: values are drawn from half the vocabulary.</summary>
     public double Chance => 2.0 / Config.Vocab;
 
@@ -60,8 +68,8 @@ public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPo
     }
 
     /// <summary>
-    /// The atlas's claims: every streaming mixer's Step reproduces its forward pass; S2's streamed state is its pruned
-    /// per-head cache (stride blocks + window), below attention's; softmax attention solves MQAR (asserted); each other mixer
+    /// The atlas's claims: every streaming mixer's Step reproduces its forward pass; a mixer whose paper states its cache
+    /// (S2's pruned per-head cache, BAM's E caches, GQA's G heads) streams exactly that many bytes; softmax attention solves MQAR (asserted); each other mixer
     /// learns MQAR above chance (recorded per mixer, not asserted: at smoke size several sit near chance); state bytes and
     /// time per token reported.
     /// </summary>
@@ -78,14 +86,13 @@ public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPo
             paperFigure: "identity (each paper's recurrent form)");
 
         var softmax = Points.FirstOrDefault(p => p.Name == AtlasMixers.Softmax.Name);
-        foreach (var s2 in Points.Where(p => p.FormulaStateBytes is not null))
-            claims.Exactness($"{Slug(s2.Name)}-state-is-pruned-cache",
-                $"{s2.Name} streams with its pruned per-head KV cache: each head holds its stride blocks plus the local window",
-                $"streamed {s2.StateBytes:N0} B, formula {s2.FormulaStateBytes:N0} B"
+        foreach (var (p, formula) in WithFormula())
+            claims.Exactness($"{Slug(p.Name)}-{formula.Id}", $"{p.Name} {formula.Statement}",
+                $"streamed {p.StateBytes:N0} B, formula {p.FormulaStateBytes:N0} B"
                     + (softmax?.StateBytes is { } sb ? $", softmax's full cache {sb:N0} B" : ""),
-                "streamed bytes = conv + Σ_h held_h(T) × 2·d_h·4 B, and below softmax's (P22 spec §2)",
-                s2.StateBytes == s2.FormulaStateBytes && (softmax?.StateBytes is not { } full || s2.StateBytes < full),
-                paperFigure: "a KV head needs only its stride blocks + the last ℓ blocks (P22 spec §2; dkernel)");
+                formula.Criterion,
+                p.StateBytes == p.FormulaStateBytes && (!formula.BelowSoftmax || softmax?.StateBytes is not { } full || p.StateBytes < full),
+                paperFigure: formula.PaperFigure);
 
         int queries = Config.TestCount * Config.Pairs;
         if (softmax is null)
@@ -106,7 +113,8 @@ public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPo
                 note: "recorded, not asserted: at smoke size (T = 32, 200 steps, one seed) some fixed-state mixers sit near chance.");
 
         var withState = Points.Where(p => p.StateBytes is > 0).OrderBy(p => p.StateBytes).ToList();
-        var fixedState = withState.Where(p => p.Family is not ("full attention" or "S2" or "Landmark")).ToList();
+        var growing = Config.Mixers.Where(m => m.GrowsWithLength).Select(m => m.Name).ToHashSet();
+        var fixedState = withState.Where(p => !growing.Contains(p.Name)).ToList();
         bool smaller = softmax?.StateBytes is { } kv && fixedState.All(p => p.StateBytes < kv);
         claims.Reported("state-bytes", "fixed-state mixers hold less than attention's KV cache after T tokens",
             "recurrent state is fixed in T while attention's KV cache grows as 2·T·d per layer (BASED, Arora et al. 2024, Fig. 2)",
@@ -131,10 +139,9 @@ public sealed record AtlasResult(MixerAtlas.Config Config, IReadOnlyList<AtlasPo
         if (withState.Count > 0) claims.Saw(
             $"The recall-vs-state front runs {string.Join(" → ", StateFront())}; the smallest state is {withState[0].Name} ({withState[0].StateBytes:N0} B), " +
             $"the largest {withState[^1].Name} ({withState[^1].StateBytes:N0} B).");
-        foreach (var s2 in Points.Where(p => p.FormulaStateBytes is not null))
-            claims.Saw($"{s2.Name} keeps {s2.StateBytes:N0} B after {Config.SeqLen} tokens (recall {s2.Recall:P1})"
-                + (softmax?.StateBytes is { } sb ? $" against softmax's {sb:N0} B: its heads drop the blocks off their stride once they leave the window."
-                    : "."));
+        foreach (var (p, _) in WithFormula())
+            claims.Saw($"{p.Name} keeps {p.StateBytes:N0} B after {Config.SeqLen} tokens (recall {p.Recall:P1})"
+                + (softmax?.StateBytes is { } sb ? $" against softmax's {sb:N0} B ({(double)p.StateBytes!.Value / sb:F2}×)." : "."));
         claims.Saw($"Fastest forward per token on this machine: {speeds[0].Name} ({1e6 / speeds[0].TokensPerSecond:F2} µs); slowest: {speeds[^1].Name} " +
             $"({1e6 / speeds[^1].TokensPerSecond:F2} µs).");
         return claims;

@@ -3,7 +3,6 @@ using AttentionLab.Core;
 using AttentionLab.Data;
 using AttentionLab.Models;
 using AttentionLab.Papers.Based;
-using AttentionLab.Papers.S2Attention;
 using AttentionLab.Train;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -20,8 +19,8 @@ namespace AttentionLab.Atlas;
 /// <param name="StepVsForwardMaxAbs">max |Step − forward| over one streamed sequence (NaN when it cannot stream).</param>
 /// <param name="TrainSeconds">training wall time.</param>
 /// <param name="StateCounted">true when StateBytes is counted from the method's definition (Landmark's working set), not streamed.</param>
-/// <param name="FormulaStateBytes">for S2, the bytes its streamed state must equal: the conv's plus Σ_h held_h(T) × 2·d_h·4 B
-/// (each head's stride blocks + local window, <see cref="S2SelfAttention.HeldTokens"/>); null for the other mixers.</param>
+/// <param name="FormulaStateBytes">the bytes its streamed state must equal by its paper: the conv's plus the mixer's
+/// <see cref="AtlasStateFormula"/> (S2: each head's stride blocks + local window); null for a mixer without one.</param>
 public sealed record AtlasPoint(string Name, string Family, double Recall, long? StateBytes, double TokensPerSecond, long Params,
     double StepVsForwardMaxAbs, double TrainSeconds, bool StateCounted = false, long? FormulaStateBytes = null);
 
@@ -103,8 +102,9 @@ public sealed class MixerAtlas : IPaperExperiment<MixerAtlas.Config, AtlasResult
         {
             var rows = torch.arange(step * (long)c.BatchSize, (step + 1L) * c.BatchSize, device: device);
             var logits = net.call(trainTokens.index_select(0, rows));
-            return nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), trainLabels.index_select(0, rows).reshape(-1),
+            var loss = nn.functional.cross_entropy(logits.reshape(-1, logits.shape[2]), trainLabels.index_select(0, rows).reshape(-1),
                 ignore_index: TokenBatch.Ignore);
+            return mixer.AuxLoss?.Invoke(net.Blocks[1].Mixer) is { } aux ? loss + aux : loss;       // MoH: + β·L_b
         }, options);
         net.eval();
         double recall;
@@ -124,10 +124,8 @@ public sealed class MixerAtlas : IPaperExperiment<MixerAtlas.Config, AtlasResult
                 history.Elapsed.TotalSeconds, StateCounted: true);
         }
         var (bytes, error) = Stream(net, test.Tokens.narrow(0, 0, 1));
-        long? formula = null;
-        if (net.Blocks[1].Mixer is S2SelfAttention s2)                                            // each head: stride blocks + window
-            formula = ((BaseConv)net.Blocks[0].Mixer).StateBytes()
-                      + Enumerable.Range(0, s2.Heads).Sum(h => s2.HeldTokens(h, c.SeqLen)) * 2L * (c.DModel / c.Heads) * sizeof(float);
+        long? formula = mixer.StateFormula is { } f                                                // what the paper says it holds
+            ? ((BaseConv)net.Blocks[0].Mixer).StateBytes() + f.Bytes(net.Blocks[1].Mixer, c.SeqLen) : null;
         return new AtlasPoint(mixer.Name, mixer.Family, recall, bytes, tokensPerSecond, net.ParameterCount, error, history.Elapsed.TotalSeconds,
             FormulaStateBytes: formula);
     }

@@ -52,6 +52,14 @@ public class MixerHooksTests
         },
         ["ReLU-normalised (P18)"] = _ => new ReluNormAttention(D, H),
         ["distance kernel (P18)"] = _ => new DistanceKernelAttention(D, H),
+        // RCMHA's hook_v is v before its convolution (z = A·DWConv(v)), so the z = pattern·v contract is checked on its relative-only ablation
+        ["RMHA (P24, relative scores)"] = _ => new AttentionLab.Papers.Rcmha.RcmhaAttention(D, H, AttentionLab.Papers.Rcmha.RcmhaVariant.Rmha),
+        ["Affine-scaled (P31, eval: EMA frozen)"] = _ =>                          // training-mode calls move α's EMA, so two calls differ
+        {
+            var mixer = new AttentionLab.Papers.AffineScaled.AffineScaledAttention(D, H);
+            mixer.eval();
+            return mixer;
+        },
     };
 
     public static TheoryData<string> Names()

@@ -51,6 +51,56 @@ public class AtlasTests(ITestOutputHelper output)
         Assert.Equal(ClaimStatus.Holds, claims["s2-b-4-l-2-s-2-state-is-pruned-cache"].Status);
     }
 
+    /// <summary>
+    /// The head variants (P04, P14, P18, P21, P24, P31) stream like the others, and those whose paper states their cache hold
+    /// exactly that: BAM's mixture E caches (2 × softmax's mixer state), GQA G = 1 one head of K and V (½ × at H = 2).
+    /// </summary>
+    [Fact]
+    public void HeadVariantsStreamAndHoldTheirPapersCache()
+    {
+        var config = MixerAtlas.Config.Smoke with
+        {
+            Steps = 4, BatchSize = 4, TestCount = 8, TimingRepeats = 1,
+            Mixers = new[] { AtlasMixers.Softmax, AtlasMixers.Bam(2), AtlasMixers.Gqa(1), AtlasMixers.Moh, AtlasMixers.Rcmha, AtlasMixers.AffineScaled,
+                AtlasMixers.Deconstructed(AttentionLab.Papers.DeconstructingAttention.MixerKind.ReluNorm) },
+        };
+        var result = MixerAtlas.Run(config, torch.CPU);
+        Assert.All(result.Points, p => Assert.True(p.StepVsForwardMaxAbs < 1e-3, $"{p.Name}: Step vs forward {p.StepVsForwardMaxAbs}"));
+        long conv = 2L * config.DModel * sizeof(float);                                 // BaseConv keeps k − 1 = 2 inputs
+        long softmaxMixer = result.Points[0].StateBytes!.Value - conv;
+        Assert.Equal(2L * config.SeqLen * config.DModel * sizeof(float), softmaxMixer);  // T · 2d · 4 B
+        Assert.Equal(conv + 2 * softmaxMixer, result.Points[1].StateBytes);               // BAM: E = 2 experts' caches
+        Assert.Equal(conv + softmaxMixer / config.Heads, result.Points[2].StateBytes);    // GQA G = 1 of H = 2
+        Assert.Equal(result.Points[1].FormulaStateBytes, result.Points[1].StateBytes);
+        Assert.Equal(result.Points[2].FormulaStateBytes, result.Points[2].StateBytes);
+        Assert.Null(result.Points[3].FormulaStateBytes);
+        var claims = result.Claims();
+        Assert.Equal(ClaimStatus.Holds, claims["bam-mixture-e-2-state-is-e-caches"].Status);
+        Assert.Equal(ClaimStatus.Holds, claims["gqa-g-1-state-is-grouped-cache"].Status);
+        Assert.Equal(ClaimStatus.Holds, claims["step-equals-forward"].Status);
+        // every head variant keeps a KV cache: none is a fixed state, so the fixed-state comparison has nothing to fail on
+        Assert.Equal(ClaimStatus.Holds, claims["state-bytes"].Status);
+        Assert.Equal("kind", Assert.Throws<ArgumentException>(
+            () => AtlasMixers.Deconstructed(AttentionLab.Papers.DeconstructingAttention.MixerKind.DecoupledQK)).ParamName);
+    }
+
+    /// <summary>MoH trains with its load-balance loss: the atlas adds β·L_b, which reaches the router's weights.</summary>
+    [Fact]
+    public void MohTrainsWithItsBalanceLoss()
+    {
+        using var scope = torch.NewDisposeScope();
+        var mixer = AtlasMixers.Moh.Build(16, 2);
+        var moh = Assert.IsType<AttentionLab.Papers.Moh.MixtureOfHeadAttention>(mixer);
+        Assert.Equal((4, 1, 2), (moh.Heads, moh.Shared, moh.TopK));                      // 2H heads, (1 + 2)/4 = 75 % active
+        Assert.Null(AtlasMixers.Moh.AuxLoss!(mixer));                                    // no forward yet
+        mixer.call(torch.randn(2, 5, 16));
+        var aux = AtlasMixers.Moh.AuxLoss!(mixer)!;
+        aux.backward();
+        var router = moh.named_parameters().Where(p => p.name.StartsWith("w_r")).Select(p => p.parameter).ToList();
+        Assert.NotEmpty(router);
+        Assert.True(router.All(p => p.grad is { } g && g.abs().sum().item<float>() > 0), "β·L_b does not reach W_r");
+    }
+
     [Fact]
     public void SmokeRunHoldsItsAssertedClaims()
     {
