@@ -25,6 +25,8 @@ public sealed class HookedLayerNorm : nn.Module<Tensor, Tensor>
 
     public Parameter Weight => weight;
     public Parameter Bias => bias;
+    /// <summary>ε inside the square root.</summary>
+    public double Eps => eps;
     public HookPoint HookNormalized => hook_normalized;
 
     public override Tensor forward(Tensor x)

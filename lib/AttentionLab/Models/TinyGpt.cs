@@ -186,6 +186,14 @@ public sealed class TinyGpt : nn.Module<Tensor, Tensor>, IHookedModel
         return Output(ln_final.call(h)).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// The unembedding as (W_U [d, V], b_U [V] or null) — the untied Linear's or the tied W_Eᵀ — so that
+    /// logits = ln_final(h) W_U + b_U; null for a model with continuous outputs (its head is not an unembedding).
+    /// </summary>
+    public (Tensor W_U, Tensor? B_U)? Unembedding => head is not null ? null
+        : unembed is not null ? (unembed.weight!.t(), unembed.bias)
+        : (((Embedding)embed).weight!.t(), null);
+
     Tensor Output(Tensor normalized) =>
         head is not null ? head.call(normalized)
         : unembed is not null ? unembed.call(normalized)
