@@ -79,7 +79,7 @@ public static class Patching
         return patched;
     }
 
-    static void Check(IHookedModel model, Tensor clean, Tensor corrupt, Func<Tensor, double> metric)
+    internal static void Check(IHookedModel model, Tensor clean, Tensor corrupt, Func<Tensor, double> metric)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(metric);
