@@ -397,6 +397,39 @@ public class MiniLmTests : IClassFixture<MiniLmFixture>
         }
     }
 
+    /// <summary>
+    /// Path patching, a pattern override and an injection on the pretrained encoder (TransformerLens names): without freezing,
+    /// the path to the last block's stream equals activation patching of z; a uniform pattern makes a head's z the mean
+    /// of its v over every key; an injected vector reaches [CLS].
+    /// </summary>
+    [Fact]
+    public void PathPatchingAndInterventionsWorkOnMiniLm()
+    {
+        using var scope = NewDisposeScope();
+        var model = (IHookedModel)Model;
+        using var enc = Model.Tokenizer!.Encode("the quick brown fox jumps over the lazy dog");
+        var clean = enc.InputIds;
+        var corrupt = clean.clone();
+        corrupt[0, 2] = clean[0, 6];                                                          // one word replaced by another of the sentence
+        static double Metric(Tensor hidden) => hidden.select(1, 0).narrow(1, 0, 8).sum().to(ScalarType.Float64).item<double>();
+        var activation = AttentionLab.Interp.Patching.HeadOutputs(model, clean, corrupt, Metric);
+        foreach (var (l, h) in new[] { (1, 3), (5, 7) })
+            Assert.Equal(activation[l, h].item<double>(), AttentionLab.Interp.PathPatching.Run(model, clean, corrupt, Metric, [(l, h)],
+                [AttentionLab.Interp.PathReceiver.Residual(Model.Config.Layers - 1)], freezeOtherHeads: false), 4);
+
+        var uniform = AttentionLab.Interp.Interventions.OverridePattern(model, 2, 4, p => torch.full_like(p, 1.0 / p.size(-1)));
+        using (model.Hooks(uniform))
+        {
+            var (_, cache) = model.RunWithCache(clean);
+            using (cache)
+                AssertClose.Tensors(cache["z", 2].select(2, 4), cache["v", 2].select(2, 4).mean(new long[] { 1 }, keepdim: true).expand(1, enc.Length, -1),
+                    atol: 1e-5, rtol: 1e-5, what: "uniform head z = mean of v");
+        }
+        var vector = torch.randn(Model.Config.Hidden, generator: new Generator(1));
+        var injected = model.RunWithHooks(clean, AttentionLab.Interp.Interventions.Inject(model, "resid_pre", 3, 1, vector, scale: 5));
+        Assert.True((injected.select(1, 0) - model.Run(clean).select(1, 0)).abs().max().item<float>() > 1e-3, "the injection did not reach [CLS]");
+    }
+
     [Fact]
     public void SinkMeasurementsRunOnTheRealEncoder()
     {
