@@ -55,8 +55,9 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     public long DModel => router.Weight.weight!.shape[1];
 
     /// <summary>
-    /// L_aux of the last <c>forward</c> call. It lives in that call's dispose scope (e.g. one training step): read it there,
-    /// after the forward pass, and add α·L_aux to the loss.
+    /// L_aux of the last <c>forward</c> call, still in the autograd graph: add α·L_aux to the loss. The module owns it until
+    /// its next forward call (or its disposal), so it survives the dispose scopes of the models around it (a TinyGpt's
+    /// forward pass has its own scope, which would otherwise free it before the training step reads it).
     /// </summary>
     public Tensor? LastAuxLoss { get; private set; }
 
@@ -64,8 +65,15 @@ public sealed class MixtureOfExperts : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         var result = Forward(x);
-        LastAuxLoss = result.AuxLoss;
+        LastAuxLoss?.Dispose();
+        LastAuxLoss = result.AuxLoss.DetachFromDisposeScope();
         return result.Output;
+    }
+
+    protected override void Dispose(bool disposing)
+    {
+        if (disposing) { LastAuxLoss?.Dispose(); LastAuxLoss = null; }
+        base.Dispose(disposing);
     }
 
     /// <summary>x [..., d] → y [..., d], the routing of the flattened tokens and L_aux.</summary>

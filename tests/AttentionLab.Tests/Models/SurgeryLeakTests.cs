@@ -26,6 +26,13 @@ public class SurgeryLeakTests
             var y = moe.call(x);
             (y.pow(2).mean() + moe.LastAuxLoss! * 0.01).backward();
         }, "MoE training step");
+        // read after the scope of the forward pass has closed (as a model around the MoE closes its own): still alive, still in the graph
+        Tensor aux;
+        using (NewDisposeScope()) moe.call(x);
+        aux = moe.LastAuxLoss!;
+        Assert.False(aux.IsInvalid);
+        aux.backward();
+        Assert.True(moe.Router.Weight.weight!.grad is { } g && g.abs().sum().item<float>() > 0, "L_aux read after the scope reached no router weight");
     }
 
     [Fact]
