@@ -82,7 +82,11 @@ public static class Ablation
         return patched;
     }
 
-    static string ZName(IHookedModel model, ref int layer, int head)
+    static string ZName(IHookedModel model, ref int layer, int head) => HeadHookName(model, ref layer, head, "z");
+
+    /// <summary>The full name of a per-head activation (<paramref name="activation"/>: z, pattern, …) in a checked layer
+    /// (negative = from the end, resolved in place) and head.</summary>
+    internal static string HeadHookName(IHookedModel model, ref int layer, int head, string activation)
     {
         ArgumentNullException.ThrowIfNull(model);
         int l = layer < 0 ? layer + model.LayerCount : layer;
@@ -90,6 +94,6 @@ public static class Ablation
             throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer must be in [−{model.LayerCount}, {model.LayerCount}).");
         if (head < 0 || head >= model.HeadCount) throw new ArgumentOutOfRangeException(nameof(head), head, $"head must be in [0, {model.HeadCount}).");
         layer = l;
-        return ActName.Get("z", l);
+        return ActName.Get(activation, l);
     }
 }

@@ -12,7 +12,8 @@ namespace AttentionLab.Interp;
 /// </summary>
 public static class Interventions
 {
-    /// <summary>Head <paramref name="head"/>'s pattern [B, Tq, Tk] replaced by <paramref name="replace"/>(pattern) in <paramref name="layer"/>.</summary>
+    /// <summary>Head <paramref name="head"/>'s pattern [B, Tq, Tk] replaced by <paramref name="replace"/>(pattern) in block
+    /// <paramref name="layer"/> (negative: from the end).</summary>
     public static (string Name, Func<Tensor, HookPoint, Tensor?> Fn) OverridePattern(IHookedModel model, int layer, int head, Func<Tensor, Tensor> replace)
     {
         ArgumentNullException.ThrowIfNull(replace);
@@ -70,11 +71,7 @@ public static class Interventions
 
     static string PatternName(IHookedModel model, int layer, int head)
     {
-        ArgumentNullException.ThrowIfNull(model);
-        if (layer < 0 || layer >= model.LayerCount)
-            throw new ArgumentOutOfRangeException(nameof(layer), layer, $"layer must be in 0 … {model.LayerCount - 1}.");
-        if (head < 0 || head >= model.HeadCount) throw new ArgumentOutOfRangeException(nameof(head), head, $"head must be in 0 … {model.HeadCount - 1}.");
-        var name = ActName.Get("pattern", layer);
+        var name = Ablation.HeadHookName(model, ref layer, head, "pattern");
         if (!model.HookPoints.ContainsKey(name)) throw new ArgumentException($"the model has no hook point '{name}'.", nameof(layer));
         return name;
     }

@@ -1,3 +1,4 @@
+using AttentionLab.Core;
 using AttentionLab.Models;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -84,7 +85,6 @@ public static class LogitAttribution
         if (ids.dim() != 1 || ids.shape[0] != batch) throw new ArgumentException($"{name} must be token ids [{batch}], got [{string.Join(", ", ids.shape)}].",
             name);
         if (ids.dtype != ScalarType.Int64) throw new ArgumentException($"{name} must hold int64 token ids, got {ids.dtype}.", name);
-        if (batch > 0 && (ids.min().item<long>() < 0 || ids.max().item<long>() >= vocab))
-            throw new ArgumentException($"{name} holds ids outside 0 … {vocab - 1}.", name);
+        Guard.TokenIds(ids, vocab, name);
     }
 }
