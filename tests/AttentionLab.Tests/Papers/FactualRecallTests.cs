@@ -30,6 +30,9 @@ public class FactualRecallTests(ITestOutputHelper output)
         Assert.Equal("smoke", FactualRecallExperiment.Config.For(RunSize.Smoke).Size);
         Assert.Equal("full", FactualRecallExperiment.Config.For(RunSize.Full).Size);
         Assert.Equal("custom", (FactualRecallExperiment.Config.Smoke with { Seed = 1, Size = "custom" }).Size);
+        var full = FactualRecallExperiment.Config.Full.Kb();                                  // the shipped facts hold enough countries
+        Assert.Equal(2 * FactualRecallExperiment.Config.Full.Subjects, full.All.Count);
+        Assert.Equal(32, full.SeqLen);
     }
 
     [Fact]

@@ -90,12 +90,17 @@ public sealed class FactualKb
     public int SeqLen => TemplateLength + MaxPrefix;
     /// <summary>Tokens in the vocabulary.</summary>
     public int VocabSize => vocab.Count;
-    /// <summary>Token ids of "the", "of", "is".</summary>
+    /// <summary>Token id of "the".</summary>
     public int The { get; }
+    /// <summary>Token id of "of".</summary>
     public int Of { get; }
+    /// <summary>Token id of "is" (the END token, where the answer is read).</summary>
     public int Is { get; }
+    /// <summary>Token ids of the relations, in <see cref="Relations"/> order.</summary>
     public int[] RelationTokens { get; }
+    /// <summary>Token ids of the subjects (one per country in <see cref="Countries"/>).</summary>
     public int[] SubjectTokens { get; }
+    /// <summary>Token ids of the objects: the capitals, then the continents that occur.</summary>
     public int[] ObjectTokens { get; }
     /// <summary>Every fact: subjects × relations.</summary>
     public IReadOnlyList<KbFact> All { get; }

@@ -24,7 +24,7 @@ public sealed class FactualRecallExperiment : IPaperExperiment<FactualRecallExpe
 
     /// <summary>
     /// Sizes of one run. Smoke: spec §4 (2 layers, d = 64, 4 heads, 64 subjects × 2 relations, T ≤ 12, 1000 steps).
-    /// Full: 4 layers, d = 128, 8 heads, 200 subjects (the shipped facts hold fewer than the spec's 500 with distinct capitals)
+    /// Full: 4 layers, d = 128, 8 heads, 240 subjects (the shipped facts hold 245 with distinct capitals, not the spec's 500)
     /// × 2 relations, prompts up to 32 tokens, 20k steps.
     /// </summary>
     public sealed record Config(int Layers, int DModel, int Heads, int Subjects, int MaxPrefix, int Steps, int BatchSize, double LearningRate,
@@ -32,7 +32,7 @@ public sealed class FactualRecallExperiment : IPaperExperiment<FactualRecallExpe
     {
         public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 4, Subjects: 64, MaxPrefix: 7, Steps: 1000, BatchSize: 64,
             LearningRate: 3e-3, Seed: 0) { Size = "smoke" };
-        public static Config Full => new(Layers: 4, DModel: 128, Heads: 8, Subjects: 200, MaxPrefix: 27, Steps: 20_000, BatchSize: 128,
+        public static Config Full => new(Layers: 4, DModel: 128, Heads: 8, Subjects: 240, MaxPrefix: 27, Steps: 20_000, BatchSize: 128,
             LearningRate: 1e-3, Seed: 0) { Size = "full" };
 
         /// <summary><see cref="Smoke"/> or <see cref="Full"/>.</summary>
@@ -179,7 +179,7 @@ public sealed class FactualRecallExperiment : IPaperExperiment<FactualRecallExpe
             for (int j = 0; j < rows.Length; j++)
             {
                 a.Constant[rows[j]] = dla.Constant[j].to(ScalarType.Float64).item<double>();
-                for (int ci = 0; ci < labels.Count; ci++) a.Dla.GetOrAdd(labels[ci], a.Count)[rows[j]] = per[ci][j];
+                for (int ci = 0; ci < labels.Count; ci++) a.DlaOf(labels[ci])[rows[j]] = per[ci][j];
             }
             for (int l = 0; l < model.LayerCount; l++)
             {
@@ -313,14 +313,12 @@ public sealed class FactualRecallExperiment : IPaperExperiment<FactualRecallExpe
         }
 
         int HeadsPerLayer => heads;
-    }
-}
 
-static class DictionaryExtensions
-{
-    public static double[] GetOrAdd(this Dictionary<string, double[]> d, string key, int n)
-    {
-        if (!d.TryGetValue(key, out var v)) d[key] = v = new double[n];
-        return v;
+        /// <summary>The per-fact DLA of component <paramref name="label"/> (created on first use).</summary>
+        public double[] DlaOf(string label)
+        {
+            if (!Dla.TryGetValue(label, out var v)) Dla[label] = v = new double[Count];
+            return v;
+        }
     }
 }

@@ -114,14 +114,16 @@ public sealed record FactualRecallResult(FactualRecallExperiment.Config Config, 
         double top2 = ranked[0].PatchEffect + ranked[1].PatchEffect;
         bool learned = Accuracy >= MinAccuracy;
         string why = $"recall accuracy {Accuracy:P1} < {MinAccuracy:P0}: nothing memorised to explain";
-        const string paperHeads = "a few task-specific heads move the subject to the last position (GPT-2, OPT-1.3B, Llama-2-7B; path patching, no single number)";
+        const string paperHeads =
+            "a few task-specific heads move the subject to the last position (GPT-2, OPT-1.3B, Llama-2-7B; path patching, no single number)";
         string oursHeads = $"top {top.Name} {top.PatchEffect:F2}, top two ({top.Name}, {ranked[1].Name}) {top2:F2} of the clean−corrupted LD";
         const string critHeads = "top-1 or top-1 + top-2 normalised noising effect > 0.5 (spec §7)";
         if (learned)
             claims.Claim("one-or-two-heads", "one or two heads carry most (> 50 %) of the subject's patching effect", paperHeads, oursHeads, critHeads,
                 top.PatchEffect > 0.5 || top2 > 0.5, asserted: false,
                 note: "not asserted: the top two carry 0.52, 0.68, 0.72 at seeds 0, 1, 2 — seed 0 sits on the threshold (docs/decisions.md)");
-        else claims.NotShown("one-or-two-heads", "one or two heads carry most (> 50 %) of the subject's patching effect", paperHeads, oursHeads, critHeads, why);
+        else claims.NotShown("one-or-two-heads", "one or two heads carry most (> 50 %) of the subject's patching effect", paperHeads, oursHeads,
+            critHeads, why);
 
         string oursAttn = $"{top.Name} attends {top.AttnSubject:F2} to the subject, {top.AttnRelation:F2} to the relation (mean over facts)";
         const string paperAttn = "argument-passing heads attend from END to the subject (attention maps, spec §2)";
@@ -165,7 +167,8 @@ public sealed record FactualRecallResult(FactualRecallExperiment.Config Config, 
             $"and {top.AttnRelation:P0} on the relation.");
         claims.Saw($"In its block's MLP, {top.Name}'s output has ρ = {top.Rho:F2} and its MLP share adds {top.MlpShareDla:F2} to the answer's " +
             $"centred logit; the other heads' median ρ is {Median(others.Select(h => h.Rho)):F2}.");
-        claims.Saw($"Direct logit attribution by block: {string.Join("; ", Layers.Select(l => $"block {l.Layer} attention {l.Attention:F2}, MLP {l.Mlp:F2}"))}; " +
+        string byBlock = string.Join("; ", Layers.Select(l => $"block {l.Layer} attention {l.Attention:F2}, MLP {l.Mlp:F2}"));
+        claims.Saw($"Direct logit attribution by block: {byBlock}; " +
             $"embeddings {EmbedDla:F2}.");
         return claims;
     }
