@@ -170,24 +170,29 @@ public class FactualRecallTests(ITestOutputHelper output)
         Assert.All(result.PictureRows, row => Assert.Equal(1.0, row.Sum(), 5));             // END's attention sums to 1
     }
 
-    static double MaxAbs(double[] x, double[] y) => x.Zip(y).Max(p => Math.Abs(p.First - p.Second));
-}
-
-public class FactualRecallProbe(ITestOutputHelper output)
-{
     [Fact]
-    public void Probe()
+    public void NoTensorsLeakFromTheDecompositionAndItsChecks()
     {
-        if (Environment.GetEnvironmentVariable("P08_PROBE") is not { Length: > 0 } seeds) return;
-        foreach (var s in seeds.Split(','))
+        using var model = RandomModel(2, 8, 2, 2, 11, 8, 4);
+        using var tokens = torch.randint(0, 11, new long[] { 2, 5 });
+        using var answer = torch.tensor(new long[] { 3, 7 });
+        void Round()
         {
-            var sw = System.Diagnostics.Stopwatch.StartNew();
-            var result = FactualRecallExperiment.Run(FactualRecallExperiment.Config.Smoke with { Seed = int.Parse(s) }, torch.CPU,
-                new Progress<string>(l => output.WriteLine(l)));
-            output.WriteLine($"seed {s}: {sw.Elapsed.TotalSeconds:F1} s");
-            foreach (var c in result.Claims()) output.WriteLine($"  {c.Id}: {ClaimRecord.StatusText(c.Status)} — {c.Ours}");
-            foreach (var h in result.Ranked) output.WriteLine($"  {h}");
-            foreach (var l in result.Layers) output.WriteLine($"  {l}");
+            var (logits, cache) = model.RunWithCache(tokens);
+            using (logits)
+            using (cache)
+            using (var d = MlpDecomposer.Linearize(model, cache, 1, -1))
+            using (var share = MlpDecomposer.ShareLogitAttribution(model, cache, d, -1, answer))
+            using (var rho = d.ActivationRatio())
+            using (var sum = d.Sum())
+                Assert.Equal(d.Components.shape[0], share.shape[0]);
+            FactualRecallExperiment.TwinGap(torch.CPU);
         }
+        Round();
+        long before = DisposeScopeManager.Statistics.ThreadTotalLiveCount;
+        for (int i = 0; i < 2; i++) Round();
+        Assert.Equal(before, DisposeScopeManager.Statistics.ThreadTotalLiveCount);
     }
+
+    static double MaxAbs(double[] x, double[] y) => x.Zip(y).Max(p => Math.Abs(p.First - p.Second));
 }

@@ -20,10 +20,18 @@ public sealed record MlpDecomposition(Tensor Components, Tensor Inputs, Tensor B
     int Layer) : IDisposable
 {
     /// <summary>Σ_c m_c + bias [B, d]: equals <see cref="Output"/> (the linearisation is exact at the operating point).</summary>
-    public Tensor Sum() => Components.sum(dim: 0) + Bias;
+    public Tensor Sum()
+    {
+        using var scope = NewDisposeScope();
+        return (Components.sum(dim: 0) + Bias).MoveToOuterDisposeScope();
+    }
 
     /// <summary>ρ_c = ⟨m_c, r_c⟩ / ‖r_c‖² [C, B]: &gt; 0 the MLP amplifies component c's direction, &lt; 0 it erases it.</summary>
-    public Tensor ActivationRatio() => (Components * Inputs).sum(-1) / (Inputs * Inputs).sum(-1);
+    public Tensor ActivationRatio()
+    {
+        using var scope = NewDisposeScope();
+        return ((Components * Inputs).sum(-1) / (Inputs * Inputs).sum(-1)).MoveToOuterDisposeScope();
+    }
 
     /// <summary>The index of <paramref name="label"/> among the components.</summary>
     public int IndexOf(string label)
