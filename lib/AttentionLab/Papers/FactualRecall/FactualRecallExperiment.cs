@@ -140,7 +140,7 @@ public sealed class FactualRecallExperiment : IPaperExperiment<FactualRecallExpe
         foreach (var k in prefix.Distinct().Order())
         {
             var rows = Enumerable.Range(0, facts.Count).Where(i => prefix[i] == k).ToArray();
-            AnalyseGroup(model, kb, clean, rows, k, a, device);
+            AnalyseGroup(model, kb, clean, rows, k, picture: k == prefix.Max(), a, device);
         }
         return a;
     }
@@ -159,7 +159,7 @@ public sealed class FactualRecallExperiment : IPaperExperiment<FactualRecallExpe
         }
     }
 
-    static void AnalyseGroup(TinyGpt model, FactualKb kb, FactPrompts clean, int[] rows, int k, Analysis a, Device device)
+    static void AnalyseGroup(TinyGpt model, FactualKb kb, FactPrompts clean, int[] rows, int k, bool picture, Analysis a, Device device)
     {
         using var scope = NewDisposeScope();
         int len = k + FactualKb.TemplateLength, end = len - 1, subj = k + 3, rel = k + 1;
@@ -202,7 +202,7 @@ public sealed class FactualRecallExperiment : IPaperExperiment<FactualRecallExpe
                     }
                 }
             }
-            if (k == kb.MaxPrefix)                                                               // the picture: the longest prompts
+            if (picture)                                                                         // the picture: the longest prompts
             {
                 var pattern = cache["pattern", a.TopLayer].select(1, a.TopHead).select(1, end);   // [b, T]
                 a.PictureRows = Rows(pattern).Take(8).ToList();
