@@ -165,6 +165,9 @@ public sealed record FactualRecallResult(FactualRecallExperiment.Config Config, 
         claims.Saw($"Patching one head from the corrupted run: {top.Name} alone undoes {top.PatchEffect:P0} of the logit difference, " +
             $"the next ({ranked[1].Name}) {ranked[1].PatchEffect:P0}; {top.Name} puts {top.AttnSubject:P0} of END's attention on the subject " +
             $"and {top.AttnRelation:P0} on the relation.");
+        string perBlock = string.Join("; ", Heads.GroupBy(h => h.Layer).Select(g => $"block {g.Key} {g.Sum(h => h.PatchEffect):P0}"));
+        claims.Saw($"Summed over each block's heads, the single-head patching effects are: {perBlock} " +
+            "(noising one head at a time; a sum near 1 spread evenly means the subject travels through several redundant heads).");
         claims.Saw($"In its block's MLP, {top.Name}'s output has ρ = {top.Rho:F2} and its MLP share adds {top.MlpShareDla:F2} to the answer's " +
             $"centred logit; the other heads' median ρ is {Median(others.Select(h => h.Rho)):F2}.");
         string byBlock = string.Join("; ", Layers.Select(l => $"block {l.Layer} attention {l.Attention:F2}, MLP {l.Mlp:F2}"));
