@@ -16,18 +16,18 @@ public sealed record NiahPrompt(long[] Tokens, long[] Answer, int NeedleStart, i
 /// <summary>
 /// The synthetic NIAH task of the spec (§4): a haystack of random filler tokens, a needle <c>KEY k1 k2 VAL v1 v2 v3</c> at
 /// depth d, then the question <c>KEY k1 k2 VAL</c>; the model must emit v1 v2 v3 — the needle's tokens copied into the
-/// answer, which is what the retrieval score counts. Ids: 0 BOS, 1 KEY, 2 VAL, then <see cref="NeedleSymbols"/> needle
-/// symbols, then <see cref="FillerSymbols"/> filler symbols (disjoint, so a needle token occurs nowhere else in the haystack);
-/// a needle's keys and values are distinct.
+/// answer, which is what the retrieval score counts. Ids: 0 BOS, 1 KEY, 2 VAL, then <see cref="Symbols"/> symbols shared by
+/// filler, keys and values (so a token's identity does not say "needle": only its place after VAL does); a needle's keys and
+/// values are distinct and the filler avoids them, so the answer is unambiguous.
 /// </summary>
-public sealed record NiahTask(int NeedleSymbols = 24, int FillerSymbols = 24, int KeyLength = 2, int ValueLength = 3,
+public sealed record NiahTask(int Symbols = 48, int KeyLength = 2, int ValueLength = 3,
     int MinHaystack = 8, int MaxHaystack = 48)
 {
     /// <summary>Special ids.</summary>
     public const long Bos = 0, Key = 1, Val = 2;
 
-    /// <summary>3 specials + needle symbols + filler symbols.</summary>
-    public int VocabSize => 3 + NeedleSymbols + FillerSymbols;
+    /// <summary>3 specials + symbols.</summary>
+    public int VocabSize => 3 + Symbols;
     /// <summary>KEY, keys, VAL, values.</summary>
     public int NeedleLength => 2 + KeyLength + ValueLength;
     /// <summary>KEY, keys, VAL.</summary>
@@ -43,14 +43,15 @@ public sealed record NiahTask(int NeedleSymbols = 24, int FillerSymbols = 24, in
         ArgumentNullException.ThrowIfNull(rng);
         if (haystack < 0) throw new ArgumentException($"haystack must be ≥ 0, got {haystack}.", nameof(haystack));
         if (!(depth >= 0 && depth <= 1)) throw new ArgumentException($"depth must be in [0, 1], got {depth}.", nameof(depth));
-        if (KeyLength + ValueLength > NeedleSymbols)
-            throw new ArgumentException($"{KeyLength} keys + {ValueLength} values need that many distinct needle symbols, have {NeedleSymbols}.");
+        if (KeyLength + ValueLength >= Symbols)
+            throw new ArgumentException($"{KeyLength} keys + {ValueLength} values need more than that many symbols, have {Symbols}.");
         int before = (int)Math.Round(depth * haystack);
-        var symbols = Enumerable.Range(0, NeedleSymbols).OrderBy(_ => rng.Next()).Take(KeyLength + ValueLength).Select(i => 3L + i).ToArray();
+        var symbols = Enumerable.Range(0, Symbols).OrderBy(_ => rng.Next()).Take(KeyLength + ValueLength).Select(i => 3L + i).ToArray();
         var keys = symbols[..KeyLength];
         var values = symbols[KeyLength..];
         var tokens = new List<long> { Bos };
-        long Filler() => 3 + NeedleSymbols + rng.Next(FillerSymbols);
+        var filler = Enumerable.Range(0, Symbols).Select(i => 3L + i).Except(symbols).ToArray();
+        long Filler() => filler[rng.Next(filler.Length)];
         for (int i = 0; i < before; i++) tokens.Add(Filler());
         tokens.Add(Key); tokens.AddRange(keys); tokens.Add(Val);
         int s = tokens.Count;

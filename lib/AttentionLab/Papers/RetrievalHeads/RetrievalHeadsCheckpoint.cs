@@ -9,7 +9,8 @@ namespace AttentionLab.Papers.RetrievalHeads;
 
 /// <summary>
 /// The shipped model of the retrieval-heads notebook: a 2-layer × 4-head attention-only TinyGpt (d 64, RoPE) trained on the
-/// synthetic NIAH task (<see cref="Task"/>: haystack 8–48 filler tokens, needle anywhere, 3 value tokens to copy). It cannot
+/// synthetic NIAH task (<see cref="Task"/>: haystack 8–48 filler tokens from the same 48 symbols as the needle, needle anywhere,
+/// 3 value tokens to copy). It cannot
 /// train inside the smoke notebook's minute (the spec: ≈ 2000 steps for its MQAR prototype), so it ships; regenerate with
 /// <see cref="Command"/> (lib/AttentionLab.Checkpoints/RetrievalHeadsRecipe.cs). The Full preset trains its own model with
 /// <see cref="Train"/>.

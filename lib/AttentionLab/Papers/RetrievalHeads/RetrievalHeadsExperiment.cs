@@ -52,7 +52,7 @@ public sealed class RetrievalHeadsExperiment : IPaperExperiment<RetrievalHeadsEx
 
         /// <summary>The task: the checkpoint's, or for a trained run one long enough for the largest haystack.</summary>
         public NiahTask Task => UsesCheckpoint ? RetrievalHeadsCheckpoint.Task
-            : new NiahTask(NeedleSymbols: 64, FillerSymbols: 64, MinHaystack: 8, MaxHaystack: Haystacks.Max());
+            : new NiahTask(Symbols: 128, MinHaystack: 8, MaxHaystack: Haystacks.Max());
 
         /// <summary>The model: the checkpoint's, or 4 layers × 8 heads (d 128, MLP, RoPE) for a trained run.</summary>
         public TinyGptConfig Model => UsesCheckpoint ? RetrievalHeadsCheckpoint.Config
