@@ -18,10 +18,11 @@ public sealed record NiahPrompt(long[] Tokens, long[] Answer, int NeedleStart, i
 /// depth d, then the question <c>KEY k1 k2 VAL</c>; the model must emit v1 v2 v3 — the needle's tokens copied into the
 /// answer, which is what the retrieval score counts. Ids: 0 BOS, 1 KEY, 2 VAL, then <see cref="Symbols"/> symbols shared by
 /// filler, keys and values (so a token's identity does not say "needle": only its place after VAL does); a needle's keys and
-/// values are distinct and the filler avoids them, so the answer is unambiguous.
+/// values are distinct and the filler avoids them, so the answer is unambiguous. <see cref="Distractors"/> more needles with
+/// other keys sit at random places (multi-query recall, as the spec's MQAR prototype): the question's keys pick the needle.
 /// </summary>
 public sealed record NiahTask(int Symbols = 48, int KeyLength = 2, int ValueLength = 3,
-    int MinHaystack = 8, int MaxHaystack = 48)
+    int MinHaystack = 8, int MaxHaystack = 48, int Distractors = 0)
 {
     /// <summary>Special ids.</summary>
     public const long Bos = 0, Key = 1, Val = 2;
@@ -33,7 +34,7 @@ public sealed record NiahTask(int Symbols = 48, int KeyLength = 2, int ValueLeng
     /// <summary>KEY, keys, VAL.</summary>
     public int QuestionLength => 2 + KeyLength;
     /// <summary>Prompt length for <paramref name="haystack"/> filler tokens.</summary>
-    public int PromptLength(int haystack) => 1 + haystack + NeedleLength + QuestionLength;
+    public int PromptLength(int haystack) => 1 + haystack + (1 + Distractors) * NeedleLength + QuestionLength;
     /// <summary>Longest training sequence (prompt + answer at <see cref="MaxHaystack"/>).</summary>
     public int MaxLength => PromptLength(MaxHaystack) + ValueLength;
 
@@ -43,20 +44,30 @@ public sealed record NiahTask(int Symbols = 48, int KeyLength = 2, int ValueLeng
         ArgumentNullException.ThrowIfNull(rng);
         if (haystack < 0) throw new ArgumentException($"haystack must be ≥ 0, got {haystack}.", nameof(haystack));
         if (!(depth >= 0 && depth <= 1)) throw new ArgumentException($"depth must be in [0, 1], got {depth}.", nameof(depth));
-        if (KeyLength + ValueLength >= Symbols)
-            throw new ArgumentException($"{KeyLength} keys + {ValueLength} values need more than that many symbols, have {Symbols}.");
+        int per = KeyLength + ValueLength, needles = 1 + Distractors;
+        if (needles * per >= Symbols)
+            throw new ArgumentException($"{needles} needles of {KeyLength} keys + {ValueLength} values need more than that many symbols, have {Symbols}.");
         int before = (int)Math.Round(depth * haystack);
-        var symbols = Enumerable.Range(0, Symbols).OrderBy(_ => rng.Next()).Take(KeyLength + ValueLength).Select(i => 3L + i).ToArray();
+        var symbols = Enumerable.Range(0, Symbols).OrderBy(_ => rng.Next()).Take(needles * per).Select(i => 3L + i).ToArray();
         var keys = symbols[..KeyLength];
-        var values = symbols[KeyLength..];
+        var values = symbols[KeyLength..per];
+        var at = new List<(int Before, int Needle)> { (before, 0) };                  // needle 0 is the one asked for
+        for (int n = 1; n < needles; n++) at.Add((rng.Next(haystack + 1), n));
+        at = at.OrderBy(x => x.Before).ThenBy(_ => rng.Next()).ToList();
         var tokens = new List<long> { Bos };
         var filler = Enumerable.Range(0, Symbols).Select(i => 3L + i).Except(symbols).ToArray();
-        long Filler() => filler[rng.Next(filler.Length)];
-        for (int i = 0; i < before; i++) tokens.Add(Filler());
-        tokens.Add(Key); tokens.AddRange(keys); tokens.Add(Val);
-        int s = tokens.Count;
-        tokens.AddRange(values);
-        for (int i = before; i < haystack; i++) tokens.Add(Filler());
+        int s = -1, next = 0;
+        for (int i = 0; i <= haystack; i++)
+        {
+            for (; next < at.Count && at[next].Before == i; next++)
+            {
+                var needle = symbols[(at[next].Needle * per)..((at[next].Needle + 1) * per)];
+                tokens.Add(Key); tokens.AddRange(needle[..KeyLength]); tokens.Add(Val);
+                if (at[next].Needle == 0) s = tokens.Count;
+                tokens.AddRange(needle[KeyLength..]);
+            }
+            if (i < haystack) tokens.Add(filler[rng.Next(filler.Length)]);
+        }
         tokens.Add(Key); tokens.AddRange(keys); tokens.Add(Val);
         return new NiahPrompt(tokens.ToArray(), values, s, s + ValueLength, haystack, depth);
     }
