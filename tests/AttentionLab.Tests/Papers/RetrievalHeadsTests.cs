@@ -118,6 +118,19 @@ public class RetrievalHeadsTests(ITestOutputHelper output)
         Assert.Equal("prompts", Assert.Throws<ArgumentException>(() => Niah.Decode(model, prompts, 3)).ParamName);
     }
 
+    /// <summary>The shipped file is in the manifest with the recipe's command and steps, and data/README.md lists it.</summary>
+    [Fact]
+    public void ShippedCheckpointIsListed()
+    {
+        var entry = AttentionLab.Train.CheckpointStore.Default().Find(RetrievalHeadsCheckpoint.Name);
+        Assert.NotNull(entry);
+        string readme = File.ReadAllText(Path.Combine(RepositoryData.Folder(), "README.md"));
+        Assert.Contains($"`{entry!.Sha256}`", readme);
+        Assert.Contains($"`{entry.Command}`", readme);
+        Assert.Equal(RetrievalHeadsCheckpoint.Command, entry.Command);
+        Assert.Equal(RetrievalHeadsCheckpoint.Steps, entry.Steps);
+    }
+
     [Fact]
     public void RankPutsHighScoresFirstAndNaNLast()
     {

@@ -28,7 +28,8 @@ public static class Niah
     /// Greedy continuations [B, <paramref name="newTokens"/>] of equal-length prompts under <paramref name="hooks"/> (a head mask),
     /// recomputing the full forward at every step; no grad.
     /// </summary>
-    public static long[][] Decode(TinyGpt model, IReadOnlyList<NiahPrompt> prompts, int newTokens, params (string Name, Func<Tensor, HookPoint, Tensor?> Fn)[] hooks)
+    public static long[][] Decode(TinyGpt model, IReadOnlyList<NiahPrompt> prompts, int newTokens,
+        params (string Name, Func<Tensor, HookPoint, Tensor?> Fn)[] hooks)
     {
         ArgumentNullException.ThrowIfNull(model);
         ArgumentNullException.ThrowIfNull(prompts);

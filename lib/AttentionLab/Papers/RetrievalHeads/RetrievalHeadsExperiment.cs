@@ -117,7 +117,8 @@ public sealed class RetrievalHeadsExperiment : IPaperExperiment<RetrievalHeadsEx
                 randomAcc[k, d] = Mean(r);
                 if (k == config.ClaimK && d == 0) randomGrid = r;
             }
-            progress?.Report($"k = {k}: top-{k} masked {topAcc[k]:F3}, random-{k} masked {Enumerable.Range(0, config.RandomDraws).Average(d => randomAcc[k, d]):F3}");
+            double randomMean = Enumerable.Range(0, config.RandomDraws).Average(d => randomAcc[k, d]);
+            progress?.Report($"k = {k}: top-{k} masked {topAcc[k]:F3}, random-{k} masked {randomMean:F3}");
         }
         for (int d = 0; d < config.RandomDraws; d++) randomAcc[0, d] = topAcc[0];
         var claimTop = ranking.Take(config.ClaimK).ToArray();
