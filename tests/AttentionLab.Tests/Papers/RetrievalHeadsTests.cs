@@ -118,6 +118,27 @@ public class RetrievalHeadsTests(ITestOutputHelper output)
         Assert.Equal("prompts", Assert.Throws<ArgumentException>(() => Niah.Decode(model, prompts, 3)).ParamName);
     }
 
+    /// <summary>The batched greedy decode of the evaluation equals the detector's one-sequence decode, masked or not.</summary>
+    [Fact]
+    public void BatchedDecodeEqualsTheDetectorsDecode()
+    {
+        using var model = RetrievalHeadsCheckpoint.Load();
+        var task = RetrievalHeadsCheckpoint.Task;
+        var prompts = new NiahGrid([20], [0, 0.5, 1], PerCell: 3).Cell(task, 0, 1, seed: 9);
+        foreach (var mask in new[] { Array.Empty<(int, int)>(), new[] { (1, 0), (0, 2) } })
+        {
+            var hooks = HeadMask.Hooks(model, mask);
+            var batched = Niah.Decode(model, prompts, task.ValueLength, hooks);
+            for (int b = 0; b < prompts.Count; b++)
+            {
+                var p = prompts[b];
+                var run = RetrievalScore.Detect(model, p.Tokens, p.NeedleStart, p.NeedleEnd, p.Answer, task.ValueLength, hooks);
+                Assert.Equal(run.Generated, batched[b]);
+                Assert.Equal(run.AnswerRecall, Niah.Recall(batched[b], p.Answer));
+            }
+        }
+    }
+
     /// <summary>The shipped file is in the manifest with the recipe's command and steps, and data/README.md lists it.</summary>
     [Fact]
     public void ShippedCheckpointIsListed()
