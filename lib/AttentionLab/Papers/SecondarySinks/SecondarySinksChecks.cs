@@ -8,7 +8,8 @@ namespace AttentionLab.Papers.SecondarySinks;
 /// <param name="AddGap">At the largest α: max |Δh_p^{(l)} − α u| / α.</param>
 /// <param name="Elsewhere">At the largest α: max |Δh_i^{(l)}| over the other tokens (0: the MLP acts per token).</param>
 /// <param name="BosNorm">‖h_b^{(l)}‖, the unit of α.</param>
-public sealed record InjectionExactness(bool ZeroBitwise, double AddGap, double Elsewhere, double BosNorm)
+/// <param name="TokenNorm">Mean ‖h_p^{(l)}‖ of the injected token before injection.</param>
+public sealed record InjectionExactness(bool ZeroBitwise, double AddGap, double Elsewhere, double BosNorm, double TokenNorm)
 {
     /// <summary>Tolerance of <see cref="AddGap"/> (float32 residual sums).</summary>
     public const double Tolerance = 1e-5;

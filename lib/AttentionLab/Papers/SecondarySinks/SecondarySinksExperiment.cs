@@ -43,7 +43,7 @@ public sealed class SecondarySinksExperiment : IPaperExperiment<SecondarySinksEx
     {
         public static Config Smoke => new(Layers: 3, DModel: 64, Heads: 4, MlpRatio: 4,
             Task: new BigramBackcopyTask(VocabSize: 32, Length: 32, Triggers: 3, Branching: 28, TriggerRate: 0.2),
-            BatchSize: 32, Steps: 200, LearningRate: 1e-2, WarmupSteps: 10, EvalBatch: 32, InjectLayer: 1, InjectPosition: 16, AlphaSteps: 8,
+            BatchSize: 32, Steps: 500, LearningRate: 1e-2, WarmupSteps: 10, EvalBatch: 32, InjectLayer: 1, InjectPosition: 16, AlphaSteps: 8,
             Sentences: DefaultSentences, Seed: 0) { Size = "smoke" };
 
         public static Config Full => new(Layers: 6, DModel: 128, Heads: 8, MlpRatio: 4,
@@ -145,6 +145,8 @@ public sealed class SecondarySinksExperiment : IPaperExperiment<SecondarySinksEx
             double loss = eval.Loss(logits).item<float>();
             var hidden0 = SinkDetector.HiddenStates(cache, 0);                                         // [S, T, D]
             var norms = Doubles(SinkDetector.BosNorms(hidden0, 0));
+            var (sorted, _) = hidden0.to(float64).narrow(1, 1, hidden0.shape[1] - 1).norm(-1).sort(-1);
+            var median = Doubles(sorted.select(1, (sorted.shape[1] - 1) / 2));                        // median_{i > b} ‖h_i‖ (lower middle)
             var window = SinkDetector.PrimaryWindow(SinkDetector.BosNorms(hidden0, 0));
             var cos = Rows(SinkDetector.CosineToBos(hidden0, 0));
             var scores = Rows(SinkScores.PerToken(cache));                                             // [L, T], mean over the batch
@@ -162,7 +164,7 @@ public sealed class SecondarySinksExperiment : IPaperExperiment<SecondarySinksEx
             var (_, aligned) = SinkScores.RescaleAligned(cache["mlp_out", config.InjectLayer], u[0]);
             long alignedCount = aligned.sum().item<long>();
             var tokens = eval.Tokens[0].cpu().data<long>().ToArray();
-            return new GptSinks(loss, norms, window, cos, scores, first, counts, alignedCount, tokens);
+            return new GptSinks(loss, norms, median, window, cos, scores, first, counts, alignedCount, tokens);
         }
     }
 
@@ -177,6 +179,7 @@ public sealed class SecondarySinksExperiment : IPaperExperiment<SecondarySinksEx
         {
             var hb = clean["resid_post", l][0, 0].to(float64);                                          // h_b^{(l)} (BOS sees only itself)
             double bosNorm = hb.norm().item<double>();
+            double tokenNorm = clean["resid_post", l].select(1, p).to(float64).norm(-1).mean().item<double>();     // mean ‖h_p^{(l)}‖
             var unit = hb / bosNorm;                                                                     // u = h_b / ‖h_b‖
             var points = new List<InjectionPoint>();
             bool zeroBitwise = false;
@@ -210,7 +213,7 @@ public sealed class SecondarySinksExperiment : IPaperExperiment<SecondarySinksEx
                     points.Add(new InjectionPoint(factor, alpha, later, lifetimes.Average(), cosSum / eval.Count));
                 }
             }
-            return (points, new InjectionExactness(zeroBitwise, addGap, elsewhere, bosNorm));
+            return (points, new InjectionExactness(zeroBitwise, addGap, elsewhere, bosNorm, tokenNorm));
         }
     }
 

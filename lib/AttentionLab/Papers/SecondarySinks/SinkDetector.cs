@@ -40,7 +40,7 @@ public sealed record LabelThresholds(double PrimaryMin, double SecondaryAbove)
     public static LabelThresholds Rescaled(int layers)
     {
         Guard.Positive(layers, nameof(layers));
-        return new(layers * (1 - 15.0 / ReferenceDepth), layers * 4.0 / ReferenceDepth);
+        return new(layers - 15.0 * layers / ReferenceDepth, 4.0 * layers / ReferenceDepth);
     }
 
     /// <summary>The class of a token that was a sink in <paramref name="lifetime"/> layers.</summary>
