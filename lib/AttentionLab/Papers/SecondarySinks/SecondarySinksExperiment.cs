@@ -114,7 +114,8 @@ public sealed class SecondarySinksExperiment : IPaperExperiment<SecondarySinksEx
             $"{gpt.Counts[SinkLabel.Secondary]} secondary sinks in {config.EvalBatch} sequences");
         clock.Lap("detector");
 
-        progress?.Report($"injection: α·u into block {config.InjectLayer}'s MLP output at token {config.InjectPosition}, α/‖h_b‖ ∈ 0 … {config.AlphaFactors[^1]}");
+        progress?.Report($"injection: α·u into block {config.InjectLayer}'s MLP output at token {config.InjectPosition}, " +
+            $"α/‖h_b‖ ∈ 0 … {config.AlphaFactors[^1]}");
         var (sweep, injectionExact) = Sweep(model, eval, config);
         clock.Lap("injection");
 

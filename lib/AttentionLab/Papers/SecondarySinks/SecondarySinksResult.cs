@@ -169,7 +169,8 @@ public sealed record SecondarySinksResult(SecondarySinksExperiment.Config Config
             ex.RescaleTwinMaxAbs <= SinkExactness.TwinTolerance && ex.RescaleMarked == 2);
         var inj = ex.Injection;
         claims.Exactness("injection-zero-unchanged", "the injection hook at α = 0 leaves the model unchanged",
-            inj is null ? "not run" : inj.ZeroBitwise ? "logits and h^(l) bitwise equal" : "outputs differ", "bitwise equal (spec §6)", inj?.ZeroBitwise == true);
+            inj is null ? "not run" : inj.ZeroBitwise ? "logits and h^(l) bitwise equal" : "outputs differ", "bitwise equal (spec §6)",
+            inj?.ZeroBitwise == true);
         claims.Exactness("injection-adds-alpha-u", "the injection adds exactly α·u to the chosen token's residual at layer l and nothing elsewhere",
             inj is null ? "not run" : $"max |Δh_p − αu| / α {Num.Sci(inj.AddGap)}; other tokens max |Δh| {Num.Sci(inj.Elsewhere)}",
             $"≤ {Num.Sci(InjectionExactness.Tolerance, 0)} (float32); other tokens 0",
@@ -204,7 +205,8 @@ public sealed record SecondarySinksResult(SecondarySinksExperiment.Config Config
         var c = Gpt.Counts;
         string minilm = Encoder is null ? "MiniLM not run" : $"MiniLM: {Encoder.SecondaryCount} secondary of {Encoder.FlaggedCount} flagged tokens in " +
             $"{Encoder.Sentences.Count} sentences";
-        claims.NotShown("secondary-sinks-emerge", "middle layers grow secondary sinks whose MLP output maps onto the BOS direction; the primary sink weakens there",
+        claims.NotShown("secondary-sinks-emerge",
+            "middle layers grow secondary sinks whose MLP output maps onto the BOS direction; the primary sink weakens there",
             "11 model families (spec §7)",
             $"tiny GPT: {c[SinkLabel.Secondary]} secondary, {c[SinkLabel.Primary]} primary, {c[SinkLabel.Noise]} noise tokens in {Config.EvalBatch} " +
             $"sequences; {Gpt.AlignedMlpOutputs} MLP outputs of block {Config.InjectLayer} with cos > 0.98 to h_b; {minilm}",
@@ -220,7 +222,8 @@ public sealed record SecondarySinksResult(SecondarySinksExperiment.Config Config
             bool clsOnly = Encoder.SecondaryCount == 0 && top.Score < cls.Max();
             claims.Reported("minilm-cls-only", "on MiniLM at sentence scale only [CLS] is a sink (the spec's attention-level observation)",
                 "spec §4: [CLS] 0.20 / 0.53 / 0.55 / 0.50 / 0.58 / 0.32 in layers 0–5; '.' 0.06–0.11 in layer 3; [SEP] ≤ 0.13",
-                $"[CLS] {string.Join(" / ", cls.Select(x => x.ToString("F2")))}; '.' in layer 3 at most {Encoder.PeriodScore[Math.Min(3, cls.Length - 1)]:F2}; " +
+                $"[CLS] {string.Join(" / ", cls.Select(x => x.ToString("F2")))}; " +
+                $"'.' in layer 3 at most {Encoder.PeriodScore[Math.Min(3, cls.Length - 1)]:F2}; " +
                 $"[SEP] at most {Encoder.MaxSepScore:F2}; strongest other token '{top.Token}' {top.Score:F2} (layer {top.Layer}); " +
                 $"{Encoder.SecondaryCount} secondary sinks by the detector",
                 "0 secondary sinks and no token scoring above [CLS]'s best layer", clsOnly,
@@ -229,7 +232,8 @@ public sealed record SecondarySinksResult(SecondarySinksExperiment.Config Config
         }
 
         claims.Saw($"The tiny GPT reached a validation loss of {Gpt.ValLoss:F3} nats/token (Bayes floor {BayesLoss:F3}). Its BOS norm runs " +
-            $"{string.Join(" → ", Gpt.BosNorms.Select(n => n.ToString("F1")))} over the states, so the primary window is [{Gpt.Window.Start}, {Gpt.Window.End}).");
+            $"{string.Join(" → ", Gpt.BosNorms.Select(n => n.ToString("F1")))} over the states, so the primary window is " +
+            $"[{Gpt.Window.Start}, {Gpt.Window.End}).");
         claims.Saw($"The detector labelled {c[SinkLabel.Secondary]} tokens secondary, {c[SinkLabel.Primary]} primary and {c[SinkLabel.Noise]} noise " +
             $"over {Config.EvalBatch} held-out sequences; mean attention to BOS per layer was " +
             $"{string.Join(" / ", Gpt.SinkScores.Select(r => r[0].ToString("F2")))}.");

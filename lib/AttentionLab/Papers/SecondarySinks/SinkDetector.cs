@@ -199,7 +199,7 @@ public static class SinkDetector
         return candidates.OrderByDescending(c => mean[c]).ThenBy(c => c).First();
     }
 
-    /// <summary>Every token of the map with its lifetime and class under <paramref name="thresholds"/> (default: rescaled to <paramref name="layers"/>).</summary>
+    /// <summary>Every token of the map with its lifetime and class under <paramref name="thresholds"/> (default: rescaled to L).</summary>
     public static IReadOnlyList<SinkToken> Label(SinkMap map, int layers, LabelThresholds? thresholds = null)
     {
         ArgumentNullException.ThrowIfNull(map);

@@ -62,7 +62,8 @@ public static class SinkScores
         if (!double.IsFinite(norm)) throw new ArgumentException($"norm must be finite, got {norm}.", nameof(norm));
         using var scope = NewDisposeScope();
         double length = direction.to(float64).norm().item<double>();
-        if (!(length > 0) || !double.IsFinite(length)) throw new ArgumentException($"direction must be finite and non-zero, ‖d‖ = {length}.", nameof(direction));
+        if (!(length > 0) || !double.IsFinite(length))
+            throw new ArgumentException($"direction must be finite and non-zero, ‖d‖ = {length}.", nameof(direction));
         var unit = (direction / length).detach().clone().DetachFromDisposeScope();              // u = d / ‖d‖ (kept by the hook)
         return Interventions.Inject(model, "mlp_out", layer, position, unit, norm);
     }
