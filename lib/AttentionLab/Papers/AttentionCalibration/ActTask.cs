@@ -8,11 +8,12 @@ namespace AttentionLab.Papers.AttentionCalibration;
 /// The spec's synthetic in-context classification (§4a): BOS, then <see cref="Demos"/> demonstrations <c>x1 x2 x3 → y ;</c>, then the
 /// query <c>x1 x2 x3 →</c>, whose next token is its label. An example's class is the majority class of its three content tokens
 /// (the first half of the content vocabulary is class 0, the second half class 1); which label word names which class is drawn per
-/// sequence, so only the demonstrations say it (the in-context part). Every label position is scored in training; the query's
+/// sequence — the usual naming with probability 1 − <see cref="FlipProbability"/>, swapped otherwise — so a model that ignores the
+/// demonstrations is right 1 − p of the time at best, and only the demonstrations say which naming holds (the in-context part). Every label position is scored in training; the query's
 /// label position is the one evaluated. "→" and ";" are the frequent delimiters that may become mid-sequence sinks.
 /// [ours: the spec names the format, not the rule; docs/decisions.md.]
 /// </summary>
-public sealed record ActTask(int Demos = 4, int Content = 16)
+public sealed record ActTask(int Demos = 4, int Content = 16, double FlipProbability = 0.2)
 {
     /// <summary>Token ids: BOS, "→", ";", the two label words.</summary>
     public const long Bos = 0, Arrow = 1, Semicolon = 2, LabelA = 3, LabelB = 4, FirstContent = 5;
@@ -34,7 +35,7 @@ public sealed record ActTask(int Demos = 4, int Content = 16)
         for (int n = 0; n < count; n++)
         {
             int o = n * t, p = 0;
-            bool flip = rng.Next(2) == 1;                                                 // which label word names class 0
+            bool flip = rng.NextDouble() < FlipProbability;                              // which label word names class 0
             tokens[o + p++] = Bos;
             for (int e = 0; e <= Demos; e++)
             {

@@ -29,15 +29,15 @@ public sealed class AttentionCalibrationExperiment : IPaperExperiment<AttentionC
     /// 200 sentences, reported on 400, over heads 0–3 of layers 1–4 as the official script tries heads 0–3 of the inner layers).
     /// Full: 4 × 8 heads, 5 seeds, every MiniLM head.
     /// </summary>
-    public sealed record Config(int Layers, int DModel, int Heads, int Demos, int Content, int Steps, int BatchSize, double LearningRate,
+    public sealed record Config(int Layers, int DModel, int Heads, int Demos, int Content, double FlipProbability, int Steps, int BatchSize, double LearningRate,
         int CalibCount, int TestCount, int[] Seeds, bool UseMiniLm, int MiniLmCalib, int MiniLmTest, int[] MiniLmLayers, int[] MiniLmHeads,
         double Alpha, double Beta, int TimingRepeats) : IPaperConfig<Config>
     {
-        public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 4, Demos: 4, Content: 16, Steps: 300, BatchSize: 32, LearningRate: 3e-3,
+        public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 4, Demos: 4, Content: 8, FlipProbability: 0.2, Steps: 170, BatchSize: 32, LearningRate: 3e-3,
             CalibCount: 200, TestCount: 400, Seeds: new[] { 0 }, UseMiniLm: true, MiniLmCalib: 200, MiniLmTest: 400,
             MiniLmLayers: new[] { 1, 2, 3, 4 }, MiniLmHeads: new[] { 0, 1, 2, 3 }, Alpha: 0.1, Beta: 0.4, TimingRepeats: 5) { Size = "smoke" };
 
-        public static Config Full => new(Layers: 4, DModel: 128, Heads: 8, Demos: 6, Content: 24, Steps: 3000, BatchSize: 64, LearningRate: 1e-3,
+        public static Config Full => new(Layers: 4, DModel: 128, Heads: 8, Demos: 6, Content: 16, FlipProbability: 0.2, Steps: 3000, BatchSize: 64, LearningRate: 1e-3,
             CalibCount: 900, TestCount: 2000, Seeds: new[] { 0, 1, 2, 3, 4 }, UseMiniLm: true, MiniLmCalib: 900, MiniLmTest: 2000,
             MiniLmLayers: Enumerable.Range(0, 6).ToArray(), MiniLmHeads: Enumerable.Range(0, 12).ToArray(), Alpha: 0.1, Beta: 0.4, TimingRepeats: 10)
         { Size = "full" };
@@ -49,7 +49,7 @@ public sealed class AttentionCalibrationExperiment : IPaperExperiment<AttentionC
         public string Size { get; init; } = "custom";
 
         /// <summary>The task.</summary>
-        public ActTask Task => new(Demos, Content);
+        public ActTask Task => new(Demos, Content, FlipProbability);
 
         /// <summary>The tiny GPT (learned positions).</summary>
         public TinyGptConfig Model => new(Layers, DModel, Heads, 4, Positions: PositionKind.Learned, VocabSize: Task.VocabSize, MaxLength: Task.Length);
