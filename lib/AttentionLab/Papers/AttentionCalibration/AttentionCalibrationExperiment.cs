@@ -153,23 +153,25 @@ public sealed class AttentionCalibrationExperiment : IPaperExperiment<AttentionC
 
     static ActTiming Time(TinyGpt model, Tensor tokens, IReadOnlyList<(int, int)> heads, Config c)
     {
-        double Ms(Func<IDisposable?> hooks)
+        double Once(bool act)
         {
-            var times = new List<double>();
-            for (int r = 0; r <= c.TimingRepeats; r++)
-            {
-                using var scope = NewDisposeScope();
-                using var noGrad = torch.no_grad();
-                using var h = hooks();
-                var clock = Stopwatch.StartNew();
-                var y = model.call(tokens);
-                _ = y.sum().item<float>();
-                if (r > 0) times.Add(clock.Elapsed.TotalMilliseconds);                 // the first call warms up
-            }
-            return times.Order().ElementAt(times.Count / 2);
+            using var scope = NewDisposeScope();
+            using var noGrad = torch.no_grad();
+            using var h = act ? ActHook.On(model, heads, c.Alpha, c.Beta) : null;
+            var clock = Stopwatch.StartNew();
+            _ = model.call(tokens).sum().item<float>();
+            return clock.Elapsed.TotalMilliseconds;
         }
-        double baseline = Ms(() => null), act = Ms(() => ActHook.On(model, heads, c.Alpha, c.Beta));
-        return new ActTiming(heads.Count, tokens.size(0), tokens.size(1), baseline, act);
+        Once(false); Once(true);                                                        // warm-up
+        var plain = new List<double>();
+        var calibrated = new List<double>();
+        for (int r = 0; r < c.TimingRepeats; r++)                                       // interleaved, so load drift hits both alike
+        {
+            plain.Add(Once(false));
+            calibrated.Add(Once(true));
+        }
+        static double Median(List<double> x) => x.Order().ElementAt(x.Count / 2);
+        return new ActTiming(heads.Count, tokens.size(0), tokens.size(1), Median(plain), Median(calibrated));
     }
 
     static MiniLmRun RunMiniLm(Config c, Device device, IProgress<string>? progress)
