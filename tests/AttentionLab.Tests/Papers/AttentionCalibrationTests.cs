@@ -128,7 +128,8 @@ public class AttentionCalibrationTests
         Assert.Equal("alpha", Assert.Throws<ArgumentException>(() => AttentionCalibrationOps.Act(a, alpha: double.NaN)).ParamName);
         Assert.Equal("beta", Assert.Throws<ArgumentException>(() => AttentionCalibrationOps.Act(a, beta: 1.5)).ParamName);
         Assert.Equal("pattern", Assert.Throws<ArgumentException>(() => AttentionCalibrationOps.Act(torch.ones(4))).ParamName);
-        Assert.Equal("pattern", Assert.Throws<ArgumentException>(() => AttentionCalibrationOps.Act(torch.ones(new long[] { 4, 4 }, ScalarType.Int64))).ParamName);
+        var ints = torch.ones(new long[] { 4, 4 }, ScalarType.Int64);
+        Assert.Equal("pattern", Assert.Throws<ArgumentException>(() => AttentionCalibrationOps.Act(ints)).ParamName);
         Assert.Equal("pattern", Assert.Throws<ArgumentException>(() => AttentionCalibrationOps.Act(torch.ones(5, 3))).ParamName);
         Assert.Equal("pattern", Assert.Throws<ArgumentException>(() => AttentionCalibrationNaive.Act(torch.ones(4))).ParamName);
         using var model = new TinyGpt(new TinyGptConfig(2, 16, 4, Positions: PositionKind.Learned, VocabSize: 8, MaxLength: 8));

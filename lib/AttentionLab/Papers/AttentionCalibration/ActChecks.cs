@@ -51,7 +51,7 @@ public static class ActChecks
         var firstIndex = all.to(ScalarType.Int64).argmax(-1);                            // the first detected index per head
         bool firstExempt = all.any().item<bool>()
             & kept.gather(-1, firstIndex.unsqueeze(-1)).logical_not().all().item<bool>()
-            && kept.to(ScalarType.Int64).sum().item<long>() == all.to(ScalarType.Int64).sum().item<long>() - all.any(-1).to(ScalarType.Int64).sum().item<long>();
+            && Count(kept) == Count(all) - Count(all.any(-1));
 
         var onlyBos = OnlyBos(9).to(device);                                             // causal: only key 0 passes α
         var uniform = torch.full(new long[] { 2, 12, 12 }, 1.0 / 12, device: device);   // encoder: ā_j = 1/12 < α
@@ -85,7 +85,9 @@ public static class ActChecks
             double patternErr = 0, zErr = 0;
             for (int h = 0; h < model.HeadCount; h++)
             {
-                var expected = heads.Contains((0, h)) ? AttentionCalibrationOps.Act(basePattern.select(1, h), alpha, beta, causal: causal) : basePattern.select(1, h);
+                var expected = heads.Contains((0, h))
+                    ? AttentionCalibrationOps.Act(basePattern.select(1, h), alpha, beta, causal: causal)
+                    : basePattern.select(1, h);
                 patternErr = Math.Max(patternErr, MaxAbs(pattern.select(1, h), expected));
                 var z = pattern.select(1, h).matmul(cache["v", 0].select(2, h));         // z_h = A′_h v_h
                 zErr = Math.Max(zErr, MaxAbs(cache["z", 0].select(2, h), z));
@@ -94,6 +96,8 @@ public static class ActChecks
             return new HookExactness(bitwise, patternErr, zErr, change);
         }
     }
+
+    static long Count(Tensor mask) => mask.to(ScalarType.Int64).sum().item<long>();
 
     static Tensor Softmax(Tensor scores, (int Key, double Boost)[] sinks, bool causal)
     {

@@ -44,7 +44,10 @@ public sealed record ActSearchResult(double Baseline, IReadOnlyList<HeadGain> Ca
 /// </summary>
 public static class ActSearch
 {
-    /// <summary>Searches <paramref name="candidates"/>; <paramref name="accuracy"/> scores the model (with whatever hooks are on) on the calibration split.</summary>
+    /// <summary>
+    /// Searches <paramref name="candidates"/>; <paramref name="accuracy"/> scores the model (with whatever hooks are on) on the
+    /// calibration split.
+    /// </summary>
     public static ActSearchResult Run(IHookedModel model, Func<double> accuracy, IEnumerable<(int Layer, int Head)> candidates,
         double alpha = AttentionCalibrationOps.DefaultAlpha, double beta = AttentionCalibrationOps.DefaultBeta, bool dropFirst = true,
         bool causal = true, IProgress<string>? progress = null)

@@ -9,7 +9,8 @@ namespace AttentionLab.Papers.AttentionCalibration;
 /// query <c>x1 x2 x3 →</c>, whose next token is its label. An example's class is the majority class of its three content tokens
 /// (the first half of the content vocabulary is class 0, the second half class 1); which label word names which class is drawn per
 /// sequence — the usual naming with probability 1 − <see cref="FlipProbability"/>, swapped otherwise — so a model that ignores the
-/// demonstrations is right 1 − p of the time at best, and only the demonstrations say which naming holds (the in-context part). Every label position is scored in training; the query's
+/// demonstrations is right 1 − p of the time at best, and only the demonstrations say which naming holds (the in-context part).
+/// Every label position is scored in training; the query's
 /// label position is the one evaluated. "→" and ";" are the frequent delimiters that may become mid-sequence sinks.
 /// [ours: the spec names the format, not the rule; docs/decisions.md.]
 /// </summary>

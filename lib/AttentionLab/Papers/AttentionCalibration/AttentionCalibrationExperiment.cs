@@ -29,15 +29,18 @@ public sealed class AttentionCalibrationExperiment : IPaperExperiment<AttentionC
     /// 200 sentences, reported on 400, over heads 0–3 of layers 1–4 as the official script tries heads 0–3 of the inner layers).
     /// Full: 4 × 8 heads, 5 seeds, every MiniLM head.
     /// </summary>
-    public sealed record Config(int Layers, int DModel, int Heads, int Demos, int Content, double FlipProbability, int Steps, int BatchSize, double LearningRate,
+    public sealed record Config(int Layers, int DModel, int Heads, int Demos, int Content, double FlipProbability, int Steps,
+        int BatchSize, double LearningRate,
         int CalibCount, int TestCount, int[] Seeds, bool UseMiniLm, int MiniLmCalib, int MiniLmTest, int[] MiniLmLayers, int[] MiniLmHeads,
         double Alpha, double Beta, int TimingRepeats) : IPaperConfig<Config>
     {
-        public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 4, Demos: 4, Content: 8, FlipProbability: 0.2, Steps: 170, BatchSize: 32, LearningRate: 3e-3,
+        public static Config Smoke => new(Layers: 2, DModel: 64, Heads: 4, Demos: 4, Content: 8, FlipProbability: 0.2, Steps: 170,
+            BatchSize: 32, LearningRate: 3e-3,
             CalibCount: 200, TestCount: 400, Seeds: new[] { 0 }, UseMiniLm: true, MiniLmCalib: 200, MiniLmTest: 400,
             MiniLmLayers: new[] { 1, 2, 3, 4 }, MiniLmHeads: new[] { 0, 1, 2, 3 }, Alpha: 0.1, Beta: 0.4, TimingRepeats: 5) { Size = "smoke" };
 
-        public static Config Full => new(Layers: 4, DModel: 128, Heads: 8, Demos: 6, Content: 16, FlipProbability: 0.2, Steps: 3000, BatchSize: 64, LearningRate: 1e-3,
+        public static Config Full => new(Layers: 4, DModel: 128, Heads: 8, Demos: 6, Content: 16, FlipProbability: 0.2, Steps: 3000,
+            BatchSize: 64, LearningRate: 1e-3,
             CalibCount: 900, TestCount: 2000, Seeds: new[] { 0, 1, 2, 3, 4 }, UseMiniLm: true, MiniLmCalib: 900, MiniLmTest: 2000,
             MiniLmLayers: Enumerable.Range(0, 6).ToArray(), MiniLmHeads: Enumerable.Range(0, 12).ToArray(), Alpha: 0.1, Beta: 0.4, TimingRepeats: 10)
         { Size = "full" };
@@ -90,7 +93,8 @@ public sealed class AttentionCalibrationExperiment : IPaperExperiment<AttentionC
         var task = c.Task;
         using var model = new TinyGpt(c.Model);
         model.to(device);
-        progress?.Report($"seed {seed}: training a {c.Layers} × {c.Heads}-head GPT ({model.ParameterCount:N0} parameters), {c.Steps} steps of {c.BatchSize} × {task.Length}");
+        progress?.Report($"seed {seed}: training a {c.Layers} × {c.Heads}-head GPT ({model.ParameterCount:N0} parameters), " +
+            $"{c.Steps} steps of {c.BatchSize} × {task.Length}");
         var options = new TrainOptions(c.Steps, c.LearningRate, WarmupSteps: c.Steps / 10, ReportEvery: Math.Max(1, c.Steps / 3));
         Trainer.Fit(model, step =>
         {
@@ -138,7 +142,8 @@ public sealed class AttentionCalibrationExperiment : IPaperExperiment<AttentionC
         var before = flat[best];
         var after = AttentionCalibrationOps.Act(before, c.Alpha, c.Beta);
         var sinks = AttentionCalibrationOps.SinkSet(before, c.Alpha);
-        static double[][] Rows(Tensor m) => Enumerable.Range(0, (int)m.size(0)).Select(i => m[i].to(ScalarType.Float64).cpu().data<double>().ToArray()).ToArray();
+        static double[][] Rows(Tensor m) =>
+            Enumerable.Range(0, (int)m.size(0)).Select(i => m[i].to(ScalarType.Float64).cpu().data<double>().ToArray()).ToArray();
         var ids = tokens[0].cpu().data<long>().ToArray();
         var names = ids.Select(TokenName).ToArray();
         return new ActPicture(best / c.Heads, best % c.Heads, names, Rows(before), Rows(after),

@@ -4,7 +4,8 @@ using Microsoft.Data.Analysis;
 namespace AttentionLab.Papers.AttentionCalibration;
 
 /// <summary>One head's pattern on one sequence before and after ACT, with ā_j and the sink set S (the notebook's heatmaps and bar).</summary>
-public sealed record ActPicture(int Layer, int Head, IReadOnlyList<string> Tokens, double[][] Before, double[][] After, double[] ReceivedMass, bool[] InSinkSet);
+public sealed record ActPicture(int Layer, int Head, IReadOnlyList<string> Tokens, double[][] Before, double[][] After, double[] ReceivedMass,
+    bool[] InSinkSet);
 
 /// <summary>Median ms per no-grad forward of the test batch without hooks and with ACT on <see cref="Heads"/> heads.</summary>
 public sealed record ActTiming(int Heads, long Batch, long Length, double BaselineMs, double ActMs)
@@ -102,7 +103,8 @@ public sealed record AttentionCalibrationResult(AttentionCalibrationExperiment.C
             bool minilmHolds = m.Search.Kept.Count > 0 && m.TestGain > 0;
             claims.Claim("minilm-gain-carries", "the same on MiniLM zero-shot nearest-prototype sentiment ([CLS] dropped as the first sink)",
                 "+7.30 % (Llama-30B, decoder ICL); no encoder figure in the paper",
-                $"{m.Search.Kept.Count} of {m.Search.Candidates.Count} heads kept; test {m.TestBaseline:P1} → {m.TestAct:P1} ({m.TestGain:+0.0%;-0.0%;±0.0%})",
+                $"{m.Search.Kept.Count} of {m.Search.Candidates.Count} heads kept; " +
+                $"test {m.TestBaseline:P1} → {m.TestAct:P1} ({m.TestGain:+0.0%;-0.0%;±0.0%})",
                 "≥ 1 kept head and test gain > 0 (not asserted)", minilmHolds, asserted: false,
                 deviation: Config.MiniLmHeads.Length * Config.MiniLmLayers.Length < 72 ? "searched heads 0–3 of layers 1–4 only at smoke size" : null);
         }
@@ -120,7 +122,8 @@ public sealed record AttentionCalibrationResult(AttentionCalibrationExperiment.C
             $"{g.Search.Candidates.Min(c => c.Gain):+0.0%;-0.0%;0.0%} to {g.Search.BestGain:+0.0%;-0.0%;0.0%}, {g.Search.Kept.Count} head(s) were kept, " +
             $"and on the test split the kept set moved accuracy from {g.TestBaseline:P1} to {g.TestAct:P1}.");
         if (g.Picture is { } p)
-            claims.Saw($"The head with the strongest non-initial sink (L{p.Layer}H{p.Head}) had {p.InSinkSet.Count(x => x)} token(s) in S on the shown sequence: " +
+            claims.Saw($"The head with the strongest non-initial sink (L{p.Layer}H{p.Head}) had {p.InSinkSet.Count(x => x)} token(s) " +
+                $"in S on the shown sequence: " +
                 $"{string.Join(", ", p.Tokens.Where((_, j) => p.InSinkSet[j]).Distinct())}.");
         if (MiniLm is { } mm)
             claims.Saw($"MiniLM's nearest-prototype accuracy was {mm.Search.Baseline:P1} on the calibration sentences; {mm.Search.Kept.Count} of " +
