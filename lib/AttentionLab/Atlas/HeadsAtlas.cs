@@ -84,6 +84,7 @@ public sealed class HeadsAtlas : IPaperExperiment<HeadsAtlas.Config, HeadsAtlasR
             new HeadAtlasModel("induction-2l-attn-only", Bos: 0, Low: 1, High: 16, Segment: 12, Characters: false),
             new HeadAtlasModel("delta-4l-attn-only", Bos: 0, Low: 1, High: 16, Segment: 12, Characters: false),
             new HeadAtlasModel("sinklora-base", Bos: 0, Low: 1, High: 64, Segment: 20, Characters: false),
+            new HeadAtlasModel("retrieval-heads-niah", Bos: 0, Low: 3, High: 51, Segment: 20, Characters: false),
             new HeadAtlasModel("affine-scaled-softmax", Bos: 75, Low: 0, High: 75, Segment: 20, Characters: true),
             new HeadAtlasModel("affine-scaled-sink", Bos: 75, Low: 0, High: 75, Segment: 20, Characters: true),
         };

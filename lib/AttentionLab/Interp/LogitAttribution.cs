@@ -16,8 +16,15 @@ namespace AttentionLab.Interp;
 /// <param name="Labels">The components' labels.</param>
 public sealed record LogitAttributionResult(Tensor PerComponent, Tensor Constant, IReadOnlyList<string> Labels) : IDisposable
 {
-    /// <summary>Σ components + constant [B]: the logit difference the attribution explains.</summary>
-    public Tensor Total => PerComponent.sum(dim: 0) + Constant;
+    /// <summary>Σ components + constant [B]: the logit difference the attribution explains (a new tensor the caller owns).</summary>
+    public Tensor Total
+    {
+        get
+        {
+            using var scope = torch.NewDisposeScope();
+            return (PerComponent.sum(dim: 0) + Constant).MoveToOuterDisposeScope();
+        }
+    }
 
     public void Dispose() { PerComponent.Dispose(); Constant.Dispose(); }
 }
