@@ -87,8 +87,8 @@ public static class CircuitReuseOps
     public static double Overlap(IEnumerable<(int, int)> a, IEnumerable<(int, int)> b) => Metrics.Jaccard(a, b);
 
     /// <summary>
-    /// LD of the clean prompts with every head's z and every MLP output replaced by the corrupted run's at every position
-    /// (spec §6: it must equal LD_corr, since END's token and position are shared).
+    /// LD of the clean prompts with every head's z, every MLP output and the token embedding replaced by the corrupted run's at
+    /// every position (spec §6: it must equal LD_corr; the embedding is patched too because CO's END token is the asked object).
     /// </summary>
     public static double PatchEverything(IHookedModel model, PromptPairs pairs)
     {
@@ -96,8 +96,8 @@ public static class CircuitReuseOps
         ArgumentNullException.ThrowIfNull(pairs);
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var names = model.HookPoints.Keys.Where(n => n.EndsWith("attn.hook_z", StringComparison.Ordinal) || n.EndsWith("hook_mlp_out", StringComparison.Ordinal))
-            .ToHashSet();
+        var names = model.HookPoints.Keys.Where(n => n.EndsWith("attn.hook_z", StringComparison.Ordinal) || n.EndsWith("hook_mlp_out", StringComparison.Ordinal)
+            || n == "hook_embed").ToHashSet();
         var (_, cache) = model.RunWithCache(pairs.Corrupt, names.Contains);
         using (cache)
         {

@@ -9,12 +9,13 @@ public enum ReuseTask
 {
     /// <summary>IOI analogue: "BOS when A and B went , S gave it to" → the name that is not S (length 11).</summary>
     Ioi,
-    /// <summary>Colored-Objects analogue: "BOS o1 c1 , o2 c2 , o3 c3 . oq color" → the colour of oq (length 12).</summary>
+    /// <summary>Colored-Objects analogue: "BOS c1 o1 , c2 o2 , c3 o3 . oq" → the colour of oq (length 11).</summary>
     ColoredObjects,
 }
 
 /// <summary>
-/// Clean/corrupt prompt pairs of one task. Both inputs share the template and the END token; the corrupted one asks for a
+/// Clean/corrupt prompt pairs of one task. Both inputs share the template (IOI: also the END token "to"; CO: END is the asked
+/// object, so it differs); the corrupted one asks for a
 /// different answer (IOI: the other name is repeated; CO: another object is asked about), so LD = logit(answer) −
 /// logit(corrupt answer) flips sign between them.
 /// </summary>
@@ -23,7 +24,8 @@ public enum ReuseTask
 /// <param name="Corrupt">Corrupted tokens [B, T].</param>
 /// <param name="Answer">The clean answer token per prompt.</param>
 /// <param name="CorruptAnswer">The corrupted prompt's answer token (the LD's other logit).</param>
-/// <param name="AnswerPosition">Position of the clean answer's token in the clean prompt (IOI: the IO name's; CO: the asked colour's).</param>
+/// <param name="AnswerPosition">Where a mover head at END reads the answer from (IOI: the IO name itself; CO: the earlier copy of the asked
+/// object, which holds its colour through a previous-token head — the colour token precedes it, so END's match is a same-token match).</param>
 /// <remarks>Token ids: <see cref="ReuseVocabulary"/>.</remarks>
 public sealed record PromptPairs(ReuseTask Task, Tensor Clean, Tensor Corrupt, long[] Answer, long[] CorruptAnswer, long[] AnswerPosition)
 {
@@ -37,7 +39,7 @@ public sealed record PromptPairs(ReuseTask Task, Tensor Clean, Tensor Corrupt, l
 /// </summary>
 public sealed class ReuseVocabulary
 {
-    /// <summary>Template words, ids 0–10 (id 8 "a" is unused by the prompts and kept so the ids stay put).</summary>
+    /// <summary>Template words, ids 0–10 (ids 8 "a" and 10 "color" are unused by the prompts and kept so the ids stay put).</summary>
     public static readonly string[] Words = { "<bos>", "when", "and", "went", ",", "gave", "it", "to", "a", ".", "color" };
     /// <summary>Colour words.</summary>
     public static readonly string[] Colours = { "red", "blue", "green", "yellow", "black", "white", "pink", "brown" };
@@ -56,7 +58,7 @@ public sealed class ReuseVocabulary
     /// <summary>Prompt length of the IOI analogue.</summary>
     public const int IoiLength = 11;
     /// <summary>Prompt length of the CO analogue.</summary>
-    public const int CoLength = 12;
+    public const int CoLength = 11;
 
     string[]? names;
 
@@ -94,15 +96,14 @@ public static class ReuseData
         return (t, io, s, repeatFirst ? 4 : 2);
     }
 
-    /// <summary>One CO-analogue prompt: three distinct colours and objects (the asked object at index 10 is left −1).</summary>
-    /// <remarks>"BOS o1 c1 , o2 c2 , o3 c3 . oq color": the answer is c_q at position 2 + 3q (the colour follows its object so a
-    /// causal head at END can attend to it, as an IOI mover attends to the IO name).</remarks>
+    /// <summary>One CO-analogue prompt: three distinct colours and objects (the asked object, END at index 10, is left −1).</summary>
+    /// <remarks>"BOS c1 o1 , c2 o2 , c3 o3 . oq": the answer is c_q (at 1 + 3q), read at o_q (position 2 + 3q); END is the asked object.</remarks>
     public static (long[] Tokens, long[] Colours, long[] Objects) ColoredObjects(Random rng)
     {
         ArgumentNullException.ThrowIfNull(rng);
         var c = Pick(rng, 8, 3).Select(i => (long)(ReuseVocabulary.ColourStart + i)).ToArray();
         var o = Pick(rng, 10, 3).Select(i => (long)(ReuseVocabulary.ObjectStart + i)).ToArray();
-        long[] t = { 0, o[0], c[0], 4, o[1], c[1], 4, o[2], c[2], 9, -1, 10 };
+        long[] t = { 0, c[0], o[0], 4, c[1], o[1], 4, c[2], o[2], 9, -1 };
         return (t, c, o);
     }
 
@@ -151,7 +152,16 @@ public static class ReuseData
             ans, other, pos);
     }
 
-    /// <summary>A training batch of one task: tokens [B, T] and the answer tokens [B].</summary>
+    /// <summary>A training batch: the first half IOI, the second CO (both length 11), tokens [B, T] and the answer tokens [B].</summary>
+    public static (Tensor X, Tensor Y) MixedBatch(int batch, int seed, Device? device = null)
+    {
+        Guard.Positive(batch, nameof(batch));
+        var (a, ya) = Batch(ReuseTask.Ioi, Math.Max(1, batch / 2), seed, device);
+        var (b, yb) = Batch(ReuseTask.ColoredObjects, Math.Max(1, batch - batch / 2), seed ^ 0x5bd1e995, device);
+        using (a) using (ya) using (b) using (yb) return (cat(new[] { a, b }), cat(new[] { ya, yb }));
+    }
+
+    /// <summary>A batch of one task: tokens [B, T] and the answer tokens [B].</summary>
     public static (Tensor X, Tensor Y) Batch(ReuseTask task, int batch, int seed, Device? device = null)
     {
         var p = Pairs(task, batch, seed, device);
