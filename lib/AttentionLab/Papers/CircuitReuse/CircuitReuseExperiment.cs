@@ -53,7 +53,8 @@ public sealed class CircuitReuseExperiment : IPaperExperiment<CircuitReuseExperi
             var ldCo = CircuitReuseOps.LogitDiffs(model, co);
             var correctIoi = CircuitReuseOps.Correct(model, ioi);
             var correctCo = CircuitReuseOps.Correct(model, co);
-            progress?.Report($"checkpoint {CircuitReuseCheckpoint.Name}: IOI accuracy {Mean(correctIoi):P1} (LD {ldIoi.Clean:F2} → {ldIoi.Corrupt:F2} corrupted), " +
+            progress?.Report($"checkpoint {CircuitReuseCheckpoint.Name}: IOI accuracy {Mean(correctIoi):P1} " +
+                $"(LD {ldIoi.Clean:F2} → {ldIoi.Corrupt:F2} corrupted), " +
                 $"CO accuracy {Mean(correctCo):P1} (LD {ldCo.Clean:F2} → {ldCo.Corrupt:F2})");
             clock.Lap("load");
 
@@ -67,7 +68,8 @@ public sealed class CircuitReuseExperiment : IPaperExperiment<CircuitReuseExperi
             var naiveIoi = CircuitReuseNaive.PathEffects(model, ioi);
             var naiveCo = CircuitReuseNaive.PathEffects(model, co);
             double naiveGap = Math.Max(MaxAbsDiff(effIoi, naiveIoi), MaxAbsDiff(effCo, naiveCo));
-            double freezeGap = Math.Max(MaxAbsDiff(CircuitReuseOps.PathEffects(model, ioi, freezeOtherHeads: false), CircuitReuseOps.ActivationEffects(model, ioi)),
+            double freezeGap = Math.Max(
+                MaxAbsDiff(CircuitReuseOps.PathEffects(model, ioi, freezeOtherHeads: false), CircuitReuseOps.ActivationEffects(model, ioi)),
                 MaxAbsDiff(CircuitReuseOps.PathEffects(model, co, freezeOtherHeads: false), CircuitReuseOps.ActivationEffects(model, co)));
             var same = ioi with { Corrupt = ioi.Clean };
             double zeroMax = 0;
@@ -91,7 +93,8 @@ public sealed class CircuitReuseExperiment : IPaperExperiment<CircuitReuseExperi
             var shown = movers.Count > 0 ? movers[0] : topIoi;
             var patternIoi = CircuitReuseOps.EndPattern(model, ioi, shown.Layer, shown.Head);
             var patternCo = CircuitReuseOps.EndPattern(model, co, shown.Layer, shown.Head);
-            progress?.Report($"circuits (|effect| > {config.Threshold}): IOI {circuitIoi.Count}, CO {circuitCo.Count}, shared {shared.Count}, Jaccard {overlap:F2}");
+            progress?.Report($"circuits (|effect| > {config.Threshold}): IOI {circuitIoi.Count}, CO {circuitCo.Count}, " +
+                $"shared {shared.Count}, Jaccard {overlap:F2}");
             clock.Lap("circuits");
 
             bool[] after = movers.Count > 0 ? CircuitReuseOps.Correct(model, co, CircuitReuseOps.AttendToAnswer(model, co, movers)) : correctCo;

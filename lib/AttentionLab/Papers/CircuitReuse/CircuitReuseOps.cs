@@ -158,7 +158,8 @@ public static class CircuitReuseOps
     /// The intervention (paper §5, spec §2): each of <paramref name="heads"/> gets, at END, the pattern a mover head shows on
     /// IOI — all of its weight on the answer token (the IO name there, the asked colour here); other rows unchanged.
     /// </summary>
-    /// <remarks>A[END, j] := 1[j = pos(answer)], the limit of the IOI mover pattern; the edit flows into A·V (<see cref="Interventions.OverridePattern"/>).</remarks>
+    /// <remarks>A[END, j] := 1[j = pos(answer)], the limit of the IOI mover pattern; the edit flows into A·V
+    /// (<see cref="Interventions.OverridePattern"/>).</remarks>
     public static (string Name, Func<Tensor, HookPoint, Tensor?> Fn)[] AttendToAnswer(IHookedModel model, PromptPairs pairs,
         IEnumerable<(int Layer, int Head)> heads)
     {

@@ -127,10 +127,12 @@ public sealed record CircuitReuseResult(CircuitReuseExperiment.Config Config, in
                 InterventionHeads.Count == 0 ? "no head is in both circuits at this threshold" : "the model fails no CO prompt, so there is nothing to repair");
         else
             claims.Claim("intervention", "giving the shared mover heads their IOI pattern (all weight from END on the answer token) repairs Colored Objects",
-                "49.6 % → 93.7 % accuracy", $"CO accuracy {AccuracyBefore:P1} → {AccuracyAfter:P1} with {string.Join(", ", InterventionHeads.Select(Label))}; " +
+                "49.6 % → 93.7 % accuracy",
+                $"CO accuracy {AccuracyBefore:P1} → {AccuracyAfter:P1} with {string.Join(", ", InterventionHeads.Select(Label))}; " +
                 $"{RepairedOnFailing:P0} of the {Failing} failing prompts repaired",
                 "after > before (an empirical outcome, not asserted)", AccuracyAfter > AccuracyBefore, asserted: false,
-                deviation: "the override puts the whole END row on the answer token (the limit of the IOI mover pattern); heads = shared heads by IOI answer attention");
+                deviation: "the override puts the whole END row on the answer token (the limit of the IOI mover pattern); " +
+                    "heads = shared heads by IOI answer attention");
         double moverIoi = AnswerAttentionIoi[TopMoverIoi.Layer, TopMoverIoi.Head], moverCo = AnswerAttentionCo[TopMoverCo.Layer, TopMoverCo.Head];
         claims.Claim("mover", "the top mover head on each task attends from END to the answer token (spec §6, seed 0)", "mover heads attend to the IO name",
             $"IOI {Label(TopMoverIoi)} {moverIoi:F2}, CO {Label(TopMoverCo)} {moverCo:F2}", "> 0.5 on both",
@@ -143,7 +145,8 @@ public sealed record CircuitReuseResult(CircuitReuseExperiment.Config Config, in
         claims.Saw($"Path patching into the END logits puts {CircuitIoi.Count} heads in the IOI circuit and {CircuitCo.Count} in the CO circuit " +
             $"(|effect| > {Config.Threshold:G}); {Shared.Count} are shared ({string.Join(", ", Shared.Select(Label))}), a Jaccard overlap of {Overlap:P0} " +
             "against the paper's 78 %.");
-        claims.Saw($"The head that attends most from END to the answer is {Label(TopMoverIoi)} on IOI ({moverIoi:F2}) and {Label(TopMoverCo)} on CO ({moverCo:F2}).");
+        claims.Saw($"The head that attends most from END to the answer is {Label(TopMoverIoi)} on IOI ({moverIoi:F2}) " +
+            $"and {Label(TopMoverCo)} on CO ({moverCo:F2}).");
         claims.Saw(InterventionHeads.Count == 0 || Failing == 0
             ? $"The intervention could not be tested: {InterventionHeads.Count} shared heads, {Failing} failing CO prompts."
             : $"Giving {string.Join(", ", InterventionHeads.Select(Label))} the IOI pattern moves CO accuracy from {AccuracyBefore:P1} to {AccuracyAfter:P1} " +
