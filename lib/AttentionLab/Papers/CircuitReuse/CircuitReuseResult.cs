@@ -143,7 +143,7 @@ public sealed record CircuitReuseResult(CircuitReuseExperiment.Config Config, in
         claims.Saw($"The checkpoint answers {AccuracyIoi:P0} of the IOI prompts and {AccuracyCo:P0} of the Colored-Objects prompts " +
             $"(LD {LdIoi.Clean:F2} and {LdCo.Clean:F2}; the corrupted prompts give {LdIoi.Corrupt:F2} and {LdCo.Corrupt:F2}).");
         claims.Saw($"Path patching into the END logits puts {CircuitIoi.Count} heads in the IOI circuit and {CircuitCo.Count} in the CO circuit " +
-            $"(|effect| > {Config.Threshold:G}); {Shared.Count} are shared ({string.Join(", ", Shared.Select(Label))}), a Jaccard overlap of {Overlap:P0} " +
+            $"(|effect| > {Config.Threshold:G}); shared: {Shared.Count} ({string.Join(", ", Shared.Select(Label))}), a Jaccard overlap of {Overlap:P0} " +
             "against the paper's 78 %.");
         claims.Saw($"The head that attends most from END to the answer is {Label(TopMoverIoi)} on IOI ({moverIoi:F2}) " +
             $"and {Label(TopMoverCo)} on CO ({moverCo:F2}).");
