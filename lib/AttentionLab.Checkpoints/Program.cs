@@ -3,7 +3,7 @@ using TorchSharp;
 
 // Usage: dotnet run --project lib/AttentionLab.Checkpoints -c Release --
 //            induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|dha|hcam <local|full|hcam>|rcmha <mha|mdha|rmha|rcmha>
-//            |retrieval-heads [--steps N] [--seed S] [--dry-run]
+//            |retrieval-heads|circuit-reuse [--steps N] [--seed S] [--dry-run]
 torch.set_num_threads(1);
 string? recipe = args.Length == 0 ? null
     : args[0] is "delta" or DeltaRecipe.Name ? "delta"
@@ -15,15 +15,16 @@ string? recipe = args.Length == 0 ? null
     : args[0] is AffineScaledRecipe.Name ? "affine-scaled"
     : args[0] is "dha" or DhaRecipe.Name ? "dha"
     : args[0] is "retrieval-heads" or RetrievalHeadsRecipe.Name ? "retrieval-heads"
+    : args[0] is "circuit-reuse" or CircuitReuseRecipe.Name ? "circuit-reuse"
     : args[0] is HcamRecipe.Name && args.Length > 1 ? "hcam"
     : args[0] is RcmhaRecipe.Name && args.Length > 1 ? "rcmha" : null;
 if (recipe is null)
 {
     Console.Error.WriteLine("usage: AttentionLab.Checkpoints induction|delta|freeswim|landmark|sinklora|bam|affine-scaled|dha|hcam <local|full|hcam>" +
-        "|rcmha <mha|mdha|rmha|rcmha>|retrieval-heads [--steps N] [--seed S] [--dry-run]   " +
+        "|rcmha <mha|mdha|rmha|rcmha>|retrieval-heads|circuit-reuse [--steps N] [--seed S] [--dry-run]   " +
         $"(writes data/models/{InductionRecipe.Name}.bin, {DeltaRecipe.Name}.bin, {FreeSwimRecipe.Name}.bin, " +
         $"{LandmarkRecipe.Name}.bin, {SinkLoraRecipe.Name}.bin, {BamRecipe.Name}.bin, affine-scaled-<variant>.bin, {DhaRecipe.Name}.bin, " +
-        "hcam-recall-<model>.bin, rcmha-charlm-<variant>.bin or " + $"{RetrievalHeadsRecipe.Name}.bin)");
+        "hcam-recall-<model>.bin, rcmha-charlm-<variant>.bin, " + $"{RetrievalHeadsRecipe.Name}.bin or {CircuitReuseRecipe.Name}.bin)");
     return 2;
 }
 int Option(string name, int fallback) { int i = Array.IndexOf(args, name); return i >= 0 && i + 1 < args.Length ? int.Parse(args[i + 1]) : fallback; }
@@ -39,6 +40,7 @@ int steps = Option("--steps", recipe switch
     "hcam" => HcamRecipe.DefaultSteps,
     "rcmha" => RcmhaRecipe.DefaultSteps,
     "retrieval-heads" => RetrievalHeadsRecipe.DefaultSteps,
+    "circuit-reuse" => CircuitReuseRecipe.DefaultSteps,
     _ => InductionRecipe.DefaultSteps,
 });
 int seed = Option("--seed", 0);
@@ -56,5 +58,6 @@ return recipe switch
     "hcam" => HcamRecipe.Run(args[1], steps, seed, save, Option("--evals", 6)),
     "rcmha" => RcmhaRecipe.Run(args[1], steps, seed, save, Option("--evals", 4)),
     "retrieval-heads" => RetrievalHeadsRecipe.Run(steps, seed, save, command),
+    "circuit-reuse" => CircuitReuseRecipe.Run(steps, seed, save, command),
     _ => InductionRecipe.Run(steps, seed, save, command),
 };
