@@ -1,3 +1,4 @@
+using AttentionLab.Attention;
 using AttentionLab.Core;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -86,10 +87,7 @@ public static class AttentionRhythm
             throw new ArgumentException($"patterns must be [L, H, T, T] or [L, B, H, T, T], got {Guard.ShapeText(patterns)}.", nameof(patterns));
         Square(patterns, nameof(patterns));
         using var scope = NewDisposeScope();
-        long t = patterns.size(-1);
-        var d = (torch.arange(t, device: patterns.device).unsqueeze(1) - torch.arange(t, device: patterns.device).unsqueeze(0)).clamp_min(0)
-            .to(patterns.dtype);
-        var perQuery = (patterns * d).sum(-1).mean(new long[] { -1 });                  // [L, (B,) H]
+        var perQuery = AttentionStats.MeanDistance(patterns).mean(new long[] { -1 });    // Σ_s A_{t,s}|t − s| (= t − s: causal), mean over t
         return (patterns.dim() == 5 ? perQuery.mean(new long[] { 1 }) : perQuery).MoveToOuterDisposeScope();
     }
 
