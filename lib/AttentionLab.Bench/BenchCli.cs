@@ -40,6 +40,7 @@ static class BenchCli
         FreeSwimCommand.Command,
         LandmarkCommand.Command,
         MemoryCommand.Command,
+        ParityCommand.Command,
     ];
 
     /// <summary>Parses <paramref name="args"/> and runs the command; help and errors go to <paramref name="output"/> / <paramref name="error"/>.</summary>

@@ -115,6 +115,70 @@ public class ReferenceAttentionTests
         var e5 = Assert.Throws<ArgumentException>(() => ReferenceAttention.Softmax(q, torch.randn(1, 3, 2, 8), torch.randn(1, 3, 2, 8), causal: true));
         Assert.Equal("q", e5.ParamName);   // more queries than keys has no end-aligned causal meaning
     }
+
+    /// <summary>
+    /// The fused normaliser (softmax, LSE = max s − log max p) against the textbook twin p = exp(s − logsumexp s) in float64:
+    /// probabilities, LSE and the gradients of Σ o + Σ LSE w.r.t. q, k and v, causal and with a keep-mask that hides one
+    /// query's every key (that call takes the shifted form: its gradients must stay finite and equal the twin's).
+    /// </summary>
+    [Theory]
+    [InlineData(false, false)]
+    [InlineData(true, false)]
+    [InlineData(true, true)]
+    public void FusedNormaliserMatchesLogsumexpTwinWithGradients(bool causal, bool hideOneRow)
+    {
+        using var scope = NewDisposeScope();
+        var g = new Generator(5);
+        Tensor Draw(long t, long h, long d) => (torch.randn([2, t, h, d], dtype: float64, generator: g) * 2).requires_grad_(true);
+        var (q, k, v) = (Draw(5, 4, 3), Draw(7, 2, 3), Draw(7, 2, 2));
+        Tensor? mask = null;
+        if (hideOneRow) mask = torch.arange(5).ne(2).unsqueeze(1);                  // [Tq, 1]: query 2 sees no key
+
+        var fast = ReferenceAttention.Softmax(q, k, v, causal, mask: mask);
+        var (gq, gk, gv) = Gradients(fast.Output.sum() + fast.LogSumExp.masked_fill(fast.LogSumExp.isneginf(), 0).sum(), q, k, v);
+
+        // twin: scores by einsum, hidden keys −∞, LSE by logsumexp, p = exp(s − LSE) with 0 on rows that see nothing
+        var kr = k.repeat_interleave(2, dim: 2);
+        var vr = v.repeat_interleave(2, dim: 2);
+        var s = torch.einsum("bihd,bjhd->bhij", q, kr) / Math.Sqrt(3);
+        var keep = torch.ones([5, 7], dtype: ScalarType.Bool);
+        if (causal) keep = keep & AttentionMasks.Causal(5, 7);
+        if (mask is not null) keep = keep & mask;
+        s = s.masked_fill(keep.logical_not(), double.NegativeInfinity);
+        var lse = torch.logsumexp(s, -1);
+        var seen = keep.any(-1);
+        var p = (s - lse.masked_fill(seen.logical_not(), 0).unsqueeze(-1)).exp();
+        var o = torch.einsum("bhij,bjhd->bihd", p, vr);
+        var (tq, tk, tv) = Gradients(o.sum() + lse.masked_fill(lse.isneginf(), 0).sum(), q, k, v);
+
+        Assert.True(fast.Probabilities.allclose(p, 1e-12, 1e-12), "probabilities");
+        Assert.True(fast.LogSumExp.masked_fill(seen.logical_not(), 0).allclose(lse.masked_fill(seen.logical_not(), 0), 1e-12, 1e-12), "LSE");
+        Assert.Equal(hideOneRow, fast.LogSumExp.isneginf().any().item<bool>());
+        foreach (var (a, b, name) in new[] { (gq, tq, "dq"), (gk, tk, "dk"), (gv, tv, "dv") })
+        {
+            Assert.True(a.isfinite().all().item<bool>(), $"{name} finite");
+            Assert.True(a.allclose(b, 1e-10, 1e-10), $"{name}: max |Δ| {(a - b).abs().max().item<double>():E2}");
+        }
+    }
+
+    static (Tensor, Tensor, Tensor) Gradients(Tensor loss, Tensor q, Tensor k, Tensor v)
+    {
+        var grads = torch.autograd.grad([loss], [q, k, v]);
+        return (grads[0], grads[1], grads[2]);
+    }
+
+    /// <summary>The cached causal complement equals ¬Causal, survives the dispose scope it was first asked in, and is one tensor per shape.</summary>
+    [Fact]
+    public void CachedCausalMaskIsTheComplementAndOutlivesScopes()
+    {
+        Tensor first;
+        using (var inner = NewDisposeScope()) first = AttentionMasks.CausalHidden(3, 6);
+        using var scope = NewDisposeScope();
+        var again = AttentionMasks.CausalHidden(3, 6);
+        Assert.Same(first, again);
+        Assert.True(again.eq(AttentionMasks.Causal(3, 6).logical_not()).all().item<bool>(), "j > i + (Tk − Tq)");
+        Assert.Throws<ArgumentException>(() => AttentionMasks.CausalHidden(0, 6));
+    }
 }
 
 public class AttentionStatsTests

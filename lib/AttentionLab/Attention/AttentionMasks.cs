@@ -24,6 +24,39 @@ public static class AttentionMasks
         return (j <= p).MoveToOuterDisposeScope();                                  // j ≤ p_i
     }
 
+    /// <summary>
+    /// The complement of <see cref="Causal"/> (true where key j lies after the query, j &gt; p_i), cached per (Tq, Tk, device)
+    /// for the hot paths that only read it (<c>masked_fill_</c>): built once instead of two ranges, a compare and a
+    /// <c>logical_not</c> per call. Never handed to callers, who could dispose it; masks above
+    /// <see cref="CachedMaskLimit"/> elements are built per call (the cache holds at most <see cref="CachedMaskCount"/>).
+    /// </summary>
+    internal static Tensor CausalHidden(long tq, long tk, Device? device = null)
+    {
+        CheckLengths(tq, tk);
+        device ??= CPU;
+        if (tq * tk > CachedMaskLimit) return BuildCausalHidden(tq, tk, device);
+        var key = (tq, tk, device.type, device.index);
+        if (causalHiddenCache.TryGetValue(key, out var cached)) return cached;
+        if (causalHiddenCache.Count >= CachedMaskCount) causalHiddenCache.Clear();   // dropped, not disposed: a reader may hold one
+        var built = BuildCausalHidden(tq, tk, device).DetachFromDisposeScope();
+        return causalHiddenCache.GetOrAdd(key, built);
+    }
+
+    /// <summary>Largest mask (Tq·Tk elements, one byte each) <see cref="CausalHidden"/> keeps: 64 MiB.</summary>
+    internal const long CachedMaskLimit = 64L << 20;
+
+    /// <summary>How many masks <see cref="CausalHidden"/> keeps before it starts again.</summary>
+    internal const int CachedMaskCount = 16;
+
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<(long, long, DeviceType, int), Tensor> causalHiddenCache = new();
+
+    static Tensor BuildCausalHidden(long tq, long tk, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var (p, j) = Grid(tq, tk, device);
+        return (j > p).MoveToOuterDisposeScope();                                   // j > p_i
+    }
+
     /// <summary>Sliding window: the last <paramref name="window"/> keys up to and including the query, p_i − w &lt; j ≤ p_i.</summary>
     public static Tensor SlidingWindow(long tq, long tk, long window, Device? device = null)
     {

@@ -128,20 +128,49 @@ public static class ReferenceAttention
         public static RowVisibility FromScores => new(null, true);
     }
 
-    /// <summary>The normaliser without argument checks: LSE, shift (LSE, or 0 on fully masked rows), p = exp(s − shift).</summary>
+    /// <summary>
+    /// The normaliser without argument checks. Where no row can be fully masked (the common case: no mask, causal, or a
+    /// mask with a key in every row) it is one fused softmax plus two row maxima: p = softmax(s), and with j* = argmax_j s_ij,
+    /// LSE_i = s_ij* − log p_ij* (p_ij* ≥ 1/Tk, so the log is well conditioned; its gradient is p_i, as it should be).
+    /// Otherwise the shifted form: LSE by logsumexp, shift = LSE (0 on fully masked rows), p = exp(s − shift).
+    /// </summary>
+    /// <remarks>
+    /// Fully masked rows need the second form: softmax of a row of −∞ is NaN, and its backward would carry NaN into the
+    /// scores that made the −∞. On the CPU the check for such a row reads the small [..., Tq, 1] row flags (no pass over
+    /// the scores); on an accelerator it would cost a device sync, so rows that may be masked always take the shifted form.
+    /// </remarks>
     internal static (Tensor Probabilities, Tensor LogSumExp) NormalizeRows(Tensor scores, RowVisibility rows)
     {
         using var scope = NewDisposeScope();
-        var lse = torch.logsumexp(scores, -1, keepdim: true);                          // LSE_i = log Σ_j exp(s_ij)
-        var shift = rows switch                                                       // fully masked row: subtract 0, exp(−∞) = 0
+        if (scores.shape[^1] > 0)
         {
-            { Keep: { } keep } => lse.masked_fill(keep.logical_not(), 0.0),
-            { FromScoresOnly: true } => lse.masked_fill(lse.isneginf(), 0.0),        // every score −∞ (NaN/+∞ are not masks)
-            _ => lse,                                                                 // every row sees a key
-        };
+            bool everyRow = rows.Keep is null && !rows.FromScoresOnly;
+            if (everyRow || rows.Keep is { } shown && AllTrueOnCpu(shown))
+                return FusedSoftmax(scores, scores.amax([-1], keepdim: true));
+            if (rows.FromScoresOnly && scores.amax([-1], keepdim: true) is var maxima && AllTrueOnCpu(maxima.isneginf().logical_not()))
+                return FusedSoftmax(scores, maxima);                                  // every row has a score above −∞
+        }
+        var lse = torch.logsumexp(scores, -1, keepdim: true);                          // LSE_i = log Σ_j exp(s_ij)
+        var shift = rows.Keep is { } keep
+            ? lse.masked_fill(keep.logical_not(), 0.0)                               // fully masked row: subtract 0, exp(−∞) = 0
+            : lse.masked_fill(lse.isneginf(), 0.0);                                   // every score −∞ (NaN/+∞ are not masks)
         var probs = (scores - shift).exp_();                                          // p_ij = exp(s_ij − LSE_i)
         return (probs.MoveToOuterDisposeScope(), lse.squeeze(-1).MoveToOuterDisposeScope());   // masked row: every s = −∞, LSE = −∞
     }
+
+    /// <summary>
+    /// p = softmax(s) (one fused kernel) and LSE_i = max_j s_ij − log max_j p_ij from the row maxima [..., Tq, 1] of the scores
+    /// (softmax is monotone: both maxima sit at j*). Two value-only max passes cost less than one max with indices.
+    /// </summary>
+    static (Tensor Probabilities, Tensor LogSumExp) FusedSoftmax(Tensor scores, Tensor maxima)
+    {
+        var probs = torch.softmax(scores, -1);                                        // p_ij = exp(s_ij − LSE_i)
+        var lse = maxima - probs.amax([-1], keepdim: true).log();                       // LSE_i = s_ij* − log p_ij*
+        return (probs.MoveToOuterDisposeScope(), lse.squeeze(-1).MoveToOuterDisposeScope());
+    }
+
+    /// <summary>True when the row flags are known to be all true without a device sync (CPU tensors only).</summary>
+    static bool AllTrueOnCpu(Tensor flags) => flags.device_type == DeviceType.CPU && flags.all().item<bool>();
 
     /// <summary>
     /// Rows that see at least one key, from the keep-mask alone ([..., Tq, 1] at the mask's own shape, no pass over the
@@ -174,31 +203,31 @@ public static class ReferenceAttention
         if (causal && tq > tk)
             throw new ArgumentException(
                 $"causal attention needs Tq ≤ Tk (queries end-aligned to the keys), got q {Guard.ShapeText(q)}, k {Guard.ShapeText(k)}.", nameof(q));
-        var qh = q.permute(0, 2, 1, 3);                        // [B, Hq, Tq, D]
+        double s = scale ?? 1.0 / Math.Sqrt(q.shape[3]);
+        var qh = q.permute(0, 2, 1, 3) * s;                    // [B, Hq, Tq, D], the scale folded into q (Tq·D, not Tq·Tk)
         var kh = RepeatKv(k.permute(0, 2, 1, 3), hq / hkv);   // [B, Hq, Tk, D]
         var vh = RepeatKv(v.permute(0, 2, 1, 3), hq / hkv);   // [B, Hq, Tk, Dv]
-        double s = scale ?? 1.0 / Math.Sqrt(q.shape[3]);
-        var scores = qh.matmul(kh.transpose(-2, -1)) * s;      // s_ij = scale · q_i·k_j
+        var scores = qh.matmul(kh.transpose(-2, -1));          // s_ij = scale · q_i·k_j (a fresh tensor: masked in place below)
         Tensor? keep = null;
         if (mask is not null)
         {
             if (mask.dtype == ScalarType.Bool)
             {
                 keep = mask;
-                scores = scores.masked_fill(mask.logical_not(), double.NegativeInfinity);
+                scores.masked_fill_(mask.logical_not(), double.NegativeInfinity);
             }
             else
             {
                 var hidden = mask.isneginf();                  // additive: −∞ hides the key
                 keep = hidden.logical_not();
-                scores = (scores + mask.to(scores.dtype)).masked_fill(hidden, double.NegativeInfinity);
+                scores.add_(mask.to(scores.dtype)).masked_fill_(hidden, double.NegativeInfinity);
             }
         }
         if (causal)
         {
-            var causalKeep = CausalKeepMask(tq, tk, q.device);
-            scores = scores.masked_fill(causalKeep.logical_not(), double.NegativeInfinity);
-            if (keep is not null) keep = keep & causalKeep;
+            var causalHidden = AttentionMasks.CausalHidden(tq, tk, q.device);   // cached: j > i + (Tk − Tq)
+            scores.masked_fill_(causalHidden, double.NegativeInfinity);
+            if (keep is not null) keep = keep & causalHidden.logical_not();
         }
         return (scores, vh, keep);
     }

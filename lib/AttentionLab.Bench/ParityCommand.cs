@@ -1,0 +1,35 @@
+using AttentionLab.Core;
+
+namespace AttentionLab.Bench.Commands;
+
+/// <summary>
+/// <c>parity</c>: each library form against the bare TorchSharp ops it is made of (library / bare, target ≤ 1.1).
+/// dotnet run --project lib/AttentionLab.Bench -c Release -- parity [--lengths 1024,4096] [--heads 4] [--dim 64]
+///     [--warmup 1] [--repeats 5] [--threads 1] [--device cpu|cuda] [--no-backward]
+/// </summary>
+static class ParityCommand
+{
+    public static BenchCommand Command { get; } = new("parity", "library forms vs the bare ops they are made of (ratio, target ≤ 1.1)",
+    [
+        BenchCli.IntList("lengths", "1024,4096", "sequence lengths T"),
+        BenchCli.Int("heads", 4, "heads"),
+        BenchCli.Int("dim", 64, "head dimension"),
+        BenchCli.Int("warmup", 1, "untimed library/bare pairs before timing"),
+        BenchCli.Int("repeats", 5, "timed library/bare pairs (medians reported)"),
+        .. BenchCli.Machine(),
+        BenchCli.Flag("no-backward", "time the forward pass only"),
+    ], Run);
+
+    static int Run(BenchArgs o)
+    {
+        var device = o.SetUp();
+        var rows = Parity.Run(Parity.Cases(o.Int("heads"), o.Int("dim"), device), o.Lengths(), !o.Flag("no-backward"), o.Int("warmup"),
+            o.Int("repeats"), new InlineProgress<ParityRow>(r =>
+                Console.Error.WriteLine($"{r.Method} T = {r.SeqLen} {r.Pass}: {r.LibraryMs:F2} / {r.BareMs:F2} ms = {r.Ratio:F2}")));
+        o.PrintHeader(device);
+        Console.WriteLine();
+        Console.WriteLine(MarkdownTable.From(Parity.ToDataFrame(rows),
+            new Dictionary<string, string> { ["library_ms"] = "F2", ["bare_ms"] = "F2", ["library_over_bare"] = "F2", ["max_abs_diff"] = "0.0E+0" }));
+        return 0;
+    }
+}

@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using AttentionLab.Attention;
+using Microsoft.Data.Analysis;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace AttentionLab.Bench;
+
+/// <summary>
+/// One parity case: a library call and the minimal sequence of bare TorchSharp ops that computes the same output, on
+/// inputs built for a length T. Both return the tensor compared for equality (the library's output, in the bare ops' layout).
+/// </summary>
+/// <param name="Method">what is timed (e.g. "reference softmax, causal").</param>
+/// <param name="Inputs">builds the inputs for length T (requires_grad set on the differentiable ones when asked) and anything the bare
+/// ops precompute once, such as a mask.</param>
+/// <param name="Library">the library call on the inputs.</param>
+/// <param name="Bare">the bare ops on the inputs.</param>
+/// <param name="BareOps">the bare ops in words, for the table.</param>
+public sealed record ParityCase(string Method, Func<int, bool, Tensor[]> Inputs, Func<Tensor[], Tensor> Library, Func<Tensor[], Tensor> Bare,
+    string BareOps);
+
+/// <summary>One row of the parity table: medians of alternating library and bare calls, their ratio and the agreement.</summary>
+public sealed record ParityRow(string Method, int SeqLen, string Pass, double LibraryMs, double BareMs, double MaxAbsDiff, string BareOps)
+{
+    /// <summary>library / bare (the target is ≤ 1.1).</summary>
+    public double Ratio => LibraryMs / BareMs;
+}
+
+/// <summary>
+/// The parity benchmark (issue 18): every library form against the bare ops it is made of. Library and bare calls alternate
+/// (L B L B …) so load on a shared machine hits both alike; each reported time is a median. Outputs are checked equal first.
+/// </summary>
+public static class Parity
+{
+    /// <summary>The cases with a fast form, at batch 1, <paramref name="heads"/> heads of width <paramref name="dim"/>, float32.</summary>
+    public static IReadOnlyList<ParityCase> Cases(int heads = 4, int dim = 64, Device? device = null) =>
+    [
+        new("reference softmax, causal",
+            (t, grad) => Qkv(t, heads, dim, device, grad),
+            x => ReferenceAttention.Softmax(x[0], x[1], x[2], causal: true).Output,
+            x =>
+            {
+                // s = (q/√D)·kᵀ, masked_fill_(j > i, −∞), p = softmax(s), o = p·v — the four ops, mask prebuilt once per T.
+                var (q, k, v) = (x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3));
+                var s = (q * (1.0 / Math.Sqrt(dim))).matmul(k.transpose(-2, -1));
+                s.masked_fill_(x[3], double.NegativeInfinity);
+                return torch.softmax(s, -1).matmul(v).permute(0, 2, 1, 3);
+            },
+            "scale q, q·kᵀ, masked_fill_ (mask built once), softmax, p·v"),
+    ];
+
+    /// <summary>
+    /// Runs each case at each length, forward and (when asked) forward + backward of the output's sum: <paramref name="warmup"/>
+    /// alternating untimed pairs, then <paramref name="repeats"/> timed pairs.
+    /// </summary>
+    public static IReadOnlyList<ParityRow> Run(IEnumerable<ParityCase> cases, IEnumerable<int> lengths, bool backward = true, int warmup = 1,
+        int repeats = 5, IProgress<ParityRow>? progress = null)
+    {
+        ArgumentNullException.ThrowIfNull(cases);
+        ArgumentNullException.ThrowIfNull(lengths);
+        if (repeats <= 0) throw new ArgumentOutOfRangeException(nameof(repeats), repeats, "repeats must be positive.");
+        if (warmup < 0) throw new ArgumentOutOfRangeException(nameof(warmup), warmup, "warmup must be ≥ 0.");
+        var rows = new List<ParityRow>();
+        foreach (var c in cases)
+            foreach (int t in lengths)
+                foreach (bool withGrad in backward ? new[] { false, true } : new[] { false })
+                {
+                    using var scope = NewDisposeScope();
+                    var inputs = c.Inputs(t, withGrad);
+                    double diff;
+                    using (torch.no_grad()) diff = (c.Library(inputs) - c.Bare(inputs)).abs().max().item<float>();
+                    Action library = Step(c.Library, inputs, withGrad), bare = Step(c.Bare, inputs, withGrad);
+                    for (int i = 0; i < warmup; i++) { library(); bare(); }
+                    var (lib, bar) = (new double[repeats], new double[repeats]);
+                    for (int i = 0; i < repeats; i++)
+                    {
+                        // alternate which goes first, so a slow phase of the machine does not always hit the same side
+                        if (i % 2 == 0) { lib[i] = Clock(library); bar[i] = Clock(bare); }
+                        else { bar[i] = Clock(bare); lib[i] = Clock(library); }
+                    }
+                    var row = new ParityRow(c.Method, t, withGrad ? "forward + backward" : "forward", Median(lib), Median(bar), diff, c.BareOps);
+                    rows.Add(row);
+                    progress?.Report(row);
+                }
+        return rows;
+    }
+
+    /// <summary>The rows as a table: method, T, pass, library and bare medians (ms), the ratio, max |Δ| and the bare ops.</summary>
+    public static DataFrame ToDataFrame(IReadOnlyList<ParityRow> rows) => new(
+        new StringDataFrameColumn("method", rows.Select(r => r.Method)),
+        new Int32DataFrameColumn("seq_len", rows.Select(r => r.SeqLen)),
+        new StringDataFrameColumn("pass", rows.Select(r => r.Pass)),
+        new DoubleDataFrameColumn("library_ms", rows.Select(r => r.LibraryMs)),
+        new DoubleDataFrameColumn("bare_ms", rows.Select(r => r.BareMs)),
+        new DoubleDataFrameColumn("library_over_bare", rows.Select(r => r.Ratio)),
+        new DoubleDataFrameColumn("max_abs_diff", rows.Select(r => r.MaxAbsDiff)),
+        new StringDataFrameColumn("bare_ops", rows.Select(r => r.BareOps)));
+
+    /// <summary>q, k, v [1, T, H, D] from a generator seeded with T, and the causal hidden mask [T, T] (j &gt; i) for the bare ops.</summary>
+    static Tensor[] Qkv(int t, int heads, int dim, Device? device, bool grad)
+    {
+        var g = new Generator((ulong)t);
+        Tensor Draw() => torch.randn([1, t, heads, dim], generator: g).to(device ?? CPU).requires_grad_(grad);
+        return [Draw(), Draw(), Draw(), AttentionMasks.Causal(t, t, device).logical_not()];
+    }
+
+    static Action Step(Func<Tensor[], Tensor> call, Tensor[] inputs, bool withGrad) => () =>
+    {
+        using var scope = NewDisposeScope();
+        if (!withGrad)
+        {
+            using (torch.no_grad()) call(inputs);
+            return;
+        }
+        foreach (var x in inputs) x.grad?.zero_();
+        call(inputs).sum().backward();
+    };
+
+    static double Clock(Action action)
+    {
+        var clock = Stopwatch.StartNew();
+        action();
+        return clock.Elapsed.TotalMilliseconds;
+    }
+
+    static double Median(double[] xs)
+    {
+        var s = xs.OrderBy(x => x).ToArray();
+        return s.Length % 2 == 1 ? s[s.Length / 2] : 0.5 * (s[s.Length / 2 - 1] + s[s.Length / 2]);
+    }
+}

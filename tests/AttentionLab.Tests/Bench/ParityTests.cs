@@ -1,0 +1,22 @@
+using AttentionLab.Bench;
+
+namespace AttentionLab.Tests.Bench;
+
+public class ParityTests
+{
+    /// <summary>Every parity case's library call and bare ops agree (the benchmark checks this before it times), forward and backward rows.</summary>
+    [Fact]
+    public void EveryCaseAgreesWithItsBareOpsAndReportsBothPasses()
+    {
+        var cases = Parity.Cases(heads: 2, dim: 8);
+        var rows = Parity.Run(cases, [33], backward: true, warmup: 0, repeats: 1);
+        Assert.Equal(cases.Count * 2, rows.Count);
+        foreach (var r in rows)
+        {
+            Assert.True(r.MaxAbsDiff < 1e-5, $"{r.Method}: library and bare ops differ by {r.MaxAbsDiff:E2}");
+            Assert.True(r.LibraryMs > 0 && r.BareMs > 0 && double.IsFinite(r.Ratio), $"{r.Method}: timings");
+        }
+        Assert.Equal(["forward", "forward + backward"], rows.Select(r => r.Pass).Distinct().ToArray());
+        Assert.Throws<ArgumentOutOfRangeException>(() => Parity.Run(cases, [8], repeats: 0));
+    }
+}
