@@ -84,8 +84,8 @@ public sealed record TwinHpoResult(TwinHpoExperiment.Config Config, PlantedCorpu
         new DoubleDataFrameColumn("diversity@25", trials.Select(t => t.Diversity)),
         new DoubleDataFrameColumn("perplexity / mass proxy", trials.Select(t => t.ThirdObjective)));
 
-    /// <summary>The LDA Pareto set (pooled over optimisers).</summary>
-    public DataFrame ParetoFrame() => Trials(LdaFront);
+    /// <summary>The Pareto sets (pooled over optimisers): LDA, then the embedding model.</summary>
+    public DataFrame ParetoFrame() => Trials(LdaFront.Concat(EmbeddingFront).ToList());
 
     /// <summary>Planted vs recovered topics of the true-K Gibbs LDA: planted name, its top words, the matched topic's top words, JS distance.</summary>
     public DataFrame MatchFrame()
@@ -123,6 +123,25 @@ public sealed record TwinHpoResult(TwinHpoExperiment.Config Config, PlantedCorpu
         TopicMath.MeanRows(Planted.Theta, Enumerable.Range(0, Planted.Theta.Length)
             .Where(d => Planted.Platform[d] == platform && Math.Min(bins - 1, (int)(Planted.Time[d] * bins)) == b))).ToArray();
 
+    /// <summary>Grid NPMI over (K, α), best over η: rows per K, columns per α, with their labels.</summary>
+    public (double[][] Rows, string[] KLabels, string[] AlphaLabels) NpmiGrid()
+    {
+        var grid = LdaTrials.Where(t => t.Optimiser == "grid").ToList();
+        var ks = grid.Select(t => t.Parameters["K"]).Distinct().OrderBy(x => x).ToArray();
+        var alphas = grid.Select(t => t.Parameters["α"]).Distinct().OrderBy(x => x).ToArray();
+        var rows = ks.Select(k => alphas.Select(a => grid.Where(t => t.Parameters["K"] == k && t.Parameters["α"] == a).Max(t => t.Npmi)).ToArray())
+            .ToArray();
+        return (rows, ks.Select(k => $"K={k}").ToArray(), alphas.Select(a => $"α={a}").ToArray());
+    }
+
+    /// <summary>Planted and recovered prevalence per platform as stacked-bar categories ("Twitter planted", …) and one segment per topic.</summary>
+    public (string[] Categories, (string Topic, double[] Values)[] Segments) PrevalenceBars()
+    {
+        var cats = Platforms.SelectMany(p => new[] { $"{p.Platform} planted", $"{p.Platform} recovered" }).ToArray();
+        var segs = Planted.TopicNames.Select((name, k) => (name, Platforms.SelectMany(p => new[] { p.Planted[k], p.Recovered[k] }).ToArray())).ToArray();
+        return (cats, segs);
+    }
+
     /// <summary>The paper's claims as this run measured them.</summary>
     public ClaimSet Claims()
     {
@@ -156,11 +175,19 @@ public sealed record TwinHpoResult(TwinHpoExperiment.Config Config, PlantedCorpu
 
         var front = LdaFront;
         int smallK = front.Count(t => t.Parameters["K"] <= 5);
-        claims.Claim("pareto-front-nontrivial", "Multi-objective tuning yields a non-trivial Pareto front (NPMI ↑, inverted RBO ↑, perplexity ↓)",
-            "Pareto fronts of 100 MOTPE trials (paper's pareto.ipynb; no numbers quoted in the spec)",
+        var embFront = EmbeddingFront;
+        int embSmall = embFront.Count(t => t.Parameters["clusters"] <= 5);
+        claims.Claim("pareto-front-nontrivial",
+            "Multi-objective tuning of the embedding topic model (the paper's BERTopic set-up) yields a non-trivial Pareto front",
+            "Pareto fronts of 100 MOTPE trials over (NPMI ↑, inverted RBO ↑, perplexity proxy ↓) (paper's pareto.ipynb; no numbers in the spec)",
+            $"{embFront.Count} non-dominated of {EmbeddingTrials.Select(t => t.Label).Distinct().Count()} distinct configurations; clusters on the "
+            + $"front {string.Join(", ", embFront.Select(t => t.Parameters["clusters"]).Distinct().OrderBy(k => k))}; {embSmall} with ≤ 5 clusters "
+            + "(spec §2b)", $"≥ {FrontMinPoints} non-dominated configurations", embFront.Count >= FrontMinPoints, asserted: false);
+        claims.Reported("lda-pareto-front", "The LDA front over (NPMI ↑, inverted RBO ↑, held-out perplexity ↓)", "—",
             $"{front.Count} non-dominated of {LdaTrials.Select(t => t.Label).Distinct().Count()} distinct LDA configurations; K on the front "
-            + $"{string.Join(", ", front.Select(t => t.Parameters["K"]).Distinct().OrderBy(k => k))}; {smallK} with K ≤ 5 (spec §2b)",
-            $"≥ {FrontMinPoints} non-dominated configurations", front.Count >= FrontMinPoints, asserted: false);
+            + $"{string.Join(", ", front.Select(t => t.Parameters["K"]).Distinct().OrderBy(k => k))}; {smallK} with K ≤ 5",
+            $"reported; status: ≥ {FrontMinPoints} non-dominated", front.Count >= FrontMinPoints,
+            note: "on a planted corpus the true K can win every objective at once, leaving a one-point front");
 
         void Tuned(string id, string model, TopicEval tuned, TopicEval dflt) => claims.Claim(id,
             $"Grid search on NPMI gives the {model} a higher coherence than its defaults", "— (the paper reports tuned coherences without defaults)",
@@ -192,7 +219,8 @@ public sealed record TwinHpoResult(TwinHpoExperiment.Config Config, PlantedCorpu
             + $"{TrainDocs.Length} train, {TestDocs.Length} held out.");
         claims.Saw($"Gibbs LDA at the true K = 8 matched the planted topics with mean JS distance {TrueKRecovery.MeanJs:F3}; the grid picked "
             + $"{LdaBest.Label} (NPMI {LdaBest.Npmi:F3}, held out {LdaBest.NpmiHeldOut:F3}).");
-        claims.Saw($"The pooled LDA Pareto front has {front.Count} configurations, {smallK} of them with K ≤ 5; the grid's best NPMI configuration "
+        claims.Saw($"The embedding model's Pareto front has {embFront.Count} configurations ({embSmall} with ≤ 5 clusters); the pooled LDA front has "
+            + $"{front.Count}, {smallK} of them with K ≤ 5; the grid's best NPMI configuration "
             + $"has held-out perplexity {LdaBest.ThirdObjective:F1} against the front's lowest {front.Min(t => t.ThirdObjective):F1}.");
         return claims;
     }
