@@ -45,7 +45,8 @@ public sealed record SearchProblem(IReadOnlyList<Dimension> Space, IReadOnlyList
     {
         var values = x.Select((xi, i) => Space[i].Decode(xi)).ToArray();
         var y = Evaluate(values);
-        if (y is null || y.Length != Maximise.Count) throw new InvalidOperationException($"the objective returned {y?.Length ?? 0} values, not {Maximise.Count}.");
+        if (y is null || y.Length != Maximise.Count)
+            throw new InvalidOperationException($"the objective returned {y?.Length ?? 0} values, not {Maximise.Count}.");
         return new Trial(number, optimiser, x.Select((xi, i) => Space[i].Integer ? Math.Clamp(Math.Round(xi), Space[i].Low, Space[i].High) : xi).ToArray(),
             values, y);
     }
