@@ -330,15 +330,15 @@ public static class Krylov
         return G;
     }
 
-    /// <summary>min ‖rhs − M y‖ by MathNet's QR (SVD when M is rank-deficient); returns y and the residual norm.</summary>
+    /// <summary>min ‖rhs − M y‖ by MathNet's QR (its SVD pseudo-inverse when M is numerically rank-deficient); returns y and the residual norm.</summary>
     static (double[] Y, double Residual) LeastSquares(Matrix<double> M, double[] rhs)
     {
         var b = DenseVector.OfArray(rhs);
         var qr = M.QR(MathNet.Numerics.LinearAlgebra.Factorization.QRMethod.Thin);
         Vector<double> y;
-        if (qr.IsFullRank && Enumerable.Range(0, M.ColumnCount).All(i => Math.Abs(qr.R[i, i]) > 1e-300)) y = qr.Solve(b);
-        else y = M.Svd(true).Solve(b);
-        if (y.Any(v => !double.IsFinite(v))) y = M.Svd(true).Solve(b);
+        double largest = Enumerable.Range(0, M.ColumnCount).Max(i => Math.Abs(qr.R[i, i]));
+        bool fullRank = Enumerable.Range(0, M.ColumnCount).All(i => Math.Abs(qr.R[i, i]) > 1e-14 * largest);
+        y = fullRank ? qr.Solve(b) : M.PseudoInverse() * b;                    // rank-deficient: the SVD pseudo-inverse's least squares
         return (y.ToArray(), (b - M.Multiply(y)).L2Norm());
     }
 
