@@ -93,7 +93,8 @@ public static class Darcy
     {
         ArgumentNullException.ThrowIfNull(permeability);
         if (s < 3) throw new ArgumentOutOfRangeException(nameof(s), s, "the grid needs at least 3 points per side.");
-        if (permeability.Length != s * s) throw new ArgumentException($"permeability has {permeability.Length} values, expected {s}² = {s * s}.", nameof(permeability));
+        if (permeability.Length != s * s) throw new ArgumentException(
+            $"permeability has {permeability.Length} values, expected {s}² = {s * s}.", nameof(permeability));
         if (permeability.Any(v => !double.IsFinite(v) || v <= 0))
             throw new ArgumentException("permeability must be finite and positive everywhere.", nameof(permeability));
         if (!double.IsFinite(source)) throw new ArgumentOutOfRangeException(nameof(source), source, "the source must be finite.");
