@@ -139,7 +139,8 @@ public sealed record AttentionGuardResult(AttentionGuardExperiment.Config Config
         claims.Exactness("forest-argmax", "our arg-max over the one-vs-rest scores equals ML.NET's PredictedLabel",
             $"{x.ArgMaxAgreement:P2} of windows agree", "100 %", x.ArgMaxAgreement == 1, "—");
         claims.Claim("occupancy-matches-chain", "simulated state occupancy matches the HMM's state distribution",
-            "—", $"max over windows and states |empirical − π₀Aᵗ| = {x.OccupancyError:F4}", $"≤ {OccupancyTolerance} (spec §6)",
+            "—", $"max over windows and states |empirical − π₀Aᵗ| = {x.OccupancyError:F4} " +
+            $"({AttentionGuardExperiment.OccupancySessions} state-only sessions per learner)", $"≤ {OccupancyTolerance} (spec §6)",
             x.OccupancyError <= OccupancyTolerance, asserted: true,
             deviation: "sessions start from π₀, so the reference is the chain's marginal at each window (π₀Aᵗ, averaged over learners) rather than " +
                        "the stationary distribution; the stationary one is checked in the unit tests on long sequences");

@@ -174,6 +174,22 @@ public static class BehaviourSimulator
         return new EventStream(learner.Learner, day, steps * StepSeconds, events, states);
     }
 
+    /// <summary>States only (no events) of one session of <paramref name="steps"/> steps: s_1 ~ π, s_t ~ A[s_{t−1}, ·].</summary>
+    public static AttentionState[] SimulateStates(Hmm model, int steps, Random rng)
+    {
+        ArgumentNullException.ThrowIfNull(model);
+        ArgumentNullException.ThrowIfNull(rng);
+        if (steps <= 0) throw new ArgumentException($"steps must be positive, got {steps}.", nameof(steps));
+        var states = new AttentionState[steps];
+        int state = Categorical.Sample(rng, model.Initial);
+        for (int t = 0; t < steps; t++)
+        {
+            if (t > 0) state = Categorical.Sample(rng, Row(model.Transition, state));
+            states[t] = (AttentionState)state;
+        }
+        return states;
+    }
+
     /// <summary>The events of step <paramref name="step"/> (times in [step·W, (step+1)·W)).</summary>
     public static IReadOnlyList<InteractionEvent> EventsOfStep(EventStream stream, int step, double seconds = StepSeconds)
     {
@@ -187,6 +203,7 @@ public static class BehaviourSimulator
     static double[,] PerturbedTransition(double[,] profile, double concentration, Random rng)
     {
         int k = profile.GetLength(0);
+        if (double.IsPositiveInfinity(concentration)) return (double[,])profile.Clone();                   // no learner effect
         var result = new double[k, k];
         for (int i = 0; i < k; i++)
         {

@@ -13,8 +13,8 @@ public sealed class ForestClassifier
 {
     /// <summary>Forest settings: trees per class, leaves per tree, the fraction of features tried at each split (√F / F for a
     /// classic random forest), the fraction of examples each tree's bootstrap bag draws, and the seed.</summary>
-    public sealed record Options(int Trees = 50, int Leaves = 32, double FeatureFractionPerSplit = double.NaN, double BagFraction = 0.7,
-        int MinimumExamplesPerLeaf = 5, int Seed = 0);
+    public sealed record Options(int Trees = 50, int Leaves = 20, double FeatureFractionPerSplit = double.NaN, double BagFraction = 0.7,
+        int MinimumExamplesPerLeaf = 10, int Seed = 0);
 
     readonly ITransformer model;
     readonly MLContext context;
