@@ -211,6 +211,23 @@ public class AttentionGuardTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void AdaptationPolicyWaitsForTheMinimumDwell()
+    {
+        AttentionState F = AttentionState.Focused, D = AttentionState.Drifting, T = AttentionState.Fatigued;
+        AttentionState[] predicted = [F, F, D, F, F, D, D, D, T, D];
+        var raw = new AdaptationPolicy(1).Apply(predicted);
+        Assert.Equal(predicted.Select(AdaptationPolicy.PatternOf), raw);
+        var held = new AdaptationPolicy(2).Apply(predicted);
+        // The lone D at 2 is ignored; the D run from 5 switches at 6; the lone T at 8 is ignored.
+        var s = UiPattern.Standard; var m = UiPattern.MoreStimulation;
+        Assert.Equal([s, s, s, s, s, s, m, m, m, m], held);
+        Assert.Equal(1, AdaptationPolicy.Switches(held));
+        Assert.Equal(5, AdaptationPolicy.Switches(raw));                         // F→D, D→F, F→D, D→T, T→D
+        Assert.Equal("minimumDwell", Assert.Throws<ArgumentException>(() => new AdaptationPolicy(0)).ParamName);
+        Assert.Equal("predicted", Assert.Throws<ArgumentException>(() => new AdaptationPolicy(2).Apply([])).ParamName);
+    }
+
+    [Fact]
     public void BadInputFailsWithArgumentExceptions()
     {
         var hmm = new Hmm([0.5, 0.5], new[,] { { 0.9, 0.1 }, { 0.2, 0.8 } });
@@ -273,6 +290,8 @@ public class AttentionGuardTests(ITestOutputHelper output)
         Assert.True(result.ForestGroupedAccuracy <= result.BayesSequenceAccuracy, "the whole-session Bayes ceiling must beat the forest");
         Assert.True(result.ForestGroupedAccuracy > result.MajorityAccuracy + 0.05, "the forest must beat the majority class");
         Assert.Equal(4, result.ConfusionFrame(result.ForestGrouped).Rows.Count);
+        var policy = result.PolicyFrame();
+        Assert.True((double)policy["UI switches per session"][2] <= (double)policy["UI switches per session"][1], "hysteresis cannot add switches");
         Assert.All(result.ConfusionRows(result.BayesSequence), row => Assert.Equal(1, row.Sum(), 9));
     }
 }

@@ -71,6 +71,40 @@ public sealed record AttentionGuardResult(AttentionGuardExperiment.Config Config
         return new DataFrame(columns);
     }
 
+    /// <summary>Minimum dwell of the hysteresis policy in the flicker table.</summary>
+    public const int PolicyDwell = 2;
+
+    /// <summary>
+    /// The adaptation policy on each session's forest predictions: UI pattern changes per session without hysteresis and
+    /// with a <see cref="PolicyDwell"/>-window minimum dwell, beside the changes the true states would cause, and the
+    /// share of windows whose shown pattern matches the true state's.
+    /// </summary>
+    public DataFrame PolicyFrame()
+    {
+        int steps = Config.StepsPerDay, sessions = Truth.Length / steps;
+        var rows = new (string Name, int[] States, int Dwell)[]
+            { ("true states", Truth, 1), ("forest, no hysteresis", ForestGrouped, 1), ($"forest, dwell {PolicyDwell}", ForestGrouped, PolicyDwell) };
+        var switches = new List<double>();
+        var match = new List<double>();
+        foreach (var (_, states, dwell) in rows)
+        {
+            var policy = new AdaptationPolicy(dwell);
+            double total = 0, right = 0;
+            for (int s = 0; s < sessions; s++)
+            {
+                var shown = policy.Apply(states.Skip(s * steps).Take(steps).Select(x => (AttentionState)x).ToArray());
+                total += AdaptationPolicy.Switches(shown);
+                right += shown.Where((p, t) => p == AdaptationPolicy.PatternOf((AttentionState)Truth[s * steps + t])).Count();
+            }
+            switches.Add(Math.Round(total / sessions, 3));
+            match.Add(Math.Round(right / Truth.Length, 4));
+        }
+        return new DataFrame(
+            new StringDataFrameColumn("pattern from", rows.Select(r => r.Name)),
+            new DoubleDataFrameColumn("UI switches per session", switches),
+            new DoubleDataFrameColumn("windows with the true state's pattern", match));
+    }
+
     /// <summary>Metrics: model, split, accuracy, κ (spec §5 bars: forest / HMM-Bayes / majority under random vs grouped splits).</summary>
     public DataFrame ToDataFrame()
     {
@@ -179,6 +213,10 @@ public sealed record AttentionGuardResult(AttentionGuardExperiment.Config Config
         claims.Saw($"Random window splits gave {ForestRandomAccuracy:P1}, {leak * 100:+0.0;-0.0} points against grouped splits.");
         claims.Saw($"Describing each window by its whole day's features gave {Day.Accuracy:P1}, OULAD's daily clicks {OuladDailyAccuracy:P1}, " +
                    $"against {ThirtySeconds.Accuracy:P1} from 30-s windows and {MajorityHoldout:P1} for the majority class.");
+        var policy = PolicyFrame();
+        claims.Saw($"The interface would switch {policy["UI switches per session"][1]:F1} times per session on raw forest predictions, " +
+                   $"{policy["UI switches per session"][2]:F1} with a {PolicyDwell}-window minimum dwell, against {policy["UI switches per session"][0]:F1} " +
+                   "for the true states.");
         claims.Saw($"Rule-derived labels were recovered {ForestOnRules:P1} of the time, although the rule agrees with the true state only " +
                    $"{RulesVsTruth:P1} of the time.");
         return claims;
