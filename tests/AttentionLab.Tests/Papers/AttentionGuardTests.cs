@@ -41,7 +41,8 @@ public class AttentionGuardTests(ITestOutputHelper output)
         double mean = 30.0 / 7, sd = Math.Sqrt(gaps.Sum(g => (g - mean) * (g - mean)) / 7);
         double[] expected = [6 / 30.0, mean, sd / mean, 26 / 30.0, 200, 10_000, 0, 2, 20, 5, 0.5, 4, 0];
         Assert.Equal(WindowFeaturizer.Names.Count, f[0].Length);
-        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - f[0][i]) < 1e-12, $"{WindowFeaturizer.Names[i]}: {f[0][i]} ≠ {expected[i]}");
+        for (int i = 0; i < expected.Length; i++)
+            Assert.True(Math.Abs(expected[i] - f[0][i]) < 1e-12, $"{WindowFeaturizer.Names[i]}: {f[0][i]} ≠ {expected[i]}");
     }
 
     [Fact]
@@ -158,7 +159,8 @@ public class AttentionGuardTests(ITestOutputHelper output)
             for (int s = 0; s < 100; s++)
                 foreach (var state in BehaviourSimulator.SimulateStates(hmm, 10_000, rng).Skip(200)) { counts[(int)state]++; total++; }
             var stationary = hmm.Stationary();
-            for (int k = 0; k < 4; k++) Assert.True(Math.Abs(counts[k] / total - stationary[k]) < 0.02, $"{profile} state {k}: {counts[k] / total} vs {stationary[k]}");
+            for (int k = 0; k < 4; k++)
+                Assert.True(Math.Abs(counts[k] / total - stationary[k]) < 0.02, $"{profile} state {k}: {counts[k] / total} vs {stationary[k]}");
         }
     }
 

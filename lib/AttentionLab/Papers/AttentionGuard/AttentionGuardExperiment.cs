@@ -82,7 +82,8 @@ public sealed class AttentionGuardExperiment : IPaperExperiment<AttentionGuardEx
         var grouped = GroupKFold.Assign(groups, config.Folds, config.Seed);
         bool foldsShareLearner = Enumerable.Range(0, config.Folds).Any(f =>
             groups.Where((_, i) => grouped[i] == f).Intersect(groups.Where((_, i) => grouped[i] != f)).Any());
-        var (forestGrouped, argMaxAgreement) = CrossValidate(rows.Select(r => r.Features).ToArray(), labels, grouped, config.Folds, k, forestOptions, progress, "grouped");
+        var (forestGrouped, argMaxAgreement) =
+            CrossValidate(rows.Select(r => r.Features).ToArray(), labels, grouped, config.Folds, k, forestOptions, progress, "grouped");
         var majorityGrouped = MajorityBaseline(labels, grouped, config.Folds, k);
         clock.Lap("forest, grouped folds");
 
@@ -154,7 +155,8 @@ public sealed class AttentionGuardExperiment : IPaperExperiment<AttentionGuardEx
         {
             var perSession = learner.Sessions.Select(s => WindowFeaturizer.Featurize(s, window)).ToList();
             var z = WindowFeaturizer.LearnerZScores(perSession.SelectMany(w => w).ToList());
-            var fine = steps == 1 ? perSession : learner.Sessions.Select(s => WindowFeaturizer.Featurize(s, TimeSpan.FromSeconds(BehaviourSimulator.StepSeconds))).ToList();
+            var step = TimeSpan.FromSeconds(BehaviourSimulator.StepSeconds);
+            var fine = steps == 1 ? perSession : learner.Sessions.Select(s => WindowFeaturizer.Featurize(s, step)).ToList();
             int offset = 0;
             for (int d = 0; d < learner.Sessions.Count; d++)
             {
@@ -180,7 +182,8 @@ public sealed class AttentionGuardExperiment : IPaperExperiment<AttentionGuardEx
         {
             var train = Enumerable.Range(0, y.Length).Where(i => fold[i] != f).ToArray();
             var test = Enumerable.Range(0, y.Length).Where(i => fold[i] == f).ToArray();
-            var forest = ForestClassifier.Fit(train.Select(i => x[i]).ToArray(), train.Select(i => y[i]).ToArray(), classes, options with { Seed = options.Seed + f });
+            var forest = ForestClassifier.Fit(train.Select(i => x[i]).ToArray(), train.Select(i => y[i]).ToArray(), classes,
+                options with { Seed = options.Seed + f });
             var testX = test.Select(i => x[i]).ToArray();
             var ours = forest.Predict(testX);
             var theirs = forest.PredictedByMlNet(testX);
@@ -222,7 +225,8 @@ public sealed class AttentionGuardExperiment : IPaperExperiment<AttentionGuardEx
     {
         ArgumentNullException.ThrowIfNull(predicted);
         ArgumentNullException.ThrowIfNull(truth);
-        if (predicted.Count != truth.Count || truth.Count == 0) throw new ArgumentException($"{predicted.Count} predictions for {truth.Count} labels.", nameof(predicted));
+        if (predicted.Count != truth.Count || truth.Count == 0)
+            throw new ArgumentException($"{predicted.Count} predictions for {truth.Count} labels.", nameof(predicted));
         return Enumerable.Range(0, truth.Count).Count(i => predicted[i] == truth[i]) / (double)truth.Count;
     }
 

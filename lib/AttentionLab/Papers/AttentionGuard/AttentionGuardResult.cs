@@ -187,7 +187,8 @@ public sealed record AttentionGuardResult(AttentionGuardExperiment.Config Config
             note: "accuracy is a property of the simulator's state overlap: the ceiling, not 87 %, is what a classifier can reach here");
         double leak = ForestRandomAccuracy - ForestGroupedAccuracy;
         claims.Claim("random-split-leaks", "random window splits overstate accuracy against learner-grouped splits",
-            "— (the paper's split is not reported)", $"random {ForestRandomAccuracy:P1} vs grouped {ForestGroupedAccuracy:P1}: gap {leak * 100:+0.0;-0.0} points",
+            "— (the paper's split is not reported)",
+            $"random {ForestRandomAccuracy:P1} vs grouped {ForestGroupedAccuracy:P1}: gap {leak * 100:+0.0;-0.0} points",
             "random > grouped (spec §4c)", leak > 0, asserted: false,
             note: "the gap comes from learner random effects the forest can memorise across folds; its size depends on the seed");
         double toward = (ThirtySeconds.Accuracy - Day.Accuracy) / Math.Max(ThirtySeconds.Accuracy - MajorityHoldout, 1e-12);
@@ -201,7 +202,8 @@ public sealed record AttentionGuardResult(AttentionGuardExperiment.Config Config
             $"forest on rule labels ≥ {RuleRecovery} (spec §6)", ForestOnRules >= RuleRecovery, asserted: true);
         const string offline = "needs labelled attention data or human participants; nothing offline can reproduce it";
         claims.NotShown("hyperaktiv-auc", "state classification on HYPERAKTIV", "AUC 0.81, r = 0.47 (secondary summaries)", "—", "—", offline);
-        claims.NotShown("wizard-agreement", "agreement with a Wizard-of-Oz observer", "84 % agreement, κ = 0.71", $"our forest's κ vs the simulator: {ForestKappa:F2} " +
+        claims.NotShown("wizard-agreement", "agreement with a Wizard-of-Oz observer", "84 % agreement, κ = 0.71",
+            $"our forest's κ vs the simulator: {ForestKappa:F2} " +
             "(not comparable)", "—", offline);
         claims.NotShown("user-study", "adaptive UI lowers workload and raises comprehension",
             "NASA-TLX 47.2 vs 62.8 (d = 1.21); comprehension 78.4 % vs 61.2 %", "—", "—", offline);

@@ -26,7 +26,8 @@ public sealed record StateEmission(double Rate, double[] KindProbabilities, doub
 /// <param name="LatencyFactor">κ, the learner's answer-latency multiplier (log-normal random effect).</param>
 /// <param name="Model">The learner's HMM over the four states, one step per 30-s window (rows Dirichlet-perturbed around the profile).</param>
 /// <param name="Emissions">Per-state emission parameters (shared by all learners).</param>
-public sealed record LearnerParameters(int Learner, LearnerProfile Profile, double RateFactor, double LatencyFactor, Hmm Model, IReadOnlyList<StateEmission> Emissions)
+public sealed record LearnerParameters(int Learner, LearnerProfile Profile, double RateFactor, double LatencyFactor, Hmm Model,
+    IReadOnlyList<StateEmission> Emissions)
 {
     /// <summary>
     /// log p(events of one step | s = k) for each state k, exact up to a term that is the same for every state:

@@ -113,7 +113,8 @@ public sealed class ForestClassifier
         var schema = SchemaDefinition.Create(typeof(Row));
         schema[nameof(Row.Features)].ColumnType = new VectorDataViewType(NumberDataViewType.Single, f);
         schema[nameof(Row.Label)].ColumnType = new KeyDataViewType(typeof(uint), classes);
-        var rows = x.Select((r, i) => new Row { Features = r.Select(v => (float)v).ToArray(), Label = (uint)y[i] }).ToList();   // 0-based here; ML.NET stores key y + 1
+        // Labels 0-based here: LoadFromEnumerable stores key y + 1 (1-based keys would drop the last class).
+        var rows = x.Select((r, i) => new Row { Features = r.Select(v => (float)v).ToArray(), Label = (uint)y[i] }).ToList();
         return context.Data.LoadFromEnumerable(rows, schema);
     }
 }

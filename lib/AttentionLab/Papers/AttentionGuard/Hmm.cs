@@ -57,7 +57,8 @@ public sealed class Hmm
                 alpha[s][j] = prior * b[s][j];
             }
             scale[s] = alpha[s].Sum();                                              // c_t
-            if (!(scale[s] > 0)) throw new ArgumentException($"the observations at step {s} have probability 0 under every reachable state.", nameof(logEmissions));
+            if (!(scale[s] > 0))
+                throw new ArgumentException($"the observations at step {s} have probability 0 under every reachable state.", nameof(logEmissions));
             for (int j = 0; j < k; j++) alpha[s][j] /= scale[s];
             logLik += Math.Log(scale[s]) + shift;                                   // log p(o) = Σ log c_t
         }
