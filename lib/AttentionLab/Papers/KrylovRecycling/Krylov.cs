@@ -78,33 +78,44 @@ public static class Krylov
         double rNorm = bNorm;
         while (rNorm > tol * bNorm && matvecs < maxMatvecs)
         {
-            var process = new ArnoldiProcess(A, r, rNorm, m, []);
-            double[] y = [];
-            Matrix<double> hbar = DenseMatrix.Create(1, 0, 0);
-            double[] rhs = [];
-            while (process.Steps < m && matvecs < maxMatvecs)
-            {
-                bool more = process.Step();
-                matvecs++;
-                int j = process.Steps;
-                hbar = process.Hbar(j);
-                rhs = new double[j + 1];
-                rhs[0] = rNorm;                                                   // β e1
-                (y, double res) = LeastSquares(hbar, rhs);                        // y = argmin ‖β e1 − H̄ y‖
-                history.Add(res / bNorm);
-                matvecHistory.Add(matvecs);
-                if (!more) { ThrowIfSingular(res, tol * bNorm, j); break; }
-                if (res <= tol * bNorm) break;
-            }
-            int steps = process.Steps;
-            for (int c = 0; c < steps; c++) Axpy(y[c], process.V[c], x);          // x += V_m y
-            var residualCoefficients = Subtract(rhs, hbar.Multiply(DenseVector.OfArray(y)).ToArray());
-            r = new double[n];
-            for (int c = 0; c <= steps; c++) Axpy(residualCoefficients[c], process.V[c], r);   // r = V_{m+1}(β e1 − H̄ y)
-            rNorm = Norm(r);
+            (_, _, r, rNorm) = GmresCycle(A, x, r, rNorm, m, tol * bNorm, bNorm, history, matvecHistory, ref matvecs, maxMatvecs);
             cycles++;
         }
         return Finish(A, b, x, matvecs, cycles, history, matvecHistory, rNorm <= tol * bNorm, null, null, 0);
+    }
+
+    /// <summary>
+    /// One GMRES cycle from r (‖r‖ = <paramref name="rNorm"/>): Arnoldi steps until m, the target or a breakdown, each with
+    /// y = argmin ‖β e1 − H̄ y‖ and its residual recorded; then x += V_j y and r = V_{j+1}(β e1 − H̄ y). Returns the process,
+    /// H̄ (for harmonic Ritz vectors), the new residual and its norm.
+    /// </summary>
+    static (ArnoldiProcess Process, Matrix<double> Hbar, double[] R, double RNorm) GmresCycle(Matrix<double> A, double[] x, double[] r, double rNorm,
+        int m, double target, double bNorm, List<double> history, List<int> matvecHistory, ref int matvecs, int maxMatvecs)
+    {
+        var process = new ArnoldiProcess(A, r, rNorm, m, []);
+        double[] y = [];
+        Matrix<double> hbar = DenseMatrix.Create(1, 0, 0);
+        double[] rhs = [];
+        while (process.Steps < m && matvecs < maxMatvecs)
+        {
+            bool more = process.Step();
+            matvecs++;
+            int j = process.Steps;
+            hbar = process.Hbar(j);
+            rhs = new double[j + 1];
+            rhs[0] = rNorm;                                                       // β e1
+            (y, double res) = LeastSquares(hbar, rhs);                            // y = argmin ‖β e1 − H̄ y‖
+            history.Add(res / bNorm);
+            matvecHistory.Add(matvecs);
+            if (!more) { ThrowIfSingular(res, target, j); break; }
+            if (res <= target) break;
+        }
+        int steps = process.Steps;
+        for (int c = 0; c < steps; c++) Axpy(y[c], process.V[c], x);              // x += V_m y
+        var residualCoefficients = Subtract(rhs, hbar.Multiply(DenseVector.OfArray(y)).ToArray());
+        var next = new double[x.Length];
+        for (int c = 0; c <= steps; c++) Axpy(residualCoefficients[c], process.V[c], next);   // r = V_{m+1}(β e1 − H̄ y)
+        return (process, hbar, next, Norm(next));
     }
 
     /// <summary>
@@ -153,30 +164,8 @@ public static class Krylov
         else
         {
             // First cycle: GMRES(m), then harmonic Ritz vectors of (H_m + h²_{m+1,m} H_m⁻ᵀ e_m e_mᵀ).
-            var process = new ArnoldiProcess(A, r, rNorm, m, []);
-            double[] y = [];
-            double[] rhs = [];
-            Matrix<double> hbar = DenseMatrix.Create(1, 0, 0);
-            while (process.Steps < m && matvecs < maxMatvecs)
-            {
-                bool more = process.Step();
-                matvecs++;
-                int j = process.Steps;
-                hbar = process.Hbar(j);
-                rhs = new double[j + 1];
-                rhs[0] = rNorm;
-                (y, double res) = LeastSquares(hbar, rhs);
-                history.Add(res / bNorm);
-                matvecHistory.Add(matvecs);
-                if (!more) { ThrowIfSingular(res, tol * bNorm, j); break; }
-                if (res <= tol * bNorm) break;
-            }
+            (var process, var hbar, r, rNorm) = GmresCycle(A, x, r, rNorm, m, tol * bNorm, bNorm, history, matvecHistory, ref matvecs, maxMatvecs);
             int steps = process.Steps;
-            for (int c = 0; c < steps; c++) Axpy(y[c], process.V[c], x);
-            var coefficients = Subtract(rhs, hbar.Multiply(DenseVector.OfArray(y)).ToArray());
-            r = new double[n];
-            for (int c = 0; c <= steps; c++) Axpy(coefficients[c], process.V[c], r);
-            rNorm = Norm(r);
             cycles++;
             if (k > 0 && steps > k && !process.BrokeDown)
             {
