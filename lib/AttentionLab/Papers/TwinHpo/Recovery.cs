@@ -59,16 +59,16 @@ public static class TwinHpoChecks
         // NPMI fast (sliding counts) vs naive (explicit window sets) on the first 60 documents.
         var slice = new Corpus(train.Vocab, train.Docs.Take(60).ToArray());
         var top = model.TopWords(10);
-        double npmiGap = TopicMetrics.NpmiPerTopic(top, slice).Zip(TopicMetrics.NpmiPerTopicNaive(top, slice))
+        double npmiGap = TopicMetrics.NpmiPerTopic(top, slice).Zip(TopicMetricsNaive.NpmiPerTopic(top, slice))
             .Max(p => double.IsNaN(p.First) && double.IsNaN(p.Second) ? 0 : Math.Abs(p.First - p.Second));
         // Hypervolume (HSO) vs cell counting, non-dominated sort vs peeling, on this run's LDA trials.
         var pts = ldaTrials.Select(t => t.Objectives).ToList();
         bool[] max = [true, true, false];
         double[] reference = [-1, 0, train.V];
-        double hv = Pareto.Hypervolume(pts, reference, max), hvNaive = Pareto.HypervolumeNaive(pts, reference, max);
-        bool sortEqual = Pareto.NonDominatedSort(pts, max).Zip(Pareto.NonDominatedSortNaive(pts, max))
+        double hv = Pareto.Hypervolume(pts, reference, max), hvNaive = ParetoNaive.Hypervolume(pts, reference, max);
+        bool sortEqual = Pareto.NonDominatedSort(pts, max).Zip(ParetoNaive.NonDominatedSort(pts, max))
             .All(p => p.First.OrderBy(i => i).SequenceEqual(p.Second.OrderBy(i => i)));
-        sortEqual &= Pareto.NonDominatedSort(pts, max).Length == Pareto.NonDominatedSortNaive(pts, max).Length;
+        sortEqual &= Pareto.NonDominatedSort(pts, max).Length == ParetoNaive.NonDominatedSort(pts, max).Length;
         // Hungarian vs brute force over all 7! permutations of a 7 × 7 JS cost matrix.
         var cost = TopicMath.JsCost(model.Phi.Concat(model.Phi.Select(r => r.Reverse().ToArray())).Take(7).ToList(),
             model.Phi.Concat(model.Phi.Select(r => r.Select(x => Math.Sqrt(x)).ToArray())).Take(7).ToList());

@@ -30,14 +30,7 @@ public static class TopicMetrics
         return Score(topTopicWords, tracked, counts);
     }
 
-    /// <summary>The naive twin: every window enumerated as a set, every pair counted by membership (O(windows · pairs)).</summary>
-    public static double[] NpmiPerTopicNaive(int[][] topTopicWords, Corpus corpus, int window = 10)
-    {
-        var (tracked, counts) = Count(topTopicWords, corpus, window, naive: true);
-        return Score(topTopicWords, tracked, counts);
-    }
-
-    static double[] Score(int[][] topics, Dictionary<int, int> tracked, WindowCounts c)
+    internal static double[] Score(int[][] topics, Dictionary<int, int> tracked, WindowCounts c)
     {
         double n = c.Windows;
         return topics.Select(topic =>
@@ -58,7 +51,7 @@ public static class TopicMetrics
         }).ToArray();
     }
 
-    static (Dictionary<int, int> Tracked, WindowCounts Counts) Count(int[][] topics, Corpus corpus, int window, bool naive)
+    internal static (Dictionary<int, int> Tracked, WindowCounts Counts) Count(int[][] topics, Corpus corpus, int window, bool naive)
     {
         ArgumentNullException.ThrowIfNull(topics);
         ArgumentNullException.ThrowIfNull(corpus);
