@@ -5,7 +5,7 @@ namespace AttentionLab.Bench.Commands;
 /// <summary>
 /// <c>parity</c>: each library form against the bare TorchSharp ops it is made of (library / bare, target ≤ 1.1).
 /// dotnet run --project lib/AttentionLab.Bench -c Release -- parity [--lengths 1024,4096] [--heads 4] [--dim 64]
-///     [--warmup 1] [--repeats 5] [--threads 1] [--device cpu|cuda] [--no-backward]
+///     [--warmup 1] [--repeats 5] [--threads 1] [--device cpu|cuda] [--no-backward] [--methods lightning,based]
 /// </summary>
 static class ParityCommand
 {
@@ -18,12 +18,17 @@ static class ParityCommand
         BenchCli.Int("repeats", 5, "timed library/bare pairs (medians reported)"),
         .. BenchCli.Machine(),
         BenchCli.Flag("no-backward", "time the forward pass only"),
+        BenchCli.OptionalText("methods", "only the cases whose name contains one of these comma-separated words (e.g. lightning,based)"),
     ], Run);
 
     static int Run(BenchArgs o)
     {
         var device = o.SetUp();
-        var rows = Parity.Run(Parity.Cases(o.Int("heads"), o.Int("dim"), device), o.Lengths(), !o.Flag("no-backward"), o.Int("warmup"),
+        var words = (o.OptionalText("methods") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        var cases = Parity.Cases(o.Int("heads"), o.Int("dim"), device)
+            .Where(c => words.Length == 0 || words.Any(w => c.Method.Contains(w, StringComparison.OrdinalIgnoreCase))).ToList();
+        if (cases.Count == 0) throw new ArgumentException($"--methods '{string.Join(",", words)}' matches no parity case.", "methods");
+        var rows = Parity.Run(cases, o.Lengths(), !o.Flag("no-backward"), o.Int("warmup"),
             o.Int("repeats"), new InlineProgress<ParityRow>(r =>
                 Console.Error.WriteLine($"{r.Method} T = {r.SeqLen} {r.Pass}: {r.LibraryMs:F2} / {r.BareMs:F2} ms = {r.Ratio:F2}")));
         o.PrintHeader(device);

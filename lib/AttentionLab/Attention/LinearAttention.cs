@@ -85,6 +85,10 @@ public static class LinearAttention
         // feature maps and the per-chunk tensors of one segment stay small enough for the CPU's cache (φ of a whole
         // 16k-token sequence with BASED's F = 153 is 40 MB per tensor). Same chunks, same arithmetic.
         long segment = form == LinearForm.Chunked ? Math.Max(1, ChunkedSegmentTokens / options.ChunkSize) * options.ChunkSize : t;
+        // Nothing recorded for autograd: the output [B, T, H, Dv] is allocated once and every segment writes its part into it
+        // (the chunked form accumulates in place and writes there directly). Recorded: segments are joined by one cat.
+        bool track = LinearAttentionForms.Tracks(q, k, v, logDecay, h0?.S, h0?.Z);
+        var output = track ? null : torch.empty([q.shape[0], t, q.shape[2], v.shape[3]], dtype: q.dtype, device: q.device);
         var outputs = new List<Tensor>();
         Tensor s = null!;
         Tensor? z = null;
@@ -95,22 +99,24 @@ public static class LinearAttention
             var kf = MapHeads(k.narrow(1, start, len), acc, options.FeatureMap, 1.0);             // φ(k)       [B, H, L, F]
             var vh = v.narrow(1, start, len).to(acc).permute(0, 2, 1, 3);                          // v          [B, H, L, Dv]
             var gs = g?.narrow(2, start, len);                                          // this segment's gates
+            var destination = output?.narrow(1, start, len).permute(0, 2, 1, 3);        // [B, H, L, Dv] view of the output
             Tensor o;
             (o, s, z) = (form, gs) switch
             {
                 (LinearForm.Parallel, null) => LinearAttentionForms.Block(qf, kf, vh, ld, s0, z0, norm, options.Eps),
                 (LinearForm.Recurrent, null) => LinearAttentionForms.Recurrent(qf, kf, vh, ld, s0, z0, norm, options.Eps),
-                (LinearForm.Chunked, null) => LinearAttentionForms.Chunked(qf, kf, vh, ld, s0, z0, norm, options.Eps, options.ChunkSize),
+                (LinearForm.Chunked, null) => LinearAttentionForms.Chunked(qf, kf, vh, ld, s0, z0, norm, options.Eps, options.ChunkSize,
+                    destination),
                 (LinearForm.Parallel, { } gg) => LinearAttentionGatedForms.Block(qf, kf, vh, gg, s0, z0, norm, options.Eps),
                 (LinearForm.Recurrent, { } gg) => LinearAttentionGatedForms.Recurrent(qf, kf, vh, gg, s0, z0, norm, options.Eps),
                 (LinearForm.Chunked, { } gg) => LinearAttentionGatedForms.Chunked(qf, kf, vh, gg, s0, z0, norm, options.Eps, options.ChunkSize),
                 _ => throw new ArgumentOutOfRangeException(nameof(form), form, "unknown linear-attention form."),
             };
-            outputs.Add(o);
+            if (destination is null) outputs.Add(o);
+            else if (!ReferenceEquals(o, destination)) destination.copy_(o);           // copy_ also casts to the input dtype
             (s0, z0) = (s, z);                                                          // the next segment starts from here
         }
-        var joined = outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 2);
-        var output = joined.permute(0, 2, 1, 3).to(q.dtype).contiguous();            // [B, T, H, Dv], input dtype
+        output ??= (outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 2)).permute(0, 2, 1, 3).to(q.dtype).contiguous();   // [B, T, H, Dv]
         return new LinearAttentionResult(output, new LinearState(s.contiguous(), z?.contiguous())).MoveToOuterDisposeScope();
     }
 

@@ -27,6 +27,14 @@ static class LinearAttentionForms
     /// </summary>
     internal const double LogDecayFloor = -1e4;
 
+    /// <summary>
+    /// Whether autograd records through these tensors (grad mode on and one of them requires grad). Without it the forms
+    /// accumulate in place and write the output once into a preallocated tensor; with it they stay out of place, because an
+    /// in-place add into a slice of a recorded tensor makes every backward step copy the whole gradient (measured: 2–6×
+    /// slower forward + backward for the chunk loop at T = 4096 … 16384).
+    /// </summary>
+    internal static bool Tracks(params Tensor?[] tensors) => torch.is_grad_enabled() && tensors.Any(x => x is not null && x.requires_grad);
+
     /// <summary>D [.., L, L] with D_ij = λ^{i−j} (i ≥ j), 0 above the diagonal; plain lower-triangular ones without decay.</summary>
     internal static Tensor DecayMask(long length, Tensor? ld, ScalarType dtype, Device device)
     {
@@ -50,7 +58,7 @@ static class LinearAttentionForms
     internal static (Tensor Num, Tensor? Den) Intra(Tensor qf, Tensor kf, Tensor v, Tensor? ld, bool normalize)
     {
         long length = qf.shape[^2];
-        var scores = qf.matmul(kf.transpose(-2, -1)) * DecayMask(length, ld, qf.dtype, qf.device);   // (φQ φKᵀ) ⊙ D
+        var scores = qf.matmul(kf.transpose(-2, -1)).mul_(DecayMask(length, ld, qf.dtype, qf.device));   // (φQ φKᵀ) ⊙ D (the product's own buffer)
         return (scores.matmul(v), normalize ? scores.sum(-1) : null);                                  // (· ) V,  row sums
     }
 
@@ -80,9 +88,9 @@ static class LinearAttentionForms
     internal static Tensor Carry(Tensor? s0, Tensor? gamma, Tensor delta) =>
         s0 is null ? delta : (gamma is null ? s0 : gamma * s0) + delta;
 
-    /// <summary>o = num / (den + ε) when normalised, else num.</summary>
-    internal static Tensor Finish(Tensor num, Tensor? den, double eps) =>
-        den is null ? num : num / (den + eps).unsqueeze(-1);
+    /// <summary>o = num / (den + ε) when normalised, else num; <paramref name="inPlace"/>: in num's and den's own buffers.</summary>
+    internal static Tensor Finish(Tensor num, Tensor? den, double eps, bool inPlace = false) =>
+        den is null ? num : inPlace ? num.div_(den.add_(eps).unsqueeze(-1)) : num / (den + eps).unsqueeze(-1);
 
     /// <summary>
     /// One block (a whole sequence for the parallel form, the short last chunk for the chunked form): output and state
@@ -103,36 +111,46 @@ static class LinearAttentionForms
     /// The inter-chunk pass of the chunked forms, chunk by chunk: read the carried state, then carry it,
     /// o_c = intra_c + q̃_c S_(c) (and the normaliser with z), S_(c+1) = γ_c S_(c) + ΔS_c. The states are never stacked:
     /// [B, H, N, F, Dv] would be F/C× the output. γ_c = <paramref name="decayOf"/>(c) ([·, H, 1, 1], or null: no decay).
+    /// <paramref name="inPlace"/> (nothing recorded for autograd): the state's share is added into the intra tensors
+    /// themselves, which are returned; otherwise per-chunk sums are stacked.
     /// </summary>
     internal static (Tensor Num, Tensor? Den, Tensor S, Tensor? Z) CarryChunks(Tensor intraNum, Tensor? intraDen, Tensor qd, Tensor dS, Tensor? dZ,
-        Func<long, Tensor?> decayOf, Tensor s, Tensor? z, bool normalize)
+        Func<long, Tensor?> decayOf, Tensor s, Tensor? z, bool normalize, bool inPlace = false)
     {
         long n = intraNum.size(2);
-        var nums = new Tensor[n];
-        var dens = new Tensor[normalize ? n : 0];
+        var nums = new Tensor[inPlace ? 0 : n];
+        var dens = new Tensor[normalize && !inPlace ? n : 0];
         for (long c = 0; c < n; c++)
         {
             var qdc = qd.select(2, c);
             var gamma = decayOf(c);
-            nums[c] = intraNum.select(2, c) + qdc.matmul(s);                             // + q̃_iᵀ S_(c)
+            var readS = qdc.matmul(s);                                                     // q̃_iᵀ S_(c)
+            if (inPlace) intraNum.select(2, c).add_(readS);
+            else nums[c] = intraNum.select(2, c) + readS;
             s = Carry(s, gamma, dS.select(2, c));                                        // S_(c+1) = γ_c S_(c) + ΔS_c
             if (normalize)
             {
-                dens[c] = intraDen!.select(2, c) + qdc.matmul(z!.unsqueeze(-1)).squeeze(-1);   // + q̃_i·z_(c)
+                var readZ = qdc.matmul(z!.unsqueeze(-1)).squeeze(-1);                    // q̃_i·z_(c)
+                if (inPlace) intraDen!.select(2, c).add_(readZ);
+                else dens[c] = intraDen!.select(2, c) + readZ;
                 z = Carry(z, gamma?.squeeze(-1), dZ!.select(2, c));
             }
         }
+        if (inPlace) return (intraNum, intraDen, s, z);
         return (torch.stack(nums, 2), normalize ? torch.stack(dens, 2) : null, s, z);
     }
 
     /// <summary>
     /// Chunked: full chunks of <paramref name="chunk"/> tokens all at once (intra parts batched as [B, H, N, C, ·], the
     /// inter-chunk state carried by a loop over N), then the short last chunk (T mod C tokens) as one more block.
-    /// No padding: the tail block builds its own, shorter decay mask.
+    /// No padding: the tail block builds its own, shorter decay mask. <paramref name="destination"/> ([B, H, T, Dv], any
+    /// strides; only when nothing is recorded for autograd): the output is accumulated in place and written there once,
+    /// and the destination is returned as O.
     /// </summary>
     internal static (Tensor O, Tensor S, Tensor? Z) Chunked(Tensor qf, Tensor kf, Tensor v, Tensor? ld, Tensor? s0, Tensor? z0, bool normalize, double eps,
-        int chunk)
+        int chunk, Tensor? destination = null)
     {
+        bool inPlace = destination is not null;
         long b = qf.shape[0], h = qf.shape[1], t = qf.shape[2], f = qf.shape[3], dv = v.shape[3];
         long n = t / chunk, rem = t % chunk;
         var outputs = new List<Tensor>();
@@ -151,15 +169,19 @@ static class LinearAttentionForms
             if (normalize) z ??= torch.zeros(new[] { b, h, f }, dtype: qf.dtype, device: qf.device);
             var decay = PowerColumn(chunk, 1, 1, ld5, qf.dtype, qf.device);            // λ^{i+1} [1, H, 1, C, 1]
             var qd = decay is null ? qc : qc * decay;
-            (num, den, s, z) = CarryChunks(num, den, qd, dS, dZ, _ => gamma, s, z, normalize);   // λ^C for every chunk
-            outputs.Add(Finish(num, den, eps).reshape(b, h, full, dv));
+            (num, den, s, z) = CarryChunks(num, den, qd, dS, dZ, _ => gamma, s, z, normalize, inPlace);   // λ^C for every chunk
+            var o = Finish(num, den, eps, inPlace).view(b, h, full, dv);
+            if (inPlace) destination!.narrow(2, 0, full).copy_(o);
+            else outputs.Add(o);
         }
         if (rem > 0)
         {
             var tail = Block(qf.narrow(2, t - rem, rem), kf.narrow(2, t - rem, rem), v.narrow(2, t - rem, rem), ld, s, z, normalize, eps);
-            outputs.Add(tail.O);
+            if (inPlace) destination!.narrow(2, t - rem, rem).copy_(tail.O);
+            else outputs.Add(tail.O);
             s = tail.S; z = tail.Z;
         }
+        if (inPlace) return (destination!, s!, z);
         return (outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 2), s!, z);
     }
 

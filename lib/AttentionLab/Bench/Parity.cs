@@ -1,5 +1,7 @@
 using System.Diagnostics;
 using AttentionLab.Attention;
+using AttentionLab.Papers.Based;
+using AttentionLab.Papers.LightningAttention;
 using Microsoft.Data.Analysis;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -16,8 +18,9 @@ namespace AttentionLab.Bench;
 /// <param name="Library">the library call on the inputs.</param>
 /// <param name="Bare">the bare ops on the inputs.</param>
 /// <param name="BareOps">the bare ops in words, for the table.</param>
+/// <param name="MaxLength">the longest T the case runs at (quadratic forms stop before their score matrix outgrows the machine).</param>
 public sealed record ParityCase(string Method, Func<int, bool, Tensor[]> Inputs, Func<Tensor[], Tensor> Library, Func<Tensor[], Tensor> Bare,
-    string BareOps);
+    string BareOps, int MaxLength = int.MaxValue);
 
 /// <summary>One row of the parity table: medians of alternating library and bare calls, their ratio and the agreement.</summary>
 public sealed record ParityRow(string Method, int SeqLen, string Pass, double LibraryMs, double BareMs, double MaxAbsDiff, string BareOps)
@@ -44,10 +47,61 @@ public static class Parity
                 var (q, k, v) = (x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3));
                 var s = (q * (1.0 / Math.Sqrt(dim))).matmul(k.transpose(-2, -1));
                 s.masked_fill_(x[3], double.NegativeInfinity);
-                return torch.softmax(s, -1).matmul(v).permute(0, 2, 1, 3);
+                return torch.softmax(s, -1).matmul(v).permute(0, 2, 1, 3).contiguous();
             },
-            "scale q, q·kᵀ, masked_fill_ (mask built once), softmax, p·v"),
+            "scale q, q·kᵀ, masked_fill_ (mask built once), softmax, p·v" + Contiguous, MaxLength: 8192),
+        new("Lightning chunked (linear engine, decay)",
+            (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), .. LightningExtras(heads, device)],
+            x => LightningAttention.Forward(x[0], x[1], x[2], x[3], Chunk).Output,
+            x => ParityBareOps.Chunked(Heads(x[0]), Heads(x[1]), Heads(x[2]), Chunk, x[4], x[5], x[6], x[7], normalize: false, eps: 0)
+                .permute(0, 2, 1, 3).contiguous(),
+            "heads-first copies; per chunk (Q Kᵀ ⊙ D) V batched, ΔS batched; loop: += λ^{i+1} Q S, S ← λ^C S + ΔS" + Contiguous),
+        new("Lightning tiled (block loop)",
+            (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), .. LightningExtras(heads, device)],
+            x => LightningAttention.Tiled(x[0], x[1], x[2], x[3], Chunk).Output,
+            x => ParityBareOps.Tiled(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, x[4], x[8], x[9], x[7])
+                .permute(0, 2, 1, 3).contiguous(),
+            "per block: (Q Kᵀ ⊙ D) V + λ^j Q KV into a preallocated output, KV ← λ^B KV + (λ^{B−j} K)ᵀ V" + Contiguous),
+        new("BASED chunked (linear engine, Taylor φ packed)",
+            (t, grad) => [.. BasedQkv(t, heads, dim, device, grad), ParityBareOps.TaylorCoefficients(BasedFeatureDim, device),
+                AttentionMasks.Causal(Chunk, Chunk, device).to(ScalarType.Float32).view(1, 1, 1, Chunk, Chunk)],
+            x => BasedAttention.Linear(LinearForm.Chunked, x[0], x[1], x[2], chunkSize: Chunk).Output,
+            x => ParityBareOps.Chunked(ParityBareOps.TaylorPacked(Heads(x[0]), x[3]), ParityBareOps.TaylorPacked(Heads(x[1]), x[3]), Heads(x[2]),
+                Chunk, x[4], null, null, null, normalize: true, eps: BasedAttention.DefaultEps).permute(0, 2, 1, 3).contiguous(),
+            "φ = [1, x, x_m x_n≥m] ⊙ c; per chunk (φQ φKᵀ ⊙ tril) V and row sums batched; loop: += φQ S, φQ·z; ÷ (den + ε)" + Contiguous),
+        new("BASED fla decomposition",
+            (t, grad) => [.. BasedQkv(t, heads, dim, device, grad), AttentionMasks.Causal(Chunk, Chunk, device).logical_not()],
+            x => BasedAttention.TaylorChunked(x[0], x[1], x[2], Chunk).Output,
+            x => ParityBareOps.TaylorChunked(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, x[3],
+                BasedAttention.DefaultEps).permute(0, 2, 1, 3).contiguous(),
+            "per chunk: masked 1 + s + s²/2 kernel, + A₀ + q̃A₁ + ½(q̃⊗q̃)A₂ (and v → 1), into a preallocated output; sums carried" + Contiguous),
     ];
+
+    /// <summary>Every bare sequence ends in the layout the library returns: a contiguous [B, T, H, Dv].</summary>
+    const string Contiguous = "; output made contiguous [B, T, H, Dv] (the library's layout)";
+
+    /// <summary>Chunk (block) length of the linear cases: Lightning's Triton block and the engine's default.</summary>
+    const int Chunk = 64;
+    /// <summary>BASED's projected q/k width d′.</summary>
+    const int BasedFeatureDim = 16;
+
+    /// <summary>x [B, T, H, D] → contiguous [B, H, T, D] (the copy every heads-first form makes).</summary>
+    static Tensor Heads(Tensor x) => x.permute(0, 2, 1, 3).contiguous();
+
+    /// <summary>log λ_h = −a_h (ALiBi slopes, as Lightning's TNL) and the bare ops' precomputed factors of it.</summary>
+    static Tensor[] LightningExtras(int heads, Device? device)
+    {
+        var logDecay = torch.tensor(DecaySchedules.AlibiSlopes(heads).Select(a => -a).ToArray(), dtype: ScalarType.Float32, device: device);
+        return [logDecay, .. ParityBareOps.DecayFactors(logDecay, Chunk)];
+    }
+
+    /// <summary>BASED's q, k [1, T, H, d′ = 16] and v [1, T, H, D].</summary>
+    static Tensor[] BasedQkv(int t, int heads, int dim, Device? device, bool grad)
+    {
+        var g = new Generator((ulong)t + 1);
+        Tensor Draw(int width) => torch.randn([1, t, heads, width], generator: g).to(device ?? CPU).requires_grad_(grad);
+        return [Draw(BasedFeatureDim), Draw(BasedFeatureDim), Draw(dim)];
+    }
 
     /// <summary>
     /// Runs each case at each length, forward and (when asked) forward + backward of the output's sum: <paramref name="warmup"/>
@@ -62,7 +116,7 @@ public static class Parity
         if (warmup < 0) throw new ArgumentOutOfRangeException(nameof(warmup), warmup, "warmup must be ≥ 0.");
         var rows = new List<ParityRow>();
         foreach (var c in cases)
-            foreach (int t in lengths)
+            foreach (int t in lengths.Where(t => t <= c.MaxLength))
                 foreach (bool withGrad in backward ? new[] { false, true } : new[] { false })
                 {
                     using var scope = NewDisposeScope();

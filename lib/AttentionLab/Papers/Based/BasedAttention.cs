@@ -97,6 +97,10 @@ public static class BasedAttention
         var kh = k.to(acc).permute(0, 2, 1, 3);
         var vh = v.to(acc).permute(0, 2, 1, 3);
         var st = TaylorSums.From(h0, b, h, d, dv, acc, q.device, rrd, r2 * rd);
+        // Without autograd every chunk is written once into the output; with it chunks are joined by one cat (an in-place
+        // write into a slice of a recorded tensor makes each backward step copy the whole gradient).
+        bool track = LinearAttentionForms.Tracks(q, k, v, h0?.S, h0?.Z);
+        var output = track ? null : torch.empty(new[] { b, t, h, dv }, dtype: q.dtype, device: q.device);
         var outputs = new List<Tensor>();
         for (long start = 0; start < t; start += chunkSize)
         {
@@ -105,17 +109,21 @@ public static class BasedAttention
             var kc = kh.narrow(2, start, len);
             var vc = vh.narrow(2, start, len);
             var s = qc.matmul(kc.transpose(-2, -1));                                      // s = q̃·k  [B, H, L, L]
-            var intra = (1 + s + s.square() / 2).masked_fill(AttentionMasks.Causal(len, len, q.device).logical_not(), 0.0);
+            var intra = s.square().mul_(0.5).add_(s).add_(1.0)                            // 1 + s + s²/2 in one buffer,
+                .masked_fill_(AttentionMasks.CausalHidden(len, len, q.device), 0.0);      // masked (cached mask)
             var qq = (qc.unsqueeze(-1) * qc.unsqueeze(-2)).flatten(-2);                   // q̃⊗q̃  [B, H, L, d′²]
-            var num = intra.matmul(vc) + st.A0.unsqueeze(2) + qc.matmul(st.A1) + qq.matmul(st.A2) / 2;   // + Σv + q̃ᵀA₁ + ½ q̃q̃:A₂
-            var den = intra.sum(-1) + st.C0.unsqueeze(2) + qc.matmul(st.B1.unsqueeze(-1)).squeeze(-1)
-                      + qq.matmul(st.B2.unsqueeze(-1)).squeeze(-1) / 2;                  // v → 1
-            outputs.Add(num / (den + eps).unsqueeze(-1));
+            var num = intra.matmul(vc).add_(st.A0.unsqueeze(2)).add_(qc.matmul(st.A1))
+                .add_(qq.matmul(st.A2).mul_(0.5));                                        // + Σv + q̃ᵀA₁ + ½ q̃q̃:A₂
+            var den = intra.sum(-1, keepdim: true).add_(st.C0.view(b, h, 1, 1)).add_(qc.matmul(st.B1.unsqueeze(-1)))
+                .add_(qq.matmul(st.B2.unsqueeze(-1)).mul_(0.5));                          // v → 1  [B, H, L, 1]
+            var chunkOut = num.div_(den.add_(eps));
+            if (output is null) outputs.Add(chunkOut);
+            else output.narrow(1, start, len).permute(0, 2, 1, 3).copy_(chunkOut);
             var kk = (kc.unsqueeze(-1) * kc.unsqueeze(-2)).flatten(-2);                   // k⊗k  [B, H, L, d′²]
             st = new TaylorSums(st.A0 + vc.sum(2), st.C0 + len, st.A1 + kc.transpose(-2, -1).matmul(vc), st.B1 + kc.sum(2),
                 st.A2 + kk.transpose(-2, -1).matmul(vc), st.B2 + kk.sum(2));             // carry the order-0/1/2 sums
         }
-        var o = torch.cat(outputs, 2).permute(0, 2, 1, 3).to(q.dtype).contiguous();
+        var o = output ?? torch.cat(outputs, 2).permute(0, 2, 1, 3).to(q.dtype).contiguous();
         return new LinearAttentionResult(o, st.ToState(rrd, r2 * rd)).MoveToOuterDisposeScope();
     }
 

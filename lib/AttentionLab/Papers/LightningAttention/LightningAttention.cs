@@ -53,10 +53,12 @@ public static class LightningAttention
         LinearAttention.Recurrent(q, k, v, logDecay, h0);
 
     /// <summary>
-    /// Lightning Attention-2's forward loop as the kernel runs it: T padded with zeros to a multiple of the block
-    /// (zero keys and values add nothing to the state, padded outputs are dropped), then per block the intra (masked
-    /// left product) and inter (state right product) parts and the state update with λ^B, λ^{j}, λ^{B−j}. Differentiable
-    /// (autograd through the loop). Arguments as <see cref="Forward"/>.
+    /// Lightning Attention-2's forward loop as the kernel runs it: per block the intra (masked left product) and inter (state
+    /// right product) parts and the state update with λ^B, λ^{j}, λ^{B−j}. The kernel pads T to a multiple of the block
+    /// with zeros (zero keys and values add nothing to the state, padded outputs are dropped); here the last block is
+    /// simply shorter (its mask and λ^{j} cut to its length), which gives the same numbers without copying q, k, v.
+    /// Differentiable (autograd through the loop); without autograd each block is written once into the output.
+    /// Arguments as <see cref="Forward"/>.
     /// </summary>
     public static LinearAttentionResult Tiled(Tensor q, Tensor k, Tensor v, Tensor? logDecay = null, int block = DefaultBlock, LinearState? h0 = null)
     {
@@ -65,33 +67,37 @@ public static class LightningAttention
         using var scope = NewDisposeScope();
         var acc = LinearAttention.AccumulationDtype(q.dtype);
         long b = q.shape[0], t = q.shape[1], h = q.shape[2], d = q.shape[3], dv = v.shape[3];
-        long blocks = (t + block - 1) / block, pad = blocks * block - t;
-        var (qh, kh, vh) = (Heads(q, acc, pad), Heads(k, acc, pad), Heads(v, acc, pad));         // [B, H, N·B, ·], zero-padded
+        long blocks = (t + block - 1) / block;
+        var (qh, kh, vh) = (Heads(q, acc, 0), Heads(k, acc, 0), Heads(v, acc, 0));               // [B, H, T, ·] views
         var ld = LinearAttention.HeadLogDecay(logDecay, acc);                                     // log λ [1, H, 1, 1] or null
         var f = BlockFactors(ld, block, acc, q.device);
         var kv = h0 is null ? torch.zeros(new[] { b, h, d, dv }, dtype: acc, device: q.device)
             : Decay(h0.S.to(acc), ld, 1);                                                         // KV_(0) = λ·S_{−1}
-        var outputs = new Tensor[blocks];
+        bool track = LinearAttentionForms.Tracks(q, k, v, logDecay, h0?.S);
+        var output = track ? null : torch.empty(new[] { b, t, h, dv }, dtype: q.dtype, device: q.device);   // written once per block
+        var outputs = new Tensor[track ? blocks : 0];
         Tensor? hT = null;
         for (long i = 0; i < blocks; i++)
         {
-            var (qi, ki, vi) = (qh.narrow(2, i * block, block), kh.narrow(2, i * block, block), vh.narrow(2, i * block, block));
-            var intra = (qi.matmul(ki.transpose(-2, -1)) * f.Diag).matmul(vi);                   // [(Q_i K_iᵀ) ⊙ D] V_i
-            var inter = qi.matmul(kv) * f.QDecay;                                                 // diag(λ^j) Q_i KV_(i)
-            outputs[i] = intra + inter;
+            long start = i * block, len = Math.Min(block, t - start);                             // the last block may be shorter
+            var (qi, ki, vi) = (qh.narrow(2, start, len), kh.narrow(2, start, len), vh.narrow(2, start, len));
+            var diag = len == block ? f.Diag : f.Diag.narrow(-2, 0, len).narrow(-1, 0, len);
+            var qDecay = len == block ? f.QDecay : f.QDecay.narrow(-2, 0, len);
+            var intra = qi.matmul(ki.transpose(-2, -1)).mul_(diag).matmul(vi);                   // [(Q_i K_iᵀ) ⊙ D] V_i
+            var inter = qi.matmul(kv).mul_(qDecay);                                               // diag(λ^j) Q_i KV_(i)
+            if (track) outputs[i] = intra + inter;
+            else output!.narrow(1, start, len).permute(0, 2, 1, 3).copy_(intra.add_(inter));
             if (i < blocks - 1)
                 kv = f.BlockDecay * kv + (ki * f.KDecay).transpose(-2, -1).matmul(vi);           // KV_(i+1) = λ^B KV_(i) + (λ^{B−j} K_i)ᵀ V_i
             else
             {
-                long r = t - i * block;                                                           // real tokens in the last block
-                var kr = ki.narrow(2, 0, r);
-                var w = ld is null ? null : (torch.arange(r - 1, -1, -1, dtype: acc, device: q.device).unsqueeze(-1) * ld).exp(); // λ^{r−1−j}
-                // S_{T−1} = λ^{r−1} KV_(i) + Σ_j λ^{r−1−j} k_jᵀ v_j
-                hT = Decay(kv, ld, r - 1) + (w is null ? kr : kr * w).transpose(-2, -1).matmul(vi.narrow(2, 0, r));
+                var w = ld is null ? null : (torch.arange(len - 1, -1, -1, dtype: acc, device: q.device).unsqueeze(-1) * ld).exp(); // λ^{r−1−j}
+                // S_{T−1} = λ^{r−1} KV_(i) + Σ_j λ^{r−1−j} k_jᵀ v_j   (r = len, the real tokens of the last block)
+                hT = Decay(kv, ld, len - 1) + (w is null ? ki : ki * w).transpose(-2, -1).matmul(vi);
             }
         }
-        var o = torch.cat(outputs, 2).narrow(2, 0, t).permute(0, 2, 1, 3).to(q.dtype).contiguous();   // drop the padding → [B, T, H, Dv]
-        return new LinearAttentionResult(o, new LinearState(hT!.contiguous())).MoveToOuterDisposeScope();
+        output ??= torch.cat(outputs, 2).permute(0, 2, 1, 3).to(q.dtype).contiguous();          // [B, T, H, Dv]
+        return new LinearAttentionResult(output, new LinearState(hT!.contiguous())).MoveToOuterDisposeScope();
     }
 
     /// <summary>
