@@ -68,6 +68,11 @@ public static class FeatureMaps
 public sealed class TaylorFeatureMap : IFeatureMap
 {
     readonly double[] pairCoeff;   // per feature: 1, 1/d^{1/4}, then 1/(√2·√d) (full form and packed diagonal) or 1/√d (packed, m < n)
+    readonly System.Collections.Concurrent.ConcurrentDictionary<(ScalarType, DeviceType, int), Tensor> coefficientCache = new();
+
+    /// <summary>The coefficient row as a tensor, built once per (dtype, device) and kept (read-only; never handed out).</summary>
+    Tensor Coefficients(ScalarType dtype, Device device) => coefficientCache.GetOrAdd((dtype, device.type, device.index),
+        _ => torch.tensor(pairCoeff, dtype: dtype, device: device).DetachFromDisposeScope());
 
     /// <param name="inputDim">d, the dimension of the projected q and k (BASED's d′, e.g. 16).</param>
     /// <param name="packSymmetric">keep only the d(d+1)/2 distinct second-order terms.</param>
@@ -116,7 +121,6 @@ public sealed class TaylorFeatureMap : IFeatureMap
             int from = PackSymmetric ? m : 0;
             parts.Add(x.narrow(-1, m, 1) * x.narrow(-1, from, InputDim - from));        // x_m x_n
         }
-        var c = torch.tensor(pairCoeff, dtype: x.dtype, device: x.device);
-        return (torch.cat(parts, -1) * c).MoveToOuterDisposeScope();
+        return torch.cat(parts, -1).mul_(Coefficients(x.dtype, x.device)).MoveToOuterDisposeScope();
     }
 }

@@ -58,7 +58,9 @@ static class LinearAttentionForms
     internal static (Tensor Num, Tensor? Den) Intra(Tensor qf, Tensor kf, Tensor v, Tensor? ld, bool normalize)
     {
         long length = qf.shape[^2];
-        var scores = qf.matmul(kf.transpose(-2, -1)).mul_(DecayMask(length, ld, qf.dtype, qf.device));   // (φQ φKᵀ) ⊙ D (the product's own buffer)
+        var scores = qf.matmul(kf.transpose(-2, -1));                                  // φQ φKᵀ, then ⊙ D in its own buffer:
+        if (ld is null) scores.masked_fill_(AttentionMasks.CausalHidden(length, length, qf.device), 0.0);   // tril (cached mask)
+        else scores.mul_(DecayMask(length, ld, qf.dtype, qf.device));                  // ⊙ λ^{i−j}, 0 above the diagonal
         return (scores.matmul(v), normalize ? scores.sum(-1) : null);                                  // (· ) V,  row sums
     }
 
@@ -120,20 +122,24 @@ static class LinearAttentionForms
         long n = intraNum.size(2);
         var nums = new Tensor[inPlace ? 0 : n];
         var dens = new Tensor[normalize && !inPlace ? n : 0];
+        // Recorded for autograd: unbind, whose backward stacks the chunk gradients once; select's backward would build a
+        // zero tensor of the whole segment per chunk (N² work). In place: plain select views.
+        Tensor[]? numParts = null, denParts = null, qdParts = null, dSParts = null, dZParts = null;
+        if (!inPlace) (numParts, denParts, qdParts, dSParts, dZParts) = (intraNum.unbind(2), intraDen?.unbind(2), qd.unbind(2), dS.unbind(2), dZ?.unbind(2));
         for (long c = 0; c < n; c++)
         {
-            var qdc = qd.select(2, c);
+            var qdc = inPlace ? qd.select(2, c) : qdParts![c];
             var gamma = decayOf(c);
             var readS = qdc.matmul(s);                                                     // q̃_iᵀ S_(c)
             if (inPlace) intraNum.select(2, c).add_(readS);
-            else nums[c] = intraNum.select(2, c) + readS;
-            s = Carry(s, gamma, dS.select(2, c));                                        // S_(c+1) = γ_c S_(c) + ΔS_c
+            else nums[c] = numParts![c] + readS;
+            s = Carry(s, gamma, inPlace ? dS.select(2, c) : dSParts![c]);               // S_(c+1) = γ_c S_(c) + ΔS_c
             if (normalize)
             {
                 var readZ = qdc.matmul(z!.unsqueeze(-1)).squeeze(-1);                    // q̃_i·z_(c)
                 if (inPlace) intraDen!.select(2, c).add_(readZ);
-                else dens[c] = intraDen!.select(2, c) + readZ;
-                z = Carry(z, gamma?.squeeze(-1), dZ!.select(2, c));
+                else dens[c] = denParts![c] + readZ;
+                z = Carry(z, gamma?.squeeze(-1), inPlace ? dZ!.select(2, c) : dZParts![c]);
             }
         }
         if (inPlace) return (intraNum, intraDen, s, z);

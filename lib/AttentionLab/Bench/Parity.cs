@@ -53,14 +53,22 @@ public static class Parity
         new("Lightning chunked (linear engine, decay)",
             (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), .. LightningExtras(heads, device)],
             x => LightningAttention.Forward(x[0], x[1], x[2], x[3], Chunk).Output,
-            x => ParityBareOps.Chunked(Heads(x[0]), Heads(x[1]), Heads(x[2]), Chunk, x[4], x[5], x[6], x[7], normalize: false, eps: 0)
-                .permute(0, 2, 1, 3).contiguous(),
+            x =>
+            {
+                var f = ParityBareOps.DecayFactors(x[3], Chunk);
+                return ParityBareOps.Chunked(Heads(x[0]), Heads(x[1]), Heads(x[2]), Chunk, f[0], f[1], f[2], f[3], normalize: false, eps: 0)
+                    .permute(0, 2, 1, 3).contiguous();
+            },
             "heads-first copies; per chunk (Q Kᵀ ⊙ D) V batched, ΔS batched; loop: += λ^{i+1} Q S, S ← λ^C S + ΔS" + Contiguous),
         new("Lightning tiled (block loop)",
             (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), .. LightningExtras(heads, device)],
             x => LightningAttention.Tiled(x[0], x[1], x[2], x[3], Chunk).Output,
-            x => ParityBareOps.Tiled(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, x[4], x[8], x[9], x[7])
-                .permute(0, 2, 1, 3).contiguous(),
+            x =>
+            {
+                var f = ParityBareOps.DecayFactors(x[3], Chunk);
+                return ParityBareOps.Tiled(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, f[0], f[4], f[5], f[3])
+                    .permute(0, 2, 1, 3).contiguous();
+            },
             "per block: (Q Kᵀ ⊙ D) V + λ^j Q KV into a preallocated output, KV ← λ^B KV + (λ^{B−j} K)ᵀ V" + Contiguous),
         new("BASED chunked (linear engine, Taylor φ packed)",
             (t, grad) => [.. BasedQkv(t, heads, dim, device, grad), ParityBareOps.TaylorCoefficients(BasedFeatureDim, device),
@@ -88,12 +96,9 @@ public static class Parity
     /// <summary>x [B, T, H, D] → contiguous [B, H, T, D] (the copy every heads-first form makes).</summary>
     static Tensor Heads(Tensor x) => x.permute(0, 2, 1, 3).contiguous();
 
-    /// <summary>log λ_h = −a_h (ALiBi slopes, as Lightning's TNL) and the bare ops' precomputed factors of it.</summary>
-    static Tensor[] LightningExtras(int heads, Device? device)
-    {
-        var logDecay = torch.tensor(DecaySchedules.AlibiSlopes(heads).Select(a => -a).ToArray(), dtype: ScalarType.Float32, device: device);
-        return [logDecay, .. ParityBareOps.DecayFactors(logDecay, Chunk)];
-    }
+    /// <summary>log λ_h = −a_h (ALiBi slopes, as Lightning's TNL); the bare ops derive their factors from it on every call.</summary>
+    static Tensor[] LightningExtras(int heads, Device? device) =>
+        [torch.tensor(DecaySchedules.AlibiSlopes(heads).Select(a => -a).ToArray(), dtype: ScalarType.Float32, device: device)];
 
     /// <summary>BASED's q, k [1, T, H, d′ = 16] and v [1, T, H, D].</summary>
     static Tensor[] BasedQkv(int t, int heads, int dim, Device? device, bool grad)

@@ -11,8 +11,8 @@ namespace AttentionLab.Bench;
 static class ParityBareOps
 {
     /// <summary>
-    /// Precomputed per-chunk factors of a decayed form: D [1, H, 1, C, C], λ^{i+1} and λ^{C−1−j} [1, H, 1, C, 1], λ^C [1, H, 1, 1],
-    /// and the tiled loop's λ^{j} and λ^{C−j} [1, H, C, 1].
+    /// The per-chunk factors of a decayed form, computed from log λ on every call (as the library must):
+    /// D [1, H, 1, C, C], λ^{i+1} and λ^{C−1−j} [1, H, 1, C, 1], λ^C [1, H, 1, 1], and the tiled loop's λ^{j} and λ^{C−j} [1, H, C, 1].
     /// </summary>
     internal static Tensor[] DecayFactors(Tensor logDecay, int chunk)
     {
@@ -53,17 +53,21 @@ static class ParityBareOps
             var deltaS = kw.transpose(-2, -1).matmul(vc);                                // [B, H, N, F, Dv]
             var deltaZ = normalize ? kw.sum(-2) : null;
             var (perNum, perDen) = (new Tensor[track ? n : 0], new Tensor[track && normalize ? n : 0]);
+            // recorded: unbind (one stack in backward); select would build a zero tensor of the whole input per chunk
+            var (iParts, dParts, qParts, sParts, zParts) = track
+                ? (intra.unbind(2), intraDen?.unbind(2), qd.unbind(2), deltaS.unbind(2), deltaZ?.unbind(2)) : default;
             for (long c = 0; c < n; c++)
             {
-                var read = qd.select(2, c).matmul(s);                                    // q̃ S
-                if (track) perNum[c] = intra.select(2, c) + read; else intra.select(2, c).add_(read);
+                var qdc = track ? qParts![c] : qd.select(2, c);
+                var read = qdc.matmul(s);                                                // q̃ S
+                if (track) perNum[c] = iParts![c] + read; else intra.select(2, c).add_(read);
                 if (normalize)
                 {
-                    var readZ = qd.select(2, c).matmul(z!.unsqueeze(-1)).squeeze(-1);
-                    if (track) perDen[c] = intraDen!.select(2, c) + readZ; else intraDen!.select(2, c).add_(readZ);
+                    var readZ = qdc.matmul(z!.unsqueeze(-1)).squeeze(-1);
+                    if (track) perDen[c] = dParts![c] + readZ; else intraDen!.select(2, c).add_(readZ);
                 }
-                s = (gamma is null ? s : gamma * s) + deltaS.select(2, c);               // S ← γ S + ΔS
-                if (normalize) z = z! + deltaZ!.select(2, c);
+                s = (gamma is null ? s : gamma * s) + (track ? sParts![c] : deltaS.select(2, c));   // S ← γ S + ΔS
+                if (normalize) z = z! + (track ? zParts![c] : deltaZ!.select(2, c));
             }
             nums.Add((track ? torch.stack(perNum, 2) : intra).view(b, h, full, dv));
             if (normalize) dens.Add((track ? torch.stack(perDen, 2) : intraDen!).view(b, h, full));
