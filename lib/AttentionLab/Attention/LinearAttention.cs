@@ -92,13 +92,16 @@ public static class LinearAttention
         var outputs = new List<Tensor>();
         Tensor s = null!;
         Tensor? z = null;
-        for (long start = 0; start < t; start += segment)
+        // Segments by split, not narrow: split's backward is one cat, narrow's builds a zero tensor of the whole input per segment.
+        var (qs, ks, vs) = (q.split(segment, 1), k.split(segment, 1), v.split(segment, 1));
+        var gates = g?.split(segment, 2);
+        for (long start = 0, i = 0; start < t; start += segment, i++)
         {
             long len = Math.Min(segment, t - start);
-            var qf = MapHeads(q.narrow(1, start, len), acc, options.FeatureMap, options.Scale);   // φ(scale·q) [B, H, L, F]
-            var kf = MapHeads(k.narrow(1, start, len), acc, options.FeatureMap, 1.0);             // φ(k)       [B, H, L, F]
-            var vh = v.narrow(1, start, len).to(acc).permute(0, 2, 1, 3);                          // v          [B, H, L, Dv]
-            var gs = g?.narrow(2, start, len);                                          // this segment's gates
+            var qf = MapHeads(qs[i], acc, options.FeatureMap, options.Scale);          // φ(scale·q) [B, H, L, F]
+            var kf = MapHeads(ks[i], acc, options.FeatureMap, 1.0);                    // φ(k)       [B, H, L, F]
+            var vh = vs[i].to(acc).permute(0, 2, 1, 3);                                 // v          [B, H, L, Dv]
+            var gs = gates?[i];                                                         // this segment's gates
             var destination = output?.narrow(1, start, len).permute(0, 2, 1, 3);        // [B, H, L, Dv] view of the output
             Tensor o;
             (o, s, z) = (form, gs) switch
