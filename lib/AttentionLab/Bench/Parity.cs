@@ -9,8 +9,9 @@ using static TorchSharp.torch;
 namespace AttentionLab.Bench;
 
 /// <summary>
-/// One parity case: a library call and the minimal sequence of bare TorchSharp ops that computes the same output, on
-/// inputs built for a length T. Both return the tensor compared for equality (the library's output, in the bare ops' layout).
+/// One parity case: a library call and the minimal sequence of bare TorchSharp ops that computes the same result, on
+/// inputs built for a length T. Both return the tensors compared for equality — everything the library call returns (the
+/// output first, which the backward pass sums; reference attention also its probabilities and LSE).
 /// </summary>
 /// <param name="Method">what is timed (e.g. "reference softmax, causal").</param>
 /// <param name="Inputs">builds the inputs for length T (requires_grad set on the differentiable ones when asked) and anything the bare
@@ -19,7 +20,7 @@ namespace AttentionLab.Bench;
 /// <param name="Bare">the bare ops on the inputs.</param>
 /// <param name="BareOps">the bare ops in words, for the table.</param>
 /// <param name="MaxLength">the longest T the case runs at (quadratic forms stop before their score matrix outgrows the machine).</param>
-public sealed record ParityCase(string Method, Func<int, bool, Tensor[]> Inputs, Func<Tensor[], Tensor> Library, Func<Tensor[], Tensor> Bare,
+public sealed record ParityCase(string Method, Func<int, bool, Tensor[]> Inputs, Func<Tensor[], Tensor[]> Library, Func<Tensor[], Tensor[]> Bare,
     string BareOps, int MaxLength = int.MaxValue);
 
 /// <summary>One row of the parity table: medians of alternating library and bare calls, their ratio and the agreement.</summary>
@@ -40,48 +41,55 @@ public static class Parity
     [
         new("reference softmax, causal",
             (t, grad) => Qkv(t, heads, dim, device, grad),
-            x => ReferenceAttention.Softmax(x[0], x[1], x[2], causal: true).Output,
             x =>
             {
-                // s = (q/√D)·kᵀ, masked_fill_(j > i, −∞), p = softmax(s), o = p·v — the four ops, mask prebuilt once per T.
+                var r = ReferenceAttention.Softmax(x[0], x[1], x[2], causal: true);
+                return [r.Output, r.Probabilities, r.LogSumExp];
+            },
+            x =>
+            {
+                // s = (q/√D)·kᵀ, masked_fill_(j > i, −∞), p = softmax(s), o = p·v — the four ops, mask prebuilt once per T —
+                // and the LSE the library also returns, max s − log max p (no row is fully masked here).
                 var (q, k, v) = (x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3));
                 var s = (q * (1.0 / Math.Sqrt(dim))).matmul(k.transpose(-2, -1));
                 s.masked_fill_(x[3], double.NegativeInfinity);
-                return torch.softmax(s, -1).matmul(v).permute(0, 2, 1, 3).contiguous();
+                var p = torch.softmax(s, -1);
+                var lse = s.amax(-1) - p.amax(-1).log();
+                return [p.matmul(v).permute(0, 2, 1, 3).contiguous(), p, lse];
             },
-            "scale q, q·kᵀ, masked_fill_ (mask built once), softmax, p·v" + Contiguous, MaxLength: 8192),
+            "scale q, q·kᵀ, masked_fill_ (mask built once), softmax, p·v; LSE = max s − log max p" + Contiguous, MaxLength: 8192),
         new("Lightning chunked (linear engine, decay)",
             (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), .. LightningExtras(heads, device)],
-            x => LightningAttention.Forward(x[0], x[1], x[2], x[3], Chunk).Output,
+            x => [LightningAttention.Forward(x[0], x[1], x[2], x[3], Chunk).Output],
             x =>
             {
                 var f = ParityBareOps.DecayFactors(x[3], Chunk);
-                return ParityBareOps.Chunked(Heads(x[0]), Heads(x[1]), Heads(x[2]), Chunk, f[0], f[1], f[2], f[3], normalize: false, eps: 0)
-                    .permute(0, 2, 1, 3).contiguous();
+                return [ParityBareOps.Chunked(Heads(x[0]), Heads(x[1]), Heads(x[2]), Chunk, f[0], f[1], f[2], f[3], normalize: false, eps: 0)
+                    .permute(0, 2, 1, 3).contiguous()];
             },
             "heads-first copies; per chunk (Q Kᵀ ⊙ D) V batched, ΔS batched; loop: += λ^{i+1} Q S, S ← λ^C S + ΔS" + Contiguous),
         new("Lightning tiled (block loop)",
             (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), .. LightningExtras(heads, device)],
-            x => LightningAttention.Tiled(x[0], x[1], x[2], x[3], Chunk).Output,
+            x => [LightningAttention.Tiled(x[0], x[1], x[2], x[3], Chunk).Output],
             x =>
             {
                 var f = ParityBareOps.DecayFactors(x[3], Chunk);
-                return ParityBareOps.Tiled(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, f[0], f[4], f[5], f[3])
-                    .permute(0, 2, 1, 3).contiguous();
+                return [ParityBareOps.Tiled(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, f[0], f[4], f[5],
+                    f[3]).permute(0, 2, 1, 3).contiguous()];
             },
             "per block: (Q Kᵀ ⊙ D) V + λ^j Q KV into a preallocated output, KV ← λ^B KV + (λ^{B−j} K)ᵀ V" + Contiguous),
         new("BASED chunked (linear engine, Taylor φ packed)",
             (t, grad) => [.. BasedQkv(t, heads, dim, device, grad), ParityBareOps.TaylorCoefficients(BasedFeatureDim, device),
                 AttentionMasks.Causal(Chunk, Chunk, device).to(ScalarType.Float32).view(1, 1, 1, Chunk, Chunk)],
-            x => BasedAttention.Linear(LinearForm.Chunked, x[0], x[1], x[2], chunkSize: Chunk).Output,
-            x => ParityBareOps.Chunked(ParityBareOps.TaylorPacked(Heads(x[0]), x[3]), ParityBareOps.TaylorPacked(Heads(x[1]), x[3]), Heads(x[2]),
-                Chunk, x[4], null, null, null, normalize: true, eps: BasedAttention.DefaultEps).permute(0, 2, 1, 3).contiguous(),
+            x => [BasedAttention.Linear(LinearForm.Chunked, x[0], x[1], x[2], chunkSize: Chunk).Output],
+            x => [ParityBareOps.Chunked(ParityBareOps.TaylorPacked(Heads(x[0]), x[3]), ParityBareOps.TaylorPacked(Heads(x[1]), x[3]), Heads(x[2]),
+                Chunk, x[4], null, null, null, normalize: true, eps: BasedAttention.DefaultEps).permute(0, 2, 1, 3).contiguous()],
             "φ = [1, x, x_m x_n≥m] ⊙ c; per chunk (φQ φKᵀ ⊙ tril) V and row sums batched; loop: += φQ S, φQ·z; ÷ (den + ε)" + Contiguous),
         new("BASED fla decomposition",
             (t, grad) => [.. BasedQkv(t, heads, dim, device, grad), AttentionMasks.Causal(Chunk, Chunk, device).logical_not()],
-            x => BasedAttention.TaylorChunked(x[0], x[1], x[2], Chunk).Output,
-            x => ParityBareOps.TaylorChunked(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, x[3],
-                BasedAttention.DefaultEps).permute(0, 2, 1, 3).contiguous(),
+            x => [BasedAttention.TaylorChunked(x[0], x[1], x[2], Chunk).Output],
+            x => [ParityBareOps.TaylorChunked(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, x[3],
+                BasedAttention.DefaultEps).permute(0, 2, 1, 3).contiguous()],
             "per chunk: masked 1 + s + s²/2 kernel, + A₀ + q̃A₁ + ½(q̃⊗q̃)A₂ (and v → 1), into a preallocated output; sums carried" + Contiguous),
     ];
 
@@ -127,7 +135,7 @@ public static class Parity
                     using var scope = NewDisposeScope();
                     var inputs = c.Inputs(t, withGrad);
                     double diff;
-                    using (torch.no_grad()) diff = (c.Library(inputs) - c.Bare(inputs)).abs().max().item<float>();
+                    using (torch.no_grad()) diff = MaxDifference(c.Library(inputs), c.Bare(inputs), c.Method);
                     Action library = Step(c.Library, inputs, withGrad), bare = Step(c.Bare, inputs, withGrad);
                     for (int i = 0; i < warmup; i++) { library(); bare(); }
                     var (lib, bar) = (new double[repeats], new double[repeats]);
@@ -163,7 +171,16 @@ public static class Parity
         return [Draw(), Draw(), Draw(), AttentionMasks.Causal(t, t, device).logical_not()];
     }
 
-    static Action Step(Func<Tensor[], Tensor> call, Tensor[] inputs, bool withGrad) => () =>
+    /// <summary>max |Δ| over every returned tensor (as float64); a count or shape mismatch is an error in the case.</summary>
+    static double MaxDifference(Tensor[] library, Tensor[] bare, string method)
+    {
+        if (library.Length != bare.Length) throw new InvalidOperationException($"{method}: the library returns {library.Length} tensors, the bare ops {bare.Length}.");
+        return library.Zip(bare).Max(p => p.First.shape.SequenceEqual(p.Second.shape)
+            ? (p.First.to(ScalarType.Float64) - p.Second.to(ScalarType.Float64)).abs().max().item<double>()
+            : throw new InvalidOperationException($"{method}: shapes differ, {string.Join("×", p.First.shape)} vs {string.Join("×", p.Second.shape)}."));
+    }
+
+    static Action Step(Func<Tensor[], Tensor[]> call, Tensor[] inputs, bool withGrad) => () =>
     {
         using var scope = NewDisposeScope();
         if (!withGrad)
@@ -172,7 +189,7 @@ public static class Parity
             return;
         }
         foreach (var x in inputs) x.grad?.zero_();
-        call(inputs).sum().backward();
+        call(inputs)[0].sum().backward();
     };
 
     static double Clock(Action action)
