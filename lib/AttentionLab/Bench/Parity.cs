@@ -23,8 +23,12 @@ namespace AttentionLab.Bench;
 public sealed record ParityCase(string Method, Func<int, bool, Tensor[]> Inputs, Func<Tensor[], Tensor[]> Library, Func<Tensor[], Tensor[]> Bare,
     string BareOps, int MaxLength = int.MaxValue);
 
-/// <summary>One row of the parity table: medians of alternating library and bare calls, their ratio and the agreement.</summary>
-public sealed record ParityRow(string Method, int SeqLen, string Pass, double LibraryMs, double BareMs, double MaxAbsDiff, string BareOps)
+/// <summary>
+/// One row of the parity table: medians of alternating library and bare calls, their ratio and the agreement, and the median
+/// minor page faults per call of each side (fresh pages touched; −1 where the OS does not report them).
+/// </summary>
+public sealed record ParityRow(string Method, int SeqLen, string Pass, double LibraryMs, double BareMs, double MaxAbsDiff, string BareOps,
+    double LibraryFaults = -1, double BareFaults = -1)
 {
     /// <summary>library / bare (the target is ≤ 1.1).</summary>
     public double Ratio => LibraryMs / BareMs;
@@ -139,20 +143,22 @@ public static class Parity
                     Action library = Step(c.Library, inputs, withGrad), bare = Step(c.Bare, inputs, withGrad);
                     for (int i = 0; i < warmup; i++) { library(); bare(); }
                     var (lib, bar) = (new double[repeats], new double[repeats]);
+                    var (libFaults, barFaults) = (new double[repeats], new double[repeats]);
                     for (int i = 0; i < repeats; i++)
                     {
                         // alternate which goes first, so a slow phase of the machine does not always hit the same side
-                        if (i % 2 == 0) { lib[i] = Clock(library); bar[i] = Clock(bare); }
-                        else { bar[i] = Clock(bare); lib[i] = Clock(library); }
+                        if (i % 2 == 0) { (lib[i], libFaults[i]) = Clock(library); (bar[i], barFaults[i]) = Clock(bare); }
+                        else { (bar[i], barFaults[i]) = Clock(bare); (lib[i], libFaults[i]) = Clock(library); }
                     }
-                    var row = new ParityRow(c.Method, t, withGrad ? "forward + backward" : "forward", Median(lib), Median(bar), diff, c.BareOps);
+                    var row = new ParityRow(c.Method, t, withGrad ? "forward + backward" : "forward", Median(lib), Median(bar), diff, c.BareOps,
+                        Median(libFaults), Median(barFaults));
                     rows.Add(row);
                     progress?.Report(row);
                 }
         return rows;
     }
 
-    /// <summary>The rows as a table: method, T, pass, library and bare medians (ms), the ratio, max |Δ| and the bare ops.</summary>
+    /// <summary>The rows as a table: method, T, pass, library and bare medians (ms), the ratio, max |Δ|, minor faults per call and the bare ops.</summary>
     public static DataFrame ToDataFrame(IReadOnlyList<ParityRow> rows) => new(
         new StringDataFrameColumn("method", rows.Select(r => r.Method)),
         new Int32DataFrameColumn("seq_len", rows.Select(r => r.SeqLen)),
@@ -161,6 +167,8 @@ public static class Parity
         new DoubleDataFrameColumn("bare_ms", rows.Select(r => r.BareMs)),
         new DoubleDataFrameColumn("library_over_bare", rows.Select(r => r.Ratio)),
         new DoubleDataFrameColumn("max_abs_diff", rows.Select(r => r.MaxAbsDiff)),
+        new DoubleDataFrameColumn("faults_library", rows.Select(r => r.LibraryFaults)),
+        new DoubleDataFrameColumn("faults_bare", rows.Select(r => r.BareFaults)),
         new StringDataFrameColumn("bare_ops", rows.Select(r => r.BareOps)));
 
     /// <summary>q, k, v [1, T, H, D] from a generator seeded with T, and the causal hidden mask [T, T] (j &gt; i) for the bare ops.</summary>
@@ -192,11 +200,14 @@ public static class Parity
         call(inputs)[0].sum().backward();
     };
 
-    static double Clock(Action action)
+    /// <summary>Wall-clock milliseconds and minor page faults of one call.</summary>
+    static (double Ms, double Faults) Clock(Action action)
     {
+        long faults = PageFaults.ThisThread();
         var clock = Stopwatch.StartNew();
         action();
-        return clock.Elapsed.TotalMilliseconds;
+        double ms = clock.Elapsed.TotalMilliseconds;
+        return (ms, faults < 0 ? -1 : PageFaults.ThisThread() - faults);
     }
 
     static double Median(double[] xs)
