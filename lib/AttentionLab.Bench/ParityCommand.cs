@@ -44,7 +44,11 @@ static class ParityCommand
         o.PrintHeader(device);
         Console.WriteLine();
         Console.WriteLine(MarkdownTable.From(Parity.ToDataFrame(rows),
-            new Dictionary<string, string> { ["library_ms"] = "F2", ["bare_ms"] = "F2", ["library_over_bare"] = "F2", ["max_abs_diff"] = "0.0E+0", ["faults_library"] = "F0", ["faults_bare"] = "F0" }));
+            new Dictionary<string, string>
+            {
+                ["library_ms"] = "F2", ["bare_ms"] = "F2", ["library_over_bare"] = "F2", ["max_abs_diff"] = "0.0E+0",
+                ["faults_library"] = "F0", ["faults_bare"] = "F0",
+            }));
         return 0;
     }
 }

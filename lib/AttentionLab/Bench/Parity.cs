@@ -182,7 +182,8 @@ public static class Parity
     /// <summary>max |Δ| over every returned tensor (as float64); a count or shape mismatch is an error in the case.</summary>
     static double MaxDifference(Tensor[] library, Tensor[] bare, string method)
     {
-        if (library.Length != bare.Length) throw new InvalidOperationException($"{method}: the library returns {library.Length} tensors, the bare ops {bare.Length}.");
+        if (library.Length != bare.Length)
+            throw new InvalidOperationException($"{method}: the library returns {library.Length} tensors, the bare ops {bare.Length}.");
         return library.Zip(bare).Max(p => p.First.shape.SequenceEqual(p.Second.shape)
             ? (p.First.to(ScalarType.Float64) - p.Second.to(ScalarType.Float64)).abs().max().item<double>()
             : throw new InvalidOperationException($"{method}: shapes differ, {string.Join("×", p.First.shape)} vs {string.Join("×", p.Second.shape)}."));
