@@ -177,7 +177,7 @@ public sealed class EncoderDecoder : nn.Module
     /// log p / length^α (α = <paramref name="lengthPenalty"/>, length counting EOS), the best W others live on. A source
     /// is done once it holds W finished hypotheses and its best live beam, scored at its current length, cannot beat the
     /// worst of them (exact for α = 0, where scores only fall). At <paramref name="maxLength"/> live beams join as
-    /// hypotheses. Width 1 with α = 0 gives greedy decoding's output. No autograd.
+    /// hypotheses. Returns each source's best W hypotheses. Width 1 with α = 0 gives greedy decoding's output. No autograd.
     /// </summary>
     public BeamDecoding Beam(Tensor source, Tensor? sourceMask, int bos, int eos, int maxLength, int width, double lengthPenalty = 0)
     {
@@ -243,8 +243,8 @@ public sealed class EncoderDecoder : nn.Module
                 for (int j = 0; j < w; j++)
                     if (!double.IsNegativeInfinity(scores[i * w + j]))
                         hypotheses[i].Add((Normalised(scores[i * w + j], beams[i * w + j].Count), scores[i * w + j], beams[i * w + j].ToArray()));
-        var winners = hypotheses.Select(h => h.OrderByDescending(x => x.Score).First()).ToList();
-        return new BeamDecoding(winners.Select(x => x.Tokens).ToList(), winners.Select(x => x.LogP).ToList(), winners.Select(x => x.Score).ToList());
+        return new BeamDecoding(hypotheses.Select(h => (IReadOnlyList<BeamHypothesis>)h.OrderByDescending(x => x.Score).Take(w)
+            .Select(x => new BeamHypothesis(x.Tokens, x.LogP, x.Score)).ToList()).ToList());
     }
 
     // ---------------------------------------------------------------- hooks

@@ -99,8 +99,19 @@ public sealed class GreedyDecoding : IDisposable
     public void Dispose() => StepLogits.Dispose();
 }
 
+/// <summary>One finished beam: tokens after BOS (EOS included when emitted), Σ log p, and the score log p / length^α it ranks by.</summary>
+public sealed record BeamHypothesis(long[] Tokens, double LogProb, double Score);
+
 /// <summary>
-/// Beam search's best hypothesis per sequence: its tokens after BOS (EOS included when emitted), the summed log-probability,
-/// and the score it won with (log-probability / length^α, α = the length penalty; α = 0: the log-probability).
+/// Beam search's result: per source, its best W hypotheses, best first (<see cref="Hypotheses"/>), and the winner's tokens,
+/// log-probability and score (α = the length penalty; α = 0: the score is the log-probability).
 /// </summary>
-public sealed record BeamDecoding(IReadOnlyList<long[]> Tokens, IReadOnlyList<double> LogProbs, IReadOnlyList<double> Scores);
+public sealed record BeamDecoding(IReadOnlyList<IReadOnlyList<BeamHypothesis>> Hypotheses)
+{
+    /// <summary>The best hypothesis's tokens per source.</summary>
+    public IReadOnlyList<long[]> Tokens => Hypotheses.Select(h => h[0].Tokens).ToList();
+    /// <summary>The best hypothesis's Σ log p per source.</summary>
+    public IReadOnlyList<double> LogProbs => Hypotheses.Select(h => h[0].LogProb).ToList();
+    /// <summary>The best hypothesis's score per source.</summary>
+    public IReadOnlyList<double> Scores => Hypotheses.Select(h => h[0].Score).ToList();
+}

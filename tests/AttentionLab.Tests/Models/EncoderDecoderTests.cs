@@ -41,7 +41,8 @@ public class EncoderDecoderTests
         using var model = Model(tokens);
         using var scope = NewDisposeScope();
         var (source, mask) = Sources(model);
-        using var greedy = model.Greedy(source, mask, Bos, Eos, maxLength: 6);
+        int eos = EosThatEndsARowEarly(model, source, mask, maxLength: 6);
+        using var greedy = model.Greedy(source, mask, Bos, eos, maxLength: 6);
         var steps = greedy.StepLogits;                                                  // [B, L, V]
         long length = steps.size(1);
         Assert.Equal(3, steps.size(0));
@@ -54,10 +55,23 @@ public class EncoderDecoderTests
         {
             var row = greedy.Tokens[i];
             Assert.Equal(fed[i].data<long>().Take(row.Length), row);
-            Assert.True(row.Length == length || row[^1] == Eos, "a row shorter than the run must end at EOS");
+            Assert.True(row.Length == length || row[^1] == eos, "a row shorter than the run must end at EOS");
             var logP = nn.functional.log_softmax(full[i], -1).gather(1, fed[i].unsqueeze(1)).squeeze(1).narrow(0, 0, row.Length);
             Assert.Equal(logP.sum().item<double>(), greedy.LogProbs[i], 10);
         }
+        Assert.Contains(greedy.Tokens, row => row.Length < length);                    // rows of different lengths
+    }
+
+    /// <summary>
+    /// An EOS id that makes rows finish at different steps: the third token that row 0 decodes when EOS is unreachable
+    /// (a first run with EOS = BOS, which the model is not trained to emit, tells it).
+    /// </summary>
+    static int EosThatEndsARowEarly(EncoderDecoder model, Tensor source, Tensor mask, int maxLength)
+    {
+        using var probe = model.Greedy(source, mask, Bos, Bos, maxLength);
+        var row = probe.Tokens[0];
+        int eos = (int)row.Skip(2).Concat(row).First(t => t != Bos);
+        return eos;
     }
 
     [Fact]
@@ -87,8 +101,10 @@ public class EncoderDecoderTests
         using var model = Model(tokens, seed: 3);
         using var scope = NewDisposeScope();
         var (source, mask) = Sources(model);
-        using var greedy = model.Greedy(source, mask, Bos, Eos, maxLength: 8);
-        var beam = model.Beam(source, mask, Bos, Eos, maxLength: 8, width: 1);
+        int eos = EosThatEndsARowEarly(model, source, mask, maxLength: 8);
+        using var greedy = model.Greedy(source, mask, Bos, eos, maxLength: 8);
+        var beam = model.Beam(source, mask, Bos, eos, maxLength: 8, width: 1);
+        Assert.Contains(greedy.Tokens, row => row.Length < 8 && row[^1] == eos);
         for (int i = 0; i < 3; i++)
         {
             Assert.Equal(greedy.Tokens[i], beam.Tokens[i]);
@@ -117,6 +133,7 @@ public class EncoderDecoderTests
     [Theory]
     [InlineData(0.0)]
     [InlineData(1.0)]
+    [InlineData(3.0)]                                                                   // favours full-length outputs
     public void WideBeamFindsTheExhaustiveBest(double lengthPenalty)
     {
         // Independent check of the beam (its scores, cache reordering and finishing): with W ≥ every prefix, beam search is
@@ -132,18 +149,48 @@ public class EncoderDecoderTests
         {
             var src = source.narrow(0, i, 1);
             var srcMask = mask.narrow(0, i, 1);
-            double bestScore = double.NegativeInfinity;
-            long[] best = Array.Empty<long>();
+            var scored = new Dictionary<string, double>();
             foreach (var output in outputs)
             {
                 var targetIn = torch.tensor(new long[] { Bos }.Concat(output.SkipLast(1)).ToArray()).unsqueeze(0);
                 var logP = nn.functional.log_softmax(model.Logits(src, srcMask, targetIn)[0], -1);
                 double total = logP.gather(1, torch.tensor(output).unsqueeze(1)).sum().item<double>();
-                double score = total / Math.Pow(output.Length, lengthPenalty);
-                if (score > bestScore) (bestScore, best) = (score, output);
+                scored[string.Join(",", output)] = total / Math.Pow(output.Length, lengthPenalty);
             }
-            Assert.Equal(best, beam.Tokens[i]);
-            Assert.Equal(bestScore, beam.Scores[i], 9);
+            var best = scored.MaxBy(kv => kv.Value);
+            Assert.Equal(best.Key, string.Join(",", beam.Tokens[i]));
+            Assert.Equal(best.Value, beam.Scores[i], 9);
+            // every output is a hypothesis (W = 64 ≥ 40), each scored as teacher forcing scores it, best first
+            Assert.Equal(outputs.Count, beam.Hypotheses[i].Count);
+            foreach (var hypothesis in beam.Hypotheses[i])
+                Assert.Equal(scored[string.Join(",", hypothesis.Tokens)], hypothesis.Score, 9);
+            Assert.Equal(beam.Hypotheses[i].Select(h => h.Score).OrderByDescending(x => x), beam.Hypotheses[i].Select(h => h.Score));
+        }
+    }
+
+    [Theory]
+    [InlineData(true)]
+    [InlineData(false)]
+    public void BeamLogProbsAreTheTeacherForcedScoresOfItsOutputs(bool tokens)
+    {
+        // EOS = BOS, which the untrained model rarely emits, so the outputs run long and every step's cache reordering matters.
+        using var model = Model(tokens, seed: 9);
+        using var scope = NewDisposeScope();
+        var (source, mask) = Sources(model);
+        var beam = model.Beam(source, mask, Bos, eos: Bos, maxLength: 7, width: 3);
+        using var noGrad = torch.no_grad();
+        for (int i = 0; i < 3; i++)
+        {
+            Assert.Equal(3, beam.Hypotheses[i].Count);
+            foreach (var hypothesis in beam.Hypotheses[i])
+            {
+                var output = hypothesis.Tokens;
+                Assert.True(output.Length >= 3, $"row {i} should run past two tokens, got {output.Length}");
+                var targetIn = torch.tensor(new long[] { Bos }.Concat(output.SkipLast(1)).ToArray()).unsqueeze(0);
+                var logP = nn.functional.log_softmax(model.Logits(source.narrow(0, i, 1), mask.narrow(0, i, 1), targetIn)[0], -1);
+                Assert.Equal(logP.gather(1, torch.tensor(output).unsqueeze(1)).sum().item<double>(), hypothesis.LogProb, 10);
+                Assert.Equal(hypothesis.LogProb, hypothesis.Score);                      // α = 0: the score is the log-probability
+            }
         }
     }
 
