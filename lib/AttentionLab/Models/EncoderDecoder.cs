@@ -126,7 +126,8 @@ public sealed class EncoderDecoder : nn.Module
         ArgumentNullException.ThrowIfNull(memory);
         ArgumentNullException.ThrowIfNull(state);
         CheckTarget(tokens, memory.Batch, sequence: false, nameof(tokens));
-        if (state.Layers.Count != blocks.Count) throw new ArgumentException($"state has {state.Layers.Count} layers, the decoder {blocks.Count}.", nameof(state));
+        if (state.Layers.Count != blocks.Count)
+            throw new ArgumentException($"state has {state.Layers.Count} layers, the decoder {blocks.Count}.", nameof(state));
         using var scope = NewDisposeScope();
         var h = Embedded(tokens.to(Device).unsqueeze(1), start: state.Position).squeeze(1);         // [B, d]
         for (int l = 0; l < blocks.Count; l++) h = blocks[l].Step(h, state.Layers[l], memory.Layers[l].K, memory.Layers[l].V, memory.Keep);
