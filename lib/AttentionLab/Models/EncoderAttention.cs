@@ -16,8 +16,8 @@ public static class EncoderAttention
         Guard.Rank(z, 4, nameof(z), "B, T, H, Dv");
         Guard.NotNull(gate, nameof(gate));
         long b = z.size(0), h = z.size(2);
-        if (gate.dim() == 1 && gate.size(0) == h) return z * gate.to(z.dtype).view(1, 1, h, 1);
-        if (gate.dim() == 2 && gate.size(0) == b && gate.size(1) == h) return z * gate.to(z.dtype).view(b, 1, h, 1);
+        if (gate.dim() == 1 && gate.size(0) == h) return z * gate.to(z.dtype, z.device).view(1, 1, h, 1);
+        if (gate.dim() == 2 && gate.size(0) == b && gate.size(1) == h) return z * gate.to(z.dtype, z.device).view(b, 1, h, 1);
         throw new ArgumentException($"gate must be [H] = [{h}] or [B, H] = [{b}, {h}], got {Guard.ShapeText(gate)}.", nameof(gate));
     }
 }

@@ -234,7 +234,7 @@ public sealed class EncoderDecoder : nn.Module
                 var best = hypotheses[i].OrderByDescending(h => h.Score).Take(w).ToList();
                 hypotheses[i] = best;
                 double bestAlive = alive == 0 ? double.NegativeInfinity : Normalised(nextScores[i * w], step + 1);
-                if (best.Count >= w && bestAlive <= best[^1].Score) done[i] = true;
+                if (alive == 0 || (best.Count >= w && bestAlive <= best[^1].Score)) done[i] = true;       // nothing live, or nothing better to find
             }
             state.Reorder(torch.tensor(from, device: Device));
             (scores, beams, last) = (nextScores, nextBeams, nextLast);

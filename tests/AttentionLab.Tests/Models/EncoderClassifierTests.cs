@@ -203,6 +203,8 @@ public class EncoderClassifierTests : IClassFixture<MiniLmFixture>
         Assert.Equal("attentionMask", Param(() => model.Logits(ids, mask.narrow(1, 0, 3))));
         Assert.Equal("inputIds", Param(() => model.Logits(ids + 40, mask)));
         Assert.Equal("attentionMask", Param(() => EncoderClassifier.Pool(torch.zeros(2, 3, 4), torch.ones(2, 4), EncoderPooling.Mean)));
+        Assert.Equal("gate", Param(() => EncoderAttention.GateHeads(torch.zeros(1, 2, 3, 4), torch.ones(4))));         // H = 3, not 4
+        Assert.Equal("gate", Param(() => EncoderAttention.GateHeads(torch.zeros(1, 2, 3, 4), torch.ones(2, 3))));      // B = 1, not 2
         using var encoder = new MiniLm(new MiniLmConfig(VocabSize: 10, Hidden: 8, Layers: 1, Heads: 2, Intermediate: 8, MaxPositions: 8));
         Assert.Equal("classes", Param(() => new EncoderClassifier(encoder, classes: 1)));
         Assert.Equal("padId", Param(() => new EncoderClassifier(encoder, classes: 2, padId: 10)));
