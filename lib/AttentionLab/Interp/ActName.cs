@@ -6,6 +6,7 @@ namespace AttentionLab.Interp;
 /// ("post", 1) → "blocks.1.mlp.hook_post"; ("normalized", 1, "ln2") → "blocks.1.ln2.hook_normalized";
 /// ("embed") → "hook_embed"; ("normalized") → "ln_final.hook_normalized". A name holding a dot or starting with
 /// "hook_" is already full. Aliases: attn → pattern, attn_logits → attn_scores, key/query/value → k/q/v.
+/// An encoder–decoder's cross-attention: ("pattern", 1, "cross_attn") (or layer type "cross") → "blocks.1.cross_attn.hook_pattern".
 /// </summary>
 public static class ActName
 {
@@ -18,7 +19,7 @@ public static class ActName
     };
     static readonly Dictionary<string, string> LayerTypeAlias = new()
     {
-        ["a"] = "attn", ["m"] = "mlp", ["b"] = "", ["block"] = "", ["blocks"] = "", ["attention"] = "attn",
+        ["a"] = "attn", ["m"] = "mlp", ["b"] = "", ["block"] = "", ["blocks"] = "", ["attention"] = "attn", ["cross"] = "cross_attn",
     };
 
     /// <summary>The full hook name; <paramref name="layer"/> must already be non-negative (see <see cref="ActivationCache"/> for negative layers).</summary>
@@ -31,9 +32,9 @@ public static class ActName
         if ((name.Contains('.') || name.StartsWith("hook_", StringComparison.Ordinal)) && layer is null && layerType is null) return name;
         if (Alias.TryGetValue(name, out var alias)) name = alias;
         var full = layer is null ? "" : $"blocks.{layer}.";
-        if (AttnNames.Contains(name)) layerType = "attn";
+        if (layerType is not null && LayerTypeAlias.TryGetValue(layerType, out var lt)) layerType = lt;
+        if (AttnNames.Contains(name)) layerType = layerType == "cross_attn" ? "cross_attn" : "attn";   // an encoder–decoder's cross-attention
         else if (MlpNames.Contains(name)) layerType = "mlp";
-        else if (layerType is not null && LayerTypeAlias.TryGetValue(layerType, out var lt)) layerType = lt;
         if (!string.IsNullOrEmpty(layerType)) full += layerType + ".";
         full += "hook_" + name;
         if ((name == "scale" || name == "normalized") && layer is null) full = "ln_final." + full;

@@ -63,6 +63,9 @@ public sealed class MiniLm : nn.Module<Tensor, Tensor, Tensor>, IHookedModel
 
     public long ParameterCount => parameters().Sum(p => p.numel());
 
+    /// <summary>The layers, in order (an <see cref="EncoderClassifier"/> sets their head gates).</summary>
+    public IReadOnlyList<MiniLmBlock> Blocks => blocks.ToList();
+
     /// <summary>
     /// Loads all-MiniLM-L6-v2 without network. <paramref name="path"/>: null → the package DLL the build copied next to
     /// AttentionLab.dll (<see cref="MiniLmFiles.DefaultPath"/>); or another copy of that DLL; or a folder with model.onnx

@@ -23,6 +23,12 @@ public sealed class MiniLmAttention : AttentionMixer
     /// <summary>An encoder layer: no decode form.</summary>
     public override bool CanStream => false;
 
+    /// <summary>
+    /// Per-head gate ξ [H] or [B, H] (0/1 to prune, or a learned gate; null = all heads on): y = W_O concat_h(ξ_h z_h) + b_O.
+    /// hook_z shows z before the gate. Set by <see cref="EncoderClassifier"/> for the duration of one call.
+    /// </summary>
+    public Tensor? HeadGate { get; set; }
+
     /// <param name="x">[B, T, D]</param>
     /// <param name="keep">boolean [B, 1, 1, T]: true where a key is a real token.</param>
     public Tensor Forward(Tensor x, Tensor keep)
@@ -39,6 +45,9 @@ public sealed class MiniLmAttention : AttentionMixer
         var s = q.permute(0, 2, 1, 3).matmul(k.permute(0, 2, 3, 1)) * (1.0 / Math.Sqrt(q.shape[3]));   // [B, H, Tq, Tk]
         return keep is null ? s : s.masked_fill(keep.logical_not(), double.NegativeInfinity);
     }
+
+    /// <summary>y = W_O concat_h(ξ_h z_h) + b_O, ξ = <see cref="HeadGate"/> (no gate: the base's output).</summary>
+    protected override Tensor Output(Tensor z, Tensor x) => base.Output(HeadGate is null ? z : EncoderAttention.GateHeads(z, HeadGate), x);
 }
 
 /// <summary>BERT feed-forward: hook_pre = W_in x + b_in, hook_post = GELU_erf(pre), out = W_out post + b_out.</summary>
