@@ -68,10 +68,13 @@ public static class FeatureMaps
 public sealed class TaylorFeatureMap : IFeatureMap
 {
     readonly double[] pairCoeff;   // per feature: 1, 1/d^{1/4}, then 1/(√2·√d) (full form and packed diagonal) or 1/√d (packed, m < n)
-    readonly System.Collections.Concurrent.ConcurrentDictionary<(ScalarType, DeviceType, int), Tensor> coefficientCache = new();
+    static readonly System.Collections.Concurrent.ConcurrentDictionary<(int, bool, ScalarType, DeviceType, int), Tensor> coefficientCache = new();
 
-    /// <summary>The coefficient row as a tensor, built once per (dtype, device) and kept (read-only; never handed out).</summary>
-    Tensor Coefficients(ScalarType dtype, Device device) => coefficientCache.GetOrAdd((dtype, device.type, device.index),
+    /// <summary>
+    /// The coefficient row as a tensor, built once per (d, packing, dtype, device) for the process and kept (read-only;
+    /// never handed out), so maps made per call or per layer share it.
+    /// </summary>
+    Tensor Coefficients(ScalarType dtype, Device device) => coefficientCache.GetOrAdd((InputDim, PackSymmetric, dtype, device.type, device.index),
         _ => torch.tensor(pairCoeff, dtype: dtype, device: device).DetachFromDisposeScope());
 
     /// <param name="inputDim">d, the dimension of the projected q and k (BASED's d′, e.g. 16).</param>
