@@ -112,7 +112,8 @@ public static class LinearAttention
                     destination),
                 (LinearForm.Parallel, { } gg) => LinearAttentionGatedForms.Block(qf, kf, vh, gg, s0, z0, norm, options.Eps),
                 (LinearForm.Recurrent, { } gg) => LinearAttentionGatedForms.Recurrent(qf, kf, vh, gg, s0, z0, norm, options.Eps),
-                (LinearForm.Chunked, { } gg) => LinearAttentionGatedForms.Chunked(qf, kf, vh, gg, s0, z0, norm, options.Eps, options.ChunkSize),
+                (LinearForm.Chunked, { } gg) => LinearAttentionGatedForms.Chunked(qf, kf, vh, gg, s0, z0, norm, options.Eps, options.ChunkSize,
+                    destination),
                 _ => throw new ArgumentOutOfRangeException(nameof(form), form, "unknown linear-attention form."),
             };
             if (destination is null) outputs.Add(o);

@@ -61,11 +61,13 @@ static class LinearAttentionGatedForms
     /// <summary>
     /// Chunked: full chunks of <paramref name="chunk"/> tokens at once (Γ, prefix sums and the intra parts batched as
     /// [B, H, N, C, ·]; the state carried by a loop over N), then the short last chunk as one more <see cref="Block"/>.
-    /// g [B, H, T].
+    /// g [B, H, T]. <paramref name="destination"/>: as <see cref="LinearAttentionForms.Chunked"/> (in place, written once; only
+    /// when autograd records nothing).
     /// </summary>
     internal static (Tensor O, Tensor S, Tensor? Z) Chunked(Tensor qf, Tensor kf, Tensor v, Tensor g, Tensor? s0, Tensor? z0, bool normalize, double eps,
-        int chunk)
+        int chunk, Tensor? destination = null)
     {
+        bool inPlace = destination is not null;
         long b = qf.shape[0], h = qf.shape[1], t = qf.shape[2], f = qf.shape[3], dv = v.shape[3];
         long n = t / chunk, rem = t % chunk;
         var outputs = new List<Tensor>();
@@ -78,7 +80,7 @@ static class LinearAttentionGatedForms
             var vc = v.narrow(2, 0, full).reshape(b, h, n, chunk, dv);
             var gc = g.narrow(2, 0, full).reshape(b, h, n, chunk);
             var seg = SegmentSums(gc);                                                   // Γ per chunk [B, H, N, C, C]
-            var scores = qc.matmul(kc.transpose(-2, -1)) * seg.exp();
+            var scores = qc.matmul(kc.transpose(-2, -1)).mul_(seg.exp());                // (φQ φKᵀ) ⊙ D in the product's buffer
             var num = scores.matmul(vc);                                                 // every chunk's intra part
             var den = normalize ? scores.sum(-1) : null;
             var kw = kc * seg.select(-2, chunk - 1).exp().unsqueeze(-1);                 // e^{Γ_{C−1,j}} φk_j
@@ -90,17 +92,21 @@ static class LinearAttentionGatedForms
             s ??= torch.zeros(new[] { b, h, f, dv }, dtype: qf.dtype, device: qf.device);
             if (normalize) z ??= torch.zeros(new[] { b, h, f }, dtype: qf.dtype, device: qf.device);
             Tensor DecayOf(long c) => gamma.select(2, c).unsqueeze(-1);                  // γ_c = Π_s λ_s over chunk c
-            var (numAll, denAll, sN, zN) = LinearAttentionForms.CarryChunks(num, den, qd, dS, dZ, DecayOf, s, z, normalize);
+            var (numAll, denAll, sN, zN) = LinearAttentionForms.CarryChunks(num, den, qd, dS, dZ, DecayOf, s, z, normalize, inPlace);
             (s, z) = (sN, zN);
-            outputs.Add(LinearAttentionForms.Finish(numAll, denAll, eps).reshape(b, h, full, dv));
+            var o = LinearAttentionForms.Finish(numAll, denAll, eps, inPlace).view(b, h, full, dv);
+            if (inPlace) destination!.narrow(2, 0, full).copy_(o);
+            else outputs.Add(o);
         }
         if (rem > 0)
         {
             var tail = Block(qf.narrow(2, t - rem, rem), kf.narrow(2, t - rem, rem), v.narrow(2, t - rem, rem), g.narrow(2, t - rem, rem), s, z,
                 normalize, eps);
-            outputs.Add(tail.O);
+            if (inPlace) destination!.narrow(2, t - rem, rem).copy_(tail.O);
+            else outputs.Add(tail.O);
             s = tail.S; z = tail.Z;
         }
+        if (inPlace) return (destination!, s!, z);
         return (outputs.Count == 1 ? outputs[0] : torch.cat(outputs, 2), s!, z);
     }
 

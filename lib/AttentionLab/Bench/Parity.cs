@@ -20,8 +20,9 @@ namespace AttentionLab.Bench;
 /// <param name="Bare">the bare ops on the inputs.</param>
 /// <param name="BareOps">the bare ops in words, for the table.</param>
 /// <param name="MaxLength">the longest T the case runs at (quadratic forms stop before their score matrix outgrows the machine).</param>
+/// <param name="MinMultiple">T must be a multiple of this for the case (bare ops written without a tail); other lengths are skipped.</param>
 public sealed record ParityCase(string Method, Func<int, bool, Tensor[]> Inputs, Func<Tensor[], Tensor[]> Library, Func<Tensor[], Tensor[]> Bare,
-    string BareOps, int MaxLength = int.MaxValue);
+    string BareOps, int MaxLength = int.MaxValue, int MinMultiple = 1);
 
 /// <summary>
 /// One row of the parity table: medians of alternating library and bare calls, their ratio and the agreement, and the median
@@ -82,6 +83,12 @@ public static class Parity
                     f[3]).permute(0, 2, 1, 3).contiguous()];
             },
             "per block: (Q Kᵀ ⊙ D) V + λ^j Q KV into a preallocated output, KV ← λ^B KV + (λ^{B−j} K)ᵀ V" + Contiguous),
+        new("gated linear chunked (per-token gate)",
+            (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), Gate(t, heads, device, grad)],
+            x => [LinearAttention.Chunked(x[0], x[1], x[2], x[3], options: new LinearAttentionOptions { ChunkSize = Chunk }).Output],
+            x => [ParityBareOps.GatedChunked(Heads(x[0]), Heads(x[1]), Heads(x[2]), x[3].permute(0, 2, 1), Chunk).permute(0, 2, 1, 3).contiguous()],
+            "Γ by cumsum of a masked g per chunk; ((Q Kᵀ) ⊙ e^Γ) V and ΔS batched; loop: += e^{c_i} Q S, S ← e^{c_C} S + ΔS" + Contiguous,
+            MinMultiple: Chunk),
         new("BASED chunked (linear engine, Taylor φ packed)",
             (t, grad) => [.. BasedQkv(t, heads, dim, device, grad), ParityBareOps.TaylorCoefficients(BasedFeatureDim, device),
                 AttentionMasks.Causal(Chunk, Chunk, device).to(ScalarType.Float32).view(1, 1, 1, Chunk, Chunk)],
@@ -112,6 +119,13 @@ public static class Parity
     static Tensor[] LightningExtras(int heads, Device? device) =>
         [torch.tensor(DecaySchedules.AlibiSlopes(heads).Select(a => -a).ToArray(), dtype: ScalarType.Float32, device: device)];
 
+    /// <summary>A per-token gate g = log σ(x) [1, T, H] (≤ 0, data-dependent as in GLA).</summary>
+    static Tensor Gate(int t, int heads, Device? device, bool grad)
+    {
+        var g = new Generator((ulong)t + 2);
+        return nn.functional.logsigmoid(torch.randn([1, t, heads], generator: g) + 3).to(device ?? CPU).requires_grad_(grad);
+    }
+
     /// <summary>BASED's q, k [1, T, H, d′ = 16] and v [1, T, H, D].</summary>
     static Tensor[] BasedQkv(int t, int heads, int dim, Device? device, bool grad)
     {
@@ -133,7 +147,7 @@ public static class Parity
         if (warmup < 0) throw new ArgumentOutOfRangeException(nameof(warmup), warmup, "warmup must be ≥ 0.");
         var rows = new List<ParityRow>();
         foreach (var c in cases)
-            foreach (int t in lengths.Where(t => t <= c.MaxLength))
+            foreach (int t in lengths.Where(t => t <= c.MaxLength && t % c.MinMultiple == 0))
                 foreach (bool withGrad in backward ? new[] { false, true } : new[] { false })
                 {
                     using var scope = NewDisposeScope();

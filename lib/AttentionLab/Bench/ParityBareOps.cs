@@ -87,6 +87,36 @@ static class ParityBareOps
         return track ? num / (den + eps).unsqueeze(-1) : num.div_(den.add_(eps).unsqueeze(-1));
     }
 
+    /// <summary>
+    /// Gated (per-token log-decay g [B, H, T]) causal chunked linear attention from a zero state, identity map, no
+    /// normaliser: per chunk Γ_ij = Σ_{j&lt;s≤i} g_s (cumsum of a masked copy, −∞ above the diagonal), intra ((Q Kᵀ) ⊙ e^Γ) V,
+    /// inter e^{c_i} Q S, S ← e^{c_{C−1}} S + (e^{Γ_{C−1,j}} K)ᵀ V. T a multiple of the chunk. Returns [B, H, T, Dv].
+    /// </summary>
+    internal static Tensor GatedChunked(Tensor q, Tensor k, Tensor v, Tensor g, int chunk)
+    {
+        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dv = v.shape[3], n = t / chunk;
+        bool track = Tracks(q, k, v, g);
+        var (qc, kc, vc, gc) = (q.view(b, h, n, chunk, d), k.view(b, h, n, chunk, d), v.view(b, h, n, chunk, dv), g.reshape(b, h, n, chunk));
+        var ones = torch.ones(chunk, chunk, dtype: ScalarType.Bool, device: q.device);
+        var seg = gc.unsqueeze(-1).expand(b, h, n, chunk, chunk).masked_fill(ones.tril(-1).logical_not(), 0.0).cumsum(-2)
+            .masked_fill(ones.triu(1), double.NegativeInfinity);                         // Γ, −∞ above the diagonal
+        var intra = qc.matmul(kc.transpose(-2, -1)).mul_(seg.exp()).matmul(vc);         // ((Q Kᵀ) ⊙ e^Γ) V
+        var prefix = gc.cumsum(-1);
+        var qd = qc * prefix.exp().unsqueeze(-1);                                        // e^{c_i} q_i
+        var deltaS = (kc * seg.select(-2, chunk - 1).exp().unsqueeze(-1)).transpose(-2, -1).matmul(vc);
+        var gamma = prefix.narrow(-1, chunk - 1, 1).exp().unsqueeze(-1);                 // e^{c_{C−1}} [B, H, N, 1, 1]
+        var s = torch.zeros([b, h, d, dv], dtype: v.dtype, device: v.device);
+        var parts = new Tensor[track ? n : 0];
+        var (iParts, qParts, sParts, gParts) = track ? (intra.unbind(2), qd.unbind(2), deltaS.unbind(2), gamma.unbind(2)) : default;
+        for (long c = 0; c < n; c++)
+        {
+            var read = (track ? qParts![c] : qd.select(2, c)).matmul(s);
+            if (track) parts[c] = iParts![c] + read; else intra.select(2, c).add_(read);
+            s = (track ? gParts![c] : gamma.select(2, c)) * s + (track ? sParts![c] : deltaS.select(2, c));
+        }
+        return (track ? torch.stack(parts, 2) : intra).view(b, h, t, dv);
+    }
+
     /// <summary>Grad mode on and one of the tensors requires grad.</summary>
     static bool Tracks(params Tensor[] xs) => torch.is_grad_enabled() && xs.Any(x => x.requires_grad);
 

@@ -20,6 +20,7 @@ public class LinearWritePathTests
     [InlineData("based-chunked", 2 * 2048 + 37)]
     [InlineData("based-fla", 64 * 5 + 1)]
     [InlineData("elu-normalised-h0", 2048 + 100)]
+    [InlineData("gated-normalised", 2048 + 64 + 9)]
     [InlineData("lightning-chunked", 7)]
     public void InPlaceAndRecordedPathsAgreeBitwise(string form, int t)
     {
@@ -31,6 +32,7 @@ public class LinearWritePathTests
         var logDecay = torch.tensor(new[] { -0.05f, -0.3f, -0.01f });
         var elu = new LinearAttentionOptions { FeatureMap = FeatureMaps.EluPlusOne, Normalize = true, ChunkSize = 32 };
         var h0 = new LinearState(torch.rand(2, 3, d, 5), torch.rand(2, 3, d));
+        var gate = nn.functional.logsigmoid(torch.randn(2, t, 3) + 2);                    // a per-token gate ≤ 0
         LinearAttentionResult Run(Tensor qq, Tensor kk, Tensor vv) => form switch
         {
             "lightning-chunked" => LightningAttention.Forward(qq, kk, vv, logDecay),
@@ -38,6 +40,7 @@ public class LinearWritePathTests
             "based-chunked" => BasedAttention.Linear(LinearForm.Chunked, qq, kk, vv),
             "based-fla" => BasedAttention.TaylorChunked(qq, kk, vv),
             "elu-normalised-h0" => LinearAttention.Chunked(qq, kk, vv, null, h0, elu),
+            "gated-normalised" => LinearAttention.Chunked(qq, kk, vv, gate, h0, elu),
             _ => throw new ArgumentException(form),
         };
         LinearAttentionResult inPlace;

@@ -9,8 +9,10 @@ public class ParityTests
     public void EveryCaseAgreesWithItsBareOpsAndReportsBothPasses()
     {
         var cases = Parity.Cases(heads: 2, dim: 8);
-        var rows = Parity.Run(cases, [33, 130], backward: true, warmup: 0, repeats: 1);   // 130: two full chunks of 64 and a tail
-        Assert.Equal(cases.Count * 2 * 2, rows.Count);
+        int[] lengths = [33, 128, 130];   // 130: two full chunks of 64 and a tail
+        var rows = Parity.Run(cases, lengths, backward: true, warmup: 0, repeats: 1);
+        Assert.Equal(cases.Sum(c => lengths.Count(t => t <= c.MaxLength && t % c.MinMultiple == 0)) * 2, rows.Count);
+        Assert.All(cases, c => Assert.Contains(rows, r => r.Method == c.Method));
         foreach (var r in rows)
         {
             Assert.True(r.MaxAbsDiff < 1e-5, $"{r.Method}: library and bare ops differ by {r.MaxAbsDiff:E2}");
