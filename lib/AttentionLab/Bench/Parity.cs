@@ -1,7 +1,5 @@
 using System.Diagnostics;
 using AttentionLab.Attention;
-using AttentionLab.Papers.Based;
-using AttentionLab.Papers.LightningAttention;
 using Microsoft.Data.Analysis;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -41,7 +39,11 @@ public sealed record ParityRow(string Method, int SeqLen, string Pass, double Li
 /// </summary>
 public static class Parity
 {
-    /// <summary>The cases with a fast form, at batch 1, <paramref name="heads"/> heads of width <paramref name="dim"/>, float32.</summary>
+    /// <summary>
+    /// The cases of the Attention layer (reference attention, the gated linear engine), at batch 1, <paramref name="heads"/>
+    /// heads of width <paramref name="dim"/>, float32. Paper forms add their own (LightningParity, BasedParity in their
+    /// folders, a higher layer); the parity command and its test join them.
+    /// </summary>
     public static IReadOnlyList<ParityCase> Cases(int heads = 4, int dim = 64, Device? device = null) =>
     [
         new("reference softmax, causal",
@@ -63,75 +65,28 @@ public static class Parity
                 return [p.matmul(v).permute(0, 2, 1, 3).contiguous(), p, lse];
             },
             "scale q, q·kᵀ, masked_fill_ (mask built once), softmax, p·v; LSE = max s − log max p" + Contiguous, MaxLength: 8192),
-        new("Lightning chunked (linear engine, decay)",
-            (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), .. LightningExtras(heads, device)],
-            x => [LightningAttention.Forward(x[0], x[1], x[2], x[3], Chunk).Output],
-            x =>
-            {
-                var f = ParityBareOps.DecayFactors(x[3], Chunk);
-                return [ParityBareOps.Chunked(Heads(x[0]), Heads(x[1]), Heads(x[2]), Chunk, f[0], f[1], f[2], f[3], normalize: false, eps: 0)
-                    .permute(0, 2, 1, 3).contiguous()];
-            },
-            "heads-first copies; per chunk (Q Kᵀ ⊙ D) V batched, ΔS batched; loop: += λ^{i+1} Q S, S ← λ^C S + ΔS" + Contiguous),
-        new("Lightning tiled (block loop)",
-            (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), .. LightningExtras(heads, device)],
-            x => [LightningAttention.Tiled(x[0], x[1], x[2], x[3], Chunk).Output],
-            x =>
-            {
-                var f = ParityBareOps.DecayFactors(x[3], Chunk);
-                return [ParityBareOps.Tiled(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, f[0], f[4], f[5],
-                    f[3]).permute(0, 2, 1, 3).contiguous()];
-            },
-            "per block: (Q Kᵀ ⊙ D) V + λ^j Q KV into a preallocated output, KV ← λ^B KV + (λ^{B−j} K)ᵀ V" + Contiguous),
         new("gated linear chunked (per-token gate)",
             (t, grad) => [.. Qkv(t, heads, dim, device, grad).Take(3), Gate(t, heads, device, grad)],
             x => [LinearAttention.Chunked(x[0], x[1], x[2], x[3], options: new LinearAttentionOptions { ChunkSize = Chunk }).Output],
             x => [ParityBareOps.GatedChunked(Heads(x[0]), Heads(x[1]), Heads(x[2]), x[3].permute(0, 2, 1), Chunk).permute(0, 2, 1, 3).contiguous()],
             "Γ by cumsum of a masked g per chunk; ((Q Kᵀ) ⊙ e^Γ) V and ΔS batched; loop: += e^{c_i} Q S, S ← e^{c_C} S + ΔS" + Contiguous,
             MinMultiple: Chunk),
-        new("BASED chunked (linear engine, Taylor φ packed)",
-            (t, grad) => [.. BasedQkv(t, heads, dim, device, grad), ParityBareOps.TaylorCoefficients(BasedFeatureDim, device),
-                AttentionMasks.Causal(Chunk, Chunk, device).to(ScalarType.Float32).view(1, 1, 1, Chunk, Chunk)],
-            x => [BasedAttention.Linear(LinearForm.Chunked, x[0], x[1], x[2], chunkSize: Chunk).Output],
-            x => [ParityBareOps.Chunked(ParityBareOps.TaylorPacked(Heads(x[0]), x[3]), ParityBareOps.TaylorPacked(Heads(x[1]), x[3]), Heads(x[2]),
-                Chunk, x[4], null, null, null, normalize: true, eps: BasedAttention.DefaultEps).permute(0, 2, 1, 3).contiguous()],
-            "φ = [1, x, x_m x_n≥m] ⊙ c; per chunk (φQ φKᵀ ⊙ tril) V and row sums batched; loop: += φQ S, φQ·z; ÷ (den + ε)" + Contiguous),
-        new("BASED fla decomposition",
-            (t, grad) => [.. BasedQkv(t, heads, dim, device, grad), AttentionMasks.Causal(Chunk, Chunk, device).logical_not()],
-            x => [BasedAttention.TaylorChunked(x[0], x[1], x[2], Chunk).Output],
-            x => [ParityBareOps.TaylorChunked(x[0].permute(0, 2, 1, 3), x[1].permute(0, 2, 1, 3), x[2].permute(0, 2, 1, 3), Chunk, x[3],
-                BasedAttention.DefaultEps).permute(0, 2, 1, 3).contiguous()],
-            "per chunk: masked 1 + s + s²/2 kernel, + A₀ + q̃A₁ + ½(q̃⊗q̃)A₂ (and v → 1), into a preallocated output; sums carried" + Contiguous),
     ];
 
     /// <summary>Every bare sequence ends in the layout the library returns: a contiguous [B, T, H, Dv].</summary>
-    const string Contiguous = "; output made contiguous [B, T, H, Dv] (the library's layout)";
+    internal const string Contiguous = "; output made contiguous [B, T, H, Dv] (the library's layout)";
 
     /// <summary>Chunk (block) length of the linear cases: Lightning's Triton block and the engine's default.</summary>
-    const int Chunk = 64;
-    /// <summary>BASED's projected q/k width d′.</summary>
-    const int BasedFeatureDim = 16;
+    internal const int Chunk = 64;
 
     /// <summary>x [B, T, H, D] → contiguous [B, H, T, D] (the copy every heads-first form makes).</summary>
-    static Tensor Heads(Tensor x) => x.permute(0, 2, 1, 3).contiguous();
-
-    /// <summary>log λ_h = −a_h (ALiBi slopes, as Lightning's TNL); the bare ops derive their factors from it on every call.</summary>
-    static Tensor[] LightningExtras(int heads, Device? device) =>
-        [torch.tensor(DecaySchedules.AlibiSlopes(heads).Select(a => -a).ToArray(), dtype: ScalarType.Float32, device: device)];
+    internal static Tensor Heads(Tensor x) => x.permute(0, 2, 1, 3).contiguous();
 
     /// <summary>A per-token gate g = log σ(x) [1, T, H] (≤ 0, data-dependent as in GLA).</summary>
     static Tensor Gate(int t, int heads, Device? device, bool grad)
     {
         var g = new Generator((ulong)t + 2);
         return nn.functional.logsigmoid(torch.randn([1, t, heads], generator: g) + 3).to(device ?? CPU).requires_grad_(grad);
-    }
-
-    /// <summary>BASED's q, k [1, T, H, d′ = 16] and v [1, T, H, D].</summary>
-    static Tensor[] BasedQkv(int t, int heads, int dim, Device? device, bool grad)
-    {
-        var g = new Generator((ulong)t + 1);
-        Tensor Draw(int width) => torch.randn([1, t, heads, width], generator: g).to(device ?? CPU).requires_grad_(grad);
-        return [Draw(BasedFeatureDim), Draw(BasedFeatureDim), Draw(dim)];
     }
 
     /// <summary>
@@ -186,7 +141,7 @@ public static class Parity
         new StringDataFrameColumn("bare_ops", rows.Select(r => r.BareOps)));
 
     /// <summary>q, k, v [1, T, H, D] from a generator seeded with T, and the causal hidden mask [T, T] (j &gt; i) for the bare ops.</summary>
-    static Tensor[] Qkv(int t, int heads, int dim, Device? device, bool grad)
+    internal static Tensor[] Qkv(int t, int heads, int dim, Device? device, bool grad)
     {
         var g = new Generator((ulong)t);
         Tensor Draw() => torch.randn([1, t, heads, dim], generator: g).to(device ?? CPU).requires_grad_(grad);

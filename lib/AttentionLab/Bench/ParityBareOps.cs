@@ -11,22 +11,6 @@ namespace AttentionLab.Bench;
 static class ParityBareOps
 {
     /// <summary>
-    /// The per-chunk factors of a decayed form, computed from log λ on every call (as the library must):
-    /// D [1, H, 1, C, C], λ^{i+1} and λ^{C−1−j} [1, H, 1, C, 1], λ^C [1, H, 1, 1], and the tiled loop's λ^{j} and λ^{C−j} [1, H, C, 1].
-    /// </summary>
-    internal static Tensor[] DecayFactors(Tensor logDecay, int chunk)
-    {
-        var ld = logDecay.view(1, -1, 1, 1);
-        var i = torch.arange(chunk, dtype: ScalarType.Float32, device: logDecay.device);
-        var rel = i.unsqueeze(1) - i.unsqueeze(0);                                       // i − j
-        var mask = (rel * ld).masked_fill(rel.lt(0), double.NegativeInfinity).exp();    // λ^{i−j}, 0 above the diagonal
-        var qDecay = ((i + 1).unsqueeze(-1) * ld).exp();                                 // λ^{i+1}
-        var kDecay = ((chunk - 1 - i).unsqueeze(-1) * ld).exp();                         // λ^{C−1−j}
-        var (qTile, kTile) = ((i.unsqueeze(-1) * ld).exp(), ((chunk - i).unsqueeze(-1) * ld).exp());   // λ^{j}, λ^{C−j}
-        return [mask.unsqueeze(2), qDecay.unsqueeze(2), kDecay.unsqueeze(2), (ld * chunk).exp(), qTile, kTile];
-    }
-
-    /// <summary>
     /// Causal chunked linear attention on head-major φq, φk [B, H, T, F], v [B, H, T, Dv] from a zero state:
     /// o = intra + q̃ S (÷ the same with v → 1 when normalised). <paramref name="mask"/> [.., C, C] is tril (⊙ λ^{i−j});
     /// qDecay / kDecay / gamma null without decay. Returns [B, H, T, Dv].
@@ -118,76 +102,5 @@ static class ParityBareOps
     }
 
     /// <summary>Grad mode on and one of the tensors requires grad.</summary>
-    static bool Tracks(params Tensor[] xs) => torch.is_grad_enabled() && xs.Any(x => x.requires_grad);
-
-    /// <summary>Lightning's tiled loop (the last block may be shorter): per block intra + λ^{j} Q KV, KV ← λ^B KV + (λ^{B−j} K)ᵀ V.</summary>
-    internal static Tensor Tiled(Tensor q, Tensor k, Tensor v, int block, Tensor mask, Tensor qj, Tensor kj, Tensor gamma)
-    {
-        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dv = v.shape[3];
-        bool track = Tracks(q, k, v);
-        var o = track ? null : torch.empty([b, t, h, dv], dtype: v.dtype, device: v.device).permute(0, 2, 1, 3);   // [B, H, T, Dv] view of the output layout
-        var blocks = new List<Tensor>();
-        var kv = torch.zeros([b, h, d, dv], dtype: v.dtype, device: v.device);
-        var m = mask.squeeze(2);
-        for (long start = 0; start < t; start += block)
-        {
-            long len = Math.Min(block, t - start);                                       // the last block may be shorter
-            var (qi, ki, vi) = (q.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len));
-            var oi = qi.matmul(ki.transpose(-2, -1)).mul_(m.narrow(-2, 0, len).narrow(-1, 0, len)).matmul(vi);   // [(Q_i K_iᵀ) ⊙ D] V_i
-            oi.add_(qi.matmul(kv).mul_(qj.narrow(-2, 0, len)));                         // + diag(λ^j) Q_i KV
-            if (track) blocks.Add(oi); else o!.narrow(2, start, len).copy_(oi);
-            if (start + len < t) kv = gamma * kv + (ki * kj).transpose(-2, -1).matmul(vi);   // KV ← λ^B KV + (λ^{B−j} K)ᵀ V
-        }
-        return o ?? torch.cat(blocks, 2);
-    }
-
-    /// <summary>
-    /// fla's BASED decomposition for one configuration: per chunk the masked quadratic kernel 1 + s + s²/2 plus the
-    /// order-0/1/2 running sums read by q̃, q̃⊗q̃; q̃ = q/√d′. Returns [B, H, T, Dv].
-    /// </summary>
-    internal static Tensor TaylorChunked(Tensor q, Tensor k, Tensor v, int chunk, Tensor hidden, double eps)
-    {
-        long b = q.shape[0], h = q.shape[1], t = q.shape[2], d = q.shape[3], dv = v.shape[3];
-        var qt = q / Math.Sqrt(d);
-        bool track = Tracks(q, k, v);
-        var o = track ? null : torch.empty([b, t, h, dv], dtype: v.dtype, device: v.device).permute(0, 2, 1, 3);   // [B, H, T, Dv] view of the output layout
-        var chunks = new List<Tensor>();
-        Tensor Z(params long[] shape) => torch.zeros(shape, dtype: v.dtype, device: v.device);
-        var (a0, c0, a1, b1, a2, b2) = (Z(b, h, 1, dv), 0.0, Z(b, h, d, dv), Z(b, h, d, 1), Z(b, h, d * d, dv), Z(b, h, d * d, 1));
-        for (long start = 0; start < t; start += chunk)
-        {
-            long len = Math.Min(chunk, t - start);
-            var (qc, kc, vc) = (qt.narrow(2, start, len), k.narrow(2, start, len), v.narrow(2, start, len));
-            var s = qc.matmul(kc.transpose(-2, -1));
-            var kernel = s.square().mul_(0.5).add_(s).add_(1.0).masked_fill_(hidden.narrow(0, 0, len).narrow(1, 0, len), 0.0);
-            var qq = (qc.unsqueeze(-1) * qc.unsqueeze(-2)).flatten(-2);
-            var num = kernel.matmul(vc).add_(a0).add_(qc.matmul(a1)).add_(qq.matmul(a2).mul_(0.5));
-            var den = kernel.sum(-1, keepdim: true).add_(c0).add_(qc.matmul(b1)).add_(qq.matmul(b2).mul_(0.5));
-            if (track) chunks.Add(num.div_(den.add_(eps))); else o!.narrow(2, start, len).copy_(num.div_(den.add_(eps)));
-            var kk = (kc.unsqueeze(-1) * kc.unsqueeze(-2)).flatten(-2);
-            (a0, c0, a1, b1) = (a0 + vc.sum(2, keepdim: true), c0 + len, a1 + kc.transpose(-2, -1).matmul(vc), b1 + kc.sum(2).unsqueeze(-1));
-            (a2, b2) = (a2 + kk.transpose(-2, -1).matmul(vc), b2 + kk.sum(2).unsqueeze(-1));
-        }
-        return o ?? torch.cat(chunks, 2);
-    }
-
-    /// <summary>The packed Taylor φ as bare ops: [1, x, x_m x_{n≥m}] ⊙ coefficients (precomputed row).</summary>
-    internal static Tensor TaylorPacked(Tensor x, Tensor coefficients)
-    {
-        long d = x.shape[^1];
-        var parts = new List<Tensor> { torch.ones_like(x.narrow(-1, 0, 1)), x };
-        for (long m = 0; m < d; m++) parts.Add(x.narrow(-1, m, 1) * x.narrow(-1, m, d - m));
-        return torch.cat(parts, -1).mul_(coefficients);
-    }
-
-    /// <summary>The packed Taylor map's coefficient row for d′ (1, d′^{−1/4} …, then 1/(√2√d′) on the diagonal, 1/√d′ off it).</summary>
-    internal static Tensor TaylorCoefficients(int d, Device? device)
-    {
-        double rd = Math.Sqrt(d), rrd = Math.Sqrt(rd);
-        var coeff = new List<double> { 1.0 };
-        for (int n = 0; n < d; n++) coeff.Add(1.0 / rrd);
-        for (int m = 0; m < d; m++)
-            for (int n = m; n < d; n++) coeff.Add(m != n ? 1.0 / rd : 1.0 / (Math.Sqrt(2) * rd));
-        return torch.tensor(coeff.ToArray(), dtype: ScalarType.Float32, device: device);
-    }
+    internal static bool Tracks(params Tensor[] xs) => torch.is_grad_enabled() && xs.Any(x => x.requires_grad);
 }

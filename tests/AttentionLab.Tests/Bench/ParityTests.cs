@@ -1,4 +1,6 @@
 using AttentionLab.Bench;
+using AttentionLab.Papers.Based;
+using AttentionLab.Papers.LightningAttention;
 
 namespace AttentionLab.Tests.Bench;
 
@@ -8,7 +10,7 @@ public class ParityTests
     [Fact]
     public void EveryCaseAgreesWithItsBareOpsAndReportsBothPasses()
     {
-        var cases = Parity.Cases(heads: 2, dim: 8);
+        var cases = Parity.Cases(heads: 2, dim: 8).Concat(LightningParity.Cases(heads: 2, dim: 8)).Concat(BasedParity.Cases(heads: 2, dim: 8)).ToList();
         int[] lengths = [33, 128, 130];   // 130: two full chunks of 64 and a tail
         var rows = Parity.Run(cases, lengths, backward: true, warmup: 0, repeats: 1);
         Assert.Equal(cases.Sum(c => lengths.Count(t => t <= c.MaxLength && t % c.MinMultiple == 0)) * 2, rows.Count);
