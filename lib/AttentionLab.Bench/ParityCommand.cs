@@ -1,5 +1,6 @@
 using AttentionLab.Core;
 using AttentionLab.Papers.Based;
+using AttentionLab.Papers.Flowformer;
 using AttentionLab.Papers.LightningAttention;
 using TorchSharp;
 
@@ -31,7 +32,8 @@ static class ParityCommand
         var words = (o.OptionalText("methods") ?? "").Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
         var (heads, dim) = (o.Int("heads"), o.Int("dim"));
         var all = Parity.Cases(heads, dim, device).Take(1).Concat(LightningParity.Cases(heads, dim, device))
-            .Concat(Parity.Cases(heads, dim, device).Skip(1)).Concat(BasedParity.Cases(heads, dim, device));
+            .Concat(Parity.Cases(heads, dim, device).Skip(1)).Concat(BasedParity.Cases(heads, dim, device))
+            .Concat(FlowParity.Cases(heads, dim, device));
         var cases = all
             .Where(c => words.Length == 0 || words.Any(w => c.Method.Contains(w, StringComparison.OrdinalIgnoreCase))).ToList();
         if (cases.Count == 0) throw new ArgumentException($"--methods '{string.Join(",", words)}' matches no parity case.", "methods");

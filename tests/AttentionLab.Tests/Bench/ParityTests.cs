@@ -1,5 +1,6 @@
 using AttentionLab.Bench;
 using AttentionLab.Papers.Based;
+using AttentionLab.Papers.Flowformer;
 using AttentionLab.Papers.LightningAttention;
 
 namespace AttentionLab.Tests.Bench;
@@ -10,7 +11,8 @@ public class ParityTests
     [Fact]
     public void EveryCaseAgreesWithItsBareOpsAndReportsBothPasses()
     {
-        var cases = Parity.Cases(heads: 2, dim: 8).Concat(LightningParity.Cases(heads: 2, dim: 8)).Concat(BasedParity.Cases(heads: 2, dim: 8)).ToList();
+        var cases = Parity.Cases(heads: 2, dim: 8).Concat(LightningParity.Cases(heads: 2, dim: 8)).Concat(BasedParity.Cases(heads: 2, dim: 8))
+            .Concat(FlowParity.Cases(heads: 2, dim: 8)).ToList();
         int[] lengths = [33, 128, 130];   // 130: two full chunks of 64 and a tail
         var rows = Parity.Run(cases, lengths, backward: true, warmup: 0, repeats: 1);
         Assert.Equal(cases.Sum(c => lengths.Count(t => t <= c.MaxLength && t % c.MinMultiple == 0)) * 2, rows.Count);
