@@ -74,7 +74,7 @@ public sealed class TaylorFeatureMap : IFeatureMap
     /// The coefficient row as a tensor, built once per (d, packing, dtype, device) for the process and kept (read-only;
     /// never handed out), so maps made per call or per layer share it.
     /// </summary>
-    Tensor Coefficients(ScalarType dtype, Device device) => coefficientCache.GetOrAdd((InputDim, PackSymmetric, dtype, device.type, device.index),
+    internal Tensor Coefficients(ScalarType dtype, Device device) => coefficientCache.GetOrAdd((InputDim, PackSymmetric, dtype, device.type, device.index),
         _ => torch.tensor(pairCoeff, dtype: dtype, device: device).DetachFromDisposeScope());
 
     /// <param name="inputDim">d, the dimension of the projected q and k (BASED's d′, e.g. 16).</param>

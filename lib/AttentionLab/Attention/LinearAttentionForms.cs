@@ -35,14 +35,12 @@ static class LinearAttentionForms
     /// </summary>
     internal static bool Tracks(params Tensor?[] tensors) => torch.is_grad_enabled() && tensors.Any(x => x is not null && x.requires_grad);
 
-    /// <summary>D [.., L, L] with D_ij = λ^{i−j} (i ≥ j), 0 above the diagonal; plain lower-triangular ones without decay.</summary>
-    internal static Tensor DecayMask(long length, Tensor? ld, ScalarType dtype, Device device)
+    /// <summary>D [.., L, L] with D_ij = λ^{i−j} (i ≥ j), 0 above the diagonal (without decay the forms mask with the cached causal mask).</summary>
+    internal static Tensor DecayMask(long length, Tensor ld, ScalarType dtype, Device device)
     {
         var pos = torch.arange(length, dtype: dtype, device: device);
         var rel = pos.unsqueeze(1) - pos.unsqueeze(0);                                  // i − j
-        var above = rel.lt(0);
-        if (ld is null) return torch.ones_like(rel).masked_fill(above, 0.0);            // tril(1)
-        var logD = (rel * ld).masked_fill(above, double.NegativeInfinity);              // tril: (i−j)·log λ, −∞ above
+        var logD = (rel * ld).masked_fill(rel.lt(0), double.NegativeInfinity);          // tril: (i−j)·log λ, −∞ above
         return logD.exp();                                                               // exp; exp(−∞) = 0 keeps it tril
     }
 

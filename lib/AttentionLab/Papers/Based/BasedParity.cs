@@ -79,14 +79,7 @@ public static class BasedParity
         return torch.cat(parts, -1).mul_(coefficients);
     }
 
-    /// <summary>The packed Taylor map's coefficient row for d′ (1, d′^{−1/4} …, then 1/(√2√d′) on the diagonal, 1/√d′ off it).</summary>
-    internal static Tensor TaylorCoefficients(int d, Device? device)
-    {
-        double rd = Math.Sqrt(d), rrd = Math.Sqrt(rd);
-        var coeff = new List<double> { 1.0 };
-        for (int n = 0; n < d; n++) coeff.Add(1.0 / rrd);
-        for (int m = 0; m < d; m++)
-            for (int n = m; n < d; n++) coeff.Add(m != n ? 1.0 / rd : 1.0 / (Math.Sqrt(2) * rd));
-        return torch.tensor(coeff.ToArray(), dtype: ScalarType.Float32, device: device);
-    }
+    /// <summary>The packed Taylor map's coefficient row for d′ (the map's own cached row: a constant, not part of the timed ops).</summary>
+    internal static Tensor TaylorCoefficients(int d, Device? device) =>
+        FeatureMaps.Taylor(d, packSymmetric: true).Coefficients(ScalarType.Float32, device ?? CPU).alias();   // a handle the scope may dispose
 }

@@ -68,7 +68,7 @@ public static class LightningAttention
         var acc = LinearAttention.AccumulationDtype(q.dtype);
         long b = q.shape[0], t = q.shape[1], h = q.shape[2], d = q.shape[3], dv = v.shape[3];
         long blocks = (t + block - 1) / block;
-        var (qh, kh, vh) = (Heads(q, acc, 0), Heads(k, acc, 0), Heads(v, acc, 0));               // [B, H, T, ·] views
+        var (qh, kh, vh) = (Heads(q, acc), Heads(k, acc), Heads(v, acc));               // [B, H, T, ·] views
         var ld = LinearAttention.HeadLogDecay(logDecay, acc);                                     // log λ [1, H, 1, 1] or null
         var f = BlockFactors(ld, block, acc, q.device);
         var kv = h0 is null ? torch.zeros(new[] { b, h, d, dv }, dtype: acc, device: q.device)
@@ -118,7 +118,7 @@ public static class LightningAttention
         using var scope = NewDisposeScope();
         var acc = LinearAttention.AccumulationDtype(q.dtype);
         long t = q.shape[1];
-        var (qh, kh, vh) = (Heads(q, acc, 0), Heads(k, acc, 0), Heads(v, acc, 0));                 // [B, H, T, ·]
+        var (qh, kh, vh) = (Heads(q, acc), Heads(k, acc), Heads(v, acc));                 // [B, H, T, ·]
         var ld = LinearAttention.HeadLogDecay(logDecay, acc)?.unsqueeze(-1);                        // log λ [1, H, 1, 1, 1] or null
         var outer = kh.unsqueeze(-1) * vh.unsqueeze(-2);                                            // k_sᵀ v_s  [B, H, T, D, Dv]
         long segment = CumsumSegment(logDecay, t, acc);
@@ -213,12 +213,8 @@ public static class LightningAttention
     /// <summary>λ^{n} · x for a state x [B, H, ·, ·] (x itself without decay).</summary>
     static Tensor Decay(Tensor x, Tensor? ld, long n) => ld is null || n == 0 ? x : (ld * n).exp() * x;
 
-    /// <summary>x [B, T, H, ·] → [B, H, T + pad, ·] in <paramref name="acc"/>, zero rows appended.</summary>
-    internal static Tensor Heads(Tensor x, ScalarType acc, long pad)
-    {
-        var xh = x.to(acc).permute(0, 2, 1, 3);
-        return pad == 0 ? xh : nn.functional.pad(xh, new long[] { 0, 0, 0, pad });
-    }
+    /// <summary>x [B, T, H, ·] → a [B, H, T, ·] view in <paramref name="acc"/> (a copy only when the dtype changes).</summary>
+    internal static Tensor Heads(Tensor x, ScalarType acc) => x.to(acc).permute(0, 2, 1, 3);
 
     internal static void Validate(Tensor q, Tensor k, Tensor v, Tensor? logDecay, LinearState? h0)
     {

@@ -22,7 +22,7 @@ public static class LightningNaive
         using var scope = NewDisposeScope();
         var acc = LinearAttention.AccumulationDtype(q.dtype);
         long t = q.shape[1];
-        var (qh, kh, vh) = (LightningAttention.Heads(q, acc, 0), LightningAttention.Heads(k, acc, 0), LightningAttention.Heads(v, acc, 0));   // [B, H, T, ·]
+        var (qh, kh, vh) = (LightningAttention.Heads(q, acc), LightningAttention.Heads(k, acc), LightningAttention.Heads(v, acc));   // [B, H, T, ·]
         var ld = LinearAttention.HeadLogDecay(logDecay, acc) ?? torch.zeros(1, q.shape[2], 1, 1, dtype: acc, device: q.device); // no decay: log λ = 0
         var mask = LightningAttention.Mask(t, ld);                                                                    // D [1, H, T, T]
         var o = (qh.matmul(kh.transpose(-2, -1)) * mask).matmul(vh);                               // [(Q Kᵀ) ⊙ D] V
